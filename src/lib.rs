@@ -1,0 +1,2 @@
+//! hallctl: the production-hall printing line controller.
+#![deny(missing_docs)]

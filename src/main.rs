@@ -1,0 +1,2 @@
+//! The `hallctl` command.
+fn main() {}
