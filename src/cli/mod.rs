@@ -1,0 +1,42 @@
+//! The command line: one subcommand per module, each a thin shell over the library.
+
+use clap::{Parser, Subcommand};
+
+pub mod sim;
+
+/// hallctl: the production-hall printing line controller.
+#[derive(Debug, Parser)]
+#[command(name = "hallctl", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Play a day (or a surge, or a laminator outage) of the line in the discrete-event simulator,
+    /// our scheduler side by side with a FIFO baseline.
+    Sim(sim::SimArgs),
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs a parsed command line.
+///
+/// # Errors
+/// Whatever the command reports; `main` prints it and exits non-zero.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Sim(args) => sim::run(args),
+    }
+}
