@@ -7,6 +7,8 @@
 //!
 //! # Codemap
 //! - [`job`]: the job, its lifecycle state machine ([`job::JobState::apply`]) and the stored record.
+//! - [`scheduler`]: which queued step goes to which station next, and why (pure, `O(log n)`).
 #![deny(missing_docs)]
 
 pub mod job;
+pub mod scheduler;
