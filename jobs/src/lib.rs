@@ -8,7 +8,10 @@
 //! # Codemap
 //! - [`job`]: the job, its lifecycle state machine ([`job::JobState::apply`]) and the stored record.
 //! - [`scheduler`]: which queued step goes to which station next, and why (pure, `O(log n)`).
+//! - [`sim`]: the discrete-event line simulator that plays a day on the same scheduler, side by side
+//!   with a FIFO baseline.
 #![deny(missing_docs)]
 
 pub mod job;
 pub mod scheduler;
+pub mod sim;
