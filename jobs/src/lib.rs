@@ -7,6 +7,11 @@
 //!
 //! # Codemap
 //! - [`job`]: the job, its lifecycle state machine ([`job::JobState::apply`]) and the stored record.
+//! - [`mrz`]: the ICAO 9303 TD3 machine readable zone: [`mrz::generate`] for printing,
+//!   [`mrz::parse`] for QC read-back, with per-field errors.
+//! - [`country`]: ISO 3166-1 alpha-3 and ICAO 9303 special codes for nationality and issuing state.
 #![deny(missing_docs)]
 
+pub mod country;
 pub mod job;
+pub mod mrz;
