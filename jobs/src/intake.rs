@@ -195,9 +195,10 @@ impl Report {
     }
 }
 
+/// Non-blank, returned as given: codes and identifiers are not trimmed, so that stray whitespace
+/// is reported instead of silently making `" TRK-1"` and `"TRK-1"` the same idempotency key.
 fn required(s: &str) -> Result<&str, String> {
-    let s = s.trim();
-    if s.is_empty() {
+    if s.trim().is_empty() {
         Err("is required".into())
     } else {
         Ok(s)
@@ -353,7 +354,7 @@ fn name(s: &str, field: &'static str, needed: bool) -> Result<String, String> {
 }
 
 fn free_text(s: &str, max: usize) -> Result<String, String> {
-    let s = required(s)?;
+    let s = required(s)?.trim();
     if s.chars().count() > max {
         return Err(format!("must be at most {max} characters"));
     }
@@ -708,6 +709,14 @@ mod tests {
                 "tracking_number",
                 Box::new(|r| r.tracking_number = "-TRK".into()),
             ),
+            (
+                "tracking_number",
+                Box::new(|r| r.tracking_number = " TRK-1".into()),
+            ),
+            (
+                "destination",
+                Box::new(|r| r.destination = "LHR-01 ".into()),
+            ),
             ("doc_type", Box::new(|r| r.doc_type = "passport".into())),
             ("doc_type", Box::new(|r| r.doc_type = "Ordinary".into())),
             ("class", Box::new(|r| r.class = "express".into())),
@@ -862,6 +871,25 @@ mod tests {
             let errors = validate(&req, &ctx()).expect_err(field);
             assert_eq!(errors.fields(), [field], "{errors}");
         }
+    }
+
+    #[test]
+    fn names_longer_than_the_mrz_are_accepted_and_truncated_there_only() {
+        let job = validate(
+            &with(|r| {
+                r.personalization.surname = "Bennelong Wooloomooloo Warrandyte Warnambool".into();
+                r.personalization.given_names = "Dingo Potoroo".into();
+            }),
+            &ctx(),
+        )
+        .expect("valid");
+        assert_eq!(
+            job.data.surname, "Bennelong Wooloomooloo Warrandyte Warnambool",
+            "the data page keeps the full name"
+        );
+        let m = mrz::generate(job.doc_type, &job.data).expect("printable");
+        assert!(m.name_truncated());
+        assert_eq!(&m.line1()[5..], "BENNELONG<WOOLOOMOOLOO<WARRANDYTE<W<<DI");
     }
 
     #[test]
