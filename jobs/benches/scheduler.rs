@@ -35,10 +35,10 @@ fn job(n: u64) -> (QueuedJob, Stage) {
     };
     let h = 3_600_000i64;
     let due = (n as i64 * 7919) % (120 * h);
-    let laminate = n % 2 == 0;
+    let laminate = n.is_multiple_of(2);
     let printed_by = laminate.then(|| {
         // Every fifth booklet was printed by someone now at a laminator.
-        if n % 10 == 0 {
+        if n.is_multiple_of(10) {
             OperatorId::new(format!("L{}", (n / 10) % 11))
         } else {
             OperatorId::new(format!("P{}", n % 10))
