@@ -41,6 +41,10 @@ pub struct SimArgs {
     /// Jobs submitted over the day.
     #[arg(long, default_value_t = 40_000, value_parser = clap::value_parser!(u32).range(1..=2_000_000))]
     pub jobs: u32,
+    /// Instead of --jobs: the day's offered load as a fraction of the line's physical limit
+    /// (e.g. 0.95); the number of jobs follows from it.
+    #[arg(long, conflicts_with = "jobs", value_parser = parse_load)]
+    pub load: Option<f64>,
     /// Seed of every random draw: the same seed gives the same report.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
@@ -50,6 +54,17 @@ pub struct SimArgs {
     /// Print one JSON object per scenario (an array for `all`) instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_load(s: &str) -> Result<f64, String> {
+    let x: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number (expected e.g. 0.95)"))?;
+    if (0.01..=3.0).contains(&x) {
+        Ok(x)
+    } else {
+        Err(format!("{x} is outside 0.01..=3.0"))
+    }
 }
 
 /// One scenario's comparison with the wall time each policy took.
@@ -246,7 +261,13 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         config.line.laminators = args.laminators;
         config.line.qc_stations = args.qc_stations;
         config.line.dispatch_stations = args.dispatch_stations;
-        config.jobs = args.jobs;
+        config.jobs = match args.load {
+            Some(load) => {
+                let (limit, _) = config.line.physical_limit_per_h();
+                (load * limit * 24.0).round().max(1.0) as u32
+            }
+            None => args.jobs,
+        };
         config.seed = args.seed;
         if !args.json {
             eprintln!("playing {} ...", scenario.name());
