@@ -92,7 +92,8 @@ fn bad_arguments_are_refused_with_the_argument_named() {
         (vec!["sim", "--printers", "0"], "--printers"),
         (vec!["sim", "--scenario", "blackout"], "--scenario"),
         (vec!["sim", "--jobs", "many"], "--jobs"),
-        (vec!["sim", "--load", "-1"], "--load"),
+        (vec!["sim", "--load=-1"], "--load"),
+        (vec!["sim", "--load", "7"], "--load"),
         (vec!["sim", "--load", "0.9", "--jobs", "10"], "--load"),
     ] {
         let out = hallctl(&args);
