@@ -657,17 +657,7 @@ impl<'a> Engine<'a> {
 pub fn compare(config: &SimConfig) -> Comparison {
     let ours = simulate(config, &Policy::default());
     let fifo = simulate(config, &Policy::Fifo);
-    let (limit, bottleneck) = config.line.physical_limit_per_h();
-    Comparison {
-        scenario: config.scenario.name().to_string(),
-        seed: config.seed,
-        jobs: config.jobs,
-        offered_load: config.offered_load(),
-        physical_limit_per_h: limit,
-        bottleneck: bottleneck.name().to_string(),
-        ours,
-        fifo,
-    }
+    Comparison::of(config, ours, fifo)
 }
 
 #[cfg(test)]
