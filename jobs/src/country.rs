@@ -33,16 +33,17 @@ pub const ISO_3166_ALPHA3: [&str; 249] = [
 
 /// Codes of ICAO Doc 9303 Part 3 that are not ISO 3166-1 alpha-3 codes.
 ///
-/// `nationality_only` marks statuses (stateless, refugee, unspecified) that describe a holder and
-/// can never be an issuing state.
+/// `nationality_only` marks statuses (stateless, refugee, unspecified, and the British
+/// nationality statuses, whose passports GBR issues) that describe a holder and can never be an
+/// issuing state.
 pub const ICAO_SPECIAL_CODES: &[IcaoCode] = &[
     IcaoCode::new("D", "Germany (the MRZ uses D, not DEU)", false),
     IcaoCode::new("EUE", "European Union", false),
-    IcaoCode::new("GBD", "British Overseas Territories Citizen", false),
-    IcaoCode::new("GBN", "British National (Overseas)", false),
-    IcaoCode::new("GBO", "British Overseas Citizen", false),
-    IcaoCode::new("GBP", "British Protected Person", false),
-    IcaoCode::new("GBS", "British Subject", false),
+    IcaoCode::new("GBD", "British Overseas Territories Citizen", true),
+    IcaoCode::new("GBN", "British National (Overseas)", true),
+    IcaoCode::new("GBO", "British Overseas Citizen", true),
+    IcaoCode::new("GBP", "British Protected Person", true),
+    IcaoCode::new("GBS", "British Subject", true),
     IcaoCode::new("RKS", "Kosovo", false),
     IcaoCode::new("UNA", "Specialized agency of the United Nations", false),
     IcaoCode::new("UNK", "Resident of Kosovo (UNMIK travel document)", false),
@@ -99,14 +100,26 @@ fn special(code: &str) -> Option<&'static IcaoCode> {
     ICAO_SPECIAL_CODES.iter().find(|c| c.code == code)
 }
 
+/// ISO codes that ICAO 9303 replaces in the MRZ, with the code to write instead.
+pub const ICAO_REPLACED: &[(&str, &str)] = &[("DEU", "D")];
+
+/// The code ICAO 9303 writes instead of this ISO code, if it replaces it (`DEU` → `D`).
+pub fn icao_replacement(code: &str) -> Option<&'static str> {
+    ICAO_REPLACED
+        .iter()
+        .find(|(iso, _)| *iso == code)
+        .map(|(_, icao)| *icao)
+}
+
 /// Whether `code` may stand in the nationality field of an MRZ.
 pub fn is_nationality_code(code: &str) -> bool {
-    is_iso_alpha3(code) || special(code).is_some()
+    icao_replacement(code).is_none() && (is_iso_alpha3(code) || special(code).is_some())
 }
 
 /// Whether `code` may stand in the issuing state or organization field of an MRZ.
 pub fn is_issuing_code(code: &str) -> bool {
-    is_iso_alpha3(code) || special(code).is_some_and(|c| !c.nationality_only)
+    icao_replacement(code).is_none()
+        && (is_iso_alpha3(code) || special(code).is_some_and(|c| !c.nationality_only))
 }
 
 #[cfg(test)]
@@ -142,10 +155,12 @@ mod tests {
     fn codes_by_role() {
         for (code, nationality, issuing) in [
             ("PAK", true, true),
-            ("DEU", true, true),
+            ("DEU", false, false),
             ("D", true, true),
             ("UTO", true, true),
-            ("GBD", true, true),
+            ("GBD", true, false),
+            ("GBS", true, false),
+            ("GBR", true, true),
             ("XPO", true, true),
             ("RKS", true, true),
             ("XXA", true, false),

@@ -366,10 +366,13 @@ fn free_text(s: &str, max: usize) -> Result<String, String> {
 
 fn code(s: &str, valid: fn(&str) -> bool, what: &str) -> Result<String, String> {
     let s = required(s)?;
+    if let Some(icao) = country::icao_replacement(s) {
+        return Err(format!("{s} is written {icao} in the MRZ (ICAO 9303)"));
+    }
     if !valid(s) {
         return Err(format!(
             "must be an ISO 3166-1 alpha-3 code or an ICAO 9303 code valid as {what} (upper case, \
-             e.g. PAK, D, GBD)"
+             e.g. PAK or D)"
         ));
     }
     Ok(s.to_string())
@@ -689,6 +692,17 @@ mod tests {
     }
 
     #[test]
+    fn iso_codes_icao_replaces_get_the_icao_code_in_the_message() {
+        let e = validate(
+            &with(|r| r.personalization.nationality = "DEU".into()),
+            &ctx(),
+        )
+        .expect_err("DEU");
+        assert_eq!(e.0.len(), 1);
+        assert_eq!(e.0[0].message, "DEU is written D in the MRZ (ICAO 9303)");
+    }
+
+    #[test]
     fn each_invalid_field_is_reported_under_its_own_name() {
         let long = |n: usize| "A".repeat(n);
         type Case = (&'static str, Box<dyn Fn(&mut JobRequest)>);
@@ -811,6 +825,18 @@ mod tests {
             (
                 "personalization.issuing_state",
                 Box::new(|r| r.personalization.issuing_state = "UT".into()),
+            ),
+            (
+                "personalization.issuing_state",
+                Box::new(|r| r.personalization.issuing_state = "GBD".into()),
+            ),
+            (
+                "personalization.issuing_state",
+                Box::new(|r| r.personalization.issuing_state = "DEU".into()),
+            ),
+            (
+                "personalization.nationality",
+                Box::new(|r| r.personalization.nationality = "DEU".into()),
             ),
             (
                 "personalization.document_number",

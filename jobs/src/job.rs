@@ -278,7 +278,7 @@ pub struct StepRun {
 }
 
 /// Why an item was spoiled and the job sent back to printing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SpoilReason {
     /// The printer jammed.
@@ -314,7 +314,10 @@ pub enum Waiting {
     /// Waiting for printing.
     Queued,
     /// Waiting for a new booklet after a spoil.
-    SpoiledRequeued,
+    SpoiledRequeued {
+        /// Why the last booklet was spoiled.
+        reason: SpoilReason,
+    },
     /// Printed, waiting for lamination.
     Printed,
     /// Laminated, waiting for QC.
@@ -327,7 +330,7 @@ impl Waiting {
     /// The stage this waiting state waits for.
     pub fn next_stage(self) -> Stage {
         match self {
-            Waiting::Queued | Waiting::SpoiledRequeued => Stage::Print,
+            Waiting::Queued | Waiting::SpoiledRequeued { .. } => Stage::Print,
             Waiting::Printed => Stage::Laminate,
             Waiting::Laminated => Stage::Qc,
             Waiting::Ready => Stage::Dispatch,
@@ -439,6 +442,8 @@ pub enum JobEvent {
     Inspect {
         /// The decision.
         verdict: InspectionVerdict,
+        /// For a completed print or lamination: the serial found on the booklet or patch.
+        serial: Option<String>,
     },
 }
 
@@ -496,7 +501,9 @@ impl JobState {
     pub fn waiting(&self) -> Option<Waiting> {
         match self {
             JobState::Queued => Some(Waiting::Queued),
-            JobState::SpoiledRequeued { .. } => Some(Waiting::SpoiledRequeued),
+            JobState::SpoiledRequeued { reason } => {
+                Some(Waiting::SpoiledRequeued { reason: *reason })
+            }
             JobState::Printed => Some(Waiting::Printed),
             JobState::Laminated => Some(Waiting::Laminated),
             JobState::Ready => Some(Waiting::Ready),
@@ -522,12 +529,10 @@ impl JobState {
         )
     }
 
-    fn from_waiting(w: Waiting, last_spoil: Option<SpoilReason>) -> JobState {
+    fn from_waiting(w: Waiting) -> JobState {
         match w {
             Waiting::Queued => JobState::Queued,
-            Waiting::SpoiledRequeued => JobState::SpoiledRequeued {
-                reason: last_spoil.unwrap_or(SpoilReason::Inspection),
-            },
+            Waiting::SpoiledRequeued { reason } => JobState::SpoiledRequeued { reason },
             Waiting::Printed => JobState::Printed,
             Waiting::Laminated => JobState::Laminated,
             Waiting::Ready => JobState::Ready,
@@ -583,11 +588,18 @@ impl JobState {
                     Stage::Qc | Stage::Dispatch => S::Ready,
                 }
             }
-            (S::Printing { .. } | S::Laminating { .. } | S::Qc { .. }, E::Spoil { reason }) => {
-                S::SpoiledRequeued {
-                    reason: reason.clone(),
-                }
-            }
+            // A defect found during a step, or on a booklet waiting between steps (or held):
+            // destroy and reproduce.
+            (
+                S::Printing { .. }
+                | S::Laminating { .. }
+                | S::Qc { .. }
+                | S::Printed
+                | S::Laminated
+                | S::Ready
+                | S::Held { .. },
+                E::Spoil { reason },
+            ) => S::SpoiledRequeued { reason: *reason },
             (S::Ready, E::Dispatch { bag }) => S::Dispatched { bag: bag.clone() },
             (
                 S::Queued | S::SpoiledRequeued { .. } | S::Printed | S::Laminated | S::Ready,
@@ -595,7 +607,7 @@ impl JobState {
             ) => S::Held {
                 resume: self.waiting().ok_or_else(|| refuse(String::new()))?,
             },
-            (S::Held { resume }, E::Release) => S::from_waiting(*resume, None),
+            (S::Held { resume }, E::Release) => S::from_waiting(*resume),
             (
                 S::Received
                 | S::Queued
@@ -616,7 +628,7 @@ impl JobState {
                     run: run.clone(),
                 }
             }
-            (S::NeedsInspection { stage, .. }, E::Inspect { verdict }) => match verdict {
+            (S::NeedsInspection { stage, .. }, E::Inspect { verdict, .. }) => match verdict {
                 InspectionVerdict::StepCompleted => match stage {
                     Stage::Print => S::Printed,
                     Stage::Laminate => S::Laminated,
@@ -635,6 +647,70 @@ impl JobState {
         };
         Ok(next)
     }
+}
+
+/// Separation of duties (ICAO Doc 9303 Part 2, §4.3): who may do a step on a booklet, given who
+/// did the earlier ones. The one rule the scheduler, the job record and the simulator all use.
+///
+/// The operator who laminates a booklet never printed it: that rule is fixed, it is why this
+/// product exists. Whether QC must be a third person is configurable, strict by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Separation {
+    /// QC must be done by someone who neither printed nor laminated the booklet.
+    pub qc_independent: bool,
+}
+
+impl Separation {
+    /// The default: QC is a third person.
+    pub fn strict() -> Self {
+        Self {
+            qc_independent: true,
+        }
+    }
+
+    /// Whether `operator` may do `stage` on a booklet printed by `printed_by` and laminated by
+    /// `laminated_by`.
+    ///
+    /// # Errors
+    /// [`SeparationViolation`] naming the earlier step this operator did.
+    pub fn check(
+        &self,
+        stage: Stage,
+        operator: &OperatorId,
+        printed_by: Option<&OperatorId>,
+        laminated_by: Option<&OperatorId>,
+    ) -> Result<(), SeparationViolation> {
+        let printed = printed_by == Some(operator);
+        let laminated = laminated_by == Some(operator);
+        match stage {
+            Stage::Laminate | Stage::Qc
+                if printed && (stage == Stage::Laminate || self.qc_independent) =>
+            {
+                Err(SeparationViolation::PrintedIt(operator.clone()))
+            }
+            Stage::Qc if laminated && self.qc_independent => {
+                Err(SeparationViolation::LaminatedIt(operator.clone()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Default for Separation {
+    fn default() -> Self {
+        Self::strict()
+    }
+}
+
+/// A step refused by separation of duties.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SeparationViolation {
+    /// The operator printed this booklet.
+    #[error("operator {0} printed this booklet")]
+    PrintedIt(OperatorId),
+    /// The operator laminated this booklet.
+    #[error("operator {0} laminated this booklet")]
+    LaminatedIt(OperatorId),
 }
 
 /// Who did the finished steps of a job: the facts separation of duties and the trace need.
@@ -676,11 +752,55 @@ impl JobRecord {
         }
     }
 
-    /// The record after `event`: the state machine plus the crew bookkeeping.
+    /// The record after `event`: the state machine, separation of duties and the crew
+    /// bookkeeping. A step cannot start with an operator `separation` bars; a print or lamination
+    /// cannot finish without the serial scanned for it; each spoil is counted once.
     ///
     /// # Errors
-    /// The [`TransitionError`] of [`JobState::apply`]; the record is unchanged.
-    pub fn apply(&self, event: &JobEvent) -> Result<JobRecord, TransitionError> {
+    /// The [`TransitionError`] of [`JobState::apply`], or one naming the separation rule or the
+    /// missing serial; the record is unchanged.
+    pub fn apply(
+        &self,
+        event: &JobEvent,
+        separation: &Separation,
+    ) -> Result<JobRecord, TransitionError> {
+        let refuse = |detail: String| TransitionError {
+            state: self.state.name(),
+            event: event.name(),
+            detail,
+        };
+        let needs_serial = |stage: Stage, serial: &Option<String>| match (stage, serial) {
+            (Stage::Print, None) => Err(refuse(
+                ": the booklet serial scanned at print is missing".into(),
+            )),
+            (Stage::Laminate, None) => Err(refuse(
+                ": the patch serial scanned at lamination is missing".into(),
+            )),
+            _ => Ok(()),
+        };
+        match event {
+            JobEvent::Start { stage, run } => {
+                let op = |s: &Option<StepRun>| s.as_ref().map(|r| r.operator.clone());
+                separation
+                    .check(
+                        *stage,
+                        &run.operator,
+                        op(&self.crew.printed).as_ref(),
+                        op(&self.crew.laminated).as_ref(),
+                    )
+                    .map_err(|v| refuse(format!(": {v}")))?;
+            }
+            JobEvent::Finish { stage, serial } => needs_serial(*stage, serial)?,
+            JobEvent::Inspect {
+                verdict: InspectionVerdict::StepCompleted,
+                serial,
+            } => {
+                if let JobState::NeedsInspection { stage, .. } = &self.state {
+                    needs_serial(*stage, serial)?;
+                }
+            }
+            _ => {}
+        }
         let state = self.state.apply(event)?;
         let mut next = JobRecord {
             job: self.job.clone(),
@@ -704,17 +824,31 @@ impl JobRecord {
                 JobState::NeedsInspection { stage, run },
                 JobEvent::Inspect {
                     verdict: InspectionVerdict::StepCompleted,
+                    serial,
                 },
             ) => match stage {
-                Stage::Print => next.crew.printed = Some(run.clone()),
-                Stage::Laminate => next.crew.laminated = Some(run.clone()),
+                Stage::Print => {
+                    next.crew.printed = Some(run.clone());
+                    next.crew.booklet = serial.clone();
+                }
+                Stage::Laminate => {
+                    next.crew.laminated = Some(run.clone());
+                    next.crew.patch = serial.clone();
+                }
                 Stage::Qc | Stage::Dispatch => next.crew.checked = Some(run.clone()),
             },
             _ => {}
         }
-        if matches!(next.state, JobState::SpoiledRequeued { .. })
-            && !matches!(self.state, JobState::SpoiledRequeued { .. })
-        {
+        // A spoil is an event, not a state: counting state changes would count a held and
+        // released spoiled job twice.
+        if matches!(
+            event,
+            JobEvent::Spoil { .. }
+                | JobEvent::Inspect {
+                    verdict: InspectionVerdict::Spoil,
+                    ..
+                }
+        ) {
             next.spoiled += 1;
             next.crew = Crew::default();
         }
@@ -858,7 +992,7 @@ mod tests {
         ];
         let mut names = vec![r.state.name()];
         for e in &events {
-            r = r.apply(e).expect("allowed");
+            r = r.apply(e, &Separation::strict()).expect("allowed");
             names.push(r.state.name());
         }
         assert_eq!(
@@ -952,7 +1086,7 @@ mod tests {
                 reason: SpoilReason::LaminationDefect,
             },
         ] {
-            r = r.apply(&e).expect("allowed");
+            r = r.apply(&e, &Separation::strict()).expect("allowed");
         }
         assert_eq!(
             r.state,
@@ -967,10 +1101,13 @@ mod tests {
             "a new booklet means a new chain of custody"
         );
         let again = r
-            .apply(&JobEvent::Start {
-                stage: Stage::Print,
-                run: run("D"),
-            })
+            .apply(
+                &JobEvent::Start {
+                    stage: Stage::Print,
+                    run: run("D"),
+                },
+                &Separation::strict(),
+            )
             .expect("reprint");
         assert_eq!(again.state.name(), "printing");
     }
@@ -1003,21 +1140,24 @@ mod tests {
         );
         assert_eq!(
             ni.apply(&JobEvent::Inspect {
-                verdict: InspectionVerdict::RetryStep
+                verdict: InspectionVerdict::RetryStep,
+                serial: None,
             })
             .expect("ok"),
             JobState::Queued
         );
         assert_eq!(
             ni.apply(&JobEvent::Inspect {
-                verdict: InspectionVerdict::StepCompleted
+                verdict: InspectionVerdict::StepCompleted,
+                serial: Some("BK-1".into()),
             })
             .expect("ok"),
             JobState::Printed
         );
         assert_eq!(
             ni.apply(&JobEvent::Inspect {
-                verdict: InspectionVerdict::Spoil
+                verdict: InspectionVerdict::Spoil,
+                serial: None,
             })
             .expect("ok")
             .name(),
@@ -1028,11 +1168,194 @@ mod tests {
     #[test]
     fn stored_record_is_versioned_and_round_trips() {
         let r = JobRecord::new(job())
-            .apply(&JobEvent::Queue)
+            .apply(&JobEvent::Queue, &Separation::strict())
             .expect("queue");
         let json = serde_json::to_string(&StoredJobRecord::from(r.clone())).expect("ser");
         assert!(json.starts_with(r#"{"v":"1""#), "{json}");
         let back: StoredJobRecord = serde_json::from_str(&json).expect("de");
         assert_eq!(JobRecord::from(back), r);
+    }
+
+    fn printed_by(op: &str) -> JobRecord {
+        let mut r = JobRecord::new(job());
+        for e in [
+            JobEvent::Queue,
+            JobEvent::Start {
+                stage: Stage::Print,
+                run: run(op),
+            },
+            JobEvent::Finish {
+                stage: Stage::Print,
+                serial: Some("BK-9001234".into()),
+            },
+        ] {
+            r = r.apply(&e, &Separation::strict()).expect("allowed");
+        }
+        r
+    }
+
+    #[test]
+    fn the_record_refuses_the_printer_at_lamination_and_both_at_qc() {
+        let r = printed_by("A");
+        let strict = Separation::strict();
+        let lam_a = JobEvent::Start {
+            stage: Stage::Laminate,
+            run: run("A"),
+        };
+        let err = r.apply(&lam_a, &strict).expect_err("A printed it");
+        assert_eq!(
+            err.to_string(),
+            "a job that is printed cannot start: operator A printed this booklet"
+        );
+        let relaxed = Separation {
+            qc_independent: false,
+        };
+        assert!(
+            r.apply(&lam_a, &relaxed).is_err(),
+            "printer/laminator separation is not configurable"
+        );
+        let r = r
+            .apply(
+                &JobEvent::Start {
+                    stage: Stage::Laminate,
+                    run: run("B"),
+                },
+                &strict,
+            )
+            .and_then(|r| {
+                r.apply(
+                    &JobEvent::Finish {
+                        stage: Stage::Laminate,
+                        serial: Some("0041200".into()),
+                    },
+                    &strict,
+                )
+            })
+            .expect("B laminates");
+        for (op, word) in [("A", "printed"), ("B", "laminated")] {
+            let qc = JobEvent::Start {
+                stage: Stage::Qc,
+                run: run(op),
+            };
+            let err = r.apply(&qc, &strict).expect_err("QC is a third person");
+            assert!(
+                err.to_string()
+                    .ends_with(&format!("operator {op} {word} this booklet")),
+                "{err}"
+            );
+            assert!(r.apply(&qc, &relaxed).is_ok(), "relaxed QC allows {op}");
+        }
+        assert!(
+            r.apply(
+                &JobEvent::Start {
+                    stage: Stage::Qc,
+                    run: run("C")
+                },
+                &strict
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn print_and_lamination_cannot_finish_without_their_serial() {
+        let strict = Separation::strict();
+        let mut r = JobRecord::new(job());
+        for e in [
+            JobEvent::Queue,
+            JobEvent::Start {
+                stage: Stage::Print,
+                run: run("A"),
+            },
+        ] {
+            r = r.apply(&e, &strict).expect("allowed");
+        }
+        let err = r
+            .apply(
+                &JobEvent::Finish {
+                    stage: Stage::Print,
+                    serial: None,
+                },
+                &strict,
+            )
+            .expect_err("no booklet serial");
+        assert!(err.to_string().contains("booklet serial"), "{err}");
+        let ni = r.apply(&JobEvent::Interrupt, &strict).expect("interrupt");
+        let done_without = JobEvent::Inspect {
+            verdict: InspectionVerdict::StepCompleted,
+            serial: None,
+        };
+        assert!(ni.apply(&done_without, &strict).is_err());
+        let done = JobEvent::Inspect {
+            verdict: InspectionVerdict::StepCompleted,
+            serial: Some("BK-7".into()),
+        };
+        let printed = ni.apply(&done, &strict).expect("inspected");
+        assert_eq!(printed.crew.booklet.as_deref(), Some("BK-7"));
+        assert_eq!(
+            printed.crew.printed.as_ref().map(|s| s.operator.as_str()),
+            Some("A")
+        );
+    }
+
+    #[test]
+    fn regression_hold_and_release_of_a_spoiled_job_counts_one_spoil_and_keeps_its_reason() {
+        let strict = Separation::strict();
+        let mut r = JobRecord::new(job());
+        for e in [
+            JobEvent::Queue,
+            JobEvent::Start {
+                stage: Stage::Print,
+                run: run("A"),
+            },
+            JobEvent::Spoil {
+                reason: SpoilReason::Jam,
+            },
+            JobEvent::Hold,
+            JobEvent::Release,
+        ] {
+            r = r.apply(&e, &strict).expect("allowed");
+        }
+        assert_eq!(r.spoiled, 1);
+        assert_eq!(
+            r.state,
+            JobState::SpoiledRequeued {
+                reason: SpoilReason::Jam
+            }
+        );
+    }
+
+    #[test]
+    fn a_defect_found_between_steps_spoils_and_requeues() {
+        let strict = Separation::strict();
+        let r = printed_by("A");
+        let held = r.apply(&JobEvent::Hold, &strict).expect("hold");
+        let spoiled = held
+            .apply(
+                &JobEvent::Spoil {
+                    reason: SpoilReason::PrintDefect,
+                },
+                &strict,
+            )
+            .expect("a held booklet found defective is spoiled");
+        assert_eq!(spoiled.state.name(), "spoiled_requeued");
+        assert_eq!(spoiled.spoiled, 1);
+        let spoiled = r
+            .apply(
+                &JobEvent::Spoil {
+                    reason: SpoilReason::PrintDefect,
+                },
+                &strict,
+            )
+            .expect("spoil");
+        assert_eq!(spoiled.crew, Crew::default());
+        assert!(
+            JobState::Queued
+                .apply(&JobEvent::Spoil {
+                    reason: SpoilReason::Jam
+                })
+                .is_err(),
+            "nothing printed yet"
+        );
     }
 }

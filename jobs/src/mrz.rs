@@ -463,7 +463,9 @@ fn composite_input(line2: &str) -> String {
 
 /// A date as the MRZ holds it: two-digit year, month, day. The century is not in the MRZ; the
 /// caller resolves it against a reference date ([`MrzDate::resolve_not_after`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// It may hold a date of birth, so its `Debug` is redacted.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MrzDate {
     /// Year modulo 100.
     pub yy: u8,
@@ -471,6 +473,12 @@ pub struct MrzDate {
     pub month: u8,
     /// Day of month.
     pub day: u8,
+}
+
+impl std::fmt::Debug for MrzDate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MrzDate(<redacted>)")
+    }
 }
 
 impl MrzDate {
@@ -1537,5 +1545,11 @@ mod tests {
                 prop_assert!(parse(mrz.line1(), mrz.line2()).is_ok());
             }
         }
+    }
+
+    #[test]
+    fn mrz_dates_do_not_print_their_digits() {
+        let d = MrzDate::from_date(chrono::NaiveDate::from_ymd_opt(1974, 8, 12).expect("date"));
+        assert_eq!(format!("{d:?}"), "MrzDate(<redacted>)");
     }
 }

@@ -16,27 +16,37 @@
 //! * `due − lead` is earliest-due-date with a per-class safety lead: a fast-track job due at 06:00
 //!   ranks as if it were due at 02:00, so it wins against a normal job due at 04:00 while both can
 //!   still make it. A boosted group (a pilgrimage batch) gets its own lead and moves as a whole.
-//! * `received + aging_cap` bounds how long any job can be overtaken: once a job has waited its
-//!   class's cap, it ranks by how long it has waited and newer work stops passing it. Nothing
-//!   starves.
+//! * `received + aging_cap` is aging: a job's rank is never later than the moment it has waited
+//!   its class's cap, so a job can be passed only by work ranked earlier than that moment — at most
+//!   by jobs that arrive within the largest lead of it. Nothing starves: the wait of any job is
+//!   bounded by its cap plus the largest lead, plus the work ranked ahead of it.
 //!
 //! Because the rank depends only on the job, a job keeps its place across stages and after a spoil
-//! (priority kept), and the queue is a `BTreeSet`: one decision is `O(log n)` plus the jobs it must
-//! skip for separation of duties, whatever the backlog.
+//! (priority kept).
 //!
-//! Stations pick nothing: for the best-ranked job the scheduler takes the eligible free station
-//! that has been idle longest (ties by station id), which spreads work fairly across operators.
-//!
-//! # Separation of duties
+//! # Separation of duties and the choice of station
 //! The operator who laminates a booklet never printed it (not configurable: it is why this product
 //! exists). With [`Separation::strict`] (the default) QC is a third person, neither the printer
-//! nor the laminator. A job an operator may not take is skipped for that station, never dropped.
+//! nor the laminator. The rule itself is [`Separation::check`], shared with the job record.
+//!
+//! Each stage's queue is partitioned by who is barred from its jobs (the printer and, for QC, the
+//! laminator), each partition a `BTreeSet` in rank order. A free station's best job is the first
+//! of every partition its operator may take: `O(p log n)` for `p` partitions, whatever the
+//! backlog, and never a scan past work the operator may not do. The line is *work-conserving*: after
+//! [`Scheduler::assign`], no free station is idle while a job it may take waits.
+//!
+//! Stations pick nothing. The best-ranked job any free station may take is assigned first; when
+//! several free stations may take it, it goes to the one with the worst alternative (no other
+//! eligible job, or a later-ranked one), so that a job only one operator may take is not left
+//! waiting; among equals, to the station idle longest (ties by station id), which spreads work
+//! fairly across operators.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::job::Separation;
 use crate::job::{DeviceId, GroupTag, JobId, OperatorId, PriorityClass, Stage, StationId};
 
 /// Milliseconds since the Unix epoch (or since the start of a simulation): the scheduler's clock
@@ -45,9 +55,8 @@ pub type Millis = i64;
 
 const HOUR: Millis = 3_600_000;
 
-/// How many jobs one decision may pass over (separation of duties, consumables) before it gives
-/// up on a stage for now. Bounds the worst-case decision time; the skipped jobs stay queued.
-pub const SKIP_LIMIT: usize = 512;
+/// How far [`Reason::barred_ahead`] counts: it is a report, not a search, so it stops here.
+pub const BARRED_COUNT_LIMIT: usize = 10_000;
 
 /// How the queues are ordered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,9 +71,34 @@ pub enum Policy {
 impl Policy {
     /// The policy's short name for reports.
     pub fn name(&self) -> &'static str {
+        self.kind().name()
+    }
+
+    /// Which rule this is.
+    pub fn kind(&self) -> PolicyKind {
         match self {
-            Policy::Slack(_) => "slack",
-            Policy::Fifo => "fifo",
+            Policy::Slack(_) => PolicyKind::Slack,
+            Policy::Fifo => PolicyKind::Fifo,
+        }
+    }
+}
+
+/// The rule that ranked a queue, as recorded in a [`Reason`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyKind {
+    /// [`Policy::Slack`].
+    Slack,
+    /// [`Policy::Fifo`].
+    Fifo,
+}
+
+impl PolicyKind {
+    /// `slack` or `fifo`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PolicyKind::Slack => "slack",
+            PolicyKind::Fifo => "fifo",
         }
     }
 }
@@ -95,29 +129,6 @@ impl Default for SlackPolicy {
             aging_cap: [72 * HOUR, 24 * HOUR, 8 * HOUR],
             boosted_groups: Vec::new(),
         }
-    }
-}
-
-/// Separation-of-duties rules beyond the fixed one (the laminating operator is never the printing
-/// operator).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Separation {
-    /// QC must be done by someone who neither printed nor laminated the booklet.
-    pub qc_independent: bool,
-}
-
-impl Separation {
-    /// The default: QC is a third person.
-    pub fn strict() -> Self {
-        Self {
-            qc_independent: true,
-        }
-    }
-}
-
-impl Default for Separation {
-    fn default() -> Self {
-        Self::strict()
     }
 }
 
@@ -190,29 +201,44 @@ impl Station {
 /// logged, and operators never choose).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reason {
-    /// The policy that ranked the queue.
-    pub policy: String,
+    /// The rule that ranked the queue.
+    pub policy: PolicyKind,
     /// The job's class.
     pub class: PriorityClass,
     /// The job's rank (ms): its effective deadline under `slack`, its queue order under `fifo`.
     pub rank: Millis,
-    /// The rank came from the aging cap, not the due time.
+    /// The job had waited its class's aging cap, and that is what ranked it.
     pub aged: bool,
     /// The boosted group whose lead applied, if any.
     pub boosted_group: Option<GroupTag>,
-    /// Jobs ranked ahead that this station could not take (separation of duties).
-    pub skipped_ahead: u32,
+    /// Jobs ranked ahead that this station's operator may not take (separation of duties);
+    /// counted up to [`BARRED_COUNT_LIMIT`].
+    pub barred_ahead: u32,
     /// How many jobs were waiting for this stage.
     pub waiting: u32,
-    /// How many free stations could take the job; the one idle longest got it.
+    /// How many free stations could take the job.
     pub eligible_stations: u32,
+    /// Why this station of those.
+    pub choice: StationChoice,
+}
+
+/// Why a job went to one station rather than another free one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StationChoice {
+    /// No other free station may take the job.
+    OnlyEligible,
+    /// The other eligible stations have other work they may take; this one has less.
+    FewestAlternatives,
+    /// Equal alternatives: the station idle longest.
+    IdleLongest,
 }
 
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.policy.as_str() {
-            "fifo" => write!(f, "first in line (fifo) of {} waiting", self.waiting)?,
-            _ => {
+        match self.policy {
+            PolicyKind::Fifo => write!(f, "first in line (fifo) of {} waiting", self.waiting)?,
+            PolicyKind::Slack => {
                 write!(
                     f,
                     "{} job with the earliest effective deadline of {} waiting",
@@ -220,25 +246,33 @@ impl fmt::Display for Reason {
                     self.waiting
                 )?;
                 if self.aged {
-                    write!(f, " (aged: waited its class's cap)")?;
+                    write!(f, " (aged: it waited its class's cap)")?;
                 }
                 if let Some(g) = &self.boosted_group {
                     write!(f, " (group {g} boosted)")?;
                 }
             }
         }
-        if self.skipped_ahead > 0 {
+        if self.barred_ahead > 0 {
             write!(
                 f,
-                "; {} ranked ahead skipped for separation of duties",
-                self.skipped_ahead
+                "; {} ranked ahead barred for this operator by separation of duties",
+                self.barred_ahead
             )?;
         }
-        write!(
-            f,
-            "; idle longest of {} eligible station(s)",
-            self.eligible_stations
-        )
+        match self.choice {
+            StationChoice::OnlyEligible => write!(f, "; the only free station that may take it"),
+            StationChoice::FewestAlternatives => write!(
+                f,
+                "; of {} free stations that may take it, the one with the least other work",
+                self.eligible_stations
+            ),
+            StationChoice::IdleLongest => write!(
+                f,
+                "; idle longest of {} free stations that may take it",
+                self.eligible_stations
+            ),
+        }
     }
 }
 
@@ -289,12 +323,96 @@ pub enum SchedulerError {
     },
 }
 
+type Key = (Millis, u64, JobId);
+
+/// Who may not take a queued job (its printer and laminator, as far as they matter at its stage).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+struct Bar {
+    printed_by: Option<OperatorId>,
+    laminated_by: Option<OperatorId>,
+}
+
+/// One stage's queue, partitioned by [`Bar`] so that a station finds its best eligible job without
+/// passing over jobs its operator may not take.
+#[derive(Debug, Clone, Default)]
+struct StageQueue {
+    parts: BTreeMap<Bar, BTreeSet<Key>>,
+    len: usize,
+}
+
+impl StageQueue {
+    fn insert(&mut self, bar: Bar, key: Key) {
+        if self.parts.entry(bar).or_default().insert(key) {
+            self.len += 1;
+        }
+    }
+
+    fn remove(&mut self, bar: &Bar, key: &Key) {
+        if let Some(set) = self.parts.get_mut(bar)
+            && set.remove(key)
+        {
+            self.len -= 1;
+            if set.is_empty() {
+                self.parts.remove(bar);
+            }
+        }
+    }
+
+    /// The best-ranked job `op` may take at `stage`, other than `except`.
+    fn best_for(
+        &self,
+        stage: Stage,
+        separation: &Separation,
+        op: &OperatorId,
+        except: Option<&Key>,
+    ) -> Option<Key> {
+        self.parts
+            .iter()
+            .filter(|(bar, _)| allows(stage, separation, bar, op))
+            .filter_map(|(_, set)| set.iter().find(|k| Some(*k) != except).copied())
+            .min()
+    }
+
+    /// Jobs ranked ahead of `key` that `op` may not take, counted up to a limit.
+    fn barred_ahead(
+        &self,
+        stage: Stage,
+        separation: &Separation,
+        op: &OperatorId,
+        key: &Key,
+    ) -> u32 {
+        let mut n = 0;
+        for (bar, set) in &self.parts {
+            if !allows(stage, separation, bar, op) {
+                n += set.range(..*key).take(BARRED_COUNT_LIMIT - n).count();
+                if n >= BARRED_COUNT_LIMIT {
+                    break;
+                }
+            }
+        }
+        n as u32
+    }
+}
+
+fn allows(stage: Stage, separation: &Separation, bar: &Bar, op: &OperatorId) -> bool {
+    separation
+        .check(
+            stage,
+            op,
+            bar.printed_by.as_ref(),
+            bar.laminated_by.as_ref(),
+        )
+        .is_ok()
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
     job: QueuedJob,
     stage: Stage,
-    key: (Millis, u64),
-    aged: bool,
+    key: Key,
+    bar: Bar,
+    by_due: Millis,
+    by_age: Millis,
     boosted: Option<GroupTag>,
 }
 
@@ -303,8 +421,10 @@ struct Entry {
 pub struct Scheduler {
     policy: Policy,
     separation: Separation,
-    queues: [BTreeSet<(Millis, u64, JobId)>; 4],
+    queues: [StageQueue; 4],
     waiting: HashMap<JobId, Entry>,
+    /// Jobs in a step, and the station doing it.
+    in_flight: HashMap<JobId, usize>,
     stations: Vec<Station>,
     by_id: HashMap<StationId, usize>,
     seq: u64,
@@ -318,6 +438,7 @@ impl Scheduler {
             separation,
             queues: Default::default(),
             waiting: HashMap::new(),
+            in_flight: HashMap::new(),
             stations: Vec::new(),
             by_id: HashMap::new(),
             seq: 0,
@@ -349,12 +470,11 @@ impl Scheduler {
         Ok(())
     }
 
-    fn station_mut(&mut self, id: &StationId) -> Result<&mut Station, SchedulerError> {
-        let i = *self
-            .by_id
+    fn station_index(&self, id: &StationId) -> Result<usize, SchedulerError> {
+        self.by_id
             .get(id)
-            .ok_or_else(|| SchedulerError::UnknownStation(id.clone()))?;
-        Ok(&mut self.stations[i])
+            .copied()
+            .ok_or_else(|| SchedulerError::UnknownStation(id.clone()))
     }
 
     /// Records a device's readiness.
@@ -366,7 +486,8 @@ impl Scheduler {
         station: &StationId,
         readiness: DeviceReadiness,
     ) -> Result<(), SchedulerError> {
-        self.station_mut(station)?.device = readiness;
+        let i = self.station_index(station)?;
+        self.stations[i].device = readiness;
         Ok(())
     }
 
@@ -382,6 +503,7 @@ impl Scheduler {
         operator: Option<OperatorId>,
         now: Millis,
     ) -> Result<(), SchedulerError> {
+        let i = self.station_index(station)?;
         if let Some(op) = &operator
             && let Some(other) = self
                 .stations
@@ -393,7 +515,7 @@ impl Scheduler {
                 station: other.spec.id.clone(),
             });
         }
-        let st = self.station_mut(station)?;
+        let st = &mut self.stations[i];
         if let (Some(current), Some(new)) = (&st.operator, &operator)
             && current != new
         {
@@ -416,17 +538,22 @@ impl Scheduler {
         station: &StationId,
         left: Option<u32>,
     ) -> Result<(), SchedulerError> {
-        self.station_mut(station)?.consumables = left;
+        let i = self.station_index(station)?;
+        self.stations[i].consumables = left;
         Ok(())
     }
 
-    /// The step at `station` is over (done, spoiled or aborted): the station is free again.
+    /// The step at `station` is over (done, spoiled or aborted): the station is free again and its
+    /// job may be queued for its next step.
     ///
     /// # Errors
     /// [`SchedulerError::UnknownStation`].
     pub fn release(&mut self, station: &StationId, now: Millis) -> Result<(), SchedulerError> {
-        let st = self.station_mut(station)?;
-        st.busy_with = None;
+        let i = self.station_index(station)?;
+        let st = &mut self.stations[i];
+        if let Some(job) = st.busy_with.take() {
+            self.in_flight.remove(&job);
+        }
         st.idle_since = now;
         Ok(())
     }
@@ -434,14 +561,15 @@ impl Scheduler {
     /// Queues a job for a stage.
     ///
     /// # Errors
-    /// [`SchedulerError::AlreadyScheduled`] if it is already queued.
+    /// [`SchedulerError::AlreadyScheduled`] if it is already queued or in a step (release its
+    /// station first).
     pub fn enqueue(&mut self, job: QueuedJob, stage: Stage) -> Result<(), SchedulerError> {
-        if self.waiting.contains_key(&job.id) {
+        if self.waiting.contains_key(&job.id) || self.in_flight.contains_key(&job.id) {
             return Err(SchedulerError::AlreadyScheduled(job.id));
         }
         self.seq += 1;
-        let (rank, aged, boosted) = match &self.policy {
-            Policy::Fifo => (self.seq as Millis, false, None),
+        let (rank, by_due, by_age, boosted) = match &self.policy {
+            Policy::Fifo => (self.seq as Millis, Millis::MAX, Millis::MAX, None),
             Policy::Slack(p) => {
                 let mut lead = p.class_lead[job.class.index()];
                 let mut boosted = None;
@@ -453,22 +581,28 @@ impl Scheduler {
                 }
                 let by_due = job.due.saturating_sub(lead);
                 let by_age = job.received.saturating_add(p.aging_cap[job.class.index()]);
-                if by_age < by_due {
-                    (by_age, true, None)
-                } else {
-                    (by_due, false, boosted)
-                }
+                let boosted = boosted.filter(|_| by_due <= by_age);
+                (by_due.min(by_age), by_due, by_age, boosted)
             }
         };
-        let key = (rank, self.seq);
-        self.queues[stage.index()].insert((rank, self.seq, job.id));
+        let key = (rank, self.seq, job.id);
+        let bar = match stage {
+            Stage::Laminate | Stage::Qc => Bar {
+                printed_by: job.printed_by.clone(),
+                laminated_by: job.laminated_by.clone(),
+            },
+            Stage::Print | Stage::Dispatch => Bar::default(),
+        };
+        self.queues[stage.index()].insert(bar.clone(), key);
         self.waiting.insert(
             job.id,
             Entry {
                 job,
                 stage,
                 key,
-                aged,
+                bar,
+                by_due,
+                by_age,
                 boosted,
             },
         );
@@ -478,13 +612,13 @@ impl Scheduler {
     /// Takes a queued job out (hold, cancel). Returns the stage it waited for, if it was queued.
     pub fn remove(&mut self, job: JobId) -> Option<Stage> {
         let e = self.waiting.remove(&job)?;
-        self.queues[e.stage.index()].remove(&(e.key.0, e.key.1, job));
+        self.queues[e.stage.index()].remove(&e.bar, &e.key);
         Some(e.stage)
     }
 
     /// How many jobs wait for `stage`.
     pub fn queued(&self, stage: Stage) -> usize {
-        self.queues[stage.index()].len()
+        self.queues[stage.index()].len
     }
 
     /// How many stations of `stage` could start a step now.
@@ -493,21 +627,6 @@ impl Scheduler {
             .iter()
             .filter(|s| s.spec.stage == stage && s.can_work())
             .count()
-    }
-
-    fn may_take(&self, station: &Station, job: &QueuedJob) -> bool {
-        let Some(op) = station.operator.as_ref() else {
-            return false;
-        };
-        match station.spec.stage {
-            Stage::Print | Stage::Dispatch => true,
-            Stage::Laminate => job.printed_by.as_ref() != Some(op),
-            Stage::Qc => {
-                !self.separation.qc_independent
-                    || (job.printed_by.as_ref() != Some(op)
-                        && job.laminated_by.as_ref() != Some(op))
-            }
-        }
     }
 
     /// Makes every assignment the line can make now, downstream stages first (finishing work in
@@ -521,64 +640,83 @@ impl Scheduler {
         out
     }
 
-    fn assign_stage(&mut self, stage: Stage, _now: Millis, out: &mut Vec<Assignment>) {
-        let mut free: Vec<usize> = (0..self.stations.len())
-            .filter(|&i| self.stations[i].spec.stage == stage && self.stations[i].can_work())
+    fn assign_stage(&mut self, stage: Stage, now: Millis, out: &mut Vec<Assignment>) {
+        // Free stations with their operators, idle longest first, then by id: deterministic.
+        let mut free: Vec<(usize, OperatorId)> = self
+            .stations
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.spec.stage == stage && s.can_work())
+            .filter_map(|(i, s)| s.operator.clone().map(|op| (i, op)))
             .collect();
-        if free.is_empty() || self.queues[stage.index()].is_empty() {
-            return;
-        }
-        // Idle longest first, then by id: deterministic and fair across operators.
-        free.sort_by(|&a, &b| {
-            let (sa, sb) = (&self.stations[a], &self.stations[b]);
+        free.sort_by(|a, b| {
+            let (sa, sb) = (&self.stations[a.0], &self.stations[b.0]);
             (sa.idle_since, &sa.spec.id).cmp(&(sb.idle_since, &sb.spec.id))
         });
-        let waiting = self.queues[stage.index()].len() as u32;
-        let mut skipped: u32 = 0;
-        let mut taken: Vec<((Millis, u64, JobId), usize)> = Vec::new();
-        for &(rank, seq, id) in self.queues[stage.index()].iter() {
-            if free.is_empty() || skipped as usize >= SKIP_LIMIT {
-                break;
-            }
-            let entry = &self.waiting[&id];
-            let eligible: Vec<usize> = free
+        let waiting = self.queues[stage.index()].len as u32;
+        let sep = self.separation;
+        while !free.is_empty() && self.queues[stage.index()].len > 0 {
+            let q = &self.queues[stage.index()];
+            let bests: Vec<Option<Key>> = free
                 .iter()
-                .copied()
-                .filter(|&i| self.may_take(&self.stations[i], &entry.job))
+                .map(|(_, op)| q.best_for(stage, &sep, op, None))
                 .collect();
-            let Some(&pick) = eligible.first() else {
-                skipped = skipped.saturating_add(1);
-                continue;
+            let Some(best) = bests.iter().flatten().min().copied() else {
+                break; // every waiting job is barred for every free operator
             };
-            let st = &self.stations[pick];
-            out.push(Assignment {
-                job: id,
-                stage,
-                station: st.spec.id.clone(),
-                device: st.spec.device.clone(),
-                operator: st.operator.clone().unwrap_or_else(|| OperatorId::new("")),
-                reason: Reason {
-                    policy: self.policy.name().to_string(),
-                    class: entry.job.class,
-                    rank,
-                    aged: entry.aged,
-                    boosted_group: entry.boosted.clone(),
-                    skipped_ahead: skipped,
-                    waiting,
-                    eligible_stations: eligible.len() as u32,
-                },
-            });
-            free.retain(|&i| i != pick);
-            taken.push(((rank, seq, id), pick));
-        }
-        for (key, station) in taken {
-            self.queues[stage.index()].remove(&key);
-            self.waiting.remove(&key.2);
+            let eligible: Vec<usize> = (0..free.len())
+                .filter(|&p| bests[p] == Some(best))
+                .collect();
+            let (pos, choice) = if eligible.len() == 1 {
+                (eligible[0], StationChoice::OnlyEligible)
+            } else {
+                // The station whose next-best job is ranked last (or that has none) needs this one
+                // most; `None` sorts after every key. Among equals, the first: idle longest.
+                let alt = |p: usize| {
+                    q.best_for(stage, &sep, &free[p].1, Some(&best))
+                        .map_or((1, best), |k| (0, k))
+                };
+                let alts: Vec<_> = eligible.iter().map(|&p| alt(p)).collect();
+                let worst = alts.iter().max().copied().unwrap_or((1, best));
+                let at = alts.iter().position(|a| *a == worst).unwrap_or(0);
+                let choice = if alts.iter().all(|a| *a == worst) {
+                    StationChoice::IdleLongest
+                } else {
+                    StationChoice::FewestAlternatives
+                };
+                (eligible[at], choice)
+            };
+            let (station, operator) = free.remove(pos);
+            let job = best.2;
+            let Some(entry) = self.waiting.remove(&job) else {
+                break; // unreachable: every queued key has an entry
+            };
+            let q = &mut self.queues[stage.index()];
+            q.remove(&entry.bar, &entry.key);
             let st = &mut self.stations[station];
-            st.busy_with = Some(key.2);
+            st.busy_with = Some(job);
             if let Some(n) = st.consumables.as_mut() {
                 *n = n.saturating_sub(1);
             }
+            self.in_flight.insert(job, station);
+            out.push(Assignment {
+                job,
+                stage,
+                station: st.spec.id.clone(),
+                device: st.spec.device.clone(),
+                reason: Reason {
+                    policy: self.policy.kind(),
+                    class: entry.job.class,
+                    rank: entry.key.0,
+                    aged: entry.by_age < entry.by_due && now >= entry.by_age,
+                    boosted_group: entry.boosted,
+                    barred_ahead: q.barred_ahead(stage, &sep, &operator, &entry.key),
+                    waiting,
+                    eligible_stations: eligible.len() as u32,
+                    choice,
+                },
+                operator,
+            });
         }
     }
 }
@@ -744,7 +882,7 @@ mod tests {
         let a = s.assign(0);
         assert_eq!(a.len(), 1);
         assert_eq!(a[0].job, JobId(2));
-        assert_eq!(a[0].reason.skipped_ahead, 1);
+        assert_eq!(a[0].reason.barred_ahead, 1);
         assert_eq!(
             s.queued(Stage::Laminate),
             1,
@@ -880,6 +1018,116 @@ mod tests {
         assert_eq!(run(), run());
     }
 
+    #[test]
+    fn regression_a_job_in_a_step_cannot_be_queued_again() {
+        let mut s = line(
+            Policy::default(),
+            &[("PRN-1", Stage::Print, "A"), ("PRN-2", Stage::Print, "D")],
+        );
+        s.enqueue(job(1, PriorityClass::Normal, 9, 0), Stage::Print)
+            .expect("q");
+        assert_eq!(s.assign(0).len(), 1);
+        assert_eq!(
+            s.enqueue(job(1, PriorityClass::Normal, 9, 0), Stage::Laminate),
+            Err(SchedulerError::AlreadyScheduled(JobId(1)))
+        );
+        assert!(s.assign(1).is_empty(), "one job never runs at two stations");
+        s.release(&st("PRN-1"), 2).expect("release");
+        s.enqueue(
+            printed(job(1, PriorityClass::Normal, 9, 0), "A"),
+            Stage::Laminate,
+        )
+        .expect("next step");
+    }
+
+    #[test]
+    fn regression_aged_is_reported_only_once_the_cap_has_passed() {
+        let mut s = line(Policy::default(), &[("PRN-1", Stage::Print, "A")]);
+        // Due in 120 h, cap 72 h: ranked by its cap, but at t=0 it has not waited at all.
+        s.enqueue(job(1, PriorityClass::Normal, 120, 0), Stage::Print)
+            .expect("q");
+        let a = s.assign(0);
+        assert!(!a[0].reason.aged);
+        assert!(!a[0].reason.to_string().contains("aged"), "{}", a[0].reason);
+    }
+
+    #[test]
+    fn regression_many_barred_jobs_ahead_never_idle_a_station() {
+        // After a rotation, operator X stands at the only laminator; 520 booklets X printed are
+        // ranked ahead of 80 printed by Y. X must get Y's best one now.
+        let mut s = line(Policy::default(), &[("LAM-1", Stage::Laminate, "X")]);
+        for id in 0..520 {
+            s.enqueue(
+                printed(job(id, PriorityClass::FastTrack, 1, 0), "X"),
+                Stage::Laminate,
+            )
+            .expect("q");
+        }
+        for id in 520..600 {
+            s.enqueue(
+                printed(job(id, PriorityClass::Normal, 90, 0), "Y"),
+                Stage::Laminate,
+            )
+            .expect("q");
+        }
+        let a = s.assign(0);
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].job, JobId(520));
+        assert_eq!(a[0].reason.barred_ahead, 520);
+        assert!(
+            a[0].reason.to_string().contains("520 ranked ahead barred"),
+            "{}",
+            a[0].reason
+        );
+    }
+
+    #[test]
+    fn regression_a_tie_goes_to_the_station_with_no_other_work() {
+        // L1 (A) idle longest, L2 (B). Job 1 (printed by C) either may take; job 2 (printed by B)
+        // only L1 may take. Both must start now: job 1 to L2, job 2 to L1.
+        let mut s = line(
+            Policy::default(),
+            &[("L1", Stage::Laminate, "A"), ("L2", Stage::Laminate, "B")],
+        );
+        s.release(&st("L2"), 5).expect("L2 idle for less time");
+        s.enqueue(
+            printed(job(1, PriorityClass::FastTrack, 1, 0), "C"),
+            Stage::Laminate,
+        )
+        .expect("q");
+        s.enqueue(
+            printed(job(2, PriorityClass::Normal, 9, 0), "B"),
+            Stage::Laminate,
+        )
+        .expect("q");
+        let a = s.assign(10);
+        let got: Vec<_> = a
+            .iter()
+            .map(|a| (a.job, a.station.clone(), a.reason.choice))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (JobId(1), st("L2"), StationChoice::FewestAlternatives),
+                (JobId(2), st("L1"), StationChoice::OnlyEligible),
+            ]
+        );
+    }
+
+    #[test]
+    fn equal_alternatives_go_to_the_station_idle_longest() {
+        let mut s = line(
+            Policy::default(),
+            &[("PRN-1", Stage::Print, "A"), ("PRN-2", Stage::Print, "D")],
+        );
+        s.release(&st("PRN-1"), 5).expect("PRN-1 idle since 5");
+        s.enqueue(job(1, PriorityClass::Normal, 9, 0), Stage::Print)
+            .expect("q");
+        let a = s.assign(10);
+        assert_eq!(a[0].station, st("PRN-2"));
+        assert_eq!(a[0].reason.choice, StationChoice::IdleLongest);
+    }
+
     mod properties {
         use super::*;
         use proptest::prelude::*;
@@ -900,6 +1148,7 @@ mod tests {
             SignOut(u8),
             Consumables(u8, Option<u8>),
             Remove(u8),
+            Requeue(u8),
             Assign,
         }
 
@@ -922,6 +1171,7 @@ mod tests {
                 (0u8..8).prop_map(Op::SignOut),
                 (0u8..8, proptest::option::of(0u8..3)).prop_map(|(s, c)| Op::Consumables(s, c)),
                 (0u8..40).prop_map(Op::Remove),
+                (0u8..40).prop_map(Op::Requeue),
                 Just(Op::Assign),
                 Just(Op::Assign),
             ]
@@ -959,6 +1209,7 @@ mod tests {
             let mut operator: [Option<u8>; 8] = [None; 8];
             let mut left: [Option<u32>; 8] = [None; 8];
             let mut busy = [false; 8];
+            let mut busy_job: [Option<JobId>; 8] = [None; 8];
             let mut queued: HashMap<JobId, QueuedJob> = HashMap::new();
             let mut stage_of: HashMap<JobId, Stage> = HashMap::new();
             let mut in_flight: HashSet<JobId> = HashSet::new();
@@ -990,6 +1241,9 @@ mod tests {
                     Op::Release(i) => {
                         s.release(&ids[i as usize], now).expect("station");
                         busy[i as usize] = false;
+                        if let Some(j) = busy_job[i as usize].take() {
+                            in_flight.remove(&j);
+                        }
                     }
                     Op::Device(i, d) => {
                         let r = [
@@ -1028,6 +1282,17 @@ mod tests {
                         let was_queued = queued.remove(&id).is_some();
                         prop_assert_eq!(s.remove(id).is_some(), was_queued);
                     }
+                    Op::Requeue(k) => {
+                        // A job already queued or in a step is refused; nothing changes.
+                        let id = JobId(u64::from(k));
+                        if queued.contains_key(&id) || in_flight.contains(&id) {
+                            let again = job(u64::from(k), PriorityClass::Normal, 1, 0);
+                            prop_assert_eq!(
+                                s.enqueue(again, Stage::Print),
+                                Err(SchedulerError::AlreadyScheduled(id))
+                            );
+                        }
+                    }
                     Op::Assign => {
                         for a in s.assign(now) {
                             let i = ids
@@ -1062,6 +1327,7 @@ mod tests {
                                 );
                             }
                             busy[i] = true;
+                            busy_job[i] = Some(a.job);
                             if let Some(n) = left[i].as_mut() {
                                 *n -= 1;
                             }

@@ -102,6 +102,7 @@ fn figures(r: &PolicyReport, wall_s: f64) -> Value {
     json!({
         "policy": r.policy,
         "throughput_ratio": r.batch.throughput_ratio,
+        "utilization": r.batch.utilization,
         "cmax_over_lb": r.batch.cmax_over_lb,
         "on_time": per_class(|c| r.flow.on_time.get(c)),
         "p95_lateness_s": per_class(|c| r.flow.p95_lateness_s.get(c)),
@@ -163,6 +164,11 @@ fn table(t: &Timed, config: &SimConfig) -> String {
         "  throughput / physical limit",
         pct(o.batch.throughput_ratio),
         pct(f.batch.throughput_ratio),
+    );
+    row(
+        "  bottleneck utilization (realized limit)",
+        pct(o.batch.utilization),
+        pct(f.batch.utilization),
     );
     row(
         "  Cmax / LB",

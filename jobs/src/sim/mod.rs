@@ -32,8 +32,9 @@ use rand_distr::{Distribution, Exp, LogNormal};
 pub use line::{LineConfig, Scenario, ServiceTime, SimConfig};
 pub use report::{BatchReport, Comparison, FlowReport, PerClass, PolicyReport, StageStats};
 
+use crate::job::Separation;
 use crate::job::{DeviceId, JobId, OperatorId, PriorityClass, Stage, StationId};
-use crate::scheduler::{DeviceReadiness, Policy, QueuedJob, Scheduler, Separation, StationSpec};
+use crate::scheduler::{DeviceReadiness, Policy, QueuedJob, Scheduler, StationSpec};
 
 const HOUR: i64 = 3_600_000;
 const MINUTE: i64 = 60_000;
@@ -68,6 +69,11 @@ pub(crate) struct RunOutcome {
     pub spoiled: u64,
     pub shift_changes: u32,
     pub rotations: u32,
+    /// Jobs still unfinished when the run stopped at its horizon (always 0 unless the line
+    /// cannot finish the work).
+    pub unfinished: usize,
+    /// When the run stopped.
+    pub end_ms: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -101,12 +107,23 @@ enum Ev {
     Wake,
 }
 
+/// A step in flight, with its outcome drawn when it started.
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    job: u32,
+    started: i64,
+    service_ms: i64,
+    spoils: bool,
+}
+
 #[derive(Debug)]
 struct SimStation {
     id: StationId,
     stage: Stage,
     epoch: u32,
-    busy: Option<(u32, i64)>,
+    busy: Option<Step>,
+    /// A repair is under way (it may end during an outage).
+    repairing: bool,
     operator: Option<OperatorId>,
     /// Who signs in next (after a shift change or a rotation).
     next_operator: Option<OperatorId>,
@@ -202,6 +219,7 @@ impl<'a> Engine<'a> {
                     stage,
                     epoch: 0,
                     busy: None,
+                    repairing: false,
                     operator: None,
                     next_operator: None,
                     leave_after_step: false,
@@ -244,6 +262,8 @@ impl<'a> Engine<'a> {
                 spoiled: 0,
                 shift_changes: 0,
                 rotations: 0,
+                unfinished: 0,
+                end_ms: 0,
             },
         };
         e.generate(arrivals);
@@ -336,23 +356,26 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// The first shift change (06:00) and rotation (02:00, halfway through the night shift); each
+    /// handler schedules its successor, so a run of any length keeps its shifts.
     fn schedule_shift_events(&mut self) {
-        // Enough shift events for any run: a saturated 40k batch takes under a day, and a flow day
-        // drains within a few hours after midnight. Extra events after the end are never reached.
-        let shift = (self.cfg.line.shift_h * HOUR as f64) as i64;
-        let first_change = 6 * HOUR;
-        for n in 0..12 {
-            let t = first_change + n * shift;
-            self.push(t, Ev::ShiftChange);
-            if self.cfg.line.rotate_mid_shift {
-                self.push(t - shift / 2, Ev::Rotate);
-            }
+        let shift = self.shift_ms();
+        self.push(6 * HOUR, Ev::ShiftChange);
+        if self.cfg.line.rotate_mid_shift {
+            self.push(6 * HOUR - shift / 2, Ev::Rotate);
         }
     }
 
+    fn shift_ms(&self) -> i64 {
+        ((self.cfg.line.shift_h * HOUR as f64) as i64).max(MINUTE)
+    }
+
     fn run(mut self) -> RunOutcome {
+        // A guard against a line that can never finish (e.g. all laminators down for good): stop
+        // a year after the last arrival and report what is unfinished.
+        let horizon = self.jobs.iter().map(|j| j.arrival).max().unwrap_or(0) + 365 * 24 * HOUR;
         while let Some(Reverse((t, _, ev))) = self.events.pop() {
-            if self.remaining == 0 {
+            if self.remaining == 0 || t > horizon {
                 break;
             }
             self.account(t);
@@ -370,8 +393,10 @@ impl<'a> Engine<'a> {
                     }
                 }
                 Ev::Repaired(i) => {
+                    let st = &mut self.stations[i as usize];
+                    st.repairing = false;
                     // A repair finished during an outage leaves the machine out of service.
-                    if self.stations[i as usize].device == DeviceReadiness::Faulted {
+                    if st.device == DeviceReadiness::Faulted {
                         self.set_device(i as usize, DeviceReadiness::Ready);
                     }
                 }
@@ -385,6 +410,8 @@ impl<'a> Engine<'a> {
             self.dispatch();
         }
         self.out.stages = self.stats;
+        self.out.unfinished = self.remaining;
+        self.out.end_ms = self.now;
         self.out.jobs = self.jobs;
         self.out
     }
@@ -443,7 +470,7 @@ impl<'a> Engine<'a> {
 
     fn dispatch(&mut self) {
         for a in self.sched.assign(self.now) {
-            self.out.sod_skips += u64::from(a.reason.skipped_ahead);
+            self.out.sod_skips += u64::from(a.reason.barred_ahead);
             let i = self.by_id[&a.station] as usize;
             let j = a.job.0 as u32;
             self.start_step(i, j, a.stage, &a.operator);
@@ -457,15 +484,16 @@ impl<'a> Engine<'a> {
     }
 
     fn start_step(&mut self, i: usize, j: u32, stage: Stage, operator: &OperatorId) {
+        // An independent check of the scheduler's work, with the rule the job record enforces.
         let job = &self.jobs[j as usize];
-        let violation = match stage {
-            Stage::Laminate => job.printed_by.as_ref() == Some(operator),
-            Stage::Qc => {
-                job.printed_by.as_ref() == Some(operator)
-                    || job.laminated_by.as_ref() == Some(operator)
-            }
-            _ => false,
-        };
+        let violation = Separation::strict()
+            .check(
+                stage,
+                operator,
+                job.printed_by.as_ref(),
+                job.laminated_by.as_ref(),
+            )
+            .is_err();
         self.out.sod_violations += u64::from(violation);
         let svc = self.cfg.line.service[stage.index()];
         let mut rng = self.job_rng(j, stage);
@@ -473,15 +501,23 @@ impl<'a> Engine<'a> {
             .map(|d| (d.sample(&mut rng) * 1000.0).round() as i64)
             .unwrap_or((svc.mean_s * 1000.0) as i64)
             .max(1);
+        let spoils = match stage {
+            Stage::Dispatch => false,
+            s => rng.random::<f64>() < self.cfg.line.spoil[s.index()],
+        };
         // Failures happen on busy time: the step either completes or the machine fails first.
         let st = &mut self.stations[i];
-        st.busy = Some((j, self.now));
+        st.busy = Some(Step {
+            job: j,
+            started: self.now,
+            service_ms,
+            spoils,
+        });
         let epoch = st.epoch;
         let station = i as u16;
         let (t, ev) = if st.failure_in_ms < service_ms {
             (self.now + st.failure_in_ms, Ev::Fail { station, epoch })
         } else {
-            st.failure_in_ms -= service_ms;
             (self.now + service_ms, Ev::Done { station, epoch })
         };
         self.stats[stage.index()].operations += 1;
@@ -497,13 +533,17 @@ impl<'a> Engine<'a> {
     /// The machine at `i` failed mid-step: the step is lost, the machine is faulted until repaired.
     fn fail(&mut self, i: usize) {
         let stage = self.stations[i].stage;
-        let Some((j, started)) = self.stations[i].busy.take() else {
+        let Some(Step {
+            job: j, started, ..
+        }) = self.stations[i].busy.take()
+        else {
             return;
         };
         let mtbf = self.cfg.line.mtbf_busy_h[stage.index()] * HOUR as f64;
         let mttr = self.cfg.line.mttr_min[stage.index()] * MINUTE as f64;
         let st = &mut self.stations[i];
         st.epoch += 1;
+        st.repairing = true;
         let repair = exp_ms(&mut st.rng, mttr);
         st.failure_in_ms = exp_ms(&mut st.rng, mtbf);
         let id = st.id.clone();
@@ -530,28 +570,26 @@ impl<'a> Engine<'a> {
     }
 
     fn finish_step(&mut self, i: usize) {
-        let Some((j, started)) = self.stations[i].busy.take() else {
+        let Some(step) = self.stations[i].busy.take() else {
             return;
         };
+        let j = step.job;
         let stage = self.stations[i].stage;
+        self.stations[i].failure_in_ms -= step.service_ms;
         let s = &mut self.stats[stage.index()];
-        let service_ms = self.now - started;
-        s.busy_ms += service_ms;
+        s.busy_ms += step.service_ms;
         s.min_service_ms = if s.min_service_ms == 0 {
-            service_ms
+            step.service_ms
         } else {
-            s.min_service_ms.min(service_ms)
+            s.min_service_ms.min(step.service_ms)
         };
-        let mut rng = self.job_rng(j, stage);
-        // Skip the service-time draw so the spoil draw is independent of it.
-        let _: f64 = rng.random();
-        let spoiled = match stage {
-            Stage::Dispatch => false,
-            s => rng.random::<f64>() < self.cfg.line.spoil[s.index()],
-        };
+        // The station is free before the job is queued again: the scheduler refuses to queue a
+        // job that is still in a step.
+        let id = self.stations[i].id.clone();
+        let _ = self.sched.release(&id, self.now);
         let job = &mut self.jobs[j as usize];
         job.attempts[stage.index()] += 1;
-        if spoiled {
+        if step.spoils {
             // Back to printing: every stage before this one has this job's work again.
             for s in &mut self.upstream[..stage.index()] {
                 *s += 1;
@@ -570,8 +608,6 @@ impl<'a> Engine<'a> {
             let next = Stage::ALL[stage.index() + 1];
             self.queue(j, next);
         }
-        let id = self.stations[i].id.clone();
-        let _ = self.sched.release(&id, self.now);
         if self.stations[i].leave_after_step {
             self.sign_out(i);
         }
@@ -606,6 +642,8 @@ impl<'a> Engine<'a> {
 
     /// Every station hands over to the next crew after its step in flight, with a custody count.
     fn shift_change(&mut self) {
+        let next = self.now + self.shift_ms();
+        self.push(next, Ev::ShiftChange);
         self.shift_no += 1;
         self.out.shift_changes += 1;
         let crew = (self.shift_no % 3) as usize;
@@ -617,6 +655,8 @@ impl<'a> Engine<'a> {
 
     /// Printer and laminator operators swap roles; each moves when their station is free.
     fn rotate(&mut self) {
+        let next = self.now + self.shift_ms();
+        self.push(next, Ev::Rotate);
         self.out.rotations += 1;
         let crew = (self.shift_no % 3) as usize;
         let swap = (self.cfg.line.printers + self.cfg.line.laminators) as usize;
@@ -653,17 +693,25 @@ impl<'a> Engine<'a> {
         let id = self.stations[i].id.clone();
         let stage = self.stations[i].stage;
         if !down {
-            self.set_device(i, DeviceReadiness::Ready);
+            let back = if self.stations[i].repairing {
+                DeviceReadiness::Faulted
+            } else {
+                DeviceReadiness::Ready
+            };
+            self.set_device(i, back);
             return;
         }
         self.stations[i].epoch += 1;
         self.set_device(i, DeviceReadiness::Offline);
-        if let Some((j, started)) = self.stations[i].busy.take() {
+        if let Some(step) = self.stations[i].busy.take() {
             // The step in flight is lost with the machine; the job goes back to its queue
-            // (the booklet was not laminated, so nothing is spoiled).
-            self.stats[stage.index()].busy_ms += self.now - started;
+            // (the booklet was not laminated, so nothing is spoiled). Only the time it ran wears
+            // the machine.
+            let ran = self.now - step.started;
+            self.stations[i].failure_in_ms -= ran;
+            self.stats[stage.index()].busy_ms += ran;
             let _ = self.sched.release(&id, self.now);
-            self.queue(j, stage);
+            self.queue(step.job, stage);
             if self.stations[i].leave_after_step {
                 self.sign_out(i);
             }

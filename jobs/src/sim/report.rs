@@ -4,11 +4,14 @@
 //! * **Physical limit** of a stage, in finished passports per hour: machines × availability ÷
 //!   (mean service time × visits per finished passport). The line's limit is the minimum over
 //!   stages; that stage is the bottleneck. [`LineConfig::physical_limit_per_h`] computes it from
-//!   the configuration. A run computes it again from what actually happened — the machine time
-//!   really available (after the run's breakdowns, handovers and outages) and the work really done
-//!   (rework included) — so that `throughput_ratio` judges the scheduler, not the dice.
-//! * **throughput_ratio** = batch throughput ÷ realized physical limit. With all jobs released at
-//!   00:00 it is the share of the bottleneck's available time spent working.
+//!   the configuration.
+//! * **throughput_ratio** = batch throughput ÷ that configured limit. It also moves with the dice:
+//!   a run with fewer breakdowns than expected can exceed 1.
+//! * **utilization**: the same limit computed again from what actually happened in the run — the
+//!   machine time really available (after its breakdowns, handovers and outages) and the work
+//!   really done (rework included) — and throughput divided by it. With all jobs released at
+//!   00:00 it is the share of the bottleneck's available time spent working: it judges the
+//!   scheduler, not the dice.
 //! * **Cmax/LB**: the batch's makespan over the flow-shop lower bound, generalised from two stages
 //!   to four: `LB = max over stages s of (head_s + (work_s + unavailable_s) / machines_s + tail_s)`,
 //!   where `head_s` and `tail_s` are the shortest realized service times of the stages before and
@@ -93,14 +96,20 @@ pub struct BatchReport {
     pub cmax_over_lb: f64,
     /// Finished passports per hour.
     pub throughput_per_h: f64,
-    /// The realized physical limit, finished passports per hour.
+    /// The configured physical limit, finished passports per hour.
     pub limit_per_h: f64,
-    /// Throughput ÷ realized limit.
+    /// Throughput ÷ configured limit.
     pub throughput_ratio: f64,
+    /// The physical limit realized in this run, finished passports per hour.
+    pub realized_limit_per_h: f64,
+    /// Throughput ÷ realized limit: the bottleneck's available time spent working.
+    pub utilization: f64,
     /// The stage that set the limit.
     pub bottleneck: String,
     /// Breakdowns over all stages.
     pub failures: u64,
+    /// Jobs not finished when the run stopped at its horizon (0 unless the line cannot finish).
+    pub unfinished: usize,
     /// Per stage, in line order.
     pub stages: [StageStats; 4],
 }
@@ -108,8 +117,11 @@ pub struct BatchReport {
 /// The day's flow: arrivals as the scenario says.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FlowReport {
-    /// Jobs submitted (all are finished before the run ends).
+    /// Jobs submitted.
     pub jobs: usize,
+    /// Jobs not finished when the run stopped at its horizon (0 unless the line cannot finish);
+    /// they count as late, their lateness measured to the end of the run.
+    pub unfinished: usize,
     /// Jobs per class.
     pub jobs_per_class: PerClass<u32>,
     /// Finished passports per hour over the day.
@@ -126,7 +138,8 @@ pub struct FlowReport {
     pub spoiled: u64,
     /// Laminations by the printer or QC by either: must be zero.
     pub sod_violations: u64,
-    /// Times a job was passed over for separation of duties (it waited for another operator).
+    /// Jobs ranked ahead that the assigned operator was barred from (separation of duties),
+    /// summed over assignments: how often work waited for another operator.
     pub sod_skips: u64,
     /// Shift changes played.
     pub shift_changes: u32,
@@ -198,13 +211,14 @@ fn stage_limit(cfg: &SimConfig, run: &RunOutcome, stage: Stage, horizon: i64, do
 pub(crate) fn batch(cfg: &SimConfig, run: &RunOutcome) -> BatchReport {
     let done = run.jobs.iter().filter(|j| j.done.is_some()).count();
     let horizon = run.cmax_ms.max(1);
-    let (limit, bottleneck) = Stage::ALL
+    let (realized, bottleneck) = Stage::ALL
         .iter()
         .map(|&s| (stage_limit(cfg, run, s, horizon, done), s))
         .fold(
             (f64::INFINITY, Stage::Print),
             |b, c| if c.0 < b.0 { c } else { b },
         );
+    let (configured, _) = cfg.line.physical_limit_per_h();
     let throughput = done as f64 / (horizon as f64 / 3_600_000.0);
     let min_service: Vec<i64> = run.stages.iter().map(|s| s.min_service_ms).collect();
     let lb_ms = Stage::ALL
@@ -224,10 +238,13 @@ pub(crate) fn batch(cfg: &SimConfig, run: &RunOutcome) -> BatchReport {
         lb_s: lb_ms / 1000.0,
         cmax_over_lb: horizon as f64 / lb_ms.max(1.0),
         throughput_per_h: throughput,
-        limit_per_h: limit,
-        throughput_ratio: throughput / limit,
+        limit_per_h: configured,
+        throughput_ratio: throughput / configured,
+        realized_limit_per_h: realized,
+        utilization: throughput / realized,
         bottleneck: bottleneck.name().to_string(),
         failures: run.stages.iter().map(|s| s.failures).sum(),
+        unfinished: run.unfinished,
         stages: run.stages,
     }
 }
@@ -246,7 +263,7 @@ pub(crate) fn flow(cfg: &SimConfig, run: &RunOutcome) -> FlowReport {
     let mut last = 0i64;
     for j in &run.jobs {
         let c = j.class.index();
-        let done = j.done.unwrap_or(i64::MAX / 2);
+        let done = j.done.unwrap_or(run.end_ms);
         last = last.max(done);
         let late = (done - j.due).max(0);
         on_time[c] += u32::from(late == 0);
@@ -261,6 +278,7 @@ pub(crate) fn flow(cfg: &SimConfig, run: &RunOutcome) -> FlowReport {
     let span_h = ((last - first_arrival).max(1)) as f64 / 3_600_000.0;
     FlowReport {
         jobs: run.jobs.len(),
+        unfinished: run.unfinished,
         jobs_per_class: PerClass::from_fn(count),
         throughput_per_h: run.jobs.len() as f64 / span_h,
         on_time: PerClass::from_fn(|c| {
