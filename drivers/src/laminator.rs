@@ -14,8 +14,8 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_modbus::client::{Context, Reader, Writer};
-use tokio_modbus::prelude::{Slave, SlaveContext};
+use tokio_modbus::client::{Client, Context, Reader};
+use tokio_modbus::prelude::{Request, Response, Slave, SlaveContext};
 
 use crate::error::DriverError;
 use crate::link::{CounterSnapshot, LinkCounters};
@@ -525,6 +525,16 @@ enum SessionEnd {
     Lost,
 }
 
+fn check_echo(got: &Response, want: &Response) -> Result<OpResult, DriverError> {
+    if got == want {
+        Ok(OpResult::Done)
+    } else {
+        Err(DriverError::Protocol(format!(
+            "write echoed {got:?}, expected {want:?}"
+        )))
+    }
+}
+
 /// One exchange with one unit, bounded by the unit's own timeout.
 async fn exchange(
     ctx: &mut Context,
@@ -552,14 +562,22 @@ async fn exchange(
                     .read_holding_registers(0, 2)
                     .await
                     .map(|r| r.map(|h| Ok(OpResult::Holding(h)))),
-                Op::WriteCoil(addr) => ctx
-                    .write_single_coil(*addr, true)
-                    .await
-                    .map(|r| r.map(|()| Ok(OpResult::Done))),
+                // Writes go through `call` and are checked here: tokio-modbus's typed write helpers
+                // only `debug_assert` the echo, so a device echoing a wrong value would panic
+                // this task in a debug build instead of being reported.
+                Op::WriteCoil(addr) => {
+                    ctx.call(Request::WriteSingleCoil(*addr, true))
+                        .await
+                        .map(|r| {
+                            r.map(|rsp| check_echo(&rsp, &Response::WriteSingleCoil(*addr, true)))
+                        })
+                }
                 Op::WriteHolding(addr, v) => ctx
-                    .write_single_register(*addr, *v)
+                    .call(Request::WriteSingleRegister(*addr, *v))
                     .await
-                    .map(|r| r.map(|()| Ok(OpResult::Done))),
+                    .map(|r| {
+                        r.map(|rsp| check_echo(&rsp, &Response::WriteSingleRegister(*addr, *v)))
+                    }),
             }
         };
         match tokio::time::timeout(u.cfg.timeout, fut).await {

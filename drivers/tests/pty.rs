@@ -246,7 +246,10 @@ async fn printer_slow_device_within_the_timeout_works_beyond_it_goes_offline() {
         .update_faults(|f| f.delay = Duration::from_millis(400));
     let mut w = p.watch();
     wait_for(&mut w, "offline", |v| v.link == LinkState::Offline).await;
-    rig.sim.control.wire.update_faults(|f| f.delay = Duration::ZERO);
+    rig.sim
+        .control
+        .wire
+        .update_faults(|f| f.delay = Duration::ZERO);
     wait_for(&mut w, "ready again", |v| v.link == LinkState::Ready).await;
     // The slow replies arrived after their requests were given up: dropped, not mistaken.
     assert!(p.counters().late_replies > 0, "{:?}", p.counters());
@@ -440,9 +443,15 @@ async fn laminator_bus_survives_garbage_crc_errors_slow_units_and_link_loss() {
         ..LineFaults::default()
     });
     let mut w = lam.watch();
-    wait_for(&mut w, "offline on CRC errors", |v| v.link == LinkState::Offline).await;
+    wait_for(&mut w, "offline on CRC errors", |v| {
+        v.link == LinkState::Offline
+    })
+    .await;
     wire.set_faults(LineFaults::default());
-    wait_for(&mut w, "back after CRC errors", |v| v.link == LinkState::Ready).await;
+    wait_for(&mut w, "back after CRC errors", |v| {
+        v.link == LinkState::Ready
+    })
+    .await;
 
     rig.sim.units[0].set_faults(UnitFaults {
         delay: Duration::from_millis(40),
@@ -452,9 +461,15 @@ async fn laminator_bus_survives_garbage_crc_errors_slow_units_and_link_loss() {
     rig.sim.units[0].set_faults(UnitFaults::default());
 
     wire.set_plugged(false);
-    wait_for(&mut w, "offline on link loss", |v| v.link == LinkState::Offline).await;
+    wait_for(&mut w, "offline on link loss", |v| {
+        v.link == LinkState::Offline
+    })
+    .await;
     wire.set_plugged(true);
-    wait_for(&mut w, "back after link loss", |v| v.link == LinkState::Ready).await;
+    wait_for(&mut w, "back after link loss", |v| {
+        v.link == LinkState::Ready
+    })
+    .await;
     rig.lams[1].status().await.unwrap();
     let c = lam.counters();
     assert!(c.timeouts > 0 && c.reconnects >= 1, "{c:?}");
