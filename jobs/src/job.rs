@@ -700,15 +700,16 @@ impl JobRecord {
             (JobState::Qc { run }, JobEvent::Finish { .. }) => {
                 next.crew.checked = Some(run.clone());
             }
-            (JobState::NeedsInspection { stage, run }, JobEvent::Inspect { verdict }) => {
-                if *verdict == InspectionVerdict::StepCompleted {
-                    match stage {
-                        Stage::Print => next.crew.printed = Some(run.clone()),
-                        Stage::Laminate => next.crew.laminated = Some(run.clone()),
-                        Stage::Qc | Stage::Dispatch => next.crew.checked = Some(run.clone()),
-                    }
-                }
-            }
+            (
+                JobState::NeedsInspection { stage, run },
+                JobEvent::Inspect {
+                    verdict: InspectionVerdict::StepCompleted,
+                },
+            ) => match stage {
+                Stage::Print => next.crew.printed = Some(run.clone()),
+                Stage::Laminate => next.crew.laminated = Some(run.clone()),
+                Stage::Qc | Stage::Dispatch => next.crew.checked = Some(run.clone()),
+            },
             _ => {}
         }
         if matches!(next.state, JobState::SpoiledRequeued { .. })

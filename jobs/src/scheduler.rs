@@ -1,0 +1,882 @@
+//! The scheduler: which queued step goes to which station next, and why.
+//!
+//! It is pure code: the caller tells it what happened (a job was queued, a station's device or
+//! operator changed, a step finished) and asks [`Scheduler::assign`] for the assignments the line
+//! can make *now*. It holds no clock and does no I/O, so the controller and the line simulator
+//! drive the very same code, and the same inputs always give the same assignments.
+//!
+//! # The rule
+//! Each stage (print, laminate, QC, dispatch) has one queue, ordered by a *rank* fixed when the job
+//! is queued (ties broken by queue order):
+//!
+//! ```text
+//! rank = min(due − lead(class, groups), received + aging_cap(class))
+//! ```
+//!
+//! * `due − lead` is earliest-due-date with a per-class safety lead: a fast-track job due at 06:00
+//!   ranks as if it were due at 02:00, so it wins against a normal job due at 04:00 while both can
+//!   still make it. A boosted group (a pilgrimage batch) gets its own lead and moves as a whole.
+//! * `received + aging_cap` bounds how long any job can be overtaken: once a job has waited its
+//!   class's cap, it ranks by how long it has waited and newer work stops passing it. Nothing
+//!   starves.
+//!
+//! Because the rank depends only on the job, a job keeps its place across stages and after a spoil
+//! (priority kept), and the queue is a `BTreeSet`: one decision is `O(log n)` plus the jobs it must
+//! skip for separation of duties, whatever the backlog.
+//!
+//! Stations pick nothing: for the best-ranked job the scheduler takes the eligible free station
+//! that has been idle longest (ties by station id), which spreads work fairly across operators.
+//!
+//! # Separation of duties
+//! The operator who laminates a booklet never printed it (not configurable: it is why this product
+//! exists). With [`Separation::strict`] (the default) QC is a third person, neither the printer
+//! nor the laminator. A job an operator may not take is skipped for that station, never dropped.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::job::{DeviceId, GroupTag, JobId, OperatorId, PriorityClass, Stage, StationId};
+
+/// Milliseconds since the Unix epoch (or since the start of a simulation): the scheduler's clock
+/// values, supplied by the caller.
+pub type Millis = i64;
+
+const HOUR: Millis = 3_600_000;
+
+/// How many jobs one decision may pass over (separation of duties, consumables) before it gives
+/// up on a stage for now. Bounds the worst-case decision time; the skipped jobs stay queued.
+pub const SKIP_LIMIT: usize = 512;
+
+/// How the queues are ordered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Policy {
+    /// Due-date and slack based, with class leads and aging (the production rule).
+    Slack(SlackPolicy),
+    /// First in, first out per stage: the baseline every report compares against.
+    Fifo,
+}
+
+impl Policy {
+    /// The policy's short name for reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Policy::Slack(_) => "slack",
+            Policy::Fifo => "fifo",
+        }
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy::Slack(SlackPolicy::default())
+    }
+}
+
+/// Parameters of the production rule. Defaults suit a hall whose fast-track jobs are due within
+/// hours and normal jobs within days.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlackPolicy {
+    /// Safety lead per class (normal, urgent, fast-track), in ms: subtracted from the due time.
+    pub class_lead: [Millis; 3],
+    /// Aging cap per class, in ms: after waiting this long a job is passed by no newer job.
+    pub aging_cap: [Millis; 3],
+    /// Extra lead for boosted groups (e.g. pilgrims before the Hajj season), in ms. The largest
+    /// lead among a job's boosted groups applies, if it exceeds its class lead.
+    pub boosted_groups: Vec<(GroupTag, Millis)>,
+}
+
+impl Default for SlackPolicy {
+    fn default() -> Self {
+        Self {
+            class_lead: [0, 2 * HOUR, 4 * HOUR],
+            aging_cap: [72 * HOUR, 24 * HOUR, 8 * HOUR],
+            boosted_groups: Vec::new(),
+        }
+    }
+}
+
+/// Separation-of-duties rules beyond the fixed one (the laminating operator is never the printing
+/// operator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Separation {
+    /// QC must be done by someone who neither printed nor laminated the booklet.
+    pub qc_independent: bool,
+}
+
+impl Separation {
+    /// The default: QC is a third person.
+    pub fn strict() -> Self {
+        Self {
+            qc_independent: true,
+        }
+    }
+}
+
+impl Default for Separation {
+    fn default() -> Self {
+        Self::strict()
+    }
+}
+
+/// What the scheduler needs to know of a job to queue it for a stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedJob {
+    /// The job.
+    pub id: JobId,
+    /// Its service class.
+    pub class: PriorityClass,
+    /// Its group tags (only boosted groups matter here).
+    pub groups: Vec<GroupTag>,
+    /// When it is due.
+    pub due: Millis,
+    /// When it entered the line (the base of aging).
+    pub received: Millis,
+    /// Who printed the current booklet (for lamination and QC).
+    pub printed_by: Option<OperatorId>,
+    /// Who laminated it (for QC).
+    pub laminated_by: Option<OperatorId>,
+}
+
+/// A device's readiness, as the drivers report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceReadiness {
+    /// Answered its last poll and reports no fault.
+    Ready,
+    /// Paused by a supervisor.
+    Paused,
+    /// Reports a fault (jam, ink out, overheat...).
+    Faulted,
+    /// Not answering.
+    Offline,
+}
+
+/// A station as the scheduler sees it: one device, at most one operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StationSpec {
+    /// The station.
+    pub id: StationId,
+    /// The stage it serves.
+    pub stage: Stage,
+    /// Its device.
+    pub device: DeviceId,
+}
+
+#[derive(Debug, Clone)]
+struct Station {
+    spec: StationSpec,
+    device: DeviceReadiness,
+    operator: Option<OperatorId>,
+    /// Items (booklets or patches) left in the open custody session; `None` where the stage
+    /// consumes none.
+    consumables: Option<u32>,
+    busy_with: Option<JobId>,
+    idle_since: Millis,
+}
+
+impl Station {
+    fn can_work(&self) -> bool {
+        self.busy_with.is_none()
+            && self.device == DeviceReadiness::Ready
+            && self.operator.is_some()
+            && self.consumables != Some(0)
+    }
+}
+
+/// Why a job went where it went: recorded with every assignment (ICAO D.4: every assignment is
+/// logged, and operators never choose).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    /// The policy that ranked the queue.
+    pub policy: String,
+    /// The job's class.
+    pub class: PriorityClass,
+    /// The job's rank (ms): its effective deadline under `slack`, its queue order under `fifo`.
+    pub rank: Millis,
+    /// The rank came from the aging cap, not the due time.
+    pub aged: bool,
+    /// The boosted group whose lead applied, if any.
+    pub boosted_group: Option<GroupTag>,
+    /// Jobs ranked ahead that this station could not take (separation of duties).
+    pub skipped_ahead: u32,
+    /// How many jobs were waiting for this stage.
+    pub waiting: u32,
+    /// How many free stations could take the job; the one idle longest got it.
+    pub eligible_stations: u32,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.policy.as_str() {
+            "fifo" => write!(f, "first in line (fifo) of {} waiting", self.waiting)?,
+            _ => {
+                write!(
+                    f,
+                    "{} job with the earliest effective deadline of {} waiting",
+                    self.class.name(),
+                    self.waiting
+                )?;
+                if self.aged {
+                    write!(f, " (aged: waited its class's cap)")?;
+                }
+                if let Some(g) = &self.boosted_group {
+                    write!(f, " (group {g} boosted)")?;
+                }
+            }
+        }
+        if self.skipped_ahead > 0 {
+            write!(
+                f,
+                "; {} ranked ahead skipped for separation of duties",
+                self.skipped_ahead
+            )?;
+        }
+        write!(
+            f,
+            "; idle longest of {} eligible station(s)",
+            self.eligible_stations
+        )
+    }
+}
+
+/// One decision: this job's next step goes to this station, device and operator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// The job.
+    pub job: JobId,
+    /// The step.
+    pub stage: Stage,
+    /// The station.
+    pub station: StationId,
+    /// The station's device.
+    pub device: DeviceId,
+    /// The operator signed in there.
+    pub operator: OperatorId,
+    /// Why.
+    pub reason: Reason,
+}
+
+/// Something the scheduler was told that does not fit what it knows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchedulerError {
+    /// No station with that id.
+    #[error("unknown station {0}")]
+    UnknownStation(StationId),
+    /// The station id is already known.
+    #[error("station {0} is already configured")]
+    DuplicateStation(StationId),
+    /// The job is already queued or in a step.
+    #[error("job {0} is already scheduled")]
+    AlreadyScheduled(JobId),
+    /// The operator is already signed in at another station (one station per operator).
+    #[error("operator {operator} is already signed in at {station}")]
+    OperatorElsewhere {
+        /// The operator.
+        operator: OperatorId,
+        /// Where they are signed in.
+        station: StationId,
+    },
+    /// Another operator is signed in at that station (one operator per station).
+    #[error("station {station} is taken by operator {operator}")]
+    StationTaken {
+        /// The station.
+        station: StationId,
+        /// Who is there.
+        operator: OperatorId,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    job: QueuedJob,
+    stage: Stage,
+    key: (Millis, u64),
+    aged: bool,
+    boosted: Option<GroupTag>,
+}
+
+/// The scheduler's state: queues per stage and the stations of the line.
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    policy: Policy,
+    separation: Separation,
+    queues: [BTreeSet<(Millis, u64, JobId)>; 4],
+    waiting: HashMap<JobId, Entry>,
+    stations: Vec<Station>,
+    by_id: HashMap<StationId, usize>,
+    seq: u64,
+}
+
+impl Scheduler {
+    /// An empty line with the given rules.
+    pub fn new(policy: Policy, separation: Separation) -> Self {
+        Self {
+            policy,
+            separation,
+            queues: Default::default(),
+            waiting: HashMap::new(),
+            stations: Vec::new(),
+            by_id: HashMap::new(),
+            seq: 0,
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Adds a station: its device starts offline and no one is signed in.
+    ///
+    /// # Errors
+    /// [`SchedulerError::DuplicateStation`].
+    pub fn add_station(&mut self, spec: StationSpec, now: Millis) -> Result<(), SchedulerError> {
+        if self.by_id.contains_key(&spec.id) {
+            return Err(SchedulerError::DuplicateStation(spec.id));
+        }
+        self.by_id.insert(spec.id.clone(), self.stations.len());
+        self.stations.push(Station {
+            spec,
+            device: DeviceReadiness::Offline,
+            operator: None,
+            consumables: None,
+            busy_with: None,
+            idle_since: now,
+        });
+        Ok(())
+    }
+
+    fn station_mut(&mut self, id: &StationId) -> Result<&mut Station, SchedulerError> {
+        let i = *self
+            .by_id
+            .get(id)
+            .ok_or_else(|| SchedulerError::UnknownStation(id.clone()))?;
+        Ok(&mut self.stations[i])
+    }
+
+    /// Records a device's readiness.
+    ///
+    /// # Errors
+    /// [`SchedulerError::UnknownStation`].
+    pub fn set_device(
+        &mut self,
+        station: &StationId,
+        readiness: DeviceReadiness,
+    ) -> Result<(), SchedulerError> {
+        self.station_mut(station)?.device = readiness;
+        Ok(())
+    }
+
+    /// Signs an operator in at a station, or out with `None`. One station per operator and one
+    /// operator per station.
+    ///
+    /// # Errors
+    /// [`SchedulerError::OperatorElsewhere`], [`SchedulerError::StationTaken`] or
+    /// [`SchedulerError::UnknownStation`]; nothing changes.
+    pub fn set_operator(
+        &mut self,
+        station: &StationId,
+        operator: Option<OperatorId>,
+        now: Millis,
+    ) -> Result<(), SchedulerError> {
+        if let Some(op) = &operator
+            && let Some(other) = self
+                .stations
+                .iter()
+                .find(|s| s.operator.as_ref() == Some(op) && &s.spec.id != station)
+        {
+            return Err(SchedulerError::OperatorElsewhere {
+                operator: op.clone(),
+                station: other.spec.id.clone(),
+            });
+        }
+        let st = self.station_mut(station)?;
+        if let (Some(current), Some(new)) = (&st.operator, &operator)
+            && current != new
+        {
+            return Err(SchedulerError::StationTaken {
+                station: station.clone(),
+                operator: current.clone(),
+            });
+        }
+        st.operator = operator;
+        st.idle_since = now;
+        Ok(())
+    }
+
+    /// Sets how many items are left in the station's custody session (`None`: not counted).
+    ///
+    /// # Errors
+    /// [`SchedulerError::UnknownStation`].
+    pub fn set_consumables(
+        &mut self,
+        station: &StationId,
+        left: Option<u32>,
+    ) -> Result<(), SchedulerError> {
+        self.station_mut(station)?.consumables = left;
+        Ok(())
+    }
+
+    /// The step at `station` is over (done, spoiled or aborted): the station is free again.
+    ///
+    /// # Errors
+    /// [`SchedulerError::UnknownStation`].
+    pub fn release(&mut self, station: &StationId, now: Millis) -> Result<(), SchedulerError> {
+        let st = self.station_mut(station)?;
+        st.busy_with = None;
+        st.idle_since = now;
+        Ok(())
+    }
+
+    /// Queues a job for a stage.
+    ///
+    /// # Errors
+    /// [`SchedulerError::AlreadyScheduled`] if it is already queued.
+    pub fn enqueue(&mut self, job: QueuedJob, stage: Stage) -> Result<(), SchedulerError> {
+        if self.waiting.contains_key(&job.id) {
+            return Err(SchedulerError::AlreadyScheduled(job.id));
+        }
+        self.seq += 1;
+        let (rank, aged, boosted) = match &self.policy {
+            Policy::Fifo => (self.seq as Millis, false, None),
+            Policy::Slack(p) => {
+                let mut lead = p.class_lead[job.class.index()];
+                let mut boosted = None;
+                for (g, l) in &p.boosted_groups {
+                    if *l > lead && job.groups.contains(g) {
+                        lead = *l;
+                        boosted = Some(g.clone());
+                    }
+                }
+                let by_due = job.due.saturating_sub(lead);
+                let by_age = job.received.saturating_add(p.aging_cap[job.class.index()]);
+                if by_age < by_due {
+                    (by_age, true, None)
+                } else {
+                    (by_due, false, boosted)
+                }
+            }
+        };
+        let key = (rank, self.seq);
+        self.queues[stage.index()].insert((rank, self.seq, job.id));
+        self.waiting.insert(
+            job.id,
+            Entry {
+                job,
+                stage,
+                key,
+                aged,
+                boosted,
+            },
+        );
+        Ok(())
+    }
+
+    /// Takes a queued job out (hold, cancel). Returns the stage it waited for, if it was queued.
+    pub fn remove(&mut self, job: JobId) -> Option<Stage> {
+        let e = self.waiting.remove(&job)?;
+        self.queues[e.stage.index()].remove(&(e.key.0, e.key.1, job));
+        Some(e.stage)
+    }
+
+    /// How many jobs wait for `stage`.
+    pub fn queued(&self, stage: Stage) -> usize {
+        self.queues[stage.index()].len()
+    }
+
+    /// How many stations of `stage` could start a step now.
+    pub fn free_stations(&self, stage: Stage) -> usize {
+        self.stations
+            .iter()
+            .filter(|s| s.spec.stage == stage && s.can_work())
+            .count()
+    }
+
+    fn may_take(&self, station: &Station, job: &QueuedJob) -> bool {
+        let Some(op) = station.operator.as_ref() else {
+            return false;
+        };
+        match station.spec.stage {
+            Stage::Print | Stage::Dispatch => true,
+            Stage::Laminate => job.printed_by.as_ref() != Some(op),
+            Stage::Qc => {
+                !self.separation.qc_independent
+                    || (job.printed_by.as_ref() != Some(op)
+                        && job.laminated_by.as_ref() != Some(op))
+            }
+        }
+    }
+
+    /// Makes every assignment the line can make now, downstream stages first (finishing work in
+    /// progress frees custody and space before new work starts). Assigned jobs leave their queue
+    /// and their stations become busy until [`Scheduler::release`].
+    pub fn assign(&mut self, now: Millis) -> Vec<Assignment> {
+        let mut out = Vec::new();
+        for stage in [Stage::Dispatch, Stage::Qc, Stage::Laminate, Stage::Print] {
+            self.assign_stage(stage, now, &mut out);
+        }
+        out
+    }
+
+    fn assign_stage(&mut self, stage: Stage, _now: Millis, out: &mut Vec<Assignment>) {
+        let mut free: Vec<usize> = (0..self.stations.len())
+            .filter(|&i| self.stations[i].spec.stage == stage && self.stations[i].can_work())
+            .collect();
+        if free.is_empty() || self.queues[stage.index()].is_empty() {
+            return;
+        }
+        // Idle longest first, then by id: deterministic and fair across operators.
+        free.sort_by(|&a, &b| {
+            let (sa, sb) = (&self.stations[a], &self.stations[b]);
+            (sa.idle_since, &sa.spec.id).cmp(&(sb.idle_since, &sb.spec.id))
+        });
+        let waiting = self.queues[stage.index()].len() as u32;
+        let mut skipped: u32 = 0;
+        let mut taken: Vec<((Millis, u64, JobId), usize)> = Vec::new();
+        for &(rank, seq, id) in self.queues[stage.index()].iter() {
+            if free.is_empty() || skipped as usize >= SKIP_LIMIT {
+                break;
+            }
+            let entry = &self.waiting[&id];
+            let eligible: Vec<usize> = free
+                .iter()
+                .copied()
+                .filter(|&i| self.may_take(&self.stations[i], &entry.job))
+                .collect();
+            let Some(&pick) = eligible.first() else {
+                skipped = skipped.saturating_add(1);
+                continue;
+            };
+            let st = &self.stations[pick];
+            out.push(Assignment {
+                job: id,
+                stage,
+                station: st.spec.id.clone(),
+                device: st.spec.device.clone(),
+                operator: st.operator.clone().unwrap_or_else(|| OperatorId::new("")),
+                reason: Reason {
+                    policy: self.policy.name().to_string(),
+                    class: entry.job.class,
+                    rank,
+                    aged: entry.aged,
+                    boosted_group: entry.boosted.clone(),
+                    skipped_ahead: skipped,
+                    waiting,
+                    eligible_stations: eligible.len() as u32,
+                },
+            });
+            free.retain(|&i| i != pick);
+            taken.push(((rank, seq, id), pick));
+        }
+        for (key, station) in taken {
+            self.queues[stage.index()].remove(&key);
+            self.waiting.remove(&key.2);
+            let st = &mut self.stations[station];
+            st.busy_with = Some(key.2);
+            if let Some(n) = st.consumables.as_mut() {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(s: &str) -> OperatorId {
+        OperatorId::new(s)
+    }
+    fn st(s: &str) -> StationId {
+        StationId::new(s)
+    }
+
+    fn line(policy: Policy, stations: &[(&str, Stage, &str)]) -> Scheduler {
+        let mut s = Scheduler::new(policy, Separation::strict());
+        for (id, stage, operator) in stations {
+            s.add_station(
+                StationSpec {
+                    id: st(id),
+                    stage: *stage,
+                    device: DeviceId::new(format!("{id}/dev")),
+                },
+                0,
+            )
+            .expect("add");
+            s.set_device(&st(id), DeviceReadiness::Ready).expect("dev");
+            s.set_operator(&st(id), Some(op(operator)), 0).expect("op");
+        }
+        s
+    }
+
+    fn job(id: u64, class: PriorityClass, due_h: i64, received_h: i64) -> QueuedJob {
+        QueuedJob {
+            id: JobId(id),
+            class,
+            groups: vec![],
+            due: due_h * HOUR,
+            received: received_h * HOUR,
+            printed_by: None,
+            laminated_by: None,
+        }
+    }
+
+    fn printed(mut j: QueuedJob, by: &str) -> QueuedJob {
+        j.printed_by = Some(op(by));
+        j
+    }
+
+    #[test]
+    fn fast_track_goes_first_under_slack_and_last_under_fifo() {
+        let stations = [("PRN-1", Stage::Print, "A")];
+        for (policy, first) in [(Policy::default(), 3), (Policy::Fifo, 1)] {
+            let mut s = line(policy, &stations);
+            s.enqueue(job(1, PriorityClass::Normal, 72, 0), Stage::Print)
+                .expect("q");
+            s.enqueue(job(2, PriorityClass::Urgent, 24, 0), Stage::Print)
+                .expect("q");
+            s.enqueue(job(3, PriorityClass::FastTrack, 6, 0), Stage::Print)
+                .expect("q");
+            let a = s.assign(0);
+            assert_eq!(a.len(), 1);
+            assert_eq!(a[0].job, JobId(first), "{}", s.policy().name());
+            assert_eq!(a[0].operator, op("A"));
+        }
+    }
+
+    #[test]
+    fn earlier_due_wins_within_a_class_and_class_lead_breaks_near_ties() {
+        let mut s = line(Policy::default(), &[("PRN-1", Stage::Print, "A")]);
+        // Normal due at 3h vs fast-track due at 6h: the fast-track lead (4h) puts it at 2h.
+        s.enqueue(job(1, PriorityClass::Normal, 3, 0), Stage::Print)
+            .expect("q");
+        s.enqueue(job(2, PriorityClass::FastTrack, 6, 0), Stage::Print)
+            .expect("q");
+        assert_eq!(s.assign(0)[0].job, JobId(2));
+        // Normal due at 1h vs fast-track due at 6h: the normal one is far more pressing.
+        let mut s = line(Policy::default(), &[("PRN-1", Stage::Print, "A")]);
+        s.enqueue(job(1, PriorityClass::Normal, 1, 0), Stage::Print)
+            .expect("q");
+        s.enqueue(job(2, PriorityClass::FastTrack, 6, 0), Stage::Print)
+            .expect("q");
+        assert_eq!(s.assign(0)[0].job, JobId(1));
+    }
+
+    #[test]
+    fn aging_stops_newer_work_from_passing_an_old_job_forever() {
+        let mut s = line(Policy::default(), &[("PRN-1", Stage::Print, "A")]);
+        // A normal job due in 30 days, received at t=0: by due time it would wait a month.
+        s.enqueue(job(1, PriorityClass::Normal, 720, 0), Stage::Print)
+            .expect("q");
+        // Fast-track jobs keep arriving. Any received more than 76h after job 1 ranks after it.
+        s.enqueue(job(2, PriorityClass::FastTrack, 80, 77), Stage::Print)
+            .expect("q");
+        let a = s.assign(77 * HOUR);
+        assert_eq!(a[0].job, JobId(1));
+        assert!(a[0].reason.aged);
+        assert!(a[0].reason.to_string().contains("aged"), "{}", a[0].reason);
+    }
+
+    #[test]
+    fn boosted_group_moves_as_a_whole() {
+        let hajj = GroupTag::new("HAJJ-2027");
+        let policy = Policy::Slack(SlackPolicy {
+            boosted_groups: vec![(hajj.clone(), 48 * HOUR)],
+            ..SlackPolicy::default()
+        });
+        let mut s = line(
+            policy,
+            &[("PRN-1", Stage::Print, "A"), ("PRN-2", Stage::Print, "D")],
+        );
+        s.enqueue(job(1, PriorityClass::FastTrack, 6, 0), Stage::Print)
+            .expect("q");
+        for id in [2, 3] {
+            let mut j = job(id, PriorityClass::Normal, 49, 0);
+            j.groups.push(hajj.clone());
+            s.enqueue(j, Stage::Print).expect("q");
+        }
+        let a = s.assign(0);
+        let jobs: Vec<_> = a.iter().map(|a| a.job).collect();
+        assert_eq!(jobs, [JobId(2), JobId(3)]);
+        assert_eq!(a[0].reason.boosted_group.as_ref(), Some(&hajj));
+    }
+
+    #[test]
+    fn printing_operator_never_laminates_their_own_booklet() {
+        // A printed job 1 and now stands at LAM-1; B is at LAM-2. Job 1 must go to LAM-2 even
+        // though LAM-1 has been idle longer.
+        let mut s = line(
+            Policy::default(),
+            &[
+                ("LAM-1", Stage::Laminate, "A"),
+                ("LAM-2", Stage::Laminate, "B"),
+            ],
+        );
+        s.release(&st("LAM-2"), 10).expect("release");
+        s.enqueue(
+            printed(job(1, PriorityClass::FastTrack, 6, 0), "A"),
+            Stage::Laminate,
+        )
+        .expect("q");
+        let a = s.assign(20);
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].station, st("LAM-2"));
+        assert_eq!(a[0].operator, op("B"));
+        assert_eq!(a[0].reason.eligible_stations, 1);
+    }
+
+    #[test]
+    fn a_job_only_its_printer_could_take_waits_and_is_skipped_not_lost() {
+        let mut s = line(Policy::default(), &[("LAM-1", Stage::Laminate, "A")]);
+        s.enqueue(
+            printed(job(1, PriorityClass::FastTrack, 1, 0), "A"),
+            Stage::Laminate,
+        )
+        .expect("q");
+        s.enqueue(
+            printed(job(2, PriorityClass::Normal, 72, 0), "Z"),
+            Stage::Laminate,
+        )
+        .expect("q");
+        let a = s.assign(0);
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].job, JobId(2));
+        assert_eq!(a[0].reason.skipped_ahead, 1);
+        assert_eq!(
+            s.queued(Stage::Laminate),
+            1,
+            "job 1 still waits for another operator"
+        );
+    }
+
+    #[test]
+    fn qc_is_a_third_person_when_strict_and_may_repeat_when_relaxed() {
+        for (qc_independent, expect) in [(true, 0usize), (false, 1)] {
+            let mut s = Scheduler::new(Policy::default(), Separation { qc_independent });
+            s.add_station(
+                StationSpec {
+                    id: st("QC-1"),
+                    stage: Stage::Qc,
+                    device: DeviceId::new("QC-1/reader"),
+                },
+                0,
+            )
+            .expect("add");
+            s.set_device(&st("QC-1"), DeviceReadiness::Ready)
+                .expect("dev");
+            s.set_operator(&st("QC-1"), Some(op("B")), 0).expect("op");
+            let mut j = printed(job(1, PriorityClass::Normal, 5, 0), "A");
+            j.laminated_by = Some(op("B"));
+            s.enqueue(j, Stage::Qc).expect("q");
+            assert_eq!(s.assign(0).len(), expect, "qc_independent={qc_independent}");
+        }
+    }
+
+    #[test]
+    fn unavailable_stations_get_no_work() {
+        let mut s = line(
+            Policy::default(),
+            &[
+                ("PRN-1", Stage::Print, "A"),
+                ("PRN-2", Stage::Print, "D"),
+                ("PRN-3", Stage::Print, "E"),
+            ],
+        );
+        s.set_device(&st("PRN-1"), DeviceReadiness::Faulted)
+            .expect("dev");
+        s.set_consumables(&st("PRN-2"), Some(0)).expect("c");
+        s.set_operator(&st("PRN-3"), None, 0).expect("out");
+        for id in 1..=3 {
+            s.enqueue(job(id, PriorityClass::Normal, 9, 0), Stage::Print)
+                .expect("q");
+        }
+        assert!(s.assign(0).is_empty());
+        s.set_consumables(&st("PRN-2"), Some(1)).expect("c");
+        let a = s.assign(1);
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].station, st("PRN-2"));
+        s.release(&st("PRN-2"), 2).expect("release");
+        assert!(
+            s.assign(3).is_empty(),
+            "the last booklet of the session was used"
+        );
+    }
+
+    #[test]
+    fn one_station_per_operator_and_one_operator_per_station() {
+        let mut s = line(
+            Policy::default(),
+            &[
+                ("PRN-1", Stage::Print, "A"),
+                ("LAM-2", Stage::Laminate, "B"),
+            ],
+        );
+        assert_eq!(
+            s.set_operator(&st("PRN-1"), Some(op("B")), 0),
+            Err(SchedulerError::OperatorElsewhere {
+                operator: op("B"),
+                station: st("LAM-2")
+            })
+        );
+        s.set_operator(&st("LAM-2"), None, 0).expect("sign out");
+        assert_eq!(
+            s.set_operator(&st("PRN-1"), Some(op("B")), 0),
+            Err(SchedulerError::StationTaken {
+                station: st("PRN-1"),
+                operator: op("A")
+            })
+        );
+    }
+
+    #[test]
+    fn held_jobs_leave_the_queue_and_busy_stations_wait_for_release() {
+        let mut s = line(Policy::default(), &[("PRN-1", Stage::Print, "A")]);
+        s.enqueue(job(1, PriorityClass::FastTrack, 1, 0), Stage::Print)
+            .expect("q");
+        s.enqueue(job(2, PriorityClass::Normal, 9, 0), Stage::Print)
+            .expect("q");
+        assert_eq!(
+            s.enqueue(job(2, PriorityClass::Normal, 9, 0), Stage::Print),
+            Err(SchedulerError::AlreadyScheduled(JobId(2)))
+        );
+        assert_eq!(s.remove(JobId(1)), Some(Stage::Print));
+        assert_eq!(s.remove(JobId(1)), None);
+        assert_eq!(s.assign(0)[0].job, JobId(2));
+        s.enqueue(job(3, PriorityClass::FastTrack, 1, 0), Stage::Print)
+            .expect("q");
+        assert!(s.assign(1).is_empty(), "PRN-1 is busy");
+        s.release(&st("PRN-1"), 2).expect("release");
+        assert_eq!(s.assign(2)[0].job, JobId(3));
+    }
+
+    #[test]
+    fn same_inputs_give_the_same_assignments() {
+        let run = || {
+            let mut s = line(
+                Policy::default(),
+                &[
+                    ("PRN-1", Stage::Print, "A"),
+                    ("PRN-2", Stage::Print, "D"),
+                    ("LAM-1", Stage::Laminate, "B"),
+                ],
+            );
+            for id in 0..50u64 {
+                let class = PriorityClass::ALL[(id % 3) as usize];
+                s.enqueue(job(id, class, (id % 7) as i64 + 1, 0), Stage::Print)
+                    .expect("q");
+            }
+            let mut log = Vec::new();
+            for t in 0..30 {
+                for a in s.assign(t) {
+                    log.push((a.job, a.station.clone()));
+                    s.release(&a.station, t).expect("release");
+                }
+            }
+            log
+        };
+        assert_eq!(run(), run());
+    }
+}
