@@ -67,6 +67,7 @@ impl Encoder<Frame> for FrameCodec {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // in tests a panic is the failure report
 mod tests {
     use super::*;
     use futures_util::StreamExt;

@@ -227,6 +227,7 @@ pub fn decode_all(mut bytes: &[u8]) -> (Vec<Frame>, Vec<InvalidFrame>) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // in tests a panic is the failure report
 mod tests {
     use super::*;
 

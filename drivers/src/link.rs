@@ -293,6 +293,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Link<T> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // in tests a panic is the failure report
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};

@@ -1,5 +1,7 @@
 //! The vendor bridge client against the example bridge program, as a child process and over TCP.
 
+#![allow(clippy::unwrap_used)] // in tests a panic is the failure report
+
 use std::path::Path;
 use std::time::Duration;
 

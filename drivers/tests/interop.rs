@@ -5,6 +5,8 @@
 //! Needs socat and a Python venv with pymodbus 3.11.x at `.venv/` (or `HALLCTL_PYTHON`):
 //! `scripts/test-all` installs both and runs this with `--ignored`.
 
+#![allow(clippy::unwrap_used)] // in tests a panic is the failure report
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

@@ -4,6 +4,8 @@
 //! Waits are bounded (a test fails rather than hangs) but generous: these are not timing
 //! benchmarks; `examples/figures.rs` measures the figures.
 
+#![allow(clippy::unwrap_used)] // in tests a panic is the failure report
+
 use std::time::Duration;
 
 use hallctl_drivers::DriverError;

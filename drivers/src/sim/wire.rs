@@ -209,6 +209,7 @@ fn apply_faults(chunk: &[u8], f: LineFaults) -> Vec<u8> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // in tests a panic is the failure report
 mod tests {
     use super::*;
 
