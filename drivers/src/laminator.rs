@@ -651,14 +651,16 @@ async fn bus_session(
             }
             () = tokio::time::sleep_until(due_at), if !units.is_empty() => {
                 let u = &mut units[due_idx];
+                // Fixed cadence from the poll's start: a missed poll must not stretch detection.
+                let cadence = Instant::now() + p.interval;
                 match exchange(&mut ctx, u, &Op::Status, 1).await {
                     Ok(OpResult::Status(s)) => {
                         u.missed = 0;
                         u.backoff.reset();
                         u.view.send_replace(LaminatorView { link: LinkState::Ready, status: Some(s) });
-                        u.next_poll = Instant::now() + p.interval;
+                        u.next_poll = cadence;
                     }
-                    Ok(_) => u.next_poll = Instant::now() + p.interval,
+                    Ok(_) => u.next_poll = cadence,
                     Err(e) if e.is_link_loss() => {
                         tracing::info!(unit = %u.cfg.name, "bus lost: {e}");
                         return SessionEnd::Lost;
@@ -674,7 +676,7 @@ async fn bus_session(
                             // Probe with backoff: a dead unit costs one timeout per probe.
                             u.next_poll = Instant::now() + u.backoff.next_delay();
                         } else {
-                            u.next_poll = Instant::now() + p.interval;
+                            u.next_poll = cadence;
                         }
                     }
                 }

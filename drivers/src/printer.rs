@@ -787,6 +787,10 @@ impl PrinterTask {
                     }
                 }
                 () = tokio::time::sleep_until(next_poll) => {
+                    // Polls keep a fixed cadence from their start, so a missed poll (which waits
+                    // out the timeout) does not stretch the time to detect a silent device.
+                    let started = Instant::now();
+                    let cadence = started + p.interval;
                     match link.poll(code::STATUS, &[]).await {
                         Ok(f) => {
                             missed = 0;
@@ -797,7 +801,7 @@ impl PrinterTask {
                                 }
                                 Err(e) => tracing::warn!(printer = %self.name, "bad STATUS reply: {e}"),
                             }
-                            next_poll = Instant::now() + p.interval;
+                            next_poll = cadence;
                         }
                         Err(e) if e.is_link_loss() => return self.lost(),
                         Err(_) => {
@@ -807,7 +811,7 @@ impl PrinterTask {
                                 // recovers that way, and a healthy one loses nothing.
                                 return self.lost();
                             }
-                            next_poll = Instant::now() + p.interval;
+                            next_poll = cadence;
                         }
                     }
                     self.forward_events(&mut link);
