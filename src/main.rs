@@ -4,5 +4,14 @@ use clap::Parser;
 fn main() -> anyhow::Result<()> {
     let cli = hallctl::cli::Cli::parse();
     hallctl::cli::init_tracing();
-    hallctl::cli::run(cli)
+    match hallctl::cli::run(cli) {
+        // The reader went away (`hallctl sim | head`): not an error of ours.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
 }

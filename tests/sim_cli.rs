@@ -92,6 +92,9 @@ fn bad_arguments_are_refused_with_the_argument_named() {
         (vec!["sim", "--printers", "0"], "--printers"),
         (vec!["sim", "--scenario", "blackout"], "--scenario"),
         (vec!["sim", "--jobs", "many"], "--jobs"),
+        (vec!["sim", "--load=-1"], "--load"),
+        (vec!["sim", "--load", "7"], "--load"),
+        (vec!["sim", "--load", "0.9", "--jobs", "10"], "--load"),
     ] {
         let out = hallctl(&args);
         assert!(!out.status.success(), "{args:?} was accepted");
@@ -99,4 +102,14 @@ fn bad_arguments_are_refused_with_the_argument_named() {
         assert!(err.contains(needle), "{args:?}: {err}");
         assert!(out.stdout.is_empty());
     }
+}
+
+#[test]
+fn load_sets_the_number_of_jobs_from_the_physical_limit() {
+    let v = sim_json(&[&SMALL[..6], &["--scenario", "steady", "--load", "0.5"]].concat());
+    let load = v["offered_load"].as_f64().unwrap_or(0.0);
+    assert!((load - 0.5).abs() < 0.001, "offered load {load}");
+    let jobs = v["jobs"].as_u64().unwrap_or(0);
+    let limit = v["physical_limit_per_h"].as_f64().unwrap_or(0.0);
+    assert_eq!(jobs, (0.5 * limit * 24.0).round() as u64);
 }

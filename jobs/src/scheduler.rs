@@ -879,4 +879,235 @@ mod tests {
         };
         assert_eq!(run(), run());
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::HashSet;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Enqueue {
+                class: u8,
+                due_h: i64,
+                stage: u8,
+                printer: u8,
+                laminator: u8,
+            },
+            Release(u8),
+            Device(u8, u8),
+            SignIn(u8, u8),
+            SignOut(u8),
+            Consumables(u8, Option<u8>),
+            Remove(u8),
+            Assign,
+        }
+
+        fn any_op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                (0u8..3, 0i64..100, 0u8..4, 0u8..6, 0u8..6).prop_map(
+                    |(class, due_h, stage, printer, laminator)| {
+                        Op::Enqueue {
+                            class,
+                            due_h,
+                            stage,
+                            printer,
+                            laminator,
+                        }
+                    }
+                ),
+                (0u8..8).prop_map(Op::Release),
+                (0u8..8, 0u8..4).prop_map(|(s, d)| Op::Device(s, d)),
+                (0u8..8, 0u8..6).prop_map(|(s, o)| Op::SignIn(s, o)),
+                (0u8..8).prop_map(Op::SignOut),
+                (0u8..8, proptest::option::of(0u8..3)).prop_map(|(s, c)| Op::Consumables(s, c)),
+                (0u8..40).prop_map(Op::Remove),
+                Just(Op::Assign),
+                Just(Op::Assign),
+            ]
+        }
+
+        const STAGES: [Stage; 8] = [
+            Stage::Print,
+            Stage::Print,
+            Stage::Laminate,
+            Stage::Laminate,
+            Stage::Laminate,
+            Stage::Qc,
+            Stage::Qc,
+            Stage::Dispatch,
+        ];
+
+        /// Plays the operations; checks every assignment against an independent model of the line
+        /// and returns the assignment log.
+        fn play(ops: &[Op], policy: Policy) -> Result<Vec<(JobId, StationId)>, TestCaseError> {
+            let mut s = Scheduler::new(policy, Separation::strict());
+            let ids: Vec<StationId> = (0..8).map(|i| st(&format!("S{i}"))).collect();
+            for (i, id) in ids.iter().enumerate() {
+                s.add_station(
+                    StationSpec {
+                        id: id.clone(),
+                        stage: STAGES[i],
+                        device: DeviceId::new(format!("D{i}")),
+                    },
+                    0,
+                )
+                .expect("add");
+            }
+            // The model: what the scheduler should believe.
+            let mut ready = [false; 8];
+            let mut operator: [Option<u8>; 8] = [None; 8];
+            let mut left: [Option<u32>; 8] = [None; 8];
+            let mut busy = [false; 8];
+            let mut queued: HashMap<JobId, QueuedJob> = HashMap::new();
+            let mut stage_of: HashMap<JobId, Stage> = HashMap::new();
+            let mut in_flight: HashSet<JobId> = HashSet::new();
+            let mut next_job = 0u64;
+            let mut log = Vec::new();
+            for (t, o) in ops.iter().enumerate() {
+                let now = t as Millis;
+                match o.clone() {
+                    Op::Enqueue {
+                        class,
+                        due_h,
+                        stage,
+                        printer,
+                        laminator,
+                    } => {
+                        let stage = Stage::ALL[stage as usize];
+                        let mut j = job(next_job, PriorityClass::ALL[class as usize], due_h, 0);
+                        next_job += 1;
+                        if stage != Stage::Print {
+                            j.printed_by = Some(op(&format!("O{printer}")));
+                        }
+                        if matches!(stage, Stage::Qc | Stage::Dispatch) {
+                            j.laminated_by = Some(op(&format!("O{laminator}")));
+                        }
+                        s.enqueue(j.clone(), stage).expect("fresh job");
+                        stage_of.insert(j.id, stage);
+                        queued.insert(j.id, j);
+                    }
+                    Op::Release(i) => {
+                        s.release(&ids[i as usize], now).expect("station");
+                        busy[i as usize] = false;
+                    }
+                    Op::Device(i, d) => {
+                        let r = [
+                            DeviceReadiness::Ready,
+                            DeviceReadiness::Paused,
+                            DeviceReadiness::Faulted,
+                            DeviceReadiness::Offline,
+                        ][d as usize];
+                        s.set_device(&ids[i as usize], r).expect("station");
+                        ready[i as usize] = r == DeviceReadiness::Ready;
+                    }
+                    Op::SignIn(i, who) => {
+                        let elsewhere = operator
+                            .iter()
+                            .enumerate()
+                            .any(|(k, o)| *o == Some(who) && k != i as usize);
+                        let taken = operator[i as usize].is_some_and(|o| o != who);
+                        let r = s.set_operator(&ids[i as usize], Some(op(&format!("O{who}"))), now);
+                        prop_assert_eq!(r.is_ok(), !elsewhere && !taken, "sign-in {:?}", r);
+                        if r.is_ok() {
+                            operator[i as usize] = Some(who);
+                        }
+                    }
+                    Op::SignOut(i) => {
+                        s.set_operator(&ids[i as usize], None, now)
+                            .expect("sign out");
+                        operator[i as usize] = None;
+                    }
+                    Op::Consumables(i, c) => {
+                        s.set_consumables(&ids[i as usize], c.map(u32::from))
+                            .expect("station");
+                        left[i as usize] = c.map(u32::from);
+                    }
+                    Op::Remove(k) => {
+                        let id = JobId(u64::from(k));
+                        let was_queued = queued.remove(&id).is_some();
+                        prop_assert_eq!(s.remove(id).is_some(), was_queued);
+                    }
+                    Op::Assign => {
+                        for a in s.assign(now) {
+                            let i = ids
+                                .iter()
+                                .position(|x| *x == a.station)
+                                .expect("known station");
+                            let j = queued.remove(&a.job);
+                            prop_assert!(j.is_some(), "{} assigned but not queued", a.job);
+                            let j = j.expect("checked");
+                            prop_assert!(!in_flight.contains(&a.job), "{} assigned twice", a.job);
+                            prop_assert_eq!(stage_of[&a.job], a.stage);
+                            prop_assert_eq!(STAGES[i], a.stage);
+                            prop_assert!(
+                                ready[i] && !busy[i] && left[i] != Some(0),
+                                "station {} not free",
+                                i
+                            );
+                            let who = operator[i].map(|o| op(&format!("O{o}")));
+                            prop_assert_eq!(Some(&a.operator), who.as_ref());
+                            if a.stage == Stage::Laminate || a.stage == Stage::Qc {
+                                prop_assert_ne!(
+                                    j.printed_by.as_ref(),
+                                    Some(&a.operator),
+                                    "printer laminates or checks"
+                                );
+                            }
+                            if a.stage == Stage::Qc {
+                                prop_assert_ne!(
+                                    j.laminated_by.as_ref(),
+                                    Some(&a.operator),
+                                    "laminator checks"
+                                );
+                            }
+                            busy[i] = true;
+                            if let Some(n) = left[i].as_mut() {
+                                *n -= 1;
+                            }
+                            in_flight.insert(a.job);
+                            log.push((a.job, a.station));
+                        }
+                        // Work conservation: no free station is left idle while a job it may take waits.
+                        for i in 0..8 {
+                            let Some(o) = operator[i] else { continue };
+                            if !ready[i] || busy[i] || left[i] == Some(0) {
+                                continue;
+                            }
+                            let me = op(&format!("O{o}"));
+                            for (id, j) in &queued {
+                                if stage_of[id] != STAGES[i] {
+                                    continue;
+                                }
+                                let barred = match STAGES[i] {
+                                    Stage::Laminate => j.printed_by.as_ref() == Some(&me),
+                                    Stage::Qc => {
+                                        j.printed_by.as_ref() == Some(&me)
+                                            || j.laminated_by.as_ref() == Some(&me)
+                                    }
+                                    _ => false,
+                                };
+                                prop_assert!(barred, "station S{} idle while {} waits", i, id);
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(log)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+            #[test]
+            fn assignments_respect_the_line_and_are_work_conserving(
+                ops in proptest::collection::vec(any_op(), 1..120),
+                fifo in any::<bool>(),
+            ) {
+                let policy = if fifo { Policy::Fifo } else { Policy::default() };
+                let first = play(&ops, policy.clone())?;
+                prop_assert_eq!(first, play(&ops, policy)?, "same inputs, same assignments");
+            }
+        }
+    }
 }

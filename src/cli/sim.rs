@@ -2,6 +2,7 @@
 //! side with a FIFO baseline, and print the comparison as a table or as JSON.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
@@ -41,6 +42,10 @@ pub struct SimArgs {
     /// Jobs submitted over the day.
     #[arg(long, default_value_t = 40_000, value_parser = clap::value_parser!(u32).range(1..=2_000_000))]
     pub jobs: u32,
+    /// Instead of --jobs: the day's offered load as a fraction of the line's physical limit
+    /// (e.g. 0.95); the number of jobs follows from it.
+    #[arg(long, conflicts_with = "jobs", value_parser = parse_load)]
+    pub load: Option<f64>,
     /// Seed of every random draw: the same seed gives the same report.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
@@ -50,6 +55,17 @@ pub struct SimArgs {
     /// Print one JSON object per scenario (an array for `all`) instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_load(s: &str) -> Result<f64, String> {
+    let x: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number (expected e.g. 0.95)"))?;
+    if (0.01..=3.0).contains(&x) {
+        Ok(x)
+    } else {
+        Err(format!("{x} is outside 0.01..=3.0"))
+    }
 }
 
 /// One scenario's comparison with the wall time each policy took.
@@ -66,18 +82,8 @@ fn play(config: &SimConfig) -> Timed {
     let t = Instant::now();
     let fifo = sim::simulate(config, &Policy::Fifo);
     let wall_fifo_s = t.elapsed().as_secs_f64();
-    let (limit, bottleneck) = config.line.physical_limit_per_h();
     Timed {
-        cmp: Comparison {
-            scenario: config.scenario.name().to_string(),
-            seed: config.seed,
-            jobs: config.jobs,
-            offered_load: config.offered_load(),
-            physical_limit_per_h: limit,
-            bottleneck: bottleneck.name().to_string(),
-            ours,
-            fifo,
-        },
+        cmp: Comparison::of(config, ours, fifo),
         wall_ours_s,
         wall_fifo_s,
     }
@@ -174,31 +180,27 @@ fn table(t: &Timed, config: &SimConfig) -> String {
         format!("{:.0}", f.batch.throughput_per_h),
     );
     row("the day's flow", String::new(), String::new());
-    for class in [
+    const CLASSES: [PriorityClass; 3] = [
         PriorityClass::FastTrack,
         PriorityClass::Urgent,
         PriorityClass::Normal,
-    ] {
+    ];
+    for class in CLASSES {
+        let label = format!(
+            "  on time, {} ({} jobs)",
+            class.name(),
+            o.flow.jobs_per_class.get(class)
+        );
         row(
-            &format!(
-                "  on time, {} ({} jobs)",
-                class.name(),
-                o.flow.jobs_per_class.get(class)
-            ),
+            &label,
             pct(o.flow.on_time.get(class)),
             pct(f.flow.on_time.get(class)),
         );
     }
-    for class in [
-        PriorityClass::FastTrack,
-        PriorityClass::Urgent,
-        PriorityClass::Normal,
-    ] {
-        row(
-            &format!("  p95 lateness, {} (s)", class.name()),
-            format!("{:.0}", o.flow.p95_lateness_s.get(class)),
-            format!("{:.0}", f.flow.p95_lateness_s.get(class)),
-        );
+    for class in CLASSES {
+        let label = format!("  p95 lateness, {} (s)", class.name());
+        let secs = |r: &PolicyReport| format!("{:.0}", r.flow.p95_lateness_s.get(class));
+        row(&label, secs(o), secs(f));
     }
     row(
         "  bottleneck idle while work waited (min)",
@@ -239,6 +241,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         ScenarioArg::LaminatorDown => vec![Scenario::LaminatorDown],
         ScenarioArg::All => Scenario::ALL.to_vec(),
     };
+    let mut stdout = std::io::stdout().lock();
     let mut out = Vec::new();
     for scenario in scenarios {
         let mut config = SimConfig::new(scenario);
@@ -246,7 +249,13 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         config.line.laminators = args.laminators;
         config.line.qc_stations = args.qc_stations;
         config.line.dispatch_stations = args.dispatch_stations;
-        config.jobs = args.jobs;
+        config.jobs = match args.load {
+            Some(load) => {
+                let (limit, _) = config.line.physical_limit_per_h();
+                (load * limit * 24.0).round().max(1.0) as u32
+            }
+            None => args.jobs,
+        };
         config.seed = args.seed;
         if !args.json {
             eprintln!("playing {} ...", scenario.name());
@@ -255,7 +264,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         if args.json {
             out.push(to_json(&timed));
         } else {
-            println!("{}", table(&timed, &config));
+            writeln!(stdout, "{}", table(&timed, &config))?;
         }
     }
     if args.json {
@@ -264,7 +273,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         } else {
             Value::Array(out)
         };
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&v)?)?;
     }
     Ok(())
 }

@@ -133,6 +133,10 @@ struct Engine<'a> {
     stats: [StageStats; 4],
     last_t: i64,
     remaining: usize,
+    /// Jobs at or upstream of each stage (queued for, in, or before it): the stage has work left.
+    upstream: [usize; 4],
+    /// When each stage started its first step.
+    first_start: [Option<i64>; 4],
     crews: [Vec<OperatorId>; 3],
     shift_no: i64,
     out: RunOutcome,
@@ -226,6 +230,8 @@ impl<'a> Engine<'a> {
             stats: Default::default(),
             last_t: 0,
             remaining: 0,
+            upstream: [0; 4],
+            first_start: [None; 4],
             crews,
             // Time 0 is 00:00; the night shift began at 22:00 the day before.
             shift_no: 0,
@@ -306,6 +312,7 @@ impl<'a> Engine<'a> {
             self.push(t, Ev::Arrive(i as u32));
         }
         self.remaining = self.jobs.len();
+        self.upstream = [self.jobs.len(); 4];
     }
 
     /// Crew `c`'s operator for station `i`, before or after the mid-shift swap.
@@ -392,9 +399,13 @@ impl<'a> Engine<'a> {
             return;
         }
         let waiting = Stage::ALL.map(|s| self.sched.queued(s) > 0);
+        // Lost machine time counts only inside a stage's working window (from its first step while
+        // work remains for it): outside it, head and tail terms of the lower bound already count.
+        let active = Stage::ALL
+            .map(|s| self.first_start[s.index()].is_some() && self.upstream[s.index()] > 0);
         for st in &self.stations {
             let s = &mut self.stats[st.stage.index()];
-            if st.busy.is_some() {
+            if st.busy.is_some() || !active[st.stage.index()] {
                 continue;
             }
             match st.device {
@@ -474,6 +485,7 @@ impl<'a> Engine<'a> {
             (self.now + service_ms, Ev::Done { station, epoch })
         };
         self.stats[stage.index()].operations += 1;
+        self.first_start[stage.index()].get_or_insert(self.now);
         match stage {
             Stage::Print => self.jobs[j as usize].printed_by = Some(operator.clone()),
             Stage::Laminate => self.jobs[j as usize].laminated_by = Some(operator.clone()),
@@ -540,15 +552,21 @@ impl<'a> Engine<'a> {
         let job = &mut self.jobs[j as usize];
         job.attempts[stage.index()] += 1;
         if spoiled {
+            // Back to printing: every stage before this one has this job's work again.
+            for s in &mut self.upstream[..stage.index()] {
+                *s += 1;
+            }
             self.out.spoiled += 1;
             job.printed_by = None;
             job.laminated_by = None;
             self.queue(j, Stage::Print);
         } else if stage == Stage::Dispatch {
+            self.upstream[stage.index()] -= 1;
             job.done = Some(self.now);
             self.out.cmax_ms = self.out.cmax_ms.max(self.now);
             self.remaining -= 1;
         } else {
+            self.upstream[stage.index()] -= 1;
             let next = Stage::ALL[stage.index() + 1];
             self.queue(j, next);
         }
@@ -657,17 +675,7 @@ impl<'a> Engine<'a> {
 pub fn compare(config: &SimConfig) -> Comparison {
     let ours = simulate(config, &Policy::default());
     let fifo = simulate(config, &Policy::Fifo);
-    let (limit, bottleneck) = config.line.physical_limit_per_h();
-    Comparison {
-        scenario: config.scenario.name().to_string(),
-        seed: config.seed,
-        jobs: config.jobs,
-        offered_load: config.offered_load(),
-        physical_limit_per_h: limit,
-        bottleneck: bottleneck.name().to_string(),
-        ours,
-        fifo,
-    }
+    Comparison::of(config, ours, fifo)
 }
 
 #[cfg(test)]

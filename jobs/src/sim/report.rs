@@ -168,6 +168,23 @@ pub struct Comparison {
     pub fifo: PolicyReport,
 }
 
+impl Comparison {
+    /// Puts two policies' reports on the same scenario side by side.
+    pub fn of(config: &SimConfig, ours: PolicyReport, fifo: PolicyReport) -> Self {
+        let (limit, bottleneck) = config.line.physical_limit_per_h();
+        Self {
+            scenario: config.scenario.name().to_string(),
+            seed: config.seed,
+            jobs: config.jobs,
+            offered_load: config.offered_load(),
+            physical_limit_per_h: limit,
+            bottleneck: bottleneck.name().to_string(),
+            ours,
+            fifo,
+        }
+    }
+}
+
 fn stage_limit(cfg: &SimConfig, run: &RunOutcome, stage: Stage, horizon: i64, done: usize) -> f64 {
     let s = &run.stages[stage.index()];
     let machines = i64::from(cfg.line.machines(stage));

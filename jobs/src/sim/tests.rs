@@ -152,3 +152,16 @@ proptest! {
         prop_assert!(r.batch.cmax_over_lb >= 1.0 - 1e-9);
     }
 }
+
+/// Found by the property test above: handovers after the print stage's last step were counted as
+/// lost print time, so the "lower bound" exceeded the makespan. Lost time now counts only inside
+/// a stage's working window.
+#[test]
+fn regression_lower_bound_never_exceeds_the_makespan() {
+    let mut cfg = small(Scenario::Steady, 266, 15_210_049_694_301_920_089);
+    cfg.line.printers = 2;
+    cfg.line.laminators = 3;
+    let r = simulate(&cfg, &Policy::default());
+    assert!(r.batch.cmax_over_lb >= 1.0, "{:?}", r.batch);
+    assert!(r.batch.throughput_ratio <= 1.0, "{:?}", r.batch);
+}
