@@ -498,3 +498,14 @@ async fn laminator_bus_survives_garbage_crc_errors_slow_units_and_link_loss() {
     assert!(c.link_losses >= 2 && c.reconnects >= 1, "{c:?}");
     rig.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_is_opened_exclusively() {
+    use hallctl_drivers::port::Connector;
+    let rig = printer_rig().await;
+    // The printer task holds the port: a second opener (another program, a second task) must be
+    // refused rather than interleave its frames with ours.
+    let mut second = SerialConnector::new(rig.sim.control.path(), 115_200);
+    assert!(second.connect().await.is_err(), "second open succeeded");
+    rig.finish().await;
+}
