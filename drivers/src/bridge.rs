@@ -245,7 +245,12 @@ async fn run<R, W>(
         ),
     > = HashMap::new();
     let mut next_id: u64 = 1;
-    let mut sweep = tokio::time::interval(Duration::from_millis(20).min(timeout));
+    // Expired calls are swept at this period (never zero: `interval` panics on a zero period).
+    let mut sweep = tokio::time::interval(
+        Duration::from_millis(20)
+            .min(timeout)
+            .max(Duration::from_millis(1)),
+    );
     loop {
         tokio::select! {
             call = rx.recv() => {

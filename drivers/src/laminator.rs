@@ -625,8 +625,9 @@ async fn bus_session(
             .map(|(i, u)| (i, u.next_poll))
             .min_by_key(|&(_, t)| t)
             .unwrap_or((0, Instant::now() + p.interval));
+        // Not `biased`: a caller issuing commands back to back must not starve the polls that
+        // detect a dead unit, nor the other units' polls.
         tokio::select! {
-            biased;
             msg = rx.recv() => {
                 let Some(c) = msg else { return SessionEnd::HandlesGone };
                 let Some(u) = units.get(c.unit) else { continue };
