@@ -372,3 +372,51 @@ fn encode_events(machine: &Arc<Mutex<Machine>>, events: Vec<PrinterEvent>) -> Ve
         .flat_map(|ev| event_frame(&mut m, ev))
         .collect()
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // in tests a panic is the failure report
+mod tests {
+    use super::*;
+    use crate::printer::DataField;
+
+    fn machine() -> Arc<Mutex<Machine>> {
+        Arc::new(Mutex::new(Machine {
+            state: PrinterState::Idle,
+            fault: None,
+            ink_percent: 100,
+            media_count: 10,
+            loaded: None,
+            printed: 0,
+            next_booklet: 1,
+            print_done_at: None,
+            event_seq: 0,
+            last: None,
+        }))
+    }
+
+    fn result_of(bytes: &[u8]) -> u8 {
+        match frame::decode(bytes) {
+            Decoded::Frame { frame, .. } => frame.payload[0],
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retransmitted_print_is_answered_from_the_cache_not_printed_twice() {
+        let m = machine();
+        let t = PrinterTiming::default();
+        let job = JobData {
+            job_ref: 5,
+            fields: vec![(DataField::Surname, "X".into())],
+        };
+        let load = Frame::new(1, code::LOAD_JOB, job.encode().unwrap());
+        assert_eq!(result_of(&handle_request(&m, &load, t)), code::OK);
+        let print = Frame::new(2, code::PRINT, 5u32.to_be_bytes().to_vec());
+        assert_eq!(result_of(&handle_request(&m, &print, t)), code::OK);
+        // Same SEQ again (the host's retry after a lost reply): the cached OK, not BUSY.
+        assert_eq!(result_of(&handle_request(&m, &print, t)), code::OK);
+        // A new SEQ is a new command: now the printer is busy.
+        let again = Frame::new(3, code::PRINT, 5u32.to_be_bytes().to_vec());
+        assert_eq!(result_of(&handle_request(&m, &again, t)), code::BUSY);
+    }
+}
