@@ -369,6 +369,13 @@ impl JobData {
     /// invalid UTF-8.
     pub fn decode(p: &[u8]) -> Result<Self, DriverError> {
         let bad = |m: String| DriverError::Protocol(m);
+        // Symmetric with `encode`: what one side cannot send, the other does not accept.
+        if p.len() > crate::frame::MAX_PAYLOAD {
+            return Err(bad(format!(
+                "LOAD_JOB payload of {} bytes is longer than one frame",
+                p.len()
+            )));
+        }
         let (head, mut rest) = p
             .split_first_chunk::<4>()
             .ok_or_else(|| bad("LOAD_JOB payload shorter than its job reference".into()))?;
@@ -893,6 +900,18 @@ mod tests {
             !dbg.contains("ERIKSSON") && !dbg.contains("L898902C3"),
             "{dbg}"
         );
+    }
+
+    /// Found by the `printer_payloads` fuzz target: a 1045-byte payload decoded, but could not
+    /// be encoded again (encode refuses more than one frame's payload).
+    #[test]
+    fn regression_job_data_longer_than_a_frame_is_refused_by_decode_too() {
+        let mut p = 7u32.to_be_bytes().to_vec();
+        while p.len() <= crate::frame::MAX_PAYLOAD {
+            p.extend([0x01, 1, b'A']);
+        }
+        let err = JobData::decode(&p).unwrap_err().to_string();
+        assert!(err.contains("longer than one frame"), "{err}");
     }
 
     #[test]
