@@ -4,8 +4,9 @@
 //! and returns one [`LaminatorHandle`] per unit. Every request carries its unit's own timeout, and
 //! a unit that has missed three polls is only *probed* (with backoff) until it answers again, and
 //! commands for it fail at once: a dead unit costs the bus one timeout per probe, never one per
-//! queued command, so its peers keep their poll rate (the failure mode of node-red-contrib-modbus
-//! issues #409/#446, where one unit's queue of timed-out requests stalled the whole bus).
+//! queued command, so its peers keep their poll rate. (node-red-contrib-modbus issue #446: one
+//! dead slave interrupts all communication on the line; #409: a timeout resets the whole queue.
+//! Here each request has its own reply channel, and a timeout fails that request only.)
 
 use std::sync::Arc;
 use std::time::Duration;
