@@ -1,15 +1,16 @@
-//! `hallctl devices sim` as a user runs it: the binary prints port paths, and the real drivers
-//! reach the simulated printers and laminators through them.
+//! `hallctl devices sim` as a user runs it: the binary prints port paths, the real drivers reach
+//! the simulated printers and laminators through them, and faults typed on its standard input
+//! reach the drivers.
 
 #![allow(clippy::unwrap_used)] // in tests a panic is the failure report
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use hallctl_drivers::laminator::{BusConfig, UnitConfig, spawn_bus};
 use hallctl_drivers::port::{LinkState, PollConfig, SerialConnector};
-use hallctl_drivers::printer::{PrinterConfig, spawn_printer};
+use hallctl_drivers::printer::{PrinterConfig, PrinterEvent, PrinterFault, spawn_printer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devices_sim_prints_ports_the_drivers_can_open() {
@@ -18,11 +19,14 @@ async fn devices_sim_prints_ports_the_drivers_can_open() {
         .args(["devices", "sim", "--printers", "2", "--laminators", "2"])
         .args(["--time-scale", "0.01", "--seconds", "20", "--dir"])
         .arg(dir.path())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut lines = Vec::new();
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+    for line in out.by_ref() {
         let line = line.unwrap();
         if line == "ready" {
             break;
@@ -74,6 +78,36 @@ async fn devices_sim_prints_ports_the_drivers_can_open() {
             .unwrap();
     }
     assert_eq!(lams[1].setpoints().await.unwrap(), (1350, 40));
+
+    // Fault injection from standard input: a jam on PRN-2, LAM-2 falls silent.
+    let mut events = printer.subscribe();
+    writeln!(stdin, "jam PRN-2").unwrap();
+    writeln!(stdin, "silent LAM-2 on").unwrap();
+    writeln!(stdin, "bogus PRN-2").unwrap();
+    stdin.flush().unwrap();
+    let replies: Vec<String> = out.by_ref().take(3).map(Result::unwrap).collect();
+    assert_eq!(replies[..2], ["ok: jam PRN-2", "ok: silent LAM-2 on"]);
+    assert!(replies[2].starts_with("error: "), "{replies:?}");
+    let ev = tokio::time::timeout(ready, events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(
+            ev,
+            PrinterEvent::Fault {
+                fault: PrinterFault::Jam,
+                ..
+            }
+        ),
+        "{ev:?}"
+    );
+    let mut w2 = lams[1].watch();
+    tokio::time::timeout(ready, w2.wait_for(|v| v.link == LinkState::Offline))
+        .await
+        .expect("silenced LAM-2 never went offline")
+        .unwrap();
+    assert_eq!(lams[0].view().link, LinkState::Ready);
     child.kill().unwrap();
     child.wait().unwrap();
 }

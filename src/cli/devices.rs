@@ -4,8 +4,13 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use hallctl_drivers::sim::TimeScale;
-use hallctl_drivers::sim::laminator::{LaminatorTiming, spawn_laminator_bus};
-use hallctl_drivers::sim::printer::{PrinterTiming, spawn_printer_sim};
+use hallctl_drivers::sim::command::{self, DeviceRef, FaultCommand, LineFault};
+use hallctl_drivers::sim::laminator::{
+    LaminatorBusSim, LaminatorTiming, UnitFaults, spawn_laminator_bus,
+};
+use hallctl_drivers::sim::printer::{PrinterSim, PrinterTiming, spawn_printer_sim};
+use hallctl_drivers::sim::wire::{LineFaults, WireControl};
+use tokio::io::AsyncBufReadExt;
 
 /// Arguments of `hallctl devices`.
 #[derive(Debug, Args)]
@@ -19,6 +24,9 @@ pub struct DevicesArgs {
 #[derive(Debug, Subcommand)]
 pub enum DevicesCommand {
     /// Run simulated devices on pseudo-terminals and print their port paths until Ctrl-C.
+    ///
+    /// Fault-injection commands are read from standard input, one per line (`help` lists them):
+    /// e.g. `jam PRN-1`, `silent LAM-2 on`, `unplug PRN-1`, `plug PRN-1`.
     Sim(SimDevicesArgs),
 }
 
@@ -81,7 +89,7 @@ async fn sim(a: SimDevicesArgs) -> anyhow::Result<()> {
         println!("printer   PRN-{i}  {}", sim.control.path().display());
         printers.push(sim);
     }
-    let _bus = if a.laminators > 0 {
+    let bus = if a.laminators > 0 {
         let ids: Vec<u8> = (1..=a.laminators).collect();
         let bus = spawn_laminator_bus(
             dir.join("rs485-1"),
@@ -103,9 +111,98 @@ async fn sim(a: SimDevicesArgs) -> anyhow::Result<()> {
         None
     };
     println!("ready");
-    match a.seconds {
-        Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
-        None => tokio::signal::ctrl_c().await?,
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let deadline = a
+        .seconds
+        .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+    let mut stdin_open = true;
+    loop {
+        let stop = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        };
+        tokio::select! {
+            () = stop => break,
+            line = stdin.next_line(), if stdin_open => match line {
+                Ok(Some(line)) if line.trim() == "help" => println!("{}", command::HELP),
+                Ok(Some(line)) if line.trim().is_empty() => {}
+                Ok(Some(line)) => match command::parse(&line) {
+                    Ok(cmd) => match apply(&cmd, &printers, bus.as_ref()).await {
+                        Ok(()) => println!("ok: {}", line.trim()),
+                        Err(e) => println!("error: {e}"),
+                    },
+                    Err(e) => println!("error: {e} (try help)"),
+                },
+                // No (more) standard input, e.g. run in the background: keep simulating.
+                Ok(None) | Err(_) => stdin_open = false,
+            },
+        }
+    }
+    Ok(())
+}
+
+/// Applies one fault-injection command to the running simulators.
+async fn apply(
+    cmd: &FaultCommand,
+    printers: &[PrinterSim],
+    bus: Option<&LaminatorBusSim>,
+) -> Result<(), String> {
+    let printer = |n: u8| {
+        printers
+            .get(usize::from(n).wrapping_sub(1))
+            .ok_or(format!("no PRN-{n}"))
+    };
+    let unit = |n: u8| {
+        bus.and_then(|b| b.units.iter().find(|u| u.unit_id == n))
+            .ok_or(format!("no LAM-{n}"))
+    };
+    let wire = |d: DeviceRef| -> Result<&WireControl, String> {
+        match d {
+            DeviceRef::Printer(n) => Ok(&printer(n)?.control.wire),
+            DeviceRef::Laminator(n) => {
+                unit(n)?;
+                bus.map(|b| &b.wire).ok_or(format!("no LAM-{n}"))
+            }
+        }
+    };
+    match *cmd {
+        FaultCommand::Printer { n, fault } => printer(n)?.control.inject(fault).await,
+        FaultCommand::Laminator { n, fault } => unit(n)?.inject(fault),
+        FaultCommand::Plug { device, plugged } => wire(device)?.set_plugged(plugged),
+        // A laminator's own silence or slowness is per unit; noise and CRC errors are on the
+        // shared bus, so they hit every unit on it.
+        FaultCommand::Line {
+            device: DeviceRef::Laminator(n),
+            fault: LineFault::Silent(on),
+        } => {
+            let u = unit(n)?;
+            u.set_faults(UnitFaults {
+                silent: on,
+                ..u.faults()
+            });
+        }
+        FaultCommand::Line {
+            device: DeviceRef::Laminator(n),
+            fault: LineFault::Delay(d),
+        } => {
+            let u = unit(n)?;
+            u.set_faults(UnitFaults {
+                delay: d,
+                ..u.faults()
+            });
+        }
+        FaultCommand::Line { device, fault } => {
+            wire(device)?.update_faults(|f: &mut LineFaults| match fault {
+                LineFault::Silent(on) => f.silent = on,
+                LineFault::Garbage(on) => f.garbage = on,
+                LineFault::CorruptCrc(on) => f.corrupt_crc = on,
+                LineFault::Delay(d) => f.delay = d,
+            })
+        }
     }
     Ok(())
 }

@@ -277,6 +277,12 @@ impl LaminatorUnitControl {
         }
     }
 
+    /// This unit's current faults.
+    #[must_use]
+    pub fn faults(&self) -> UnitFaults {
+        self.state.lock().map(|u| u.faults).unwrap_or_default()
+    }
+
     /// Raises a machine fault now (jam, overheat, patch out ...). Overheat also drives the
     /// temperature over the limit, as a failed thermostat would.
     pub fn inject(&self, fault: LaminatorFault) {

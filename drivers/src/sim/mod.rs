@@ -7,6 +7,7 @@
 //! link loss and return); the device simulators inject the faults of the machine (jam, ink out,
 //! overheat).
 
+pub mod command;
 pub mod laminator;
 pub mod printer;
 pub mod wire;
