@@ -20,7 +20,7 @@ use tokio_modbus::prelude::{Request, Response, Slave, SlaveContext};
 
 use crate::error::DriverError;
 use crate::link::{CounterSnapshot, LinkCounters};
-use crate::port::{Backoff, Connector, LinkState, PollConfig};
+use crate::port::{Backoff, Connector, LinkEvent, LinkState, PollConfig};
 
 /// The register map.
 pub mod reg {
@@ -458,10 +458,16 @@ pub fn spawn_bus<C: Connector>(
     (handles, join)
 }
 
-fn set_link(u: &Unit, link: LinkState) {
+/// Applies a link event to a unit's view; counts a loss when the unit goes offline.
+fn transition(u: &Unit, event: LinkEvent) {
     u.view.send_if_modified(|v| {
-        let changed = v.link != link;
-        v.link = link;
+        let next = v.link.apply(event);
+        if next == LinkState::Offline && v.link != LinkState::Offline {
+            u.counters.link_losses();
+            tracing::warn!(unit = %u.cfg.name, "laminator offline");
+        }
+        let changed = next != v.link;
+        v.link = next;
         changed
     });
 }
@@ -484,9 +490,7 @@ async fn run_bus<C: Connector>(
                 backoff.reset();
                 let now = Instant::now();
                 for u in &mut units {
-                    if u.view.borrow().link == LinkState::Opening {
-                        set_link(u, LinkState::Probing);
-                    }
+                    transition(u, LinkEvent::Opened);
                     u.next_poll = now;
                     u.missed = 0;
                 }
@@ -495,10 +499,7 @@ async fn run_bus<C: Connector>(
                     SessionEnd::HandlesGone => break 'outer,
                     SessionEnd::Lost => {
                         for u in &units {
-                            if u.view.borrow().link != LinkState::Offline {
-                                u.counters.link_losses();
-                            }
-                            set_link(u, LinkState::Offline);
+                            transition(u, LinkEvent::Lost);
                         }
                     }
                 }
@@ -517,7 +518,7 @@ async fn run_bus<C: Connector>(
         }
     }
     for u in &units {
-        set_link(u, LinkState::Stopped);
+        transition(u, LinkEvent::Stopped);
     }
 }
 
@@ -644,7 +645,8 @@ async fn bus_session(
                 let r = exchange(&mut ctx, u, &c.op, attempts).await;
                 let lost = matches!(&r, Err(e) if e.is_link_loss());
                 if let Ok(OpResult::Status(s)) = &r {
-                    u.view.send_replace(LaminatorView { link: LinkState::Ready, status: Some(s.clone()) });
+                    u.view.send_modify(|v| v.status = Some(s.clone()));
+                    transition(u, LinkEvent::ExchangeOk);
                 }
                 let _ = c.reply.send(r);
                 if lost {
@@ -659,7 +661,8 @@ async fn bus_session(
                     Ok(OpResult::Status(s)) => {
                         u.missed = 0;
                         u.backoff.reset();
-                        u.view.send_replace(LaminatorView { link: LinkState::Ready, status: Some(s) });
+                        u.view.send_modify(|v| v.status = Some(s));
+                        transition(u, LinkEvent::ExchangeOk);
                         u.next_poll = cadence;
                     }
                     Ok(_) => u.next_poll = cadence,
@@ -669,12 +672,11 @@ async fn bus_session(
                     }
                     Err(_) => {
                         u.missed += 1;
+                        transition(u, LinkEvent::PollMissed {
+                            consecutive: u.missed,
+                            limit: p.missed_polls_for_offline,
+                        });
                         if u.missed >= p.missed_polls_for_offline {
-                            if u.view.borrow().link != LinkState::Offline {
-                                u.counters.link_losses();
-                                tracing::warn!(unit = %u.cfg.name, "laminator offline");
-                            }
-                            set_link(u, LinkState::Offline);
                             // Probe with backoff: a dead unit costs one timeout per probe.
                             u.next_poll = Instant::now() + u.backoff.next_delay();
                         } else {

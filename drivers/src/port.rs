@@ -151,11 +151,50 @@ pub enum LinkState {
     Stopped,
 }
 
+/// What happened on a link, as its port task sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// The port was opened.
+    Opened,
+    /// An exchange with the device succeeded.
+    ExchangeOk,
+    /// A status poll got no valid answer; `consecutive` in a row, offline from `limit` on.
+    PollMissed {
+        /// Missed polls in a row, this one included.
+        consecutive: u32,
+        /// The threshold ([`PollConfig::missed_polls_for_offline`]).
+        limit: u32,
+    },
+    /// The link failed (EOF, EIO) or the port could not be kept.
+    Lost,
+    /// The task is shutting down.
+    Stopped,
+}
+
 impl LinkState {
     /// Only a device whose last exchange succeeded takes commands.
     #[must_use]
     pub fn is_ready(self) -> bool {
         self == LinkState::Ready
+    }
+
+    /// The state after `event`. Pure: the port tasks call it for every transition, so the rules
+    /// live here and are tested as a table.
+    ///
+    /// Opening a port never makes a device ready (only a successful exchange does), and an
+    /// offline device stays offline through a reopen until it answers.
+    #[must_use]
+    pub fn apply(self, event: LinkEvent) -> LinkState {
+        use LinkState::*;
+        match (self, event) {
+            (Stopped, _) | (_, LinkEvent::Stopped) => Stopped,
+            (_, LinkEvent::ExchangeOk) => Ready,
+            (_, LinkEvent::Lost) => Offline,
+            (_, LinkEvent::PollMissed { consecutive, limit }) if consecutive >= limit => Offline,
+            (state, LinkEvent::PollMissed { .. }) => state,
+            (Opening, LinkEvent::Opened) => Probing,
+            (state, LinkEvent::Opened) => state,
+        }
     }
 }
 
@@ -163,6 +202,35 @@ impl LinkState {
 #[allow(clippy::unwrap_used)] // in tests a panic is the failure report
 mod tests {
     use super::*;
+
+    #[test]
+    fn link_state_transitions_table() {
+        use LinkEvent::{ExchangeOk, Lost, Opened, PollMissed};
+        use LinkState::{Offline, Opening, Probing, Ready};
+        let missed = |n| PollMissed {
+            consecutive: n,
+            limit: 3,
+        };
+        let table = [
+            (Opening, Opened, Probing),
+            (Probing, ExchangeOk, Ready),
+            (Opening, ExchangeOk, Ready),
+            (Ready, missed(1), Ready),
+            (Ready, missed(2), Ready),
+            (Ready, missed(3), Offline),
+            (Probing, missed(3), Offline),
+            (Ready, Lost, Offline),
+            // A reopened port does not make an offline device ready: only an answer does.
+            (Offline, Opened, Offline),
+            (Offline, missed(7), Offline),
+            (Offline, ExchangeOk, Ready),
+            (Ready, LinkEvent::Stopped, LinkState::Stopped),
+            (LinkState::Stopped, ExchangeOk, LinkState::Stopped),
+        ];
+        for (from, event, to) in table {
+            assert_eq!(from.apply(event), to, "{from:?} + {event:?}");
+        }
+    }
 
     #[test]
     fn backoff_grows_with_jitter_and_respects_the_cap() {

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use crate::error::DriverError;
 use crate::frame::Frame;
 use crate::link::{CounterSnapshot, Link, LinkConfig, LinkCounters};
-use crate::port::{Backoff, Connector, LinkState, PollConfig};
+use crate::port::{Backoff, Connector, LinkEvent, LinkState, PollConfig};
 
 /// Command, reply and event codes.
 pub mod code {
@@ -717,10 +717,16 @@ enum SessionEnd {
 }
 
 impl PrinterTask {
-    fn set_link(&self, link: LinkState) {
+    /// Applies a link event to the view; counts a loss when the printer goes offline.
+    fn transition(&self, event: LinkEvent) {
         self.view.send_if_modified(|v| {
-            let changed = v.link != link;
-            v.link = link;
+            let next = v.link.apply(event);
+            if next == LinkState::Offline && v.link != LinkState::Offline {
+                self.counters.link_losses();
+                tracing::warn!(printer = %self.name, "printer offline");
+            }
+            let changed = next != v.link;
+            v.link = next;
             changed
         });
     }
@@ -736,9 +742,7 @@ impl PrinterTask {
                         self.counters.reconnects();
                     }
                     opened_once = true;
-                    if self.view.borrow().link == LinkState::Opening {
-                        self.set_link(LinkState::Probing);
-                    }
+                    self.transition(LinkEvent::Opened);
                     let link = Link::new(io, self.config.link, self.counters.clone());
                     match self.session(link, &mut backoff).await {
                         SessionEnd::HandlesGone => break,
@@ -754,7 +758,7 @@ impl PrinterTask {
                 break;
             }
         }
-        self.set_link(LinkState::Stopped);
+        self.transition(LinkEvent::Stopped);
     }
 
     /// Answers every command with NotReady until `until`. False when every handle is gone.
@@ -804,7 +808,8 @@ impl PrinterTask {
                             backoff.reset();
                             match PrinterStatus::decode_reply(&f.payload) {
                                 Ok(status) => {
-                                    self.view.send_replace(PrinterView { link: LinkState::Ready, status: Some(status) });
+                                    self.view.send_modify(|v| v.status = Some(status));
+                                    self.transition(LinkEvent::ExchangeOk);
                                 }
                                 Err(e) => tracing::warn!(printer = %self.name, "bad STATUS reply: {e}"),
                             }
@@ -813,10 +818,14 @@ impl PrinterTask {
                         Err(e) if e.is_link_loss() => return self.lost(),
                         Err(_) => {
                             missed += 1;
+                            self.transition(LinkEvent::PollMissed {
+                                consecutive: missed,
+                                limit: p.missed_polls_for_offline,
+                            });
                             if missed >= p.missed_polls_for_offline {
                                 // Offline: close the port and reopen it; a wedged adapter
                                 // recovers that way, and a healthy one loses nothing.
-                                return self.lost();
+                                return SessionEnd::Lost;
                             }
                             next_poll = cadence;
                         }
@@ -835,11 +844,7 @@ impl PrinterTask {
     }
 
     fn lost(&self) -> SessionEnd {
-        if self.view.borrow().link != LinkState::Offline {
-            self.counters.link_losses();
-            tracing::warn!(printer = %self.name, "printer offline");
-        }
-        self.set_link(LinkState::Offline);
+        self.transition(LinkEvent::Lost);
         SessionEnd::Lost
     }
 
