@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod devices;
 pub mod sim;
 
 /// hallctl: the production-hall printing line controller.
@@ -19,6 +20,9 @@ pub enum Command {
     /// Play a day (or a surge, or a laminator outage) of the line in the discrete-event simulator,
     /// our scheduler side by side with a FIFO baseline.
     Sim(sim::SimArgs),
+    /// Device tools: `hallctl devices sim` runs simulated printers and laminators on
+    /// pseudo-terminals and prints their port paths.
+    Devices(devices::DevicesArgs),
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default `info`).
@@ -38,5 +42,6 @@ pub fn init_tracing() {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Sim(args) => sim::run(args),
+        Command::Devices(args) => devices::run(args),
     }
 }
