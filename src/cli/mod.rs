@@ -2,6 +2,8 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod audit;
+pub mod ledger;
 pub mod sim;
 
 /// hallctl: the production-hall printing line controller.
@@ -19,6 +21,10 @@ pub enum Command {
     /// Play a day (or a surge, or a laminator outage) of the line in the discrete-event simulator,
     /// our scheduler side by side with a FIFO baseline.
     Sim(sim::SimArgs),
+    /// The patch and booklet ledger: trace, reconcile, export missing serials, record events.
+    Ledger(ledger::LedgerArgs),
+    /// Ledger integrity: verify the chain, signed evidence bundles, checkpoint export.
+    Audit(audit::AuditArgs),
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default `info`).
@@ -38,5 +44,7 @@ pub fn init_tracing() {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Sim(args) => sim::run(args),
+        Command::Ledger(args) => ledger::run(args),
+        Command::Audit(args) => audit::run(args),
     }
 }

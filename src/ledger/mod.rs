@@ -47,9 +47,10 @@ pub use event::{ItemKind, LedgerEvent, LotId, Record, Serial, SerialRange, Sessi
 /// Everything that can go wrong with the ledger.
 #[derive(Debug, Error)]
 pub enum LedgerError {
-    /// The event breaks a custody rule; nothing was written.
+    /// The event breaks a custody rule; nothing was written. (Not a `source`: the refusal is
+    /// the whole message, and error reports should not print it twice.)
     #[error("refused: {0}")]
-    Refused(#[from] Refusal),
+    Refused(Refusal),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -71,6 +72,12 @@ pub enum LedgerError {
     /// No ledger at the path.
     #[error("no ledger at {0} (nothing has been recorded there)")]
     NotFound(PathBuf),
+}
+
+impl From<Refusal> for LedgerError {
+    fn from(r: Refusal) -> Self {
+        LedgerError::Refused(r)
+    }
 }
 
 impl LedgerError {
