@@ -455,8 +455,6 @@ pub struct Session {
     pub opened_seq: u64,
     /// When it was closed, if it was.
     pub closed_at: Option<DateTime<Utc>>,
-    /// Every serial ever issued to it, in issue order.
-    pub issued: Vec<Serial>,
     /// Serials it still holds, in roll order (lot order within each lot).
     pub held: Vec<Serial>,
     /// Counters.
@@ -524,7 +522,6 @@ impl Session {
         };
         match change {
             SessionChange::Issue(serials) => {
-                next.issued.extend(serials.iter().cloned());
                 next.held.extend(serials.iter().cloned());
                 next.held.sort_by(|a, b| roll_order(a, b));
                 next.counts.issued += serials.len() as u64;
@@ -1124,7 +1121,6 @@ pub fn plan<V: StateView>(view: &V, rec: &Record) -> Result<Plan, super::LedgerE
                 opened_at: at,
                 opened_seq: seq,
                 closed_at: None,
-                issued: Vec::new(),
                 held: Vec::new(),
                 counts: SessionCounts::default(),
                 discrepancy: Vec::new(),

@@ -195,6 +195,11 @@ fn load_or_create_key(dir: &Path) -> Result<SigningKey, LedgerError> {
     let pub_path = dir.join(PUB_FILE);
     std::fs::write(&pub_path, hex::encode(key.verifying_key().as_bytes()))
         .map_err(|e| file_err(&pub_path, e))?;
+    // The key's directory entry must survive a crash too, or checkpoints signed with it would
+    // outlive the only copy of the key.
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| file_err(dir, e))?;
     Ok(key)
 }
 

@@ -281,8 +281,9 @@ impl Ledger {
                 });
             }
         }
-        // Full bodies are parsed only for the first and the bad record's neighbour: a body that
-        // hashes right but does not decode is still worth reporting.
+        // Bodies are not fully decoded on the hot path (that would double the cost); the head
+        // record is, so that a chain whose newest record hashes right but cannot be read (written
+        // by another program) is still reported.
         if err.is_none() && report.last_good > 0 {
             if let Err(e) = self.record(report.last_good) {
                 err = Some(BadRecord {
