@@ -1,16 +1,19 @@
 //! The one module that knows sled: durable, crash-safe storage for the ledger.
 //!
 //! # Layout
-//! One sled database with five trees:
-//! - `journal`: sequence number (u64, big-endian) → stored record (link hash + canonical body);
-//! - `state`: derived custody state (items, sessions, open-session pointers), a cache of the
+//! One sled tree, `ledger`, split into four keyspaces by a one-byte prefix:
+//! - `j`: the journal: sequence number (u64, big-endian) → stored record (link + canonical body);
+//! - `s`: derived custody state (items, sessions, open-session pointers), a cache of the
 //!   journal that makes invariant checks O(1);
-//! - `index`: secondary index keys (value empty) for indexed queries;
-//! - `checkpoints`: sequence number → signed checkpoint;
-//! - `meta`: small settings such as the checkpoint public key.
+//! - `x`: secondary index keys (value empty) for indexed queries;
+//! - `c`: sequence number → signed checkpoint.
 //!
-//! A [`WriteSet`] is applied to all trees in one sled transaction, so the journal and its derived
-//! state and indexes never disagree after a crash.
+//! and a separate `meta` tree for small settings.
+//!
+//! A [`WriteSet`] is applied as one sled batch on that one tree, which sled applies atomically:
+//! the journal and its derived state and indexes never disagree after a crash. (One tree rather
+//! than four trees in a sled transaction: a transaction reads every key it writes for conflict
+//! detection and cost three times as much per record in the benchmark.)
 //!
 //! # Durability
 //! sled's `flush` on Linux only calls `sync_file_range` (sled issue #1452): it pushes dirty pages
@@ -23,7 +26,6 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use sled::Transactional;
 use thiserror::Error;
 
 /// A storage failure. The message names what failed; it never contains record contents.
@@ -45,15 +47,6 @@ pub enum StoreError {
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
         StoreError::Sled(e.to_string())
-    }
-}
-
-impl From<sled::transaction::TransactionError<StoreError>> for StoreError {
-    fn from(e: sled::transaction::TransactionError<StoreError>) -> Self {
-        match e {
-            sled::transaction::TransactionError::Abort(e) => e,
-            sled::transaction::TransactionError::Storage(e) => e.into(),
-        }
     }
 }
 
@@ -95,10 +88,7 @@ impl WriteSet {
 /// The storage handle. Cheap operations only; the ledger decides when to [`Store::sync`].
 pub struct Store {
     db: sled::Db,
-    journal: sled::Tree,
-    state: sled::Tree,
-    index: sled::Tree,
-    checkpoints: sled::Tree,
+    tree: sled::Tree,
     meta: sled::Tree,
     dir: PathBuf,
     /// Open handles of the data files, kept so each sync costs one `fsync` per file and no `open`.
@@ -140,10 +130,7 @@ impl Store {
             .mode(sled::Mode::HighThroughput)
             .open()?;
         let store = Store {
-            journal: db.open_tree("journal")?,
-            state: db.open_tree("state")?,
-            index: db.open_tree("index")?,
-            checkpoints: db.open_tree("checkpoints")?,
+            tree: db.open_tree("ledger")?,
             meta: db.open_tree("meta")?,
             db,
             dir: dir.to_path_buf(),
@@ -175,34 +162,23 @@ impl Store {
     /// # Errors
     /// sled failed; nothing was applied.
     pub fn commit(&self, ws: &WriteSet) -> Result<(), StoreError> {
-        let mut journal = sled::Batch::default();
+        let mut b = sled::Batch::default();
         for (seq, v) in &ws.journal {
-            journal.insert(&seq.to_be_bytes(), v.as_slice());
+            b.insert(pk(J, &seq.to_be_bytes()), v.as_slice());
         }
-        let mut state = sled::Batch::default();
         for (k, v) in &ws.state {
             match v {
-                Some(v) => state.insert(k.as_slice(), v.as_slice()),
-                None => state.remove(k.as_slice()),
+                Some(v) => b.insert(pk(S, k), v.as_slice()),
+                None => b.remove(pk(S, k)),
             }
         }
-        let mut index = sled::Batch::default();
         for k in &ws.index {
-            index.insert(k.as_slice(), &[] as &[u8]);
+            b.insert(pk(X, k), &[] as &[u8]);
         }
-        let mut checkpoints = sled::Batch::default();
         for (seq, v) in &ws.checkpoints {
-            checkpoints.insert(&seq.to_be_bytes(), v.as_slice());
+            b.insert(pk(C, &seq.to_be_bytes()), v.as_slice());
         }
-        (&self.journal, &self.state, &self.index, &self.checkpoints).transaction(
-            |(j, s, i, c)| {
-                j.apply_batch(&journal)?;
-                s.apply_batch(&state)?;
-                i.apply_batch(&index)?;
-                c.apply_batch(&checkpoints)?;
-                Ok::<(), sled::transaction::ConflictableTransactionError<StoreError>>(())
-            },
-        )?;
+        self.tree.apply_batch(b)?;
         Ok(())
     }
 
@@ -256,7 +232,10 @@ impl Store {
     /// # Errors
     /// sled failed.
     pub fn journal_get(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.journal.get(seq.to_be_bytes())?.map(|v| v.to_vec()))
+        Ok(self
+            .tree
+            .get(pk(J, &seq.to_be_bytes()))?
+            .map(|v| v.to_vec()))
     }
 
     /// The last journal record, if any.
@@ -264,15 +243,18 @@ impl Store {
     /// # Errors
     /// sled failed.
     pub fn journal_last(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-        Ok(match self.journal.last()? {
-            Some((k, v)) => Some((key_u64(&k), v.to_vec())),
+        Ok(match self.tree.range(..pk(J + 1, &[])).next_back() {
+            Some(kv) => {
+                let (k, v) = kv?;
+                (k.first() == Some(&J)).then(|| (key_u64(&k[1..]), v.to_vec()))
+            }
             None => None,
         })
     }
 
     /// Number of journal records (a full count: use for reports, not on hot paths).
     pub fn journal_len(&self) -> usize {
-        self.journal.len()
+        self.tree.scan_prefix([J]).count()
     }
 
     /// Calls `f` for every journal record with key ≥ `from`, in key order, until it returns
@@ -285,9 +267,9 @@ impl Store {
         from: u64,
         mut f: impl FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError> {
-        for kv in self.journal.range(from.to_be_bytes()..) {
+        for kv in self.tree.range(pk(J, &from.to_be_bytes())..pk(J + 1, &[])) {
             let (k, v) = kv?;
-            if !f(&k, &v) {
+            if !f(&k[1..], &v) {
                 break;
             }
         }
@@ -299,7 +281,7 @@ impl Store {
     /// # Errors
     /// sled failed.
     pub fn state_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.state.get(key)?.map(|v| v.to_vec()))
+        Ok(self.tree.get(pk(S, key))?.map(|v| v.to_vec()))
     }
 
     /// Index keys starting with `prefix`, in order, at most `limit`.
@@ -308,8 +290,8 @@ impl Store {
     /// sled failed.
     pub fn index_scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.index.scan_prefix(prefix).take(limit) {
-            out.push(kv?.0.to_vec());
+        for kv in self.tree.scan_prefix(pk(X, prefix)).take(limit) {
+            out.push(kv?.0[1..].to_vec());
         }
         Ok(out)
     }
@@ -325,8 +307,8 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.index.range(from.to_vec()..to.to_vec()).take(limit) {
-            out.push(kv?.0.to_vec());
+        for kv in self.tree.range(pk(X, from)..pk(X, to)).take(limit) {
+            out.push(kv?.0[1..].to_vec());
         }
         Ok(out)
     }
@@ -337,9 +319,9 @@ impl Store {
     /// sled failed.
     pub fn checkpoints(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.checkpoints.iter() {
+        for kv in self.tree.scan_prefix([C]) {
             let (k, v) = kv?;
-            out.push((key_u64(&k), v.to_vec()));
+            out.push((key_u64(&k[1..]), v.to_vec()));
         }
         Ok(out)
     }
@@ -349,10 +331,15 @@ impl Store {
     /// # Errors
     /// sled failed.
     pub fn checkpoint_last(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-        Ok(self
-            .checkpoints
-            .last()?
-            .map(|(k, v)| (key_u64(&k), v.to_vec())))
+        Ok(
+            match self.tree.range(pk(C, &[])..pk(C + 1, &[])).next_back() {
+                Some(kv) => {
+                    let (k, v) = kv?;
+                    Some((key_u64(&k[1..]), v.to_vec()))
+                }
+                None => None,
+            },
+        )
     }
 
     /// The first checkpoint at or after `seq`.
@@ -360,13 +347,19 @@ impl Store {
     /// # Errors
     /// sled failed.
     pub fn checkpoint_at_or_after(&self, seq: u64) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-        Ok(match self.checkpoints.range(seq.to_be_bytes()..).next() {
-            Some(kv) => {
-                let (k, v) = kv?;
-                Some((key_u64(&k), v.to_vec()))
-            }
-            None => None,
-        })
+        Ok(
+            match self
+                .tree
+                .range(pk(C, &seq.to_be_bytes())..pk(C + 1, &[]))
+                .next()
+            {
+                Some(kv) => {
+                    let (k, v) = kv?;
+                    Some((key_u64(&k[1..]), v.to_vec()))
+                }
+                None => None,
+            },
+        )
     }
 
     /// A metadata value.
@@ -395,13 +388,10 @@ impl Store {
     pub fn content_digest(&self) -> Result<u64, StoreError> {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        for t in [&self.journal, &self.state, &self.index, &self.checkpoints] {
-            for kv in t.iter() {
-                let (k, v) = kv?;
-                k.as_ref().hash(&mut h);
-                v.as_ref().hash(&mut h);
-            }
-            0xffu8.hash(&mut h);
+        for kv in self.tree.iter() {
+            let (k, v) = kv?;
+            k.as_ref().hash(&mut h);
+            v.as_ref().hash(&mut h);
         }
         Ok(h.finish())
     }
@@ -414,7 +404,7 @@ impl Store {
     /// sled failed.
     #[doc(hidden)]
     pub fn tamper_journal_put(&self, key: u64, value: &[u8]) -> Result<(), StoreError> {
-        self.journal.insert(key.to_be_bytes(), value)?;
+        self.tree.insert(pk(J, &key.to_be_bytes()), value)?;
         self.sync()
     }
 
@@ -424,7 +414,7 @@ impl Store {
     /// sled failed.
     #[doc(hidden)]
     pub fn tamper_journal_remove(&self, key: u64) -> Result<(), StoreError> {
-        self.journal.remove(key.to_be_bytes())?;
+        self.tree.remove(pk(J, &key.to_be_bytes()))?;
         self.sync()
     }
 
@@ -435,11 +425,25 @@ impl Store {
     #[doc(hidden)]
     pub fn tamper_checkpoint_put(&self, key: u64, value: Option<&[u8]>) -> Result<(), StoreError> {
         match value {
-            Some(v) => self.checkpoints.insert(key.to_be_bytes(), v)?,
-            None => self.checkpoints.remove(key.to_be_bytes())?,
+            Some(v) => self.tree.insert(pk(C, &key.to_be_bytes()), v)?,
+            None => self.tree.remove(pk(C, &key.to_be_bytes()))?,
         };
         self.sync()
     }
+}
+
+/// Keyspace prefixes of the `ledger` tree.
+const J: u8 = b'j';
+const S: u8 = b's';
+const X: u8 = b'x';
+const C: u8 = b'c';
+
+/// `prefix ‖ key`.
+fn pk(prefix: u8, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.push(prefix);
+    k.extend_from_slice(key);
+    k
 }
 
 /// Decodes a big-endian u64 key; a malformed (tampered) key decodes as `u64::MAX`.

@@ -315,6 +315,29 @@ fn a_night_shift_from_vault_to_forensic_trace() {
         "{}",
         r.out
     );
+    // A correction is a new record; the trace shows the original and its reversal.
+    let r = hall.run(&["ledger", "records", "--operator", "C"]);
+    let qc_seq = r
+        .out
+        .lines()
+        .next()
+        .and_then(|l| l.split("\"seq\":").nth(1))
+        .and_then(|x| x.split(',').next())
+        .expect("QC record")
+        .to_string();
+    hall.refused(
+        "C",
+        r#"{"type":"reversal","reverses":3,"reason":""}"#,
+        "a reversal needs a reason",
+    );
+    hall.ok("S", &format!(r#"{{"type":"reversal","reverses":{qc_seq},"reason":"QC result entered on the wrong booklet, re-checked"}}"#));
+    let r = hall.run(&["ledger", "trace", "0041200"]);
+    assert!(
+        r.out
+            .contains("QC of booklet BK-9001234: passed  [reversed by #"),
+        "{}",
+        r.out
+    );
     let r = hall.run(&["ledger", "trace", "0099999"]);
     assert!(
         !r.ok && r.err.contains("0099999 was never received into the vault"),

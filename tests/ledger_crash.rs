@@ -66,10 +66,10 @@ fn kill_9_never_loses_an_acknowledged_record_and_the_chain_still_verifies() {
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(n) = line.strip_prefix("ack ").and_then(|n| n.parse().ok()) {
-                    if tx.send(n).is_err() {
-                        break;
-                    }
+                if let Some(n) = line.strip_prefix("ack ").and_then(|n| n.parse().ok())
+                    && tx.send(n).is_err()
+                {
+                    break;
                 }
             }
         });

@@ -523,7 +523,7 @@ impl Session {
         match change {
             SessionChange::Issue(serials) => {
                 next.held.extend(serials.iter().cloned());
-                next.held.sort_by(|a, b| roll_order(a, b));
+                next.held.sort_by(roll_order);
                 next.counts.issued += serials.len() as u64;
             }
             SessionChange::Used(s) => {

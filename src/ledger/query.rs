@@ -274,10 +274,10 @@ impl Ledger {
             wanted.push((s, serial.clone()));
         }
         if let Some(p) = &partner {
-            if let Some(pi) = self.item(p)? {
-                if let Some(pl) = self.lot(&pi.lot)? {
-                    wanted.push((pl.seq, p.clone()));
-                }
+            if let Some(pi) = self.item(p)?
+                && let Some(pl) = self.lot(&pi.lot)?
+            {
+                wanted.push((pl.seq, p.clone()));
             }
             for s in seqs(self, ix::SERIAL, p.as_str().as_bytes())? {
                 wanted.push((s, p.clone()));
@@ -290,6 +290,7 @@ impl Ledger {
             cache: HashMap::new(),
         };
         let mut steps = Vec::with_capacity(wanted.len());
+        let first = wanted.first().map_or(0, |w| w.0);
         for (seq, s) in wanted {
             let r = record(self, seq)?;
             // Session openings are not indexed by serial: add the opening of each session the
@@ -307,7 +308,7 @@ impl Ledger {
                     event: o.event.name().into(),
                     station,
                     detail,
-                    reversed_by: self.reversal_of(o.seq)?,
+                    reversed_by: None,
                 });
             }
             let (station, detail) = describe(&r, &mut sessions)?;
@@ -319,11 +320,25 @@ impl Ledger {
                 event: r.event.name().into(),
                 station,
                 detail,
-                reversed_by: self.reversal_of(seq)?,
+                reversed_by: None,
             });
         }
         steps.sort_by_key(|s| s.seq);
         steps.dedup_by_key(|s| s.seq);
+        // One range scan of the reversal index covers every step (reversals are rare).
+        let first = steps.first().map_or(first, |s| s.seq.min(first));
+        let mut lo = ix::prefix(ix::REVERSAL, &first.to_be_bytes());
+        lo.pop();
+        let last = steps.last().map_or(0, |s| s.seq);
+        let mut hi = ix::prefix(ix::REVERSAL, &(last + 1).to_be_bytes());
+        hi.pop();
+        for k in self.store.index_range(&lo, &hi, MAX_ROWS)? {
+            let p = ix::REVERSAL.len() + 1;
+            let reversed = crate::store::key_u64(&k[p..p + 8]);
+            if let Ok(i) = steps.binary_search_by_key(&reversed, |s| s.seq) {
+                steps[i].reversed_by.get_or_insert(ix::seq_of(&k));
+            }
+        }
         Ok(Some(Trace {
             serial: serial.clone(),
             kind: item.kind,

@@ -263,7 +263,7 @@ impl Ledger {
             report.checked += 1;
             report.last_good = expected;
             expected += 1;
-            if report.checked % 65_536 == 0 {
+            if report.checked.is_multiple_of(65_536) {
                 progress(report.checked, total);
             }
             true
@@ -284,15 +284,16 @@ impl Ledger {
         // Bodies are not fully decoded on the hot path (that would double the cost); the head
         // record is, so that a chain whose newest record hashes right but cannot be read (written
         // by another program) is still reported.
-        if err.is_none() && report.last_good > 0 {
-            if let Err(e) = self.record(report.last_good) {
-                err = Some(BadRecord {
-                    seq: report.last_good,
-                    problem: Problem::Unreadable {
-                        error: e.to_string(),
-                    },
-                });
-            }
+        if err.is_none()
+            && report.last_good > 0
+            && let Err(e) = self.record(report.last_good)
+        {
+            err = Some(BadRecord {
+                seq: report.last_good,
+                problem: Problem::Unreadable {
+                    error: e.to_string(),
+                },
+            });
         }
         report.first_bad = err;
         Ok(report)
