@@ -367,16 +367,19 @@ impl Ledger {
                 });
                 overlay.absorb(plan, &mut ws)?;
             }
-            if seq - w.last_cp_seq >= self.config.checkpoint_every
+            let checkpoint = seq - w.last_cp_seq >= self.config.checkpoint_every
                 || (seq > w.last_cp_seq
-                    && w.last_cp_time.elapsed() >= self.config.checkpoint_interval)
-            {
+                    && w.last_cp_time.elapsed() >= self.config.checkpoint_interval);
+            if checkpoint {
                 let cp = Checkpoint::sign(&self.key, seq, &link, Utc::now());
                 ws.checkpoint(seq, encode(&cp)?);
+            }
+            self.store.commit(&ws)?;
+            // Only now that the write is in: a failed commit leaves the writer as it was.
+            if checkpoint {
                 w.last_cp_seq = seq;
                 w.last_cp_time = Instant::now();
             }
-            self.store.commit(&ws)?;
             w.head_seq = seq;
             w.head_link = link;
             let mut d = lock(&self.committer.state);
