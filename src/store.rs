@@ -115,11 +115,11 @@ fn fsync_dir(path: &Path) -> Result<(), StoreError> {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the store in `dir`, with sled's page cache capped at `cache_bytes`.
     ///
     /// # Errors
     /// The directory cannot be created, or sled cannot open or recover it.
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
         let fresh = !dir.join("db").exists();
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         // sled's background flusher is off: we flush (and fsync) ourselves at each commit, and
@@ -127,6 +127,7 @@ impl Store {
         let db = sled::Config::new()
             .path(dir)
             .flush_every_ms(None)
+            .cache_capacity(cache_bytes)
             .mode(sled::Mode::HighThroughput)
             .open()?;
         let store = Store {

@@ -97,6 +97,9 @@ pub struct LedgerConfig {
     pub checkpoint_every: u64,
     /// Sign a checkpoint when this much time passed since the last one (checked at appends).
     pub checkpoint_interval: Duration,
+    /// sled's page cache. Traces and verification of a ledger larger than the cache read pages
+    /// back from the file, which sled 0.34 does slowly: size it to the store when memory allows.
+    pub cache_bytes: u64,
 }
 
 impl Default for LedgerConfig {
@@ -104,6 +107,7 @@ impl Default for LedgerConfig {
         LedgerConfig {
             checkpoint_every: 1000,
             checkpoint_interval: Duration::from_secs(60),
+            cache_bytes: 1 << 30,
         }
     }
 }
@@ -223,7 +227,7 @@ impl Ledger {
     pub fn open(dir: &Path, config: LedgerConfig) -> Result<Ledger, LedgerError> {
         std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
         let key = load_or_create_key(dir)?;
-        let store = Arc::new(Store::open(&dir.join(STORE_DIR))?);
+        let store = Arc::new(Store::open(&dir.join(STORE_DIR), config.cache_bytes)?);
         let (head_seq, head_link) = match store.journal_last()? {
             Some((seq, v)) => {
                 let (l, _) = chain::split_stored(&v)
