@@ -338,3 +338,60 @@ pub struct Record {
     /// What happened.
     pub event: LedgerEvent,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serial_ranges_parse_as_written_on_boxes_and_rolls() {
+        let cases = [
+            ("0041200-0041349", Some(("", 41200, 41349, 7))),
+            ("BK-9001200-BK-9001299", Some(("BK-", 9001200, 9001299, 7))),
+            ("BK-9001200-9001299", Some(("BK-", 9001200, 9001299, 7))),
+            ("0041349-0041200", None),
+            ("BK-1-XX-2", None),
+            ("nothing", None),
+        ];
+        for (text, want) in cases {
+            let got =
+                SerialRange::parse(text).map(|r| (r.prefix.clone(), r.first, r.last, r.width));
+            assert_eq!(
+                got,
+                want.map(|(p, f, l, w)| (p.to_string(), f, l, w)),
+                "{text}"
+            );
+        }
+        let r = SerialRange::parse("0041200-0041202").expect("range");
+        let serials: Vec<String> = r.serials().map(|s| s.0).collect();
+        assert_eq!(serials, ["0041200", "0041201", "0041202"]);
+        assert_eq!(r.len(), 3);
+    }
+
+    #[test]
+    fn a_serial_knows_its_position_in_the_roll() {
+        assert_eq!(Serial::new("0041207").position(), Some(41207));
+        assert_eq!(Serial::new("BK-9001240").position(), Some(9001240));
+        assert_eq!(Serial::new("BK-").position(), None);
+    }
+
+    #[test]
+    fn the_canonical_body_starts_with_the_sequence_number() {
+        let r = Record {
+            seq: 42,
+            at: DateTime::from_timestamp(0, 0).expect("epoch"),
+            actor: OperatorId::new("S"),
+            event: LedgerEvent::Reversal {
+                reverses: 1,
+                reason: "typo".into(),
+            },
+        };
+        let body = serde_json::to_string(&r).expect("json");
+        assert!(
+            body.starts_with(
+                r#"{"seq":42,"at":"1970-01-01T00:00:00Z","actor":"S","event":{"type":"reversal""#
+            ),
+            "{body}"
+        );
+    }
+}
