@@ -293,7 +293,11 @@ pub fn run(args: LedgerArgs) -> anyhow::Result<()> {
                 }
                 let ev: LedgerEvent = serde_json::from_str(line)
                     .with_context(|| format!("event {} is not a valid ledger event", n + 1))?;
-                let receipt = ledger.append_at(at.unwrap_or_else(Utc::now), actor.clone(), ev)?;
+                let receipt = ledger
+                    .append_at(at.unwrap_or_else(Utc::now), actor.clone(), ev)
+                    .map_err(|e| {
+                        anyhow::anyhow!("event {}: {e} (earlier events are recorded)", n + 1)
+                    })?;
                 println!("{}", serde_json::to_string(&receipt)?);
             }
         }
