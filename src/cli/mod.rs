@@ -2,7 +2,9 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod audit;
 pub mod devices;
+pub mod ledger;
 pub mod sim;
 
 /// hallctl: the production-hall printing line controller.
@@ -23,6 +25,10 @@ pub enum Command {
     /// Device tools: `hallctl devices sim` runs simulated printers and laminators on
     /// pseudo-terminals and prints their port paths.
     Devices(devices::DevicesArgs),
+    /// The patch and booklet ledger: trace, reconcile, export missing serials, record events.
+    Ledger(ledger::LedgerArgs),
+    /// Ledger integrity: verify the chain, signed evidence bundles, checkpoint export.
+    Audit(audit::AuditArgs),
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default `info`).
@@ -43,5 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Sim(args) => sim::run(args),
         Command::Devices(args) => devices::run(args),
+        Command::Ledger(args) => ledger::run(args),
+        Command::Audit(args) => audit::run(args),
     }
 }

@@ -1,0 +1,467 @@
+//! Ledger figures (BRIEF §7), printed as a table:
+//! - durable events/s, one per commit and grouped, side by side with SQLite (WAL,
+//!   `synchronous=FULL`) in the same run;
+//! - trace latency (p50/p99) of one patch among N events;
+//! - full verification rate of N chained records.
+//!
+//! `cargo bench --bench ledger -- --events 10000000` (default 10 million; `--events 200000` for
+//! a quick run). `--dir PATH` puts the data elsewhere than a temp dir (it needs about 1 KB per
+//! event); `--secs S` sets each durability measurement's length.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use hallctl::ledger::verify::VerifyOptions;
+use hallctl::ledger::{
+    ItemKind, Ledger, LedgerConfig, LedgerEvent, LotId, Serial, SerialRange, SessionId, ShiftId,
+};
+use hallctl_jobs::job::{Destination, DeviceId, JobId, OperatorId, StationId};
+
+struct Args {
+    events: u64,
+    dir: Option<PathBuf>,
+    secs: f64,
+    threads: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        events: 10_000_000,
+        dir: None,
+        secs: 3.0,
+        threads: 16,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(x) = it.next() {
+        match x.as_str() {
+            "--events" => a.events = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.events),
+            "--dir" => a.dir = it.next().map(PathBuf::from),
+            "--secs" => a.secs = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.secs),
+            "--threads" => a.threads = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.threads),
+            _ => {} // cargo bench passes --bench
+        }
+    }
+    a
+}
+
+fn op(s: &str) -> OperatorId {
+    OperatorId::new(s)
+}
+
+/// A small, realistic record for the durability runs: a one-patch lot receipt.
+fn small_event(tag: &str, n: u64) -> LedgerEvent {
+    LedgerEvent::LotReceived {
+        lot: LotId::new(format!("{tag}-{n}")),
+        kind: ItemKind::Patch,
+        supplier: "DLR".into(),
+        range: SerialRange {
+            prefix: format!("{tag}.{n}-"),
+            first: 1,
+            last: 1,
+            width: 7,
+        },
+    }
+}
+
+/// Durable appends for `secs` from `threads` threads; returns events/s.
+fn ledger_durable(dir: &Path, threads: usize, secs: f64, tag: &str) -> f64 {
+    let ledger = Arc::new(Ledger::open(dir, LedgerConfig::default()).expect("open"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let t0 = Instant::now();
+    let hs: Vec<_> = (0..threads)
+        .map(|t| {
+            let (l, stop, count) = (ledger.clone(), stop.clone(), count.clone());
+            let tag = format!("{tag}{t}");
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    l.append(op("S"), small_event(&tag, n)).expect("append");
+                    n += 1;
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    stop.store(true, Ordering::Relaxed);
+    for h in hs {
+        h.join().expect("join");
+    }
+    count.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64()
+}
+
+/// The same workload on SQLite in WAL mode with synchronous=FULL: one row per transaction,
+/// each thread with its own connection (SQLite serialises writers; each commit syncs the WAL).
+fn sqlite_durable(path: &Path, threads: usize, secs: f64) -> f64 {
+    {
+        let c = rusqlite::Connection::open(path).expect("sqlite open");
+        c.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
+             CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY, body BLOB NOT NULL, link BLOB NOT NULL);",
+        )
+        .expect("sqlite schema");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let t0 = Instant::now();
+    let path = path.to_path_buf();
+    let hs: Vec<_> = (0..threads)
+        .map(|t| {
+            let (stop, count, path) = (stop.clone(), count.clone(), path.clone());
+            std::thread::spawn(move || {
+                let c = rusqlite::Connection::open(&path).expect("sqlite open");
+                c.execute_batch("PRAGMA synchronous=FULL;").expect("pragma");
+                c.busy_timeout(Duration::from_secs(30)).expect("busy");
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let body = serde_json::to_vec(&small_event(&format!("Q{t}"), n)).expect("json");
+                    let link = hallctl::ledger::chain::body_digest(&body);
+                    c.execute(
+                        "INSERT INTO journal (body, link) VALUES (?1, ?2)",
+                        rusqlite::params![body, link.to_vec()],
+                    )
+                    .expect("insert");
+                    n += 1;
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    stop.store(true, Ordering::Relaxed);
+    for h in hs {
+        h.join().expect("join");
+    }
+    count.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64()
+}
+
+/// Items per custody session in the load: a realistic issue of 50.
+const PER_SESSION: u64 = 50;
+/// sled page cache for the big ledger: 6 GiB, so a 10-million-event store is read from memory.
+const CACHE: u64 = 6 << 30;
+
+/// Items per received lot.
+const LOT: u64 = 10_000;
+
+/// The events of one session pair: a printer and a laminator session, 50 booklets and 50
+/// patches issued, each printed, laminated, QC'd and dispatched, both sessions closed.
+fn cycle_events(c: u64, t0: DateTime<Utc>) -> Vec<(DateTime<Utc>, OperatorId, LedgerEvent)> {
+    let mut v = Vec::with_capacity(4 * PER_SESSION as usize + 8);
+    let at = |i: u64| t0 + chrono::Duration::milliseconds((c * 300 + i) as i64 * 1000);
+    let first = c * PER_SESSION;
+    if first.is_multiple_of(LOT) {
+        for (kind, prefix) in [(ItemKind::Booklet, "BK-"), (ItemKind::Patch, "")] {
+            v.push((
+                at(0),
+                op("S"),
+                LedgerEvent::LotReceived {
+                    lot: LotId::new(format!("{prefix}LOT-{}", first / LOT)),
+                    kind,
+                    supplier: "DLR".into(),
+                    range: SerialRange {
+                        prefix: prefix.into(),
+                        first,
+                        last: first + LOT - 1,
+                        width: 9,
+                    },
+                },
+            ));
+        }
+    }
+    let (printer, laminator) = (format!("P{}", c % 10), format!("L{}", c % 11));
+    let (sp, sl) = (
+        SessionId::new(format!("SP-{c}")),
+        SessionId::new(format!("SL-{c}")),
+    );
+    let shift = ShiftId::new(format!("SH-{}", c / 30));
+    for (s, st, o) in [
+        (&sp, format!("PRN-{}", c % 10), &printer),
+        (&sl, format!("LAM-{}", c % 11), &laminator),
+    ] {
+        v.push((
+            at(1),
+            op("S"),
+            LedgerEvent::SessionOpened {
+                session: s.clone(),
+                station: StationId::new(st),
+                operator: op(o),
+                shift: shift.clone(),
+            },
+        ));
+    }
+    let bk = |i: u64| Serial::new(format!("BK-{:09}", first + i));
+    let pt = |i: u64| Serial::new(format!("{:09}", first + i));
+    v.push((
+        at(2),
+        op("S"),
+        LedgerEvent::ItemsIssued {
+            session: sp.clone(),
+            serials: (0..PER_SESSION).map(bk).collect(),
+            counters: [op("S"), op("K")],
+        },
+    ));
+    v.push((
+        at(2),
+        op("S"),
+        LedgerEvent::ItemsIssued {
+            session: sl.clone(),
+            serials: (0..PER_SESSION).map(pt).collect(),
+            counters: [op("S"), op("K")],
+        },
+    ));
+    for i in 0..PER_SESSION {
+        let job = JobId(first + i);
+        v.push((
+            at(3 + i),
+            op(&printer),
+            LedgerEvent::BookletPrinted {
+                booklet: bk(i),
+                session: sp.clone(),
+                job,
+                document_number: format!("AB{:07}", first + i),
+                device: DeviceId::new(format!("PRN-{}", c % 10)),
+            },
+        ));
+        v.push((
+            at(60 + i),
+            op(&laminator),
+            LedgerEvent::PatchApplied {
+                patch: pt(i),
+                session: sl.clone(),
+                booklet: bk(i),
+                job,
+                device: DeviceId::new(format!("LAM-{}", c % 11)),
+                skip_reason: None,
+            },
+        ));
+        v.push((
+            at(120 + i),
+            op(&format!("Q{}", c % 4)),
+            LedgerEvent::QcChecked {
+                booklet: bk(i),
+                job,
+                station: StationId::new("QC-1"),
+                passed: true,
+            },
+        ));
+        v.push((
+            at(180 + i),
+            op("D0"),
+            LedgerEvent::Dispatched {
+                booklet: bk(i),
+                job,
+                destination: Destination::new(format!("RPO-{}", (first + i) % 232)),
+                bag: format!("BAG-{}", c),
+            },
+        ));
+    }
+    for s in [&sp, &sl] {
+        v.push((
+            at(250),
+            op("S"),
+            LedgerEvent::SessionClosed {
+                session: s.clone(),
+                discrepancy: None,
+            },
+        ));
+    }
+    v
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn du(path: &Path) -> u64 {
+    fn walk(p: &Path) -> u64 {
+        std::fs::read_dir(p)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| match e.metadata() {
+                        Ok(m) if m.is_dir() => walk(&e.path()),
+                        Ok(m) => m.len(),
+                        Err(_) => 0,
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+    walk(path)
+}
+
+fn main() {
+    let a = args();
+    let tmp = tempfile::tempdir_in(a.dir.clone().unwrap_or_else(std::env::temp_dir)).expect("tmp");
+    let base = tmp.path();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let loadavg = || {
+        std::fs::read_to_string("/proc/loadavg")
+            .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    println!(
+        "hallctl ledger benchmark: {cores} cores ({cpu}), load average {} at start, data in {}",
+        loadavg(),
+        base.display()
+    );
+    println!();
+
+    // 1. Durability, side by side with SQLite.
+    let mut rows: Vec<(String, f64)> = Vec::new();
+    rows.push((
+        "hallctl ledger (sled + fsync), 1 appender (one per commit)".into(),
+        ledger_durable(&base.join("d1"), 1, a.secs, "A"),
+    ));
+    rows.push((
+        format!(
+            "hallctl ledger (sled + fsync), {} appenders (group commit)",
+            a.threads
+        ),
+        ledger_durable(&base.join("d2"), a.threads, a.secs, "B"),
+    ));
+    rows.push((
+        "SQLite WAL synchronous=FULL, 1 writer (one per commit)".into(),
+        sqlite_durable(&base.join("s1.db"), 1, a.secs),
+    ));
+    rows.push((
+        format!("SQLite WAL synchronous=FULL, {} writers", a.threads),
+        sqlite_durable(&base.join("s2.db"), a.threads, a.secs),
+    ));
+    println!("| durable appends ({:.0} s each) | events/s |", a.secs);
+    println!("|---|---:|");
+    for (name, r) in &rows {
+        println!("| {name} | {r:.0} |");
+    }
+    println!();
+
+    // 2. Load N events of a realistic line (print, laminate, QC, dispatch + custody).
+    let dir = base.join("big");
+    let ledger = Ledger::open(
+        &dir,
+        LedgerConfig {
+            checkpoint_every: 10_000,
+            cache_bytes: CACHE,
+            ..LedgerConfig::default()
+        },
+    )
+    .expect("open");
+    let t0 = Utc
+        .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+        .single()
+        .expect("t0");
+    let load = Instant::now();
+    let mut c = 0u64;
+    let mut last_report = Instant::now();
+    while ledger.head() < a.events {
+        // About 1,000 events per atomic batch and fsync (5 session pairs).
+        let mut batch = Vec::new();
+        for _ in 0..5 {
+            batch.extend(cycle_events(c, t0));
+            c += 1;
+        }
+        ledger.append_batch(batch).expect("load");
+        if last_report.elapsed() > Duration::from_secs(30) {
+            eprintln!(
+                "  loaded {} events ({:.0}/s)",
+                ledger.head(),
+                ledger.head() as f64 / load.elapsed().as_secs_f64()
+            );
+            last_report = Instant::now();
+        }
+    }
+    let loaded = ledger.head();
+    let load_s = load.elapsed().as_secs_f64();
+    ledger.checkpoint_now().expect("checkpoint");
+    let passports = c * PER_SESSION;
+    // Verification with the loader's warm handle, then (below) with a fresh one.
+    let v0 = Instant::now();
+    let warm = ledger
+        .verify(&VerifyOptions::default(), |_, _| {})
+        .expect("verify");
+    let warm_verify_s = v0.elapsed().as_secs_f64();
+    assert!(warm.ok(), "{:?}", warm.first_bad);
+    // The auditor opens the ledger afresh (as `hallctl ledger trace` does), not the loader's
+    // handle with its write-side caches.
+    drop(ledger);
+    let ledger = Ledger::open(
+        &dir,
+        LedgerConfig {
+            cache_bytes: CACHE,
+            ..LedgerConfig::default()
+        },
+    )
+    .expect("reopen");
+
+    // 3. Trace latency: random applied patches (200 warm-up traces not counted).
+    let mut lat = Vec::new();
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    for i in 0..2200 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let serial = Serial::new(format!("{:09}", x % passports));
+        let t = Instant::now();
+        let tr = ledger.trace(&serial).expect("trace").expect("known");
+        if i >= 200 {
+            lat.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        assert!(
+            tr.steps.len() >= 8,
+            "a full trace has lot, session, issue, print, apply, QC, dispatch"
+        );
+    }
+    lat.sort_by(f64::total_cmp);
+
+    // 4. Full verification.
+    let v0 = Instant::now();
+    let report = ledger
+        .verify(&VerifyOptions::default(), |_, _| {})
+        .expect("verify");
+    let verify_s = v0.elapsed().as_secs_f64();
+    assert!(report.ok(), "{:?}", report.first_bad);
+    let size = du(&dir);
+
+    println!("| ledger of {loaded} events ({passports} passports) | figure | target |");
+    println!("|---|---:|---:|");
+    println!(
+        "| load (batches of ~1,000 events, one fsync each) | {:.0} events/s ({:.0} s) | |",
+        loaded as f64 / load_s,
+        load_s
+    );
+    println!(
+        "| trace one patch, p50 | {:.3} ms | |",
+        percentile(&lat, 0.5)
+    );
+    println!(
+        "| trace one patch, p99 | {:.3} ms | ≤ 1 ms |",
+        percentile(&lat, 0.99)
+    );
+    println!(
+        "| full verify, freshly opened ledger | {:.1} s ({:.0} records/s) | 10 M in ≤ 30 s |",
+        verify_s,
+        report.checked as f64 / verify_s
+    );
+    println!(
+        "| full verify, same process that loaded it (warm cache) | {:.1} s ({:.0} records/s) | |",
+        warm_verify_s,
+        warm.checked as f64 / warm_verify_s
+    );
+    println!("| store size | {:.1} GB | |", size as f64 / 1e9);
+    println!();
+    println!(
+        "load average {} at the end (other work on the machine skews tail latencies)",
+        loadavg()
+    );
+}

@@ -1,0 +1,546 @@
+//! `hallctl ledger`: record custody events, trace serials, reconcile, export missing serials.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand, ValueEnum};
+use hallctl_jobs::job::{OperatorId, StationId};
+
+use crate::ledger::query::{Reconciliation, RecordFilter, Scope, SltdRow, Trace};
+use crate::ledger::{
+    ItemKind, Ledger, LedgerConfig, LedgerEvent, LotId, Serial, SerialRange, SessionId, ShiftId,
+};
+
+/// Where the ledger lives (shared by `ledger` and `audit`).
+#[derive(Debug, Clone, Args)]
+pub struct LedgerDir {
+    /// The ledger directory (store, checkpoint keys).
+    #[arg(
+        long = "ledger",
+        env = "HALLCTL_LEDGER",
+        default_value = "data/ledger",
+        global = true
+    )]
+    pub dir: PathBuf,
+}
+
+/// Arguments of `hallctl ledger`.
+#[derive(Debug, Args)]
+pub struct LedgerArgs {
+    /// Where the ledger is.
+    #[command(flatten)]
+    pub dir: LedgerDir,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: LedgerCommand,
+}
+
+/// Output formats of reports.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    /// Human-readable text.
+    Text,
+    /// JSON.
+    Json,
+}
+
+/// Formats of the missing-serial export.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum MissingFormat {
+    /// CSV with INTERPOL SLTD fields.
+    Sltd,
+    /// JSON (SLTD fields plus custody details).
+    Json,
+}
+
+/// `hallctl ledger` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Trace a patch or booklet serial forward and backward.
+    Trace {
+        /// The serial.
+        serial: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Reconcile a session, a shift or a roll/box, serial by serial.
+    Reconcile {
+        /// A shift id.
+        #[arg(long, group = "scope")]
+        shift: Option<String>,
+        /// A session id.
+        #[arg(long, group = "scope")]
+        session: Option<String>,
+        /// A lot (roll or box) id.
+        #[arg(long, alias = "lot", group = "scope")]
+        roll: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Export missing serials in the fields of INTERPOL's SLTD database.
+    ExportMissing {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = MissingFormat::Sltd)]
+        format: MissingFormat,
+        /// ISO 3166-1 alpha-3 code of the issuing state.
+        #[arg(long, default_value = "PAK")]
+        issuing_state: String,
+        /// Write to this file instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Records by operator, station and/or time range.
+    Records {
+        /// Operator id.
+        #[arg(long)]
+        operator: Option<String>,
+        /// Station id.
+        #[arg(long)]
+        station: Option<String>,
+        /// From (RFC 3339, inclusive).
+        #[arg(long)]
+        from: Option<DateTime<Utc>>,
+        /// To (RFC 3339, exclusive).
+        #[arg(long)]
+        to: Option<DateTime<Utc>>,
+        /// At most this many records.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// The destruction register.
+    Destroyed,
+    /// Record events: one JSON event per line on stdin (or `--event`), as `--actor`.
+    /// Each line is checked and acknowledged (durable) before the next; a refusal stops with its
+    /// reason and a non-zero exit.
+    Append {
+        /// Who records (the authenticated operator or supervisor).
+        #[arg(long)]
+        actor: String,
+        /// One event as JSON (otherwise JSON lines are read from stdin).
+        #[arg(long)]
+        event: Option<String>,
+        /// Record time (RFC 3339); now when absent.
+        #[arg(long)]
+        at: Option<DateTime<Utc>>,
+    },
+    /// Receive a lot into the vault (a shortcut for an `append` of `lot_received`).
+    Receive {
+        /// Who receives it.
+        #[arg(long)]
+        actor: String,
+        /// The lot id (`R-77`).
+        #[arg(long)]
+        lot: String,
+        /// `booklet` or `patch`.
+        #[arg(long)]
+        kind: String,
+        /// The serial range, `0041200-0041349`.
+        #[arg(long)]
+        range: String,
+        /// The supplier.
+        #[arg(long, default_value = "unknown")]
+        supplier: String,
+    },
+    /// Crash-test workload: appends from several threads forever, printing `ack <seq>` once
+    /// each record is durable. Used by the crash-loop test, which kill -9s it.
+    #[command(hide = true)]
+    Soak {
+        /// Concurrent appenders.
+        #[arg(long, default_value_t = 4)]
+        threads: usize,
+        /// Checkpoint every this many records.
+        #[arg(long, default_value_t = 50)]
+        checkpoint_every: u64,
+    },
+}
+
+/// Runs `hallctl ledger`.
+///
+/// # Errors
+/// Ledger errors, refusals, unknown serials.
+pub fn run(args: LedgerArgs) -> anyhow::Result<()> {
+    let dir = &args.dir.dir;
+    match args.command {
+        LedgerCommand::Trace { serial, format } => {
+            let ledger = Ledger::open_existing(dir)?;
+            let serial = Serial::new(serial);
+            let Some(trace) = ledger.trace(&serial)? else {
+                bail!("{serial} was never received into the vault: the ledger does not know it");
+            };
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&trace)?),
+                Format::Text => print!("{}", render_trace(&trace)),
+            }
+        }
+        LedgerCommand::Reconcile {
+            shift,
+            session,
+            roll,
+            format,
+        } => {
+            let scope = match (shift, session, roll) {
+                (Some(s), _, _) => Scope::Shift(ShiftId::new(s)),
+                (_, Some(s), _) => Scope::Session(SessionId::new(s)),
+                (_, _, Some(r)) => Scope::Lot(LotId::new(r)),
+                _ => bail!("name what to reconcile: --shift, --session or --roll"),
+            };
+            let ledger = Ledger::open_existing(dir)?;
+            let rec = ledger.reconcile(&scope)?;
+            if rec.sessions.is_empty() && rec.lots.is_empty() {
+                bail!("nothing recorded for {}", rec.scope);
+            }
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&rec)?),
+                Format::Text => print!("{}", render_reconciliation(&rec)),
+            }
+        }
+        LedgerCommand::ExportMissing {
+            format,
+            issuing_state,
+            output,
+        } => {
+            let ledger = Ledger::open_existing(dir)?;
+            let missing = ledger.missing()?;
+            let text = match format {
+                MissingFormat::Sltd => {
+                    let mut t = String::from(SltdRow::CSV_HEADER);
+                    t.push('\n');
+                    for m in &missing {
+                        t.push_str(&SltdRow::of(m, &issuing_state).csv());
+                        t.push('\n');
+                    }
+                    t
+                }
+                MissingFormat::Json => {
+                    let rows: Vec<serde_json::Value> = missing
+                        .iter()
+                        .map(|m| {
+                            serde_json::json!({
+                                "sltd": SltdRow::of(m, &issuing_state),
+                                "lot": m.item.lot,
+                                "kind": m.item.kind,
+                                "seq": m.seq,
+                                "last_custody": m.last_custody,
+                            })
+                        })
+                        .collect();
+                    serde_json::to_string_pretty(&rows)? + "\n"
+                }
+            };
+            match output {
+                Some(p) => {
+                    std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?
+                }
+                None => print!("{text}"),
+            }
+        }
+        LedgerCommand::Records {
+            operator,
+            station,
+            from,
+            to,
+            limit,
+        } => {
+            let ledger = Ledger::open_existing(dir)?;
+            let filter = RecordFilter {
+                operator: operator.map(OperatorId::new),
+                station: station.map(StationId::new),
+                from,
+                to,
+            };
+            for r in ledger.records(&filter, limit)? {
+                println!("{}", serde_json::to_string(&r)?);
+            }
+        }
+        LedgerCommand::Destroyed => {
+            let ledger = Ledger::open_existing(dir)?;
+            for r in ledger.destruction_register()? {
+                if let LedgerEvent::ItemsDestroyed {
+                    batch,
+                    serials,
+                    witnesses,
+                    method,
+                    certificate,
+                } = &r.event
+                {
+                    println!(
+                        "#{} {} batch {batch}: {} item(s), {method}, certificate {certificate}, witnesses {} and {}, recorded by {}",
+                        r.seq,
+                        r.at.format("%Y-%m-%d %H:%M UTC"),
+                        serials.len(),
+                        witnesses[0],
+                        witnesses[1],
+                        r.actor
+                    );
+                    println!("   {}", compress(serials));
+                }
+            }
+        }
+        LedgerCommand::Append { actor, event, at } => {
+            let ledger = Ledger::open(dir, LedgerConfig::default())?;
+            let actor = OperatorId::new(actor);
+            let lines: Vec<String> = match event {
+                Some(e) => vec![e],
+                None => std::io::stdin().lock().lines().collect::<Result<_, _>>()?,
+            };
+            for (n, line) in lines.iter().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let ev: LedgerEvent = serde_json::from_str(line)
+                    .with_context(|| format!("event {} is not a valid ledger event", n + 1))?;
+                let receipt = ledger
+                    .append_at(at.unwrap_or_else(Utc::now), actor.clone(), ev)
+                    .map_err(|e| {
+                        anyhow::anyhow!("event {}: {e} (earlier events are recorded)", n + 1)
+                    })?;
+                println!("{}", serde_json::to_string(&receipt)?);
+            }
+        }
+        LedgerCommand::Receive {
+            actor,
+            lot,
+            kind,
+            range,
+            supplier,
+        } => {
+            let kind = match kind.as_str() {
+                "booklet" => ItemKind::Booklet,
+                "patch" => ItemKind::Patch,
+                other => bail!("--kind must be booklet or patch, not {other:?}"),
+            };
+            let range = SerialRange::parse(&range)
+                .with_context(|| format!("{range:?} is not a serial range like 0041200-0041349"))?;
+            let ledger = Ledger::open(dir, LedgerConfig::default())?;
+            let r = ledger.append(
+                OperatorId::new(actor),
+                LedgerEvent::LotReceived {
+                    lot: LotId::new(lot),
+                    kind,
+                    supplier,
+                    range,
+                },
+            )?;
+            println!("{}", serde_json::to_string(&r)?);
+        }
+        LedgerCommand::Soak {
+            threads,
+            checkpoint_every,
+        } => soak(dir, threads, checkpoint_every)?,
+    }
+    Ok(())
+}
+
+/// The crash-test workload: every record is valid, and unique across restarts (the process id
+/// is part of every id), so each cycle can append to the same ledger.
+fn soak(dir: &std::path::Path, threads: usize, checkpoint_every: u64) -> anyhow::Result<()> {
+    let ledger = Ledger::open(
+        dir,
+        LedgerConfig {
+            checkpoint_every,
+            ..LedgerConfig::default()
+        },
+    )?;
+    let pid = std::process::id();
+    let out = std::sync::Mutex::new(std::io::stdout());
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (ledger, out) = (&ledger, &out);
+            s.spawn(move || -> anyhow::Result<()> {
+                for n in 0u64.. {
+                    let event = if n % 2 == 0 {
+                        LedgerEvent::LotReceived {
+                            lot: LotId::new(format!("L-{pid}-{t}-{n}")),
+                            kind: ItemKind::Patch,
+                            supplier: "soak".into(),
+                            range: SerialRange {
+                                prefix: format!("P{pid}x{t}x{n}-"),
+                                first: 1,
+                                last: 3,
+                                width: 2,
+                            },
+                        }
+                    } else {
+                        LedgerEvent::SessionOpened {
+                            session: SessionId::new(format!("S-{pid}-{t}-{n}")),
+                            station: StationId::new(format!("ST-{pid}-{t}-{n}")),
+                            operator: OperatorId::new(format!("OP-{pid}-{t}-{n}")),
+                            shift: ShiftId::new("soak"),
+                        }
+                    };
+                    let r = ledger.append(OperatorId::new(format!("soak-{t}")), event)?;
+                    let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
+                    writeln!(o, "ack {}", r.seq)?;
+                    o.flush()?;
+                }
+                Ok(())
+            });
+        }
+    });
+    Ok(())
+}
+
+/// Serial lists as ranges: `0041200–0041342, 0041345`.
+pub fn compress(serials: &[Serial]) -> String {
+    let mut sorted: Vec<&Serial> = serials.iter().collect();
+    sorted.sort_by(|a, b| (a.as_str().len(), a.as_str()).cmp(&(b.as_str().len(), b.as_str())));
+    let mut parts: Vec<String> = Vec::new();
+    let mut run: Option<(&Serial, &Serial)> = None;
+    let prefix_of = |s: &Serial| {
+        let p = s.position().map_or(0, |_| {
+            s.as_str()
+                .trim_end_matches(|c: char| c.is_ascii_digit())
+                .len()
+        });
+        s.as_str()[..p].to_string()
+    };
+    for s in sorted {
+        run = match run {
+            Some((a, b))
+                if prefix_of(a) == prefix_of(s)
+                    && b.position()
+                        .zip(s.position())
+                        .is_some_and(|(x, y)| y == x + 1) =>
+            {
+                Some((a, s))
+            }
+            Some((a, b)) => {
+                parts.push(if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a}–{b}")
+                });
+                Some((s, s))
+            }
+            None => Some((s, s)),
+        };
+    }
+    if let Some((a, b)) = run {
+        parts.push(if a == b {
+            a.to_string()
+        } else {
+            format!("{a}–{b}")
+        });
+    }
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// A trace as text for the auditor.
+pub fn render_trace(t: &Trace) -> String {
+    let mut o = String::new();
+    o.push_str(&format!("{} {}: {}\n", t.kind, t.serial, t.state));
+    if let Some(l) = &t.lot {
+        o.push_str(&format!(
+            "  lot        {} ({}), received {} by {} from {}\n",
+            l.id,
+            l.range,
+            l.received_at.format("%Y-%m-%d %H:%M UTC"),
+            l.received_by,
+            l.supplier
+        ));
+    }
+    if let Some(p) = &t.partner {
+        let what = match t.kind {
+            ItemKind::Patch => "booklet",
+            ItemKind::Booklet => "patch",
+        };
+        o.push_str(&format!("  {what:<10} {p}\n"));
+    }
+    if let Some(j) = &t.job {
+        o.push_str(&format!("  job        {j}\n"));
+    }
+    if let Some(d) = &t.document_number {
+        o.push_str(&format!("  document   {d}\n"));
+    }
+    o.push_str("  history:\n");
+    for s in &t.steps {
+        o.push_str(&format!(
+            "  #{:<8} {}  {:<10} {:<8} {}{}\n",
+            s.seq,
+            s.at.format("%Y-%m-%d %H:%M:%S"),
+            s.actor,
+            s.station.as_ref().map_or("-", |s| s.as_str()),
+            s.detail,
+            s.reversed_by
+                .map(|r| format!("  [reversed by #{r}]"))
+                .unwrap_or_default()
+        ));
+    }
+    o
+}
+
+/// A reconciliation as text.
+pub fn render_reconciliation(r: &Reconciliation) -> String {
+    let mut o = format!("reconciliation of {}\n", r.scope);
+    for s in &r.sessions {
+        let x = &s.session;
+        o.push_str(&format!(
+            "session {} at {} ({}), shift {}: {}\n",
+            x.id,
+            x.station,
+            x.operator,
+            x.shift,
+            match (s.open, s.balanced) {
+                (true, _) => "OPEN",
+                (false, true) => "closed, balanced",
+                (false, false) => "closed WITH DISCREPANCY",
+            }
+        ));
+        o.push_str(&format!(
+            "  issued {}  applied {}  spoiled {}  returned {}  missing {}  unaccounted {}\n",
+            x.counts.issued,
+            s.applied.len(),
+            s.spoiled.len(),
+            s.returned.len(),
+            s.missing.len(),
+            s.unaccounted.len()
+        ));
+        for (name, list) in [
+            ("spoiled", &s.spoiled),
+            ("returned", &s.returned),
+            ("missing", &s.missing),
+            ("unaccounted", &s.unaccounted),
+        ] {
+            if !list.is_empty() {
+                o.push_str(&format!("  {name:<12} {}\n", compress(list)));
+            }
+        }
+    }
+    for l in &r.lots {
+        o.push_str(&format!(
+            "{} lot {} ({}): {} items\n",
+            l.lot.kind,
+            l.lot.id,
+            l.lot.range,
+            l.lot.range.len()
+        ));
+        o.push_str(&format!(
+            "  in vault {}  issued {}  applied {}  spoiled {}  destroyed {}  missing {}\n",
+            l.in_vault.len(),
+            l.issued.len(),
+            l.applied,
+            l.spoiled.len(),
+            l.destroyed.len(),
+            l.missing.len()
+        ));
+        for (name, list) in [
+            ("issued", &l.issued),
+            ("spoiled", &l.spoiled),
+            ("destroyed", &l.destroyed),
+            ("missing", &l.missing),
+        ] {
+            if !list.is_empty() {
+                o.push_str(&format!("  {name:<12} {}\n", compress(list)));
+            }
+        }
+    }
+    o
+}

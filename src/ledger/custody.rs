@@ -1,0 +1,1498 @@
+//! Custody: the state machines of items and sessions, and the pure planner that checks an event
+//! against them.
+//!
+//! Every invariant of BRIEF §3 is checked here, before anything is written: [`plan`] reads the
+//! current state through a [`StateView`] and returns either the new states or a [`Refusal`] that
+//! reads like what a supervisor would say. Nothing here does I/O, so the property tests run the
+//! same code on an in-memory view ([`MemState`]).
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use hallctl_jobs::job::{DeviceId, JobId, OperatorId, StationId};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::event::{ItemKind, LedgerEvent, LotId, Record, Serial, SerialRange, SessionId, ShiftId};
+
+/// Where a printed booklet or an applied patch is bound, with the crew who did each step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    /// The session that used the item.
+    pub session: SessionId,
+    /// The job.
+    pub job: JobId,
+    /// Who printed the booklet / applied the patch.
+    pub by: OperatorId,
+    /// The printer or laminator.
+    pub device: DeviceId,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The record.
+    pub seq: u64,
+    /// For a patch: the booklet it is on. For a booklet: the patch on it, once laminated.
+    pub partner: Option<Serial>,
+    /// For a booklet: its document number.
+    pub document_number: Option<String>,
+    /// For a booklet: who laminated it.
+    pub laminated_by: Option<OperatorId>,
+    /// For a booklet: who checked it at QC, and whether it passed.
+    pub qc: Option<(OperatorId, bool)>,
+    /// For a booklet: packed for dispatch.
+    pub dispatched: bool,
+}
+
+/// Where an item is. One state at a time; changes only through [`Item::apply`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ItemState {
+    /// In the vault (received, or returned).
+    InVault,
+    /// Held by a custody session.
+    Issued {
+        /// The session.
+        session: SessionId,
+    },
+    /// Used: printed (booklet) or applied (patch).
+    Applied(Binding),
+    /// Spoiled, awaiting destruction.
+    Spoiled {
+        /// Why.
+        reason: String,
+        /// Who recorded it.
+        by: OperatorId,
+        /// When.
+        at: DateTime<Utc>,
+        /// The record.
+        seq: u64,
+    },
+    /// Destroyed.
+    Destroyed {
+        /// The destruction batch.
+        batch: String,
+        /// The certificate number.
+        certificate: String,
+        /// When.
+        at: DateTime<Utc>,
+        /// The record.
+        seq: u64,
+    },
+    /// Reported missing.
+    Missing {
+        /// When.
+        at: DateTime<Utc>,
+        /// The record.
+        seq: u64,
+    },
+}
+
+impl ItemState {
+    /// A short description for messages ("in the vault", "spoiled", ...).
+    pub fn describe(&self) -> String {
+        match self {
+            ItemState::InVault => "in the vault".into(),
+            ItemState::Issued { session } => format!("issued to session {session}"),
+            ItemState::Applied(b) => format!("used for job {} at {}", b.job, hm(b.at)),
+            ItemState::Spoiled { reason, .. } => format!("spoiled ({reason})"),
+            ItemState::Destroyed { batch, .. } => format!("destroyed in batch {batch}"),
+            ItemState::Missing { .. } => "reported missing".into(),
+        }
+    }
+}
+
+fn hm(at: DateTime<Utc>) -> String {
+    at.format("%H:%M on %Y-%m-%d UTC").to_string()
+}
+
+/// An accountable item: a booklet or a patch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    /// Its serial.
+    pub serial: Serial,
+    /// Booklet or patch.
+    pub kind: ItemKind,
+    /// The lot it came in.
+    pub lot: LotId,
+    /// Current state.
+    pub state: ItemState,
+    /// Everyone who held or counted it: destruction witnesses must come from outside this set.
+    pub custody: Vec<OperatorId>,
+}
+
+/// A change to one item, derived from an event by [`plan`].
+#[derive(Debug, Clone)]
+pub enum ItemChange {
+    /// Issued to a session run by `operator`, counted by `counters`.
+    Issue {
+        /// Receiving session.
+        session: SessionId,
+        /// Its operator.
+        operator: OperatorId,
+        /// The counters.
+        counters: [OperatorId; 2],
+    },
+    /// Printed (booklet) or applied (patch).
+    Use(Binding),
+    /// A patch was applied to this (printed) booklet by `by`.
+    Laminate {
+        /// The patch.
+        patch: Serial,
+        /// The laminating operator.
+        by: OperatorId,
+    },
+    /// QC result.
+    Qc {
+        /// The QC operator.
+        by: OperatorId,
+        /// Passed?
+        passed: bool,
+    },
+    /// Packed for dispatch.
+    Dispatch,
+    /// Spoiled.
+    Spoil {
+        /// The session named in the event, if any.
+        session: Option<SessionId>,
+        /// Why.
+        reason: String,
+        /// Who.
+        by: OperatorId,
+        /// When.
+        at: DateTime<Utc>,
+        /// The record.
+        seq: u64,
+    },
+    /// Returned to the vault.
+    Return {
+        /// The returning session.
+        session: SessionId,
+        /// The counters.
+        counters: [OperatorId; 2],
+    },
+    /// Destroyed.
+    Destroy {
+        /// Batch.
+        batch: String,
+        /// Certificate.
+        certificate: String,
+        /// The witnesses.
+        witnesses: [OperatorId; 2],
+        /// When.
+        at: DateTime<Utc>,
+        /// The record.
+        seq: u64,
+    },
+    /// Reported missing.
+    Missing {
+        /// When.
+        at: DateTime<Utc>,
+        /// The record.
+        seq: u64,
+    },
+}
+
+fn add_custody(custody: &mut Vec<OperatorId>, who: &OperatorId) {
+    if !custody.contains(who) {
+        custody.push(who.clone());
+    }
+}
+
+impl Item {
+    /// The item's one transition function: the new item, or why the change is refused.
+    ///
+    /// # Errors
+    /// The change is not allowed from the current state (see [`Refusal`]).
+    pub fn apply(&self, change: &ItemChange) -> Result<Item, Refusal> {
+        let mut next = self.clone();
+        let serial = &self.serial;
+        let kind = self.kind;
+        match (change, &self.state) {
+            (
+                ItemChange::Issue {
+                    session,
+                    operator,
+                    counters,
+                },
+                ItemState::InVault,
+            ) => {
+                next.state = ItemState::Issued {
+                    session: session.clone(),
+                };
+                for who in counters.iter().chain([operator]) {
+                    add_custody(&mut next.custody, who);
+                }
+            }
+            (ItemChange::Issue { .. }, other) => {
+                return Err(Refusal::NotInVault {
+                    kind,
+                    serial: serial.clone(),
+                    state: other.describe(),
+                });
+            }
+            (ItemChange::Use(b), ItemState::Issued { session }) if *session == b.session => {
+                add_custody(&mut next.custody, &b.by);
+                next.state = ItemState::Applied(b.clone());
+            }
+            (ItemChange::Use(b), ItemState::Issued { session }) => {
+                return Err(Refusal::WrongSession {
+                    kind,
+                    serial: serial.clone(),
+                    holder: session.clone(),
+                    scanned_in: b.session.clone(),
+                });
+            }
+            (ItemChange::Use(_), ItemState::Applied(b)) => {
+                return Err(Refusal::AlreadyUsed {
+                    kind,
+                    serial: serial.clone(),
+                    partner: b.partner.clone(),
+                    job: b.job,
+                    at: b.at,
+                });
+            }
+            (ItemChange::Use(_), other) => {
+                return Err(Refusal::NotIssued {
+                    kind,
+                    serial: serial.clone(),
+                    state: other.describe(),
+                });
+            }
+            (ItemChange::Laminate { patch, by }, ItemState::Applied(b))
+                if kind == ItemKind::Booklet =>
+            {
+                if let Some(p) = &b.partner {
+                    return Err(Refusal::BookletAlreadyLaminated {
+                        booklet: serial.clone(),
+                        patch: p.clone(),
+                    });
+                }
+                if *by == b.by {
+                    return Err(Refusal::LaminatorPrintedBooklet {
+                        booklet: serial.clone(),
+                        operator: by.clone(),
+                    });
+                }
+                let mut nb = b.clone();
+                nb.partner = Some(patch.clone());
+                nb.laminated_by = Some(by.clone());
+                add_custody(&mut next.custody, by);
+                next.state = ItemState::Applied(nb);
+            }
+            (ItemChange::Qc { by, passed }, ItemState::Applied(b)) if kind == ItemKind::Booklet => {
+                let Some(lam) = &b.laminated_by else {
+                    return Err(Refusal::NotReady {
+                        booklet: serial.clone(),
+                        step: "QC",
+                        missing: "lamination",
+                    });
+                };
+                if *by == b.by || by == lam {
+                    return Err(Refusal::QcNotThirdPerson {
+                        booklet: serial.clone(),
+                        operator: by.clone(),
+                    });
+                }
+                let mut nb = b.clone();
+                nb.qc = Some((by.clone(), *passed));
+                add_custody(&mut next.custody, by);
+                next.state = ItemState::Applied(nb);
+            }
+            (ItemChange::Dispatch, ItemState::Applied(b)) if kind == ItemKind::Booklet => {
+                if !matches!(b.qc, Some((_, true))) {
+                    return Err(Refusal::NotReady {
+                        booklet: serial.clone(),
+                        step: "dispatch",
+                        missing: "a passed QC check",
+                    });
+                }
+                if b.dispatched {
+                    return Err(Refusal::AlreadyDispatched {
+                        booklet: serial.clone(),
+                    });
+                }
+                let mut nb = b.clone();
+                nb.dispatched = true;
+                next.state = ItemState::Applied(nb);
+            }
+            (ItemChange::Laminate { .. } | ItemChange::Qc { .. } | ItemChange::Dispatch, _) => {
+                return Err(Refusal::NotReady {
+                    booklet: serial.clone(),
+                    step: "this step",
+                    missing: "a printed booklet",
+                });
+            }
+            (
+                ItemChange::Spoil {
+                    session,
+                    reason,
+                    by,
+                    at,
+                    seq,
+                },
+                state,
+            ) => {
+                match (state, session) {
+                    (ItemState::Issued { session: held }, Some(s)) if held == s => {}
+                    (ItemState::Issued { session: held }, _) => {
+                        return Err(Refusal::WrongSession {
+                            kind,
+                            serial: serial.clone(),
+                            holder: held.clone(),
+                            scanned_in: session.clone().unwrap_or_else(|| SessionId::new("-")),
+                        });
+                    }
+                    (ItemState::InVault | ItemState::Applied(_), _) => {}
+                    (other, _) => {
+                        return Err(Refusal::NotSpoilable {
+                            serial: serial.clone(),
+                            state: other.describe(),
+                        });
+                    }
+                }
+                add_custody(&mut next.custody, by);
+                next.state = ItemState::Spoiled {
+                    reason: reason.clone(),
+                    by: by.clone(),
+                    at: *at,
+                    seq: *seq,
+                };
+            }
+            (ItemChange::Return { session, counters }, ItemState::Issued { session: held })
+                if held == session =>
+            {
+                for who in counters {
+                    add_custody(&mut next.custody, who);
+                }
+                next.state = ItemState::InVault;
+            }
+            (ItemChange::Return { session, .. }, other) => {
+                return Err(Refusal::NotHeld {
+                    serial: serial.clone(),
+                    session: session.clone(),
+                    state: other.describe(),
+                });
+            }
+            (
+                ItemChange::Destroy {
+                    batch,
+                    certificate,
+                    witnesses,
+                    at,
+                    seq,
+                },
+                ItemState::Spoiled { .. },
+            ) => {
+                if let Some(w) = witnesses.iter().find(|w| self.custody.contains(w)) {
+                    return Err(Refusal::WitnessInCustodyChain {
+                        witness: w.clone(),
+                        serial: serial.clone(),
+                    });
+                }
+                next.state = ItemState::Destroyed {
+                    batch: batch.clone(),
+                    certificate: certificate.clone(),
+                    at: *at,
+                    seq: *seq,
+                };
+            }
+            (ItemChange::Destroy { .. }, other) => {
+                return Err(Refusal::NotSpoiled {
+                    serial: serial.clone(),
+                    state: other.describe(),
+                });
+            }
+            (ItemChange::Missing { at, seq }, ItemState::InVault | ItemState::Issued { .. }) => {
+                next.state = ItemState::Missing { at: *at, seq: *seq };
+            }
+            (ItemChange::Missing { .. }, other) => {
+                return Err(Refusal::NotMissable {
+                    serial: serial.clone(),
+                    state: other.describe(),
+                });
+            }
+        }
+        Ok(next)
+    }
+
+    /// True when the item is accounted for: used, spoiled, destroyed or back in the vault.
+    pub fn is_accounted(&self) -> bool {
+        !matches!(
+            self.state,
+            ItemState::Issued { .. } | ItemState::Missing { .. }
+        )
+    }
+}
+
+/// Counters of what happened to a session's items.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionCounts {
+    /// Items issued (a serial issued twice counts twice).
+    pub issued: u64,
+    /// Items printed or applied.
+    pub applied: u64,
+    /// Items spoiled while held.
+    pub spoiled: u64,
+    /// Items returned to the vault.
+    pub returned: u64,
+    /// Items reported missing while held.
+    pub missing: u64,
+}
+
+/// A custody session: one operator at one station in one shift.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Its id.
+    pub id: SessionId,
+    /// The station.
+    pub station: StationId,
+    /// The operator.
+    pub operator: OperatorId,
+    /// The shift.
+    pub shift: ShiftId,
+    /// When it was opened.
+    pub opened_at: DateTime<Utc>,
+    /// The opening record.
+    pub opened_seq: u64,
+    /// When it was closed, if it was.
+    pub closed_at: Option<DateTime<Utc>>,
+    /// Serials it still holds, in roll order (lot order within each lot).
+    pub held: Vec<Serial>,
+    /// Counters.
+    pub counts: SessionCounts,
+    /// Serials it could not account for at close (signed discrepancy).
+    pub discrepancy: Vec<Serial>,
+}
+
+/// What happens to a session's items; see [`Session::apply`].
+#[derive(Debug, Clone)]
+pub enum SessionChange {
+    /// Items issued.
+    Issue(Vec<Serial>),
+    /// A held item was used.
+    Used(Serial),
+    /// A held item was spoiled.
+    Spoiled(Serial),
+    /// Held items were returned.
+    Returned(Vec<Serial>),
+    /// A held item was reported missing.
+    Missing(Serial),
+    /// The session closes; `missing` must be exactly what it still holds.
+    Close {
+        /// When.
+        at: DateTime<Utc>,
+        /// Serials accepted as missing (signed discrepancy); empty for a balanced close.
+        missing: Vec<Serial>,
+    },
+}
+
+impl Session {
+    /// True while the session is open.
+    pub fn is_open(&self) -> bool {
+        self.closed_at.is_none()
+    }
+
+    /// True when every issued item is applied, spoiled or returned.
+    pub fn is_balanced(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    /// The session's one transition function.
+    ///
+    /// # Errors
+    /// The session is closed, or a close does not match what is held.
+    pub fn apply(&self, change: &SessionChange) -> Result<Session, Refusal> {
+        if !self.is_open() {
+            return Err(Refusal::SessionClosed {
+                session: self.id.clone(),
+            });
+        }
+        let mut next = self.clone();
+        let take = |held: &mut Vec<Serial>, s: &Serial| -> Result<(), Refusal> {
+            match held.iter().position(|h| h == s) {
+                Some(i) => {
+                    held.remove(i);
+                    Ok(())
+                }
+                None => Err(Refusal::NotHeld {
+                    serial: s.clone(),
+                    session: self.id.clone(),
+                    state: "not held by it".into(),
+                }),
+            }
+        };
+        match change {
+            SessionChange::Issue(serials) => {
+                next.held.extend(serials.iter().cloned());
+                next.held.sort_by(roll_order);
+                next.counts.issued += serials.len() as u64;
+            }
+            SessionChange::Used(s) => {
+                take(&mut next.held, s)?;
+                next.counts.applied += 1;
+            }
+            SessionChange::Spoiled(s) => {
+                take(&mut next.held, s)?;
+                next.counts.spoiled += 1;
+            }
+            SessionChange::Missing(s) => {
+                take(&mut next.held, s)?;
+                next.counts.missing += 1;
+            }
+            SessionChange::Returned(serials) => {
+                for s in serials {
+                    take(&mut next.held, s)?;
+                }
+                next.counts.returned += serials.len() as u64;
+            }
+            SessionChange::Close { at, missing } => {
+                let held: BTreeSet<&Serial> = self.held.iter().collect();
+                let listed: BTreeSet<&Serial> = missing.iter().collect();
+                if held != listed {
+                    return Err(Refusal::Unbalanced {
+                        session: self.id.clone(),
+                        unaccounted: self.held.clone(),
+                        listed: missing.clone(),
+                    });
+                }
+                next.counts.missing += missing.len() as u64;
+                next.discrepancy = missing.clone();
+                next.held.clear();
+                next.closed_at = Some(*at);
+            }
+        }
+        Ok(next)
+    }
+}
+
+/// Roll order: by prefix, then by number. Serials of one roll share a prefix and width.
+fn roll_order(a: &Serial, b: &Serial) -> std::cmp::Ordering {
+    (a.as_str().len(), a.as_str()).cmp(&(b.as_str().len(), b.as_str()))
+}
+
+/// A lot as received.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lot {
+    /// The lot id.
+    pub id: LotId,
+    /// Booklets or patches.
+    pub kind: ItemKind,
+    /// The supplier.
+    pub supplier: String,
+    /// Its serials.
+    pub range: SerialRange,
+    /// When received.
+    pub received_at: DateTime<Utc>,
+    /// Who received it.
+    pub received_by: OperatorId,
+    /// The record.
+    pub seq: u64,
+}
+
+/// Why an append was refused. The message is what the operator and the supervisor read.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Refusal {
+    /// An unknown serial.
+    #[error("{serial} is not a known serial: it was never received into the vault")]
+    UnknownSerial {
+        /// The serial.
+        serial: Serial,
+    },
+    /// The wrong kind of item.
+    #[error("{serial} is a {actual}, not a {expected}")]
+    WrongKind {
+        /// The serial.
+        serial: Serial,
+        /// What it is.
+        actual: ItemKind,
+        /// What was expected.
+        expected: ItemKind,
+    },
+    /// The item was already used.
+    #[error("{kind} {serial} was applied{} at {}", partner.as_ref().map(|p| format!(" to {p}")).unwrap_or_default(), hm(*at))]
+    AlreadyUsed {
+        /// Booklet or patch.
+        kind: ItemKind,
+        /// The serial.
+        serial: Serial,
+        /// The booklet (for a patch) or patch (for a booklet) it is bound to.
+        partner: Option<Serial>,
+        /// The job.
+        job: JobId,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Scanned in a session that does not hold it.
+    #[error("{kind} {serial} was issued to session {holder}, not to session {scanned_in}")]
+    WrongSession {
+        /// Booklet or patch.
+        kind: ItemKind,
+        /// The serial.
+        serial: Serial,
+        /// The session that holds it.
+        holder: SessionId,
+        /// Where it was scanned.
+        scanned_in: SessionId,
+    },
+    /// Not issued to any session.
+    #[error("{kind} {serial} was never issued to a session: it is {state}")]
+    NotIssued {
+        /// Booklet or patch.
+        kind: ItemKind,
+        /// The serial.
+        serial: Serial,
+        /// Its state.
+        state: String,
+    },
+    /// Out of roll order without a reason.
+    #[error("patch {got} is out of roll order: {expected} is next; record a reason to skip")]
+    OutOfRollOrder {
+        /// The next patch in roll order.
+        expected: Serial,
+        /// The scanned patch.
+        got: Serial,
+    },
+    /// Laminating a booklet one printed.
+    #[error("{operator}: you printed booklet {booklet}; another operator must laminate it")]
+    LaminatorPrintedBooklet {
+        /// The booklet.
+        booklet: Serial,
+        /// The operator.
+        operator: OperatorId,
+    },
+    /// QC by the printer or the laminator.
+    #[error("{operator} printed or laminated booklet {booklet}; QC must be a third person")]
+    QcNotThirdPerson {
+        /// The booklet.
+        booklet: Serial,
+        /// The operator.
+        operator: OperatorId,
+    },
+    /// The booklet already carries a patch.
+    #[error("booklet {booklet} already carries patch {patch}")]
+    BookletAlreadyLaminated {
+        /// The booklet.
+        booklet: Serial,
+        /// Its patch.
+        patch: Serial,
+    },
+    /// A line step before its predecessor.
+    #[error("booklet {booklet} is not ready for {step}: it needs {missing} first")]
+    NotReady {
+        /// The booklet.
+        booklet: Serial,
+        /// The step.
+        step: &'static str,
+        /// What is missing.
+        missing: &'static str,
+    },
+    /// Dispatched twice.
+    #[error("booklet {booklet} was already dispatched")]
+    AlreadyDispatched {
+        /// The booklet.
+        booklet: Serial,
+    },
+    /// The patch's job is not the booklet's.
+    #[error("booklet {booklet} was printed for job {booklet_job}, not for job {job}")]
+    JobMismatch {
+        /// The booklet.
+        booklet: Serial,
+        /// Its job.
+        booklet_job: JobId,
+        /// The job given.
+        job: JobId,
+    },
+    /// Issue of an item not in the vault.
+    #[error("{kind} {serial} cannot be issued: it is {state}")]
+    NotInVault {
+        /// Booklet or patch.
+        kind: ItemKind,
+        /// The serial.
+        serial: Serial,
+        /// Its state.
+        state: String,
+    },
+    /// Return of an item the session does not hold.
+    #[error("{serial} is not held by session {session}: it is {state}")]
+    NotHeld {
+        /// The serial.
+        serial: Serial,
+        /// The session.
+        session: SessionId,
+        /// Its state.
+        state: String,
+    },
+    /// Spoil of a destroyed or missing item.
+    #[error("{serial} cannot be spoiled: it is {state}")]
+    NotSpoilable {
+        /// The serial.
+        serial: Serial,
+        /// Its state.
+        state: String,
+    },
+    /// Destruction of an item that is not spoiled.
+    #[error("{serial} cannot be destroyed: it is {state}, not spoiled")]
+    NotSpoiled {
+        /// The serial.
+        serial: Serial,
+        /// Its state.
+        state: String,
+    },
+    /// Missing report of a used or destroyed item.
+    #[error("{serial} cannot be reported missing: it is {state}")]
+    NotMissable {
+        /// The serial.
+        serial: Serial,
+        /// Its state.
+        state: String,
+    },
+    /// A witness held or counted the item.
+    #[error("{witness} cannot witness the destruction of {serial}: they are in its custody chain")]
+    WitnessInCustodyChain {
+        /// The witness.
+        witness: OperatorId,
+        /// The serial.
+        serial: Serial,
+    },
+    /// The same person twice where two are required.
+    #[error("{role} must be two distinct people, got {who} twice")]
+    SamePerson {
+        /// Counters, witnesses...
+        role: &'static str,
+        /// The person.
+        who: OperatorId,
+    },
+    /// A discrepancy signed by the session's own operator.
+    #[error(
+        "the discrepancy must be signed by a supervisor other than the session's operator {operator}"
+    )]
+    SelfSignedDiscrepancy {
+        /// The operator.
+        operator: OperatorId,
+    },
+    /// Close without balance.
+    #[error(
+        "session {session} does not balance: unaccounted {}; a supervisor-signed discrepancy must list exactly these serials (listed: {})",
+        list(unaccounted),
+        list(listed)
+    )]
+    Unbalanced {
+        /// The session.
+        session: SessionId,
+        /// Serials still held.
+        unaccounted: Vec<Serial>,
+        /// Serials listed in the discrepancy.
+        listed: Vec<Serial>,
+    },
+    /// The session is closed.
+    #[error("session {session} is closed")]
+    SessionClosed {
+        /// The session.
+        session: SessionId,
+    },
+    /// Unknown session.
+    #[error("session {session} does not exist")]
+    UnknownSession {
+        /// The session.
+        session: SessionId,
+    },
+    /// The actor is not the session's operator.
+    #[error("{actor} is not the operator of session {session} ({operator} is)")]
+    NotSessionOperator {
+        /// Who tried.
+        actor: OperatorId,
+        /// The session.
+        session: SessionId,
+        /// Its operator.
+        operator: OperatorId,
+    },
+    /// Second session at a station.
+    #[error("station {station} already has open session {session}")]
+    StationBusy {
+        /// The station.
+        station: StationId,
+        /// Its open session.
+        session: SessionId,
+    },
+    /// Second session for an operator.
+    #[error("{operator} is signed in at another station (session {session})")]
+    OperatorBusy {
+        /// The operator.
+        operator: OperatorId,
+        /// Their open session.
+        session: SessionId,
+    },
+    /// Duplicate id.
+    #[error("{what} {id} already exists")]
+    Exists {
+        /// Lot, session, serial.
+        what: &'static str,
+        /// The id.
+        id: String,
+    },
+    /// A serial twice in one event.
+    #[error("{serial} is listed twice")]
+    Duplicate {
+        /// The serial.
+        serial: Serial,
+    },
+    /// A malformed event.
+    #[error("invalid event: {0}")]
+    Invalid(String),
+}
+
+fn list(s: &[Serial]) -> String {
+    if s.is_empty() {
+        return "none".into();
+    }
+    s.iter().map(Serial::as_str).collect::<Vec<_>>().join(", ")
+}
+
+impl Refusal {
+    /// True when the refusal must alert the shift supervisor (BRIEF §3 patch gating): a duplicate,
+    /// an unknown serial, or a patch from another station's session.
+    pub fn raises_alert(&self) -> bool {
+        matches!(
+            self,
+            Refusal::UnknownSerial { .. }
+                | Refusal::AlreadyUsed { .. }
+                | Refusal::WrongSession { .. }
+                | Refusal::OutOfRollOrder { .. }
+                | Refusal::LaminatorPrintedBooklet { .. }
+        )
+    }
+}
+
+/// An alert raised by an accepted record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "alert", rename_all = "snake_case")]
+pub enum Alert {
+    /// A patch was used out of roll order with a recorded reason.
+    RollSkip {
+        /// The session.
+        session: SessionId,
+        /// The next patch in roll order.
+        expected: Serial,
+        /// The patch used.
+        got: Serial,
+        /// The recorded reason.
+        reason: String,
+    },
+    /// A session closed with a signed discrepancy.
+    Discrepancy {
+        /// The session.
+        session: SessionId,
+        /// The missing serials.
+        missing: Vec<Serial>,
+    },
+    /// An item was reported missing.
+    Missing {
+        /// The serial.
+        serial: Serial,
+    },
+}
+
+/// Read access to the current custody state.
+pub trait StateView {
+    /// An item.
+    ///
+    /// # Errors
+    /// Storage failure.
+    fn item(&self, serial: &Serial) -> Result<Option<Item>, super::LedgerError>;
+    /// A session.
+    ///
+    /// # Errors
+    /// Storage failure.
+    fn session(&self, id: &SessionId) -> Result<Option<Session>, super::LedgerError>;
+    /// A lot.
+    ///
+    /// # Errors
+    /// Storage failure.
+    fn lot(&self, id: &LotId) -> Result<Option<Lot>, super::LedgerError>;
+    /// The open session at a station.
+    ///
+    /// # Errors
+    /// Storage failure.
+    fn open_at_station(&self, station: &StationId)
+    -> Result<Option<SessionId>, super::LedgerError>;
+    /// The open session of an operator.
+    ///
+    /// # Errors
+    /// Storage failure.
+    fn open_of_operator(&self, op: &OperatorId) -> Result<Option<SessionId>, super::LedgerError>;
+}
+
+/// The state changes one accepted record makes.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// New lots.
+    pub lots: Vec<Lot>,
+    /// Items in their new state.
+    pub items: Vec<Item>,
+    /// Sessions in their new state.
+    pub sessions: Vec<Session>,
+    /// Station → open session (None: closed).
+    pub station_open: Vec<(StationId, Option<SessionId>)>,
+    /// Operator → open session (None: closed).
+    pub operator_open: Vec<(OperatorId, Option<SessionId>)>,
+    /// An alert the record raises.
+    pub alert: Option<Alert>,
+}
+
+/// A plan under construction: reads go through what it already changed, so one event that
+/// touches an item twice (or a batch) sees its own writes.
+struct Draft<'v, V: StateView> {
+    view: &'v V,
+    plan: Plan,
+}
+
+impl<V: StateView> Draft<'_, V> {
+    fn item(&self, s: &Serial) -> Result<Item, super::LedgerError> {
+        if let Some(i) = self.plan.items.iter().rev().find(|i| i.serial == *s) {
+            return Ok(i.clone());
+        }
+        self.view
+            .item(s)?
+            .ok_or_else(|| Refusal::UnknownSerial { serial: s.clone() }.into())
+    }
+    fn session(&self, id: &SessionId) -> Result<Session, super::LedgerError> {
+        if let Some(x) = self.plan.sessions.iter().rev().find(|x| x.id == *id) {
+            return Ok(x.clone());
+        }
+        self.view.session(id)?.ok_or_else(|| {
+            Refusal::UnknownSession {
+                session: id.clone(),
+            }
+            .into()
+        })
+    }
+    fn put_item(&mut self, i: Item) {
+        self.plan.items.retain(|x| x.serial != i.serial);
+        self.plan.items.push(i);
+    }
+    fn put_session(&mut self, s: Session) {
+        self.plan.sessions.retain(|x| x.id != s.id);
+        self.plan.sessions.push(s);
+    }
+    fn change(&mut self, s: &Serial, c: &ItemChange) -> Result<Item, super::LedgerError> {
+        let next = self.item(s)?.apply(c)?;
+        self.put_item(next.clone());
+        Ok(next)
+    }
+}
+
+fn distinct(role: &'static str, pair: &[OperatorId; 2]) -> Result<(), Refusal> {
+    if pair[0] == pair[1] {
+        return Err(Refusal::SamePerson {
+            role,
+            who: pair[0].clone(),
+        });
+    }
+    Ok(())
+}
+
+fn no_duplicates(serials: &[Serial]) -> Result<(), Refusal> {
+    let mut seen = BTreeSet::new();
+    for s in serials {
+        if !seen.insert(s) {
+            return Err(Refusal::Duplicate { serial: s.clone() });
+        }
+    }
+    if serials.is_empty() {
+        return Err(Refusal::Invalid("no serials listed".into()));
+    }
+    Ok(())
+}
+
+fn open_session<V: StateView>(
+    d: &Draft<'_, V>,
+    id: &SessionId,
+    actor: &OperatorId,
+) -> Result<Session, super::LedgerError> {
+    let s = d.session(id)?;
+    if !s.is_open() {
+        return Err(Refusal::SessionClosed {
+            session: id.clone(),
+        }
+        .into());
+    }
+    if s.operator != *actor {
+        return Err(Refusal::NotSessionOperator {
+            actor: actor.clone(),
+            session: id.clone(),
+            operator: s.operator.clone(),
+        }
+        .into());
+    }
+    Ok(s)
+}
+
+/// Largest lot accepted in one event: bounds the work and the record size of a receipt.
+pub const MAX_LOT: u64 = 100_000;
+
+/// Checks `rec` against the current state and returns the changes it makes.
+///
+/// # Errors
+/// [`super::LedgerError::Refused`] with the reason when an invariant would break; storage errors
+/// from the view.
+pub fn plan<V: StateView>(view: &V, rec: &Record) -> Result<Plan, super::LedgerError> {
+    let mut d = Draft {
+        view,
+        plan: Plan::default(),
+    };
+    let actor = &rec.actor;
+    let (at, seq) = (rec.at, rec.seq);
+    match &rec.event {
+        LedgerEvent::LotReceived {
+            lot,
+            kind,
+            supplier,
+            range,
+        } => {
+            if range.len() > MAX_LOT {
+                return Err(
+                    Refusal::Invalid(format!("a lot holds at most {MAX_LOT} items")).into(),
+                );
+            }
+            if view.lot(lot)?.is_some() {
+                return Err(Refusal::Exists {
+                    what: "lot",
+                    id: lot.to_string(),
+                }
+                .into());
+            }
+            for serial in range.serials() {
+                if view.item(&serial)?.is_some() {
+                    return Err(Refusal::Exists {
+                        what: "serial",
+                        id: serial.to_string(),
+                    }
+                    .into());
+                }
+                d.plan.items.push(Item {
+                    serial,
+                    kind: *kind,
+                    lot: lot.clone(),
+                    state: ItemState::InVault,
+                    custody: vec![actor.clone()],
+                });
+            }
+            d.plan.lots.push(Lot {
+                id: lot.clone(),
+                kind: *kind,
+                supplier: supplier.clone(),
+                range: range.clone(),
+                received_at: at,
+                received_by: actor.clone(),
+                seq,
+            });
+        }
+        LedgerEvent::SessionOpened {
+            session,
+            station,
+            operator,
+            shift,
+        } => {
+            if view.session(session)?.is_some() {
+                return Err(Refusal::Exists {
+                    what: "session",
+                    id: session.to_string(),
+                }
+                .into());
+            }
+            if let Some(s) = view.open_at_station(station)? {
+                return Err(Refusal::StationBusy {
+                    station: station.clone(),
+                    session: s,
+                }
+                .into());
+            }
+            if let Some(s) = view.open_of_operator(operator)? {
+                return Err(Refusal::OperatorBusy {
+                    operator: operator.clone(),
+                    session: s,
+                }
+                .into());
+            }
+            d.put_session(Session {
+                id: session.clone(),
+                station: station.clone(),
+                operator: operator.clone(),
+                shift: shift.clone(),
+                opened_at: at,
+                opened_seq: seq,
+                closed_at: None,
+                held: Vec::new(),
+                counts: SessionCounts::default(),
+                discrepancy: Vec::new(),
+            });
+            d.plan
+                .station_open
+                .push((station.clone(), Some(session.clone())));
+            d.plan
+                .operator_open
+                .push((operator.clone(), Some(session.clone())));
+        }
+        LedgerEvent::ItemsIssued {
+            session,
+            serials,
+            counters,
+        } => {
+            distinct("the two counters", counters)?;
+            no_duplicates(serials)?;
+            let s = d.session(session)?;
+            let s = s.apply(&SessionChange::Issue(serials.clone()))?;
+            let change = ItemChange::Issue {
+                session: session.clone(),
+                operator: s.operator.clone(),
+                counters: counters.clone(),
+            };
+            for serial in serials {
+                d.change(serial, &change)?;
+            }
+            d.put_session(s);
+        }
+        LedgerEvent::BookletPrinted {
+            booklet,
+            session,
+            job,
+            document_number,
+            device,
+        } => {
+            let s = open_session(&d, session, actor)?;
+            let item = d.item(booklet)?;
+            if item.kind != ItemKind::Booklet {
+                return Err(Refusal::WrongKind {
+                    serial: booklet.clone(),
+                    actual: item.kind,
+                    expected: ItemKind::Booklet,
+                }
+                .into());
+            }
+            d.change(
+                booklet,
+                &ItemChange::Use(Binding {
+                    session: session.clone(),
+                    job: *job,
+                    by: actor.clone(),
+                    device: device.clone(),
+                    at,
+                    seq,
+                    partner: None,
+                    document_number: Some(document_number.clone()),
+                    laminated_by: None,
+                    qc: None,
+                    dispatched: false,
+                }),
+            )?;
+            d.put_session(s.apply(&SessionChange::Used(booklet.clone()))?);
+        }
+        LedgerEvent::PatchApplied {
+            patch,
+            session,
+            booklet,
+            job,
+            device,
+            skip_reason,
+        } => {
+            // Separation of duties first: whoever printed the booklet is told so, at any
+            // terminal, before anything about sessions.
+            if let ItemState::Applied(b) = &d.item(booklet)?.state
+                && b.by == *actor
+            {
+                return Err(Refusal::LaminatorPrintedBooklet {
+                    booklet: booklet.clone(),
+                    operator: actor.clone(),
+                }
+                .into());
+            }
+            let s = open_session(&d, session, actor)?;
+            let item = d.item(patch)?;
+            if item.kind != ItemKind::Patch {
+                return Err(Refusal::WrongKind {
+                    serial: patch.clone(),
+                    actual: item.kind,
+                    expected: ItemKind::Patch,
+                }
+                .into());
+            }
+            let next = item.apply(&ItemChange::Use(Binding {
+                session: session.clone(),
+                job: *job,
+                by: actor.clone(),
+                device: device.clone(),
+                at,
+                seq,
+                partner: Some(booklet.clone()),
+                document_number: None,
+                laminated_by: None,
+                qc: None,
+                dispatched: false,
+            }))?;
+            // Roll order: the next patch is the first one this session holds from the same lot.
+            let mut expected = None;
+            for h in &s.held {
+                if h == patch {
+                    break;
+                }
+                if d.item(h)?.lot == item.lot {
+                    expected = Some(h.clone());
+                    break;
+                }
+            }
+            if let Some(expected) = expected {
+                match skip_reason.as_deref().map(str::trim) {
+                    Some(r) if !r.is_empty() => {
+                        d.plan.alert = Some(Alert::RollSkip {
+                            session: session.clone(),
+                            expected,
+                            got: patch.clone(),
+                            reason: r.to_string(),
+                        });
+                    }
+                    _ => {
+                        return Err(Refusal::OutOfRollOrder {
+                            expected,
+                            got: patch.clone(),
+                        }
+                        .into());
+                    }
+                }
+            }
+            let b = d.item(booklet)?;
+            if let ItemState::Applied(bb) = &b.state
+                && bb.job != *job
+            {
+                return Err(Refusal::JobMismatch {
+                    booklet: booklet.clone(),
+                    booklet_job: bb.job,
+                    job: *job,
+                }
+                .into());
+            }
+            d.change(
+                booklet,
+                &ItemChange::Laminate {
+                    patch: patch.clone(),
+                    by: actor.clone(),
+                },
+            )?;
+            d.put_item(next);
+            d.put_session(s.apply(&SessionChange::Used(patch.clone()))?);
+        }
+        LedgerEvent::QcChecked {
+            booklet,
+            job,
+            passed,
+            ..
+        } => {
+            check_job(&d, booklet, *job)?;
+            d.change(
+                booklet,
+                &ItemChange::Qc {
+                    by: actor.clone(),
+                    passed: *passed,
+                },
+            )?;
+        }
+        LedgerEvent::Dispatched { booklet, job, .. } => {
+            check_job(&d, booklet, *job)?;
+            d.change(booklet, &ItemChange::Dispatch)?;
+        }
+        LedgerEvent::ItemSpoiled {
+            serial,
+            session,
+            reason,
+        } => {
+            if reason.trim().is_empty() {
+                return Err(Refusal::Invalid("a spoil needs a reason".into()).into());
+            }
+            let was_held = matches!(d.item(serial)?.state, ItemState::Issued { .. });
+            d.change(
+                serial,
+                &ItemChange::Spoil {
+                    session: session.clone(),
+                    reason: reason.clone(),
+                    by: actor.clone(),
+                    at,
+                    seq,
+                },
+            )?;
+            if let (true, Some(sid)) = (was_held, session) {
+                let s = d.session(sid)?;
+                d.put_session(s.apply(&SessionChange::Spoiled(serial.clone()))?);
+            }
+        }
+        LedgerEvent::ItemsReturned {
+            session,
+            serials,
+            counters,
+        } => {
+            distinct("the two counters", counters)?;
+            no_duplicates(serials)?;
+            let s = d.session(session)?;
+            let s = s.apply(&SessionChange::Returned(serials.clone()))?;
+            let change = ItemChange::Return {
+                session: session.clone(),
+                counters: counters.clone(),
+            };
+            for serial in serials {
+                d.change(serial, &change)?;
+            }
+            d.put_session(s);
+        }
+        LedgerEvent::SessionClosed {
+            session,
+            discrepancy,
+        } => {
+            let s = d.session(session)?;
+            let missing = match discrepancy {
+                Some(disc) => {
+                    if disc.supervisor == s.operator {
+                        return Err(Refusal::SelfSignedDiscrepancy {
+                            operator: s.operator.clone(),
+                        }
+                        .into());
+                    }
+                    disc.missing.clone()
+                }
+                None => Vec::new(),
+            };
+            let closed = s.apply(&SessionChange::Close {
+                at,
+                missing: missing.clone(),
+            })?;
+            for serial in &missing {
+                d.change(serial, &ItemChange::Missing { at, seq })?;
+            }
+            if !missing.is_empty() {
+                d.plan.alert = Some(Alert::Discrepancy {
+                    session: session.clone(),
+                    missing,
+                });
+            }
+            d.plan.station_open.push((closed.station.clone(), None));
+            d.plan.operator_open.push((closed.operator.clone(), None));
+            d.put_session(closed);
+        }
+        LedgerEvent::ItemsDestroyed {
+            serials,
+            witnesses,
+            batch,
+            certificate,
+            ..
+        } => {
+            distinct("the two witnesses", witnesses)?;
+            no_duplicates(serials)?;
+            let change = ItemChange::Destroy {
+                batch: batch.clone(),
+                certificate: certificate.clone(),
+                witnesses: witnesses.clone(),
+                at,
+                seq,
+            };
+            for serial in serials {
+                d.change(serial, &change)?;
+            }
+        }
+        LedgerEvent::ItemReportedMissing { serial, .. } => {
+            let before = d.item(serial)?;
+            d.change(serial, &ItemChange::Missing { at, seq })?;
+            if let ItemState::Issued { session } = &before.state {
+                let s = d.session(session)?;
+                d.put_session(s.apply(&SessionChange::Missing(serial.clone()))?);
+            }
+            d.plan.alert = Some(Alert::Missing {
+                serial: serial.clone(),
+            });
+        }
+        LedgerEvent::Reversal { reverses, reason } => {
+            if *reverses == 0 || *reverses >= seq {
+                return Err(
+                    Refusal::Invalid(format!("record {reverses} cannot be reversed")).into(),
+                );
+            }
+            if reason.trim().is_empty() {
+                return Err(Refusal::Invalid("a reversal needs a reason".into()).into());
+            }
+        }
+    }
+    Ok(d.plan)
+}
+
+fn check_job<V: StateView>(
+    d: &Draft<'_, V>,
+    booklet: &Serial,
+    job: JobId,
+) -> Result<(), super::LedgerError> {
+    if let ItemState::Applied(b) = &d.item(booklet)?.state
+        && b.job != job
+    {
+        return Err(Refusal::JobMismatch {
+            booklet: booklet.clone(),
+            booklet_job: b.job,
+            job,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Custody state in memory: the reference model for property tests and a fast replay target.
+#[derive(Debug, Clone, Default)]
+pub struct MemState {
+    /// Items by serial.
+    pub items: HashMap<Serial, Item>,
+    /// Sessions by id.
+    pub sessions: HashMap<SessionId, Session>,
+    /// Lots by id.
+    pub lots: HashMap<LotId, Lot>,
+    /// Open session per station.
+    pub station_open: HashMap<StationId, SessionId>,
+    /// Open session per operator.
+    pub operator_open: HashMap<OperatorId, SessionId>,
+}
+
+impl StateView for MemState {
+    fn item(&self, s: &Serial) -> Result<Option<Item>, super::LedgerError> {
+        Ok(self.items.get(s).cloned())
+    }
+    fn session(&self, id: &SessionId) -> Result<Option<Session>, super::LedgerError> {
+        Ok(self.sessions.get(id).cloned())
+    }
+    fn lot(&self, id: &LotId) -> Result<Option<Lot>, super::LedgerError> {
+        Ok(self.lots.get(id).cloned())
+    }
+    fn open_at_station(&self, st: &StationId) -> Result<Option<SessionId>, super::LedgerError> {
+        Ok(self.station_open.get(st).cloned())
+    }
+    fn open_of_operator(&self, op: &OperatorId) -> Result<Option<SessionId>, super::LedgerError> {
+        Ok(self.operator_open.get(op).cloned())
+    }
+}
+
+impl MemState {
+    /// Applies an accepted plan.
+    pub fn commit(&mut self, plan: Plan) {
+        for l in plan.lots {
+            self.lots.insert(l.id.clone(), l);
+        }
+        for i in plan.items {
+            self.items.insert(i.serial.clone(), i);
+        }
+        for s in plan.sessions {
+            self.sessions.insert(s.id.clone(), s);
+        }
+        for (st, s) in plan.station_open {
+            match s {
+                Some(s) => self.station_open.insert(st, s),
+                None => self.station_open.remove(&st),
+            };
+        }
+        for (op, s) in plan.operator_open {
+            match s {
+                Some(s) => self.operator_open.insert(op, s),
+                None => self.operator_open.remove(&op),
+            };
+        }
+    }
+}

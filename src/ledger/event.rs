@@ -1,0 +1,397 @@
+//! What the ledger records: accountable items, custody sessions, and the events between them.
+//!
+//! Records carry booklet serials, patch serials and document numbers only: never a name, a date
+//! of birth or any other passport-holder data, so they can be kept for the life of the passports.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use hallctl_jobs::job::{Destination, DeviceId, JobId, OperatorId, StationId};
+use serde::{Deserialize, Serialize};
+
+macro_rules! text_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+
+        impl $name {
+            /// Wraps an identifier.
+            pub fn new(s: impl Into<String>) -> Self {
+                Self(s.into())
+            }
+            /// The identifier as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+text_id!(
+    /// The serial number of an accountable item: a booklet (`BK-9001234`) or a patch (`0041200`).
+    Serial
+);
+text_id!(
+    /// A lot: a box of booklets or a roll of patches (`R-77`).
+    LotId
+);
+text_id!(
+    /// A custody session: one operator at one station during one shift.
+    SessionId
+);
+text_id!(
+    /// A shift (`2026-11-21N`).
+    ShiftId
+);
+
+impl Serial {
+    /// The item's position in its lot: the number formed by the trailing digits.
+    pub fn position(&self) -> Option<u64> {
+        let digits = self.0.len() - self.0.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+        self.0[self.0.len() - digits..].parse().ok()
+    }
+}
+
+/// The kind of accountable item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemKind {
+    /// A blank passport booklet.
+    Booklet,
+    /// A security laminate patch.
+    Patch,
+}
+
+impl fmt::Display for ItemKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ItemKind::Booklet => "booklet",
+            ItemKind::Patch => "patch",
+        })
+    }
+}
+
+/// A contiguous serial range: `prefix` followed by the number zero-padded to `width` digits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SerialRange {
+    /// Text before the number (`BK-`, or empty for patches).
+    pub prefix: String,
+    /// The first number.
+    pub first: u64,
+    /// The last number (inclusive).
+    pub last: u64,
+    /// Digits of the number, zero padded.
+    pub width: usize,
+}
+
+impl SerialRange {
+    /// Parses `0041200-0041349` or `BK-9001200-BK-9001299` (the second part may omit the prefix).
+    pub fn parse(text: &str) -> Option<SerialRange> {
+        let split = |s: &str| -> Option<(String, u64, usize)> {
+            let digits = s.len() - s.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+            if digits == 0 {
+                return None;
+            }
+            let (p, n) = s.split_at(s.len() - digits);
+            Some((p.to_string(), n.parse().ok()?, digits))
+        };
+        // The separator is the '-' after the first number.
+        let first_end = text
+            .char_indices()
+            .find(|&(i, c)| c == '-' && text[..i].ends_with(|d: char| d.is_ascii_digit()))?
+            .0;
+        let (a, b) = (&text[..first_end], &text[first_end + 1..]);
+        let (prefix, first, width) = split(a)?;
+        let (p2, last, _) = split(b)?;
+        if (!p2.is_empty() && p2 != prefix) || last < first {
+            return None;
+        }
+        Some(SerialRange {
+            prefix,
+            first,
+            last,
+            width,
+        })
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> u64 {
+        self.last.saturating_sub(self.first) + 1
+    }
+
+    /// Never empty: a range holds at least its first serial.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The serials, in order.
+    pub fn serials(&self) -> impl Iterator<Item = Serial> + '_ {
+        (self.first..=self.last).map(move |n| self.serial(n))
+    }
+
+    /// The serial with number `n`.
+    pub fn serial(&self, n: u64) -> Serial {
+        Serial(format!("{}{:0w$}", self.prefix, n, w = self.width))
+    }
+}
+
+impl fmt::Display for SerialRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}–{}", self.serial(self.first), self.serial(self.last))
+    }
+}
+
+/// A discrepancy accepted at session close: the serials that cannot be found, signed by a
+/// supervisor other than the session's operator. Those items become "missing".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Discrepancy {
+    /// Every serial still held by the session: the list must match exactly.
+    pub missing: Vec<Serial>,
+    /// The supervisor who signs the discrepancy.
+    pub supervisor: OperatorId,
+    /// The supervisor's statement.
+    pub statement: String,
+}
+
+/// One ledger event. The actor (who made the record) is stored beside it in the [`Record`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LedgerEvent {
+    /// A box of booklets or a roll of patches entered the vault.
+    LotReceived {
+        /// The lot (box or roll).
+        lot: LotId,
+        /// Booklets or patches.
+        kind: ItemKind,
+        /// Who delivered it.
+        supplier: String,
+        /// The serials in it.
+        range: SerialRange,
+    },
+    /// An operator opened a custody session at a station.
+    SessionOpened {
+        /// New session id.
+        session: SessionId,
+        /// The station.
+        station: StationId,
+        /// The operator who works there.
+        operator: OperatorId,
+        /// The shift.
+        shift: ShiftId,
+    },
+    /// Items left the vault for a session, counted by two people.
+    ItemsIssued {
+        /// The receiving session.
+        session: SessionId,
+        /// The serials issued.
+        serials: Vec<Serial>,
+        /// The two distinct counters.
+        counters: [OperatorId; 2],
+    },
+    /// A booklet was personalized (printed) for a job: bound to the job and document number.
+    BookletPrinted {
+        /// The booklet.
+        booklet: Serial,
+        /// The printing session (it must hold the booklet).
+        session: SessionId,
+        /// The job.
+        job: JobId,
+        /// The passport number printed in it.
+        document_number: String,
+        /// The printer.
+        device: DeviceId,
+    },
+    /// A laminate patch was applied to a printed booklet.
+    PatchApplied {
+        /// The patch.
+        patch: Serial,
+        /// The laminating session (it must hold the patch).
+        session: SessionId,
+        /// The booklet it was applied to.
+        booklet: Serial,
+        /// The job (must be the booklet's).
+        job: JobId,
+        /// The laminator.
+        device: DeviceId,
+        /// Why a patch out of roll order was used; required for a skip, which raises an alert.
+        skip_reason: Option<String>,
+    },
+    /// Quality control read the booklet back.
+    QcChecked {
+        /// The booklet.
+        booklet: Serial,
+        /// The job.
+        job: JobId,
+        /// The QC station.
+        station: StationId,
+        /// Whether the MRZ read back matched.
+        passed: bool,
+    },
+    /// A finished booklet was packed for dispatch.
+    Dispatched {
+        /// The booklet.
+        booklet: Serial,
+        /// The job.
+        job: JobId,
+        /// The destination office.
+        destination: Destination,
+        /// The courier bag.
+        bag: String,
+    },
+    /// An item was spoiled (defect, jam, failed QC).
+    ItemSpoiled {
+        /// The item.
+        serial: Serial,
+        /// The session that held it, if it was held.
+        session: Option<SessionId>,
+        /// Why.
+        reason: String,
+    },
+    /// Unused items went back to the vault, counted by two people.
+    ItemsReturned {
+        /// The returning session.
+        session: SessionId,
+        /// The serials.
+        serials: Vec<Serial>,
+        /// The two distinct counters.
+        counters: [OperatorId; 2],
+    },
+    /// A session was closed.
+    SessionClosed {
+        /// The session.
+        session: SessionId,
+        /// Required when the session does not balance.
+        discrepancy: Option<Discrepancy>,
+    },
+    /// Spoiled items were destroyed, witnessed by two people outside their custody chains.
+    ItemsDestroyed {
+        /// The destruction batch.
+        batch: String,
+        /// The serials.
+        serials: Vec<Serial>,
+        /// The two distinct witnesses.
+        witnesses: [OperatorId; 2],
+        /// How (shredding, incineration).
+        method: String,
+        /// The destruction certificate number.
+        certificate: String,
+    },
+    /// An item in the vault or a session could not be found.
+    ItemReportedMissing {
+        /// The item.
+        serial: Serial,
+        /// Circumstances.
+        note: String,
+    },
+    /// A correction: marks an earlier record as reversed. The earlier record stays in the chain;
+    /// custody is never rewound (a mis-recorded item is corrected with a forward event such as a
+    /// spoil), so a reversal cannot free a patch for a second use.
+    Reversal {
+        /// The reversed record.
+        reverses: u64,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl LedgerEvent {
+    /// The event's name as stored (`patch_applied`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            LedgerEvent::LotReceived { .. } => "lot_received",
+            LedgerEvent::SessionOpened { .. } => "session_opened",
+            LedgerEvent::ItemsIssued { .. } => "items_issued",
+            LedgerEvent::BookletPrinted { .. } => "booklet_printed",
+            LedgerEvent::PatchApplied { .. } => "patch_applied",
+            LedgerEvent::QcChecked { .. } => "qc_checked",
+            LedgerEvent::Dispatched { .. } => "dispatched",
+            LedgerEvent::ItemSpoiled { .. } => "item_spoiled",
+            LedgerEvent::ItemsReturned { .. } => "items_returned",
+            LedgerEvent::SessionClosed { .. } => "session_closed",
+            LedgerEvent::ItemsDestroyed { .. } => "items_destroyed",
+            LedgerEvent::ItemReportedMissing { .. } => "item_reported_missing",
+            LedgerEvent::Reversal { .. } => "reversal",
+        }
+    }
+}
+
+/// One journal record: the canonical body that is hashed into the chain.
+///
+/// Field order is fixed by the struct and every collection is a `Vec`, so serde_json produces the
+/// same bytes for the same record on every machine: these bytes are what the chain signs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Sequence number, from 1, without gaps.
+    pub seq: u64,
+    /// When it was recorded (UTC).
+    pub at: DateTime<Utc>,
+    /// Who recorded it (authenticated operator or supervisor).
+    pub actor: OperatorId,
+    /// What happened.
+    pub event: LedgerEvent,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serial_ranges_parse_as_written_on_boxes_and_rolls() {
+        let cases = [
+            ("0041200-0041349", Some(("", 41200, 41349, 7))),
+            ("BK-9001200-BK-9001299", Some(("BK-", 9001200, 9001299, 7))),
+            ("BK-9001200-9001299", Some(("BK-", 9001200, 9001299, 7))),
+            ("0041349-0041200", None),
+            ("BK-1-XX-2", None),
+            ("nothing", None),
+        ];
+        for (text, want) in cases {
+            let got =
+                SerialRange::parse(text).map(|r| (r.prefix.clone(), r.first, r.last, r.width));
+            assert_eq!(
+                got,
+                want.map(|(p, f, l, w)| (p.to_string(), f, l, w)),
+                "{text}"
+            );
+        }
+        let r = SerialRange::parse("0041200-0041202").expect("range");
+        let serials: Vec<String> = r.serials().map(|s| s.0).collect();
+        assert_eq!(serials, ["0041200", "0041201", "0041202"]);
+        assert_eq!(r.len(), 3);
+    }
+
+    #[test]
+    fn a_serial_knows_its_position_in_the_roll() {
+        assert_eq!(Serial::new("0041207").position(), Some(41207));
+        assert_eq!(Serial::new("BK-9001240").position(), Some(9001240));
+        assert_eq!(Serial::new("BK-").position(), None);
+    }
+
+    #[test]
+    fn the_canonical_body_starts_with_the_sequence_number() {
+        let r = Record {
+            seq: 42,
+            at: DateTime::from_timestamp(0, 0).expect("epoch"),
+            actor: OperatorId::new("S"),
+            event: LedgerEvent::Reversal {
+                reverses: 1,
+                reason: "typo".into(),
+            },
+        };
+        let body = serde_json::to_string(&r).expect("json");
+        assert!(
+            body.starts_with(
+                r#"{"seq":42,"at":"1970-01-01T00:00:00Z","actor":"S","event":{"type":"reversal""#
+            ),
+            "{body}"
+        );
+    }
+}

@@ -1,0 +1,728 @@
+//! Forensic queries, all through secondary indexes: a trace reads a handful of index prefixes and
+//! records, whatever the size of the journal.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use hallctl_jobs::job::{JobId, OperatorId, StationId};
+use serde::{Deserialize, Serialize};
+
+use super::custody::{Item, ItemState, Lot, Session};
+use super::event::{ItemKind, LedgerEvent, LotId, Record, Serial, SessionId, ShiftId};
+use super::{Ledger, LedgerError, ix};
+
+/// Most records one query returns (a guard against unbounded output, not a page size).
+pub const MAX_ROWS: usize = 1_000_000;
+
+/// One step in a trace: who did what, where and when.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TraceStep {
+    /// The record.
+    pub seq: u64,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who recorded it.
+    pub actor: OperatorId,
+    /// Which item of the trace it concerns.
+    pub serial: Serial,
+    /// The event name.
+    pub event: String,
+    /// The station, when the event happened in a session.
+    pub station: Option<StationId>,
+    /// What happened, in words.
+    pub detail: String,
+    /// A later reversal of this record, if any.
+    pub reversed_by: Option<u64>,
+}
+
+/// The forward and backward trace of a serial (patch or booklet) and its partner.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Trace {
+    /// The serial asked for.
+    pub serial: Serial,
+    /// Booklet or patch.
+    pub kind: ItemKind,
+    /// Its current state, in words.
+    pub state: String,
+    /// The lot it came in.
+    pub lot: Option<Lot>,
+    /// The booklet (for a patch) or patch (for a booklet) it is bound to.
+    pub partner: Option<Serial>,
+    /// The job.
+    pub job: Option<JobId>,
+    /// The passport number printed in the booklet.
+    pub document_number: Option<String>,
+    /// Every record about the serial and its partner, in order.
+    pub steps: Vec<TraceStep>,
+}
+
+/// Lists index entries under `tag`/`key` as sequence numbers.
+fn seqs(l: &Ledger, tag: &[u8], key: &[u8]) -> Result<Vec<u64>, LedgerError> {
+    Ok(l.store
+        .index_scan(&ix::prefix(tag, key), MAX_ROWS)?
+        .iter()
+        .map(|k| ix::seq_of(k))
+        .collect())
+}
+
+fn record(l: &Ledger, seq: u64) -> Result<Record, LedgerError> {
+    l.record(seq)?
+        .ok_or_else(|| LedgerError::Corrupt(format!("index names record {seq}, which is missing")))
+}
+
+struct Sessions<'a> {
+    l: &'a Ledger,
+    cache: HashMap<SessionId, Option<Session>>,
+}
+
+impl Sessions<'_> {
+    fn station(&mut self, id: &SessionId) -> Result<Option<StationId>, LedgerError> {
+        if !self.cache.contains_key(id) {
+            let s = self.l.session(id)?;
+            self.cache.insert(id.clone(), s);
+        }
+        Ok(self
+            .cache
+            .get(id)
+            .and_then(|s| s.as_ref().map(|s| s.station.clone())))
+    }
+}
+
+fn describe(
+    r: &Record,
+    sessions: &mut Sessions<'_>,
+) -> Result<(Option<StationId>, String), LedgerError> {
+    let st = |s: &SessionId, sessions: &mut Sessions<'_>| sessions.station(s);
+    Ok(match &r.event {
+        LedgerEvent::LotReceived {
+            lot,
+            kind,
+            supplier,
+            range,
+        } => (
+            None,
+            format!("{kind} lot {lot} ({range}) received from {supplier}"),
+        ),
+        LedgerEvent::SessionOpened {
+            session,
+            station,
+            operator,
+            shift,
+        } => (
+            Some(station.clone()),
+            format!("session {session} opened for {operator}, shift {shift}"),
+        ),
+        LedgerEvent::ItemsIssued {
+            session,
+            counters,
+            serials,
+        } => (
+            st(session, sessions)?,
+            format!(
+                "{} item(s) issued to session {session}, counted by {} and {}",
+                serials.len(),
+                counters[0],
+                counters[1]
+            ),
+        ),
+        LedgerEvent::BookletPrinted {
+            booklet,
+            session,
+            job,
+            document_number,
+            device,
+        } => (
+            st(session, sessions)?,
+            format!(
+                "booklet {booklet} printed for job {job} (document {document_number}) on {device}"
+            ),
+        ),
+        LedgerEvent::PatchApplied {
+            patch,
+            session,
+            booklet,
+            job,
+            device,
+            skip_reason,
+        } => (
+            st(session, sessions)?,
+            format!(
+                "patch {patch} applied to booklet {booklet} for job {job} on {device}{}",
+                skip_reason
+                    .as_ref()
+                    .map(|r| format!(" (out of roll order: {r})"))
+                    .unwrap_or_default()
+            ),
+        ),
+        LedgerEvent::QcChecked {
+            booklet,
+            station,
+            passed,
+            ..
+        } => (
+            Some(station.clone()),
+            format!(
+                "QC of booklet {booklet}: {}",
+                if *passed { "passed" } else { "failed" }
+            ),
+        ),
+        LedgerEvent::Dispatched {
+            booklet,
+            destination,
+            bag,
+            ..
+        } => (
+            None,
+            format!("booklet {booklet} packed for {destination} in bag {bag}"),
+        ),
+        LedgerEvent::ItemSpoiled {
+            serial,
+            session,
+            reason,
+        } => (
+            match session {
+                Some(s) => st(s, sessions)?,
+                None => None,
+            },
+            format!("{serial} spoiled: {reason}"),
+        ),
+        LedgerEvent::ItemsReturned {
+            session,
+            serials,
+            counters,
+        } => (
+            st(session, sessions)?,
+            format!(
+                "{} item(s) returned from session {session}, counted by {} and {}",
+                serials.len(),
+                counters[0],
+                counters[1]
+            ),
+        ),
+        LedgerEvent::SessionClosed {
+            session,
+            discrepancy,
+        } => (
+            st(session, sessions)?,
+            match discrepancy {
+                None => format!("session {session} closed, balanced"),
+                Some(d) => format!(
+                    "session {session} closed with a discrepancy signed by {}: missing {}",
+                    d.supervisor,
+                    d.missing
+                        .iter()
+                        .map(Serial::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            },
+        ),
+        LedgerEvent::ItemsDestroyed {
+            batch,
+            serials,
+            witnesses,
+            method,
+            certificate,
+        } => (
+            None,
+            format!(
+                "{} item(s) destroyed in batch {batch} ({method}, certificate {certificate}), witnessed by {} and {}",
+                serials.len(),
+                witnesses[0],
+                witnesses[1]
+            ),
+        ),
+        LedgerEvent::ItemReportedMissing { serial, note } => {
+            (None, format!("{serial} reported missing: {note}"))
+        }
+        LedgerEvent::Reversal { reverses, reason } => {
+            (None, format!("record {reverses} reversed: {reason}"))
+        }
+    })
+}
+
+impl Ledger {
+    /// Traces a serial forward and backward: its lot, every custody session and its counters,
+    /// the booklet or patch it is bound to, the job, who printed, laminated, checked and
+    /// dispatched it, on which device, when — or that it was never received, spoiled,
+    /// destroyed or is missing.
+    ///
+    /// # Errors
+    /// Storage errors or unreadable records. An unknown serial is `Ok(None)`.
+    pub fn trace(&self, serial: &Serial) -> Result<Option<Trace>, LedgerError> {
+        let Some(item) = self.item(serial)? else {
+            return Ok(None);
+        };
+        let (partner, job, document_number) = match &item.state {
+            ItemState::Applied(b) => (b.partner.clone(), Some(b.job), b.document_number.clone()),
+            _ => (None, None, None),
+        };
+        // The partner's booklet data (document number) lives on the booklet.
+        let document_number = match (&document_number, &partner, item.kind) {
+            (None, Some(p), ItemKind::Patch) => match self.item(p)?.map(|i| i.state) {
+                Some(ItemState::Applied(b)) => b.document_number,
+                _ => None,
+            },
+            _ => document_number,
+        };
+        let lot = self.lot(&item.lot)?;
+        let mut wanted: Vec<(u64, Serial)> = Vec::new();
+        if let Some(l) = &lot {
+            wanted.push((l.seq, serial.clone()));
+        }
+        for s in seqs(self, ix::SERIAL, serial.as_str().as_bytes())? {
+            wanted.push((s, serial.clone()));
+        }
+        if let Some(p) = &partner {
+            if let Some(pi) = self.item(p)?
+                && let Some(pl) = self.lot(&pi.lot)?
+            {
+                wanted.push((pl.seq, p.clone()));
+            }
+            for s in seqs(self, ix::SERIAL, p.as_str().as_bytes())? {
+                wanted.push((s, p.clone()));
+            }
+        }
+        wanted.sort();
+        wanted.dedup_by_key(|w| w.0);
+        let mut sessions = Sessions {
+            l: self,
+            cache: HashMap::new(),
+        };
+        let mut steps = Vec::with_capacity(wanted.len());
+        let first = wanted.first().map_or(0, |w| w.0);
+        for (seq, s) in wanted {
+            let r = record(self, seq)?;
+            // Session openings are not indexed by serial: add the opening of each session the
+            // item passed through, so the trace names the station's operator and shift.
+            if let LedgerEvent::ItemsIssued { session, .. } = &r.event
+                && let Some(sess) = self.session(session)?
+            {
+                let o = record(self, sess.opened_seq)?;
+                let (station, detail) = describe(&o, &mut sessions)?;
+                steps.push(TraceStep {
+                    seq: o.seq,
+                    at: o.at,
+                    actor: o.actor.clone(),
+                    serial: s.clone(),
+                    event: o.event.name().into(),
+                    station,
+                    detail,
+                    reversed_by: None,
+                });
+            }
+            let (station, detail) = describe(&r, &mut sessions)?;
+            steps.push(TraceStep {
+                seq,
+                at: r.at,
+                actor: r.actor.clone(),
+                serial: s,
+                event: r.event.name().into(),
+                station,
+                detail,
+                reversed_by: None,
+            });
+        }
+        steps.sort_by_key(|s| s.seq);
+        steps.dedup_by_key(|s| s.seq);
+        // One range scan of the reversal index covers every step (reversals are rare).
+        let first = steps.first().map_or(first, |s| s.seq.min(first));
+        let mut lo = ix::prefix(ix::REVERSAL, &first.to_be_bytes());
+        lo.pop();
+        let last = steps.last().map_or(0, |s| s.seq);
+        let mut hi = ix::prefix(ix::REVERSAL, &(last + 1).to_be_bytes());
+        hi.pop();
+        for k in self.store.index_range(&lo, &hi, MAX_ROWS)? {
+            let p = ix::REVERSAL.len() + 1;
+            let reversed = crate::store::key_u64(&k[p..p + 8]);
+            if let Ok(i) = steps.binary_search_by_key(&reversed, |s| s.seq) {
+                steps[i].reversed_by.get_or_insert(ix::seq_of(&k));
+            }
+        }
+        Ok(Some(Trace {
+            serial: serial.clone(),
+            kind: item.kind,
+            state: item.state.describe(),
+            lot,
+            partner,
+            job,
+            document_number,
+            steps,
+        }))
+    }
+
+    /// The patch on a booklet, if it was laminated.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn patch_of(&self, booklet: &Serial) -> Result<Option<Serial>, LedgerError> {
+        Ok(match self.item(booklet)?.map(|i| (i.kind, i.state)) {
+            Some((ItemKind::Booklet, ItemState::Applied(b))) => b.partner,
+            _ => None,
+        })
+    }
+
+    /// The reversal of a record, if one was recorded.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn reversal_of(&self, seq: u64) -> Result<Option<u64>, LedgerError> {
+        Ok(seqs(self, ix::REVERSAL, &seq.to_be_bytes())?
+            .first()
+            .copied())
+    }
+
+    /// Records by operator (made, counted, witnessed or signed), by station, or by time range
+    /// (any combination; at least one filter), in order, at most `limit`.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn records(&self, filter: &RecordFilter, limit: usize) -> Result<Vec<Record>, LedgerError> {
+        let from = filter.from.map(ix::time).unwrap_or([0; 8]);
+        let to = filter.to.map(ix::time).unwrap_or([0xff; 8]);
+        let in_time = |r: &Record| {
+            filter.from.is_none_or(|f| r.at >= f) && filter.to.is_none_or(|t| r.at < t)
+        };
+        let candidates: Vec<u64> = match (&filter.operator, &filter.station) {
+            (Some(op), _) => seqs(self, ix::OPERATOR, op.as_str().as_bytes())?,
+            (None, Some(st)) => seqs(self, ix::STATION, st.as_str().as_bytes())?,
+            (None, None) => {
+                let mut lo = ix::prefix(ix::TIME, &from);
+                lo.truncate(lo.len() - 1);
+                let mut hi = ix::prefix(ix::TIME, &to);
+                hi.truncate(hi.len() - 1);
+                self.store
+                    .index_range(&lo, &hi, limit)?
+                    .iter()
+                    .map(|k| ix::seq_of(k))
+                    .collect()
+            }
+        };
+        let station_seqs: Option<Vec<u64>> = match (&filter.operator, &filter.station) {
+            (Some(_), Some(st)) => Some(seqs(self, ix::STATION, st.as_str().as_bytes())?),
+            _ => None,
+        };
+        let mut out = Vec::new();
+        for seq in candidates {
+            if station_seqs
+                .as_ref()
+                .is_some_and(|s| s.binary_search(&seq).is_err())
+            {
+                continue;
+            }
+            let r = record(self, seq)?;
+            if in_time(&r) {
+                out.push(r);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        out.sort_by_key(|r| r.seq);
+        Ok(out)
+    }
+
+    /// Reconciliation of one session, every session of a shift, or one lot (roll or box).
+    ///
+    /// # Errors
+    /// Storage errors. An unknown session, shift or lot gives an empty report.
+    pub fn reconcile(&self, scope: &Scope) -> Result<Reconciliation, LedgerError> {
+        match scope {
+            Scope::Session(id) => Ok(Reconciliation {
+                scope: format!("session {id}"),
+                sessions: self.session_report(id)?.into_iter().collect(),
+                lots: Vec::new(),
+            }),
+            Scope::Shift(shift) => {
+                let mut sessions = Vec::new();
+                for k in self
+                    .store
+                    .index_scan(&ix::prefix(ix::SHIFT, shift.as_str().as_bytes()), MAX_ROWS)?
+                {
+                    let prefix_len = ix::prefix(ix::SHIFT, shift.as_str().as_bytes()).len();
+                    let id = SessionId(String::from_utf8_lossy(&k[prefix_len..]).into_owned());
+                    sessions.extend(self.session_report(&id)?);
+                }
+                Ok(Reconciliation {
+                    scope: format!("shift {shift}"),
+                    sessions,
+                    lots: Vec::new(),
+                })
+            }
+            Scope::Lot(lot) => Ok(Reconciliation {
+                scope: format!("lot {lot}"),
+                sessions: Vec::new(),
+                lots: self.lot_report(lot)?.into_iter().collect(),
+            }),
+        }
+    }
+
+    fn session_report(&self, id: &SessionId) -> Result<Option<SessionReport>, LedgerError> {
+        let Some(s) = self.session(id)? else {
+            return Ok(None);
+        };
+        let mut outcome: BTreeMap<Serial, &'static str> = BTreeMap::new();
+        for seq in seqs(self, ix::SESSION, id.as_str().as_bytes())? {
+            let r = record(self, seq)?;
+            match r.event {
+                LedgerEvent::ItemsIssued { serials, .. } => {
+                    for x in serials {
+                        outcome.insert(x, "held");
+                    }
+                }
+                LedgerEvent::BookletPrinted { booklet: x, .. }
+                | LedgerEvent::PatchApplied { patch: x, .. } => {
+                    outcome.insert(x, "applied");
+                }
+                LedgerEvent::ItemSpoiled { serial: x, .. } => {
+                    outcome.insert(x, "spoiled");
+                }
+                LedgerEvent::ItemReportedMissing { serial: x, .. } => {
+                    outcome.insert(x, "missing");
+                }
+                LedgerEvent::ItemsReturned { serials, .. } => {
+                    for x in serials {
+                        outcome.insert(x, "returned");
+                    }
+                }
+                LedgerEvent::SessionClosed {
+                    discrepancy: Some(d),
+                    ..
+                } => {
+                    for x in d.missing {
+                        outcome.insert(x, "missing");
+                    }
+                }
+                _ => {}
+            }
+        }
+        let pick = |what: &str| -> Vec<Serial> {
+            outcome
+                .iter()
+                .filter(|(_, o)| **o == what)
+                .map(|(s, _)| s.clone())
+                .collect()
+        };
+        Ok(Some(SessionReport {
+            balanced: s.is_balanced() && s.discrepancy.is_empty(),
+            open: s.is_open(),
+            applied: pick("applied"),
+            spoiled: pick("spoiled"),
+            returned: pick("returned"),
+            missing: pick("missing"),
+            unaccounted: s.held.clone(),
+            session: s,
+        }))
+    }
+
+    fn lot_report(&self, id: &LotId) -> Result<Option<LotReport>, LedgerError> {
+        let Some(lot) = self.lot(id)? else {
+            return Ok(None);
+        };
+        let mut r = LotReport {
+            lot: lot.clone(),
+            in_vault: Vec::new(),
+            issued: Vec::new(),
+            applied: 0,
+            spoiled: Vec::new(),
+            destroyed: Vec::new(),
+            missing: Vec::new(),
+        };
+        for serial in lot.range.serials() {
+            let Some(item) = self.item(&serial)? else {
+                r.missing.push(serial);
+                continue;
+            };
+            match item.state {
+                ItemState::InVault => r.in_vault.push(serial),
+                ItemState::Issued { .. } => r.issued.push(serial),
+                ItemState::Applied(_) => r.applied += 1,
+                ItemState::Spoiled { .. } => r.spoiled.push(serial),
+                ItemState::Destroyed { .. } => r.destroyed.push(serial),
+                ItemState::Missing { .. } => r.missing.push(serial),
+            }
+        }
+        Ok(Some(r))
+    }
+
+    /// The destruction register: every destruction, with serials, witnesses, method and
+    /// certificate.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn destruction_register(&self) -> Result<Vec<Record>, LedgerError> {
+        seqs(self, ix::DESTROYED, &[])?
+            .into_iter()
+            .map(|s| record(self, s))
+            .collect()
+    }
+
+    /// Every item reported missing (by a report or a signed session discrepancy).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn missing(&self) -> Result<Vec<MissingItem>, LedgerError> {
+        let mut out = Vec::new();
+        for k in self
+            .store
+            .index_scan(&[ix::MISSING, &[0]].concat(), MAX_ROWS)?
+        {
+            let seq = ix::seq_of(&k);
+            let serial_bytes = &k[ix::MISSING.len() + 1..k.len().saturating_sub(9)];
+            let serial = Serial(String::from_utf8_lossy(serial_bytes).into_owned());
+            let Some(item) = self.item(&serial)? else {
+                continue;
+            };
+            let r = record(self, seq)?;
+            out.push(MissingItem {
+                last_custody: item.custody.last().cloned(),
+                item,
+                reported_at: r.at,
+                seq,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Filters of [`Ledger::records`].
+#[derive(Debug, Clone, Default)]
+pub struct RecordFilter {
+    /// Records this person made, counted, witnessed or signed.
+    pub operator: Option<OperatorId>,
+    /// Records at this station.
+    pub station: Option<StationId>,
+    /// From this time (inclusive).
+    pub from: Option<DateTime<Utc>>,
+    /// Until this time (exclusive).
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// What to reconcile.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    /// One custody session.
+    Session(SessionId),
+    /// Every session of a shift.
+    Shift(ShiftId),
+    /// One lot (roll or box).
+    Lot(LotId),
+}
+
+/// Reconciliation of one session, serial by serial.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionReport {
+    /// The session (station, operator, shift, counts).
+    pub session: Session,
+    /// Still open.
+    pub open: bool,
+    /// Every issued item applied, spoiled or returned, with no discrepancy.
+    pub balanced: bool,
+    /// Serials used.
+    pub applied: Vec<Serial>,
+    /// Serials spoiled.
+    pub spoiled: Vec<Serial>,
+    /// Serials returned.
+    pub returned: Vec<Serial>,
+    /// Serials missing (reported, or in the closing discrepancy).
+    pub missing: Vec<Serial>,
+    /// Serials still held (an open session, or not yet accounted for).
+    pub unaccounted: Vec<Serial>,
+}
+
+/// Reconciliation of one lot.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LotReport {
+    /// The lot.
+    pub lot: Lot,
+    /// In the vault.
+    pub in_vault: Vec<Serial>,
+    /// Held by sessions.
+    pub issued: Vec<Serial>,
+    /// Number used.
+    pub applied: u64,
+    /// Spoiled, awaiting destruction.
+    pub spoiled: Vec<Serial>,
+    /// Destroyed.
+    pub destroyed: Vec<Serial>,
+    /// Missing.
+    pub missing: Vec<Serial>,
+}
+
+/// A reconciliation report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reconciliation {
+    /// What was reconciled.
+    pub scope: String,
+    /// Per session.
+    pub sessions: Vec<SessionReport>,
+    /// Per lot.
+    pub lots: Vec<LotReport>,
+}
+
+/// An item reported missing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MissingItem {
+    /// The item.
+    pub item: Item,
+    /// When it was reported.
+    pub reported_at: DateTime<Utc>,
+    /// The record.
+    pub seq: u64,
+    /// The last person in its custody chain.
+    pub last_custody: Option<OperatorId>,
+}
+
+/// One row of INTERPOL's Stolen and Lost Travel Documents database, for a missing blank.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SltdRow {
+    /// The document (booklet) or item serial number.
+    pub document_number: String,
+    /// Document type: a blank passport booklet, or a security laminate of a passport.
+    pub document_type: String,
+    /// ISO 3166-1 alpha-3 code of the issuing state.
+    pub issuing_state: String,
+    /// SLTD status: a blank document missing from production is a stolen blank.
+    pub status: String,
+    /// The country where it was lost or stolen.
+    pub country_of_loss: String,
+    /// When it was reported missing (date).
+    pub date_of_loss: String,
+}
+
+impl SltdRow {
+    /// The SLTD row of a missing item.
+    pub fn of(m: &MissingItem, issuing_state: &str) -> SltdRow {
+        SltdRow {
+            document_number: m.item.serial.to_string(),
+            document_type: match m.item.kind {
+                ItemKind::Booklet => "PASSPORT BLANK".into(),
+                ItemKind::Patch => "PASSPORT SECURITY LAMINATE".into(),
+            },
+            issuing_state: issuing_state.into(),
+            status: "STOLEN BLANK".into(),
+            country_of_loss: issuing_state.into(),
+            date_of_loss: m.reported_at.format("%Y-%m-%d").to_string(),
+        }
+    }
+
+    /// The CSV header matching [`SltdRow::csv`].
+    pub const CSV_HEADER: &'static str =
+        "document_number,document_type,issuing_state,status,country_of_loss,date_of_loss";
+
+    /// The row as CSV (fields never contain commas or quotes: serials and fixed words).
+    pub fn csv(&self) -> String {
+        [
+            &self.document_number,
+            &self.document_type,
+            &self.issuing_state,
+            &self.status,
+            &self.country_of_loss,
+            &self.date_of_loss,
+        ]
+        .iter()
+        .map(|f| f.replace([',', '"', '\n'], " "))
+        .collect::<Vec<_>>()
+        .join(",")
+    }
+}
