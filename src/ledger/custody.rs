@@ -9,7 +9,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
-use hallctl_jobs::job::{DeviceId, JobId, OperatorId, StationId};
+use hallctl_jobs::job::{DeviceId, JobId, OperatorId, Separation, Stage, StationId};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -286,7 +286,11 @@ impl Item {
                         missing: "lamination",
                     });
                 };
-                if *by == b.by || by == lam {
+                // The one separation rule of the line (strict: QC is a third person).
+                if Separation::strict()
+                    .check(Stage::Qc, by, Some(&b.by), Some(lam))
+                    .is_err()
+                {
                     return Err(Refusal::QcNotThirdPerson {
                         booklet: serial.clone(),
                         operator: by.clone(),
@@ -1197,7 +1201,9 @@ pub fn plan<V: StateView>(view: &V, rec: &Record) -> Result<Plan, super::LedgerE
             // Separation of duties first: whoever printed the booklet is told so, at any
             // terminal, before anything about sessions.
             if let ItemState::Applied(b) = &d.item(booklet)?.state
-                && b.by == *actor
+                && Separation::strict()
+                    .check(Stage::Laminate, actor, Some(&b.by), None)
+                    .is_err()
             {
                 return Err(Refusal::LaminatorPrintedBooklet {
                     booklet: booklet.clone(),
