@@ -24,10 +24,16 @@ impl fmt::Display for JobId {
     }
 }
 
+/// Declares a text identifier newtype (`Serialize` as a plain string, `Display`, `new`, `as_str`).
+/// Exported so the other crates of the workspace declare their identifiers the same way
+/// (`hallctl_jobs::string_id!(/// doc\n Name);`); the using crate needs `serde` as a dependency.
+#[macro_export]
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(
+            Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, ::serde::Serialize, ::serde::Deserialize,
+        )]
         #[serde(transparent)]
         pub struct $name(pub String);
 
@@ -42,8 +48,8 @@ macro_rules! string_id {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(&self.0)
             }
         }

@@ -9,45 +9,19 @@ use chrono::{DateTime, Utc};
 use hallctl_jobs::job::{Destination, DeviceId, JobId, OperatorId, StationId};
 use serde::{Deserialize, Serialize};
 
-macro_rules! text_id {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(pub String);
-
-        impl $name {
-            /// Wraps an identifier.
-            pub fn new(s: impl Into<String>) -> Self {
-                Self(s.into())
-            }
-            /// The identifier as text.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-    };
-}
-
-text_id!(
+hallctl_jobs::string_id!(
     /// The serial number of an accountable item: a booklet (`BK-9001234`) or a patch (`0041200`).
     Serial
 );
-text_id!(
+hallctl_jobs::string_id!(
     /// A lot: a box of booklets or a roll of patches (`R-77`).
     LotId
 );
-text_id!(
+hallctl_jobs::string_id!(
     /// A custody session: one operator at one station during one shift.
     SessionId
 );
-text_id!(
+hallctl_jobs::string_id!(
     /// A shift (`2026-11-21N`).
     ShiftId
 );
