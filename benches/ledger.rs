@@ -33,6 +33,8 @@ struct Args {
     warm_verify: bool,
     /// Stop loading when the process's resident memory passes this many GiB.
     max_rss_gb: f64,
+    /// Close and reopen the loading store whenever it passes this many GiB (0: never).
+    reopen_gb: f64,
     /// Session pairs (about 205 events each) per import batch, i.e. per atomic write and fsync.
     batch_cycles: u64,
 }
@@ -45,6 +47,7 @@ fn args() -> Args {
         threads: 16,
         warm_verify: false,
         max_rss_gb: 14.0,
+        reopen_gb: 0.0,
         batch_cycles: 10,
     };
     let mut it = std::env::args().skip(1);
@@ -55,6 +58,12 @@ fn args() -> Args {
             "--secs" => a.secs = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.secs),
             "--threads" => a.threads = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.threads),
             "--warm-verify" => a.warm_verify = true,
+            "--reopen-gb" => {
+                a.reopen_gb = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(a.reopen_gb)
+            }
             "--max-rss-gb" => {
                 a.max_rss_gb = it
                     .next()
@@ -386,15 +395,18 @@ fn main() {
 
     // 2. Load N events of a realistic line (print, laminate, QC, dispatch + custody).
     let dir = base.join("big");
-    let ledger = Ledger::open(
-        &dir,
-        LedgerConfig {
-            checkpoint_every: 10_000,
-            cache_bytes: CACHE,
-            ..LedgerConfig::default()
-        },
-    )
-    .expect("open");
+    let open_loader = || {
+        Ledger::open(
+            &dir,
+            LedgerConfig {
+                checkpoint_every: 10_000,
+                cache_bytes: CACHE,
+                ..LedgerConfig::default()
+            },
+        )
+        .expect("open")
+    };
+    let mut ledger = open_loader();
     let t0 = Utc
         .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
         .single()
@@ -409,40 +421,68 @@ fn main() {
     // sled 0.34 holds far more memory than its cache setting while it writes (a 4 M run reached
     // the machine's 24 GiB at ~2 M events): stop loading, and report the size reached, before the
     // machine runs out.
-    let rss_limit = a.max_rss_gb * (1 << 30) as f64;
-    let stop = AtomicBool::new(false);
-    let batches = std::iter::from_fn(|| {
-        (ledger.head() < target && !stop.load(Ordering::Relaxed)).then(|| {
-            let mut batch = Vec::new();
-            for _ in 0..cycles {
-                batch.extend(cycle_events(c, t0));
-                c += 1;
-            }
-            batch
-        })
-    });
+    // With `--reopen-gb R`, the loader closes and reopens the store whenever it passes R GiB
+    // (sled frees its write-side memory on close), up to `--max-rss-gb`.
+    let rss_limit = if a.reopen_gb > 0.0 {
+        a.reopen_gb
+    } else {
+        a.max_rss_gb
+    } * (1 << 30) as f64;
     let mut acked = 0u64;
-    ledger
-        .import(batches, |r| {
-            acked = r.last().map_or(acked, |r| r.seq);
-            let rss = status_bytes("VmRSS:");
-            if rss > rss_limit && !stop.swap(true, Ordering::Relaxed) {
-                eprintln!(
-                    "  stopping the load at {acked} events: resident memory {:.1} GiB",
-                    rss / (1u64 << 30) as f64
-                );
-            }
-            if last_report.elapsed() > Duration::from_secs(30) {
-                eprintln!(
-                    "  loaded {acked} events ({:.0}/s), resident {:.1} GiB, load average {}",
-                    acked as f64 / load.elapsed().as_secs_f64(),
-                    rss / (1u64 << 30) as f64,
-                    loadavg()
-                );
-                last_report = Instant::now();
-            }
-        })
-        .expect("load");
+    let mut reopens = 0u32;
+    loop {
+        let stop = AtomicBool::new(false);
+        let batches = std::iter::from_fn(|| {
+            (ledger.head() < target && !stop.load(Ordering::Relaxed)).then(|| {
+                let mut batch = Vec::new();
+                for _ in 0..cycles {
+                    batch.extend(cycle_events(c, t0));
+                    c += 1;
+                }
+                batch
+            })
+        });
+        ledger
+            .import(batches, |r| {
+                acked = r.last().map_or(acked, |r| r.seq);
+                let rss = status_bytes("VmRSS:");
+                if rss > rss_limit && !stop.swap(true, Ordering::Relaxed) {
+                    eprintln!(
+                        "  stopping the load at {acked} events: resident memory {:.1} GiB",
+                        rss / (1u64 << 30) as f64
+                    );
+                }
+                if last_report.elapsed() > Duration::from_secs(30) {
+                    eprintln!(
+                        "  loaded {acked} events ({:.0}/s), resident {:.1} GiB, load average {}",
+                        acked as f64 / load.elapsed().as_secs_f64(),
+                        rss / (1u64 << 30) as f64,
+                        loadavg()
+                    );
+                    last_report = Instant::now();
+                }
+            })
+            .expect("load");
+        if ledger.head() >= target || a.reopen_gb <= 0.0 {
+            break;
+        }
+        let r0 = Instant::now();
+        drop(ledger);
+        ledger = open_loader();
+        reopens += 1;
+        let rss = status_bytes("VmRSS:");
+        eprintln!(
+            "  reopened the store at {} events in {:.1} s: resident {:.1} GiB",
+            ledger.head(),
+            r0.elapsed().as_secs_f64(),
+            rss / (1u64 << 30) as f64
+        );
+        if rss > a.max_rss_gb * (1u64 << 30) as f64 || rss > rss_limit * 0.8 {
+            eprintln!("  memory not released by the reopen: stopping the load");
+            break;
+        }
+    }
+    eprintln!("  load done: {} events, {reopens} reopen(s)", ledger.head());
     let loaded = ledger.head();
     let load_s = load.elapsed().as_secs_f64();
     ledger.checkpoint_now().expect("checkpoint");
