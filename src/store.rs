@@ -50,12 +50,15 @@ impl From<sled::Error> for StoreError {
     }
 }
 
+/// An index entry: key and value.
+pub type IndexEntry = (Vec<u8>, Vec<u8>);
+
 /// Writes for one atomic commit, across all trees.
 #[derive(Debug, Default)]
 pub struct WriteSet {
     journal: Vec<(u64, Vec<u8>)>,
     state: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-    index: Vec<Vec<u8>>,
+    index: Vec<IndexEntry>,
     checkpoints: Vec<(u64, Vec<u8>)>,
 }
 
@@ -68,9 +71,14 @@ impl WriteSet {
     pub fn state(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
         self.state.push((key, value));
     }
-    /// Adds an index key.
+    /// Adds an index key (empty value).
     pub fn index(&mut self, key: Vec<u8>) {
-        self.index.push(key);
+        self.index.push((key, Vec::new()));
+    }
+    /// Adds an index key with a value: a compact copy of what a query needs from the record,
+    /// so that the query does not have to read and decode the record itself.
+    pub fn index_with(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.index.push((key, value));
     }
     /// Adds a signed checkpoint.
     pub fn checkpoint(&mut self, seq: u64, value: Vec<u8>) {
@@ -173,8 +181,8 @@ impl Store {
                 None => b.remove(pk(S, k)),
             }
         }
-        for k in &ws.index {
-            b.insert(pk(X, k), &[] as &[u8]);
+        for (k, v) in &ws.index {
+            b.insert(pk(X, k), v.as_slice());
         }
         for (seq, v) in &ws.checkpoints {
             b.insert(pk(C, &seq.to_be_bytes()), v.as_slice());
@@ -293,6 +301,45 @@ impl Store {
         let mut out = Vec::new();
         for kv in self.tree.scan_prefix(pk(X, prefix)).take(limit) {
             out.push(kv?.0[1..].to_vec());
+        }
+        Ok(out)
+    }
+
+    /// Index entries (key, value) starting with `prefix`, in order, at most `limit`.
+    ///
+    /// # Errors
+    /// sled failed.
+    pub fn index_scan_kv(
+        &self,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<IndexEntry>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(pk(X, prefix)).take(limit) {
+            let (k, v) = kv?;
+            out.push((k[1..].to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Per keyspace (`j`, `s`, `x`, `c`): entries, key bytes and value bytes. A full scan: for
+    /// reports and benchmarks, not for hot paths.
+    ///
+    /// # Errors
+    /// sled failed.
+    pub fn space_stats(&self) -> Result<Vec<(char, u64, u64, u64)>, StoreError> {
+        let mut out: Vec<(char, u64, u64, u64)> = Vec::new();
+        for kv in self.tree.iter() {
+            let (k, v) = kv?;
+            let c = k.first().map_or('?', |b| *b as char);
+            match out.iter_mut().find(|e| e.0 == c) {
+                Some(e) => {
+                    e.1 += 1;
+                    e.2 += k.len() as u64;
+                    e.3 += v.len() as u64;
+                }
+                None => out.push((c, 1, k.len() as u64, v.len() as u64)),
+            }
         }
         Ok(out)
     }

@@ -340,6 +340,52 @@ impl Ledger {
         &self,
         entries: Vec<(DateTime<Utc>, OperatorId, LedgerEvent)>,
     ) -> Result<Vec<Receipt>, LedgerError> {
+        let receipts = self.write_batch(entries)?;
+        self.wait_durable(receipts.last().map_or(0, |r| r.seq))?;
+        Ok(receipts)
+    }
+
+    /// Bulk import: records batches of events through the same checks, hashing and indexing
+    /// as [`Ledger::append_batch`] (each batch atomic, all or none), but checks and writes batch
+    /// N + 1 while the committer flushes and fsyncs batch N, so the CPU work and the disk's
+    /// fsync overlap. `acknowledged(receipts)` is called for each batch, in order, only once an
+    /// fsync that covers it has completed. Returns the number of records imported.
+    ///
+    /// # Errors
+    /// The first refusal (its batch is not written; the batches before it are, and are
+    /// acknowledged once durable before the error is returned), or storage errors.
+    pub fn import(
+        &self,
+        batches: impl IntoIterator<Item = Vec<(DateTime<Utc>, OperatorId, LedgerEvent)>>,
+        mut acknowledged: impl FnMut(&[Receipt]),
+    ) -> Result<u64, LedgerError> {
+        let mut pending: Option<Vec<Receipt>> = None;
+        let mut imported = 0u64;
+        let mut ack = |p: Vec<Receipt>, imported: &mut u64| -> Result<(), LedgerError> {
+            self.wait_durable(p.last().map_or(0, |r| r.seq))?;
+            *imported += p.len() as u64;
+            acknowledged(&p);
+            Ok(())
+        };
+        for batch in batches {
+            let written = self.write_batch(batch);
+            if let Some(p) = pending.take() {
+                ack(p, &mut imported)?;
+            }
+            pending = Some(written?);
+        }
+        if let Some(p) = pending.take() {
+            ack(p, &mut imported)?;
+        }
+        Ok(imported)
+    }
+
+    /// Checks and writes one atomic batch and hands it to the committer; does not wait for it
+    /// to be durable.
+    fn write_batch(
+        &self,
+        entries: Vec<(DateTime<Utc>, OperatorId, LedgerEvent)>,
+    ) -> Result<Vec<Receipt>, LedgerError> {
         let last = {
             let mut w = lock(&self.writer);
             if let Some(f) = &lock(&self.committer.state).failed {
@@ -357,19 +403,20 @@ impl Ledger {
                     actor,
                     event,
                 };
-                let plan = custody::plan(
-                    &StoreView {
-                        store: &self.store,
-                        overlay: &overlay,
-                    },
-                    &record,
-                )?;
+                let view = StoreView {
+                    store: &self.store,
+                    overlay: &overlay,
+                };
+                let plan = custody::plan(&view, &record)?;
                 let body = serde_json::to_vec(&record)
                     .map_err(|e| LedgerError::Corrupt(format!("encoding record {seq}: {e}")))?;
                 link = chain::link(&link, seq, &body);
                 ws.journal(seq, chain::stored(&link, &body));
                 for k in index_keys(&record, &plan) {
                     ws.index(k);
+                }
+                for (k, v) in trace_entries(&record, &plan, &view)? {
+                    ws.index_with(k, v);
                 }
                 receipts.push(Receipt {
                     seq,
@@ -398,7 +445,6 @@ impl Ledger {
             self.committer.work.notify_one();
             receipts
         };
-        self.wait_durable(last.last().map_or(0, |r| r.seq))?;
         Ok(last)
     }
 
@@ -678,6 +724,8 @@ pub(crate) mod ix {
     pub const REVERSAL: &[u8] = b"rv";
     /// Lots received.
     pub const LOT: &[u8] = b"lo";
+    /// A session's opening (key: session id, then seq), valued with its trace step.
+    pub const OPENING: &[u8] = b"so";
 
     /// `tag 0 key 0`.
     pub fn prefix(tag: &[u8], key: &[u8]) -> Vec<u8> {
@@ -721,8 +769,6 @@ fn index_keys(r: &Record, plan: &custody::Plan) -> Vec<Vec<u8>> {
         keys.push(ix::key(ix::SESSION, s.id.as_str().as_bytes(), seq));
         keys.push(ix::key(ix::STATION, s.station.as_str().as_bytes(), seq));
     }
-    let mut named: Vec<&Serial> = Vec::new();
-    let mut serial = |s| named.push(s);
     match &r.event {
         LedgerEvent::LotReceived { lot, range, .. } => {
             // A lot's serials are found through the lot (their state names it), not one index
@@ -744,61 +790,32 @@ fn index_keys(r: &Record, plan: &custody::Plan) -> Vec<Vec<u8>> {
             keys.push(k);
         }
         LedgerEvent::ItemsIssued {
-            session,
-            serials,
-            counters,
+            session, counters, ..
         }
         | LedgerEvent::ItemsReturned {
-            session,
-            serials,
-            counters,
+            session, counters, ..
         } => {
-            serials.iter().for_each(&mut serial);
             keys.push(ix::key(ix::SESSION, session.as_str().as_bytes(), seq));
             for c in counters {
                 keys.push(ix::key(ix::OPERATOR, c.as_str().as_bytes(), seq));
             }
         }
-        LedgerEvent::BookletPrinted {
-            booklet,
-            session,
-            job,
-            ..
-        } => {
-            serial(booklet);
+        LedgerEvent::BookletPrinted { session, job, .. } => {
             keys.push(ix::key(ix::SESSION, session.as_str().as_bytes(), seq));
             keys.push(ix::key(ix::JOB, &job.0.to_be_bytes(), seq));
         }
-        LedgerEvent::PatchApplied {
-            patch,
-            session,
-            booklet,
-            job,
-            ..
-        } => {
-            serial(patch);
-            serial(booklet);
+        LedgerEvent::PatchApplied { session, job, .. } => {
             keys.push(ix::key(ix::SESSION, session.as_str().as_bytes(), seq));
             keys.push(ix::key(ix::JOB, &job.0.to_be_bytes(), seq));
         }
-        LedgerEvent::QcChecked {
-            booklet,
-            job,
-            station,
-            ..
-        } => {
-            serial(booklet);
+        LedgerEvent::QcChecked { job, station, .. } => {
             keys.push(ix::key(ix::JOB, &job.0.to_be_bytes(), seq));
             keys.push(ix::key(ix::STATION, station.as_str().as_bytes(), seq));
         }
-        LedgerEvent::Dispatched { booklet, job, .. } => {
-            serial(booklet);
+        LedgerEvent::Dispatched { job, .. } => {
             keys.push(ix::key(ix::JOB, &job.0.to_be_bytes(), seq));
         }
-        LedgerEvent::ItemSpoiled {
-            serial: s, session, ..
-        } => {
-            serial(s);
+        LedgerEvent::ItemSpoiled { session, .. } => {
             if let Some(session) = session {
                 keys.push(ix::key(ix::SESSION, session.as_str().as_bytes(), seq));
             }
@@ -809,36 +826,94 @@ fn index_keys(r: &Record, plan: &custody::Plan) -> Vec<Vec<u8>> {
         } => {
             keys.push(ix::key(ix::SESSION, session.as_str().as_bytes(), seq));
             if let Some(d) = discrepancy {
-                d.missing.iter().for_each(&mut serial);
                 keys.push(ix::key(ix::OPERATOR, d.supervisor.as_str().as_bytes(), seq));
                 for m in &d.missing {
                     keys.push(ix::key(ix::MISSING, m.as_str().as_bytes(), seq));
                 }
             }
         }
-        LedgerEvent::ItemsDestroyed {
-            serials, witnesses, ..
-        } => {
-            serials.iter().for_each(&mut serial);
+        LedgerEvent::ItemsDestroyed { witnesses, .. } => {
             keys.push(ix::key(ix::DESTROYED, &[], seq));
             for w in witnesses {
                 keys.push(ix::key(ix::OPERATOR, w.as_str().as_bytes(), seq));
             }
         }
         LedgerEvent::ItemReportedMissing { serial: s, .. } => {
-            serial(s);
             keys.push(ix::key(ix::MISSING, s.as_str().as_bytes(), seq));
         }
         LedgerEvent::Reversal { reverses, .. } => {
             keys.push(ix::key(ix::REVERSAL, &reverses.to_be_bytes(), seq));
         }
     }
-    for s in named {
-        keys.push(ix::key(ix::SERIAL, s.as_str().as_bytes(), seq));
-    }
+    // The serial keys carry values: see `trace_entries`.
     keys.sort();
     keys.dedup();
     keys
+}
+
+/// The serials a record names (its serial index keys).
+fn named_serials(r: &Record) -> Vec<&Serial> {
+    match &r.event {
+        LedgerEvent::LotReceived { .. }
+        | LedgerEvent::SessionOpened { .. }
+        | LedgerEvent::Reversal { .. } => Vec::new(),
+        LedgerEvent::ItemsIssued { serials, .. }
+        | LedgerEvent::ItemsReturned { serials, .. }
+        | LedgerEvent::ItemsDestroyed { serials, .. } => serials.iter().collect(),
+        LedgerEvent::BookletPrinted { booklet, .. }
+        | LedgerEvent::QcChecked { booklet, .. }
+        | LedgerEvent::Dispatched { booklet, .. } => vec![booklet],
+        LedgerEvent::PatchApplied { patch, booklet, .. } => vec![patch, booklet],
+        LedgerEvent::ItemSpoiled { serial, .. }
+        | LedgerEvent::ItemReportedMissing { serial, .. } => {
+            vec![serial]
+        }
+        LedgerEvent::SessionClosed { discrepancy, .. } => discrepancy
+            .as_ref()
+            .map(|d| d.missing.iter().collect())
+            .unwrap_or_default(),
+    }
+}
+
+/// The index entries that carry a trace step: one per serial the record names, and a session's
+/// opening. The value is what a trace shows of the record ([`query::StepValue`]), so a trace
+/// needs no journal read.
+fn trace_entries(
+    r: &Record,
+    plan: &custody::Plan,
+    view: &StoreView<'_>,
+) -> Result<Vec<crate::store::IndexEntry>, LedgerError> {
+    let serials = named_serials(r);
+    let opening = match &r.event {
+        LedgerEvent::SessionOpened { session, .. } => Some(session),
+        _ => None,
+    };
+    if serials.is_empty() && opening.is_none() {
+        return Ok(Vec::new());
+    }
+    let mut station = |id: &SessionId| -> Result<Option<StationId>, LedgerError> {
+        if let Some(s) = plan.sessions.iter().find(|s| &s.id == id) {
+            return Ok(Some(s.station.clone()));
+        }
+        Ok(custody::StateView::session(view, id)?.map(|s| s.station))
+    };
+    let value = encode(&query::StepValue::of(r, &mut station)?)?;
+    let mut out = Vec::with_capacity(serials.len() + 1);
+    if let Some(session) = opening {
+        out.push((
+            ix::key(ix::OPENING, session.as_str().as_bytes(), r.seq),
+            value.clone(),
+        ));
+    }
+    for s in serials {
+        out.push((
+            ix::key(ix::SERIAL, s.as_str().as_bytes(), r.seq),
+            value.clone(),
+        ));
+    }
+    out.sort();
+    out.dedup_by(|a, b| a.0 == b.0);
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -886,6 +961,33 @@ mod tests {
             syncs < appends * 3 / 4,
             "group commit should share fsyncs: {syncs} syncs for {appends} appends"
         );
+    }
+
+    #[test]
+    fn import_acknowledges_each_batch_only_once_durable_and_stops_at_a_refusal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ledger = Ledger::open(dir.path(), LedgerConfig::default()).expect("open");
+        let at = Utc::now();
+        let batch = |b: usize| -> Vec<(DateTime<Utc>, OperatorId, LedgerEvent)> {
+            (0..10)
+                .map(|n| (at, OperatorId::new("S"), lot(b, n)))
+                .collect()
+        };
+        let mut acked = Vec::new();
+        let n = ledger
+            .import((0..5).map(batch), |r| {
+                assert!(ledger.durability().0 >= r.last().expect("receipts").seq);
+                acked.push(r.len());
+            })
+            .expect("import");
+        assert_eq!((n, acked, ledger.head()), (50, vec![10; 5], 50));
+        // Batch 1 again is refused (its lots exist): batch 0' before it is kept and durable.
+        let mut acked = 0;
+        let e = ledger
+            .import([batch(9), batch(1), batch(8)], |r| acked += r.len())
+            .expect_err("refused");
+        assert!(e.refusal().is_some(), "{e}");
+        assert_eq!((acked, ledger.head(), ledger.durability().0), (10, 60, 60));
     }
 
     #[test]

@@ -56,6 +56,63 @@ pub struct Trace {
     pub steps: Vec<TraceStep>,
 }
 
+/// What a trace shows of one record, kept as the value of the record's serial index entries
+/// (and of a session's opening entry) when the record is appended: a trace then reads a few
+/// index prefixes instead of reading and decoding whole records, some of which (an issue of 50
+/// serials) are large. Derived data, like the custody state: `audit verify` checks the journal,
+/// and an evidence bundle carries the records themselves.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct StepValue {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who recorded it.
+    pub actor: OperatorId,
+    /// The event name.
+    pub event: String,
+    /// The station.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub station: Option<StationId>,
+    /// What happened, in words.
+    pub detail: String,
+    /// For an issue: the session whose opening the trace shows too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opening_of: Option<SessionId>,
+}
+
+impl StepValue {
+    /// The value of `r`'s index entries, given the stations of the sessions it names.
+    pub(crate) fn of(
+        r: &Record,
+        sessions: &mut dyn FnMut(&SessionId) -> Result<Option<StationId>, LedgerError>,
+    ) -> Result<StepValue, LedgerError> {
+        let (station, detail) = describe(r, sessions)?;
+        Ok(StepValue {
+            at: r.at,
+            actor: r.actor.clone(),
+            event: r.event.name().into(),
+            station,
+            detail,
+            opening_of: match &r.event {
+                LedgerEvent::ItemsIssued { session, .. } => Some(session.clone()),
+                _ => None,
+            },
+        })
+    }
+
+    fn step(self, seq: u64, serial: Serial) -> TraceStep {
+        TraceStep {
+            seq,
+            at: self.at,
+            actor: self.actor,
+            serial,
+            event: self.event,
+            station: self.station,
+            detail: self.detail,
+            reversed_by: None,
+        }
+    }
+}
+
 /// Lists index entries under `tag`/`key` as sequence numbers.
 fn seqs(l: &Ledger, tag: &[u8], key: &[u8]) -> Result<Vec<u64>, LedgerError> {
     Ok(l.store
@@ -88,11 +145,17 @@ impl Sessions<'_> {
     }
 }
 
-fn describe(
+/// A record's station and description, as a trace shows it. `sessions` gives a session's
+/// station.
+pub(crate) fn describe(
     r: &Record,
-    sessions: &mut Sessions<'_>,
+    sessions: &mut dyn FnMut(&SessionId) -> Result<Option<StationId>, LedgerError>,
 ) -> Result<(Option<StationId>, String), LedgerError> {
-    let st = |s: &SessionId, sessions: &mut Sessions<'_>| sessions.station(s);
+    let st =
+        |s: &SessionId,
+         sessions: &mut dyn FnMut(&SessionId) -> Result<Option<StationId>, LedgerError>| {
+            sessions(s)
+        };
     Ok(match &r.event {
         LedgerEvent::LotReceived {
             lot,
@@ -257,41 +320,82 @@ impl Ledger {
             ItemState::Applied(b) => (b.partner.clone(), Some(b.job), b.document_number.clone()),
             _ => (None, None, None),
         };
+        let partner_item = match &partner {
+            Some(p) => self.item(p)?,
+            None => None,
+        };
         // The partner's booklet data (document number) lives on the booklet.
-        let document_number = match (&document_number, &partner, item.kind) {
-            (None, Some(p), ItemKind::Patch) => match self.item(p)?.map(|i| i.state) {
-                Some(ItemState::Applied(b)) => b.document_number,
+        let document_number = match (&document_number, &partner_item, item.kind) {
+            (None, Some(pi), ItemKind::Patch) => match &pi.state {
+                ItemState::Applied(b) => b.document_number.clone(),
                 _ => None,
             },
             _ => document_number,
         };
         let lot = self.lot(&item.lot)?;
-        let mut wanted: Vec<(u64, Serial)> = Vec::new();
+        let mut steps: Vec<TraceStep> = Vec::new();
+        // Records written before the index entries carried their step (an older ledger).
+        let mut old: Vec<(u64, Serial)> = Vec::new();
+        let lot_step = |l: &Lot, s: &Serial, steps: &mut Vec<TraceStep>| {
+            steps.push(TraceStep {
+                seq: l.seq,
+                at: l.received_at,
+                actor: l.received_by.clone(),
+                serial: s.clone(),
+                event: "lot_received".into(),
+                station: None,
+                detail: format!(
+                    "{} lot {} ({}) received from {}",
+                    l.kind, l.id, l.range, l.supplier
+                ),
+                reversed_by: None,
+            });
+        };
         if let Some(l) = &lot {
-            wanted.push((l.seq, serial.clone()));
+            lot_step(l, serial, &mut steps);
         }
-        for s in seqs(self, ix::SERIAL, serial.as_str().as_bytes())? {
-            wanted.push((s, serial.clone()));
+        let partner_lot = match &partner_item {
+            Some(pi) => self.lot(&pi.lot)?,
+            None => None,
+        };
+        if let (Some(p), Some(pl)) = (&partner, &partner_lot) {
+            lot_step(pl, p, &mut steps);
         }
-        if let Some(p) = &partner {
-            if let Some(pi) = self.item(p)?
-                && let Some(pl) = self.lot(&pi.lot)?
-            {
-                wanted.push((pl.seq, p.clone()));
+        for s in std::iter::once(serial).chain(partner.as_ref()) {
+            let entries = self
+                .store
+                .index_scan_kv(&ix::prefix(ix::SERIAL, s.as_str().as_bytes()), MAX_ROWS)?;
+            for (k, v) in entries {
+                let seq = ix::seq_of(&k);
+                if v.is_empty() {
+                    old.push((seq, s.clone()));
+                    continue;
+                }
+                let sv: StepValue = serde_json::from_slice(&v).map_err(|e| {
+                    LedgerError::Corrupt(format!("trace entry of record {seq}: {e}"))
+                })?;
+                // An issue shows the opening of its session: operator, station and shift.
+                if let Some(sess) = &sv.opening_of
+                    && let Some((ok, ov)) = self
+                        .store
+                        .index_scan_kv(&ix::prefix(ix::OPENING, sess.as_str().as_bytes()), 1)?
+                        .pop()
+                {
+                    let o: StepValue = serde_json::from_slice(&ov).map_err(|e| {
+                        LedgerError::Corrupt(format!("opening entry of session {sess}: {e}"))
+                    })?;
+                    steps.push(o.step(ix::seq_of(&ok), s.clone()));
+                }
+                steps.push(sv.step(seq, s.clone()));
             }
-            for s in seqs(self, ix::SERIAL, p.as_str().as_bytes())? {
-                wanted.push((s, p.clone()));
-            }
         }
-        wanted.sort();
-        wanted.dedup_by_key(|w| w.0);
+        old.sort();
+        old.dedup_by_key(|w| w.0);
         let mut sessions = Sessions {
             l: self,
             cache: HashMap::new(),
         };
-        let mut steps = Vec::with_capacity(wanted.len());
-        let first = wanted.first().map_or(0, |w| w.0);
-        for (seq, s) in wanted {
+        for (seq, s) in old {
             let r = record(self, seq)?;
             // Session openings are not indexed by serial: add the opening of each session the
             // item passed through, so the trace names the station's operator and shift.
@@ -299,7 +403,7 @@ impl Ledger {
                 && let Some(sess) = self.session(session)?
             {
                 let o = record(self, sess.opened_seq)?;
-                let (station, detail) = describe(&o, &mut sessions)?;
+                let (station, detail) = describe(&o, &mut |id| sessions.station(id))?;
                 steps.push(TraceStep {
                     seq: o.seq,
                     at: o.at,
@@ -311,7 +415,7 @@ impl Ledger {
                     reversed_by: None,
                 });
             }
-            let (station, detail) = describe(&r, &mut sessions)?;
+            let (station, detail) = describe(&r, &mut |id| sessions.station(id))?;
             steps.push(TraceStep {
                 seq,
                 at: r.at,
@@ -323,7 +427,9 @@ impl Ledger {
                 reversed_by: None,
             });
         }
-        steps.sort_by_key(|s| s.seq);
+        let first = steps.iter().map(|s| s.seq).min().unwrap_or(0);
+        // A record naming both items is shown once (under the serial that sorts first).
+        steps.sort_by(|a, b| (a.seq, a.serial.as_str()).cmp(&(b.seq, b.serial.as_str())));
         steps.dedup_by_key(|s| s.seq);
         // One range scan of the reversal index covers every step (reversals are rare).
         let first = steps.first().map_or(first, |s| s.seq.min(first));
