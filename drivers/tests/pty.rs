@@ -393,8 +393,11 @@ async fn a_dead_unit_on_the_bus_never_stalls_the_others() {
         for l in [l3, l5] {
             let t0 = Instant::now();
             l.status().await.unwrap();
+            // Each probe of the dead unit costs the bus its timeout plus the settle window of the
+            // resynchronisation that follows a timeout (100 + 100 ms), and a command can wait for
+            // one or two of them: bounded, never a queue of timeouts.
             assert!(
-                t0.elapsed() < Duration::from_millis(500),
+                t0.elapsed() < Duration::from_millis(1000),
                 "{} took {:?}",
                 l.name(),
                 t0.elapsed()
