@@ -16,11 +16,14 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio_util::codec::{Decoder, FramedRead};
 
 use crate::error::DriverError;
 use crate::link::{CounterSnapshot, LinkCounters};
@@ -28,8 +31,9 @@ use crate::link::{CounterSnapshot, LinkCounters};
 /// Longest line accepted from a bridge; a longer one is a broken bridge, not a message.
 pub const MAX_LINE: usize = 64 * 1024;
 
-/// A request to the bridge.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A request to the bridge. Its `Debug` shows the id and method only: params can carry
+/// passport-holder data.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct BridgeRequest {
     /// Correlation id, unique per request.
     pub id: u64,
@@ -90,13 +94,104 @@ pub fn decode_line(line: &str) -> Result<BridgeMessage, DriverError> {
         .map_err(|e| DriverError::Bridge(format!("unreadable line: {e}")))
 }
 
-/// An event from the bridge.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+impl std::fmt::Debug for BridgeRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BridgeRequest")
+            .field("id", &self.id)
+            .field("method", &self.method)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An event from the bridge. Its `Debug` shows the event name only: data can carry
+/// passport-holder data.
+#[derive(Clone, PartialEq, Serialize)]
 pub struct BridgeEvent {
     /// Event name.
     pub event: String,
     /// Event data.
     pub data: Value,
+}
+
+impl std::fmt::Debug for BridgeEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BridgeEvent")
+            .field("event", &self.event)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One line read from a bridge, or a line that was skipped.
+#[derive(Debug, PartialEq, Eq)]
+enum InLine {
+    /// A complete UTF-8 line (without its `\n`).
+    Line(String),
+    /// A line that is not UTF-8 or is longer than [`MAX_LINE`]: a framing error, skipped.
+    Bad(&'static str),
+}
+
+/// Splits a byte stream into `\n`-terminated lines without ever failing the stream: a line that
+/// is not UTF-8 or is longer than [`MAX_LINE`] is an [`InLine::Bad`] item, and the buffer never
+/// holds more than `MAX_LINE` bytes of one line (an oversize line is discarded up to its `\n`).
+#[derive(Debug, Default)]
+struct BridgeLineCodec {
+    /// Discarding the rest of an oversize line (already reported).
+    discarding: bool,
+    /// Bytes of the buffer already searched for `\n`.
+    searched: usize,
+}
+
+impl Decoder for BridgeLineCodec {
+    type Item = InLine;
+    type Error = std::io::Error;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<InLine>, std::io::Error> {
+        loop {
+            let newline = buf[self.searched..].iter().position(|b| *b == b'\n');
+            match newline {
+                Some(i) => {
+                    let end = self.searched + i;
+                    let line = buf.split_to(end + 1);
+                    self.searched = 0;
+                    if self.discarding {
+                        self.discarding = false;
+                        continue;
+                    }
+                    let body = &line[..end];
+                    if body.len() > MAX_LINE {
+                        return Ok(Some(InLine::Bad("line too long")));
+                    }
+                    return Ok(Some(match std::str::from_utf8(body) {
+                        Ok(l) => InLine::Line(l.to_owned()),
+                        Err(_) => InLine::Bad("line is not UTF-8"),
+                    }));
+                }
+                None if buf.len() > MAX_LINE => {
+                    buf.clear();
+                    self.searched = 0;
+                    if self.discarding {
+                        return Ok(None);
+                    }
+                    self.discarding = true;
+                    return Ok(Some(InLine::Bad("line too long")));
+                }
+                None => {
+                    self.searched = buf.len();
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<InLine>, std::io::Error> {
+        let item = self.decode(buf)?;
+        if item.is_none() {
+            // An unterminated last line is dropped with the stream.
+            buf.clear();
+            self.searched = 0;
+        }
+        Ok(item)
+    }
 }
 
 struct Call {
@@ -215,28 +310,54 @@ pub fn spawn_bridge_process(
 /// Connects to a bridge listening on TCP `addr`.
 ///
 /// # Errors
-/// When the connection fails.
+/// When the connection fails, or [`DriverError::Timeout`] when it is not made within `timeout`.
 pub async fn connect_bridge_tcp(
     addr: &str,
     timeout: Duration,
 ) -> Result<(BridgeHandle, JoinHandle<()>), DriverError> {
-    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| DriverError::Timeout {
+            attempts: 1,
+            timeout,
+        })??;
     let (r, w) = stream.into_split();
     Ok(spawn_bridge(r, w, timeout))
 }
 
+/// Writes queued lines to the bridge. Runs as its own task so that a bridge that stops reading
+/// (a full pipe) blocks only this task, never the reads, the timeout sweep or the handle's end.
+async fn write_lines<W: AsyncWrite + Unpin>(mut writer: W, mut lines: mpsc::Receiver<String>) {
+    while let Some(line) = lines.recv().await {
+        if writer.write_all(line.as_bytes()).await.is_err() || writer.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Aborts the writer task when the bridge task ends, however it ends.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 async fn run<R, W>(
     reader: R,
-    mut writer: W,
+    writer: W,
     timeout: Duration,
     mut rx: mpsc::Receiver<Call>,
     events: broadcast::Sender<BridgeEvent>,
     counters: Arc<LinkCounters>,
 ) where
     R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
 {
-    let mut lines = BufReader::new(reader).lines();
+    let mut lines = FramedRead::new(reader, BridgeLineCodec::default());
+    let (out, out_rx) = mpsc::channel::<String>(16);
+    let _writer = AbortOnDrop(tokio::spawn(write_lines(writer, out_rx)));
     let mut pending: HashMap<
         u64,
         (
@@ -264,18 +385,35 @@ async fn run<R, W>(
                     Err(e) => { let _ = call.reply.send(Err(DriverError::Bridge(e.to_string()))); continue }
                 };
                 line.push('\n');
-                if let Err(e) = writer.write_all(line.as_bytes()).await {
-                    let _ = call.reply.send(Err(e.into()));
-                    return;
+                match out.try_send(line) {
+                    Ok(()) => {
+                        pending.insert(id, (tokio::time::Instant::now() + timeout, call.reply));
+                    }
+                    // The bridge is not reading its input: the request is never sent.
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        counters.timeouts();
+                        let _ = call.reply.send(Err(DriverError::Timeout { attempts: 1, timeout }));
+                    }
+                    // The writer failed (broken pipe): the link is gone.
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        let _ = call.reply.send(Err(DriverError::LinkClosed));
+                        for (_, (_, reply)) in pending.drain() {
+                            let _ = reply.send(Err(DriverError::LinkClosed));
+                        }
+                        return;
+                    }
                 }
-                let _ = writer.flush().await;
-                pending.insert(id, (tokio::time::Instant::now() + timeout, call.reply));
             }
-            line = lines.next_line() => {
+            line = lines.next() => {
                 let line = match line {
-                    Ok(Some(l)) => l,
+                    Some(Ok(InLine::Line(l))) => l,
+                    Some(Ok(InLine::Bad(why))) => {
+                        counters.framing_errors();
+                        tracing::warn!("bridge: {why}, skipped");
+                        continue;
+                    }
                     // The bridge exited or closed the socket: every pending call fails now.
-                    Ok(None) | Err(_) => {
+                    None | Some(Err(_)) => {
                         for (_, (_, reply)) in pending.drain() {
                             let _ = reply.send(Err(DriverError::LinkClosed));
                         }
@@ -343,5 +481,34 @@ mod tests {
         for bad in ["", "not json", "{}", r#"{"id":"x","result":1}"#, "[1,2]"] {
             assert!(decode_line(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn line_codec_skips_bad_lines_and_stays_bounded() {
+        let mut c = BridgeLineCodec::default();
+        let mut buf = BytesMut::from(&b"{\"a\"\xff\n{\"id\""[..]);
+        assert_eq!(
+            c.decode(&mut buf).unwrap(),
+            Some(InLine::Bad("line is not UTF-8"))
+        );
+        assert_eq!(c.decode(&mut buf).unwrap(), None);
+        buf.extend_from_slice(b":1}\n");
+        assert_eq!(
+            c.decode(&mut buf).unwrap(),
+            Some(InLine::Line("{\"id\":1}".into()))
+        );
+        // A line with no newline: reported once, and the buffer never grows past MAX_LINE.
+        let mut bad = 0;
+        for _ in 0..10 {
+            buf.extend_from_slice(&[b'a'; 40_000]);
+            while let Some(item) = c.decode(&mut buf).unwrap() {
+                assert_eq!(item, InLine::Bad("line too long"));
+                bad += 1;
+            }
+            assert!(buf.len() <= MAX_LINE, "{}", buf.len());
+        }
+        buf.extend_from_slice(b"aaa\nok\n");
+        assert_eq!(c.decode(&mut buf).unwrap(), Some(InLine::Line("ok".into())));
+        assert_eq!(bad, 1);
     }
 }

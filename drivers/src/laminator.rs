@@ -8,10 +8,14 @@
 //! dead slave interrupts all communication on the line; #409: a timeout resets the whole queue.
 //! Here each request has its own reply channel, and a timeout fails that request only.)
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -494,8 +498,17 @@ async fn run_bus<C: Connector>(
                     u.next_poll = now;
                     u.missed = 0;
                 }
+                let drain = Arc::new(AtomicBool::new(false));
+                let io = DrainingIo {
+                    inner: io,
+                    drain: drain.clone(),
+                };
                 let ctx = tokio_modbus::client::rtu::attach_slave(io, Slave(1));
-                match bus_session(ctx, &config, &mut units, &mut rx).await {
+                let mut resync = Resync {
+                    drain,
+                    settle_until: None,
+                };
+                match bus_session(ctx, &config, &mut units, &mut rx, &mut resync).await {
                     SessionEnd::HandlesGone => break 'outer,
                     SessionEnd::Lost => {
                         for u in &units {
@@ -537,9 +550,94 @@ fn check_echo(got: &Response, want: &Response) -> Result<OpResult, DriverError> 
     }
 }
 
+/// The bus's I/O with an input flush: when `drain` is set, the input already pending is read and
+/// discarded (without waiting) before the next request is written. The bus is half-duplex and the
+/// master speaks first, so input pending before a request can only be a late answer or noise.
+struct DrainingIo<T> {
+    inner: T,
+    drain: Arc<AtomicBool>,
+}
+
+impl<T: AsyncRead + Unpin> DrainingIo<T> {
+    fn discard_pending(&mut self, cx: &mut TaskContext<'_>) {
+        let mut scratch = [0u8; 256];
+        loop {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut self.inner).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => {}
+                // Nothing pending (or EOF or an error, which the next read reports).
+                _ => return,
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for DrainingIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for DrainingIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if self.drain.swap(false, Ordering::Relaxed) {
+            self.discard_pending(cx);
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Resynchronisation of the bus after a timeout or a mismatched reply. tokio-modbus clears only
+/// its own buffer before a call, so an answer that arrives after its request was given up would
+/// sit in the port's input and be read by the next call, and every call after it would read its
+/// predecessor's answer. So after a timeout or a mismatch, the next request waits until the line
+/// has settled (the unit's timeout again: the late answer has arrived by then) and the pending
+/// input is discarded before it is written.
+struct Resync {
+    drain: Arc<AtomicBool>,
+    settle_until: Option<Instant>,
+}
+
+impl Resync {
+    /// The bus is out of step: resynchronise before the next request.
+    fn needed(&mut self, u: &Unit) {
+        let at = Instant::now() + u.cfg.timeout;
+        self.settle_until = Some(self.settle_until.map_or(at, |t| t.max(at)));
+    }
+
+    /// Before a request: wait out the settle window and arm the input flush.
+    async fn before_request(&mut self, u: &Unit) {
+        if let Some(t) = self.settle_until.take() {
+            tokio::time::sleep_until(t).await;
+            self.drain.store(true, Ordering::Relaxed);
+            u.counters.resyncs();
+        }
+    }
+}
+
 /// One exchange with one unit, bounded by the unit's own timeout.
 async fn exchange(
     ctx: &mut Context,
+    resync: &mut Resync,
     u: &Unit,
     op: &Op,
     attempts: u32,
@@ -554,6 +652,7 @@ async fn exchange(
         if attempt > 0 {
             u.counters.retries();
         }
+        resync.before_request(u).await;
         let fut = async {
             match op {
                 Op::Status => ctx
@@ -585,6 +684,7 @@ async fn exchange(
         match tokio::time::timeout(u.cfg.timeout, fut).await {
             Err(_) => {
                 u.counters.timeouts();
+                resync.needed(u);
                 last = DriverError::Timeout {
                     attempts,
                     timeout: u.cfg.timeout,
@@ -604,8 +704,10 @@ async fn exchange(
                     return Err(e);
                 }
                 // A reply from another unit or with another function: a late answer to a request
-                // that timed out. Count it; the retry (if any) gets the right one.
+                // that timed out. Never taken as the answer: count it and resynchronise; the
+                // retry (if any) then gets the right one.
                 u.counters.late_replies();
+                resync.needed(u);
                 last = e;
             }
         }
@@ -618,6 +720,7 @@ async fn bus_session(
     config: &BusConfig,
     units: &mut [Unit],
     rx: &mut mpsc::Receiver<Command>,
+    resync: &mut Resync,
 ) -> SessionEnd {
     let p = config.poll;
     loop {
@@ -642,7 +745,7 @@ async fn bus_session(
                     Op::WriteCoil(reg::COIL_FEED) => 1,
                     _ => config.retries + 1,
                 };
-                let r = exchange(&mut ctx, u, &c.op, attempts).await;
+                let r = exchange(&mut ctx, resync, u, &c.op, attempts).await;
                 let lost = matches!(&r, Err(e) if e.is_link_loss());
                 if let Ok(OpResult::Status(s)) = &r {
                     u.view.send_modify(|v| v.status = Some(s.clone()));
@@ -657,7 +760,7 @@ async fn bus_session(
                 let u = &mut units[due_idx];
                 // Fixed cadence from the poll's start: a missed poll must not stretch detection.
                 let cadence = Instant::now() + p.interval;
-                match exchange(&mut ctx, u, &Op::Status, 1).await {
+                match exchange(&mut ctx, resync, u, &Op::Status, 1).await {
                     Ok(OpResult::Status(s)) => {
                         u.missed = 0;
                         u.backoff.reset();

@@ -55,6 +55,7 @@ pub struct LinkCounters {
     late_replies: AtomicU64,
     reconnects: AtomicU64,
     link_losses: AtomicU64,
+    resyncs: AtomicU64,
 }
 
 /// A point-in-time copy of [`LinkCounters`].
@@ -82,6 +83,9 @@ pub struct CounterSnapshot {
     pub reconnects: u64,
     /// Times the link was found down (EOF, EIO, or too many missed polls).
     pub link_losses: u64,
+    /// Times a Modbus bus was resynchronised (line left to settle, pending input discarded) after
+    /// a timeout or a mismatched reply.
+    pub resyncs: u64,
 }
 
 macro_rules! bump {
@@ -118,6 +122,7 @@ impl LinkCounters {
             late_replies: g(&self.late_replies),
             reconnects: g(&self.reconnects),
             link_losses: g(&self.link_losses),
+            resyncs: g(&self.resyncs),
         }
     }
 
@@ -144,7 +149,8 @@ impl LinkCounters {
         timeouts,
         late_replies,
         reconnects,
-        link_losses
+        link_losses,
+        resyncs
     );
 }
 

@@ -93,3 +93,86 @@ async fn bridge_over_tcp() {
         .unwrap();
     server.await.unwrap();
 }
+
+fn sh(
+    script: &str,
+    timeout: Duration,
+) -> (
+    hallctl_drivers::bridge::BridgeHandle,
+    tokio::task::JoinHandle<()>,
+) {
+    spawn_bridge_process(Path::new("/bin/sh"), &["-c", script], timeout).unwrap()
+}
+
+/// A bridge that never reads its stdin: once the pipe is full, writes block. Calls must still time
+/// out, and dropping the handles must still end the task.
+#[tokio::test]
+async fn a_bridge_that_stops_reading_stdin_never_hangs_the_task() {
+    let (b, task) = sh("exec sleep 30", Duration::from_millis(200));
+    // Far more than a pipe buffer (64 KiB on Linux): the write of this request blocks.
+    let big = "x".repeat(1 << 20);
+    for _ in 0..3 {
+        let res = tokio::time::timeout(
+            Duration::from_secs(5),
+            b.call("print", json!({ "name": big })),
+        )
+        .await
+        .expect("call hung behind a blocked write");
+        assert!(matches!(res, Err(DriverError::Timeout { .. })), "{res:?}");
+    }
+    drop(b);
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("bridge task hung after the handles were dropped")
+        .unwrap();
+}
+
+/// A line that is not UTF-8 is a framing error and skipped; the link stays up.
+#[tokio::test]
+async fn an_invalid_utf8_line_is_a_framing_error_not_the_end_of_the_link() {
+    let (b, task) = sh(
+        r#"read line; printf '\377\376 bad\n'; printf '{"id":1,"result":{"ok":true}}\n'; read line; printf '{"id":2,"result":{"ok":2}}\n'; sleep 30"#,
+        Duration::from_secs(3),
+    );
+    assert_eq!(b.call("status", json!({})).await.unwrap()["ok"], true);
+    assert_eq!(b.call("status", json!({})).await.unwrap()["ok"], 2);
+    assert_eq!(b.counters().framing_errors, 1, "{:?}", b.counters());
+    drop(b);
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("bridge task hung")
+        .unwrap();
+}
+
+/// A line longer than MAX_LINE, even one without a newline for a long while, is one framing error
+/// and skipped.
+#[tokio::test]
+async fn an_oversize_line_is_a_framing_error_and_skipped() {
+    let script = r#"read line; head -c 200000 /dev/zero | tr '\0' 'a'; printf '\n{"id":1,"result":{"ok":true}}\n'; sleep 30"#;
+    let (b, task) = sh(script, Duration::from_secs(3));
+    assert_eq!(b.call("status", json!({})).await.unwrap()["ok"], true);
+    assert_eq!(b.counters().framing_errors, 1, "{:?}", b.counters());
+    drop(b);
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("bridge task hung")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn request_and_event_debug_hide_params() {
+    use hallctl_drivers::bridge::{BridgeEvent, BridgeRequest};
+    let req = BridgeRequest {
+        id: 7,
+        method: "print".into(),
+        params: json!({"holder": "Jane Roe"}),
+    };
+    let ev = BridgeEvent {
+        event: "done".into(),
+        data: json!({"holder": "Jane Roe"}),
+    };
+    for s in [format!("{req:?}"), format!("{ev:?}")] {
+        assert!(!s.contains("Jane"), "{s}");
+    }
+    assert!(format!("{req:?}").contains("print"));
+}

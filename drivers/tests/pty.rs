@@ -285,6 +285,10 @@ struct BusRig {
 }
 
 async fn bus_rig(ids: &[u8]) -> BusRig {
+    bus_rig_with(ids, PollConfig::default()).await
+}
+
+async fn bus_rig_with(ids: &[u8], poll: PollConfig) -> BusRig {
     let dir = tempfile::tempdir().unwrap();
     let sim = spawn_laminator_bus(
         dir.path().join("rs485-1"),
@@ -308,7 +312,7 @@ async fn bus_rig(ids: &[u8]) -> BusRig {
         SerialConnector::new(sim.path(), 115_200),
         BusConfig {
             units,
-            poll: PollConfig::default(),
+            poll,
             retries: 1,
         },
     );
@@ -389,8 +393,11 @@ async fn a_dead_unit_on_the_bus_never_stalls_the_others() {
         for l in [l3, l5] {
             let t0 = Instant::now();
             l.status().await.unwrap();
+            // Each probe of the dead unit costs the bus its timeout plus the settle window of the
+            // resynchronisation that follows a timeout (100 + 100 ms), and a command can wait for
+            // one or two of them: bounded, never a queue of timeouts.
             assert!(
-                t0.elapsed() < Duration::from_millis(500),
+                t0.elapsed() < Duration::from_millis(1000),
                 "{} took {:?}",
                 l.name(),
                 t0.elapsed()
@@ -507,5 +514,82 @@ async fn a_port_is_opened_exclusively() {
     // refused rather than interleave its frames with ours.
     let mut second = SerialConnector::new(rig.sim.control.path(), 115_200);
     assert!(second.connect().await.is_err(), "second open succeeded");
+    rig.finish().await;
+}
+
+/// A reply that arrives after its request timed out must not shift the bus: every later request
+/// would read the previous one's answer (a header or function mismatch, or worse the stale answer
+/// of the same unit taken for the new one), and healthy peers would go offline. After a timeout or
+/// mismatch the bus task lets the line settle and discards the pending input before the next
+/// request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_reply_does_not_shift_the_bus() {
+    // Polls at a slower pace, so that the late answer lands on an idle line (where nothing clears
+    // it) rather than next to another reply: the test's own calls make the traffic.
+    let rig = bus_rig_with(
+        &[3, 4],
+        PollConfig {
+            interval: Duration::from_millis(700),
+            ..PollConfig::default()
+        },
+    )
+    .await;
+    let (l3, l4) = (&rig.lams[0], &rig.lams[1]);
+    // Tell the units apart: LAM-3 heats and has its own set-point, LAM-4 stays idle.
+    l3.set_temperature(1300).await.unwrap();
+    l4.set_temperature(1200).await.unwrap();
+    l3.start().await.unwrap();
+
+    // LAM-4 answers once beyond its 100 ms timeout, then is prompt again.
+    rig.sim.units[1].set_faults(UnitFaults {
+        delay: Duration::from_millis(150),
+        ..UnitFaults::default()
+    });
+    // Every answer of LAM-4 comes after its timeout, so none may be taken as the answer to a call:
+    // the retry must not read the first attempt's late answer.
+    let r = timeout(PATIENCE, l4.setpoints()).await.expect("hung");
+    assert!(
+        matches!(r, Err(DriverError::Timeout { .. })),
+        "a late answer was taken for the retry's: {r:?}"
+    );
+    // (The retry's answer lands late too, on an idle line.)
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    rig.sim.units[1].set_faults(UnitFaults::default());
+    // Let the late answers land.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    // Within about 2 s both units are ready and every call is answered by the unit asked, with
+    // its own data.
+    let t0 = Instant::now();
+    let mut w3 = l3.watch();
+    let mut w4 = l4.watch();
+    wait_for(&mut w3, "LAM-3 ready", |v| v.link == LinkState::Ready).await;
+    wait_for(&mut w4, "LAM-4 ready", |v| v.link == LinkState::Ready).await;
+    let (c3, c4) = (l3.counters(), l4.counters());
+    for _ in 0..10 {
+        let s3 = l3.status().await.unwrap();
+        let s4 = l4.status().await.unwrap();
+        assert_ne!(s3.state, LaminatorState::Idle, "LAM-3 was started: {s3:?}");
+        assert_eq!(s4.state, LaminatorState::Idle, "LAM-4 was not: {s4:?}");
+        assert_eq!(l3.setpoints().await.unwrap().0, 1300);
+        assert_eq!(l4.setpoints().await.unwrap().0, 1200);
+    }
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    // In step: no call met another request's answer (a shifted bus hides behind retries).
+    for (c0, l) in [(c3, l3), (c4, l4)] {
+        let c = l.counters();
+        assert_eq!(
+            (c.late_replies, c.retries),
+            (c0.late_replies, c0.retries),
+            "{}: {c:?}",
+            l.name()
+        );
+    }
+    // The healthy peer never went offline, and the polls keep working for both.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(l3.counters().link_losses, 0, "{:?}", l3.counters());
+    assert_eq!(l3.view().link, LinkState::Ready);
+    assert_eq!(l4.view().link, LinkState::Ready);
+    assert!(l4.counters().resyncs >= 1, "{:?}", l4.counters());
     rig.finish().await;
 }
