@@ -227,10 +227,22 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Link<T> {
             if attempt > 0 {
                 self.counters.retries();
             }
-            self.framed
-                .send(Frame::new(seq, cmd, payload.to_vec()))
-                .await?;
+            // The write is inside the request's deadline too: a port that stops accepting bytes
+            // (a wedged adapter, flow control stuck) must not hang the port's task. A write that
+            // does not finish leaves a partial frame behind, so the link is reported lost and the
+            // port task reopens the port.
             let deadline = Instant::now() + self.config.timeout;
+            let frame = Frame::new(seq, cmd, payload.to_vec());
+            match tokio::time::timeout_at(deadline, self.framed.send(frame)).await {
+                Ok(sent) => sent?,
+                Err(_elapsed) => {
+                    self.counters.timeouts();
+                    return Err(DriverError::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the port accepted no bytes within the request timeout",
+                    )));
+                }
+            }
             loop {
                 match tokio::time::timeout_at(deadline, self.framed.next()).await {
                     Err(_elapsed) => {
@@ -334,6 +346,25 @@ mod tests {
             },
             LinkCounters::shared(),
         )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_port_that_accepts_no_bytes_fails_the_request_within_its_timeout() {
+        // A 4-byte pipe the device never reads: the request's frame cannot be written.
+        let (host, _dev) = tokio::io::duplex(4);
+        let mut link = link(host, 2);
+        let started = Instant::now();
+        let err = link.request(0x01, &[0u8; 32]).await.unwrap_err();
+        assert!(
+            matches!(&err, DriverError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut),
+            "{err:?}"
+        );
+        assert!(
+            started.elapsed() <= Duration::from_millis(100),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(link.counters().snapshot().timeouts, 1);
     }
 
     #[tokio::test(start_paused = true)]
