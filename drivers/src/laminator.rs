@@ -465,13 +465,10 @@ pub fn spawn_bus<C: Connector>(
 /// Applies a link event to a unit's view; counts a loss when the unit goes offline.
 fn transition(u: &Unit, event: LinkEvent) {
     u.view.send_if_modified(|v| {
-        let next = v.link.apply(event);
-        if next == LinkState::Offline && v.link != LinkState::Offline {
-            u.counters.link_losses();
+        let (changed, lost) = v.link.advance(event, &u.counters);
+        if lost {
             tracing::warn!(unit = %u.cfg.name, "laminator offline");
         }
-        let changed = next != v.link;
-        v.link = next;
         changed
     });
 }

@@ -196,6 +196,24 @@ impl LinkState {
             (state, LinkEvent::Opened) => state,
         }
     }
+
+    /// Moves `self` to the state after `event` in place, counting a fresh loss of the link in
+    /// `counters`. Returns whether the state changed and whether the link was just lost (for the
+    /// caller's log line). The one place both drivers' tasks track their link.
+    pub fn advance(
+        &mut self,
+        event: LinkEvent,
+        counters: &crate::link::LinkCounters,
+    ) -> (bool, bool) {
+        let next = self.apply(event);
+        let lost = next == LinkState::Offline && *self != LinkState::Offline;
+        if lost {
+            counters.link_losses();
+        }
+        let changed = next != *self;
+        *self = next;
+        (changed, lost)
+    }
 }
 
 #[cfg(test)]

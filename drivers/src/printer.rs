@@ -720,13 +720,10 @@ impl PrinterTask {
     /// Applies a link event to the view; counts a loss when the printer goes offline.
     fn transition(&self, event: LinkEvent) {
         self.view.send_if_modified(|v| {
-            let next = v.link.apply(event);
-            if next == LinkState::Offline && v.link != LinkState::Offline {
-                self.counters.link_losses();
+            let (changed, lost) = v.link.advance(event, &self.counters);
+            if lost {
                 tracing::warn!(printer = %self.name, "printer offline");
             }
-            let changed = next != v.link;
-            v.link = next;
             changed
         });
     }
