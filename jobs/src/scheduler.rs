@@ -621,14 +621,6 @@ impl Scheduler {
         self.queues[stage.index()].len
     }
 
-    /// How many stations of `stage` could start a step now.
-    pub fn free_stations(&self, stage: Stage) -> usize {
-        self.stations
-            .iter()
-            .filter(|s| s.spec.stage == stage && s.can_work())
-            .count()
-    }
-
     /// Makes every assignment the line can make now, downstream stages first (finishing work in
     /// progress frees custody and space before new work starts). Assigned jobs leave their queue
     /// and their stations become busy until [`Scheduler::release`].
