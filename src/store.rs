@@ -6,7 +6,9 @@
 //! - `s`: derived custody state (items, sessions, open-session pointers), a cache of the
 //!   journal that makes invariant checks O(1);
 //! - `x`: secondary index keys (value empty) for indexed queries;
-//! - `c`: sequence number → signed checkpoint.
+//! - `c`: sequence number → signed checkpoint;
+//! - `a`: the controller's operational state (jobs, users, devices), written only together with
+//!   the ledger record that accounts for the change, in the same batch and the same fsync.
 //!
 //! and a separate `meta` tree for small settings.
 //!
@@ -60,6 +62,7 @@ pub struct WriteSet {
     state: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     index: Vec<IndexEntry>,
     checkpoints: Vec<(u64, Vec<u8>)>,
+    aux: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
 impl WriteSet {
@@ -84,12 +87,17 @@ impl WriteSet {
     pub fn checkpoint(&mut self, seq: u64, value: Vec<u8>) {
         self.checkpoints.push((seq, value));
     }
+    /// Sets (or, with `None`, removes) an operational state entry.
+    pub fn aux(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        self.aux.push((key, value));
+    }
     /// True when nothing would be written.
     pub fn is_empty(&self) -> bool {
         self.journal.is_empty()
             && self.state.is_empty()
             && self.index.is_empty()
             && self.checkpoints.is_empty()
+            && self.aux.is_empty()
     }
 }
 
@@ -186,6 +194,12 @@ impl Store {
         }
         for (seq, v) in &ws.checkpoints {
             b.insert(pk(C, &seq.to_be_bytes()), v.as_slice());
+        }
+        for (k, v) in &ws.aux {
+            match v {
+                Some(v) => b.insert(pk(A, k), v.as_slice()),
+                None => b.remove(pk(A, k)),
+            }
         }
         self.tree.apply_batch(b)?;
         Ok(())
@@ -344,6 +358,35 @@ impl Store {
         Ok(out)
     }
 
+    /// An operational state entry.
+    ///
+    /// # Errors
+    /// sled failed.
+    pub fn aux_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tree.get(pk(A, key))?.map(|v| v.to_vec()))
+    }
+
+    /// Calls `f` with every operational entry (key without the keyspace byte, value) whose key
+    /// is ≥ `from` and starts with `prefix`, in key order, until it returns `false`.
+    ///
+    /// # Errors
+    /// sled failed while reading.
+    pub fn aux_for_each(
+        &self,
+        prefix: &[u8],
+        from: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let start = if from > prefix { from } else { prefix };
+        for kv in self.tree.range(pk(A, start)..) {
+            let (k, v) = kv?;
+            if k.first() != Some(&A) || !k[1..].starts_with(prefix) || !f(&k[1..], &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Index keys in `[from, to)`, in order, at most `limit`.
     ///
     /// # Errors
@@ -485,6 +528,7 @@ const J: u8 = b'j';
 const S: u8 = b's';
 const X: u8 = b'x';
 const C: u8 = b'c';
+const A: u8 = b'a';
 
 /// `prefix ‖ key`.
 fn pk(prefix: u8, key: &[u8]) -> Vec<u8> {

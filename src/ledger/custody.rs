@@ -1421,6 +1421,8 @@ pub fn plan<V: StateView>(view: &V, rec: &Record) -> Result<Plan, super::LedgerE
                 return Err(Refusal::Invalid("a reversal needs a reason".into()).into());
             }
         }
+        // Moves no item: nothing to check against custody state.
+        LedgerEvent::Action { .. } => {}
     }
     Ok(d.plan)
 }

@@ -274,6 +274,12 @@ pub enum LedgerEvent {
         /// Why.
         reason: String,
     },
+    /// A controller action that moves no item (job intake, assignments, supervisors' and
+    /// administrators' requests): see [`super::action`].
+    Action {
+        /// What was done.
+        action: super::action::ControlAction,
+    },
 }
 
 impl LedgerEvent {
@@ -293,6 +299,7 @@ impl LedgerEvent {
             LedgerEvent::ItemsDestroyed { .. } => "items_destroyed",
             LedgerEvent::ItemReportedMissing { .. } => "item_reported_missing",
             LedgerEvent::Reversal { .. } => "reversal",
+            LedgerEvent::Action { action } => action.name(),
         }
     }
 }

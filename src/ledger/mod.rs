@@ -20,6 +20,7 @@
 //! - [`verify`]: integrity check of the whole chain (or its tail).
 //! - [`evidence`]: signed evidence bundles, checkable offline.
 
+pub mod action;
 pub mod chain;
 pub mod custody;
 pub mod event;
@@ -40,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::store::{Store, StoreError, WriteSet};
+pub use action::{ControlAction, Role, UserChange};
 pub use chain::Checkpoint;
 pub use custody::{Alert, Item, ItemState, Lot, Refusal, Session};
 pub use event::{ItemKind, LedgerEvent, LotId, Record, Serial, SerialRange, SessionId, ShiftId};
@@ -340,9 +342,55 @@ impl Ledger {
         &self,
         entries: Vec<(DateTime<Utc>, OperatorId, LedgerEvent)>,
     ) -> Result<Vec<Receipt>, LedgerError> {
-        let receipts = self.write_batch(entries)?;
+        self.append_batch_with(entries, Vec::new())
+    }
+
+    /// Records events atomically together with the controller's operational state changes
+    /// (`aux`: key → value, or removal), in one batch and one durability wait: a job's new
+    /// state is never durable without the record that accounts for it, nor the reverse.
+    ///
+    /// # Errors
+    /// As [`Ledger::append_batch`]; on error neither the records nor `aux` are written.
+    pub fn append_batch_with(
+        &self,
+        entries: Vec<(DateTime<Utc>, OperatorId, LedgerEvent)>,
+        aux: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<Vec<Receipt>, LedgerError> {
+        if entries.is_empty() && !aux.is_empty() {
+            return Err(Refusal::Invalid(
+                "operational state changes need a ledger record that accounts for them".into(),
+            )
+            .into());
+        }
+        let receipts = self.write_batch(entries, aux)?;
         self.wait_durable(receipts.last().map_or(0, |r| r.seq))?;
         Ok(receipts)
+    }
+
+    /// Checks `event` against the custody rules as if it were appended now, and writes
+    /// nothing: a station asks before it feeds a patch or prints a booklet, so that the
+    /// operator sees the refusal before the device moves. The append re-checks.
+    ///
+    /// # Errors
+    /// [`LedgerError::Refused`] with the reason; storage errors.
+    pub fn check(
+        &self,
+        actor: OperatorId,
+        event: LedgerEvent,
+    ) -> Result<Option<Alert>, LedgerError> {
+        let w = lock(&self.writer);
+        let overlay = Overlay::default();
+        let view = StoreView {
+            store: &self.store,
+            overlay: &overlay,
+        };
+        let record = Record {
+            seq: w.head_seq + 1,
+            at: Utc::now(),
+            actor,
+            event,
+        };
+        Ok(custody::plan(&view, &record)?.alert)
     }
 
     /// Bulk import: records batches of events through the same checks, hashing and indexing
@@ -368,7 +416,7 @@ impl Ledger {
             Ok(())
         };
         for batch in batches {
-            let written = self.write_batch(batch);
+            let written = self.write_batch(batch, Vec::new());
             if let Some(p) = pending.take() {
                 ack(p, &mut imported)?;
             }
@@ -385,6 +433,7 @@ impl Ledger {
     fn write_batch(
         &self,
         entries: Vec<(DateTime<Utc>, OperatorId, LedgerEvent)>,
+        aux: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     ) -> Result<Vec<Receipt>, LedgerError> {
         let last = {
             let mut w = lock(&self.writer);
@@ -431,6 +480,9 @@ impl Ledger {
             if checkpoint {
                 let cp = Checkpoint::sign(&self.key, seq, &link, Utc::now());
                 ws.checkpoint(seq, encode(&cp)?);
+            }
+            for (k, v) in aux {
+                ws.aux(k, v);
             }
             self.store.commit(&ws)?;
             // Only now that the write is in: a failed commit leaves the writer as it was.
@@ -844,6 +896,17 @@ fn index_keys(r: &Record, plan: &custody::Plan) -> Vec<Vec<u8>> {
         LedgerEvent::Reversal { reverses, .. } => {
             keys.push(ix::key(ix::REVERSAL, &reverses.to_be_bytes(), seq));
         }
+        LedgerEvent::Action { action } => {
+            for job in action.jobs() {
+                keys.push(ix::key(ix::JOB, &job.0.to_be_bytes(), seq));
+            }
+            for u in action.users() {
+                keys.push(ix::key(ix::OPERATOR, u.as_str().as_bytes(), seq));
+            }
+            if let Some(st) = action.station() {
+                keys.push(ix::key(ix::STATION, st.as_str().as_bytes(), seq));
+            }
+        }
     }
     // The serial keys carry values: see `trace_entries`.
     keys.sort();
@@ -856,7 +919,8 @@ fn named_serials(r: &Record) -> Vec<&Serial> {
     match &r.event {
         LedgerEvent::LotReceived { .. }
         | LedgerEvent::SessionOpened { .. }
-        | LedgerEvent::Reversal { .. } => Vec::new(),
+        | LedgerEvent::Reversal { .. }
+        | LedgerEvent::Action { .. } => Vec::new(),
         LedgerEvent::ItemsIssued { serials, .. }
         | LedgerEvent::ItemsReturned { serials, .. }
         | LedgerEvent::ItemsDestroyed { serials, .. } => serials.iter().collect(),
@@ -919,6 +983,7 @@ fn trace_entries(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hallctl_jobs::job::JobId;
 
     fn lot(t: usize, n: usize) -> LedgerEvent {
         LedgerEvent::LotReceived {
@@ -932,6 +997,50 @@ mod tests {
                 width: 3,
             },
         }
+    }
+
+    #[test]
+    fn operational_state_is_written_with_its_record_or_not_at_all() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ledger = Ledger::open(dir.path(), LedgerConfig::default()).expect("open");
+        let submitted = LedgerEvent::Action {
+            action: ControlAction::JobsSubmitted {
+                jobs: vec![JobId(1)],
+            },
+        };
+        let now = Utc::now();
+        ledger
+            .append_batch_with(
+                vec![(now, OperatorId::new("ISSUANCE"), submitted)],
+                vec![(b"job/1".to_vec(), Some(b"queued".to_vec()))],
+            )
+            .expect("append");
+        assert_eq!(
+            ledger.store().aux_get(b"job/1").expect("get").as_deref(),
+            Some(&b"queued"[..])
+        );
+        // A refused record (an unreasoned reversal) takes its state change down with it.
+        let before = ledger.store().content_digest().expect("digest");
+        let refused = ledger.append_batch_with(
+            vec![(
+                now,
+                OperatorId::new("S"),
+                LedgerEvent::Reversal {
+                    reverses: 1,
+                    reason: " ".into(),
+                },
+            )],
+            vec![(b"job/1".to_vec(), None)],
+        );
+        assert!(
+            matches!(refused, Err(LedgerError::Refused(_))),
+            "{refused:?}"
+        );
+        // And state without a record is refused outright.
+        let bare = ledger.append_batch_with(Vec::new(), vec![(b"job/1".to_vec(), None)]);
+        assert!(matches!(bare, Err(LedgerError::Refused(_))), "{bare:?}");
+        assert_eq!(ledger.store().content_digest().expect("digest"), before);
+        assert!(ledger.store().aux_get(b"job/1").expect("get").is_some());
     }
 
     #[test]

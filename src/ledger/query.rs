@@ -301,6 +301,7 @@ pub(crate) fn describe(
         LedgerEvent::Reversal { reverses, reason } => {
             (None, format!("record {reverses} reversed: {reason}"))
         }
+        LedgerEvent::Action { action } => (action.station().cloned(), action.describe()),
     })
 }
 

@@ -1,0 +1,251 @@
+//! Controller actions that move no accountable item: job intake, the line's assignments, the
+//! requests of supervisors and administrators. They are ledger records like any other (hash-
+//! chained, durable before acknowledged, with their actor), so that every state-changing request
+//! is accountable and every assignment is logged (ICAO Doc 9303 Part 2, D.4). They change no
+//! custody state, so the custody rules never refuse them; the controller checks them before it
+//! appends.
+
+use std::fmt;
+
+use hallctl_jobs::job::{DeviceId, JobEvent, JobId, OperatorId, StationId};
+use serde::{Deserialize, Serialize};
+
+/// What a user may do. Deny by default: every route names the roles it admits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Works at a station: prints, laminates, checks or dispatches what the line assigns.
+    Operator,
+    /// Runs the shift: holds and releases jobs, pauses devices, co-signs counts, witnesses.
+    Supervisor,
+    /// Reads the ledger: traces, reconciliations, evidence; changes nothing.
+    Auditor,
+    /// Manages users.
+    Admin,
+    /// A monitoring service (central room): reads line status with a service token.
+    Monitor,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Role; 5] = [
+        Role::Operator,
+        Role::Supervisor,
+        Role::Auditor,
+        Role::Admin,
+        Role::Monitor,
+    ];
+
+    /// The role's name as written in requests and the ledger.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Supervisor => "supervisor",
+            Role::Auditor => "auditor",
+            Role::Admin => "admin",
+            Role::Monitor => "monitor",
+        }
+    }
+
+    /// Parses a role name.
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.name() == s)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A change to a user account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum UserChange {
+    /// The account was created.
+    Added {
+        /// Its role.
+        role: Role,
+    },
+    /// The account can no longer sign in; its tokens were revoked.
+    Disabled,
+    /// The account was enabled again.
+    Enabled,
+    /// A new PIN (or service token) was set; failures and lockout were cleared.
+    PinReset,
+    /// Too many wrong PINs: locked for a while.
+    LockedOut {
+        /// Consecutive failures that triggered it.
+        failures: u32,
+    },
+}
+
+/// A controller action recorded in the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ControlAction {
+    /// The issuance system submitted jobs (one record per accepted batch).
+    JobsSubmitted {
+        /// The new jobs, in submission order.
+        jobs: Vec<JobId>,
+    },
+    /// A job changed state: an assignment by the line (`start`), a finished or spoiled step, a
+    /// hold, release, cancel, reprioritisation, an interruption found at recovery or a
+    /// supervisor's inspection.
+    JobChanged {
+        /// The job.
+        job: JobId,
+        /// What happened to it.
+        event: JobEvent,
+    },
+    /// A job's priority class was changed by a supervisor.
+    JobReprioritised {
+        /// The job.
+        job: JobId,
+        /// The new class (`normal`, `urgent`, `fast_track`).
+        class: hallctl_jobs::job::PriorityClass,
+        /// Why.
+        reason: String,
+    },
+    /// A supervisor paused or resumed a device.
+    DeviceCommanded {
+        /// The device.
+        device: DeviceId,
+        /// `pause` or `resume`.
+        command: String,
+    },
+    /// A user account changed.
+    UserChanged {
+        /// The account.
+        user: OperatorId,
+        /// How.
+        change: UserChange,
+    },
+    /// A user signed in (at a station terminal, or on the hall UI when `station` is empty).
+    SignedIn {
+        /// Who.
+        user: OperatorId,
+        /// Where.
+        station: Option<StationId>,
+    },
+    /// A user signed out, or was signed out (token expiry, account disabled).
+    SignedOut {
+        /// Who.
+        user: OperatorId,
+        /// Where.
+        station: Option<StationId>,
+        /// Why.
+        reason: String,
+    },
+    /// A supervisor acknowledged an alert.
+    AlertAcknowledged {
+        /// The alert's id.
+        alert: String,
+    },
+}
+
+impl ControlAction {
+    /// The action's name (`jobs_submitted`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ControlAction::JobsSubmitted { .. } => "jobs_submitted",
+            ControlAction::JobChanged { .. } => "job_changed",
+            ControlAction::JobReprioritised { .. } => "job_reprioritised",
+            ControlAction::DeviceCommanded { .. } => "device_commanded",
+            ControlAction::UserChanged { .. } => "user_changed",
+            ControlAction::SignedIn { .. } => "signed_in",
+            ControlAction::SignedOut { .. } => "signed_out",
+            ControlAction::AlertAcknowledged { .. } => "alert_acknowledged",
+        }
+    }
+
+    /// The jobs the action concerns (job index keys).
+    pub fn jobs(&self) -> Vec<JobId> {
+        match self {
+            ControlAction::JobsSubmitted { jobs } => jobs.clone(),
+            ControlAction::JobChanged { job, .. } | ControlAction::JobReprioritised { job, .. } => {
+                vec![*job]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The users the action names besides its actor (operator index keys).
+    pub fn users(&self) -> Vec<&OperatorId> {
+        match self {
+            ControlAction::JobChanged {
+                event: JobEvent::Start { run, .. },
+                ..
+            } => vec![&run.operator],
+            ControlAction::UserChanged { user, .. }
+            | ControlAction::SignedIn { user, .. }
+            | ControlAction::SignedOut { user, .. } => vec![user],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The station the action happened at (station index key).
+    pub fn station(&self) -> Option<&StationId> {
+        match self {
+            ControlAction::JobChanged {
+                event: JobEvent::Start { run, .. },
+                ..
+            } => Some(&run.station),
+            ControlAction::SignedIn { station, .. } | ControlAction::SignedOut { station, .. } => {
+                station.as_ref()
+            }
+            _ => None,
+        }
+    }
+
+    /// What happened, in words (no passport-holder data: actions carry none).
+    pub fn describe(&self) -> String {
+        match self {
+            ControlAction::JobsSubmitted { jobs } => match (jobs.first(), jobs.last()) {
+                (Some(a), Some(b)) if jobs.len() > 1 => {
+                    format!("{} jobs submitted ({a} … {b})", jobs.len())
+                }
+                (Some(a), _) => format!("job {a} submitted"),
+                _ => "empty submission".into(),
+            },
+            ControlAction::JobChanged { job, event } => match event {
+                JobEvent::Start { stage, run } => format!(
+                    "job {job} assigned: {} at {} on {} to {}",
+                    stage.name(),
+                    run.station,
+                    run.device,
+                    run.operator
+                ),
+                JobEvent::Cancel { reason } => format!("job {job} cancelled: {reason}"),
+                other => format!("job {job}: {}", other.name()),
+            },
+            ControlAction::JobReprioritised { job, class, reason } => {
+                format!("job {job} reprioritised to {}: {reason}", class.name())
+            }
+            ControlAction::DeviceCommanded { device, command } => format!("{device}: {command}"),
+            ControlAction::UserChanged { user, change } => match change {
+                UserChange::Added { role } => format!("user {user} added as {role}"),
+                UserChange::Disabled => format!("user {user} disabled"),
+                UserChange::Enabled => format!("user {user} enabled"),
+                UserChange::PinReset => format!("PIN of {user} reset"),
+                UserChange::LockedOut { failures } => {
+                    format!("user {user} locked out after {failures} wrong PINs")
+                }
+            },
+            ControlAction::SignedIn { user, station } => match station {
+                Some(s) => format!("{user} signed in at {s}"),
+                None => format!("{user} signed in"),
+            },
+            ControlAction::SignedOut {
+                user,
+                station,
+                reason,
+            } => match station {
+                Some(s) => format!("{user} signed out of {s}: {reason}"),
+                None => format!("{user} signed out: {reason}"),
+            },
+            ControlAction::AlertAcknowledged { alert } => format!("alert {alert} acknowledged"),
+        }
+    }
+}
