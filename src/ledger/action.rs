@@ -90,9 +90,34 @@ pub enum ControlAction {
         /// The new jobs, in submission order.
         jobs: Vec<JobId>,
     },
-    /// A job changed state: an assignment by the line (`start`), a finished or spoiled step, a
-    /// hold, release, cancel, reprioritisation, an interruption found at recovery or a
-    /// supervisor's inspection.
+    /// The line assigned a job's next step to a station and its operator (operators never
+    /// choose): the record of ICAO D.4, with the scheduler's reason. For print, lamination and
+    /// QC it is also the record of the job's `start` transition.
+    Assigned {
+        /// The job.
+        job: JobId,
+        /// The step.
+        stage: hallctl_jobs::job::Stage,
+        /// The station.
+        station: StationId,
+        /// Its device (the station itself where it has none).
+        device: DeviceId,
+        /// The operator signed in there.
+        operator: OperatorId,
+        /// Why this job, why this station (the scheduler's reason, in words).
+        reason: String,
+    },
+    /// A dispatch bag was closed: its manifest is final.
+    BagClosed {
+        /// The bag.
+        bag: String,
+        /// Its destination office.
+        destination: hallctl_jobs::job::Destination,
+        /// The jobs in it, in packing order.
+        jobs: Vec<JobId>,
+    },
+    /// A job changed state: a finished or spoiled step, a hold, release, cancel, an
+    /// interruption found at recovery or a supervisor's inspection.
     JobChanged {
         /// The job.
         job: JobId,
@@ -150,6 +175,8 @@ impl ControlAction {
     pub fn name(&self) -> &'static str {
         match self {
             ControlAction::JobsSubmitted { .. } => "jobs_submitted",
+            ControlAction::Assigned { .. } => "assigned",
+            ControlAction::BagClosed { .. } => "bag_closed",
             ControlAction::JobChanged { .. } => "job_changed",
             ControlAction::JobReprioritised { .. } => "job_reprioritised",
             ControlAction::DeviceCommanded { .. } => "device_commanded",
@@ -163,7 +190,10 @@ impl ControlAction {
     /// The jobs the action concerns (job index keys).
     pub fn jobs(&self) -> Vec<JobId> {
         match self {
-            ControlAction::JobsSubmitted { jobs } => jobs.clone(),
+            ControlAction::JobsSubmitted { jobs } | ControlAction::BagClosed { jobs, .. } => {
+                jobs.clone()
+            }
+            ControlAction::Assigned { job, .. } => vec![*job],
             ControlAction::JobChanged { job, .. } | ControlAction::JobReprioritised { job, .. } => {
                 vec![*job]
             }
@@ -174,10 +204,7 @@ impl ControlAction {
     /// The users the action names besides its actor (operator index keys).
     pub fn users(&self) -> Vec<&OperatorId> {
         match self {
-            ControlAction::JobChanged {
-                event: JobEvent::Start { run, .. },
-                ..
-            } => vec![&run.operator],
+            ControlAction::Assigned { operator, .. } => vec![operator],
             ControlAction::UserChanged { user, .. }
             | ControlAction::SignedIn { user, .. }
             | ControlAction::SignedOut { user, .. } => vec![user],
@@ -188,10 +215,7 @@ impl ControlAction {
     /// The station the action happened at (station index key).
     pub fn station(&self) -> Option<&StationId> {
         match self {
-            ControlAction::JobChanged {
-                event: JobEvent::Start { run, .. },
-                ..
-            } => Some(&run.station),
+            ControlAction::Assigned { station, .. } => Some(station),
             ControlAction::SignedIn { station, .. } | ControlAction::SignedOut { station, .. } => {
                 station.as_ref()
             }
@@ -209,14 +233,26 @@ impl ControlAction {
                 (Some(a), _) => format!("job {a} submitted"),
                 _ => "empty submission".into(),
             },
+            ControlAction::Assigned {
+                job,
+                stage,
+                station,
+                device,
+                operator,
+                reason,
+            } => format!(
+                "job {job} assigned: {} at {station} on {device} to {operator} ({reason})",
+                stage.name()
+            ),
+            ControlAction::BagClosed {
+                bag,
+                destination,
+                jobs,
+            } => format!(
+                "bag {bag} for {destination} closed with {} passports",
+                jobs.len()
+            ),
             ControlAction::JobChanged { job, event } => match event {
-                JobEvent::Start { stage, run } => format!(
-                    "job {job} assigned: {} at {} on {} to {}",
-                    stage.name(),
-                    run.station,
-                    run.device,
-                    run.operator
-                ),
                 JobEvent::Cancel { reason } => format!("job {job} cancelled: {reason}"),
                 other => format!("job {job}: {}", other.name()),
             },

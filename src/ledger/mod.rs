@@ -592,6 +592,21 @@ impl Ledger {
         get_state(&self.store, &state_key(b"s/", id.as_str()))
     }
 
+    /// The open custody session at a station, if any.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn open_session_at(&self, station: &StationId) -> Result<Option<SessionId>, LedgerError> {
+        let overlay = Overlay::default();
+        custody::StateView::open_at_station(
+            &StoreView {
+                store: &self.store,
+                overlay: &overlay,
+            },
+            station,
+        )
+    }
+
     /// A lot.
     ///
     /// # Errors
