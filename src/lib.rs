@@ -12,4 +12,5 @@
 
 pub mod cli;
 pub mod ledger;
+pub mod line;
 pub mod store;

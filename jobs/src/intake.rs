@@ -53,6 +53,7 @@ pub const MAX_VALIDITY_YEARS: u32 = 10;
 /// other problem; unknown fields are refused outright, since they mean the two systems disagree
 /// about the format. Holds biodata: `Debug` shows only the tracking and document numbers.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct JobRequest {
     /// The issuance system's tracking number (idempotency key): `A`–`Z`, `a`–`z`, `0`–`9`, `-`,
@@ -88,6 +89,7 @@ impl fmt::Debug for JobRequest {
 
 /// The personalization data as submitted. Dates are `YYYY-MM-DD`.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct PersonalizationRequest {
     /// Surname (primary identifier), Latin script as on the data page.

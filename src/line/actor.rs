@@ -1,0 +1,1589 @@
+//! The line actor: every command is handled here, one at a time, and each transition is made
+//! durable (ledger record + job state in one batch) before it is acknowledged.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Timelike, Utc};
+use hallctl_jobs::intake::{IntakeContext, JobRequest, validate};
+use hallctl_jobs::job::{
+    Destination, DeviceId, InspectionVerdict, JobEvent, JobId, JobRecord, JobState, OperatorId,
+    PriorityClass, Separation, SpoilReason, Stage, StationId, StepRun,
+};
+use hallctl_jobs::scheduler::{
+    Assignment, DeviceReadiness, Millis, Policy, QueuedJob, Scheduler, StationSpec,
+};
+use tokio::sync::{mpsc, watch};
+
+use super::jobs::{self as store_jobs, JobFilter, JobView, Page, TrackingEntry};
+use super::{
+    Bag, BagItem, BatchError, Cmd, Device, LINE_ACTOR, LineError, LineSetup, LineSnapshot,
+    QcOutcome, StationKind, StationView, SubmitStatus, Submitted, WorkView, devices,
+};
+use crate::ledger::event::Discrepancy;
+use crate::ledger::{ControlAction, ItemState, Ledger, LedgerEvent, Serial, SessionId, ShiftId};
+
+/// The most jobs one submission may carry.
+pub const MAX_BATCH: usize = 5_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Assigned: waits for the operator's scan.
+    Assigned,
+    /// The device is working.
+    Running,
+    /// The device finished: the operator confirms or reports a defect.
+    AwaitingConfirm,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Assigned => "assigned",
+            Phase::Running => "running",
+            Phase::AwaitingConfirm => "awaiting_confirmation",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Step {
+    job: JobId,
+    stage: Stage,
+    phase: Phase,
+    booklet: Option<Serial>,
+    patch: Option<Serial>,
+    assigned_at: DateTime<Utc>,
+}
+
+#[derive(Debug)]
+struct StationRt {
+    id: StationId,
+    kind: StationKind,
+    device: Option<Device>,
+    operator: Option<OperatorId>,
+    reported: DeviceReadiness,
+    paused: bool,
+    step: Option<Step>,
+}
+
+impl StationRt {
+    fn device_id(&self) -> DeviceId {
+        self.device
+            .as_ref()
+            .map_or_else(|| DeviceId::new(self.id.as_str()), |d| d.id.clone())
+    }
+
+    fn readiness(&self) -> DeviceReadiness {
+        if self.paused {
+            DeviceReadiness::Paused
+        } else {
+            self.reported
+        }
+    }
+}
+
+pub(crate) struct Actor {
+    ledger: Arc<Ledger>,
+    separation: Separation,
+    destinations: Option<BTreeSet<Destination>>,
+    step_timeout: Duration,
+    sched: Scheduler,
+    jobs: HashMap<JobId, JobRecord>,
+    next_id: u64,
+    stations: Vec<StationRt>,
+    by_id: HashMap<StationId, usize>,
+    bags: BTreeMap<Destination, Bag>,
+    bag_numbers: HashMap<String, u32>,
+    tx: mpsc::Sender<Cmd>,
+    rt: tokio::runtime::Handle,
+    snapshot: watch::Sender<LineSnapshot>,
+    stopping: bool,
+}
+
+fn ms(t: DateTime<Utc>) -> Millis {
+    t.timestamp_millis()
+}
+
+fn line_actor() -> OperatorId {
+    OperatorId::new(LINE_ACTOR)
+}
+
+fn action(a: ControlAction) -> LedgerEvent {
+    LedgerEvent::Action { action: a }
+}
+
+fn changed(job: JobId, event: JobEvent) -> LedgerEvent {
+    action(ControlAction::JobChanged { job, event })
+}
+
+fn queued(r: &JobRecord) -> QueuedJob {
+    QueuedJob {
+        id: r.job.id,
+        class: r.job.class,
+        groups: r.job.groups.clone(),
+        due: ms(r.job.due),
+        received: ms(r.job.received_at),
+        printed_by: r.crew.printed.as_ref().map(|s| s.operator.clone()),
+        laminated_by: r.crew.laminated.as_ref().map(|s| s.operator.clone()),
+    }
+}
+
+fn conflict(e: impl std::fmt::Display) -> LineError {
+    LineError::Conflict(e.to_string())
+}
+
+/// The shift a moment belongs to: A 06–14, B 14–22, C 22–06 (dated by the day it started).
+pub(crate) fn shift_of(t: DateTime<Utc>) -> ShiftId {
+    let h = t.hour();
+    let (day, letter) = match h {
+        6..=13 => (t.date_naive(), 'A'),
+        14..=21 => (t.date_naive(), 'B'),
+        22..=23 => (t.date_naive(), 'C'),
+        _ => (t.date_naive().pred_opt().unwrap_or(t.date_naive()), 'C'),
+    };
+    ShiftId::new(format!("{}{letter}", day.format("%Y-%m-%d")))
+}
+
+impl Actor {
+    pub(crate) fn recover(
+        setup: LineSetup,
+        ledger: Arc<Ledger>,
+        tx: mpsc::Sender<Cmd>,
+        rt: tokio::runtime::Handle,
+        snapshot: watch::Sender<LineSnapshot>,
+    ) -> Result<Actor, LineError> {
+        let now = Utc::now();
+        let mut sched = Scheduler::new(Policy::Slack(setup.slack.clone()), setup.separation);
+        let mut stations = Vec::new();
+        let mut by_id = HashMap::new();
+        for s in setup.stations {
+            if by_id.contains_key(&s.id) {
+                return Err(LineError::invalid(
+                    "stations",
+                    format!("station {} appears twice", s.id),
+                ));
+            }
+            let rt_station = StationRt {
+                id: s.id.clone(),
+                kind: s.kind,
+                reported: if s.device.is_some() {
+                    DeviceReadiness::Offline
+                } else {
+                    DeviceReadiness::Ready
+                },
+                device: s.device,
+                operator: None,
+                paused: false,
+                step: None,
+            };
+            if let Some(stage) = s.kind.stage() {
+                sched
+                    .add_station(
+                        StationSpec {
+                            id: s.id.clone(),
+                            stage,
+                            device: rt_station.device_id(),
+                        },
+                        ms(now),
+                    )
+                    .map_err(conflict)?;
+                sched
+                    .set_device(&s.id, rt_station.readiness())
+                    .map_err(conflict)?;
+            }
+            by_id.insert(s.id.clone(), stations.len());
+            stations.push(rt_station);
+        }
+        let mut a = Actor {
+            ledger,
+            separation: setup.separation,
+            destinations: setup.destinations,
+            step_timeout: setup.step_timeout,
+            sched,
+            jobs: HashMap::new(),
+            next_id: 1,
+            stations,
+            by_id,
+            bags: BTreeMap::new(),
+            bag_numbers: HashMap::new(),
+            tx,
+            rt,
+            snapshot,
+            stopping: false,
+        };
+        for i in 0..a.stations.len() {
+            a.refresh_consumables(i)?;
+        }
+        a.load()?;
+        Ok(a)
+    }
+
+    /// Reads the stored jobs and bags back; interrupted steps become needs-inspection.
+    fn load(&mut self) -> Result<(), LineError> {
+        let mut records = Vec::new();
+        let mut error = None;
+        let store = self.ledger.store();
+        store
+            .aux_for_each(store_jobs::JOB, store_jobs::JOB, |_, v| {
+                match store_jobs::decode_job(v) {
+                    Ok(r) => records.push(r),
+                    Err(e) => {
+                        error = Some(e);
+                        return false;
+                    }
+                }
+                true
+            })
+            .map_err(|e| LineError::Storage(e.to_string()))?;
+        if let Some(e) = error {
+            return Err(e);
+        }
+        let mut interrupted = Vec::new();
+        for r in records {
+            self.next_id = self.next_id.max(r.job.id.0 + 1);
+            if r.state.is_final() {
+                continue;
+            }
+            if r.state.in_step().is_some() {
+                let next = r.apply(&JobEvent::Interrupt, &self.separation).map_err(conflict)?;
+                interrupted.push(next);
+            } else {
+                if let Some(w) = r.state.waiting() {
+                    self.sched
+                        .enqueue(queued(&r), w.next_stage())
+                        .map_err(conflict)?;
+                }
+                self.jobs.insert(r.job.id, r);
+            }
+        }
+        if !interrupted.is_empty() {
+            let events = interrupted
+                .iter()
+                .map(|r| changed(r.job.id, JobEvent::Interrupt))
+                .collect();
+            let refs: Vec<&JobRecord> = interrupted.iter().collect();
+            self.persist(&line_actor(), events, &refs, Vec::new())?;
+            tracing::warn!(
+                jobs = interrupted.len(),
+                "jobs were in a step when the controller stopped: they need inspection"
+            );
+            for r in interrupted {
+                self.jobs.insert(r.job.id, r);
+            }
+        }
+        let mut bags = Vec::new();
+        store
+            .aux_for_each(store_jobs::BAG, store_jobs::BAG, |_, v| {
+                if let Ok(b) = serde_json::from_slice::<Bag>(v) {
+                    bags.push(b);
+                }
+                true
+            })
+            .map_err(|e| LineError::Storage(e.to_string()))?;
+        for b in bags {
+            let prefix = bag_prefix(&b.destination, b.opened_at);
+            let n = b
+                .id
+                .strip_prefix(&prefix)
+                .and_then(|s| s.parse::<u32>().ok())
+                .unwrap_or(0);
+            let e = self.bag_numbers.entry(prefix).or_insert(0);
+            *e = (*e).max(n);
+            if b.closed_at.is_none() {
+                self.bags.insert(b.destination.clone(), b);
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts one watcher task per device: readiness changes come back as commands, and a
+    /// laminator whose heater is off is started.
+    pub(crate) fn watch_devices(&self) {
+        for s in &self.stations {
+            let Some(device) = s.device.clone() else {
+                continue;
+            };
+            let tx = self.tx.clone();
+            let station = s.id.clone();
+            self.rt.spawn(async move {
+                let mut last = None;
+                let mut tick = tokio::time::interval(Duration::from_millis(100));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    let r = device.handle.readiness();
+                    if last != Some(r) {
+                        let cmd = Cmd::DeviceState {
+                            station: station.clone(),
+                            readiness: r,
+                        };
+                        if tx.send(cmd).await.is_err() {
+                            return;
+                        }
+                        last = Some(r);
+                    }
+                    device.handle.warm_up().await;
+                    // The handles publish views on watch channels; a short tick keeps this
+                    // independent of how each driver signals (and costs nothing measurable).
+                    tick.tick().await;
+                }
+            });
+        }
+    }
+
+    pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
+        self.schedule();
+        self.publish();
+        while let Some(cmd) = rx.blocking_recv() {
+            match cmd {
+                Cmd::Call(f) => f(&mut self),
+                Cmd::DeviceDone {
+                    station,
+                    job,
+                    result,
+                } => self.device_done(&station, job, result),
+                Cmd::DeviceState { station, readiness } => self.device_state(&station, readiness),
+            }
+            if self.stopping {
+                break;
+            }
+            self.schedule();
+            self.publish();
+        }
+        tracing::info!("line stopped");
+    }
+
+    pub(crate) fn stop(&mut self) {
+        self.stopping = true;
+    }
+
+    // ---- persistence ----------------------------------------------------------------------
+
+    fn persist(
+        &self,
+        actor: &OperatorId,
+        events: Vec<LedgerEvent>,
+        jobs: &[&JobRecord],
+        mut aux: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<Vec<crate::ledger::Receipt>, LineError> {
+        let now = Utc::now();
+        let entries = events
+            .into_iter()
+            .map(|e| (now, actor.clone(), e))
+            .collect();
+        for j in jobs {
+            aux.push((
+                store_jobs::job_key(j.job.id),
+                Some(store_jobs::encode_job(j)?),
+            ));
+        }
+        Ok(self.ledger.append_batch_with(entries, aux)?)
+    }
+
+    // ---- scheduling -----------------------------------------------------------------------
+
+    fn schedule(&mut self) {
+        let now = Utc::now();
+        for a in self.sched.assign(ms(now)) {
+            if let Err(e) = self.start_step(&a, now) {
+                tracing::error!(job = %a.job, station = %a.station, "assignment not recorded: {e}");
+                let _ = self.sched.release(&a.station, ms(now));
+                if let Some(r) = self.jobs.get(&a.job) {
+                    let _ = self.sched.enqueue(queued(r), a.stage);
+                }
+            }
+        }
+    }
+
+    fn start_step(&mut self, a: &Assignment, now: DateTime<Utc>) -> Result<(), LineError> {
+        let rec = self
+            .jobs
+            .get(&a.job)
+            .ok_or_else(|| LineError::NotFound(format!("job {} is not live", a.job)))?;
+        let next = if a.stage == Stage::Dispatch {
+            rec.clone()
+        } else {
+            let run = StepRun {
+                station: a.station.clone(),
+                device: a.device.clone(),
+                operator: a.operator.clone(),
+                started_at: now,
+            };
+            rec.apply(
+                &JobEvent::Start {
+                    stage: a.stage,
+                    run,
+                },
+                &self.separation,
+            )
+            .map_err(conflict)?
+        };
+        let record = action(ControlAction::Assigned {
+            job: a.job,
+            stage: a.stage,
+            station: a.station.clone(),
+            device: a.device.clone(),
+            operator: a.operator.clone(),
+            reason: a.reason.to_string(),
+        });
+        self.persist(&line_actor(), vec![record], &[&next], Vec::new())?;
+        let booklet = next.crew.booklet.clone().map(Serial);
+        self.jobs.insert(a.job, next);
+        let i = self.index(&a.station)?;
+        self.stations[i].step = Some(Step {
+            job: a.job,
+            stage: a.stage,
+            phase: Phase::Assigned,
+            booklet,
+            patch: None,
+            assigned_at: now,
+        });
+        Ok(())
+    }
+
+    /// Ends the step at station `i` with the job's new record: frees the station and queues
+    /// the job for whatever it waits for now.
+    fn end_step(&mut self, i: usize, next: JobRecord) -> Result<(), LineError> {
+        let now = Utc::now();
+        self.stations[i].step = None;
+        let id = self.stations[i].id.clone();
+        self.sched.release(&id, ms(now)).map_err(conflict)?;
+        if let Some(w) = next.state.waiting() {
+            self.sched
+                .enqueue(queued(&next), w.next_stage())
+                .map_err(conflict)?;
+        }
+        if next.state.is_final() {
+            self.jobs.remove(&next.job.id);
+        } else {
+            self.jobs.insert(next.job.id, next);
+        }
+        self.refresh_consumables(i)
+    }
+
+    fn refresh_consumables(&mut self, i: usize) -> Result<(), LineError> {
+        let st = &self.stations[i];
+        if !matches!(st.kind, StationKind::Print | StationKind::Laminate) {
+            return Ok(());
+        }
+        let held = self.held_at(&st.id)?.map_or(0, |(_, n)| n);
+        self.sched
+            .set_consumables(&st.id, Some(held))
+            .map_err(conflict)
+    }
+
+    fn held_at(&self, station: &StationId) -> Result<Option<(SessionId, u32)>, LineError> {
+        let Some(sid) = self.ledger.open_session_at(station)? else {
+            return Ok(None);
+        };
+        let held = self
+            .ledger
+            .session(&sid)?
+            .map_or(0, |s| u32::try_from(s.held.len()).unwrap_or(u32::MAX));
+        Ok(Some((sid, held)))
+    }
+
+    fn publish(&self) {
+        let mut snap = LineSnapshot::default();
+        for (i, s) in Stage::ALL.iter().enumerate() {
+            snap.queued[i] = u32::try_from(self.sched.queued(*s)).unwrap_or(u32::MAX);
+        }
+        for r in self.jobs.values() {
+            match r.state {
+                JobState::NeedsInspection { .. } => snap.needs_inspection += 1,
+                JobState::Held { .. } => snap.held += 1,
+                _ => {}
+            }
+        }
+        snap.open_jobs = u32::try_from(self.jobs.len()).unwrap_or(u32::MAX);
+        snap.stations = (0..self.stations.len())
+            .filter_map(|i| self.view(i).ok())
+            .collect();
+        self.snapshot.send_replace(snap);
+    }
+
+    // ---- lookups --------------------------------------------------------------------------
+
+    fn index(&self, station: &StationId) -> Result<usize, LineError> {
+        self.by_id
+            .get(station)
+            .copied()
+            .ok_or_else(|| LineError::NotFound(format!("no station {station}")))
+    }
+
+    /// The station `actor` is signed in at, which must be `station`.
+    fn my_station(&self, actor: &OperatorId, station: &StationId) -> Result<usize, LineError> {
+        let i = self.index(station)?;
+        if self.stations[i].operator.as_ref() != Some(actor) {
+            return Err(LineError::Forbidden(format!(
+                "{actor} is not signed in at {station}"
+            )));
+        }
+        Ok(i)
+    }
+
+    /// The station's step, which must be for `kind` and in `phase`.
+    fn step_at(&self, i: usize, kind: StationKind, phase: Phase) -> Result<Step, LineError> {
+        let st = &self.stations[i];
+        if st.kind != kind {
+            return Err(LineError::Conflict(format!(
+                "{} is not a {} station",
+                st.id,
+                kind_name(kind)
+            )));
+        }
+        match &st.step {
+            Some(s) if s.phase == phase => Ok(s.clone()),
+            Some(s) => Err(LineError::Conflict(format!(
+                "the step at {} is {}, not {}",
+                st.id,
+                s.phase.name(),
+                phase.name()
+            ))),
+            None => Err(LineError::Conflict(format!(
+                "the line has assigned no work to {} yet",
+                st.id
+            ))),
+        }
+    }
+
+    fn record(&self, id: JobId) -> Result<JobRecord, LineError> {
+        if let Some(r) = self.jobs.get(&id) {
+            return Ok(r.clone());
+        }
+        store_jobs::load_job(self.ledger.store(), id)?
+            .ok_or_else(|| LineError::NotFound(format!("no job {id}")))
+    }
+
+    fn live(&self, id: JobId) -> Result<JobRecord, LineError> {
+        match self.jobs.get(&id) {
+            Some(r) => Ok(r.clone()),
+            None => {
+                let r = self.record(id)?;
+                Err(LineError::Conflict(format!(
+                    "job {id} is {}: nothing more can happen to it",
+                    r.state.name()
+                )))
+            }
+        }
+    }
+
+    fn session_at(&self, station: &StationId) -> Result<SessionId, LineError> {
+        self.ledger.open_session_at(station)?.ok_or_else(|| {
+            LineError::Conflict(format!(
+                "no custody session is open at {station}: open one and have items issued to it"
+            ))
+        })
+    }
+
+    fn view(&self, i: usize) -> Result<StationView, LineError> {
+        let st = &self.stations[i];
+        let (session, held) = match self.held_at(&st.id)? {
+            Some((s, n)) => (Some(s), n),
+            None => (None, 0),
+        };
+        let work = match &st.step {
+            Some(s) => {
+                let r = self.record(s.job)?;
+                Some(WorkView {
+                    job: s.job,
+                    tracking_number: r.job.tracking.as_str().to_string(),
+                    class: r.job.class,
+                    destination: r.job.destination.clone(),
+                    stage: s.stage,
+                    phase: s.phase.name().to_string(),
+                    booklet: s.booklet.clone(),
+                    patch: s.patch.clone(),
+                    assigned_at: s.assigned_at,
+                })
+            }
+            None => None,
+        };
+        Ok(StationView {
+            id: st.id.clone(),
+            kind: st.kind,
+            device: st.device.as_ref().map(|d| d.id.clone()),
+            readiness: st.readiness(),
+            operator: st.operator.clone(),
+            session,
+            held,
+            work,
+        })
+    }
+
+    pub(crate) fn station_view(&self, id: &StationId) -> Result<StationView, LineError> {
+        self.view(self.index(id)?)
+    }
+
+    pub(crate) fn job_view(&self, id: JobId) -> Result<JobView, LineError> {
+        Ok(JobView::from(&self.record(id)?))
+    }
+
+    pub(crate) fn list(&self, f: &JobFilter) -> Result<Page, LineError> {
+        store_jobs::list(self.ledger.store(), f)
+    }
+
+    // ---- intake ---------------------------------------------------------------------------
+
+    pub(crate) fn submit(
+        &mut self,
+        actor: &OperatorId,
+        reqs: Vec<JobRequest>,
+    ) -> Result<Vec<Submitted>, LineError> {
+        if reqs.is_empty() {
+            return Err(LineError::invalid("jobs", "the batch is empty"));
+        }
+        if reqs.len() > MAX_BATCH {
+            return Err(LineError::invalid(
+                "jobs",
+                format!(
+                    "{} jobs in one batch; at most {MAX_BATCH}: split the batch",
+                    reqs.len()
+                ),
+            ));
+        }
+        let now = Utc::now();
+        let store = self.ledger.store();
+        let mut errors = Vec::new();
+        let mut out = Vec::with_capacity(reqs.len());
+        let mut new = Vec::new();
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        let mut id = self.next_id;
+        for (i, req) in reqs.iter().enumerate() {
+            let tn = req.tracking_number.as_str();
+            if let Some(j) = seen.insert(tn, i) {
+                errors.push(BatchError {
+                    index: i,
+                    field: format!("jobs[{i}].tracking_number"),
+                    message: format!("repeats the tracking number of jobs[{j}]"),
+                });
+                continue;
+            }
+            let digest = store_jobs::request_digest(req);
+            if !tn.is_empty()
+                && let Some(TrackingEntry { job, digest: d }) = store_jobs::load_tracking(store, tn)?
+            {
+                if d == digest {
+                    out.push(Submitted {
+                        job,
+                        tracking_number: tn.to_string(),
+                        status: SubmitStatus::Existing,
+                    });
+                } else {
+                    errors.push(BatchError {
+                        index: i,
+                        field: format!("jobs[{i}].tracking_number"),
+                        message: format!(
+                            "already submitted with different content (job {job}); a \
+                             tracking number cannot be reused"
+                        ),
+                    });
+                }
+                continue;
+            }
+            let ctx = IntakeContext {
+                now,
+                job_id: JobId(id),
+                known_destinations: self.destinations.as_ref(),
+            };
+            match validate(req, &ctx) {
+                Ok(job) => {
+                    id += 1;
+                    let rec = JobRecord::new(job)
+                        .apply(&JobEvent::Queue, &self.separation)
+                        .map_err(conflict)?;
+                    out.push(Submitted {
+                        job: rec.job.id,
+                        tracking_number: tn.to_string(),
+                        status: SubmitStatus::Created,
+                    });
+                    new.push((rec, digest));
+                }
+                Err(es) => {
+                    for e in es.0 {
+                        errors.push(BatchError {
+                            index: i,
+                            field: format!("jobs[{i}].{}", e.field),
+                            message: e.message,
+                        });
+                    }
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(LineError::Batch(errors));
+        }
+        if new.is_empty() {
+            return Ok(out);
+        }
+        let mut aux = Vec::with_capacity(new.len());
+        for (rec, digest) in &new {
+            let entry = TrackingEntry {
+                job: rec.job.id,
+                digest: digest.clone(),
+            };
+            aux.push((
+                store_jobs::tracking_key(rec.job.tracking.as_str()),
+                Some(serde_json::to_vec(&entry).map_err(|e| LineError::Storage(e.to_string()))?),
+            ));
+        }
+        let ids = new.iter().map(|(r, _)| r.job.id).collect();
+        let refs: Vec<&JobRecord> = new.iter().map(|(r, _)| r).collect();
+        self.persist(
+            actor,
+            vec![action(ControlAction::JobsSubmitted { jobs: ids })],
+            &refs,
+            aux,
+        )?;
+        self.next_id = id;
+        for (rec, _) in new {
+            self.sched
+                .enqueue(queued(&rec), Stage::Print)
+                .map_err(conflict)?;
+            self.jobs.insert(rec.job.id, rec);
+        }
+        Ok(out)
+    }
+
+    // ---- supervisors' job commands ----------------------------------------------------------
+
+    fn transition(
+        &mut self,
+        actor: &OperatorId,
+        id: JobId,
+        event: JobEvent,
+        extra: Vec<LedgerEvent>,
+    ) -> Result<JobRecord, LineError> {
+        let rec = self.live(id)?;
+        let next = rec.apply(&event, &self.separation).map_err(conflict)?;
+        let mut events = extra;
+        events.push(changed(id, event));
+        self.persist(actor, events, &[&next], Vec::new())?;
+        Ok(next)
+    }
+
+    pub(crate) fn hold(&mut self, actor: &OperatorId, id: JobId) -> Result<JobView, LineError> {
+        let next = self.transition(actor, id, JobEvent::Hold, Vec::new())?;
+        self.sched.remove(id);
+        let v = JobView::from(&next);
+        self.jobs.insert(id, next);
+        Ok(v)
+    }
+
+    pub(crate) fn release(&mut self, actor: &OperatorId, id: JobId) -> Result<JobView, LineError> {
+        let next = self.transition(actor, id, JobEvent::Release, Vec::new())?;
+        if let Some(w) = next.state.waiting() {
+            self.sched
+                .enqueue(queued(&next), w.next_stage())
+                .map_err(conflict)?;
+        }
+        let v = JobView::from(&next);
+        self.jobs.insert(id, next);
+        Ok(v)
+    }
+
+    /// Spoil records for the items of a job's current attempt that are still live (printed
+    /// booklet, applied patch): a cancelled or spoiled job leaves no item unaccounted for.
+    fn spoil_items(
+        &self,
+        booklet: Option<&Serial>,
+        reason: &str,
+    ) -> Result<Vec<LedgerEvent>, LineError> {
+        let mut out = Vec::new();
+        let Some(b) = booklet else {
+            return Ok(out);
+        };
+        let mut serials = Vec::new();
+        if let Some(p) = self.ledger.patch_of(b)? {
+            serials.push(p);
+        }
+        serials.push(b.clone());
+        for s in serials {
+            let live = self
+                .ledger
+                .item(&s)?
+                .is_some_and(|i| matches!(i.state, ItemState::Applied(_)));
+            if live {
+                out.push(LedgerEvent::ItemSpoiled {
+                    serial: s,
+                    session: None,
+                    reason: reason.to_string(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn cancel(
+        &mut self,
+        actor: &OperatorId,
+        id: JobId,
+        reason: String,
+    ) -> Result<JobView, LineError> {
+        if reason.trim().is_empty() {
+            return Err(LineError::invalid("reason", "a cancellation needs a reason"));
+        }
+        let rec = self.live(id)?;
+        let booklet = rec.crew.booklet.clone().map(Serial);
+        let spoils = if rec.state.in_step().is_none() {
+            self.spoil_items(booklet.as_ref(), &format!("job cancelled: {reason}"))?
+        } else {
+            Vec::new()
+        };
+        let next = self.transition(actor, id, JobEvent::Cancel { reason }, spoils)?;
+        self.sched.remove(id);
+        self.jobs.remove(&id);
+        Ok(JobView::from(&next))
+    }
+
+    pub(crate) fn reprioritise(
+        &mut self,
+        actor: &OperatorId,
+        id: JobId,
+        class: PriorityClass,
+        reason: String,
+    ) -> Result<JobView, LineError> {
+        if reason.trim().is_empty() {
+            return Err(LineError::invalid("reason", "a reprioritisation needs a reason"));
+        }
+        let mut next = self.live(id)?;
+        if next.job.class == class {
+            return Err(LineError::Conflict(format!(
+                "job {id} is already {}",
+                class.name()
+            )));
+        }
+        next.job.class = class;
+        self.persist(
+            actor,
+            vec![action(ControlAction::JobReprioritised {
+                job: id,
+                class,
+                reason,
+            })],
+            &[&next],
+            Vec::new(),
+        )?;
+        if let Some(stage) = self.sched.remove(id) {
+            self.sched.enqueue(queued(&next), stage).map_err(conflict)?;
+        }
+        let v = JobView::from(&next);
+        self.jobs.insert(id, next);
+        Ok(v)
+    }
+
+    pub(crate) fn inspect(
+        &mut self,
+        actor: &OperatorId,
+        id: JobId,
+        verdict: InspectionVerdict,
+        serial: Option<String>,
+    ) -> Result<JobView, LineError> {
+        let rec = self.live(id)?;
+        let JobState::NeedsInspection { stage, .. } = &rec.state else {
+            return Err(LineError::Conflict(format!(
+                "job {id} is {}, not waiting for inspection",
+                rec.state.name()
+            )));
+        };
+        let mut extra = Vec::new();
+        match verdict {
+            InspectionVerdict::StepCompleted => {
+                let s = serial.clone().ok_or_else(|| {
+                    LineError::invalid("serial", "name the booklet or patch found on the job")
+                })?;
+                let bound = self
+                    .ledger
+                    .item(&Serial::new(s.as_str()))?
+                    .is_some_and(|i| matches!(&i.state, ItemState::Applied(b) if b.job == id));
+                if matches!(stage, Stage::Print | Stage::Laminate) && !bound {
+                    return Err(LineError::Conflict(format!(
+                        "{s} is not recorded as used for job {id}: the step did not complete \
+                         in the ledger; choose retry_step or spoil"
+                    )));
+                }
+            }
+            InspectionVerdict::Spoil => {
+                let b = rec.crew.booklet.clone().map(Serial);
+                extra = self.spoil_items(b.as_ref(), "spoiled at inspection")?;
+            }
+            InspectionVerdict::RetryStep => {}
+        }
+        let next = self.transition(actor, id, JobEvent::Inspect { verdict, serial }, extra)?;
+        if let Some(w) = next.state.waiting() {
+            self.sched
+                .enqueue(queued(&next), w.next_stage())
+                .map_err(conflict)?;
+        }
+        let v = JobView::from(&next);
+        self.jobs.insert(id, next);
+        Ok(v)
+    }
+
+    // ---- stations -------------------------------------------------------------------------
+
+    pub(crate) fn can_occupy(
+        &self,
+        user: &OperatorId,
+        station: &StationId,
+    ) -> Result<(), LineError> {
+        let i = self.index(station)?;
+        if let Some(other) = self.stations.iter().find(|s| {
+            s.operator.as_ref() == Some(user) && s.id != *station
+        }) {
+            return Err(LineError::Conflict(format!(
+                "{user} is signed in at {}: one station per operator",
+                other.id
+            )));
+        }
+        match &self.stations[i].operator {
+            Some(o) if o != user => Err(LineError::Conflict(format!(
+                "{station} is taken by {o}: one operator per station"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn occupy(&mut self, user: &OperatorId, station: &StationId) -> Result<(), LineError> {
+        self.can_occupy(user, station)?;
+        let i = self.index(station)?;
+        if self.stations[i].kind.stage().is_some() {
+            self.sched
+                .set_operator(station, Some(user.clone()), ms(Utc::now()))
+                .map_err(conflict)?;
+        }
+        self.stations[i].operator = Some(user.clone());
+        Ok(())
+    }
+
+    pub(crate) fn vacate(&mut self, user: &OperatorId) -> Result<(), LineError> {
+        let Some(i) = self
+            .stations
+            .iter()
+            .position(|s| s.operator.as_ref() == Some(user))
+        else {
+            return Ok(());
+        };
+        if let Some(step) = self.stations[i].step.clone() {
+            if step.phase != Phase::Assigned {
+                return Err(LineError::Conflict(format!(
+                    "job {} is {} at {}: confirm it or report a defect before signing out",
+                    step.job,
+                    step.phase.name(),
+                    self.stations[i].id
+                )));
+            }
+            // Nothing physical happened yet: the job goes back to its queue, on the record.
+            let rec = self.live(step.job)?;
+            let next = if step.stage == Stage::Dispatch {
+                rec
+            } else {
+                let interrupted = rec.apply(&JobEvent::Interrupt, &self.separation).map_err(conflict)?;
+                let retry = JobEvent::Inspect {
+                    verdict: InspectionVerdict::RetryStep,
+                    serial: None,
+                };
+                let next = interrupted.apply(&retry, &self.separation).map_err(conflict)?;
+                self.persist(
+                    &line_actor(),
+                    vec![
+                        changed(step.job, JobEvent::Interrupt),
+                        changed(step.job, retry),
+                    ],
+                    &[&next],
+                    Vec::new(),
+                )?;
+                next
+            };
+            self.end_step(i, next)?;
+        }
+        let st = &mut self.stations[i];
+        st.operator = None;
+        if st.kind.stage().is_some() {
+            let id = st.id.clone();
+            self.sched
+                .set_operator(&id, None, ms(Utc::now()))
+                .map_err(conflict)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn open_session(
+        &mut self,
+        operator: &OperatorId,
+        station: &StationId,
+    ) -> Result<SessionId, LineError> {
+        let i = self.my_station(operator, station)?;
+        let now = Utc::now();
+        let session = SessionId::new(format!(
+            "S-{station}-{}",
+            self.ledger.head() + 1
+        ));
+        self.persist(
+            operator,
+            vec![LedgerEvent::SessionOpened {
+                session: session.clone(),
+                station: station.clone(),
+                operator: operator.clone(),
+                shift: shift_of(now),
+            }],
+            &[],
+            Vec::new(),
+        )?;
+        self.refresh_consumables(i)?;
+        Ok(session)
+    }
+
+    fn session_station(&self, session: &SessionId) -> Result<usize, LineError> {
+        let s = self
+            .ledger
+            .session(session)?
+            .ok_or_else(|| LineError::NotFound(format!("no custody session {session}")))?;
+        self.index(&s.station)
+    }
+
+    pub(crate) fn issue(
+        &mut self,
+        actor: &OperatorId,
+        session: &SessionId,
+        serials: Vec<Serial>,
+        counters: [OperatorId; 2],
+    ) -> Result<u64, LineError> {
+        let i = self.session_station(session)?;
+        let r = self.persist(
+            actor,
+            vec![LedgerEvent::ItemsIssued {
+                session: session.clone(),
+                serials,
+                counters,
+            }],
+            &[],
+            Vec::new(),
+        )?;
+        self.refresh_consumables(i)?;
+        Ok(r.last().map_or(0, |r| r.seq))
+    }
+
+    pub(crate) fn return_items(
+        &mut self,
+        actor: &OperatorId,
+        session: &SessionId,
+        serials: Vec<Serial>,
+        counters: [OperatorId; 2],
+    ) -> Result<u64, LineError> {
+        let i = self.session_station(session)?;
+        let r = self.persist(
+            actor,
+            vec![LedgerEvent::ItemsReturned {
+                session: session.clone(),
+                serials,
+                counters,
+            }],
+            &[],
+            Vec::new(),
+        )?;
+        self.refresh_consumables(i)?;
+        Ok(r.last().map_or(0, |r| r.seq))
+    }
+
+    pub(crate) fn close_session(
+        &mut self,
+        actor: &OperatorId,
+        session: &SessionId,
+        discrepancy: Option<Discrepancy>,
+    ) -> Result<u64, LineError> {
+        let i = self.session_station(session)?;
+        if let Some(step) = &self.stations[i].step
+            && step.phase != Phase::Assigned
+        {
+            return Err(LineError::Conflict(format!(
+                "job {} is {} at {}: finish it before closing the session",
+                step.job,
+                step.phase.name(),
+                self.stations[i].id
+            )));
+        }
+        let r = self.persist(
+            actor,
+            vec![LedgerEvent::SessionClosed {
+                session: session.clone(),
+                discrepancy,
+            }],
+            &[],
+            Vec::new(),
+        )?;
+        self.refresh_consumables(i)?;
+        Ok(r.last().map_or(0, |r| r.seq))
+    }
+
+    fn no_choosing(step: &Step, job: Option<JobId>, station: &StationId) -> Result<(), LineError> {
+        match job {
+            Some(j) if j != step.job => Err(LineError::Forbidden(format!(
+                "operators do not choose jobs: the line assigned job {} to {station}",
+                step.job
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn device_of(&self, i: usize) -> Result<Device, LineError> {
+        self.stations[i].device.clone().ok_or_else(|| {
+            LineError::Conflict(format!("{} has no device", self.stations[i].id))
+        })
+    }
+
+    pub(crate) fn scan_booklet(
+        &mut self,
+        actor: &OperatorId,
+        station: &StationId,
+        booklet: Serial,
+        job: Option<JobId>,
+    ) -> Result<StationView, LineError> {
+        let i = self.my_station(actor, station)?;
+        let step = self.step_at(i, StationKind::Print, Phase::Assigned)?;
+        Self::no_choosing(&step, job, station)?;
+        let device = self.device_of(i)?;
+        let session = self.session_at(station)?;
+        let rec = self.live(step.job)?;
+        // The booklet must be held by this station's session and unused: asked before the
+        // printer moves, and asked again when the print is recorded.
+        self.ledger.check(
+            actor.clone(),
+            LedgerEvent::BookletPrinted {
+                booklet: booklet.clone(),
+                session,
+                job: step.job,
+                document_number: rec.job.data.document_number.clone(),
+                device: device.id.clone(),
+            },
+        )?;
+        let data = devices::job_data(&rec.job, devices::job_ref(step.job)).map_err(conflict)?;
+        if let Some(s) = self.stations[i].step.as_mut() {
+            s.phase = Phase::Running;
+            s.booklet = Some(booklet);
+        }
+        let (tx, timeout, st, job) = (
+            self.tx.clone(),
+            self.step_timeout,
+            station.clone(),
+            step.job,
+        );
+        self.rt.spawn(async move {
+            let result = devices::print(&device.handle, data, timeout).await;
+            let _ = tx
+                .send(Cmd::DeviceDone {
+                    station: st,
+                    job,
+                    result,
+                })
+                .await;
+        });
+        self.view(i)
+    }
+
+    pub(crate) fn scan_patch(
+        &mut self,
+        actor: &OperatorId,
+        station: &StationId,
+        patch: Serial,
+        skip_reason: Option<String>,
+        job: Option<JobId>,
+    ) -> Result<StationView, LineError> {
+        let i = self.my_station(actor, station)?;
+        let step = self.step_at(i, StationKind::Laminate, Phase::Assigned)?;
+        Self::no_choosing(&step, job, station)?;
+        let device = self.device_of(i)?;
+        let session = self.session_at(station)?;
+        let booklet = step.booklet.clone().ok_or_else(|| {
+            LineError::Conflict(format!("job {} has no printed booklet", step.job))
+        })?;
+        // The gate: the patch is recorded as applied before the laminator feeds it. A refusal
+        // (not issued to this station's session, used before, out of roll order) writes
+        // nothing and the laminator never moves.
+        self.persist(
+            actor,
+            vec![LedgerEvent::PatchApplied {
+                patch: patch.clone(),
+                session,
+                booklet,
+                job: step.job,
+                device: device.id.clone(),
+                skip_reason,
+            }],
+            &[],
+            Vec::new(),
+        )?;
+        if let Some(s) = self.stations[i].step.as_mut() {
+            s.phase = Phase::Running;
+            s.patch = Some(patch);
+        }
+        self.refresh_consumables(i)?;
+        let (tx, timeout, st, job) = (
+            self.tx.clone(),
+            self.step_timeout,
+            station.clone(),
+            step.job,
+        );
+        self.rt.spawn(async move {
+            let result = devices::laminate(&device.handle, devices::job_ref(job), timeout).await;
+            let _ = tx
+                .send(Cmd::DeviceDone {
+                    station: st,
+                    job,
+                    result,
+                })
+                .await;
+        });
+        self.view(i)
+    }
+
+    fn device_done(&mut self, station: &StationId, job: JobId, result: Result<(), String>) {
+        let Ok(i) = self.index(station) else {
+            return;
+        };
+        let Some(step) = self.stations[i].step.clone() else {
+            return;
+        };
+        if step.job != job || step.phase != Phase::Running {
+            return;
+        }
+        let outcome = match result {
+            Ok(()) => self.device_finished(i, &step),
+            Err(fault) => self.device_faulted(i, &step, &fault),
+        };
+        if let Err(e) = outcome {
+            tracing::error!(%station, %job, "device step not recorded: {e}");
+        }
+    }
+
+    fn device_finished(&mut self, i: usize, step: &Step) -> Result<(), LineError> {
+        if step.stage == Stage::Print {
+            // The booklet now carries the job's data page: bind it in the ledger at once.
+            let rec = self.live(step.job)?;
+            let operator = self.stations[i]
+                .operator
+                .clone()
+                .unwrap_or_else(line_actor);
+            let booklet = step
+                .booklet
+                .clone()
+                .ok_or_else(|| LineError::Conflict("no booklet scanned".into()))?;
+            let session = self.session_at(&self.stations[i].id.clone())?;
+            let device = self.stations[i].device_id();
+            if let Err(e) = self.persist(
+                &operator,
+                vec![LedgerEvent::BookletPrinted {
+                    booklet,
+                    session,
+                    job: step.job,
+                    document_number: rec.job.data.document_number.clone(),
+                    device,
+                }],
+                &[],
+                Vec::new(),
+            ) {
+                return self.device_faulted(i, step, &format!("print not recorded: {e}"));
+            }
+            self.refresh_consumables(i)?;
+        }
+        if let Some(s) = self.stations[i].step.as_mut() {
+            s.phase = Phase::AwaitingConfirm;
+        }
+        Ok(())
+    }
+
+    fn device_faulted(&mut self, i: usize, step: &Step, fault: &str) -> Result<(), LineError> {
+        let operator = self.stations[i]
+            .operator
+            .clone()
+            .unwrap_or_else(line_actor);
+        let session = self.ledger.open_session_at(&self.stations[i].id)?;
+        let reason = if fault.contains("Jam") {
+            SpoilReason::Jam
+        } else {
+            SpoilReason::DeviceFault
+        };
+        let mut events = Vec::new();
+        let text = format!("{} fault at {}: {fault}", step.stage.name(), self.stations[i].id);
+        match step.stage {
+            Stage::Print => {
+                if let Some(b) = &step.booklet {
+                    events.push(LedgerEvent::ItemSpoiled {
+                        serial: b.clone(),
+                        session,
+                        reason: text.clone(),
+                    });
+                }
+            }
+            _ => events.extend(self.spoil_items(step.booklet.as_ref(), &text)?),
+        }
+        let rec = self.live(step.job)?;
+        let ev = JobEvent::Spoil { reason };
+        let next = rec.apply(&ev, &self.separation).map_err(conflict)?;
+        events.push(changed(step.job, ev));
+        self.persist(&operator, events, &[&next], Vec::new())?;
+        tracing::warn!(station = %self.stations[i].id, job = %step.job, "device fault: job sent back to printing");
+        self.end_step(i, next)
+    }
+
+    pub(crate) fn confirm(
+        &mut self,
+        actor: &OperatorId,
+        station: &StationId,
+    ) -> Result<StationView, LineError> {
+        let i = self.my_station(actor, station)?;
+        let kind = self.stations[i].kind;
+        let step = self.step_at(i, kind, Phase::AwaitingConfirm)?;
+        let serial = match step.stage {
+            Stage::Print => step.booklet.clone(),
+            _ => step.patch.clone(),
+        };
+        let ev = JobEvent::Finish {
+            stage: step.stage,
+            serial: serial.map(|s| s.0),
+        };
+        let next = self.transition(actor, step.job, ev, Vec::new())?;
+        self.end_step(i, next)?;
+        self.view(i)
+    }
+
+    pub(crate) fn report_defect(
+        &mut self,
+        actor: &OperatorId,
+        station: &StationId,
+        reason: String,
+    ) -> Result<StationView, LineError> {
+        if reason.trim().is_empty() {
+            return Err(LineError::invalid("reason", "describe the defect"));
+        }
+        let i = self.my_station(actor, station)?;
+        let kind = self.stations[i].kind;
+        let step = self.step_at(i, kind, Phase::AwaitingConfirm)?;
+        let (spoil, text) = match step.stage {
+            Stage::Print => (SpoilReason::PrintDefect, format!("print defect: {reason}")),
+            _ => (
+                SpoilReason::LaminationDefect,
+                format!("lamination defect: {reason}"),
+            ),
+        };
+        let extra = self.spoil_items(step.booklet.as_ref(), &text)?;
+        let next = self.transition(actor, step.job, JobEvent::Spoil { reason: spoil }, extra)?;
+        self.end_step(i, next)?;
+        self.view(i)
+    }
+
+    pub(crate) fn qc(
+        &mut self,
+        actor: &OperatorId,
+        station: &StationId,
+        booklet: Serial,
+        mrz: [String; 2],
+    ) -> Result<QcOutcome, LineError> {
+        let i = self.my_station(actor, station)?;
+        let step = self.step_at(i, StationKind::Qc, Phase::Assigned)?;
+        if step.booklet.as_ref() != Some(&booklet) {
+            return Err(LineError::Conflict(format!(
+                "{booklet} is not the booklet of job {}, which the line assigned to {station}",
+                step.job
+            )));
+        }
+        let rec = self.live(step.job)?;
+        let expected = hallctl_jobs::mrz::generate(rec.job.doc_type, &rec.job.data)
+            .map_err(|e| conflict(format!("the job's MRZ cannot be generated ({})", e.field())))?;
+        let passed = mrz[0].trim() == expected.line1() && mrz[1].trim() == expected.line2();
+        let mut events = vec![LedgerEvent::QcChecked {
+            booklet: booklet.clone(),
+            job: step.job,
+            station: station.clone(),
+            passed,
+        }];
+        let ev = if passed {
+            JobEvent::Finish {
+                stage: Stage::Qc,
+                serial: None,
+            }
+        } else {
+            events.extend(self.spoil_items(Some(&booklet), "QC: the MRZ read back does not match")?);
+            JobEvent::Spoil {
+                reason: SpoilReason::QcMismatch,
+            }
+        };
+        let next = self.transition(actor, step.job, ev, events)?;
+        self.end_step(i, next)?;
+        Ok(QcOutcome {
+            passed,
+            message: if passed {
+                format!("job {} passed QC: ready for dispatch", step.job)
+            } else {
+                format!(
+                    "the MRZ read back does not match job {}: booklet and patch spoiled, the \
+                     job goes back to printing",
+                    step.job
+                )
+            },
+        })
+    }
+
+    pub(crate) fn pack(
+        &mut self,
+        actor: &OperatorId,
+        station: &StationId,
+        booklet: Serial,
+    ) -> Result<Bag, LineError> {
+        let i = self.my_station(actor, station)?;
+        let step = self.step_at(i, StationKind::Dispatch, Phase::Assigned)?;
+        if step.booklet.as_ref() != Some(&booklet) {
+            return Err(LineError::Conflict(format!(
+                "{booklet} is not the booklet of job {}, which the line assigned to {station}",
+                step.job
+            )));
+        }
+        let rec = self.live(step.job)?;
+        let now = Utc::now();
+        let dest = rec.job.destination.clone();
+        let mut bag = match self.bags.get(&dest) {
+            Some(b) => b.clone(),
+            None => {
+                let prefix = bag_prefix(&dest, now);
+                let n = self.bag_numbers.get(&prefix).copied().unwrap_or(0) + 1;
+                Bag {
+                    id: format!("{prefix}{n:03}"),
+                    destination: dest.clone(),
+                    opened_at: now,
+                    closed_at: None,
+                    items: Vec::new(),
+                }
+            }
+        };
+        bag.items.push(BagItem {
+            job: step.job,
+            tracking_number: rec.job.tracking.as_str().to_string(),
+            booklet: booklet.clone(),
+            document_number: rec.job.data.document_number.clone(),
+            packed_by: actor.clone(),
+        });
+        let ev = JobEvent::Dispatch {
+            bag: bag.id.clone(),
+        };
+        let next = rec.apply(&ev, &self.separation).map_err(conflict)?;
+        let bag_json = serde_json::to_vec(&bag).map_err(|e| LineError::Storage(e.to_string()))?;
+        self.persist(
+            actor,
+            vec![
+                LedgerEvent::Dispatched {
+                    booklet,
+                    job: step.job,
+                    destination: dest.clone(),
+                    bag: bag.id.clone(),
+                },
+                changed(step.job, ev),
+            ],
+            &[&next],
+            vec![(store_jobs::bag_key(&bag.id), Some(bag_json))],
+        )?;
+        let prefix = bag_prefix(&dest, bag.opened_at);
+        let n: u32 = bag.id[prefix.len()..].parse().unwrap_or(0);
+        let e = self.bag_numbers.entry(prefix).or_insert(0);
+        *e = (*e).max(n);
+        self.bags.insert(dest, bag.clone());
+        self.end_step(i, next)?;
+        Ok(bag)
+    }
+
+    pub(crate) fn close_bag(&mut self, actor: &OperatorId, id: &str) -> Result<Bag, LineError> {
+        let mut bag = self
+            .bags
+            .values()
+            .find(|b| b.id == id)
+            .cloned()
+            .ok_or_else(|| LineError::NotFound(format!("no open bag {id}")))?;
+        bag.closed_at = Some(Utc::now());
+        let json = serde_json::to_vec(&bag).map_err(|e| LineError::Storage(e.to_string()))?;
+        self.persist(
+            actor,
+            vec![action(ControlAction::BagClosed {
+                bag: bag.id.clone(),
+                destination: bag.destination.clone(),
+                jobs: bag.items.iter().map(|b| b.job).collect(),
+            })],
+            &[],
+            vec![(store_jobs::bag_key(&bag.id), Some(json))],
+        )?;
+        self.bags.remove(&bag.destination);
+        Ok(bag)
+    }
+
+    pub(crate) fn bag(&self, id: &str) -> Result<Bag, LineError> {
+        let v = self
+            .ledger
+            .store()
+            .aux_get(&store_jobs::bag_key(id))
+            .map_err(|e| LineError::Storage(e.to_string()))?
+            .ok_or_else(|| LineError::NotFound(format!("no bag {id}")))?;
+        serde_json::from_slice(&v).map_err(|e| LineError::Storage(e.to_string()))
+    }
+
+    // ---- devices --------------------------------------------------------------------------
+
+    fn device_state(&mut self, station: &StationId, readiness: DeviceReadiness) {
+        let Ok(i) = self.index(station) else {
+            return;
+        };
+        self.stations[i].reported = readiness;
+        self.apply_readiness(i);
+    }
+
+    fn apply_readiness(&mut self, i: usize) {
+        let st = &self.stations[i];
+        if st.kind.stage().is_some() {
+            let (id, r) = (st.id.clone(), st.readiness());
+            let _ = self.sched.set_device(&id, r);
+        }
+    }
+
+    pub(crate) fn pause_device(
+        &mut self,
+        actor: &OperatorId,
+        device: &DeviceId,
+        pause: bool,
+    ) -> Result<StationView, LineError> {
+        let i = self
+            .stations
+            .iter()
+            .position(|s| s.device.as_ref().is_some_and(|d| &d.id == device))
+            .ok_or_else(|| LineError::NotFound(format!("no device {device}")))?;
+        if self.stations[i].paused == pause {
+            return Err(LineError::Conflict(format!(
+                "{device} is already {}",
+                if pause { "paused" } else { "running" }
+            )));
+        }
+        self.persist(
+            actor,
+            vec![action(ControlAction::DeviceCommanded {
+                device: device.clone(),
+                command: if pause { "pause" } else { "resume" }.into(),
+            })],
+            &[],
+            Vec::new(),
+        )?;
+        self.stations[i].paused = pause;
+        self.apply_readiness(i);
+        self.view(i)
+    }
+}
+
+fn kind_name(k: StationKind) -> &'static str {
+    match k {
+        StationKind::Vault => "vault",
+        StationKind::Print => "print",
+        StationKind::Laminate => "laminate",
+        StationKind::Qc => "QC",
+        StationKind::Dispatch => "dispatch",
+    }
+}
+
+fn bag_prefix(dest: &Destination, at: DateTime<Utc>) -> String {
+    format!("BAG-{dest}-{}-", at.format("%Y%m%d"))
+}

@@ -1,0 +1,239 @@
+//! The line's side of the devices: one enum over the driver handles, the step each kind runs,
+//! and the readiness each reports.
+//!
+//! A device step is a task on the tokio runtime. It reports its end to the line actor, which
+//! decides what it means for the job (a fault spoils the item and requeues the job).
+
+use std::time::Duration;
+
+use hallctl_drivers::bridge::BridgeHandle;
+use hallctl_drivers::laminator::{LaminatorHandle, LaminatorState};
+use hallctl_drivers::printer::{DataField, JobData, PrinterEvent, PrinterHandle};
+use hallctl_jobs::job::{Job, JobId};
+use hallctl_jobs::scheduler::DeviceReadiness;
+use tokio::sync::broadcast::error::RecvError;
+
+/// A driver handle, whatever the kind of device.
+#[derive(Debug, Clone)]
+pub enum DeviceHandle {
+    /// A passport printer (binary vendor protocol on its own serial port).
+    Printer(PrinterHandle),
+    /// A laminator (a Modbus RTU unit on an RS-485 bus).
+    Laminator(LaminatorHandle),
+    /// A vendor SDK behind the JSON-lines bridge.
+    Bridge(BridgeHandle),
+}
+
+impl DeviceHandle {
+    /// The device kind, for views.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DeviceHandle::Printer(_) => "printer",
+            DeviceHandle::Laminator(_) => "laminator",
+            DeviceHandle::Bridge(_) => "bridge",
+        }
+    }
+
+    /// What the device reports now, as the scheduler needs it (pause is the line's business).
+    pub fn readiness(&self) -> DeviceReadiness {
+        match self {
+            DeviceHandle::Printer(h) => {
+                let v = h.view();
+                match (v.link.is_ready(), v.status) {
+                    (false, _) | (true, None) => DeviceReadiness::Offline,
+                    (true, Some(s)) if s.fault.is_some() => DeviceReadiness::Faulted,
+                    (true, Some(_)) => DeviceReadiness::Ready,
+                }
+            }
+            DeviceHandle::Laminator(h) => {
+                let v = h.view();
+                match (v.link.is_ready(), v.status) {
+                    (false, _) | (true, None) => DeviceReadiness::Offline,
+                    (true, Some(s)) if s.fault.is_some() => DeviceReadiness::Faulted,
+                    (true, Some(_)) => DeviceReadiness::Ready,
+                }
+            }
+            // The bridge reports by events; a bridge that answers is taken as ready, and a
+            // failing call faults the step.
+            DeviceHandle::Bridge(_) => DeviceReadiness::Ready,
+        }
+    }
+
+    /// Waits until the device's reported state may have changed.
+    pub async fn changed(&self) {
+        match self {
+            DeviceHandle::Printer(h) => {
+                let mut w = h.watch();
+                if w.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            DeviceHandle::Laminator(h) => {
+                let mut w = h.watch();
+                if w.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            DeviceHandle::Bridge(_) => std::future::pending::<()>().await,
+        }
+    }
+
+    /// A laminator whose heater is off is started, so that it is warm when work comes.
+    pub async fn warm_up(&self) {
+        if let DeviceHandle::Laminator(h) = self
+            && let Some(s) = h.view().status
+            && s.state == LaminatorState::Idle
+            && s.fault.is_none()
+            && let Err(e) = h.start().await
+        {
+            tracing::debug!(device = h.name(), "start failed: {e}");
+        }
+    }
+}
+
+/// The printer's job data for a job: the data page fields and the MRZ. Passport-holder data:
+/// it goes to the printer only.
+pub fn job_data(job: &Job, job_ref: u32) -> Result<JobData, String> {
+    let mrz = hallctl_jobs::mrz::generate(job.doc_type, &job.data)
+        .map_err(|e| format!("the MRZ cannot be generated ({})", e.field()))?;
+    let d = &job.data;
+    let date = |x: chrono::NaiveDate| x.format("%d %b %Y").to_string().to_uppercase();
+    Ok(JobData {
+        job_ref,
+        fields: vec![
+            (DataField::Surname, d.surname.clone()),
+            (DataField::GivenNames, d.given_names.clone()),
+            (DataField::DocumentNumber, d.document_number.clone()),
+            (DataField::Nationality, d.nationality.clone()),
+            (DataField::DateOfBirth, date(d.date_of_birth)),
+            (DataField::Sex, d.sex.mrz_char().to_string()),
+            (DataField::PlaceOfBirth, d.place_of_birth.clone()),
+            (DataField::DateOfIssue, date(d.date_of_issue)),
+            (DataField::DateOfExpiry, date(d.date_of_expiry)),
+            (DataField::MrzLine1, mrz.line1().to_string()),
+            (DataField::MrzLine2, mrz.line2().to_string()),
+            (DataField::PortraitRef, d.portrait_ref.clone()),
+        ],
+    })
+}
+
+/// The printer's job reference for a job (its id, truncated to the protocol's 32 bits).
+pub fn job_ref(id: JobId) -> u32 {
+    (id.0 & 0xFFFF_FFFF) as u32
+}
+
+/// Prints one data page: load, print, and wait for the printer's DONE (or FAULT).
+///
+/// # Errors
+/// The fault or link failure, in words.
+pub async fn print(h: &DeviceHandle, data: JobData, timeout: Duration) -> Result<(), String> {
+    let job_ref = data.job_ref;
+    match h {
+        DeviceHandle::Printer(p) => {
+            // Subscribe before PRINT: a fast printer's DONE must not be missed.
+            let mut events = p.subscribe();
+            p.load_job(&data)
+                .await
+                .map_err(|e| format!("load failed: {e}"))?;
+            p.print(job_ref)
+                .await
+                .map_err(|e| format!("print failed: {e}"))?;
+            let wait = async {
+                loop {
+                    match events.recv().await {
+                        Ok(PrinterEvent::Done { job_ref: r, .. }) if r == job_ref => {
+                            return Ok(());
+                        }
+                        Ok(PrinterEvent::Fault { fault, .. }) => {
+                            return Err(format!("printer fault: {fault:?}"));
+                        }
+                        Ok(PrinterEvent::Cancelled { job_ref: r }) if r == job_ref => {
+                            return Err("the printer cancelled the job".to_string());
+                        }
+                        Ok(_) | Err(RecvError::Lagged(_)) => {}
+                        Err(RecvError::Closed) => {
+                            return Err("the printer's link closed".to_string());
+                        }
+                    }
+                }
+            };
+            tokio::time::timeout(timeout, wait)
+                .await
+                .unwrap_or_else(|_| Err(format!("no DONE within {} s", timeout.as_secs())))
+        }
+        DeviceHandle::Bridge(b) => bridge_step(b, "print", job_ref, timeout).await,
+        DeviceHandle::Laminator(_) => Err("a laminator cannot print".to_string()),
+    }
+}
+
+/// Laminates one booklet: warm up if needed, FEED, and wait until the patch counter moves (or
+/// a fault).
+///
+/// # Errors
+/// The fault or link failure, in words.
+pub async fn laminate(h: &DeviceHandle, job_ref: u32, timeout: Duration) -> Result<(), String> {
+    match h {
+        DeviceHandle::Laminator(l) => {
+            let run = async {
+                let mut s = l.status().await.map_err(|e| format!("status: {e}"))?;
+                if s.state == LaminatorState::Idle {
+                    l.start().await.map_err(|e| format!("start: {e}"))?;
+                }
+                while s.state != LaminatorState::Ready {
+                    if let Some(f) = s.fault {
+                        return Err(format!("laminator fault: {f:?}"));
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    s = l.status().await.map_err(|e| format!("status: {e}"))?;
+                }
+                let before = s.patch_count;
+                l.feed().await.map_err(|e| format!("feed failed: {e}"))?;
+                loop {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let s = l.status().await.map_err(|e| format!("status: {e}"))?;
+                    if let Some(f) = s.fault {
+                        return Err(format!("laminator fault: {f:?}"));
+                    }
+                    if s.patch_count > before && s.state != LaminatorState::Running {
+                        return Ok(());
+                    }
+                }
+            };
+            tokio::time::timeout(timeout, run)
+                .await
+                .unwrap_or_else(|_| Err(format!("not laminated within {} s", timeout.as_secs())))
+        }
+        DeviceHandle::Bridge(b) => bridge_step(b, "laminate", job_ref, timeout).await,
+        DeviceHandle::Printer(_) => Err("a printer cannot laminate".to_string()),
+    }
+}
+
+/// A bridge step: call `method` with the job reference, then wait for its `done` (or `fault`)
+/// event, as `docs/drivers.md` recommends to bridge writers.
+async fn bridge_step(
+    b: &BridgeHandle,
+    method: &str,
+    job_ref: u32,
+    timeout: Duration,
+) -> Result<(), String> {
+    let mut events = b.subscribe();
+    b.call(method, serde_json::json!({ "job_ref": job_ref }))
+        .await
+        .map_err(|e| format!("{method} failed: {e}"))?;
+    let wait = async {
+        loop {
+            match events.recv().await {
+                Ok(e) if e.event == "done" && e.data["job_ref"] == job_ref => return Ok(()),
+                Ok(e) if e.event == "fault" => {
+                    let code = e.data["code"].as_str().unwrap_or("unknown").to_string();
+                    return Err(format!("bridge fault: {code}"));
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return Err("the bridge closed".to_string()),
+            }
+        }
+    };
+    tokio::time::timeout(timeout, wait)
+        .await
+        .unwrap_or_else(|_| Err(format!("no done event within {} s", timeout.as_secs())))
+}

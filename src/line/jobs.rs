@@ -1,0 +1,245 @@
+//! How jobs are kept in the store's operational keyspace, and how the API shows them.
+//!
+//! Keys: `job/<id, u64 big-endian>` → the versioned [`StoredJobRecord`] (this is the only place
+//! the personalization data lives; it never reaches the ledger); `tn/<tracking number>` → the job
+//! id and a digest of the request, for idempotent resubmission.
+
+use chrono::{DateTime, Utc};
+use hallctl_jobs::intake::JobRequest;
+use hallctl_jobs::job::{
+    Destination, DocumentType, GroupTag, JobId, JobRecord, JobState, OperatorId, PriorityClass,
+    StoredJobRecord,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::LineError;
+use crate::store::Store;
+
+pub(super) const JOB: &[u8] = b"job/";
+pub(super) const TRACKING: &[u8] = b"tn/";
+pub(super) const BAG: &[u8] = b"bag/";
+
+pub(super) fn job_key(id: JobId) -> Vec<u8> {
+    let mut k = JOB.to_vec();
+    k.extend_from_slice(&id.0.to_be_bytes());
+    k
+}
+
+pub(super) fn tracking_key(tn: &str) -> Vec<u8> {
+    let mut k = TRACKING.to_vec();
+    k.extend_from_slice(tn.as_bytes());
+    k
+}
+
+pub(super) fn bag_key(id: &str) -> Vec<u8> {
+    let mut k = BAG.to_vec();
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+pub(super) fn encode_job(r: &JobRecord) -> Result<Vec<u8>, LineError> {
+    serde_json::to_vec(&StoredJobRecord::from(r.clone()))
+        .map_err(|e| LineError::Storage(format!("encoding a job record: {e}")))
+}
+
+pub(super) fn decode_job(v: &[u8]) -> Result<JobRecord, LineError> {
+    serde_json::from_slice::<StoredJobRecord>(v)
+        .map(JobRecord::from)
+        .map_err(|e| LineError::Storage(format!("a stored job record is unreadable: {e}")))
+}
+
+/// What the tracking index keeps: the job and a digest of the request that created it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct TrackingEntry {
+    pub job: JobId,
+    pub digest: String,
+}
+
+/// A digest of a request's canonical JSON: two submissions are "the same" when it matches.
+pub(super) fn request_digest(r: &JobRequest) -> String {
+    let bytes = serde_json::to_vec(r).unwrap_or_default();
+    hex::encode(Sha256::digest(bytes))
+}
+
+pub(super) fn load_job(store: &Store, id: JobId) -> Result<Option<JobRecord>, LineError> {
+    store
+        .aux_get(&job_key(id))
+        .map_err(|e| LineError::Storage(e.to_string()))?
+        .map(|v| decode_job(&v))
+        .transpose()
+}
+
+pub(super) fn load_tracking(store: &Store, tn: &str) -> Result<Option<TrackingEntry>, LineError> {
+    store
+        .aux_get(&tracking_key(tn))
+        .map_err(|e| LineError::Storage(e.to_string()))?
+        .map(|v| {
+            serde_json::from_slice(&v)
+                .map_err(|e| LineError::Storage(format!("tracking entry unreadable: {e}")))
+        })
+        .transpose()
+}
+
+/// A job as the API shows it: everything but the passport-holder data (which only the printer
+/// receives).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobView {
+    /// The job.
+    pub id: JobId,
+    /// The issuance system's tracking number.
+    pub tracking_number: String,
+    /// Ordinary, official or diplomatic.
+    pub doc_type: DocumentType,
+    /// Service class.
+    pub class: PriorityClass,
+    /// Group tags.
+    pub groups: Vec<GroupTag>,
+    /// Due time.
+    pub due: DateTime<Utc>,
+    /// Destination office.
+    pub destination: Destination,
+    /// When it was accepted.
+    pub received_at: DateTime<Utc>,
+    /// The passport number (a document number, not biodata: it is on the ledger too).
+    pub document_number: String,
+    /// Where it is.
+    pub state: JobState,
+    /// Booklets spoiled for it so far.
+    pub spoiled: u32,
+    /// The booklet of the current attempt.
+    pub booklet: Option<String>,
+    /// The patch of the current attempt.
+    pub patch: Option<String>,
+    /// Who printed the current booklet.
+    pub printed_by: Option<OperatorId>,
+    /// Who laminated it.
+    pub laminated_by: Option<OperatorId>,
+    /// Who checked it.
+    pub checked_by: Option<OperatorId>,
+}
+
+impl From<&JobRecord> for JobView {
+    fn from(r: &JobRecord) -> Self {
+        let j = &r.job;
+        JobView {
+            id: j.id,
+            tracking_number: j.tracking.as_str().to_string(),
+            doc_type: j.doc_type,
+            class: j.class,
+            groups: j.groups.clone(),
+            due: j.due,
+            destination: j.destination.clone(),
+            received_at: j.received_at,
+            document_number: j.data.document_number.clone(),
+            state: r.state.clone(),
+            spoiled: r.spoiled,
+            booklet: r.crew.booklet.clone(),
+            patch: r.crew.patch.clone(),
+            printed_by: r.crew.printed.as_ref().map(|s| s.operator.clone()),
+            laminated_by: r.crew.laminated.as_ref().map(|s| s.operator.clone()),
+            checked_by: r.crew.checked.as_ref().map(|s| s.operator.clone()),
+        }
+    }
+}
+
+/// Which jobs to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobFilter {
+    /// Only jobs in this state (`queued`, `printing`, `needs_inspection`, ...).
+    pub state: Option<String>,
+    /// Only this class.
+    pub class: Option<PriorityClass>,
+    /// Only this destination.
+    pub destination: Option<String>,
+    /// Start after this job id (the previous page's `next`).
+    pub after: Option<u64>,
+    /// Page size (1–500, default 100).
+    pub limit: Option<usize>,
+}
+
+/// The most jobs one page holds.
+pub const MAX_PAGE: usize = 500;
+
+/// One page of jobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page {
+    /// The jobs, in id order.
+    pub jobs: Vec<JobView>,
+    /// Pass as `after` for the next page; absent on the last.
+    pub next: Option<u64>,
+}
+
+/// The state names a filter may use.
+pub const STATE_NAMES: [&str; 13] = [
+    "received",
+    "queued",
+    "spoiled_requeued",
+    "printing",
+    "printed",
+    "laminating",
+    "laminated",
+    "qc",
+    "ready",
+    "dispatched",
+    "held",
+    "cancelled",
+    "needs_inspection",
+];
+
+/// Lists jobs from the store (every job, finished ones included), in id order.
+pub(super) fn list(store: &Store, f: &JobFilter) -> Result<Page, LineError> {
+    let limit = f.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(LineError::invalid(
+            "limit",
+            format!("must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    if let Some(s) = &f.state
+        && !STATE_NAMES.contains(&s.as_str())
+    {
+        return Err(LineError::invalid(
+            "state",
+            format!("unknown state; one of {}", STATE_NAMES.join(", ")),
+        ));
+    }
+    let from = job_key(JobId(f.after.map_or(0, |a| a.saturating_add(1))));
+    let mut out = Vec::new();
+    let mut error = None;
+    let mut more = false;
+    store
+        .aux_for_each(JOB, &from, |_, v| {
+            let r = match decode_job(v) {
+                Ok(r) => r,
+                Err(e) => {
+                    error = Some(e);
+                    return false;
+                }
+            };
+            let keep = f.state.as_deref().is_none_or(|s| r.state.name() == s)
+                && f.class.is_none_or(|c| r.job.class == c)
+                && f.destination
+                    .as_deref()
+                    .is_none_or(|d| r.job.destination.as_str() == d);
+            if keep {
+                if out.len() == limit {
+                    more = true;
+                    return false;
+                }
+                out.push(JobView::from(&r));
+            }
+            true
+        })
+        .map_err(|e| LineError::Storage(e.to_string()))?;
+    if let Some(e) = error {
+        return Err(e);
+    }
+    let next = if more {
+        out.last().map(|j: &JobView| j.id.0)
+    } else {
+        None
+    };
+    Ok(Page { jobs: out, next })
+}

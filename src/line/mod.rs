@@ -1,0 +1,687 @@
+//! The line: the dispatcher actor that joins the scheduler, the stations, the devices and the
+//! ledger into the running hall.
+//!
+//! # Shape
+//! One actor (a thread of its own, since every transition waits for the ledger's fsync) owns the
+//! [`Scheduler`](hallctl_jobs::scheduler::Scheduler), the live job records and the stations.
+//! Everyone else holds a cheap [`Line`] handle that sends it a command and awaits the reply.
+//! After every command it runs the scheduler, so a job that arrives, a device that comes back, a
+//! step that finishes or an operator who signs in is answered by new assignments at once.
+//!
+//! # Durability
+//! Every transition is one ledger append ([`crate::ledger::Ledger::append_batch_with`]): the
+//! record that accounts for it (with its actor) and the new job state are written in one batch
+//! and acknowledged only after the fsync. A refused transition writes nothing.
+//!
+//! # Recovery
+//! On start the actor reads every unfinished job back. A job that was in a step (printing,
+//! laminating, QC) when the controller stopped is never run again silently: it becomes
+//! *needs inspection*, recorded in the ledger, and waits for a supervisor's verdict.
+//!
+//! # Stations and devices
+//! A station serves one stage; print and laminate stations drive one device. Device steps run as
+//! tasks on the tokio runtime and report back to the actor; device readiness (link up, no
+//! fault, not paused) is watched and fed to the scheduler.
+
+mod actor;
+pub mod devices;
+mod jobs;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use hallctl_jobs::intake::JobRequest;
+use hallctl_jobs::job::{
+    Destination, DeviceId, InspectionVerdict, JobId, OperatorId, PriorityClass, Separation, Stage,
+    StationId,
+};
+use hallctl_jobs::scheduler::{DeviceReadiness, SlackPolicy};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::ledger::{Ledger, LedgerError, Refusal, Serial, SessionId};
+
+pub use devices::DeviceHandle;
+pub use jobs::{JobFilter, JobView, Page};
+
+/// The actor id the line itself records its decisions under (assignments, recovery).
+pub const LINE_ACTOR: &str = "LINE";
+
+/// What a station does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StationKind {
+    /// Issues and takes back accountable items (no device, no job steps).
+    Vault,
+    /// Prints data pages.
+    Print,
+    /// Applies laminate patches.
+    Laminate,
+    /// Reads the MRZ back and compares it with the job's.
+    Qc,
+    /// Packs finished passports into destination bags.
+    Dispatch,
+}
+
+impl StationKind {
+    /// The stage the station serves (none for the vault).
+    pub fn stage(self) -> Option<Stage> {
+        match self {
+            StationKind::Vault => None,
+            StationKind::Print => Some(Stage::Print),
+            StationKind::Laminate => Some(Stage::Laminate),
+            StationKind::Qc => Some(Stage::Qc),
+            StationKind::Dispatch => Some(Stage::Dispatch),
+        }
+    }
+}
+
+/// A device attached to a station.
+#[derive(Debug, Clone)]
+pub struct Device {
+    /// Its id.
+    pub id: DeviceId,
+    /// The driver handle.
+    pub handle: DeviceHandle,
+}
+
+/// One station of the hall, as the line is built from the configuration.
+#[derive(Debug, Clone)]
+pub struct StationSetup {
+    /// The station.
+    pub id: StationId,
+    /// What it does.
+    pub kind: StationKind,
+    /// Its device (print and laminate stations).
+    pub device: Option<Device>,
+}
+
+/// Everything the line needs to start.
+#[derive(Debug, Clone)]
+pub struct LineSetup {
+    /// Separation of duties (QC a third person or not).
+    pub separation: Separation,
+    /// The scheduler's ranking rule.
+    pub slack: SlackPolicy,
+    /// The stations.
+    pub stations: Vec<StationSetup>,
+    /// Destination offices accepted at intake (`None`: any well-formed code).
+    pub destinations: Option<BTreeSet<Destination>>,
+    /// How long a device step may take before it counts as a fault.
+    pub step_timeout: Duration,
+}
+
+/// Why the line refused a command. Messages name what is wrong and never carry
+/// passport-holder data.
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    /// The request is malformed or out of range.
+    #[error("{message}")]
+    Invalid {
+        /// The offending field, when one is to blame.
+        field: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+    /// One or more jobs of a batch are invalid or conflict: nothing of the batch was stored.
+    #[error("{} of the submitted jobs were refused; nothing was stored", .0.len())]
+    Batch(Vec<BatchError>),
+    /// No such job, station, device, bag or session.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request does not fit the current state (a job in a step cannot be cancelled...).
+    #[error("{0}")]
+    Conflict(String),
+    /// The actor may not do this (not their station, separation of duties, choosing work).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The ledger's custody rules refused it.
+    #[error("{0}")]
+    Refused(Refusal),
+    /// Storage failed: nothing was acknowledged.
+    #[error("storage failure, nothing was recorded: {0}")]
+    Storage(String),
+    /// The line is shutting down.
+    #[error("the line is stopping")]
+    Stopped,
+}
+
+impl LineError {
+    pub(crate) fn invalid(field: &str, message: impl Into<String>) -> Self {
+        LineError::Invalid {
+            field: Some(field.to_string()),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<LedgerError> for LineError {
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::Refused(r) => LineError::Refused(r),
+            other => LineError::Storage(other.to_string()),
+        }
+    }
+}
+
+/// One refused job of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchError {
+    /// Its position in the batch.
+    pub index: usize,
+    /// The field (`jobs[3].personalization.date_of_birth`).
+    pub field: String,
+    /// What is wrong (never the submitted value).
+    pub message: String,
+}
+
+/// The outcome of one job of an accepted batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Submitted {
+    /// The job.
+    pub job: JobId,
+    /// The issuance system's tracking number.
+    pub tracking_number: String,
+    /// `created`, or `existing` for an identical resubmission.
+    pub status: SubmitStatus,
+}
+
+/// Whether a submitted job is new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubmitStatus {
+    /// Accepted now.
+    Created,
+    /// Submitted before with the same content: the existing job.
+    Existing,
+}
+
+/// What a station terminal shows: the station, who is there, and the work the line assigned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StationView {
+    /// The station.
+    pub id: StationId,
+    /// What it does.
+    pub kind: StationKind,
+    /// Its device, if any.
+    pub device: Option<DeviceId>,
+    /// The device's readiness as the scheduler sees it.
+    pub readiness: DeviceReadiness,
+    /// Who is signed in.
+    pub operator: Option<OperatorId>,
+    /// The open custody session.
+    pub session: Option<SessionId>,
+    /// Items the session still holds.
+    pub held: u32,
+    /// The assigned step, if any.
+    pub work: Option<WorkView>,
+}
+
+/// The step a station was assigned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkView {
+    /// The job.
+    pub job: JobId,
+    /// Its tracking number.
+    pub tracking_number: String,
+    /// Its class.
+    pub class: PriorityClass,
+    /// Its destination.
+    pub destination: Destination,
+    /// The stage.
+    pub stage: Stage,
+    /// Where the step is: `assigned` (scan to start), `running` (the device works),
+    /// `awaiting_confirmation` (confirm or report a defect).
+    pub phase: String,
+    /// The booklet of this job (known from print on).
+    pub booklet: Option<Serial>,
+    /// The patch scanned at lamination.
+    pub patch: Option<Serial>,
+    /// When the line assigned it.
+    pub assigned_at: DateTime<Utc>,
+}
+
+/// A dispatch bag and its manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bag {
+    /// Its id (`BAG-LHR-01-20261121-001`).
+    pub id: String,
+    /// The destination office.
+    pub destination: Destination,
+    /// When the first passport went in.
+    pub opened_at: DateTime<Utc>,
+    /// When it was closed (the manifest is final from then on).
+    pub closed_at: Option<DateTime<Utc>>,
+    /// The passports in it, in packing order.
+    pub items: Vec<BagItem>,
+}
+
+/// One passport in a bag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BagItem {
+    /// The job.
+    pub job: JobId,
+    /// The issuance system's tracking number.
+    pub tracking_number: String,
+    /// The booklet serial.
+    pub booklet: Serial,
+    /// The passport number.
+    pub document_number: String,
+    /// Who packed it.
+    pub packed_by: OperatorId,
+}
+
+/// The line at a glance (for the hall UI and monitoring).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineSnapshot {
+    /// Every station.
+    pub stations: Vec<StationView>,
+    /// Jobs waiting per stage (print, laminate, QC, dispatch).
+    pub queued: [u32; 4],
+    /// Jobs needing a supervisor's inspection.
+    pub needs_inspection: u32,
+    /// Jobs held.
+    pub held: u32,
+    /// Unfinished jobs.
+    pub open_jobs: u32,
+}
+
+type Call = Box<dyn FnOnce(&mut actor::Actor) + Send>;
+
+pub(crate) enum Cmd {
+    Call(Call),
+    DeviceDone {
+        station: StationId,
+        job: JobId,
+        result: Result<(), String>,
+    },
+    DeviceState {
+        station: StationId,
+        readiness: DeviceReadiness,
+    },
+}
+
+/// The handle to the line. Cheap to clone; every method waits for the actor's durable answer.
+#[derive(Clone)]
+pub struct Line {
+    tx: mpsc::Sender<Cmd>,
+    snapshot: watch::Receiver<LineSnapshot>,
+}
+
+impl std::fmt::Debug for Line {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Line").finish_non_exhaustive()
+    }
+}
+
+/// The actor's thread: joined at shutdown, after every [`Line`] handle is dropped.
+pub type LineThread = std::thread::JoinHandle<()>;
+
+impl Line {
+    /// Starts the line on `ledger`: recovers the stored jobs (interrupted steps become
+    /// needs-inspection), starts watching the devices and runs the scheduler. Must be called
+    /// inside a tokio runtime (device steps run on it).
+    ///
+    /// # Errors
+    /// The stored state cannot be read or the recovery records cannot be written.
+    pub fn start(setup: LineSetup, ledger: Arc<Ledger>) -> Result<(Line, LineThread), LineError> {
+        let (tx, rx) = mpsc::channel(1024);
+        let (snap_tx, snap_rx) = watch::channel(LineSnapshot::default());
+        let rt = tokio::runtime::Handle::current();
+        let actor = actor::Actor::recover(setup, ledger, tx.clone(), rt, snap_tx)?;
+        actor.watch_devices();
+        let thread = std::thread::Builder::new()
+            .name("line".into())
+            .spawn(move || actor.run(rx))
+            .map_err(|e| LineError::Storage(format!("cannot start the line thread: {e}")))?;
+        Ok((
+            Line {
+                tx,
+                snapshot: snap_rx,
+            },
+            thread,
+        ))
+    }
+
+    async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut actor::Actor) -> R + Send + 'static,
+    ) -> Result<R, LineError> {
+        let (tx, rx) = oneshot::channel();
+        let call: Call = Box::new(move |a| {
+            let _ = tx.send(f(a));
+        });
+        self.tx
+            .send(Cmd::Call(call))
+            .await
+            .map_err(|_| LineError::Stopped)?;
+        rx.await.map_err(|_| LineError::Stopped)
+    }
+
+    /// Stops the actor after the command it is handling. Steps still running on devices are
+    /// found in flight at the next start and wait for inspection.
+    pub async fn stop(&self) {
+        let _ = self.call(actor::Actor::stop).await;
+    }
+
+    /// The latest snapshot.
+    pub fn snapshot(&self) -> LineSnapshot {
+        self.snapshot.borrow().clone()
+    }
+
+    /// A receiver of snapshots, for streaming.
+    pub fn watch(&self) -> watch::Receiver<LineSnapshot> {
+        self.snapshot.clone()
+    }
+
+    /// Submits a batch of jobs, idempotently on tracking number: an identical resubmission
+    /// returns the existing job, a conflicting one refuses the batch. All or nothing.
+    ///
+    /// # Errors
+    /// [`LineError::Batch`] listing every refused job; storage errors.
+    pub async fn submit(
+        &self,
+        actor: OperatorId,
+        jobs: Vec<JobRequest>,
+    ) -> Result<Vec<Submitted>, LineError> {
+        self.call(move |a| a.submit(&actor, jobs)).await?
+    }
+
+    /// One job.
+    ///
+    /// # Errors
+    /// [`LineError::NotFound`].
+    pub async fn job(&self, id: JobId) -> Result<JobView, LineError> {
+        self.call(move |a| a.job_view(id)).await?
+    }
+
+    /// Jobs by filter, in id order, one page.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn jobs(&self, filter: JobFilter) -> Result<Page, LineError> {
+        self.call(move |a| a.list(&filter)).await?
+    }
+
+    /// Holds a waiting job.
+    ///
+    /// # Errors
+    /// [`LineError::Conflict`] when the job is not waiting.
+    pub async fn hold(&self, actor: OperatorId, id: JobId) -> Result<JobView, LineError> {
+        self.call(move |a| a.hold(&actor, id)).await?
+    }
+
+    /// Releases a held job to the queue it left.
+    ///
+    /// # Errors
+    /// [`LineError::Conflict`] when the job is not held.
+    pub async fn release(&self, actor: OperatorId, id: JobId) -> Result<JobView, LineError> {
+        self.call(move |a| a.release(&actor, id)).await?
+    }
+
+    /// Cancels a job that is not in a step.
+    ///
+    /// # Errors
+    /// [`LineError::Conflict`] when it is in a step or final; a reason is required.
+    pub async fn cancel(
+        &self,
+        actor: OperatorId,
+        id: JobId,
+        reason: String,
+    ) -> Result<JobView, LineError> {
+        self.call(move |a| a.cancel(&actor, id, reason)).await?
+    }
+
+    /// Changes a job's priority class.
+    ///
+    /// # Errors
+    /// [`LineError::Conflict`] for a final job.
+    pub async fn reprioritise(
+        &self,
+        actor: OperatorId,
+        id: JobId,
+        class: PriorityClass,
+        reason: String,
+    ) -> Result<JobView, LineError> {
+        self.call(move |a| a.reprioritise(&actor, id, class, reason))
+            .await?
+    }
+
+    /// A supervisor's verdict on a job that needs inspection.
+    ///
+    /// # Errors
+    /// [`LineError::Conflict`] when it does not need inspection.
+    pub async fn inspect(
+        &self,
+        actor: OperatorId,
+        id: JobId,
+        verdict: InspectionVerdict,
+        serial: Option<String>,
+    ) -> Result<JobView, LineError> {
+        self.call(move |a| a.inspect(&actor, id, verdict, serial))
+            .await?
+    }
+
+    /// Whether `user` could sign in at `station` now (one station per operator, one operator
+    /// per station). Asked before the PIN is checked against the account.
+    ///
+    /// # Errors
+    /// [`LineError::Conflict`] naming who is where; [`LineError::NotFound`].
+    pub async fn can_occupy(&self, user: OperatorId, station: StationId) -> Result<(), LineError> {
+        self.call(move |a| a.can_occupy(&user, &station)).await?
+    }
+
+    /// Signs `user` in at `station`.
+    ///
+    /// # Errors
+    /// As [`Line::can_occupy`].
+    pub async fn occupy(&self, user: OperatorId, station: StationId) -> Result<(), LineError> {
+        self.call(move |a| a.occupy(&user, &station)).await?
+    }
+
+    /// Signs `user` out of whatever station they are at. An assigned step not yet started goes
+    /// back to the queue.
+    ///
+    /// # Errors
+    /// [`LineError::Conflict`] while their device is running a step.
+    pub async fn vacate(&self, user: OperatorId) -> Result<(), LineError> {
+        self.call(move |a| a.vacate(&user)).await?
+    }
+
+    /// A station's view (for its terminal).
+    ///
+    /// # Errors
+    /// [`LineError::NotFound`].
+    pub async fn station(&self, id: StationId) -> Result<StationView, LineError> {
+        self.call(move |a| a.station_view(&id)).await?
+    }
+
+    /// Opens a custody session for the operator signed in at `station`.
+    ///
+    /// # Errors
+    /// The operator is not signed in there; the ledger refuses (a session already open).
+    pub async fn open_session(
+        &self,
+        operator: OperatorId,
+        station: StationId,
+    ) -> Result<SessionId, LineError> {
+        self.call(move |a| a.open_session(&operator, &station))
+            .await?
+    }
+
+    /// Issues items to a session, counted by two distinct people (their PINs already
+    /// checked by the caller).
+    ///
+    /// # Errors
+    /// The ledger's refusal (unknown serial, not in the vault, same counter twice...).
+    pub async fn issue(
+        &self,
+        actor: OperatorId,
+        session: SessionId,
+        serials: Vec<Serial>,
+        counters: [OperatorId; 2],
+    ) -> Result<u64, LineError> {
+        self.call(move |a| a.issue(&actor, &session, serials, counters))
+            .await?
+    }
+
+    /// Returns unused items from a session to the vault, counted by two people.
+    ///
+    /// # Errors
+    /// The ledger's refusal.
+    pub async fn return_items(
+        &self,
+        actor: OperatorId,
+        session: SessionId,
+        serials: Vec<Serial>,
+        counters: [OperatorId; 2],
+    ) -> Result<u64, LineError> {
+        self.call(move |a| a.return_items(&actor, &session, serials, counters))
+            .await?
+    }
+
+    /// Closes a session (balanced, or with a supervisor-signed discrepancy).
+    ///
+    /// # Errors
+    /// The ledger's refusal (items still held without a discrepancy).
+    pub async fn close_session(
+        &self,
+        actor: OperatorId,
+        session: SessionId,
+        discrepancy: Option<crate::ledger::event::Discrepancy>,
+    ) -> Result<u64, LineError> {
+        self.call(move |a| a.close_session(&actor, &session, discrepancy))
+            .await?
+    }
+
+    /// Print station: the operator scanned the booklet for the assigned job; the printer
+    /// starts. `job`, if given, must be the assigned job (operators never choose).
+    ///
+    /// # Errors
+    /// Not this operator's station, no assigned step, the ledger's refusal of the booklet.
+    pub async fn scan_booklet(
+        &self,
+        actor: OperatorId,
+        station: StationId,
+        booklet: Serial,
+        job: Option<JobId>,
+    ) -> Result<StationView, LineError> {
+        self.call(move |a| a.scan_booklet(&actor, &station, booklet, job))
+            .await?
+    }
+
+    /// Lamination station: the operator scanned the patch; the patch is recorded as applied
+    /// (the gate) and the laminator feeds.
+    ///
+    /// # Errors
+    /// As [`Line::scan_booklet`]; the ledger's refusal of the patch (not issued to this
+    /// station's session, used, out of roll order without a reason).
+    pub async fn scan_patch(
+        &self,
+        actor: OperatorId,
+        station: StationId,
+        patch: Serial,
+        skip_reason: Option<String>,
+        job: Option<JobId>,
+    ) -> Result<StationView, LineError> {
+        self.call(move |a| a.scan_patch(&actor, &station, patch, skip_reason, job))
+            .await?
+    }
+
+    /// The operator confirms the finished print or lamination.
+    ///
+    /// # Errors
+    /// Nothing awaits confirmation at the station.
+    pub async fn confirm(
+        &self,
+        actor: OperatorId,
+        station: StationId,
+    ) -> Result<StationView, LineError> {
+        self.call(move |a| a.confirm(&actor, &station)).await?
+    }
+
+    /// The operator reports a defect on the step's item: it is spoiled and the job goes back
+    /// to printing on a new booklet.
+    ///
+    /// # Errors
+    /// Nothing to report at the station; a reason is required.
+    pub async fn report_defect(
+        &self,
+        actor: OperatorId,
+        station: StationId,
+        reason: String,
+    ) -> Result<StationView, LineError> {
+        self.call(move |a| a.report_defect(&actor, &station, reason))
+            .await?
+    }
+
+    /// QC: the MRZ read back from the booklet, compared with the job's.
+    ///
+    /// # Errors
+    /// Not the assigned job's booklet; not this operator's station.
+    pub async fn qc(
+        &self,
+        actor: OperatorId,
+        station: StationId,
+        booklet: Serial,
+        mrz: [String; 2],
+    ) -> Result<QcOutcome, LineError> {
+        self.call(move |a| a.qc(&actor, &station, booklet, mrz))
+            .await?
+    }
+
+    /// Dispatch: the operator scanned the finished booklet; it goes into its destination's open
+    /// bag.
+    ///
+    /// # Errors
+    /// Not the assigned job's booklet; not this operator's station.
+    pub async fn pack(
+        &self,
+        actor: OperatorId,
+        station: StationId,
+        booklet: Serial,
+    ) -> Result<Bag, LineError> {
+        self.call(move |a| a.pack(&actor, &station, booklet)).await?
+    }
+
+    /// Closes a bag: its manifest is final.
+    ///
+    /// # Errors
+    /// No such open bag.
+    pub async fn close_bag(&self, actor: OperatorId, bag: String) -> Result<Bag, LineError> {
+        self.call(move |a| a.close_bag(&actor, &bag)).await?
+    }
+
+    /// A bag and its manifest.
+    ///
+    /// # Errors
+    /// No such bag.
+    pub async fn bag(&self, bag: String) -> Result<Bag, LineError> {
+        self.call(move |a| a.bag(&bag)).await?
+    }
+
+    /// Pauses (or resumes) a device: the scheduler stops (or starts again) assigning to it.
+    ///
+    /// # Errors
+    /// No such device.
+    pub async fn pause_device(
+        &self,
+        actor: OperatorId,
+        device: DeviceId,
+        pause: bool,
+    ) -> Result<StationView, LineError> {
+        self.call(move |a| a.pause_device(&actor, &device, pause))
+            .await?
+    }
+}
+
+/// The result of a QC check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QcOutcome {
+    /// Whether the MRZ read back matched.
+    pub passed: bool,
+    /// What happens next, in words.
+    pub message: String,
+}
