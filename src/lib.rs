@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod api;
 pub mod ledger;
 pub mod line;
 pub mod store;

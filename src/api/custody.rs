@@ -1,0 +1,427 @@
+//! Custody of accountable items: lots into the vault, sessions at stations, two-person counts,
+//! returns, closes, destruction and missing reports. Every co-signer proves who they are with
+//! their own PIN in the request; the ledger enforces the custody rules.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use hallctl_jobs::job::{OperatorId, StationId};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, Auth};
+use crate::auth::parse_user_id;
+use crate::ledger::event::Discrepancy;
+use crate::ledger::{ItemKind, LedgerEvent, LotId, Role, Serial, SerialRange, Session, SessionId};
+
+/// A co-signer: a person and their PIN (checked, never stored or logged).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cosigner {
+    /// User id.
+    pub user: String,
+    /// Their PIN.
+    pub pin: String,
+}
+
+/// Serials, as a list or as a range (`0041200-0041249`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Count {
+    /// Serials, one by one.
+    #[serde(default)]
+    pub serials: Vec<String>,
+    /// Or a range, as printed on the box or roll.
+    #[serde(default)]
+    pub range: Option<String>,
+    /// The two people who counted (distinct).
+    pub counters: [Cosigner; 2],
+}
+
+/// A lot received into the vault.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LotIn {
+    /// The lot id (`R-77`).
+    pub lot: String,
+    /// `booklet` or `patch`.
+    #[schema(value_type = String)]
+    pub kind: ItemKind,
+    /// Who delivered it.
+    pub supplier: String,
+    /// The serial range (`0041200-0041349`).
+    pub range: String,
+}
+
+/// A session to open.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenSession {
+    /// The station (the operator's own).
+    pub station: String,
+}
+
+/// A session close, with a signed discrepancy when it does not balance.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloseSession {
+    /// Serials that cannot be found (must be exactly what the session still holds).
+    #[serde(default)]
+    pub missing: Vec<String>,
+    /// The supervisor's statement.
+    #[serde(default)]
+    pub statement: Option<String>,
+    /// The supervisor who signs the discrepancy.
+    #[serde(default)]
+    pub supervisor: Option<Cosigner>,
+}
+
+/// Items destroyed, witnessed by two people outside their custody chains.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Destroy {
+    /// The destruction batch.
+    pub batch: String,
+    /// The serials.
+    pub serials: Vec<String>,
+    /// The two witnesses.
+    pub witnesses: [Cosigner; 2],
+    /// How (shredding, incineration).
+    pub method: String,
+    /// The certificate number.
+    pub certificate: String,
+}
+
+/// An item reported missing.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Missing {
+    /// The serial.
+    pub serial: String,
+    /// The circumstances.
+    pub note: String,
+}
+
+/// A recorded ledger entry.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Recorded {
+    /// Its sequence number in the ledger.
+    pub seq: u64,
+    /// The session concerned, if any.
+    #[schema(value_type = Option<String>)]
+    pub session: Option<SessionId>,
+    /// An alert the record raised (roll skip, discrepancy, missing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub alert: Option<crate::ledger::Alert>,
+}
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(receive_lot))
+        .routes(routes!(open_session))
+        .routes(routes!(get_session))
+        .routes(routes!(issue))
+        .routes(routes!(return_items))
+        .routes(routes!(close_session))
+        .routes(routes!(destroy))
+        .routes(routes!(report_missing))
+}
+
+fn parse_serials(c: &Count) -> Result<Vec<Serial>, ApiError> {
+    match (&c.range, c.serials.is_empty()) {
+        (Some(_), false) => Err(ApiError::invalid(
+            "range",
+            "give either serials or a range, not both",
+        )),
+        (Some(r), true) => SerialRange::parse(r)
+            .map(|r| r.serials().collect())
+            .ok_or_else(|| {
+                ApiError::invalid("range", "a range is `first-last`, e.g. 0041200-0041249")
+            }),
+        (None, true) => Err(ApiError::invalid("serials", "no serials given")),
+        (None, false) => c
+            .serials
+            .iter()
+            .enumerate()
+            .map(|(i, s)| serial(&format!("serials[{i}]"), s))
+            .collect(),
+    }
+}
+
+fn serial(field: &str, s: &str) -> Result<Serial, ApiError> {
+    let s = s.trim();
+    if s.is_empty() || s.len() > 40 || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(ApiError::invalid(field, "a serial is 1–40 characters A–Z, 0–9 and -"));
+    }
+    Ok(Serial::new(s))
+}
+
+/// Checks the co-signers' PINs (off the async workers: argon2 is slow on purpose).
+async fn cosign<const N: usize>(
+    s: &AppState,
+    field: &str,
+    who: &[Cosigner; N],
+) -> Result<[OperatorId; N], ApiError> {
+    let mut out = Vec::with_capacity(N);
+    for (i, c) in who.iter().enumerate() {
+        let id = parse_user_id(&c.user).map_err(|_| {
+            ApiError::invalid(&format!("{field}[{i}]"), "invalid id or PIN")
+        })?;
+        let (users, pin, idc) = (s.users.clone(), c.pin.clone(), id.clone());
+        super::blocking(move || Ok(users.verify_pin(&idc, &pin)?))
+            .await
+            .map_err(|e| e.field(format!("{field}[{i}]")))?;
+        out.push(id);
+    }
+    out.try_into()
+        .map_err(|_| ApiError::invalid(field, "wrong number of co-signers"))
+}
+
+/// Receives a lot (box of booklets, roll of patches) into the vault.
+#[utoipa::path(post, path = "/custody/lots", request_body = LotIn,
+    responses((status = 200, body = Recorded), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn receive_lot(
+    State(s): State<AppState>,
+    auth: Auth,
+    ApiJson(r): ApiJson<LotIn>,
+) -> Result<Json<Recorded>, ApiError> {
+    let p = auth.require(&[Role::Supervisor])?;
+    let range = SerialRange::parse(&r.range).ok_or_else(|| {
+        ApiError::invalid("range", "a range is `first-last`, e.g. 0041200-0041349")
+    })?;
+    if r.lot.trim().is_empty() || r.supplier.trim().is_empty() {
+        return Err(ApiError::invalid("lot", "lot and supplier are required"));
+    }
+    let (ledger, actor) = (s.ledger.clone(), p.user.clone());
+    let receipt = super::blocking(move || {
+        Ok(ledger.append(
+            actor,
+            LedgerEvent::LotReceived {
+                lot: LotId::new(r.lot.trim()),
+                kind: r.kind,
+                supplier: r.supplier,
+                range,
+            },
+        )?)
+    })
+    .await?;
+    Ok(Json(Recorded {
+        seq: receipt.seq,
+        session: None,
+        alert: receipt.alert,
+    }))
+}
+
+/// Opens a custody session at the operator's own station.
+#[utoipa::path(post, path = "/custody/sessions", request_body = OpenSession,
+    responses((status = 200, body = Recorded), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn open_session(
+    State(s): State<AppState>,
+    auth: Auth,
+    ApiJson(r): ApiJson<OpenSession>,
+) -> Result<Json<Recorded>, ApiError> {
+    let p = auth.require(&[Role::Operator])?;
+    let station = StationId::new(r.station.trim());
+    let id = s.line.open_session(p.user.clone(), station).await?;
+    Ok(Json(Recorded {
+        seq: s.ledger.head(),
+        session: Some(id),
+        alert: None,
+    }))
+}
+
+/// A custody session: what it holds and its counts.
+#[utoipa::path(get, path = "/custody/sessions/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+async fn get_session(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Session>, ApiError> {
+    auth.require(&[Role::Operator, Role::Supervisor, Role::Auditor])?;
+    let ledger = s.ledger.clone();
+    let session = super::blocking(move || Ok(ledger.session(&SessionId::new(id))?)).await?;
+    let session = session.ok_or_else(|| ApiError::not_found("no such custody session"))?;
+    if auth.0.role == Role::Operator && session.operator != auth.0.user {
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            "an operator sees only their own sessions",
+        ));
+    }
+    Ok(Json(session))
+}
+
+/// Issues items from the vault to a session, counted by two distinct people.
+#[utoipa::path(post, path = "/custody/sessions/{id}/issue", params(("id" = String, Path)), request_body = Count,
+    responses((status = 200, body = Recorded), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn issue(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(r): ApiJson<Count>,
+) -> Result<Json<Recorded>, ApiError> {
+    let p = auth.require(&[Role::Supervisor, Role::Operator])?;
+    let serials = parse_serials(&r)?;
+    let counters = cosign(&s, "counters", &r.counters).await?;
+    let seq = s
+        .line
+        .issue(p.user.clone(), SessionId::new(id.clone()), serials, counters)
+        .await?;
+    Ok(Json(Recorded {
+        seq,
+        session: Some(SessionId::new(id)),
+        alert: None,
+    }))
+}
+
+/// Returns unused items from a session to the vault, counted by two distinct people.
+#[utoipa::path(post, path = "/custody/sessions/{id}/return", params(("id" = String, Path)), request_body = Count,
+    responses((status = 200, body = Recorded), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn return_items(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(r): ApiJson<Count>,
+) -> Result<Json<Recorded>, ApiError> {
+    let p = auth.require(&[Role::Supervisor, Role::Operator])?;
+    let serials = parse_serials(&r)?;
+    let counters = cosign(&s, "counters", &r.counters).await?;
+    let seq = s
+        .line
+        .return_items(p.user.clone(), SessionId::new(id.clone()), serials, counters)
+        .await?;
+    Ok(Json(Recorded {
+        seq,
+        session: Some(SessionId::new(id)),
+        alert: None,
+    }))
+}
+
+/// Closes a session: balanced, or with a supervisor-signed discrepancy listing the serials.
+#[utoipa::path(post, path = "/custody/sessions/{id}/close", params(("id" = String, Path)), request_body = CloseSession,
+    responses((status = 200, body = Recorded), (status = 409, body = ErrorBody)))]
+async fn close_session(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(r): ApiJson<CloseSession>,
+) -> Result<Json<Recorded>, ApiError> {
+    let p = auth.require(&[Role::Operator, Role::Supervisor])?;
+    let discrepancy = match (&r.supervisor, r.missing.is_empty()) {
+        (None, true) => None,
+        (None, false) => {
+            return Err(ApiError::invalid(
+                "supervisor",
+                "a discrepancy must be signed by a supervisor",
+            ));
+        }
+        (Some(sup), _) => {
+            let [who] = cosign(&s, "supervisor", std::slice::from_ref(sup).try_into().map_err(
+                |_| ApiError::invalid("supervisor", "one supervisor"),
+            )?)
+            .await?;
+            let is_supervisor = s
+                .users
+                .get(&who)
+                .is_some_and(|u| u.role == Role::Supervisor);
+            if !is_supervisor {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    "forbidden",
+                    format!("{who} is not a supervisor"),
+                )
+                .field("supervisor"));
+            }
+            let missing = r
+                .missing
+                .iter()
+                .enumerate()
+                .map(|(i, m)| serial(&format!("missing[{i}]"), m))
+                .collect::<Result<Vec<_>, _>>()?;
+            Some(Discrepancy {
+                missing,
+                supervisor: who,
+                statement: r.statement.clone().unwrap_or_default(),
+            })
+        }
+    };
+    let seq = s
+        .line
+        .close_session(p.user.clone(), SessionId::new(id.clone()), discrepancy)
+        .await?;
+    Ok(Json(Recorded {
+        seq,
+        session: Some(SessionId::new(id)),
+        alert: None,
+    }))
+}
+
+/// Records the destruction of spoiled items, witnessed by two people outside their chains.
+#[utoipa::path(post, path = "/custody/destructions", request_body = Destroy,
+    responses((status = 200, body = Recorded), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn destroy(
+    State(s): State<AppState>,
+    auth: Auth,
+    ApiJson(r): ApiJson<Destroy>,
+) -> Result<Json<Recorded>, ApiError> {
+    let p = auth.require(&[Role::Supervisor])?;
+    let serials = r
+        .serials
+        .iter()
+        .enumerate()
+        .map(|(i, x)| serial(&format!("serials[{i}]"), x))
+        .collect::<Result<Vec<_>, _>>()?;
+    let witnesses = cosign(&s, "witnesses", &r.witnesses).await?;
+    let (ledger, actor) = (s.ledger.clone(), p.user.clone());
+    let receipt = super::blocking(move || {
+        Ok(ledger.append(
+            actor,
+            LedgerEvent::ItemsDestroyed {
+                batch: r.batch,
+                serials,
+                witnesses,
+                method: r.method,
+                certificate: r.certificate,
+            },
+        )?)
+    })
+    .await?;
+    Ok(Json(Recorded {
+        seq: receipt.seq,
+        session: None,
+        alert: receipt.alert,
+    }))
+}
+
+/// Reports an item missing.
+#[utoipa::path(post, path = "/custody/missing", request_body = Missing,
+    responses((status = 200, body = Recorded), (status = 409, body = ErrorBody)))]
+async fn report_missing(
+    State(s): State<AppState>,
+    auth: Auth,
+    ApiJson(r): ApiJson<Missing>,
+) -> Result<Json<Recorded>, ApiError> {
+    let p = auth.require(&[Role::Supervisor])?;
+    let serial = serial("serial", &r.serial)?;
+    let (ledger, actor) = (s.ledger.clone(), p.user.clone());
+    let receipt = super::blocking(move || {
+        Ok(ledger.append(
+            actor,
+            LedgerEvent::ItemReportedMissing {
+                serial,
+                note: r.note,
+            },
+        )?)
+    })
+    .await?;
+    Ok(Json(Recorded {
+        seq: receipt.seq,
+        session: None,
+        alert: receipt.alert,
+    }))
+}

@@ -1,0 +1,219 @@
+//! One error body everywhere: `{"error": {"code", "message", "field"}}`. Internals are logged,
+//! never sent; messages never carry passport-holder data, PINs or tokens.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::auth::AuthError;
+use crate::ledger::LedgerError;
+use crate::line::{BatchError, LineError};
+
+/// An API error: the status and the body.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// The body's content.
+    pub body: ErrorDetail,
+}
+
+/// The error body's content.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable machine-readable code (`invalid`, `not_found`, `refused`, ...).
+    pub code: String,
+    /// What is wrong, in plain words.
+    pub message: String,
+    /// The offending field, when one is to blame.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Every refused item of a batch (job submissions).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub errors: Vec<BatchError>,
+}
+
+/// `{"error": ...}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+impl ApiError {
+    /// An error with a status, code and message.
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            body: ErrorDetail {
+                code: code.to_string(),
+                message: message.into(),
+                field: None,
+                errors: Vec::new(),
+            },
+        }
+    }
+
+    /// The same, naming a field.
+    #[must_use]
+    pub fn field(mut self, field: impl Into<String>) -> Self {
+        self.body.field = Some(field.into());
+        self
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 422 naming a field.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message).field(field)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(ErrorBody { error: self.body })).into_response()
+    }
+}
+
+impl From<LineError> for ApiError {
+    fn from(e: LineError) -> Self {
+        let msg = e.to_string();
+        match e {
+            LineError::Invalid { field, .. } => {
+                let mut a = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", msg);
+                a.body.field = field;
+                a
+            }
+            LineError::Batch(errors) => {
+                let mut a = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_jobs", msg);
+                a.body.field = errors.first().map(|e| e.field.clone());
+                a.body.errors = errors;
+                a
+            }
+            LineError::NotFound(_) => ApiError::not_found(msg),
+            LineError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", msg),
+            LineError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", msg),
+            LineError::Refused(_) => ApiError::new(StatusCode::CONFLICT, "refused", msg),
+            LineError::Storage(_) => {
+                tracing::error!("{msg}");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage",
+                    "the store cannot record anything now; nothing was changed",
+                )
+            }
+            LineError::Stopped => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping", msg)
+            }
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let msg = e.to_string();
+        let status = match &e {
+            AuthError::InvalidCredentials | AuthError::Disabled | AuthError::Expired => {
+                StatusCode::UNAUTHORIZED
+            }
+            AuthError::Locked { .. } => StatusCode::LOCKED,
+            AuthError::UnknownUser(_) => StatusCode::NOT_FOUND,
+            AuthError::Exists(_) | AuthError::NoChange(_) => StatusCode::CONFLICT,
+            AuthError::WeakPin { .. }
+            | AuthError::InvalidId { .. }
+            | AuthError::InvalidName { .. }
+            | AuthError::AccountKind(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AuthError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            AuthError::Ledger(LedgerError::Refused(_)) => StatusCode::CONFLICT,
+            AuthError::Policy(_) | AuthError::Crypto(_) | AuthError::Ledger(_) => {
+                tracing::error!("{msg}");
+                return ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "internal",
+                    "the controller cannot do this now; nothing was changed",
+                );
+            }
+        };
+        ApiError::new(status, e.code(), msg)
+    }
+}
+
+impl From<LedgerError> for ApiError {
+    fn from(e: LedgerError) -> Self {
+        ApiError::from(LineError::from(e))
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        match r {
+            JsonRejection::JsonDataError(e) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bad_json",
+                redact_serde(&e.body_text()),
+            ),
+            JsonRejection::JsonSyntaxError(e) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_json",
+                redact_serde(&e.body_text()),
+            ),
+            JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "content_type",
+                "send the body as JSON with `Content-Type: application/json`",
+            ),
+            JsonRejection::BytesRejection(e) => {
+                let status = e.status();
+                if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(status, "too_large", "the request body is too large")
+                } else {
+                    ApiError::new(status, "bad_body", "the request body could not be read")
+                }
+            }
+            other => ApiError::new(other.status(), "bad_json", redact_serde(&other.body_text())),
+        }
+    }
+}
+
+/// serde's messages can quote the submitted value (`invalid type: string "ERIKSSON"`): keep
+/// the kind and the position, drop the value.
+pub(crate) fn redact_serde(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut quote: Option<char> = None;
+    for c in msg.chars() {
+        match quote {
+            Some(q) if c == q => {
+                quote = None;
+                out.push_str("…");
+                out.push(c);
+            }
+            Some(_) => {}
+            None if c == '"' => {
+                quote = Some('"');
+                out.push(c);
+            }
+            None => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn serde_messages_lose_the_submitted_value_but_keep_the_field() {
+        let m = super::redact_serde(
+            "Failed to deserialize the JSON body into the target type: jobs[0].personalization.surname: invalid type: string \"ERIKSSON\", expected u32 at line 1 column 40",
+        );
+        assert!(!m.contains("ERIKSSON"), "{m}");
+        assert!(m.contains("personalization.surname"), "{m}");
+        assert!(m.contains("line 1 column 40"), "{m}");
+    }
+}

@@ -1,0 +1,70 @@
+//! Extractors: the authenticated principal (deny by default: no token, no access) and JSON
+//! bodies whose rejections use the one error body.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::auth::{self, Principal};
+use crate::ledger::Role;
+
+/// The signed-in user making the request.
+#[derive(Debug, Clone)]
+pub struct Auth(pub Principal);
+
+impl Auth {
+    /// Admits only `roles` (deny by default).
+    ///
+    /// # Errors
+    /// 403 naming the roles admitted.
+    pub fn require(&self, roles: &[Role]) -> Result<&Principal, ApiError> {
+        auth::require(&self.0, roles)?;
+        Ok(&self.0)
+    }
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "sign in first: send `Authorization: Bearer <token>`",
+                )
+            })?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "the Authorization header must be `Bearer <token>`",
+                )
+            })?
+            .trim();
+        Ok(Auth(state.users.authenticate(token)?))
+    }
+}
+
+/// A JSON body; malformed JSON, unknown fields, wrong types and oversized bodies are refused
+/// with the one error body.
+#[derive(Debug, Clone)]
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let axum::Json(v) = axum::Json::<T>::from_request(req, state).await?;
+        Ok(ApiJson(v))
+    }
+}

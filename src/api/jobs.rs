@@ -1,0 +1,210 @@
+//! Jobs: batch submission (idempotent on tracking number), reads, and the supervisors'
+//! commands.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use hallctl_jobs::intake::JobRequest;
+use hallctl_jobs::job::{InspectionVerdict, JobId, PriorityClass};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, Auth};
+use crate::ledger::Role;
+use crate::line::{JobFilter, JobView, Page, Submitted};
+
+const READERS: &[Role] = &[Role::Supervisor, Role::Auditor, Role::Admin, Role::Monitor];
+/// The issuance system submits with a supervisor-role service account (see the README).
+const SUBMITTERS: &[Role] = &[Role::Supervisor, Role::Admin];
+
+/// A batch of jobs.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    /// The jobs (1–5,000).
+    pub jobs: Vec<JobRequest>,
+}
+
+/// A reason (cancel).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reason {
+    /// Why.
+    pub reason: String,
+}
+
+/// A new priority class.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reprioritise {
+    /// `normal`, `urgent` or `fast_track`.
+    #[schema(value_type = String)]
+    pub class: PriorityClass,
+    /// Why.
+    pub reason: String,
+}
+
+/// A supervisor's verdict on an interrupted job.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Inspect {
+    /// `step_completed`, `retry_step` or `spoil`.
+    #[schema(value_type = String)]
+    pub verdict: InspectionVerdict,
+    /// For `step_completed`: the booklet or patch found on the job.
+    #[serde(default)]
+    pub serial: Option<String>,
+}
+
+/// The accepted batch.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct Accepted {
+    /// One entry per submitted job, in order.
+    #[schema(value_type = Vec<Object>)]
+    pub jobs: Vec<Submitted>,
+}
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(submit, list))
+        .routes(routes!(get_job))
+        .routes(routes!(hold))
+        .routes(routes!(release))
+        .routes(routes!(cancel))
+        .routes(routes!(reprioritise))
+        .routes(routes!(inspect))
+}
+
+fn job_id(raw: &str) -> Result<JobId, ApiError> {
+    let digits = raw.strip_prefix("J-").unwrap_or(raw);
+    digits
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .map(JobId)
+        .ok_or_else(|| ApiError::invalid("id", "a job id is `J-00000042` or `42`"))
+}
+
+/// Submits jobs in one batch: all or nothing; an identical resubmission returns the existing
+/// job, a conflicting one refuses the batch.
+#[utoipa::path(post, path = "/jobs", request_body = Batch,
+    responses((status = 200, body = Accepted), (status = 422, body = ErrorBody), (status = 413, body = ErrorBody)))]
+async fn submit(
+    State(s): State<AppState>,
+    auth: Auth,
+    ApiJson(batch): ApiJson<Batch>,
+) -> Result<Json<Accepted>, ApiError> {
+    let p = auth.require(SUBMITTERS)?;
+    let jobs = s.line.submit(p.user.clone(), batch.jobs).await?;
+    Ok(Json(Accepted { jobs }))
+}
+
+/// Lists jobs, in id order, one page at a time.
+#[utoipa::path(get, path = "/jobs",
+    params(("state" = Option<String>, Query), ("class" = Option<String>, Query),
+        ("destination" = Option<String>, Query), ("after" = Option<u64>, Query), ("limit" = Option<usize>, Query)),
+    responses((status = 200, body = Object), (status = 422, body = ErrorBody)))]
+async fn list(
+    State(s): State<AppState>,
+    auth: Auth,
+    filter: Result<Query<JobFilter>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Page>, ApiError> {
+    auth.require(READERS)?;
+    let Query(filter) = filter.map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            super::error::redact_serde(&e.body_text()),
+        )
+    })?;
+    Ok(Json(s.line.jobs(filter).await?))
+}
+
+/// One job (no passport-holder data).
+#[utoipa::path(get, path = "/jobs/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+async fn get_job(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    auth.require(READERS)?;
+    Ok(Json(s.line.job(job_id(&id)?).await?))
+}
+
+/// Holds a waiting job.
+#[utoipa::path(post, path = "/jobs/{id}/hold", params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 409, body = ErrorBody)))]
+async fn hold(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    let p = auth.require(&[Role::Supervisor])?;
+    Ok(Json(s.line.hold(p.user.clone(), job_id(&id)?).await?))
+}
+
+/// Releases a held job.
+#[utoipa::path(post, path = "/jobs/{id}/release", params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 409, body = ErrorBody)))]
+async fn release(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    let p = auth.require(&[Role::Supervisor])?;
+    Ok(Json(s.line.release(p.user.clone(), job_id(&id)?).await?))
+}
+
+/// Cancels a job that is not in a step (its printed booklet and patch are spoiled).
+#[utoipa::path(post, path = "/jobs/{id}/cancel", params(("id" = String, Path)), request_body = Reason,
+    responses((status = 200, body = Object), (status = 409, body = ErrorBody)))]
+async fn cancel(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(r): ApiJson<Reason>,
+) -> Result<Json<JobView>, ApiError> {
+    let p = auth.require(&[Role::Supervisor])?;
+    let id = job_id(&id)?;
+    Ok(Json(s.line.cancel(p.user.clone(), id, r.reason).await?))
+}
+
+/// Changes a job's class.
+#[utoipa::path(post, path = "/jobs/{id}/reprioritise", params(("id" = String, Path)), request_body = Reprioritise,
+    responses((status = 200, body = Object), (status = 409, body = ErrorBody)))]
+async fn reprioritise(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(r): ApiJson<Reprioritise>,
+) -> Result<Json<JobView>, ApiError> {
+    let p = auth.require(&[Role::Supervisor])?;
+    let id = job_id(&id)?;
+    Ok(Json(
+        s.line
+            .reprioritise(p.user.clone(), id, r.class, r.reason)
+            .await?,
+    ))
+}
+
+/// A supervisor's verdict on a job interrupted by a restart.
+#[utoipa::path(post, path = "/jobs/{id}/inspect", params(("id" = String, Path)), request_body = Inspect,
+    responses((status = 200, body = Object), (status = 409, body = ErrorBody)))]
+async fn inspect(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(r): ApiJson<Inspect>,
+) -> Result<Json<JobView>, ApiError> {
+    let p = auth.require(&[Role::Supervisor])?;
+    let id = job_id(&id)?;
+    Ok(Json(
+        s.line
+            .inspect(p.user.clone(), id, r.verdict, r.serial)
+            .await?,
+    ))
+}

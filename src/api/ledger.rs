@@ -1,0 +1,170 @@
+//! Ledger queries for auditors and supervisors: trace, reconciliation, records by operator,
+//! station or time, the destruction register, missing items (with INTERPOL SLTD fields) and
+//! the latest signed checkpoint. Read-only: nothing in this API can rewrite the ledger.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use chrono::{DateTime, Utc};
+use hallctl_jobs::job::{OperatorId, StationId};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use super::extract::Auth;
+use crate::ledger::query::{MissingItem, Reconciliation, RecordFilter, Scope, SltdRow, Trace};
+use crate::ledger::{Checkpoint, LotId, Record, Role, Serial, SessionId, ShiftId};
+
+const AUDIT: &[Role] = &[Role::Auditor, Role::Supervisor];
+
+/// What to reconcile: exactly one of them.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileQuery {
+    /// A shift (`2026-11-21A`).
+    pub shift: Option<String>,
+    /// A custody session.
+    pub session: Option<String>,
+    /// A roll or box.
+    pub roll: Option<String>,
+}
+
+/// Which records.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordsQuery {
+    /// By this person.
+    pub operator: Option<String>,
+    /// At this station.
+    pub station: Option<String>,
+    /// From (RFC 3339, inclusive).
+    pub from: Option<DateTime<Utc>>,
+    /// To (RFC 3339, exclusive).
+    pub to: Option<DateTime<Utc>>,
+    /// At most this many (1–10,000, default 1,000).
+    pub limit: Option<usize>,
+}
+
+/// Missing items, with the fields of INTERPOL's SLTD database.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MissingReport {
+    /// The items.
+    #[schema(value_type = Vec<Object>)]
+    pub items: Vec<MissingItem>,
+    /// The same, as SLTD rows.
+    #[schema(value_type = Vec<Object>)]
+    pub sltd: Vec<SltdRow>,
+}
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(trace))
+        .routes(routes!(reconcile))
+        .routes(routes!(records))
+        .routes(routes!(destructions))
+        .routes(routes!(missing))
+        .routes(routes!(checkpoint))
+}
+
+/// Traces a patch or booklet serial forward and backward.
+#[utoipa::path(get, path = "/ledger/trace/{serial}", params(("serial" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+async fn trace(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(serial): Path<String>,
+) -> Result<Json<Trace>, ApiError> {
+    auth.require(AUDIT)?;
+    let ledger = s.ledger.clone();
+    let t = super::blocking(move || Ok(ledger.trace(&Serial::new(serial.trim()))?)).await?;
+    Ok(Json(t.ok_or_else(|| {
+        ApiError::not_found("the ledger has no record of this serial")
+    })?))
+}
+
+/// Reconciliation, serial by serial, of a shift, a session or a roll.
+#[utoipa::path(get, path = "/ledger/reconcile",
+    params(("shift" = Option<String>, Query), ("session" = Option<String>, Query), ("roll" = Option<String>, Query)),
+    responses((status = 200, body = Object), (status = 422, body = ErrorBody)))]
+async fn reconcile(
+    State(s): State<AppState>,
+    auth: Auth,
+    q: Result<Query<ReconcileQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Reconciliation>, ApiError> {
+    auth.require(AUDIT)?;
+    let Query(q) = q.map_err(|e| ApiError::invalid("query", super::error::redact_serde(&e.body_text())))?;
+    let scope = match (q.shift, q.session, q.roll) {
+        (Some(x), None, None) => Scope::Shift(ShiftId::new(x)),
+        (None, Some(x), None) => Scope::Session(SessionId::new(x)),
+        (None, None, Some(x)) => Scope::Lot(LotId::new(x)),
+        _ => {
+            return Err(ApiError::invalid(
+                "shift",
+                "give exactly one of shift, session or roll",
+            ));
+        }
+    };
+    let ledger = s.ledger.clone();
+    Ok(Json(
+        super::blocking(move || Ok(ledger.reconcile(&scope)?)).await?,
+    ))
+}
+
+/// Records by operator, station and time range (indexed).
+#[utoipa::path(get, path = "/ledger/records",
+    params(("operator" = Option<String>, Query), ("station" = Option<String>, Query),
+        ("from" = Option<String>, Query), ("to" = Option<String>, Query), ("limit" = Option<usize>, Query)),
+    responses((status = 200, body = Object), (status = 422, body = ErrorBody)))]
+async fn records(
+    State(s): State<AppState>,
+    auth: Auth,
+    q: Result<Query<RecordsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<Record>>, ApiError> {
+    auth.require(AUDIT)?;
+    let Query(q) = q.map_err(|e| ApiError::invalid("query", super::error::redact_serde(&e.body_text())))?;
+    let limit = q.limit.unwrap_or(1000);
+    if limit == 0 || limit > 10_000 {
+        return Err(ApiError::invalid("limit", "between 1 and 10000"));
+    }
+    let filter = RecordFilter {
+        operator: q.operator.map(OperatorId::new),
+        station: q.station.map(StationId::new),
+        from: q.from,
+        to: q.to,
+    };
+    let ledger = s.ledger.clone();
+    Ok(Json(
+        super::blocking(move || Ok(ledger.records(&filter, limit)?)).await?,
+    ))
+}
+
+/// The destruction register.
+#[utoipa::path(get, path = "/ledger/destructions", responses((status = 200, body = Object)))]
+async fn destructions(State(s): State<AppState>, auth: Auth) -> Result<Json<Vec<Record>>, ApiError> {
+    auth.require(AUDIT)?;
+    let ledger = s.ledger.clone();
+    Ok(Json(
+        super::blocking(move || Ok(ledger.destruction_register()?)).await?,
+    ))
+}
+
+/// Missing items, also as INTERPOL SLTD rows.
+#[utoipa::path(get, path = "/ledger/missing", responses((status = 200, body = MissingReport)))]
+async fn missing(State(s): State<AppState>, auth: Auth) -> Result<Json<MissingReport>, ApiError> {
+    auth.require(AUDIT)?;
+    let (ledger, state) = (s.ledger.clone(), s.hall.issuing_state.clone());
+    let items = super::blocking(move || Ok(ledger.missing()?)).await?;
+    let sltd = items.iter().map(|m| SltdRow::of(m, &state)).collect();
+    Ok(Json(MissingReport { items, sltd }))
+}
+
+/// The latest signed checkpoint (sequence number, head hash, time, signature).
+#[utoipa::path(get, path = "/ledger/checkpoint", responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+async fn checkpoint(State(s): State<AppState>, auth: Auth) -> Result<Json<Checkpoint>, ApiError> {
+    auth.require(&[Role::Auditor, Role::Supervisor, Role::Monitor])?;
+    let ledger = s.ledger.clone();
+    let cp = super::blocking(move || Ok(ledger.last_checkpoint()?)).await?;
+    Ok(Json(cp.ok_or_else(|| ApiError::not_found("no checkpoint yet"))?))
+}

@@ -1,0 +1,188 @@
+//! The HTTP API (axum, JSON, under `/api/v1`): the only module that names axum types.
+//!
+//! One router per resource, merged in [`app`]; handlers are thin (authorize, call the line,
+//! the ledger or the user directory, map the answer). Every route but `/health` and the API
+//! document needs a bearer token, and every handler names the roles it admits. The OpenAPI
+//! document at `/api/v1/openapi.json` is generated from the handlers' annotations.
+
+pub mod custody;
+pub mod error;
+pub mod extract;
+pub mod jobs;
+pub mod ledger;
+pub mod session;
+pub mod stations;
+pub mod users;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::Users;
+use crate::ledger::Ledger;
+use crate::line::Line;
+use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The line (jobs, stations, custody through the line).
+    pub line: Line,
+    /// The user directory (sign-in, tokens, PINs).
+    pub users: Arc<Users>,
+    /// The ledger (queries).
+    pub ledger: Arc<Ledger>,
+    /// The hall.
+    pub hall: Arc<HallInfo>,
+    /// Limits.
+    pub limits: Limits,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("hall", &self.hall)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The hall's identity, for responses and exports.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct HallInfo {
+    /// Hall id.
+    pub id: String,
+    /// Hall name.
+    pub name: String,
+    /// ICAO code of the issuing state.
+    pub issuing_state: String,
+}
+
+/// Request limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request body, bytes.
+    pub body_bytes: usize,
+    /// Longest a request may take.
+    pub timeout: Duration,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "hallctl",
+        description = "Production-hall printing line controller: jobs, stations, custody of accountable items, the ledger. Every route but /health needs `Authorization: Bearer <token>` (from POST /api/v1/session). Errors: `{\"error\": {\"code\", \"message\", \"field\"}}`."
+    ),
+    components(schemas(error::ErrorBody)),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        openapi.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
+    }
+}
+
+/// Liveness: answers without authentication.
+#[utoipa::path(get, path = "/health", security(()), responses((status = 200, description = "alive")))]
+async fn health() -> &'static str {
+    "ok"
+}
+
+/// The routes and the document they generate.
+pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health))
+        .merge(session::router())
+        .merge(jobs::router())
+        .merge(stations::router())
+        .merge(custody::router())
+        .merge(ledger::router())
+        .merge(users::router())
+        .split_for_parts()
+}
+
+/// The whole API, ready to serve (tests call it without a socket).
+pub fn app(state: AppState) -> Router {
+    let (api, doc) = routes();
+    let doc = Arc::new(doc);
+    let limits = state.limits;
+    let api = api
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { axum::Json((*doc).clone()) }
+            }),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
+    Router::new()
+        .nest("/api/v1", api)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limits.body_bytes))
+        .layer(axum::middleware::from_fn_with_state(limits, deadline))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route: the API is under /api/v1 (see /api/v1/openapi.json)")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method (see /api/v1/openapi.json)",
+    )
+}
+
+/// Every request gets a deadline; a late one is answered with the one error body. (A command
+/// already handed to the line still completes there: it is durable or refused, never half.)
+async fn deadline(State(limits): State<Limits>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limits.timeout, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "no answer within {} s; the request may still complete: check before retrying",
+                limits.timeout.as_secs()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+/// Runs a blocking ledger query off the async workers.
+pub(crate) async fn blocking<R: Send + 'static>(
+    f: impl FnOnce() -> Result<R, ApiError> + Send + 'static,
+) -> Result<R, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        tracing::error!("query task failed: {e}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the query failed",
+        )
+    })?
+}

@@ -1,0 +1,300 @@
+//! Stations, their terminals' actions, devices and dispatch bags. An operator acts only at the
+//! station their token was issued for, and only on the work the line assigned.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use hallctl_jobs::job::{DeviceId, JobId, StationId};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, Auth};
+use crate::auth::Principal;
+use crate::ledger::{Role, Serial};
+use crate::line::{Bag, LineSnapshot, QcOutcome, StationView};
+
+/// A booklet scan (print, QC, dispatch).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BookletScan {
+    /// The booklet serial.
+    pub booklet: String,
+    /// Optional: the job the operator believes this is for. Operators never choose work: a
+    /// job other than the assigned one is refused.
+    #[serde(default)]
+    pub job: Option<u64>,
+}
+
+/// A patch scan at lamination.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchScan {
+    /// The patch serial.
+    pub patch: String,
+    /// Why a patch out of roll order is used (raises an alert).
+    #[serde(default)]
+    pub skip_reason: Option<String>,
+    /// Optional: the job the operator believes this is for (see [`BookletScan::job`]).
+    #[serde(default)]
+    pub job: Option<u64>,
+}
+
+/// A defect report.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Defect {
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// A QC read-back.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QcRead {
+    /// The booklet serial.
+    pub booklet: String,
+    /// The two MRZ lines read back from the data page.
+    pub mrz: [String; 2],
+}
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(line))
+        .routes(routes!(station))
+        .routes(routes!(print))
+        .routes(routes!(laminate))
+        .routes(routes!(confirm))
+        .routes(routes!(defect))
+        .routes(routes!(qc))
+        .routes(routes!(pack))
+        .routes(routes!(pause))
+        .routes(routes!(resume))
+        .routes(routes!(bag))
+        .routes(routes!(close_bag))
+}
+
+/// The operator acting at `station`: their token must have been issued there.
+fn at_station<'a>(auth: &'a Auth, station: &str) -> Result<&'a Principal, ApiError> {
+    let p = auth.require(&[Role::Operator])?;
+    if p.station.as_ref().map(StationId::as_str) != Some(station) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("{} is not signed in at {station}", p.user),
+        ));
+    }
+    Ok(p)
+}
+
+fn serial(field: &str, s: &str) -> Result<Serial, ApiError> {
+    let s = s.trim();
+    if s.is_empty() || s.len() > 40 || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(ApiError::invalid(
+            field,
+            "a serial is 1–40 characters A–Z, 0–9 and -",
+        ));
+    }
+    Ok(Serial::new(s))
+}
+
+/// The whole line: stations, queues, counts.
+#[utoipa::path(get, path = "/line", responses((status = 200, body = Object), (status = 401, body = ErrorBody)))]
+async fn line(State(s): State<AppState>, auth: Auth) -> Result<Json<LineSnapshot>, ApiError> {
+    auth.require(&[Role::Supervisor, Role::Auditor, Role::Admin, Role::Monitor])?;
+    Ok(Json(s.line.snapshot()))
+}
+
+/// One station: who is there, its session, its assigned work. An operator sees only their own.
+#[utoipa::path(get, path = "/stations/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+async fn station(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<StationView>, ApiError> {
+    if auth.0.role == Role::Operator {
+        at_station(&auth, &id)?;
+    } else {
+        auth.require(&[Role::Supervisor, Role::Auditor, Role::Admin, Role::Monitor])?;
+    }
+    Ok(Json(s.line.station(StationId::new(id)).await?))
+}
+
+/// Print station: the booklet scanned for the assigned job; the printer starts.
+#[utoipa::path(post, path = "/stations/{id}/print", params(("id" = String, Path)), request_body = BookletScan,
+    responses((status = 200, body = Object), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn print(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(r): ApiJson<BookletScan>,
+) -> Result<Json<StationView>, ApiError> {
+    let p = at_station(&auth, &id)?;
+    let b = serial("booklet", &r.booklet)?;
+    Ok(Json(
+        s.line
+            .scan_booklet(p.user.clone(), StationId::new(id), b, r.job.map(JobId))
+            .await?,
+    ))
+}
+
+/// Lamination station: the patch scanned; it is recorded as applied (the gate), then fed.
+#[utoipa::path(post, path = "/stations/{id}/laminate", params(("id" = String, Path)), request_body = PatchScan,
+    responses((status = 200, body = Object), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn laminate(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(r): ApiJson<PatchScan>,
+) -> Result<Json<StationView>, ApiError> {
+    let p = at_station(&auth, &id)?;
+    let patch = serial("patch", &r.patch)?;
+    Ok(Json(
+        s.line
+            .scan_patch(
+                p.user.clone(),
+                StationId::new(id),
+                patch,
+                r.skip_reason,
+                r.job.map(JobId),
+            )
+            .await?,
+    ))
+}
+
+/// Confirms the finished print or lamination.
+#[utoipa::path(post, path = "/stations/{id}/confirm", params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 409, body = ErrorBody)))]
+async fn confirm(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<StationView>, ApiError> {
+    let p = at_station(&auth, &id)?;
+    Ok(Json(s.line.confirm(p.user.clone(), StationId::new(id)).await?))
+}
+
+/// Reports a defect: the item is spoiled and the job goes back to printing.
+#[utoipa::path(post, path = "/stations/{id}/defect", params(("id" = String, Path)), request_body = Defect,
+    responses((status = 200, body = Object), (status = 409, body = ErrorBody)))]
+async fn defect(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(r): ApiJson<Defect>,
+) -> Result<Json<StationView>, ApiError> {
+    let p = at_station(&auth, &id)?;
+    Ok(Json(
+        s.line
+            .report_defect(p.user.clone(), StationId::new(id), r.reason)
+            .await?,
+    ))
+}
+
+/// QC: the MRZ read back from the booklet, compared with the job's.
+#[utoipa::path(post, path = "/stations/{id}/qc", params(("id" = String, Path)), request_body = QcRead,
+    responses((status = 200, body = Object), (status = 409, body = ErrorBody)))]
+async fn qc(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(r): ApiJson<QcRead>,
+) -> Result<Json<QcOutcome>, ApiError> {
+    let p = at_station(&auth, &id)?;
+    let b = serial("booklet", &r.booklet)?;
+    if r.mrz.iter().any(|l| l.trim().len() != 44) {
+        return Err(ApiError::invalid("mrz", "two lines of 44 characters each"));
+    }
+    Ok(Json(
+        s.line
+            .qc(p.user.clone(), StationId::new(id), b, r.mrz)
+            .await?,
+    ))
+}
+
+/// Dispatch: the finished booklet goes into its destination's bag.
+#[utoipa::path(post, path = "/stations/{id}/pack", params(("id" = String, Path)), request_body = BookletScan,
+    responses((status = 200, body = Object), (status = 409, body = ErrorBody)))]
+async fn pack(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(r): ApiJson<BookletScan>,
+) -> Result<Json<Bag>, ApiError> {
+    let p = at_station(&auth, &id)?;
+    let b = serial("booklet", &r.booklet)?;
+    Ok(Json(
+        s.line.pack(p.user.clone(), StationId::new(id), b).await?,
+    ))
+}
+
+/// Pauses a device: the line assigns it nothing until resumed.
+#[utoipa::path(post, path = "/devices/{id}/pause", params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn pause(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<StationView>, ApiError> {
+    let p = auth.require(&[Role::Supervisor])?;
+    Ok(Json(
+        s.line
+            .pause_device(p.user.clone(), DeviceId::new(id), true)
+            .await?,
+    ))
+}
+
+/// Resumes a paused device.
+#[utoipa::path(post, path = "/devices/{id}/resume", params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn resume(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<StationView>, ApiError> {
+    let p = auth.require(&[Role::Supervisor])?;
+    Ok(Json(
+        s.line
+            .pause_device(p.user.clone(), DeviceId::new(id), false)
+            .await?,
+    ))
+}
+
+/// A dispatch bag and its manifest.
+#[utoipa::path(get, path = "/bags/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+async fn bag(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Bag>, ApiError> {
+    auth.require(&[
+        Role::Operator,
+        Role::Supervisor,
+        Role::Auditor,
+        Role::Admin,
+    ])?;
+    Ok(Json(s.line.bag(id).await?))
+}
+
+/// Closes a bag: its manifest is final.
+#[utoipa::path(post, path = "/bags/{id}/close", params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+async fn close_bag(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Bag>, ApiError> {
+    let p = auth.require(&[Role::Operator, Role::Supervisor])?;
+    if p.role == Role::Operator && p.station.is_none() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            "close bags from the dispatch station",
+        ));
+    }
+    Ok(Json(s.line.close_bag(p.user.clone(), id).await?))
+}
