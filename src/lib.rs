@@ -1,17 +1,28 @@
 //! hallctl: the production-hall printing line controller.
 //!
 //! # Codemap
+//! - [`api`]: the HTTP API under `/api/v1` (axum), one router per resource, the OpenAPI
+//!   document generated from the handlers; the only module that names axum types.
+//! - [`auth`]: users and access: accounts (stored with the ledger record of each change), PINs
+//!   hashed with Argon2id, lockout, session and service tokens, and [`auth::require`], the role
+//!   check every API route makes.
 //! - [`cli`]: the `hallctl` command line, one module per subcommand.
 //! - Devices: the `hallctl-drivers` crate (frames, links, printer and laminator drivers, vendor
 //!   bridge, simulators); `hallctl devices sim` ([`cli::devices`]) runs its simulators standalone.
 //! - [`ledger`]: the patch and booklet ledger: custody of accountable items, hash-chained
 //!   durable journal, signed checkpoints, forensic queries. Every item state change is one
 //!   ledger record, checked against the custody rules before it is written.
+//! - [`line`]: the dispatcher actor: intake, the scheduler's assignments, station steps on the
+//!   devices, custody through the ledger, dispatch bags, recovery after a crash. A job flows:
+//!   `POST /jobs` → [`line::Line::submit`] (durable, queued) → the scheduler assigns print to a
+//!   station whose operator scans a booklet → the printer prints → lamination at another
+//!   operator's station with a patch from that station's session → QC by a third → dispatch.
 //! - [`store`]: the only module that knows sled; the ledger's durability point.
 #![deny(missing_docs)]
 
-pub mod cli;
 pub mod api;
+pub mod auth;
+pub mod cli;
 pub mod ledger;
 pub mod line;
 pub mod store;
