@@ -7,6 +7,8 @@
 //!   hashed with Argon2id, lockout, session and service tokens, and [`auth::require`], the role
 //!   check every API route makes.
 //! - [`cli`]: the `hallctl` command line, one module per subcommand.
+//! - [`config`]: `hall.toml`, the controller's configuration: the hall, its stations and devices,
+//!   policies and limits, validated at load with errors that name the file, line and key.
 //! - Devices: the `hallctl-drivers` crate (frames, links, printer and laminator drivers, vendor
 //!   bridge, simulators); `hallctl devices sim` ([`cli::devices`]) runs its simulators standalone.
 //! - [`ledger`]: the patch and booklet ledger: custody of accountable items, hash-chained
@@ -23,6 +25,7 @@
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod config;
 pub mod ledger;
 pub mod line;
 pub mod store;

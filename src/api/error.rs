@@ -191,7 +191,7 @@ pub(crate) fn redact_serde(msg: &str) -> String {
         match quote {
             Some(q) if c == q => {
                 quote = None;
-                out.push_str("…");
+                out.push('…');
                 out.push(c);
             }
             Some(_) => {}

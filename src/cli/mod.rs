@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 pub mod audit;
+pub mod config;
 pub mod devices;
 pub mod ledger;
 pub mod sim;
@@ -29,6 +30,8 @@ pub enum Command {
     Ledger(ledger::LedgerArgs),
     /// Ledger integrity: verify the chain, signed evidence bundles, checkpoint export.
     Audit(audit::AuditArgs),
+    /// The configuration: `hallctl config check hall.toml`, `hallctl config demo`.
+    Config(config::ConfigArgs),
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default `info`).
@@ -51,5 +54,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Devices(args) => devices::run(args),
         Command::Ledger(args) => ledger::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::Config(args) => config::run(args),
     }
 }

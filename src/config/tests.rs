@@ -1,0 +1,1028 @@
+//! The configuration as a specification: every rule's error names its line and key, the
+//! defaults, path resolution, and the shipped files.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hallctl_jobs::job::{GroupTag, Separation};
+use hallctl_jobs::scheduler::SlackPolicy;
+
+use super::*;
+
+/// A small valid hall. The line numbers in the table below refer to this text.
+const BASE: &str = r#"[hall]
+id = "test-hall"
+name = "Test hall"
+issuing_state = "PAK"
+
+[server]
+listen = "127.0.0.1:8080"
+data_dir = "data"
+
+[policy]
+max_pin_failures = 5
+
+[alerts]
+queue_depth = 5000
+
+[[buses]]
+id = "bus-a"
+port = "/dev/ttyUSB1"
+
+[[buses]]
+id = "bus-b"
+simulate = true
+
+[[stations]]
+id = "VAULT"
+kind = "vault"
+
+[[stations]]
+id = "PRINT-01"
+kind = "print"
+device = { id = "PR-01", driver = "printer", port = "/dev/ttyUSB0" }
+
+[[stations]]
+id = "PRINT-02"
+kind = "print"
+device = { id = "PR-02", driver = "bridge", command = ["bridge", "--unit", "3"] }
+
+[[stations]]
+id = "LAM-01"
+kind = "laminate"
+device = { id = "LM-01", driver = "laminator", bus = "bus-a", unit = 1 }
+
+[[stations]]
+id = "LAM-02"
+kind = "laminate"
+device = { id = "LM-02", driver = "laminator", bus = "bus-b", unit = 1 }
+
+[[stations]]
+id = "QC-01"
+kind = "qc"
+
+[[stations]]
+id = "DISPATCH-01"
+kind = "dispatch"
+"#;
+
+fn parse(text: &str) -> Result<HallConfig, ConfigErrors> {
+    HallConfig::parse(text, "hall.toml", Path::new("/etc/hallctl"))
+}
+
+/// BASE with the first occurrence of `from` replaced by `to`.
+fn edit(from: &str, to: &str) -> String {
+    assert!(BASE.contains(from), "BASE has no {from:?}");
+    BASE.replacen(from, to, 1)
+}
+
+#[test]
+fn base_is_valid() {
+    let c = parse(BASE).expect("BASE is valid");
+    assert_eq!(
+        c.summary(),
+        "hall test-hall, 2 print, 2 laminate, 1 qc, 1 dispatch, 1 vault stations, 2 buses"
+    );
+}
+
+/// Each broken rule: the text, then the expected `line: path` and a fragment of the message.
+#[test]
+fn every_error_names_its_line_and_key() {
+    let remove_vault = BASE.replacen("[[stations]]\nid = \"VAULT\"\nkind = \"vault\"\n\n", "", 1);
+    let cases: Vec<(&str, String, usize, &str, &str)> = vec![
+        // [hall]
+        (
+            "hall id charset",
+            edit(r#"id = "test-hall""#, r#"id = "Test Hall""#),
+            2,
+            "hall.id",
+            "is not a hall id",
+        ),
+        (
+            "hall id trailing hyphen",
+            edit(r#"id = "test-hall""#, r#"id = "hall-""#),
+            2,
+            "hall.id",
+            "is not a hall id",
+        ),
+        (
+            "hall name empty",
+            edit(r#"name = "Test hall""#, r#"name = "  ""#),
+            3,
+            "hall.name",
+            "must be 1-100 characters",
+        ),
+        (
+            "issuing state not 3 letters",
+            edit(r#""PAK""#, r#""PK""#),
+            4,
+            "hall.issuing_state",
+            "must be 3 upper-case letters",
+        ),
+        (
+            "issuing state lower case",
+            edit(r#""PAK""#, r#""pak""#),
+            4,
+            "hall.issuing_state",
+            "must be 3 upper-case letters",
+        ),
+        (
+            "issuing state unknown",
+            edit(r#""PAK""#, r#""XQQ""#),
+            4,
+            "hall.issuing_state",
+            "is not an ICAO 9303 issuing state code",
+        ),
+        (
+            "unknown key",
+            edit(
+                "name = \"Test hall\"\n",
+                "name = \"Test hall\"\ncolour = \"red\"\n",
+            ),
+            4,
+            "hall.colour",
+            "unknown field `colour`",
+        ),
+        (
+            "missing required key",
+            edit("id = \"test-hall\"\n", ""),
+            1,
+            "hall",
+            "missing field `id`",
+        ),
+        (
+            "unknown section",
+            format!("{BASE}\n[extras]\nx = 1\n"),
+            56,
+            "extras",
+            "unknown section",
+        ),
+        // [server]
+        (
+            "listen not a socket address",
+            edit("127.0.0.1:8080", "localhost:8080"),
+            7,
+            "server.listen",
+            "is not a socket address",
+        ),
+        (
+            "listen wrong type",
+            edit(r#""127.0.0.1:8080""#, "8080"),
+            7,
+            "server.listen",
+            "invalid type: integer `8080`",
+        ),
+        (
+            "body limit zero",
+            edit(
+                "data_dir = \"data\"\n",
+                "data_dir = \"data\"\nbody_limit_bytes = 0\n",
+            ),
+            9,
+            "server.body_limit_bytes",
+            "0 is out of range 1024..=268435456",
+        ),
+        (
+            "request timeout zero",
+            edit(
+                "data_dir = \"data\"\n",
+                "data_dir = \"data\"\nrequest_timeout_secs = 0\n",
+            ),
+            9,
+            "server.request_timeout_secs",
+            "0 is out of range 1..=3600",
+        ),
+        (
+            "shutdown grace absurd",
+            edit(
+                "data_dir = \"data\"\n",
+                "data_dir = \"data\"\nshutdown_grace_secs = 86400\n",
+            ),
+            9,
+            "server.shutdown_grace_secs",
+            "86400 is out of range 1..=3600",
+        ),
+        (
+            "negative number",
+            edit(
+                "data_dir = \"data\"\n",
+                "data_dir = \"data\"\nshutdown_grace_secs = -1\n",
+            ),
+            9,
+            "server.shutdown_grace_secs",
+            "invalid value: integer `-1`",
+        ),
+        (
+            "data dir empty",
+            edit(r#"data_dir = "data""#, r#"data_dir = """#),
+            8,
+            "server.data_dir",
+            "must not be empty",
+        ),
+        // [policy]
+        (
+            "max pin failures zero",
+            edit("max_pin_failures = 5", "max_pin_failures = 0"),
+            11,
+            "policy.max_pin_failures",
+            "0 is out of range 1..=20",
+        ),
+        (
+            "lockout absurd",
+            edit(
+                "max_pin_failures = 5\n",
+                "max_pin_failures = 5\nlockout_minutes = 100000\n",
+            ),
+            12,
+            "policy.lockout_minutes",
+            "100000 is out of range 1..=1440",
+        ),
+        (
+            "token ttl zero",
+            edit(
+                "max_pin_failures = 5\n",
+                "max_pin_failures = 5\ntoken_ttl_minutes = 0\n",
+            ),
+            12,
+            "policy.token_ttl_minutes",
+            "0 is out of range 1..=10080",
+        ),
+        (
+            "unknown separation",
+            edit(
+                "max_pin_failures = 5\n",
+                "max_pin_failures = 5\nseparation = \"lenient\"\n",
+            ),
+            12,
+            "policy.separation",
+            "unknown variant `lenient`",
+        ),
+        (
+            "unknown roll order",
+            edit(
+                "max_pin_failures = 5\n",
+                "max_pin_failures = 5\nroll_order = \"any\"\n",
+            ),
+            12,
+            "policy.roll_order",
+            "unknown variant `any`",
+        ),
+        (
+            "class lead out of range",
+            edit(
+                "max_pin_failures = 5\n",
+                "max_pin_failures = 5\nclass_lead_hours = { normal = 0, urgent = 9999, fast_track = 4 }\n",
+            ),
+            12,
+            "policy.class_lead_hours.urgent",
+            "9999 is out of range 0..=720",
+        ),
+        (
+            "class lead missing a class",
+            edit(
+                "max_pin_failures = 5\n",
+                "max_pin_failures = 5\nclass_lead_hours = { normal = 0, urgent = 2 }\n",
+            ),
+            12,
+            "policy.class_lead_hours",
+            "missing field `fast_track`",
+        ),
+        (
+            "aging cap zero",
+            edit(
+                "max_pin_failures = 5\n",
+                "max_pin_failures = 5\naging_cap_hours = { normal = 72, urgent = 24, fast_track = 0 }\n",
+            ),
+            12,
+            "policy.aging_cap_hours.fast_track",
+            "0 is out of range 1..=2160",
+        ),
+        (
+            "boosted group tag",
+            edit(
+                "max_pin_failures = 5\n",
+                "max_pin_failures = 5\nboosted_groups = { hajj = 48 }\n",
+            ),
+            12,
+            "policy.boosted_groups.hajj",
+            "is not a group tag",
+        ),
+        (
+            "boosted group lead zero",
+            edit(
+                "max_pin_failures = 5\n",
+                "max_pin_failures = 5\nboosted_groups = { HAJJ-2027 = 0 }\n",
+            ),
+            12,
+            "policy.boosted_groups.HAJJ-2027",
+            "0 is out of range 1..=2160",
+        ),
+        // [alerts]
+        (
+            "queue depth zero",
+            edit("queue_depth = 5000", "queue_depth = 0"),
+            14,
+            "alerts.queue_depth",
+            "0 is out of range 1..=10000000",
+        ),
+        (
+            "device offline absurd",
+            edit(
+                "queue_depth = 5000\n",
+                "queue_depth = 5000\ndevice_offline_secs = 99999\n",
+            ),
+            15,
+            "alerts.device_offline_secs",
+            "99999 is out of range 1..=3600",
+        ),
+        // [[buses]]
+        (
+            "duplicate bus id",
+            edit(r#"id = "bus-b""#, r#"id = "bus-a""#),
+            21,
+            "buses[1].id",
+            "duplicate bus id \"bus-a\" (line 17)",
+        ),
+        (
+            "bus id charset",
+            edit(r#"id = "bus-b""#, r#"id = "bus/b""#),
+            21,
+            "buses[1].id",
+            "is not an id",
+        ),
+        (
+            "bus with neither port nor simulate",
+            edit("simulate = true\n", "baud = 9600\n"),
+            20,
+            "buses[1]",
+            "needs port",
+        ),
+        (
+            "bus with port and simulate",
+            edit(
+                "port = \"/dev/ttyUSB1\"\n",
+                "port = \"/dev/ttyUSB1\"\nsimulate = true\n",
+            ),
+            19,
+            "buses[0].simulate",
+            "exclude each other",
+        ),
+        (
+            "bad baud",
+            edit(
+                "port = \"/dev/ttyUSB1\"\n",
+                "port = \"/dev/ttyUSB1\"\nbaud = 12345\n",
+            ),
+            19,
+            "buses[0].baud",
+            "12345 is not a standard baud rate",
+        ),
+        (
+            "buses not an array",
+            edit(
+                "[[buses]]\nid = \"bus-a\"\nport = \"/dev/ttyUSB1\"\n\n[[buses]]\nid = \"bus-b\"\nsimulate = true\n",
+                "[buses]\nid = \"bus-a\"\n",
+            ),
+            16,
+            "buses",
+            "invalid type: map, expected a sequence",
+        ),
+        // [[stations]]
+        (
+            "station id charset",
+            edit(r#"id = "QC-01""#, r#"id = "QC 01""#),
+            49,
+            "stations[5].id",
+            "is not an id",
+        ),
+        (
+            "duplicate station id",
+            edit(r#"id = "PRINT-02""#, r#"id = "PRINT-01""#),
+            34,
+            "stations[2].id",
+            "duplicate station id \"PRINT-01\" (line 29)",
+        ),
+        (
+            "unknown station kind",
+            edit(r#"kind = "qc""#, r#"kind = "quality""#),
+            50,
+            "stations[5].kind",
+            "unknown variant `quality`",
+        ),
+        (
+            "station missing id",
+            edit("id = \"QC-01\"\n", ""),
+            48,
+            "stations[5]",
+            "missing field `id`",
+        ),
+        (
+            "no vault station",
+            remove_vault,
+            24,
+            "stations",
+            "no vault station",
+        ),
+        (
+            "print station without device",
+            edit(
+                "device = { id = \"PR-01\", driver = \"printer\", port = \"/dev/ttyUSB0\" }\n",
+                "",
+            ),
+            28,
+            "stations[1]",
+            "a print station needs a device",
+        ),
+        (
+            "device at a qc station",
+            edit(
+                "kind = \"qc\"\n",
+                "kind = \"qc\"\ndevice = { id = \"QC\", driver = \"bridge\", address = \"127.0.0.1:7000\" }\n",
+            ),
+            51,
+            "stations[5].device",
+            "a qc station has no device",
+        ),
+        // devices
+        (
+            "duplicate device id",
+            edit(r#"id = "PR-02""#, r#"id = "PR-01""#),
+            36,
+            "stations[2].device.id",
+            "duplicate device id \"PR-01\" (line 31)",
+        ),
+        (
+            "device id charset",
+            edit(r#"id = "PR-02""#, r#"id = """#),
+            36,
+            "stations[2].device.id",
+            "is not an id",
+        ),
+        (
+            "unknown driver",
+            edit(r#"driver = "bridge""#, r#"driver = "sdk""#),
+            36,
+            "stations[2].device.driver",
+            "unknown variant `sdk`",
+        ),
+        (
+            "unknown device key",
+            edit(r#"unit = 1 }"#, r#"unit = 1, speed = 3 }"#),
+            41,
+            "stations[3].device.speed",
+            "unknown field `speed`",
+        ),
+        (
+            "device key of the wrong type",
+            edit(r#"unit = 1 }"#, r#"unit = "one" }"#),
+            41,
+            "stations[3].device.unit",
+            "invalid type: string \"one\"",
+        ),
+        (
+            "printer at a laminate station",
+            edit(
+                r#"{ id = "LM-01", driver = "laminator", bus = "bus-a", unit = 1 }"#,
+                r#"{ id = "LM-01", driver = "printer", simulate = true }"#,
+            ),
+            41,
+            "stations[3].device.driver",
+            "a printer cannot serve a laminate station",
+        ),
+        (
+            "laminator at a print station",
+            edit(
+                r#"{ id = "PR-01", driver = "printer", port = "/dev/ttyUSB0" }"#,
+                r#"{ id = "PR-01", driver = "laminator", bus = "bus-b", unit = 5 }"#,
+            ),
+            31,
+            "stations[1].device.driver",
+            "a laminator cannot serve a print station",
+        ),
+        (
+            "key of another driver",
+            edit(
+                r#"port = "/dev/ttyUSB0" }"#,
+                r#"port = "/dev/ttyUSB0", unit = 3 }"#,
+            ),
+            31,
+            "stations[1].device.unit",
+            "unit is not a key of a printer device",
+        ),
+        (
+            "printer with neither port nor simulate",
+            edit(r#"port = "/dev/ttyUSB0" }"#, r#"baud = 9600 }"#),
+            31,
+            "stations[1].device",
+            "needs port",
+        ),
+        (
+            "two devices on one port",
+            edit(r#"port = "/dev/ttyUSB0" }"#, r#"port = "/dev/ttyUSB1" }"#),
+            31,
+            "stations[1].device.port",
+            "/dev/ttyUSB1 is already used by bus bus-a (line 18)",
+        ),
+        (
+            "the same port by a relative path",
+            edit(
+                r#"port = "/dev/ttyUSB0" }"#,
+                r#"port = "../../dev/ttyUSB1" }"#,
+            ),
+            31,
+            "stations[1].device.port",
+            "is already used by bus bus-a",
+        ),
+        (
+            "printer timeout zero",
+            edit(
+                r#"port = "/dev/ttyUSB0" }"#,
+                r#"port = "/dev/ttyUSB0", timeout_ms = 0 }"#,
+            ),
+            31,
+            "stations[1].device.timeout_ms",
+            "0 is out of range 10..=10000",
+        ),
+        (
+            "laminator on an unknown bus",
+            edit(r#"bus = "bus-b""#, r#"bus = "bus-c""#),
+            46,
+            "stations[4].device.bus",
+            "unknown bus \"bus-c\" (buses: bus-a, bus-b)",
+        ),
+        (
+            "laminator without a bus",
+            edit(r#"bus = "bus-b", "#, ""),
+            46,
+            "stations[4].device",
+            "a laminator needs bus",
+        ),
+        (
+            "laminator without a unit",
+            edit(r#", unit = 1 }"#, " }"),
+            41,
+            "stations[3].device",
+            "a laminator needs unit",
+        ),
+        (
+            "unit zero",
+            edit(r#"unit = 1 }"#, r#"unit = 0 }"#),
+            41,
+            "stations[3].device.unit",
+            "0 is out of range 1..=247",
+        ),
+        (
+            "unit 248",
+            edit(r#"unit = 1 }"#, r#"unit = 248 }"#),
+            41,
+            "stations[3].device.unit",
+            "248 is out of range 1..=247",
+        ),
+        (
+            "unit twice on a bus",
+            edit(r#"bus = "bus-b", unit = 1"#, r#"bus = "bus-a", unit = 1"#),
+            46,
+            "stations[4].device.unit",
+            "unit 1 is already used on bus bus-a (line 41)",
+        ),
+        (
+            "bridge with neither command nor address",
+            edit(r#"command = ["bridge", "--unit", "3"]"#, "timeout_ms = 500"),
+            36,
+            "stations[2].device",
+            "a bridge needs command",
+        ),
+        (
+            "bridge with command and address",
+            edit(
+                r#"command = ["bridge", "--unit", "3"]"#,
+                r#"command = ["bridge"], address = "127.0.0.1:7000""#,
+            ),
+            36,
+            "stations[2].device.address",
+            "exclude each other",
+        ),
+        (
+            "bridge with an empty command",
+            edit(r#"command = ["bridge", "--unit", "3"]"#, "command = []"),
+            36,
+            "stations[2].device.command",
+            "must start with the bridge program",
+        ),
+        (
+            "bridge address without a port",
+            edit(
+                r#"command = ["bridge", "--unit", "3"]"#,
+                r#"address = "bridgehost""#,
+            ),
+            36,
+            "stations[2].device.address",
+            "is not host:port",
+        ),
+        // syntax
+        (
+            "syntax error",
+            edit("queue_depth = 5000", "queue_depth = = 5000"),
+            14,
+            "",
+            "extra `=`",
+        ),
+        (
+            "duplicate key",
+            edit("kind = \"qc\"\n", "kind = \"qc\"\nkind = \"dispatch\"\n"),
+            51,
+            "stations[5].kind",
+            "duplicate key (first written at line 50)",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, text, line, path, fragment) in &cases {
+        let errors = match parse(text) {
+            Ok(_) => {
+                failures.push(format!("{name}: accepted"));
+                continue;
+            }
+            Err(e) => e,
+        };
+        let prefix = if path.is_empty() {
+            format!("hall.toml:{line}: ")
+        } else {
+            format!("hall.toml:{line}: {path}: ")
+        };
+        let found = errors.0.iter().any(|e| {
+            let s = e.to_string();
+            s.starts_with(&prefix) && s[prefix.len()..].contains(fragment)
+        });
+        if !found {
+            failures.push(format!(
+                "{name}: expected `{prefix}…{fragment}…`, got:\n{errors}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn errors_of_every_section_and_station_are_reported_together() {
+    // Shape errors in two sections and two stations: each one is reported.
+    let text = BASE
+        .replacen(
+            "name = \"Test hall\"\n",
+            "name = \"Test hall\"\ncolour = 1\n",
+            1,
+        )
+        .replacen("queue_depth = 5000", "queue_depth = \"many\"", 1)
+        .replacen(r#"unit = 1 }"#, r#"unit = "one" }"#, 1)
+        .replacen(r#"kind = "qc""#, r#"kind = "quality""#, 1);
+    let errors = parse(&text).expect_err("four shape errors");
+    let paths: Vec<&str> = errors.0.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "hall.colour",
+            "alerts.queue_depth",
+            "stations[3].device.unit",
+            "stations[5].kind"
+        ]
+    );
+
+    // Rule errors everywhere: each one is reported, in file order.
+    let text = BASE
+        .replacen(r#""PAK""#, r#""PK""#, 1)
+        .replacen("max_pin_failures = 5", "max_pin_failures = 0", 1)
+        .replacen(r#"id = "PRINT-02""#, r#"id = "PRINT-01""#, 1)
+        .replacen(r#"bus = "bus-b""#, r#"bus = "bus-c""#, 1);
+    let errors = parse(&text).expect_err("four rule errors");
+    let lines: Vec<Option<usize>> = errors.0.iter().map(|e| e.line).collect();
+    assert_eq!(lines, [Some(4), Some(11), Some(34), Some(46)], "{errors}");
+}
+
+#[test]
+fn an_error_reads_file_line_key_message() {
+    let errors = parse(&edit(r#"unit = 1 }"#, r#"unit = 0 }"#)).expect_err("unit 0");
+    assert_eq!(
+        errors.to_string(),
+        "hall.toml:41: stations[3].device.unit: 0 is out of range 1..=247"
+    );
+    assert_eq!(
+        errors.0,
+        [ConfigError {
+            file: "hall.toml".into(),
+            line: Some(41),
+            path: "stations[3].device.unit".into(),
+            message: "0 is out of range 1..=247".into(),
+        }]
+    );
+}
+
+const MINIMAL: &str = r#"
+[hall]
+id = "h"
+name = "H"
+issuing_state = "PAK"
+
+[[buses]]
+id = "b"
+port = "/dev/ttyS9"
+
+[[stations]]
+id = "V"
+kind = "vault"
+[[stations]]
+id = "P"
+kind = "print"
+device = { id = "P", driver = "printer", port = "/dev/ttyS1" }
+[[stations]]
+id = "L"
+kind = "laminate"
+device = { id = "L", driver = "laminator", bus = "b", unit = 7 }
+[[stations]]
+id = "B"
+kind = "laminate"
+device = { id = "B", driver = "bridge", address = "127.0.0.1:7001" }
+[[stations]]
+id = "Q"
+kind = "qc"
+[[stations]]
+id = "D"
+kind = "dispatch"
+"#;
+
+#[test]
+fn defaults_are_the_documented_ones() {
+    let c = parse(MINIMAL).expect("minimal hall");
+    assert_eq!(
+        c.server,
+        ServerConfig {
+            listen: "127.0.0.1:8080".parse().expect("address"),
+            data_dir: PathBuf::from("/var/lib/hallctl"),
+            body_limit_bytes: 4_194_304,
+            request_timeout_secs: 30,
+            shutdown_grace_secs: 20,
+        }
+    );
+    assert_eq!(c.server.request_timeout(), Duration::from_secs(30));
+    assert_eq!(c.server.shutdown_grace(), Duration::from_secs(20));
+    let p = &c.policy;
+    assert_eq!(p.separation, SeparationPolicy::Strict);
+    assert_eq!(p.separation(), Separation::strict());
+    assert_eq!(p.roll_order, RollOrder::ReasonRequired);
+    assert_eq!(
+        (p.max_pin_failures, p.lockout(), p.token_ttl()),
+        (5, Duration::from_secs(900), Duration::from_secs(720 * 60))
+    );
+    // The scheduler's defaults are the configuration's defaults.
+    assert_eq!(p.slack(), SlackPolicy::default());
+    assert_eq!(
+        c.alerts,
+        AlertConfig {
+            queue_depth: 5000,
+            oldest_queued_minutes: 240,
+            device_offline_secs: 10,
+            due_at_risk_minutes: 60,
+        }
+    );
+    assert_eq!(c.alerts.device_offline(), Duration::from_secs(10));
+    assert_eq!(c.alerts.oldest_queued(), Duration::from_secs(4 * 3600));
+    assert_eq!(c.alerts.due_at_risk(), Duration::from_secs(3600));
+    assert_eq!(
+        c.buses[0].link,
+        SerialLink::Port {
+            path: "/dev/ttyS9".into(),
+            baud: 19_200
+        }
+    );
+    let drivers: Vec<&DriverConfig> = c
+        .stations
+        .iter()
+        .filter_map(|s| s.device.as_ref().map(|d| &d.driver))
+        .collect();
+    assert_eq!(
+        drivers,
+        [
+            &DriverConfig::Printer {
+                link: SerialLink::Port {
+                    path: "/dev/ttyS1".into(),
+                    baud: 115_200
+                },
+                timeout: Duration::from_millis(150),
+            },
+            &DriverConfig::Laminator {
+                bus: "b".into(),
+                unit: 7,
+                timeout: Duration::from_millis(100)
+            },
+            &DriverConfig::Bridge {
+                endpoint: BridgeEndpoint::Tcp {
+                    address: "127.0.0.1:7001".into()
+                },
+                timeout: Duration::from_millis(2000),
+            },
+        ]
+    );
+}
+
+#[test]
+fn policies_convert_to_the_scheduler_and_separation_rules() {
+    let text = MINIMAL.replacen(
+        "[[buses]]",
+        "[policy]\nseparation = \"qc-not-independent\"\nroll_order = \"strict\"\n\
+         class_lead_hours = { normal = 1, urgent = 3, fast_track = 6 }\n\
+         aging_cap_hours = { normal = 48, urgent = 12, fast_track = 4 }\n\
+         boosted_groups = { HAJJ-2027 = 48 }\n\n[[buses]]",
+        1,
+    );
+    let p = parse(&text).expect("policy").policy;
+    assert_eq!(
+        p.separation(),
+        Separation {
+            qc_independent: false
+        }
+    );
+    assert_eq!(p.roll_order, RollOrder::Strict);
+    const H: i64 = 3_600_000;
+    assert_eq!(
+        p.slack(),
+        SlackPolicy {
+            class_lead: [H, 3 * H, 6 * H],
+            aging_cap: [48 * H, 12 * H, 4 * H],
+            boosted_groups: vec![(GroupTag::new("HAJJ-2027"), 48 * H)],
+        }
+    );
+}
+
+#[test]
+fn relative_paths_resolve_against_the_files_directory() {
+    let text = MINIMAL
+        .replacen(
+            "[[buses]]",
+            "[server]\ndata_dir = \"state/data\"\n\n[[buses]]",
+            1,
+        )
+        .replacen("/dev/ttyS1", "ptys/printer-1", 1)
+        .replacen(
+            r#"address = "127.0.0.1:7001""#,
+            r#"command = ["bin/bridge", "-v"]"#,
+            1,
+        );
+    let c = parse(&text).expect("relative paths");
+    assert_eq!(c.server.data_dir, Path::new("/etc/hallctl/state/data"));
+    assert_eq!(
+        c.stations[1].device.as_ref().map(|d| &d.driver),
+        Some(&DriverConfig::Printer {
+            link: SerialLink::Port {
+                path: "/etc/hallctl/ptys/printer-1".into(),
+                baud: 115_200
+            },
+            timeout: Duration::from_millis(150),
+        })
+    );
+    let bridge = c.stations[3].device.as_ref().map(|d| &d.driver);
+    assert!(
+        matches!(bridge, Some(DriverConfig::Bridge { endpoint: BridgeEndpoint::Process { program, args }, .. })
+        if program == Path::new("/etc/hallctl/bin/bridge") && args == &["-v"])
+    );
+
+    // A bare program name is left to PATH; absolute paths stay as they are.
+    let text =
+        text.replacen("bin/bridge", "vendor-bridge", 1)
+            .replacen("state/data", "/srv/hall", 1);
+    let c = parse(&text).expect("bare name");
+    assert_eq!(c.server.data_dir, Path::new("/srv/hall"));
+    let bridge = c.stations[3].device.as_ref().map(|d| &d.driver);
+    assert!(
+        matches!(bridge, Some(DriverConfig::Bridge { endpoint: BridgeEndpoint::Process { program, .. }, .. })
+        if program == Path::new("vendor-bridge"))
+    );
+}
+
+#[test]
+fn load_resolves_against_the_files_directory_and_names_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("hall.toml");
+    std::fs::write(
+        &file,
+        MINIMAL.replacen("[[buses]]", "[server]\ndata_dir = \"data\"\n\n[[buses]]", 1),
+    )
+    .expect("write");
+    let c = HallConfig::load(&file).expect("valid");
+    assert_eq!(c.server.data_dir, dir.path().join("data"));
+
+    std::fs::write(&file, BASE.replacen("unit = 1 }", "unit = 0 }", 1)).expect("write");
+    let errors = HallConfig::load(&file).expect_err("unit 0");
+    assert_eq!(errors.0[0].file, file.display().to_string());
+    assert_eq!(errors.0[0].line, Some(41));
+
+    let missing = dir.path().join("nope.toml");
+    let errors = HallConfig::load(&missing).expect_err("no file");
+    assert!(
+        errors.to_string().starts_with(&format!(
+            "{}: cannot read the configuration",
+            missing.display()
+        )),
+        "{errors}"
+    );
+}
+
+#[test]
+fn the_demo_hall_validates() {
+    let c = HallConfig::demo();
+    assert_eq!(
+        c.summary(),
+        "hall demo, 10 print, 11 laminate, 2 qc, 1 dispatch, 1 vault stations, 2 buses"
+    );
+    assert_eq!(c.server.listen, "127.0.0.1:8080".parse().expect("address"));
+    assert_eq!(c.server.data_dir, Path::new("hallctl-demo-data"));
+    assert!(c.buses.iter().all(|b| b.link == SerialLink::Simulated));
+    let ids = |kind| {
+        c.stations_of(kind)
+            .map(|s| s.id.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(StationKind::Print),
+        (1..=10)
+            .map(|i| format!("PRINT-{i:02}"))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        ids(StationKind::Laminate),
+        (1..=11).map(|i| format!("LAM-{i:02}")).collect::<Vec<_>>()
+    );
+    for s in c.stations_of(StationKind::Print) {
+        assert!(
+            matches!(
+                &s.device,
+                Some(DeviceConfig {
+                    driver: DriverConfig::Printer {
+                        link: SerialLink::Simulated,
+                        ..
+                    },
+                    ..
+                })
+            ),
+            "{s:?}"
+        );
+    }
+    for s in c.stations_of(StationKind::Laminate) {
+        assert!(
+            matches!(&s.device, Some(DeviceConfig { driver: DriverConfig::Laminator { bus, .. }, .. }) if c.bus(bus).is_some()),
+            "{s:?}"
+        );
+    }
+}
+
+#[test]
+fn the_example_validates_with_real_ports_and_a_bridge() {
+    let c = HallConfig::parse(EXAMPLE_TOML, "hall.example.toml", Path::new("/etc/hallctl"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.summary(),
+        "hall isb-central, 10 print, 11 laminate, 2 qc, 1 dispatch, 1 vault stations, 2 buses"
+    );
+    let drivers: Vec<&DriverConfig> = c
+        .stations
+        .iter()
+        .filter_map(|s| s.device.as_ref().map(|d| &d.driver))
+        .collect();
+    assert!(drivers.iter().any(|d| matches!(
+        d,
+        DriverConfig::Bridge {
+            endpoint: BridgeEndpoint::Process { .. },
+            ..
+        }
+    )));
+    assert!(c.buses.iter().all(|b| b.link.port().is_some()));
+    assert!(drivers.iter().all(|d| !matches!(
+        d,
+        DriverConfig::Printer {
+            link: SerialLink::Simulated,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn the_example_has_a_comment_on_every_key_it_sets_first() {
+    // Every key of the schema appears in the example with a comment on its line or near it,
+    // so that the example doubles as a reference card.
+    let mut undocumented = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, line) in EXAMPLE_TOML.lines().enumerate() {
+        let code = line.split('#').next().unwrap_or_default();
+        let Some((key, _)) = code.split_once('=') else {
+            continue;
+        };
+        let key = key.trim();
+        if key.is_empty() || !seen.insert(key.to_owned()) || key == "device" {
+            continue;
+        }
+        if !line.contains('#') {
+            undocumented.push(format!("line {}: {key}", i + 1));
+        }
+    }
+    assert!(
+        undocumented.is_empty(),
+        "keys without a comment: {undocumented:?}"
+    );
+}
