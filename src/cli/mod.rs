@@ -6,6 +6,7 @@ pub mod audit;
 pub mod devices;
 pub mod ledger;
 pub mod sim;
+pub mod users;
 
 /// hallctl: the production-hall printing line controller.
 #[derive(Debug, Parser)]
@@ -29,6 +30,9 @@ pub enum Command {
     Ledger(ledger::LedgerArgs),
     /// Ledger integrity: verify the chain, signed evidence bundles, checkpoint export.
     Audit(audit::AuditArgs),
+    /// Accounts from the console (while the controller is stopped): add, disable, enable,
+    /// reset a PIN or a service token, list.
+    Users(users::UsersArgs),
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default `info`).
@@ -51,5 +55,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Devices(args) => devices::run(args),
         Command::Ledger(args) => ledger::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::Users(args) => users::run(args),
     }
 }
