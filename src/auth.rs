@@ -318,6 +318,9 @@ impl StoredUser {
         let name = String::from_utf8_lossy(key);
         let s: StoredUser =
             serde_json::from_slice(v).map_err(|e| LedgerError::Corrupt(format!("{name}: {e}")))?;
+        if key.strip_prefix(USER_PREFIX) != Some(s.id.as_str().as_bytes()) {
+            return Err(LedgerError::Corrupt(format!("{name}: holds the account {}", s.id)).into());
+        }
         if s.v != USER_FORMAT {
             return Err(
                 LedgerError::Corrupt(format!("{name}: unknown format version {}", s.v)).into(),
@@ -431,9 +434,9 @@ pub fn parse_user_id(s: &str) -> Result<OperatorId, AuthError> {
             reason: "only capital letters A-Z, digits 0-9 and '-' are allowed",
         });
     }
-    if s == CONSOLE || s == CONTROLLER {
+    if s == CONSOLE || s == CONTROLLER || s == crate::line::LINE_ACTOR {
         return Err(AuthError::InvalidId {
-            reason: "CONSOLE and CONTROLLER are reserved actor names",
+            reason: "CONSOLE, CONTROLLER and LINE are reserved actor names",
         });
     }
     Ok(OperatorId::new(s))
@@ -606,8 +609,8 @@ struct State {
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every update below is applied after its ledger write succeeded, in a few assignments;
-    // a panic cannot leave the maps half-updated in a way that matters.
+    // Account updates are applied after their ledger write succeeded, in a few assignments, and
+    // the counters are advisory: a panic cannot leave the maps inconsistent in a way that matters.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 

@@ -7,6 +7,7 @@ pub mod config;
 pub mod devices;
 pub mod ledger;
 pub mod sim;
+pub mod users;
 
 /// hallctl: the production-hall printing line controller.
 #[derive(Debug, Parser)]
@@ -32,6 +33,9 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// The configuration: `hallctl config check hall.toml`, `hallctl config demo`.
     Config(config::ConfigArgs),
+    /// Accounts from the console (while the controller is stopped): add, disable, enable,
+    /// reset a PIN or a service token, list.
+    Users(users::UsersArgs),
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default `info`).
@@ -55,5 +59,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ledger(args) => ledger::run(args),
         Command::Audit(args) => audit::run(args),
         Command::Config(args) => config::run(args),
+        Command::Users(args) => users::run(args),
     }
 }
