@@ -19,6 +19,8 @@
 //!   `POST /jobs` → [`line::Line::submit`] (durable, queued) → the scheduler assigns print to a
 //!   station whose operator scans a booklet → the printer prints → lamination at another
 //!   operator's station with a patch from that station's session → QC by a third → dispatch.
+//! - [`serve`]: `hallctl serve`: builds the hall from its configuration and serves the API;
+//!   graceful shutdown on SIGTERM.
 //! - [`store`]: the only module that knows sled; the ledger's durability point.
 #![deny(missing_docs)]
 
@@ -28,4 +30,5 @@ pub mod cli;
 pub mod config;
 pub mod ledger;
 pub mod line;
+pub mod serve;
 pub mod store;

@@ -155,7 +155,10 @@ fn parse_serials(c: &Count) -> Result<Vec<Serial>, ApiError> {
 fn serial(field: &str, s: &str) -> Result<Serial, ApiError> {
     let s = s.trim();
     if s.is_empty() || s.len() > 40 || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        return Err(ApiError::invalid(field, "a serial is 1–40 characters A–Z, 0–9 and -"));
+        return Err(ApiError::invalid(
+            field,
+            "a serial is 1–40 characters A–Z, 0–9 and -",
+        ));
     }
     Ok(Serial::new(s))
 }
@@ -168,9 +171,8 @@ async fn cosign<const N: usize>(
 ) -> Result<[OperatorId; N], ApiError> {
     let mut out = Vec::with_capacity(N);
     for (i, c) in who.iter().enumerate() {
-        let id = parse_user_id(&c.user).map_err(|_| {
-            ApiError::invalid(&format!("{field}[{i}]"), "invalid id or PIN")
-        })?;
+        let id = parse_user_id(&c.user)
+            .map_err(|_| ApiError::invalid(&format!("{field}[{i}]"), "invalid id or PIN"))?;
         let (users, pin, idc) = (s.users.clone(), c.pin.clone(), id.clone());
         super::blocking(move || Ok(users.verify_pin(&idc, &pin)?))
             .await
@@ -270,7 +272,12 @@ async fn issue(
     let counters = cosign(&s, "counters", &r.counters).await?;
     let seq = s
         .line
-        .issue(p.user.clone(), SessionId::new(id.clone()), serials, counters)
+        .issue(
+            p.user.clone(),
+            SessionId::new(id.clone()),
+            serials,
+            counters,
+        )
         .await?;
     Ok(Json(Recorded {
         seq,
@@ -293,7 +300,12 @@ async fn return_items(
     let counters = cosign(&s, "counters", &r.counters).await?;
     let seq = s
         .line
-        .return_items(p.user.clone(), SessionId::new(id.clone()), serials, counters)
+        .return_items(
+            p.user.clone(),
+            SessionId::new(id.clone()),
+            serials,
+            counters,
+        )
         .await?;
     Ok(Json(Recorded {
         seq,
@@ -321,9 +333,13 @@ async fn close_session(
             ));
         }
         (Some(sup), _) => {
-            let [who] = cosign(&s, "supervisor", std::slice::from_ref(sup).try_into().map_err(
-                |_| ApiError::invalid("supervisor", "one supervisor"),
-            )?)
+            let [who] = cosign(
+                &s,
+                "supervisor",
+                std::slice::from_ref(sup)
+                    .try_into()
+                    .map_err(|_| ApiError::invalid("supervisor", "one supervisor"))?,
+            )
             .await?;
             let is_supervisor = s
                 .users

@@ -109,9 +109,7 @@ impl From<LineError> for ApiError {
                     "the store cannot record anything now; nothing was changed",
                 )
             }
-            LineError::Stopped => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping", msg)
-            }
+            LineError::Stopped => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping", msg),
         }
     }
 }

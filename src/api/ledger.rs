@@ -94,7 +94,8 @@ async fn reconcile(
     q: Result<Query<ReconcileQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Reconciliation>, ApiError> {
     auth.require(AUDIT)?;
-    let Query(q) = q.map_err(|e| ApiError::invalid("query", super::error::redact_serde(&e.body_text())))?;
+    let Query(q) =
+        q.map_err(|e| ApiError::invalid("query", super::error::redact_serde(&e.body_text())))?;
     let scope = match (q.shift, q.session, q.roll) {
         (Some(x), None, None) => Scope::Shift(ShiftId::new(x)),
         (None, Some(x), None) => Scope::Session(SessionId::new(x)),
@@ -123,7 +124,8 @@ async fn records(
     q: Result<Query<RecordsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<Record>>, ApiError> {
     auth.require(AUDIT)?;
-    let Query(q) = q.map_err(|e| ApiError::invalid("query", super::error::redact_serde(&e.body_text())))?;
+    let Query(q) =
+        q.map_err(|e| ApiError::invalid("query", super::error::redact_serde(&e.body_text())))?;
     let limit = q.limit.unwrap_or(1000);
     if limit == 0 || limit > 10_000 {
         return Err(ApiError::invalid("limit", "between 1 and 10000"));
@@ -142,7 +144,10 @@ async fn records(
 
 /// The destruction register.
 #[utoipa::path(get, path = "/ledger/destructions", responses((status = 200, body = Object)))]
-async fn destructions(State(s): State<AppState>, auth: Auth) -> Result<Json<Vec<Record>>, ApiError> {
+async fn destructions(
+    State(s): State<AppState>,
+    auth: Auth,
+) -> Result<Json<Vec<Record>>, ApiError> {
     auth.require(AUDIT)?;
     let ledger = s.ledger.clone();
     Ok(Json(
@@ -166,5 +171,7 @@ async fn checkpoint(State(s): State<AppState>, auth: Auth) -> Result<Json<Checkp
     auth.require(&[Role::Auditor, Role::Supervisor, Role::Monitor])?;
     let ledger = s.ledger.clone();
     let cp = super::blocking(move || Ok(ledger.last_checkpoint()?)).await?;
-    Ok(Json(cp.ok_or_else(|| ApiError::not_found("no checkpoint yet"))?))
+    Ok(Json(
+        cp.ok_or_else(|| ApiError::not_found("no checkpoint yet"))?,
+    ))
 }

@@ -76,9 +76,8 @@ async fn sign_in(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<SignIn>,
 ) -> Result<Json<SessionToken>, ApiError> {
-    let user = parse_user_id(&req.user).map_err(|_| {
-        ApiError::from(crate::auth::AuthError::InvalidCredentials)
-    })?;
+    let user = parse_user_id(&req.user)
+        .map_err(|_| ApiError::from(crate::auth::AuthError::InvalidCredentials))?;
     let station = match req.station.as_deref() {
         Some(st) if !st.trim().is_empty() => {
             let st = StationId::new(st.trim());
@@ -97,7 +96,10 @@ async fn sign_in(
             return Err(ApiError::new(
                 axum::http::StatusCode::FORBIDDEN,
                 "forbidden",
-                format!("station terminals are for operators; {user} is a {}", token.role),
+                format!(
+                    "station terminals are for operators; {user} is a {}",
+                    token.role
+                ),
             ));
         }
         if let Err(e) = s.line.occupy(user, st.clone()).await {

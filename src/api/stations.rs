@@ -174,7 +174,9 @@ async fn confirm(
     Path(id): Path<String>,
 ) -> Result<Json<StationView>, ApiError> {
     let p = at_station(&auth, &id)?;
-    Ok(Json(s.line.confirm(p.user.clone(), StationId::new(id)).await?))
+    Ok(Json(
+        s.line.confirm(p.user.clone(), StationId::new(id)).await?,
+    ))
 }
 
 /// Reports a defect: the item is spoiled and the job goes back to printing.
@@ -271,12 +273,7 @@ async fn bag(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Bag>, ApiError> {
-    auth.require(&[
-        Role::Operator,
-        Role::Supervisor,
-        Role::Auditor,
-        Role::Admin,
-    ])?;
+    auth.require(&[Role::Operator, Role::Supervisor, Role::Auditor, Role::Admin])?;
     Ok(Json(s.line.bag(id).await?))
 }
 

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod config;
 pub mod devices;
 pub mod ledger;
+pub mod serve;
 pub mod sim;
 pub mod users;
 
@@ -31,6 +32,8 @@ pub enum Command {
     Ledger(ledger::LedgerArgs),
     /// Ledger integrity: verify the chain, signed evidence bundles, checkpoint export.
     Audit(audit::AuditArgs),
+    /// Run the controller: `hallctl serve --config hall.toml`.
+    Serve(serve::ServeArgs),
     /// The configuration: `hallctl config check hall.toml`, `hallctl config demo`.
     Config(config::ConfigArgs),
     /// Accounts from the console (while the controller is stopped): add, disable, enable,
@@ -58,6 +61,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Devices(args) => devices::run(args),
         Command::Ledger(args) => ledger::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::Serve(args) => serve::run_serve(args),
         Command::Config(args) => config::run(args),
         Command::Users(args) => users::run(args),
     }

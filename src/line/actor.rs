@@ -247,7 +247,9 @@ impl Actor {
                 continue;
             }
             if r.state.in_step().is_some() {
-                let next = r.apply(&JobEvent::Interrupt, &self.separation).map_err(conflict)?;
+                let next = r
+                    .apply(&JobEvent::Interrupt, &self.separation)
+                    .map_err(conflict)?;
                 interrupted.push(next);
             } else {
                 if let Some(w) = r.state.waiting() {
@@ -284,11 +286,10 @@ impl Actor {
             .map_err(|e| LineError::Storage(e.to_string()))?;
         for b in bags {
             let prefix = bag_prefix(&b.destination, b.opened_at);
-            let n = b
-                .id
-                .strip_prefix(&prefix)
-                .and_then(|s| s.parse::<u32>().ok())
-                .unwrap_or(0);
+            let n =
+                b.id.strip_prefix(&prefix)
+                    .and_then(|s| s.parse::<u32>().ok())
+                    .unwrap_or(0);
             let e = self.bag_numbers.entry(prefix).or_insert(0);
             *e = (*e).max(n);
             if b.closed_at.is_none() {
@@ -530,7 +531,7 @@ impl Actor {
             return Err(LineError::Conflict(format!(
                 "{} is not a {} station",
                 st.id,
-                kind_name(kind)
+                kind.as_str()
             )));
         }
         match &st.step {
@@ -662,7 +663,8 @@ impl Actor {
             }
             let digest = store_jobs::request_digest(req);
             if !tn.is_empty()
-                && let Some(TrackingEntry { job, digest: d }) = store_jobs::load_tracking(store, tn)?
+                && let Some(TrackingEntry { job, digest: d }) =
+                    store_jobs::load_tracking(store, tn)?
             {
                 if d == digest {
                     out.push(Submitted {
@@ -822,7 +824,10 @@ impl Actor {
         reason: String,
     ) -> Result<JobView, LineError> {
         if reason.trim().is_empty() {
-            return Err(LineError::invalid("reason", "a cancellation needs a reason"));
+            return Err(LineError::invalid(
+                "reason",
+                "a cancellation needs a reason",
+            ));
         }
         let rec = self.live(id)?;
         let booklet = rec.crew.booklet.clone().map(Serial);
@@ -845,7 +850,10 @@ impl Actor {
         reason: String,
     ) -> Result<JobView, LineError> {
         if reason.trim().is_empty() {
-            return Err(LineError::invalid("reason", "a reprioritisation needs a reason"));
+            return Err(LineError::invalid(
+                "reason",
+                "a reprioritisation needs a reason",
+            ));
         }
         let mut next = self.live(id)?;
         if next.job.class == class {
@@ -929,9 +937,11 @@ impl Actor {
         station: &StationId,
     ) -> Result<(), LineError> {
         let i = self.index(station)?;
-        if let Some(other) = self.stations.iter().find(|s| {
-            s.operator.as_ref() == Some(user) && s.id != *station
-        }) {
+        if let Some(other) = self
+            .stations
+            .iter()
+            .find(|s| s.operator.as_ref() == Some(user) && s.id != *station)
+        {
             return Err(LineError::Conflict(format!(
                 "{user} is signed in at {}: one station per operator",
                 other.id
@@ -945,7 +955,11 @@ impl Actor {
         }
     }
 
-    pub(crate) fn occupy(&mut self, user: &OperatorId, station: &StationId) -> Result<(), LineError> {
+    pub(crate) fn occupy(
+        &mut self,
+        user: &OperatorId,
+        station: &StationId,
+    ) -> Result<(), LineError> {
         self.can_occupy(user, station)?;
         let i = self.index(station)?;
         if self.stations[i].kind.stage().is_some() {
@@ -979,12 +993,16 @@ impl Actor {
             let next = if step.stage == Stage::Dispatch {
                 rec
             } else {
-                let interrupted = rec.apply(&JobEvent::Interrupt, &self.separation).map_err(conflict)?;
+                let interrupted = rec
+                    .apply(&JobEvent::Interrupt, &self.separation)
+                    .map_err(conflict)?;
                 let retry = JobEvent::Inspect {
                     verdict: InspectionVerdict::RetryStep,
                     serial: None,
                 };
-                let next = interrupted.apply(&retry, &self.separation).map_err(conflict)?;
+                let next = interrupted
+                    .apply(&retry, &self.separation)
+                    .map_err(conflict)?;
                 self.persist(
                     &line_actor(),
                     vec![
@@ -1016,10 +1034,7 @@ impl Actor {
     ) -> Result<SessionId, LineError> {
         let i = self.my_station(operator, station)?;
         let now = Utc::now();
-        let session = SessionId::new(format!(
-            "S-{station}-{}",
-            self.ledger.head() + 1
-        ));
+        let session = SessionId::new(format!("S-{station}-{}", self.ledger.head() + 1));
         self.persist(
             operator,
             vec![LedgerEvent::SessionOpened {
@@ -1128,9 +1143,10 @@ impl Actor {
     }
 
     fn device_of(&self, i: usize) -> Result<Device, LineError> {
-        self.stations[i].device.clone().ok_or_else(|| {
-            LineError::Conflict(format!("{} has no device", self.stations[i].id))
-        })
+        self.stations[i]
+            .device
+            .clone()
+            .ok_or_else(|| LineError::Conflict(format!("{} has no device", self.stations[i].id)))
     }
 
     pub(crate) fn scan_booklet(
@@ -1261,10 +1277,7 @@ impl Actor {
         if step.stage == Stage::Print {
             // The booklet now carries the job's data page: bind it in the ledger at once.
             let rec = self.live(step.job)?;
-            let operator = self.stations[i]
-                .operator
-                .clone()
-                .unwrap_or_else(line_actor);
+            let operator = self.stations[i].operator.clone().unwrap_or_else(line_actor);
             let booklet = step
                 .booklet
                 .clone()
@@ -1294,10 +1307,7 @@ impl Actor {
     }
 
     fn device_faulted(&mut self, i: usize, step: &Step, fault: &str) -> Result<(), LineError> {
-        let operator = self.stations[i]
-            .operator
-            .clone()
-            .unwrap_or_else(line_actor);
+        let operator = self.stations[i].operator.clone().unwrap_or_else(line_actor);
         let session = self.ledger.open_session_at(&self.stations[i].id)?;
         let reason = if fault.contains("Jam") {
             SpoilReason::Jam
@@ -1305,7 +1315,11 @@ impl Actor {
             SpoilReason::DeviceFault
         };
         let mut events = Vec::new();
-        let text = format!("{} fault at {}: {fault}", step.stage.name(), self.stations[i].id);
+        let text = format!(
+            "{} fault at {}: {fault}",
+            step.stage.name(),
+            self.stations[i].id
+        );
         match step.stage {
             Stage::Print => {
                 if let Some(b) = &step.booklet {
@@ -1404,7 +1418,8 @@ impl Actor {
                 serial: None,
             }
         } else {
-            events.extend(self.spoil_items(Some(&booklet), "QC: the MRZ read back does not match")?);
+            events
+                .extend(self.spoil_items(Some(&booklet), "QC: the MRZ read back does not match")?);
             JobEvent::Spoil {
                 reason: SpoilReason::QcMismatch,
             }
@@ -1571,16 +1586,6 @@ impl Actor {
         self.stations[i].paused = pause;
         self.apply_readiness(i);
         self.view(i)
-    }
-}
-
-fn kind_name(k: StationKind) -> &'static str {
-    match k {
-        StationKind::Vault => "vault",
-        StationKind::Print => "print",
-        StationKind::Laminate => "laminate",
-        StationKind::Qc => "QC",
-        StationKind::Dispatch => "dispatch",
     }
 }
 

@@ -43,40 +43,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::ledger::{Ledger, LedgerError, Refusal, Serial, SessionId};
 
+pub use crate::config::StationKind;
 pub use devices::DeviceHandle;
 pub use jobs::{JobFilter, JobView, Page};
 
 /// The actor id the line itself records its decisions under (assignments, recovery).
 pub const LINE_ACTOR: &str = "LINE";
-
-/// What a station does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StationKind {
-    /// Issues and takes back accountable items (no device, no job steps).
-    Vault,
-    /// Prints data pages.
-    Print,
-    /// Applies laminate patches.
-    Laminate,
-    /// Reads the MRZ back and compares it with the job's.
-    Qc,
-    /// Packs finished passports into destination bags.
-    Dispatch,
-}
-
-impl StationKind {
-    /// The stage the station serves (none for the vault).
-    pub fn stage(self) -> Option<Stage> {
-        match self {
-            StationKind::Vault => None,
-            StationKind::Print => Some(Stage::Print),
-            StationKind::Laminate => Some(Stage::Laminate),
-            StationKind::Qc => Some(Stage::Qc),
-            StationKind::Dispatch => Some(Stage::Dispatch),
-        }
-    }
-}
 
 /// A device attached to a station.
 #[derive(Debug, Clone)]
@@ -643,7 +615,8 @@ impl Line {
         station: StationId,
         booklet: Serial,
     ) -> Result<Bag, LineError> {
-        self.call(move |a| a.pack(&actor, &station, booklet)).await?
+        self.call(move |a| a.pack(&actor, &station, booklet))
+            .await?
     }
 
     /// Closes a bag: its manifest is final.

@@ -1,0 +1,317 @@
+//! `hallctl serve`: builds the hall from its configuration (devices, ledger, users, line) and
+//! serves the API until SIGTERM or Ctrl-C.
+//!
+//! Shutdown order: stop accepting requests and let those in flight finish (bounded by
+//! `server.shutdown_grace_secs`), stop the line actor (a step still on a device is found in
+//! flight at the next start and waits for inspection, never repeated), then drop the ledger,
+//! whose committer makes everything written durable before it exits.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hallctl_drivers::laminator::{BusConfig as LamBus, UnitConfig, spawn_bus};
+use hallctl_drivers::port::{PollConfig, SerialConnector};
+use hallctl_drivers::printer::{PrinterConfig, spawn_printer};
+use hallctl_drivers::sim::TimeScale;
+use hallctl_drivers::sim::laminator::{LaminatorBusSim, LaminatorTiming, spawn_laminator_bus};
+use hallctl_drivers::sim::printer::{PrinterSim, PrinterTiming, spawn_printer_sim};
+
+use crate::api::{AppState, HallInfo, Limits};
+use crate::auth::{AuthPolicy, Users};
+use crate::config::{BridgeEndpoint, DriverConfig, HallConfig, SerialLink};
+use crate::ledger::{Ledger, LedgerConfig};
+use crate::line::{Device, DeviceHandle, Line, LineSetup, LineThread, StationSetup};
+
+/// Options that are not part of the hall's configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// Simulated devices run this many times as long as reality (0.01: a hundred times faster).
+    pub sim_time_scale: f64,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            sim_time_scale: 1.0,
+        }
+    }
+}
+
+/// Simulated devices the controller started (kept alive while it runs).
+#[derive(Default)]
+pub struct Simulators {
+    /// Simulated printers by device id.
+    pub printers: HashMap<String, PrinterSim>,
+    /// Simulated buses by bus id.
+    pub buses: HashMap<String, LaminatorBusSim>,
+}
+
+/// A running hall: what the API serves, and what shutdown must stop.
+pub struct Hall {
+    /// The API's state.
+    pub state: AppState,
+    /// The line actor's thread.
+    pub line_thread: LineThread,
+    /// Simulated devices.
+    pub simulators: Simulators,
+}
+
+/// The data directory's ledger.
+pub fn ledger_dir(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("ledger")
+}
+
+/// Builds the hall: opens the ledger, the user directory, every device (starting simulators for
+/// `simulate = true`), and starts the line. Must run inside a tokio runtime.
+///
+/// # Errors
+/// The data directory or the ledger cannot be opened; a simulator cannot start; a bridge
+/// program cannot be started; the line's recovery fails.
+pub async fn start(config: &HallConfig, opts: ServeOptions) -> anyhow::Result<Hall> {
+    let data = &config.server.data_dir;
+    std::fs::create_dir_all(data)
+        .with_context(|| format!("cannot create the data directory {}", data.display()))?;
+    let ledger = Arc::new(
+        Ledger::open(&ledger_dir(data), LedgerConfig::default()).with_context(|| {
+            format!(
+                "cannot open the ledger in {} (is another controller running on it?)",
+                data.display()
+            )
+        })?,
+    );
+    let p = &config.policy;
+    let policy = AuthPolicy {
+        max_failures: p.max_pin_failures,
+        lockout: p.lockout(),
+        token_ttl: p.token_ttl(),
+    };
+    let users =
+        Arc::new(Users::open(ledger.clone(), policy).context("cannot open the user directory")?);
+    let run_dir = data.join("run");
+    std::fs::create_dir_all(&run_dir)?;
+    let scale = TimeScale::new(opts.sim_time_scale);
+    let mut sims = Simulators::default();
+    // Buses first: laminators are units on them.
+    let mut bus_units: HashMap<String, Vec<(String, u8, Duration)>> = HashMap::new();
+    for s in &config.stations {
+        if let Some(d) = &s.device
+            && let DriverConfig::Laminator { bus, unit, timeout } = &d.driver
+        {
+            bus_units.entry(bus.clone()).or_default().push((
+                d.id.as_str().to_string(),
+                *unit,
+                *timeout,
+            ));
+        }
+    }
+    let mut laminators: HashMap<String, DeviceHandle> = HashMap::new();
+    for (k, bus) in config.buses.iter().enumerate() {
+        let units = bus_units.remove(&bus.id).unwrap_or_default();
+        let connector = match &bus.link {
+            SerialLink::Port { path, baud } => SerialConnector::new(path, *baud),
+            SerialLink::Simulated => {
+                let ids: Vec<u8> = units.iter().map(|u| u.1).collect();
+                let sim = spawn_laminator_bus(
+                    run_dir.join(&bus.id),
+                    &ids,
+                    41_200 + k as u64 * 1_000_000,
+                    LaminatorTiming {
+                        scale,
+                        ..LaminatorTiming::default()
+                    },
+                )
+                .with_context(|| format!("cannot start the simulated bus {}", bus.id))?;
+                let c = SerialConnector::new(sim.path(), 115_200);
+                sims.buses.insert(bus.id.clone(), sim);
+                c
+            }
+        };
+        let (handles, _task) = spawn_bus(
+            connector,
+            LamBus {
+                units: units
+                    .iter()
+                    .map(|(name, unit, timeout)| UnitConfig {
+                        name: name.clone(),
+                        unit_id: *unit,
+                        timeout: *timeout,
+                    })
+                    .collect(),
+                poll: PollConfig::default(),
+                retries: 2,
+            },
+        );
+        for ((name, _, _), h) in units.iter().zip(handles) {
+            laminators.insert(name.clone(), DeviceHandle::Laminator(h));
+        }
+    }
+    let mut stations = Vec::new();
+    for (k, s) in config.stations.iter().enumerate() {
+        let device = match &s.device {
+            None => None,
+            Some(d) => {
+                let handle = match &d.driver {
+                    DriverConfig::Printer { link, timeout } => {
+                        let connector = match link {
+                            SerialLink::Port { path, baud } => SerialConnector::new(path, *baud),
+                            SerialLink::Simulated => {
+                                let sim = spawn_printer_sim(
+                                    run_dir.join(d.id.as_str()),
+                                    9_000_000 + k as u64 * 100_000,
+                                    PrinterTiming {
+                                        scale,
+                                        ..PrinterTiming::default()
+                                    },
+                                )
+                                .with_context(|| {
+                                    format!("cannot start the simulated printer {}", d.id)
+                                })?;
+                                let c = SerialConnector::new(sim.control.path(), 115_200);
+                                sims.printers.insert(d.id.as_str().to_string(), sim);
+                                c
+                            }
+                        };
+                        let mut pc = PrinterConfig::default();
+                        pc.link.timeout = *timeout;
+                        let (h, _task) = spawn_printer(connector, pc);
+                        DeviceHandle::Printer(h)
+                    }
+                    DriverConfig::Laminator { .. } => laminators
+                        .remove(d.id.as_str())
+                        .with_context(|| format!("laminator {} has no bus", d.id))?,
+                    DriverConfig::Bridge { endpoint, timeout } => {
+                        let (h, _task) = match endpoint {
+                            BridgeEndpoint::Process { program, args } => {
+                                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                                hallctl_drivers::bridge::spawn_bridge_process(
+                                    program, &args, *timeout,
+                                )
+                                .with_context(|| format!("cannot start the bridge of {}", d.id))?
+                            }
+                            BridgeEndpoint::Tcp { address } => {
+                                hallctl_drivers::bridge::connect_bridge_tcp(address, *timeout)
+                                    .await
+                                    .with_context(|| {
+                                        format!("cannot reach the bridge of {}", d.id)
+                                    })?
+                            }
+                        };
+                        DeviceHandle::Bridge(h)
+                    }
+                };
+                Some(Device {
+                    id: d.id.clone(),
+                    handle,
+                })
+            }
+        };
+        stations.push(StationSetup {
+            id: s.id.clone(),
+            kind: s.kind,
+            device,
+        });
+    }
+    let setup = LineSetup {
+        separation: config.policy.separation(),
+        slack: config.policy.slack(),
+        stations,
+        destinations: None,
+        // A step may take a while on a real machine; scaled with simulated time, with a floor.
+        step_timeout: Duration::from_secs(120)
+            .mul_f64(opts.sim_time_scale.clamp(0.05, 1.0))
+            .max(Duration::from_secs(10)),
+    };
+    let (line, line_thread) = Line::start(setup, ledger.clone())?;
+    let state = AppState {
+        line,
+        users,
+        ledger,
+        hall: Arc::new(HallInfo {
+            id: config.hall.id.clone(),
+            name: config.hall.name.clone(),
+            issuing_state: config.hall.issuing_state.clone(),
+        }),
+        limits: Limits {
+            body_bytes: config.server.body_limit_bytes,
+            timeout: config.server.request_timeout(),
+        },
+    };
+    Ok(Hall {
+        state,
+        line_thread,
+        simulators: sims,
+    })
+}
+
+/// Serves `config`'s hall until `shutdown` completes; prints the address it listens on.
+///
+/// # Errors
+/// As [`start`]; the listen address is taken.
+pub async fn run(
+    config: HallConfig,
+    opts: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let hall = start(&config, opts).await?;
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let addr = listener.local_addr()?;
+    println!("hallctl {}: listening on http://{addr}", config.hall.id);
+    tracing::info!(%addr, hall = %config.hall.id, "serving");
+    let users = hall.state.users.clone();
+    let sweeper = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let u = users.clone();
+            let _ = tokio::task::spawn_blocking(move || u.sweep_expired()).await;
+        }
+    });
+    let line = hall.state.line.clone();
+    let app = crate::api::app(hall.state);
+    let grace = config.server.shutdown_grace();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop_tx.send(());
+    });
+    tokio::select! {
+        r = server => r.context("the HTTP server failed")?,
+        () = async {
+            let _ = stop_rx.await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!("requests still running after the grace period were cut"),
+    }
+    sweeper.abort();
+    line.stop().await;
+    drop(line);
+    let _ = tokio::task::spawn_blocking(move || hall.line_thread.join()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
