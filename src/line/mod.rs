@@ -98,7 +98,7 @@ pub enum LineError {
         message: String,
     },
     /// One or more jobs of a batch are invalid or conflict: nothing of the batch was stored.
-    #[error("{} of the submitted jobs were refused; nothing was stored", .0.len())]
+    #[error("{} of the submitted jobs were refused; nothing was stored", refused_jobs(.0))]
     Batch(Vec<BatchError>),
     /// No such job, station, device, bag or session.
     #[error("{0}")]
@@ -118,6 +118,12 @@ pub enum LineError {
     /// The line is shutting down.
     #[error("the line is stopping")]
     Stopped,
+}
+
+fn refused_jobs(errors: &[BatchError]) -> usize {
+    let mut idx: Vec<usize> = errors.iter().map(|e| e.index).collect();
+    idx.dedup();
+    idx.len()
 }
 
 impl LineError {
