@@ -1,0 +1,1698 @@
+//! Black-box tests of the running service (issue 5, "Tests"): the `hallctl` binary serves a small
+//! hall whose devices are simulators on pseudo-terminals (the real serial path), on a temporary
+//! data directory; the tests speak HTTP to it like any client would.
+//!
+//! The HTTP client is a few lines over `std::net::TcpStream` (HTTP/1.1, one request per
+//! connection): it needs no dependency, and it can send what a well-behaved client library
+//! would not (malformed JSON, oversized bodies).
+//!
+//! Every wait is a poll with a deadline; nothing asserts on timing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is the failure report
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{Datelike, Months, Utc};
+use hallctl_jobs::intake::{IntakeContext, JobRequest, PersonalizationRequest, validate};
+use hallctl_jobs::job::JobId;
+use serde_json::{Value, json};
+
+// ---- a minimal HTTP client ----------------------------------------------------------------------
+
+/// An answer: status and body (parsed as JSON when it is JSON, else `Value::Null`).
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    text: String,
+    body: Value,
+}
+
+impl Resp {
+    /// Asserts the status, showing the body when it differs.
+    #[track_caller]
+    fn expect(self, status: u16, what: &str) -> Value {
+        assert_eq!(self.status, status, "{what}: {}", self.text);
+        self.body
+    }
+
+    /// Asserts the one error body: `{"error": {"code", "message", ...}}`.
+    #[track_caller]
+    fn error(&self, what: &str) -> (String, String, Option<String>) {
+        let e = &self.body["error"];
+        let code = e["code"].as_str();
+        let message = e["message"].as_str();
+        assert!(
+            code.is_some_and(|c| !c.is_empty()) && message.is_some_and(|m| !m.is_empty()),
+            "{what}: not the one error body: {}",
+            self.text
+        );
+        (
+            code.unwrap().to_string(),
+            message.unwrap().to_string(),
+            e["field"].as_str().map(str::to_string),
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Client {
+    addr: SocketAddr,
+}
+
+impl Client {
+    /// Sends one request under `/api/v1` and reads the whole answer.
+    fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&[u8]>,
+        content_type: &str,
+    ) -> Resp {
+        let mut last_err = None;
+        // A server that refuses a large body may reset the connection before the answer is
+        // read; one more try then.
+        for _ in 0..3 {
+            match self.once(method, path, token, body, content_type) {
+                Ok(r) => return r,
+                Err(e) => last_err = Some(e),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{method} {path}: {last_err:?}");
+    }
+
+    fn once(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&[u8]>,
+        content_type: &str,
+    ) -> std::io::Result<Resp> {
+        let mut s = TcpStream::connect(self.addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        s.set_write_timeout(Some(Duration::from_secs(60)))?;
+        let mut head = format!(
+            "{method} /api/v1{path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: application/json\r\n",
+            self.addr
+        );
+        if let Some(t) = token {
+            head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        let body = body.unwrap_or_default();
+        if !body.is_empty() || method == "POST" {
+            head.push_str(&format!(
+                "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes())?;
+        // The server may answer (413) before it reads the body: write it from another thread
+        // while this one reads, and ignore a write error.
+        let writer = {
+            let mut w = s.try_clone()?;
+            let body = body.to_vec();
+            std::thread::spawn(move || {
+                let _ = w.write_all(&body);
+            })
+        };
+        let mut raw = Vec::new();
+        let read = s.read_to_end(&mut raw);
+        let _ = writer.join();
+        if let Err(e) = read
+            && raw.is_empty()
+        {
+            return Err(e);
+        }
+        parse_response(&raw)
+    }
+
+    fn get(&self, path: &str, token: Option<&str>) -> Resp {
+        self.raw("GET", path, token, None, "application/json")
+    }
+
+    fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Resp {
+        let b = serde_json::to_vec(body).unwrap();
+        self.raw("POST", path, token, Some(&b), "application/json")
+    }
+
+    fn delete(&self, path: &str, token: Option<&str>) -> Resp {
+        self.raw("DELETE", path, token, None, "application/json")
+    }
+}
+
+fn parse_response(raw: &[u8]) -> std::io::Result<Resp> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no end of headers"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut body = raw[split + 4..].to_vec();
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no status line"))?;
+    let chunked = lines.any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    if chunked {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let eol = rest
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .ok_or_else(|| bad("bad chunk"))?;
+            let size_text = String::from_utf8_lossy(&rest[..eol]).to_string();
+            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| bad("bad chunk size"))?;
+            rest = &rest[eol + 2..];
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[..size.min(rest.len())]);
+            rest = &rest[(size + 2).min(rest.len())..];
+        }
+        body = out;
+    }
+    let text = String::from_utf8_lossy(&body).to_string();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Ok(Resp { status, text, body })
+}
+
+// ---- the hall -----------------------------------------------------------------------------------
+
+/// Everyone's PIN (6 digits, not trivial, distinct).
+const PEOPLE: &[(&str, &str, &str)] = &[
+    ("S1", "supervisor", "482917"),
+    ("A1", "operator", "395172"),
+    ("A2", "operator", "618204"),
+    ("B1", "operator", "730581"),
+    ("B2", "operator", "264093"),
+    ("C1", "operator", "851736"),
+    ("D1", "operator", "507349"),
+    ("V1", "operator", "942615"),
+    ("V2", "operator", "176428"),
+    ("AU1", "auditor", "583061"),
+    ("AD1", "admin", "329748"),
+];
+
+fn pin(user: &str) -> &'static str {
+    PEOPLE
+        .iter()
+        .find(|p| p.0 == user)
+        .map(|p| p.2)
+        .expect("a known user")
+}
+
+fn hallctl() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hallctl"));
+    c.env_remove("RUST_BACKTRACE").env("RUST_LOG", "info");
+    c
+}
+
+const HALL_TOML: &str = r#"
+[hall]
+id = "svc-test"
+name = "Service API test hall"
+issuing_state = "UTO"
+
+[server]
+listen = "127.0.0.1:0"
+data_dir = "data"
+body_limit_bytes = 65536
+request_timeout_secs = 30
+shutdown_grace_secs = 2
+
+[[buses]]
+id = "rs485-a"
+simulate = true
+
+[[stations]]
+id = "VAULT"
+kind = "vault"
+
+[[stations]]
+id = "PRINT-01"
+kind = "print"
+device = { id = "PR-01", driver = "printer", simulate = true }
+
+[[stations]]
+id = "PRINT-02"
+kind = "print"
+device = { id = "PR-02", driver = "printer", simulate = true }
+
+[[stations]]
+id = "LAM-01"
+kind = "laminate"
+device = { id = "LM-01", driver = "laminator", bus = "rs485-a", unit = 1 }
+
+[[stations]]
+id = "LAM-02"
+kind = "laminate"
+device = { id = "LM-02", driver = "laminator", bus = "rs485-a", unit = 2 }
+
+[[stations]]
+id = "QC-01"
+kind = "qc"
+
+[[stations]]
+id = "QC-02"
+kind = "qc"
+
+[[stations]]
+id = "DISPATCH-01"
+kind = "dispatch"
+"#;
+
+/// A running service; killed (SIGKILL) when dropped. On a failing test its log is printed.
+struct Hall {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    client: Client,
+    monitor_token: String,
+    scale: f64,
+}
+
+impl Hall {
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("hall.toml")
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("serve.log")
+    }
+
+    /// Kills the service at once (SIGKILL: no shutdown, nothing flushed beyond what the
+    /// service made durable itself).
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the service again on the same data directory.
+    fn restart(&mut self) {
+        self.kill9();
+        let (child, addr) = start_serve(&self.config(), &self.log(), self.scale);
+        self.child = Some(child);
+        self.client = Client { addr };
+    }
+
+    fn sign_in(&self, user: &str, station: Option<&str>) -> String {
+        let mut body = json!({"user": user, "pin": pin(user)});
+        if let Some(s) = station {
+            body["station"] = json!(s);
+        }
+        let v = self
+            .client
+            .post("/session", None, &body)
+            .expect(200, &format!("{user} signs in at {station:?}"));
+        v["token"].as_str().expect("a token").to_string()
+    }
+}
+
+impl Drop for Hall {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.log()).unwrap_or_default();
+            let tail: String = log
+                .chars()
+                .rev()
+                .take(6000)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            eprintln!("---- serve log (tail) ----\n{tail}\n---- end ----");
+        }
+    }
+}
+
+fn start_serve(config: &Path, log: &Path, scale: f64) -> (Child, SocketAddr) {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    let mut child = hallctl()
+        .args(["serve", "--config"])
+        .arg(config)
+        .args(["--sim-time-scale", &scale.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log_file))
+        .spawn()
+        .expect("start hallctl serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if let Some(a) = line.split("listening on http://").nth(1) {
+                let _ = tx.send(a.trim().to_string());
+            }
+        }
+    });
+    let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(a) => a.parse().expect("a socket address"),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the service did not say where it listens:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+    };
+    (child, addr)
+}
+
+/// Writes the hall's configuration, creates every account with the console (before the service
+/// runs: it locks the data directory), starts the service and waits until it answers.
+fn spawn_hall(scale: f64) -> Hall {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("hall.toml");
+    std::fs::write(&config, HALL_TOML).unwrap();
+    let data = dir.path().join("data");
+    for (id, role, pin) in PEOPLE {
+        let mut child = hallctl()
+            .args([
+                "users",
+                "add",
+                id,
+                "--name",
+                &format!("Test {id}"),
+                "--role",
+                role,
+            ])
+            .arg("--pin-stdin")
+            .arg("--data-dir")
+            .arg(&data)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("hallctl users add");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{pin}\n").as_bytes())
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "users add {id}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let o = hallctl()
+        .args([
+            "users",
+            "add",
+            "MON1",
+            "--name",
+            "Monitoring",
+            "--role",
+            "monitor",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "users add MON1: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let monitor_token = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .last()
+        .expect("the service token")
+        .trim()
+        .to_string();
+    let log = dir.path().join("serve.log");
+    let (child, addr) = start_serve(&config, &log, scale);
+    let hall = Hall {
+        dir,
+        child: Some(child),
+        client: Client { addr },
+        monitor_token,
+        scale,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = hall.client.once("GET", "/health", None, None, "text/plain");
+        if r.is_ok_and(|r| r.status == 200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the service never answered /health"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    hall
+}
+
+// ---- jobs ----------------------------------------------------------------------------------------
+
+/// A valid request: due in two days, issued today, valid ten years.
+fn job_request(tracking: &str, surname: &str, document_number: &str) -> JobRequest {
+    let today = Utc::now().date_naive();
+    let expiry = today
+        .checked_add_months(Months::new(120))
+        .unwrap()
+        .pred_opt()
+        .unwrap();
+    JobRequest {
+        tracking_number: tracking.into(),
+        doc_type: "ordinary".into(),
+        class: "normal".into(),
+        groups: vec![],
+        due: (Utc::now() + chrono::Duration::days(2))
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string(),
+        destination: "LHR-01".into(),
+        personalization: PersonalizationRequest {
+            surname: surname.into(),
+            given_names: "Anna Maria".into(),
+            nationality: "UTO".into(),
+            date_of_birth: format!("{}-08-12", today.year() - 40),
+            sex: "female".into(),
+            place_of_birth: "Zenith".into(),
+            issuing_state: "UTO".into(),
+            document_number: document_number.into(),
+            date_of_issue: today.format("%Y-%m-%d").to_string(),
+            date_of_expiry: expiry.format("%Y-%m-%d").to_string(),
+            personal_number: String::new(),
+            portrait_ref: "portrait:specimen".into(),
+        },
+    }
+}
+
+/// The MRZ lines of a request, generated from the same data the service got.
+fn mrz_of(req: &JobRequest) -> [String; 2] {
+    let ctx = IntakeContext {
+        now: Utc::now(),
+        job_id: JobId(1),
+        known_destinations: None,
+    };
+    let job = validate(req, &ctx).expect("a valid request");
+    let m = hallctl_jobs::mrz::generate(job.doc_type, &job.data).expect("an MRZ");
+    [m.line1().to_string(), m.line2().to_string()]
+}
+
+/// Submits one job; returns its id.
+fn submit(c: Client, sup: &str, req: &JobRequest) -> u64 {
+    let v = c
+        .post("/jobs", Some(sup), &json!({"jobs": [req]}))
+        .expect(200, "submit");
+    assert_eq!(v["jobs"][0]["status"], "created", "{v}");
+    v["jobs"][0]["job"].as_u64().expect("a job id")
+}
+
+fn job(c: Client, tok: &str, id: u64) -> Value {
+    c.get(&format!("/jobs/{id}"), Some(tok))
+        .expect(200, "get job")
+}
+
+fn job_state(c: Client, tok: &str, id: u64) -> String {
+    job(c, tok, id)["state"]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Polls until `f` returns `Some`, or panics after `secs` with `what` and the last value seen.
+#[track_caller]
+fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> (Option<T>, String)) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let (v, seen) = f();
+        if let Some(v) = v {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; last seen: {seen}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn station(c: Client, tok: &str, id: &str) -> Value {
+    c.get(&format!("/stations/{id}"), Some(tok))
+        .expect(200, "get station")
+}
+
+/// Waits until `station`'s work is `job` in `phase`.
+#[track_caller]
+fn wait_work(c: Client, tok: &str, st: &str, job: u64, phase: &str) -> Value {
+    wait_for(60, &format!("job {job} {phase} at {st}"), || {
+        let v = station(c, tok, st);
+        let ok = v["work"]["job"].as_u64() == Some(job) && v["work"]["phase"] == phase;
+        (ok.then(|| v.clone()), v.to_string())
+    })
+}
+
+#[track_caller]
+fn wait_job_state(c: Client, tok: &str, id: u64, states: &[&str]) -> Value {
+    wait_for(60, &format!("job {id} in {states:?}"), || {
+        let v = job(c, tok, id);
+        let ok = states.contains(&v["state"]["state"].as_str().unwrap_or_default());
+        (ok.then(|| v.clone()), v.to_string())
+    })
+}
+
+/// Every ledger record, as the auditor sees them.
+fn records(c: Client, auditor: &str) -> Vec<Value> {
+    c.get("/ledger/records?limit=10000", Some(auditor))
+        .expect(200, "ledger records")
+        .as_array()
+        .expect("records")
+        .clone()
+}
+
+/// The ledger's last sequence number (and record count, which must agree).
+fn ledger_head(c: Client, auditor: &str) -> u64 {
+    let r = records(c, auditor);
+    let head = r
+        .iter()
+        .filter_map(|r| r["seq"].as_u64())
+        .max()
+        .unwrap_or(0);
+    assert_eq!(head, r.len() as u64, "the ledger's records have no gaps");
+    head
+}
+
+// ---- custody -------------------------------------------------------------------------------------
+
+const BOOKLETS: &str = "B1000100-B1000199";
+const PATCHES: &str = "P2000100-P2000199";
+
+fn receive_lots(c: Client, sup: &str) {
+    c.post(
+        "/custody/lots",
+        Some(sup),
+        &json!({"lot": "BX-1", "kind": "booklet", "supplier": "Specimen Security Print", "range": BOOKLETS}),
+    )
+    .expect(200, "booklet lot");
+    c.post(
+        "/custody/lots",
+        Some(sup),
+        &json!({"lot": "R-1", "kind": "patch", "supplier": "Specimen Films", "range": PATCHES}),
+    )
+    .expect(200, "patch roll");
+}
+
+/// The operator (signed in at `station` with `tok`) opens a session there and gets `range`
+/// issued, counted by themself and the supervisor S1. Returns the session id.
+fn open_and_issue(c: Client, tok: &str, user: &str, st: &str, range: &str) -> String {
+    let v = c
+        .post("/custody/sessions", Some(tok), &json!({"station": st}))
+        .expect(200, &format!("{user} opens a session at {st}"));
+    let session = v["session"].as_str().expect("a session id").to_string();
+    c.post(
+        &format!("/custody/sessions/{session}/issue"),
+        Some(tok),
+        &json!({"range": range, "counters": [
+            {"user": user, "pin": pin(user)},
+            {"user": "S1", "pin": pin("S1")},
+        ]}),
+    )
+    .expect(200, &format!("issue {range} to {user}"));
+    session
+}
+
+// ---- 1. end to end ------------------------------------------------------------------------------
+
+#[test]
+fn a_job_flows_end_to_end_and_the_patch_trace_shows_every_step() {
+    let hall = spawn_hall(0.02);
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    let aud = hall.sign_in("AU1", None);
+    receive_lots(c, &sup);
+
+    let a1 = hall.sign_in("A1", Some("PRINT-01"));
+    open_and_issue(c, &a1, "A1", "PRINT-01", "B1000100-B1000109");
+    let b1 = hall.sign_in("B1", Some("LAM-01"));
+    open_and_issue(c, &b1, "B1", "LAM-01", "P2000100-P2000109");
+    let c1 = hall.sign_in("C1", Some("QC-01"));
+    let d1 = hall.sign_in("D1", Some("DISPATCH-01"));
+
+    let req = job_request("TRK-E2E-1", "Eriksson", "L898902C3");
+    let id = submit(c, &sup, &req);
+
+    // Print, by A1: the line assigns it; A1 scans the booklet; the printer prints.
+    wait_work(c, &sup, "PRINT-01", id, "assigned");
+    c.post(
+        "/stations/PRINT-01/print",
+        Some(&a1),
+        &json!({"booklet": "B1000100"}),
+    )
+    .expect(200, "A1 scans the booklet");
+    wait_work(c, &sup, "PRINT-01", id, "awaiting_confirmation");
+    c.post("/stations/PRINT-01/confirm", Some(&a1), &json!({}))
+        .expect(200, "A1 confirms the print");
+
+    // Lamination, by B1, with the first patch of B1's session.
+    let w = wait_work(c, &sup, "LAM-01", id, "assigned");
+    assert_eq!(w["work"]["booklet"], "B1000100", "{w}");
+    c.post(
+        "/stations/LAM-01/laminate",
+        Some(&b1),
+        &json!({"patch": "P2000100"}),
+    )
+    .expect(200, "B1 scans the patch");
+    wait_work(c, &sup, "LAM-01", id, "awaiting_confirmation");
+    c.post("/stations/LAM-01/confirm", Some(&b1), &json!({}))
+        .expect(200, "B1 confirms the lamination");
+
+    // QC, by C1: the MRZ read back equals the job's.
+    wait_work(c, &sup, "QC-01", id, "assigned");
+    let qc = c
+        .post(
+            "/stations/QC-01/qc",
+            Some(&c1),
+            &json!({"booklet": "B1000100", "mrz": mrz_of(&req)}),
+        )
+        .expect(200, "C1's QC");
+    assert_eq!(qc["passed"], true, "{qc}");
+
+    // Dispatch, by D1.
+    wait_work(c, &sup, "DISPATCH-01", id, "assigned");
+    let bag = c
+        .post(
+            "/stations/DISPATCH-01/pack",
+            Some(&d1),
+            &json!({"booklet": "B1000100"}),
+        )
+        .expect(200, "D1 packs");
+    assert_eq!(bag["items"][0]["job"].as_u64(), Some(id), "{bag}");
+    assert_eq!(bag["items"][0]["booklet"], "B1000100", "{bag}");
+
+    let j = job(c, &sup, id);
+    assert_eq!(j["state"]["state"], "dispatched", "{j}");
+    assert_eq!(j["printed_by"], "A1", "{j}");
+    assert_eq!(j["laminated_by"], "B1", "{j}");
+    assert_eq!(j["checked_by"], "C1", "{j}");
+
+    // The ledger trace of the patch, as the auditor sees it.
+    let t = c
+        .get("/ledger/trace/P2000100", Some(&aud))
+        .expect(200, "trace");
+    assert_eq!(t["partner"], "B1000100", "{t}");
+    assert_eq!(t["job"].as_u64(), Some(id), "{t}");
+    assert_eq!(t["document_number"], "L898902C3", "{t}");
+    let steps = t["steps"].as_array().expect("steps");
+    let step = |event: &str| -> &Value {
+        steps
+            .iter()
+            .find(|s| s["event"] == event)
+            .unwrap_or_else(|| panic!("no {event} in the trace: {t}"))
+    };
+    let printed = step("booklet_printed");
+    assert_eq!(printed["actor"], "A1", "{printed}");
+    assert_eq!(printed["station"], "PRINT-01", "{printed}");
+    assert!(
+        printed["detail"].as_str().unwrap().contains("PR-01"),
+        "the printing device: {printed}"
+    );
+    let applied = step("patch_applied");
+    assert_eq!(applied["actor"], "B1", "{applied}");
+    assert_eq!(applied["station"], "LAM-01", "{applied}");
+    assert!(
+        applied["detail"].as_str().unwrap().contains("LM-01"),
+        "the laminating device: {applied}"
+    );
+    let checked = step("qc_checked");
+    assert_eq!(checked["actor"], "C1", "{checked}");
+    assert!(
+        checked["detail"].as_str().unwrap().contains("passed"),
+        "{checked}"
+    );
+    let dispatched = step("dispatched");
+    assert_eq!(dispatched["actor"], "D1", "{dispatched}");
+    // Nothing of the passport holder in the trace.
+    assert!(
+        !t.to_string().to_uppercase().contains("ERIKSSON"),
+        "the trace carries no biodata: {t}"
+    );
+}
+
+// ---- 2. refusals ----------------------------------------------------------------------------------
+
+/// What a refusal must leave unchanged: the job, the ledger, the stations concerned.
+fn snapshot(c: Client, sup: &str, aud: &str, jobs: &[u64], stations: &[&str]) -> Value {
+    json!({
+        "head": ledger_head(c, aud),
+        "jobs": jobs.iter().map(|j| job(c, sup, *j)).collect::<Vec<_>>(),
+        "stations": stations.iter().map(|s| station(c, sup, s)).collect::<Vec<_>>(),
+    })
+}
+
+#[track_caller]
+fn refused(r: Resp, status: u16, what: &str) {
+    assert_eq!(r.status, status, "{what}: {}", r.text);
+    r.error(what);
+}
+
+#[test]
+fn refusals_leave_nothing_changed() {
+    let hall = spawn_hall(0.02);
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    let aud = hall.sign_in("AU1", None);
+    receive_lots(c, &sup);
+
+    // One station per operator, one operator per station.
+    let a1 = hall.sign_in("A1", Some("PRINT-01"));
+    let before = snapshot(c, &sup, &aud, &[], &["PRINT-01", "PRINT-02"]);
+    refused(
+        c.post(
+            "/session",
+            None,
+            &json!({"user": "A1", "pin": pin("A1"), "station": "PRINT-02"}),
+        ),
+        409,
+        "A1 signs in at a second station",
+    );
+    refused(
+        c.post(
+            "/session",
+            None,
+            &json!({"user": "A2", "pin": pin("A2"), "station": "PRINT-01"}),
+        ),
+        409,
+        "A2 signs in at A1's station",
+    );
+    assert_eq!(
+        snapshot(c, &sup, &aud, &[], &["PRINT-01", "PRINT-02"]),
+        before,
+        "a refused sign-in changes nothing"
+    );
+
+    // J1 is printed by A1.
+    let a1_print = open_and_issue(c, &a1, "A1", "PRINT-01", "B1000100-B1000109");
+    let j1 = submit(c, &sup, &job_request("TRK-REF-1", "Eriksson", "L898902C3"));
+    wait_work(c, &sup, "PRINT-01", j1, "assigned");
+    // An operator does not choose the job: scanning for another job is refused.
+    let before = snapshot(c, &sup, &aud, &[j1], &["PRINT-01"]);
+    refused(
+        c.post(
+            "/stations/PRINT-01/print",
+            Some(&a1),
+            &json!({"booklet": "B1000100", "job": j1 + 41}),
+        ),
+        403,
+        "A1 chooses another job",
+    );
+    assert_eq!(
+        snapshot(c, &sup, &aud, &[j1], &["PRINT-01"]),
+        before,
+        "choosing a job changes nothing"
+    );
+    c.post(
+        "/stations/PRINT-01/print",
+        Some(&a1),
+        &json!({"booklet": "B1000100", "job": j1}),
+    )
+    .expect(200, "A1 prints J1 (naming the assigned job is fine)");
+    wait_work(c, &sup, "PRINT-01", j1, "awaiting_confirmation");
+    c.post("/stations/PRINT-01/confirm", Some(&a1), &json!({}))
+        .expect(200, "A1 confirms");
+    wait_job_state(c, &sup, j1, &["printed"]);
+
+    // A1 moves to a lamination station with patches of their own: the line must not give A1
+    // the booklet A1 printed, and an explicit attempt is refused.
+    // (One open custody session per operator: A1 returns the unused booklets and closes.)
+    c.post(
+        &format!("/custody/sessions/{a1_print}/return"),
+        Some(&a1),
+        &json!({"range": "B1000101-B1000109", "counters": [
+            {"user": "A1", "pin": pin("A1")}, {"user": "S1", "pin": pin("S1")},
+        ]}),
+    )
+    .expect(200, "A1 returns the unused booklets");
+    c.post(
+        &format!("/custody/sessions/{a1_print}/close"),
+        Some(&a1),
+        &json!({}),
+    )
+    .expect(200, "A1 closes the session");
+    c.delete("/session", Some(&a1))
+        .expect(204, "A1 signs out of PRINT-01");
+    let a1 = hall.sign_in("A1", Some("LAM-02"));
+    open_and_issue(c, &a1, "A1", "LAM-02", "P2000110-P2000119");
+    wait_for(60, "LAM-02 ready, with A1 and patches", || {
+        let v = station(c, &sup, "LAM-02");
+        let ok = v["readiness"] == "ready" && v["held"].as_u64() == Some(10);
+        (ok.then_some(()), v.to_string())
+    });
+    // Give the line every chance to (wrongly) assign it.
+    for _ in 0..20 {
+        let v = station(c, &sup, "LAM-02");
+        assert!(
+            v["work"].is_null(),
+            "the line assigned work to A1 at LAM-02 (J1 was printed by A1): {v}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(job_state(c, &sup, j1), "printed");
+    let before = snapshot(c, &sup, &aud, &[j1], &["LAM-02"]);
+    let r = c.post(
+        "/stations/LAM-02/laminate",
+        Some(&a1),
+        &json!({"patch": "P2000110", "job": j1}),
+    );
+    assert!(
+        r.status == 403 || r.status == 409,
+        "A1 laminating the booklet A1 printed must be refused: {} {}",
+        r.status,
+        r.text
+    );
+    r.error("A1 laminates J1");
+    assert_eq!(
+        snapshot(c, &sup, &aud, &[j1], &["LAM-02"]),
+        before,
+        "a refused lamination changes nothing"
+    );
+
+    // B1 at LAM-01 gets J1.
+    let b1 = hall.sign_in("B1", Some("LAM-01"));
+    open_and_issue(c, &b1, "B1", "LAM-01", "P2000100-P2000109");
+    wait_work(c, &sup, "LAM-01", j1, "assigned");
+    let before = snapshot(c, &sup, &aud, &[j1], &["LAM-01", "LAM-02"]);
+    // A patch issued to another station's session (A1's at LAM-02).
+    refused(
+        c.post(
+            "/stations/LAM-01/laminate",
+            Some(&b1),
+            &json!({"patch": "P2000110"}),
+        ),
+        409,
+        "B1 uses a patch not issued to LAM-01",
+    );
+    // A patch never issued at all (still in the vault).
+    refused(
+        c.post(
+            "/stations/LAM-01/laminate",
+            Some(&b1),
+            &json!({"patch": "P2000150"}),
+        ),
+        409,
+        "B1 uses a patch still in the vault",
+    );
+    // Choosing a job.
+    refused(
+        c.post(
+            "/stations/LAM-01/laminate",
+            Some(&b1),
+            &json!({"patch": "P2000100", "job": j1 + 7}),
+        ),
+        403,
+        "B1 chooses another job",
+    );
+    // Acting at someone else's station.
+    refused(
+        c.post(
+            "/stations/LAM-01/laminate",
+            Some(&a1),
+            &json!({"patch": "P2000110"}),
+        ),
+        403,
+        "A1 acts at B1's station",
+    );
+    assert_eq!(
+        snapshot(c, &sup, &aud, &[j1], &["LAM-01", "LAM-02"]),
+        before,
+        "refused patch scans change nothing"
+    );
+    c.post(
+        "/stations/LAM-01/laminate",
+        Some(&b1),
+        &json!({"patch": "P2000100"}),
+    )
+    .expect(200, "B1 laminates J1 with the first patch of the roll");
+    wait_work(c, &sup, "LAM-01", j1, "awaiting_confirmation");
+    c.post("/stations/LAM-01/confirm", Some(&b1), &json!({}))
+        .expect(200, "B1 confirms");
+    wait_job_state(c, &sup, j1, &["laminated"]);
+
+    // A patch used twice: J2, printed by A2, comes to B1, who scans J1's patch again.
+    c.delete("/session", Some(&a1))
+        .expect(204, "A1 leaves LAM-02");
+    let a2 = hall.sign_in("A2", Some("PRINT-02"));
+    open_and_issue(c, &a2, "A2", "PRINT-02", "B1000110-B1000119");
+    let j2 = submit(c, &sup, &job_request("TRK-REF-2", "Lindqvist", "X12345678"));
+    wait_work(c, &sup, "PRINT-02", j2, "assigned");
+    c.post(
+        "/stations/PRINT-02/print",
+        Some(&a2),
+        &json!({"booklet": "B1000110"}),
+    )
+    .expect(200, "A2 prints J2");
+    wait_work(c, &sup, "PRINT-02", j2, "awaiting_confirmation");
+    c.post("/stations/PRINT-02/confirm", Some(&a2), &json!({}))
+        .expect(200, "A2 confirms");
+    wait_work(c, &sup, "LAM-01", j2, "assigned");
+    let before = snapshot(c, &sup, &aud, &[j1, j2], &["LAM-01"]);
+    refused(
+        c.post(
+            "/stations/LAM-01/laminate",
+            Some(&b1),
+            &json!({"patch": "P2000100"}),
+        ),
+        409,
+        "B1 uses J1's patch again",
+    );
+    assert_eq!(
+        snapshot(c, &sup, &aud, &[j1, j2], &["LAM-01"]),
+        before,
+        "a patch used twice changes nothing"
+    );
+    let t = c
+        .get("/ledger/trace/P2000100", Some(&aud))
+        .expect(200, "trace");
+    assert_eq!(t["job"].as_u64(), Some(j1), "the patch stays J1's: {t}");
+    c.post(
+        "/stations/LAM-01/laminate",
+        Some(&b1),
+        &json!({"patch": "P2000101"}),
+    )
+    .expect(200, "B1 laminates J2 with the next patch");
+}
+
+/// Every state-changing route, by a role it does not admit: 403 with the one error body; without
+/// a token (or with a bad one): 401. Nothing is written to the ledger.
+/// A route (method, path, a well-formed body) and the callers (who, token) it must refuse.
+type Route<'a> = (&'a str, String, Value, Vec<(&'a str, &'a str)>);
+
+#[test]
+fn wrong_role_on_each_route_is_refused_and_changes_nothing() {
+    let hall = spawn_hall(0.02);
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    let aud = hall.sign_in("AU1", None);
+    let adm = hall.sign_in("AD1", None);
+    let mon = hall.monitor_token.clone();
+    receive_lots(c, &sup);
+    // An operator at a print station with a session, and a job, so that routes naming them
+    // reach their role check rather than a 404.
+    let a1 = hall.sign_in("A1", Some("PRINT-01"));
+    let session = open_and_issue(c, &a1, "A1", "PRINT-01", "B1000100-B1000104");
+    let j = submit(c, &sup, &job_request("TRK-ROLE-1", "Eriksson", "L898902C3"));
+    // An operator on the hall UI, at no station.
+    let v1 = hall.sign_in("V1", None);
+
+    let mrz = mrz_of(&job_request("TRK-ROLE-1", "Eriksson", "L898902C3"));
+    let cos = json!([{"user": "A1", "pin": pin("A1")}, {"user": "S1", "pin": pin("S1")}]);
+    let new_job = json!({"jobs": [job_request("TRK-ROLE-2", "Lindqvist", "X12345678")]});
+    let routes: Vec<Route<'_>> = {
+        let op = ("operator at PRINT-01", a1.as_str());
+        let op_ui = ("operator without station", v1.as_str());
+        let s = ("supervisor", sup.as_str());
+        let au = ("auditor", aud.as_str());
+        let ad = ("admin", adm.as_str());
+        let mo = ("monitor", mon.as_str());
+        vec![
+            (
+                "POST",
+                "/jobs".into(),
+                new_job.clone(),
+                vec![op, op_ui, au, mo],
+            ),
+            (
+                "POST",
+                format!("/jobs/{j}/hold"),
+                json!({}),
+                vec![op, au, ad, mo],
+            ),
+            (
+                "POST",
+                format!("/jobs/{j}/release"),
+                json!({}),
+                vec![op, au, ad, mo],
+            ),
+            (
+                "POST",
+                format!("/jobs/{j}/cancel"),
+                json!({"reason": "test"}),
+                vec![op, au, ad, mo],
+            ),
+            (
+                "POST",
+                format!("/jobs/{j}/reprioritise"),
+                json!({"class": "urgent", "reason": "test"}),
+                vec![op, au, ad, mo],
+            ),
+            (
+                "POST",
+                format!("/jobs/{j}/inspect"),
+                json!({"verdict": "retry_step"}),
+                vec![op, au, ad, mo],
+            ),
+            (
+                "POST",
+                "/stations/PRINT-01/print".into(),
+                json!({"booklet": "B1000100"}),
+                vec![op_ui, s, au, ad, mo],
+            ),
+            (
+                "POST",
+                "/stations/LAM-01/laminate".into(),
+                json!({"patch": "P2000100"}),
+                vec![op, op_ui, s, au, ad, mo],
+            ),
+            (
+                "POST",
+                "/stations/PRINT-01/confirm".into(),
+                json!({}),
+                vec![op_ui, s, au, ad, mo],
+            ),
+            (
+                "POST",
+                "/stations/PRINT-01/defect".into(),
+                json!({"reason": "smudge"}),
+                vec![op_ui, s, au, ad, mo],
+            ),
+            (
+                "POST",
+                "/stations/QC-01/qc".into(),
+                json!({"booklet": "B1000100", "mrz": mrz}),
+                vec![op, op_ui, s, au, ad, mo],
+            ),
+            (
+                "POST",
+                "/stations/DISPATCH-01/pack".into(),
+                json!({"booklet": "B1000100"}),
+                vec![op, op_ui, s, au, ad, mo],
+            ),
+            (
+                "POST",
+                "/devices/PR-01/pause".into(),
+                json!({}),
+                vec![op, au, ad, mo],
+            ),
+            (
+                "POST",
+                "/devices/PR-01/resume".into(),
+                json!({}),
+                vec![op, au, ad, mo],
+            ),
+            (
+                "POST",
+                "/bags/BAG-LHR-01-1/close".into(),
+                json!({}),
+                vec![op_ui, au, ad, mo],
+            ),
+            (
+                "POST",
+                "/custody/lots".into(),
+                json!({"lot": "BX-9", "kind": "booklet", "supplier": "X", "range": "B9000100-B9000109"}),
+                vec![op, au, ad, mo],
+            ),
+            (
+                "POST",
+                "/custody/sessions".into(),
+                json!({"station": "PRINT-01"}),
+                vec![s, au, ad, mo],
+            ),
+            (
+                "POST",
+                format!("/custody/sessions/{session}/issue"),
+                json!({"range": "B1000105-B1000106", "counters": cos}),
+                vec![au, ad, mo],
+            ),
+            (
+                "POST",
+                format!("/custody/sessions/{session}/return"),
+                json!({"serials": ["B1000104"], "counters": cos}),
+                vec![au, ad, mo],
+            ),
+            (
+                "POST",
+                format!("/custody/sessions/{session}/close"),
+                json!({}),
+                vec![au, ad, mo],
+            ),
+            (
+                "POST",
+                "/custody/destructions".into(),
+                json!({"batch": "D-1", "serials": ["B1000190"], "witnesses": cos,
+                       "method": "shredding", "certificate": "C-1"}),
+                vec![op, au, ad, mo],
+            ),
+            (
+                "POST",
+                "/custody/missing".into(),
+                json!({"serial": "B1000191", "note": "not found"}),
+                vec![op, au, ad, mo],
+            ),
+            (
+                "POST",
+                "/users".into(),
+                json!({"id": "OP-NEW", "name": "New", "role": "operator", "pin": "583920"}),
+                vec![op, op_ui, au, mo],
+            ),
+            (
+                "POST",
+                "/users".into(),
+                json!({"id": "AD-NEW", "name": "New", "role": "admin", "pin": "583920"}),
+                vec![op, s, au, mo],
+            ),
+            (
+                "POST",
+                "/users/A2/disable".into(),
+                json!({}),
+                vec![op, au, mo],
+            ),
+            (
+                "POST",
+                "/users/A2/enable".into(),
+                json!({}),
+                vec![op, au, mo],
+            ),
+            (
+                "POST",
+                "/users/A2/reset-pin".into(),
+                json!({"pin": "583920"}),
+                vec![op, au, mo],
+            ),
+            (
+                "POST",
+                "/users/AU1/disable".into(),
+                json!({}),
+                vec![op, s, au, mo],
+            ),
+            // Reads by roles they are not for.
+            ("GET", "/jobs".into(), Value::Null, vec![op]),
+            ("GET", format!("/jobs/{j}"), Value::Null, vec![op]),
+            (
+                "GET",
+                "/ledger/trace/B1000100".into(),
+                Value::Null,
+                vec![op, mo, ad],
+            ),
+            ("GET", "/ledger/records".into(), Value::Null, vec![op, mo]),
+            ("GET", "/users".into(), Value::Null, vec![op, au, mo]),
+            ("GET", "/stations/LAM-01".into(), Value::Null, vec![op]),
+        ]
+    };
+
+    let before = snapshot(c, &sup, &aud, &[j], &["PRINT-01"]);
+    let mut failures = Vec::new();
+    let send = |method: &str, path: &str, tok: Option<&str>, body: &Value| match method {
+        "GET" => c.get(path, tok),
+        _ => c.post(path, tok, body),
+    };
+    for (method, path, body, wrong) in &routes {
+        for (who, tok) in wrong {
+            let r = send(method, path, Some(tok), body);
+            let shaped =
+                r.body["error"]["code"].is_string() && r.body["error"]["message"].is_string();
+            if r.status != 403 || !shaped {
+                failures.push(format!("{method} {path} as {who}: {} {}", r.status, r.text));
+            }
+        }
+        for (who, tok) in [("no token", None), ("a bad token", Some("not-a-token"))] {
+            let r = send(method, path, tok, body);
+            let shaped =
+                r.body["error"]["code"].is_string() && r.body["error"]["message"].is_string();
+            if r.status != 401 || !shaped {
+                failures.push(format!(
+                    "{method} {path} with {who}: {} {}",
+                    r.status, r.text
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "wrong roles not refused with 403/401 and the error body:\n{}",
+        failures.join("\n")
+    );
+    assert_eq!(
+        snapshot(c, &sup, &aud, &[j], &["PRINT-01"]),
+        before,
+        "refused requests change nothing"
+    );
+}
+
+// ---- 3. a printer fault mid-job ------------------------------------------------------------------
+
+/// Presses "cancel" on the simulated printer's own wire, from outside the service: a CANCEL
+/// frame written to the printer's port (the slave side of its pseudo-terminal, which the driver
+/// also has open) reaches the printer, which abandons the job and reports CANCELLED. From the
+/// controller's side this is the device failing the step mid-job, which is what it must handle.
+fn cancel_on_the_printer(port: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    const O_NOCTTY: i32 = 0o400; // Linux: do not make the pseudo-terminal our controlling tty
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(O_NOCTTY)
+        .open(port)
+        .unwrap_or_else(|e| panic!("open the printer's port {}: {e}", port.display()));
+    let frame = hallctl_drivers::frame::Frame::new(
+        0xEE,
+        hallctl_drivers::printer::code::CANCEL,
+        Vec::new(),
+    )
+    .encode()
+    .expect("a CANCEL frame");
+    f.write_all(&frame).expect("write the CANCEL frame");
+    f.flush().unwrap();
+}
+
+#[test]
+fn a_printer_fault_mid_job_spoils_the_booklet_and_sends_the_job_back() {
+    // Real time for the simulated devices: the print (8 s) is still running when the fault
+    // comes, even on a loaded machine.
+    let hall = spawn_hall(1.0);
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    let aud = hall.sign_in("AU1", None);
+    receive_lots(c, &sup);
+    let a1 = hall.sign_in("A1", Some("PRINT-01"));
+    open_and_issue(c, &a1, "A1", "PRINT-01", "B1000100-B1000109");
+    let id = submit(
+        c,
+        &sup,
+        &job_request("TRK-FAULT-1", "Eriksson", "L898902C3"),
+    );
+    wait_work(c, &sup, "PRINT-01", id, "assigned");
+    c.post(
+        "/stations/PRINT-01/print",
+        Some(&a1),
+        &json!({"booklet": "B1000100"}),
+    )
+    .expect(200, "A1 starts the print");
+    let v = wait_work(c, &sup, "PRINT-01", id, "running");
+    assert_eq!(v["work"]["booklet"], "B1000100", "{v}");
+    // The supervisor pauses the printer so that the requeued job stays visible in the queue
+    // (pausing does not stop the step that is running).
+    c.post("/devices/PR-01/pause", Some(&sup), &json!({}))
+        .expect(200, "pause PR-01");
+    assert_eq!(station(c, &sup, "PRINT-01")["work"]["phase"], "running");
+
+    cancel_on_the_printer(&hall.data_dir().join("run").join("PR-01"));
+
+    let j = wait_job_state(c, &sup, id, &["spoiled_requeued", "queued"]);
+    assert_eq!(j["spoiled"].as_u64(), Some(1), "one booklet spoiled: {j}");
+    let st = station(c, &sup, "PRINT-01");
+    assert!(st["work"].is_null(), "the station is free again: {st}");
+    let t = c
+        .get("/ledger/trace/B1000100", Some(&aud))
+        .expect(200, "trace of the booklet");
+    assert!(
+        t["state"].as_str().unwrap_or_default().contains("spoil"),
+        "the booklet is spoiled in the ledger: {t}"
+    );
+    let spoiled = t["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["event"] == "item_spoiled")
+        .unwrap_or_else(|| panic!("no item_spoiled in the trace: {t}"));
+    assert_eq!(spoiled["actor"], "A1", "{spoiled}");
+    assert!(
+        !t["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["event"] == "booklet_printed"),
+        "a faulted print is never recorded as printed: {t}"
+    );
+
+    // Resumed, the printer gets the job back, and it prints on a new booklet.
+    c.post("/devices/PR-01/resume", Some(&sup), &json!({}))
+        .expect(200, "resume PR-01");
+    wait_work(c, &sup, "PRINT-01", id, "assigned");
+    c.post(
+        "/stations/PRINT-01/print",
+        Some(&a1),
+        &json!({"booklet": "B1000101"}),
+    )
+    .expect(200, "A1 prints again on a new booklet");
+    wait_work(c, &sup, "PRINT-01", id, "awaiting_confirmation");
+    c.post("/stations/PRINT-01/confirm", Some(&a1), &json!({}))
+        .expect(200, "A1 confirms");
+    let j = wait_job_state(c, &sup, id, &["printed"]);
+    assert_eq!(j["booklet"], "B1000101", "{j}");
+}
+
+// ---- 4. a restart mid-flow -----------------------------------------------------------------------
+
+#[test]
+fn a_restart_mid_step_leaves_the_job_for_inspection_and_retry_requeues_it() {
+    let mut hall = spawn_hall(0.02);
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    receive_lots(c, &sup);
+    let a1 = hall.sign_in("A1", Some("PRINT-01"));
+    open_and_issue(c, &a1, "A1", "PRINT-01", "B1000100-B1000109");
+    let id = submit(
+        c,
+        &sup,
+        &job_request("TRK-RESTART-1", "Eriksson", "L898902C3"),
+    );
+    wait_work(c, &sup, "PRINT-01", id, "assigned");
+    c.post(
+        "/stations/PRINT-01/print",
+        Some(&a1),
+        &json!({"booklet": "B1000100"}),
+    )
+    .expect(200, "A1 starts the print");
+    // The step is in flight (printed, not yet confirmed) when the controller dies.
+    wait_work(c, &sup, "PRINT-01", id, "awaiting_confirmation");
+    assert_eq!(job_state(c, &sup, id), "printing");
+
+    hall.restart();
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    let j = job(c, &sup, id);
+    assert_eq!(j["state"]["state"], "needs_inspection", "{j}");
+    assert_eq!(j["state"]["stage"], "print", "{j}");
+    let listed = c
+        .get("/jobs?state=needs_inspection", Some(&sup))
+        .expect(200, "list");
+    assert_eq!(listed["jobs"][0]["id"].as_u64(), Some(id), "{listed}");
+    // Not silently repeated: no station was given the job again.
+    let st = station(c, &sup, "PRINT-01");
+    assert!(st["work"].is_null(), "{st}");
+
+    // The supervisor's verdict puts it back in the queue.
+    let r = c
+        .post(
+            &format!("/jobs/{id}/inspect"),
+            Some(&sup),
+            &json!({"verdict": "retry_step"}),
+        )
+        .expect(200, "inspect");
+    let state = r["state"]["state"].as_str().unwrap_or_default().to_string();
+    assert!(
+        state == "queued" || state == "spoiled_requeued",
+        "back in the print queue: {r}"
+    );
+    assert_eq!(job_state(c, &sup, id), state);
+    // A second verdict is refused: it no longer needs inspection.
+    let r = c.post(
+        &format!("/jobs/{id}/inspect"),
+        Some(&sup),
+        &json!({"verdict": "retry_step"}),
+    );
+    refused(r, 409, "a second verdict");
+}
+
+// ---- 5. bad input --------------------------------------------------------------------------------
+
+#[test]
+fn bad_input_is_refused_with_a_clear_error_and_nothing_is_stored() {
+    let hall = spawn_hall(0.02);
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    // A distinctive surname: no error message may repeat it.
+    const SURNAME: &str = "Vantongerloo";
+    let good = job_request("TRK-IN-1", SURNAME, "K45612378");
+    let v = c
+        .post("/jobs", Some(&sup), &json!({"jobs": [good]}))
+        .expect(200, "a valid job");
+    let id = v["jobs"][0]["job"].as_u64().expect("id");
+    let listing = || c.get("/jobs?limit=500", Some(&sup)).expect(200, "list");
+    let stored = listing();
+    assert_eq!(stored["jobs"].as_array().map(Vec::len), Some(1), "{stored}");
+
+    let mut checked = Vec::new();
+    let mut check = |what: &str, r: Resp, status: &[u16], field: Option<&str>| {
+        assert!(
+            status.contains(&r.status),
+            "{what}: expected {status:?}, got {} {}",
+            r.status,
+            r.text
+        );
+        let (_, _, f) = r.error(what);
+        if let Some(want) = field {
+            assert_eq!(f.as_deref(), Some(want), "{what}: the field: {}", r.text);
+        }
+        assert!(
+            !r.text.to_uppercase().contains(&SURNAME.to_uppercase()),
+            "{what}: the error repeats the surname: {}",
+            r.text
+        );
+        assert_eq!(listing(), stored, "{what}: nothing is stored");
+        checked.push(what.to_string());
+    };
+
+    let with = |f: &dyn Fn(&mut JobRequest)| {
+        let mut r = job_request("TRK-IN-2", SURNAME, "K45612379");
+        f(&mut r);
+        r
+    };
+    let post_jobs = |jobs: Vec<Value>| c.post("/jobs", Some(&sup), &json!({ "jobs": jobs }));
+    let val = |r: JobRequest| serde_json::to_value(r).unwrap();
+
+    // Malformed JSON.
+    let body = format!(
+        r#"{{"jobs": [{{"tracking_number": "TRK-IN-2", "personalization": {{"surname": "{SURNAME}"#
+    );
+    check(
+        "malformed JSON",
+        c.raw(
+            "POST",
+            "/jobs",
+            Some(&sup),
+            Some(body.as_bytes()),
+            "application/json",
+        ),
+        &[400],
+        None,
+    );
+    // Not JSON at all, with a JSON content type.
+    check(
+        "not JSON",
+        c.raw(
+            "POST",
+            "/jobs",
+            Some(&sup),
+            Some(b"jobs=1"),
+            "application/json",
+        ),
+        &[400],
+        None,
+    );
+    // Unknown fields, at the top, in a job, in the personalization.
+    let mut v = val(with(&|_| {}));
+    v["colour"] = json!("blue");
+    check("unknown field in a job", post_jobs(vec![v]), &[422], None);
+    check(
+        "unknown top-level field",
+        c.post(
+            "/jobs",
+            Some(&sup),
+            &json!({"jobs": [val(with(&|_| {}))], "priority": 1}),
+        ),
+        &[422],
+        None,
+    );
+    let mut v = val(with(&|_| {}));
+    v["personalization"]["maiden_name"] = json!(SURNAME);
+    check(
+        "unknown personalization field",
+        post_jobs(vec![v]),
+        &[422],
+        None,
+    );
+    // A wrong type quoting the surname must not be echoed.
+    let mut v = val(with(&|_| {}));
+    v["personalization"]["given_names"] = json!([SURNAME]);
+    check("wrong type", post_jobs(vec![v]), &[422], None);
+    // A body over server.body_limit_bytes (64 KiB).
+    let mut big = val(with(&|_| {}));
+    big["personalization"]["place_of_birth"] = json!("Z".repeat(200_000));
+    let bytes = serde_json::to_vec(&json!({"jobs": [big]})).unwrap();
+    check(
+        "huge body",
+        c.raw(
+            "POST",
+            "/jobs",
+            Some(&sup),
+            Some(&bytes),
+            "application/json",
+        ),
+        &[413],
+        None,
+    );
+    // Invalid MRZ data.
+    check(
+        "a surname with digits",
+        post_jobs(vec![val(with(&|r| {
+            r.personalization.surname = format!("{SURNAME}7")
+        }))]),
+        &[422],
+        Some("jobs[0].personalization.surname"),
+    );
+    check(
+        "a surname in a script without transliteration",
+        post_jobs(vec![val(with(&|r| {
+            r.personalization.surname = "王小明".into()
+        }))]),
+        &[422],
+        Some("jobs[0].personalization.surname"),
+    );
+    check(
+        "a document number with lower case",
+        post_jobs(vec![val(with(&|r| {
+            r.personalization.document_number = "k4561237".into()
+        }))]),
+        &[422],
+        Some("jobs[0].personalization.document_number"),
+    );
+    // Bad dates.
+    check(
+        "a date of birth that is not a date",
+        post_jobs(vec![val(with(&|r| {
+            r.personalization.date_of_birth = "1986-02-30".into()
+        }))]),
+        &[422],
+        Some("jobs[0].personalization.date_of_birth"),
+    );
+    check(
+        "a date of birth in another format",
+        post_jobs(vec![val(with(&|r| {
+            r.personalization.date_of_birth = "12/08/1986".into()
+        }))]),
+        &[422],
+        Some("jobs[0].personalization.date_of_birth"),
+    );
+    check(
+        "an expiry before the issue",
+        post_jobs(vec![val(with(&|r| {
+            r.personalization.date_of_expiry = "2001-01-01".into();
+        }))]),
+        &[422],
+        Some("jobs[0].personalization.date_of_expiry"),
+    );
+    check(
+        "a due time in the past",
+        post_jobs(vec![val(with(&|r| r.due = "2020-01-01T00:00:00Z".into()))]),
+        &[422],
+        Some("jobs[0].due"),
+    );
+    // One bad job refuses the whole batch: the good one with it is not stored either.
+    let ok = val(job_request("TRK-IN-3", SURNAME, "K45612380"));
+    check(
+        "a batch with one bad job",
+        post_jobs(vec![ok, val(with(&|r| r.personalization.sex = "x".into()))]),
+        &[422],
+        Some("jobs[1].personalization.sex"),
+    );
+    // Duplicate tracking numbers in one batch.
+    check(
+        "duplicate tracking numbers in a batch",
+        post_jobs(vec![
+            val(job_request("TRK-IN-4", SURNAME, "K45612381")),
+            val(job_request("TRK-IN-4", SURNAME, "K45612382")),
+        ]),
+        &[422],
+        Some("jobs[1].tracking_number"),
+    );
+    // A conflicting resubmission (same tracking number, other content).
+    check(
+        "a conflicting resubmission",
+        post_jobs(vec![val(job_request("TRK-IN-1", SURNAME, "K45612399"))]),
+        &[409, 422],
+        Some("jobs[0].tracking_number"),
+    );
+    // An empty batch.
+    check("an empty batch", post_jobs(vec![]), &[422], None);
+    assert_eq!(checked.len(), 18);
+
+    // An identical resubmission returns the existing job.
+    let v = c
+        .post("/jobs", Some(&sup), &json!({"jobs": [good]}))
+        .expect(200, "identical resubmission");
+    assert_eq!(v["jobs"][0]["status"], "existing", "{v}");
+    assert_eq!(v["jobs"][0]["job"].as_u64(), Some(id), "{v}");
+    assert_eq!(listing(), stored, "nothing new stored");
+
+    // Other bad requests have the one error body too.
+    for (what, r, status) in [
+        ("unknown route", c.get("/nope", Some(&sup)), 404),
+        ("unknown job", c.get("/jobs/999", Some(&sup)), 404),
+        ("bad job id", c.get("/jobs/J-x", Some(&sup)), 422),
+        ("bad filter", c.get("/jobs?state=lost", Some(&sup)), 422),
+        (
+            "wrong content type",
+            c.raw("POST", "/jobs", Some(&sup), Some(b"{}"), "text/plain"),
+            415,
+        ),
+        (
+            "wrong PIN",
+            c.post("/session", None, &json!({"user": "A1", "pin": "999990"})),
+            401,
+        ),
+    ] {
+        assert_eq!(r.status, status, "{what}: {}", r.text);
+        r.error(what);
+    }
+}
+
+// ---- 6. the API document -------------------------------------------------------------------------
+
+#[test]
+fn the_openapi_document_lists_the_routes() {
+    let hall = spawn_hall(0.02);
+    let doc = hall
+        .client
+        .get("/openapi.json", None)
+        .expect(200, "openapi.json");
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with('3')),
+        "{doc}"
+    );
+    let paths = doc["paths"].as_object().expect("paths");
+    for p in [
+        "/jobs",
+        "/jobs/{id}",
+        "/stations/{id}/print",
+        "/stations/{id}/laminate",
+        "/custody/sessions",
+        "/custody/sessions/{id}/issue",
+        "/ledger/trace/{serial}",
+        "/session",
+    ] {
+        let found = paths.contains_key(p) || paths.contains_key(&format!("/api/v1{p}"));
+        assert!(
+            found,
+            "{p} is not in the document: {:?}",
+            paths.keys().collect::<Vec<_>>()
+        );
+    }
+    let jobs = paths
+        .get("/jobs")
+        .or_else(|| paths.get("/api/v1/jobs"))
+        .unwrap();
+    assert!(
+        jobs["post"].is_object() && jobs["get"].is_object(),
+        "{jobs}"
+    );
+}
