@@ -24,10 +24,11 @@ use hallctl_jobs::scheduler::SlackPolicy;
 use tower::ServiceExt;
 
 fn job(n: usize) -> serde_json::Value {
+    let class = ["normal", "urgent", "fast_track"][n % 3];
     serde_json::json!({
         "tracking_number": format!("BENCH-{n:09}"),
         "doc_type": "ordinary",
-        "class": ["normal", "urgent", "fast_track"][n % 3],
+        "class": class,
         "groups": [],
         "due": (chrono::Utc::now() + chrono::Duration::days(3)).to_rfc3339(),
         "destination": "LHR-01",
@@ -51,13 +52,26 @@ fn main() -> anyhow::Result<()> {
     };
     let per_size: usize = arg("--jobs").map_or(Ok(20_000), |s| s.parse())?;
     let base = arg("--dir").map_or_else(std::env::temp_dir, Into::into);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let dir = tempfile::tempdir_in(&base)?;
-        let ledger = Arc::new(Ledger::open(&dir.path().join("ledger"), LedgerConfig::default())?);
+        let ledger = Arc::new(Ledger::open(
+            &dir.path().join("ledger"),
+            LedgerConfig::default(),
+        )?);
         let users = Arc::new(Users::open(ledger.clone(), AuthPolicy::default())?);
-        users.add(&OperatorId::new("CONSOLE"), "ISSUANCE", "issuance system", Role::Supervisor, "583920")?;
-        let token = users.sign_in(&OperatorId::new("ISSUANCE"), "583920", None)?.token;
+        users.add(
+            &OperatorId::new("CONSOLE"),
+            "ISSUANCE",
+            "issuance system",
+            Role::Supervisor,
+            "583920",
+        )?;
+        let token = users
+            .sign_in(&OperatorId::new("ISSUANCE"), "583920", None)?
+            .token;
         let stations = [
             ("PRINT-01", StationKind::Print),
             ("LAM-01", StationKind::Laminate),
@@ -65,7 +79,11 @@ fn main() -> anyhow::Result<()> {
             ("DSP-01", StationKind::Dispatch),
         ]
         .into_iter()
-        .map(|(id, kind)| StationSetup { id: StationId::new(id), kind, device: None })
+        .map(|(id, kind)| StationSetup {
+            id: StationId::new(id),
+            kind,
+            device: None,
+        })
         .collect();
         let (line, thread) = Line::start(
             LineSetup {
@@ -74,6 +92,7 @@ fn main() -> anyhow::Result<()> {
                 stations,
                 destinations: None,
                 step_timeout: Duration::from_secs(60),
+                strict_roll_order: false,
             },
             ledger.clone(),
         )?;
@@ -81,19 +100,36 @@ fn main() -> anyhow::Result<()> {
             line: line.clone(),
             users,
             ledger: ledger.clone(),
-            hall: Arc::new(HallInfo { id: "bench".into(), name: "bench".into(), issuing_state: "PAK".into() }),
-            limits: Limits { body_bytes: 64 << 20, timeout: Duration::from_secs(60) },
+            hall: Arc::new(HallInfo {
+                id: "bench".into(),
+                name: "bench".into(),
+                issuing_state: "PAK".into(),
+            }),
+            limits: Limits {
+                body_bytes: 64 << 20,
+                timeout: Duration::from_secs(60),
+            },
         });
-        println!("durable batch intake through the HTTP API (JSON, auth, validation, MRZ, ledger fsync)");
-        println!("{:>10} {:>9} {:>10} {:>12} {:>14}", "batch", "batches", "jobs", "jobs/s", "p99 batch ms");
+        println!(
+            "durable batch intake through the HTTP API (JSON, auth, validation, MRZ, ledger fsync)"
+        );
+        println!(
+            "{:>10} {:>9} {:>10} {:>12} {:>14}",
+            "batch", "batches", "jobs", "jobs/s", "p99 batch ms"
+        );
         let mut next = 0usize;
         for size in [1usize, 100, 500, 1000, 2000] {
-            let jobs_total = if size == 1 { per_size.min(2_000) } else { per_size };
+            let jobs_total = if size == 1 {
+                per_size.min(2_000)
+            } else {
+                per_size
+            };
             let batches = jobs_total.div_ceil(size);
             let mut lat = Vec::with_capacity(batches);
             let t0 = Instant::now();
             for _ in 0..batches {
-                let body = serde_json::json!({ "jobs": (next..next + size).map(job).collect::<Vec<_>>() });
+                let body =
+                    serde_json::json!({ "jobs": (next..next + size).map(job).collect::<Vec<_>>() });
                 next += size;
                 let req = Request::post("/api/v1/jobs")
                     .header("content-type", "application/json")
@@ -115,7 +151,10 @@ fn main() -> anyhow::Result<()> {
             );
         }
         let (written, syncs) = ledger.durability();
-        println!("ledger: {} records, {written} durable, {syncs} fsyncs", ledger.head());
+        println!(
+            "ledger: {} records, {written} durable, {syncs} fsyncs",
+            ledger.head()
+        );
         line.stop().await;
         drop(line);
         drop(router);

@@ -31,12 +31,24 @@ use crate::line::{Device, DeviceHandle, Line, LineSetup, LineThread, StationSetu
 pub struct ServeOptions {
     /// Simulated devices run this many times as long as reality (0.01: a hundred times faster).
     pub sim_time_scale: f64,
+    /// Read fault-injection commands for the simulated devices from standard input
+    /// (`jam PR-01`, `unplug LM-03`, `silent PR-02 on`: see [`SIM_FAULTS_HELP`]).
+    pub sim_faults_stdin: bool,
 }
+
+/// The fault-injection commands `--sim-faults-stdin` accepts (devices by their configured ids).
+pub const SIM_FAULTS_HELP: &str = "\
+jam|ink-out|media-out|overheat|cover-open PRINTER   raise a printer fault
+jam|overheat|patch-out|reader-error LAMINATOR       raise a laminator fault
+silent|garbage|crc DEVICE on|off                    line faults
+slow DEVICE MS                                      delay answers by MS milliseconds (0 = off)
+unplug|plug DEVICE                                  pull the cable (a laminator's: its bus) / plug it back";
 
 impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             sim_time_scale: 1.0,
+            sim_faults_stdin: false,
         }
     }
 }
@@ -48,6 +60,45 @@ pub struct Simulators {
     pub printers: HashMap<String, PrinterSim>,
     /// Simulated buses by bus id.
     pub buses: HashMap<String, LaminatorBusSim>,
+    /// Simulated printers' ids, in numbering order (`PRN-n` of the fault commands).
+    pub printer_order: Vec<String>,
+    /// Simulated laminators: (device id, bus id, unit id), in numbering order.
+    pub laminator_order: Vec<(String, String, u8)>,
+}
+
+impl Simulators {
+    /// Applies one fault-injection command naming devices by their configured ids.
+    ///
+    /// # Errors
+    /// A message naming what is wrong (unknown device, bad command).
+    pub async fn inject(&self, line: &str) -> Result<(), String> {
+        use hallctl_drivers::sim::command::{DeviceRef, parse_with};
+        let resolve = |name: &str| -> Result<DeviceRef, String> {
+            let n = |i: usize| u8::try_from(i + 1).map_err(|_| "too many devices".to_string());
+            if let Some(i) = self.printer_order.iter().position(|p| p == name) {
+                return Ok(DeviceRef::Printer(n(i)?));
+            }
+            if let Some(i) = self.laminator_order.iter().position(|l| l.0 == name) {
+                return Ok(DeviceRef::Laminator(n(i)?));
+            }
+            Err(format!("no simulated device {name}"))
+        };
+        let cmd = parse_with(line, resolve)?;
+        let mut set = hallctl_drivers::sim::inject::SimSet::default();
+        for id in &self.printer_order {
+            set.printers.push(&self.printers[id]);
+        }
+        for (_, bus, unit) in &self.laminator_order {
+            let b = &self.buses[bus];
+            let u = b
+                .units
+                .iter()
+                .find(|u| u.unit_id == *unit)
+                .ok_or("unit missing")?;
+            set.laminators.push((u, &b.wire));
+        }
+        set.apply(&cmd).await
+    }
 }
 
 /// A running hall: what the API serves, and what shutdown must stop.
@@ -126,6 +177,10 @@ pub async fn start(config: &HallConfig, opts: ServeOptions) -> anyhow::Result<Ha
                 )
                 .with_context(|| format!("cannot start the simulated bus {}", bus.id))?;
                 let c = SerialConnector::new(sim.path(), 115_200);
+                for (name, unit, _) in &units {
+                    sims.laminator_order
+                        .push((name.clone(), bus.id.clone(), *unit));
+                }
                 sims.buses.insert(bus.id.clone(), sim);
                 c
             }
@@ -172,6 +227,7 @@ pub async fn start(config: &HallConfig, opts: ServeOptions) -> anyhow::Result<Ha
                                 })?;
                                 let c = SerialConnector::new(sim.control.path(), 115_200);
                                 sims.printers.insert(d.id.as_str().to_string(), sim);
+                                sims.printer_order.push(d.id.as_str().to_string());
                                 c
                             }
                         };
@@ -224,6 +280,7 @@ pub async fn start(config: &HallConfig, opts: ServeOptions) -> anyhow::Result<Ha
         step_timeout: Duration::from_secs(120)
             .mul_f64(opts.sim_time_scale.clamp(0.05, 1.0))
             .max(Duration::from_secs(10)),
+        strict_roll_order: config.policy.roll_order == crate::config::RollOrder::Strict,
     };
     let (line, line_thread) = Line::start(setup, ledger.clone())?;
     let state = AppState {
@@ -273,6 +330,26 @@ pub async fn run(
         }
     });
     let line = hall.state.line.clone();
+    let sims = Arc::new(hall.simulators);
+    let injector = opts.sim_faults_stdin.then(|| {
+        let sims = sims.clone();
+        tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt as _;
+            let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+            while let Ok(Some(l)) = lines.next_line().await {
+                let l = l.trim();
+                if l.is_empty() {
+                    continue;
+                }
+                match sims.inject(l).await {
+                    Ok(()) => tracing::info!(command = l, "simulated fault injected"),
+                    Err(e) => {
+                        tracing::warn!(command = l, "fault command refused: {e}\n{SIM_FAULTS_HELP}")
+                    }
+                }
+            }
+        })
+    });
     let app = crate::api::app(hall.state);
     let grace = config.server.shutdown_grace();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -288,6 +365,9 @@ pub async fn run(
         } => tracing::warn!("requests still running after the grace period were cut"),
     }
     sweeper.abort();
+    if let Some(i) = injector {
+        i.abort();
+    }
     line.stop().await;
     drop(line);
     let _ = tokio::task::spawn_blocking(move || hall.line_thread.join()).await;

@@ -4,12 +4,10 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use hallctl_drivers::sim::TimeScale;
-use hallctl_drivers::sim::command::{self, DeviceRef, FaultCommand, LineFault};
-use hallctl_drivers::sim::laminator::{
-    LaminatorBusSim, LaminatorTiming, UnitFaults, spawn_laminator_bus,
-};
-use hallctl_drivers::sim::printer::{PrinterSim, PrinterTiming, spawn_printer_sim};
-use hallctl_drivers::sim::wire::{LineFaults, WireControl};
+use hallctl_drivers::sim::command;
+use hallctl_drivers::sim::inject::SimSet;
+use hallctl_drivers::sim::laminator::{LaminatorTiming, spawn_laminator_bus};
+use hallctl_drivers::sim::printer::{PrinterTiming, spawn_printer_sim};
 use tokio::io::AsyncBufReadExt;
 
 /// Arguments of `hallctl devices`.
@@ -131,7 +129,7 @@ async fn sim(a: SimDevicesArgs) -> anyhow::Result<()> {
                 Ok(Some(line)) if line.trim() == "help" => println!("{}", command::HELP),
                 Ok(Some(line)) if line.trim().is_empty() => {}
                 Ok(Some(line)) => match command::parse(&line) {
-                    Ok(cmd) => match apply(&cmd, &printers, bus.as_ref()).await {
+                    Ok(cmd) => match SimSet::of(&printers, bus.as_ref()).apply(&cmd).await {
                         Ok(()) => println!("ok: {}", line.trim()),
                         Err(e) => println!("error: {e}"),
                     },
@@ -140,68 +138,6 @@ async fn sim(a: SimDevicesArgs) -> anyhow::Result<()> {
                 // No (more) standard input, e.g. run in the background: keep simulating.
                 Ok(None) | Err(_) => stdin_open = false,
             },
-        }
-    }
-    Ok(())
-}
-
-/// Applies one fault-injection command to the running simulators.
-async fn apply(
-    cmd: &FaultCommand,
-    printers: &[PrinterSim],
-    bus: Option<&LaminatorBusSim>,
-) -> Result<(), String> {
-    let printer = |n: u8| {
-        printers
-            .get(usize::from(n).wrapping_sub(1))
-            .ok_or(format!("no PRN-{n}"))
-    };
-    let unit = |n: u8| {
-        bus.and_then(|b| b.units.iter().find(|u| u.unit_id == n))
-            .ok_or(format!("no LAM-{n}"))
-    };
-    let wire = |d: DeviceRef| -> Result<&WireControl, String> {
-        match d {
-            DeviceRef::Printer(n) => Ok(&printer(n)?.control.wire),
-            DeviceRef::Laminator(n) => {
-                unit(n)?;
-                bus.map(|b| &b.wire).ok_or(format!("no LAM-{n}"))
-            }
-        }
-    };
-    match *cmd {
-        FaultCommand::Printer { n, fault } => printer(n)?.control.inject(fault).await,
-        FaultCommand::Laminator { n, fault } => unit(n)?.inject(fault),
-        FaultCommand::Plug { device, plugged } => wire(device)?.set_plugged(plugged),
-        // A laminator's own silence or slowness is per unit; noise and CRC errors are on the
-        // shared bus, so they hit every unit on it.
-        FaultCommand::Line {
-            device: DeviceRef::Laminator(n),
-            fault: LineFault::Silent(on),
-        } => {
-            let u = unit(n)?;
-            u.set_faults(UnitFaults {
-                silent: on,
-                ..u.faults()
-            });
-        }
-        FaultCommand::Line {
-            device: DeviceRef::Laminator(n),
-            fault: LineFault::Delay(d),
-        } => {
-            let u = unit(n)?;
-            u.set_faults(UnitFaults {
-                delay: d,
-                ..u.faults()
-            });
-        }
-        FaultCommand::Line { device, fault } => {
-            wire(device)?.update_faults(|f: &mut LineFaults| match fault {
-                LineFault::Silent(on) => f.silent = on,
-                LineFault::Garbage(on) => f.garbage = on,
-                LineFault::CorruptCrc(on) => f.corrupt_crc = on,
-                LineFault::Delay(d) => f.delay = d,
-            })
         }
     }
     Ok(())

@@ -17,6 +17,10 @@ pub struct ServeArgs {
     /// faster). Real devices are not affected.
     #[arg(long, default_value_t = 1.0)]
     pub sim_time_scale: f64,
+    /// Read fault-injection commands for the simulated devices from standard input, one per
+    /// line: `jam PR-01`, `unplug LM-03`, `silent PR-02 on` (for drills, tests and the demo).
+    #[arg(long)]
+    pub sim_faults_stdin: bool,
 }
 
 /// Runs the service until SIGTERM or Ctrl-C.
@@ -42,6 +46,7 @@ pub fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
             config,
             ServeOptions {
                 sim_time_scale: args.sim_time_scale,
+                sim_faults_stdin: args.sim_faults_stdin,
             },
             signal(),
         ))

@@ -89,6 +89,7 @@ pub(crate) struct Actor {
     separation: Separation,
     destinations: Option<BTreeSet<Destination>>,
     step_timeout: Duration,
+    strict_roll_order: bool,
     sched: Scheduler,
     jobs: HashMap<JobId, JobRecord>,
     next_id: u64,
@@ -201,6 +202,7 @@ impl Actor {
             separation: setup.separation,
             destinations: setup.destinations,
             step_timeout: setup.step_timeout,
+            strict_roll_order: setup.strict_roll_order,
             sched,
             jobs: HashMap::new(),
             next_id: 1,
@@ -1211,6 +1213,13 @@ impl Actor {
         Self::no_choosing(&step, job, station)?;
         let device = self.device_of(i)?;
         let session = self.session_at(station)?;
+        if self.strict_roll_order && skip_reason.is_some() {
+            return Err(LineError::Forbidden(
+                "this hall's policy is strict roll order: a patch out of order cannot be used, \
+                 whatever the reason; use the next patch on the roll"
+                    .into(),
+            ));
+        }
         let booklet = step.booklet.clone().ok_or_else(|| {
             LineError::Conflict(format!("job {} has no printed booklet", step.job))
         })?;

@@ -83,6 +83,8 @@ pub struct LineSetup {
     pub destinations: Option<BTreeSet<Destination>>,
     /// How long a device step may take before it counts as a fault.
     pub step_timeout: Duration,
+    /// `policy.roll_order = "strict"`: no patch out of roll order, even with a reason.
+    pub strict_roll_order: bool,
 }
 
 /// Why the line refused a command. Messages name what is wrong and never carry

@@ -97,6 +97,18 @@ fn on_off(s: Option<&str>) -> Result<bool, String> {
 /// # Errors
 /// A message naming what is wrong, for the operator of the simulator.
 pub fn parse(line: &str) -> Result<FaultCommand, String> {
+    parse_with(line, device)
+}
+
+/// Parses one command line, naming devices through `device` (the controller names them by
+/// their configured ids, `PR-01`, and numbers them in its own order). Pure.
+///
+/// # Errors
+/// As [`parse`], or the resolver's message for an unknown device.
+pub fn parse_with(
+    line: &str,
+    device: impl Fn(&str) -> Result<DeviceRef, String>,
+) -> Result<FaultCommand, String> {
     let mut words = line.split_whitespace();
     let verb = words.next().ok_or("empty command")?;
     let dev = device(words.next().ok_or("missing device")?)?;

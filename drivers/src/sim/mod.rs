@@ -8,6 +8,7 @@
 //! overheat).
 
 pub mod command;
+pub mod inject;
 pub mod laminator;
 pub mod printer;
 pub mod wire;
