@@ -289,16 +289,20 @@ impl Hall {
         self.dir.path().join("hall.toml")
     }
 
-    fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
     fn log(&self) -> PathBuf {
         self.dir.path().join("serve.log")
     }
 
     /// Kills the service at once (SIGKILL: no shutdown, nothing flushed beyond what the
     /// service made durable itself).
+    /// Injects a fault into a simulated device through the service's `--sim-faults-stdin`.
+    fn inject(&mut self, command: &str) {
+        let child = self.child.as_mut().expect("the service runs");
+        let stdin = child.stdin.as_mut().expect("the service's stdin");
+        writeln!(stdin, "{command}").expect("write the fault command");
+        stdin.flush().unwrap();
+    }
+
     fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -355,7 +359,8 @@ fn start_serve(config: &Path, log: &Path, scale: f64) -> (Child, SocketAddr) {
         .args(["serve", "--config"])
         .arg(config)
         .args(["--sim-time-scale", &scale.to_string()])
-        .stdin(Stdio::null())
+        .arg("--sim-faults-stdin")
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log_file))
         .spawn()
@@ -1121,6 +1126,12 @@ fn wrong_role_on_each_route_is_refused_and_changes_nothing() {
             ),
             (
                 "POST",
+                "/devices/PR-01/clear-fault".into(),
+                json!({}),
+                vec![au, ad, mo],
+            ),
+            (
+                "POST",
                 "/bags/BAG-LHR-01-1/close".into(),
                 json!({}),
                 vec![op_ui, au, ad, mo],
@@ -1260,34 +1271,11 @@ fn wrong_role_on_each_route_is_refused_and_changes_nothing() {
 
 // ---- 3. a printer fault mid-job ------------------------------------------------------------------
 
-/// Presses "cancel" on the simulated printer's own wire, from outside the service: a CANCEL
-/// frame written to the printer's port (the slave side of its pseudo-terminal, which the driver
-/// also has open) reaches the printer, which abandons the job and reports CANCELLED. From the
-/// controller's side this is the device failing the step mid-job, which is what it must handle.
-fn cancel_on_the_printer(port: &Path) {
-    use std::os::unix::fs::OpenOptionsExt;
-    const O_NOCTTY: i32 = 0o400; // Linux: do not make the pseudo-terminal our controlling tty
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(O_NOCTTY)
-        .open(port)
-        .unwrap_or_else(|e| panic!("open the printer's port {}: {e}", port.display()));
-    let frame = hallctl_drivers::frame::Frame::new(
-        0xEE,
-        hallctl_drivers::printer::code::CANCEL,
-        Vec::new(),
-    )
-    .encode()
-    .expect("a CANCEL frame");
-    f.write_all(&frame).expect("write the CANCEL frame");
-    f.flush().unwrap();
-}
-
 #[test]
 fn a_printer_fault_mid_job_spoils_the_booklet_and_sends_the_job_back() {
     // Real time for the simulated devices: the print (8 s) is still running when the fault
     // comes, even on a loaded machine.
-    let hall = spawn_hall(1.0);
+    let mut hall = spawn_hall(1.0);
     let c = hall.client;
     let sup = hall.sign_in("S1", None);
     let aud = hall.sign_in("AU1", None);
@@ -1314,7 +1302,8 @@ fn a_printer_fault_mid_job_spoils_the_booklet_and_sends_the_job_back() {
         .expect(200, "pause PR-01");
     assert_eq!(station(c, &sup, "PRINT-01")["work"]["phase"], "running");
 
-    cancel_on_the_printer(&hall.data_dir().join("run").join("PR-01"));
+    // The booklet jams in the printer (a machine fault the printer reports with a FAULT event).
+    hall.inject("jam PR-01");
 
     let j = wait_job_state(c, &sup, id, &["spoiled_requeued", "queued"]);
     assert_eq!(j["spoiled"].as_u64(), Some(1), "one booklet spoiled: {j}");
@@ -1335,6 +1324,13 @@ fn a_printer_fault_mid_job_spoils_the_booklet_and_sends_the_job_back() {
         .unwrap_or_else(|| panic!("no item_spoiled in the trace: {t}"));
     assert_eq!(spoiled["actor"], "A1", "{spoiled}");
     assert!(
+        spoiled["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Jam"),
+        "the spoil names the printer's fault: {spoiled}"
+    );
+    assert!(
         !t["steps"]
             .as_array()
             .unwrap()
@@ -1343,9 +1339,16 @@ fn a_printer_fault_mid_job_spoils_the_booklet_and_sends_the_job_back() {
         "a faulted print is never recorded as printed: {t}"
     );
 
-    // Resumed, the printer gets the job back, and it prints on a new booklet.
+    // The jam is cleared at the printer, the printer is resumed: it gets the job back, and it
+    // prints on a new booklet.
     c.post("/devices/PR-01/resume", Some(&sup), &json!({}))
         .expect(200, "resume PR-01");
+    wait_for(30, "PR-01 reports faulted", || {
+        let st = station(c, &sup, "PRINT-01");
+        ((st["readiness"] == "faulted").then_some(()), st.to_string())
+    });
+    c.post("/devices/PR-01/clear-fault", Some(&a1), &json!({}))
+        .expect(200, "A1 clears the jam at PR-01");
     wait_work(c, &sup, "PRINT-01", id, "assigned");
     c.post(
         "/stations/PRINT-01/print",

@@ -134,7 +134,8 @@ async fn sign_out(
         .unwrap_or_default()
         .trim()
         .to_string();
-    s.users.sign_out(&token)?;
+    let users = s.users.clone();
+    super::blocking(move || Ok(users.sign_out(&token)?)).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 

@@ -72,6 +72,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(pack))
         .routes(routes!(pause))
         .routes(routes!(resume))
+        .routes(routes!(clear_fault))
         .routes(routes!(bag))
         .routes(routes!(close_bag))
 }
@@ -261,6 +262,40 @@ async fn resume(
     Ok(Json(
         s.line
             .pause_device(p.user.clone(), DeviceId::new(id), false)
+            .await?,
+    ))
+}
+
+/// Clears a device's fault once its cause is removed (a supervisor, or the operator signed in
+/// at the device's station).
+#[utoipa::path(post, path = "/devices/{id}/clear-fault", params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn clear_fault(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<StationView>, ApiError> {
+    let p = auth.require(&[Role::Supervisor, Role::Operator])?;
+    if p.role == Role::Operator {
+        let station = p.station.clone().ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "forbidden",
+                "clear a fault from the device's station terminal",
+            )
+        })?;
+        let view = s.line.station(station).await?;
+        if view.device.as_ref().map(DeviceId::as_str) != Some(id.as_str()) {
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("{id} is not the device of {}", view.id),
+            ));
+        }
+    }
+    Ok(Json(
+        s.line
+            .clear_fault(p.user.clone(), DeviceId::new(id))
             .await?,
     ))
 }

@@ -115,7 +115,9 @@ async fn disable(
     Path(id): Path<String>,
 ) -> Result<Json<UserSummary>, ApiError> {
     let u = target(&s, &auth, &id)?;
-    Ok(Json(s.users.disable(&auth.0.user, &u.id)?.summary()))
+    let (users, actor) = (s.users.clone(), auth.0.user.clone());
+    let out = super::blocking(move || Ok(users.disable(&actor, &u.id)?)).await?;
+    Ok(Json(out.summary()))
 }
 
 /// Enables an account again.
@@ -127,7 +129,9 @@ async fn enable(
     Path(id): Path<String>,
 ) -> Result<Json<UserSummary>, ApiError> {
     let u = target(&s, &auth, &id)?;
-    Ok(Json(s.users.enable(&auth.0.user, &u.id)?.summary()))
+    let (users, actor) = (s.users.clone(), auth.0.user.clone());
+    let out = super::blocking(move || Ok(users.enable(&actor, &u.id)?)).await?;
+    Ok(Json(out.summary()))
 }
 
 /// Sets a new PIN (clears a lockout).

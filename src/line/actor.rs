@@ -1566,17 +1566,55 @@ impl Actor {
         }
     }
 
+    pub(crate) fn clear_fault(
+        &mut self,
+        actor: &OperatorId,
+        device: &DeviceId,
+    ) -> Result<StationView, LineError> {
+        let i = self.device_station(device)?;
+        let st = &self.stations[i];
+        let is_operator_here = st.operator.as_ref() == Some(actor);
+        if st.reported != DeviceReadiness::Faulted {
+            return Err(LineError::Conflict(format!("{device} reports no fault")));
+        }
+        let handle = self.device_of(i)?.handle;
+        self.persist(
+            actor,
+            vec![action(ControlAction::DeviceCommanded {
+                device: device.clone(),
+                command: if is_operator_here {
+                    "clear-fault (by the station's operator)"
+                } else {
+                    "clear-fault"
+                }
+                .into(),
+            })],
+            &[],
+            Vec::new(),
+        )?;
+        let name = device.clone();
+        self.rt.spawn(async move {
+            if let Err(e) = devices::clear_fault(&handle).await {
+                tracing::warn!(device = %name, "clearing the fault failed: {e}");
+            }
+        });
+        self.view(i)
+    }
+
+    fn device_station(&self, device: &DeviceId) -> Result<usize, LineError> {
+        self.stations
+            .iter()
+            .position(|s| s.device.as_ref().is_some_and(|d| &d.id == device))
+            .ok_or_else(|| LineError::NotFound(format!("no device {device}")))
+    }
+
     pub(crate) fn pause_device(
         &mut self,
         actor: &OperatorId,
         device: &DeviceId,
         pause: bool,
     ) -> Result<StationView, LineError> {
-        let i = self
-            .stations
-            .iter()
-            .position(|s| s.device.as_ref().is_some_and(|d| &d.id == device))
-            .ok_or_else(|| LineError::NotFound(format!("no device {device}")))?;
+        let i = self.device_station(device)?;
         if self.stations[i].paused == pause {
             return Err(LineError::Conflict(format!(
                 "{device} is already {}",

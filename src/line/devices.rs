@@ -91,6 +91,23 @@ impl DeviceHandle {
     }
 }
 
+/// Clears the device's fault (after the jam was removed, the ink replaced...): the device
+/// reports ready again if the cause is gone.
+///
+/// # Errors
+/// The device refused or did not answer.
+pub async fn clear_fault(h: &DeviceHandle) -> Result<(), String> {
+    match h {
+        DeviceHandle::Printer(p) => p.clear_fault().await.map_err(|e| e.to_string()),
+        DeviceHandle::Laminator(l) => l.reset_fault().await.map_err(|e| e.to_string()),
+        DeviceHandle::Bridge(b) => b
+            .call("clear_fault", serde_json::json!({}))
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+    }
+}
+
 /// The printer's job data for a job: the data page fields and the MRZ. Passport-holder data:
 /// it goes to the printer only.
 pub fn job_data(job: &Job, job_ref: u32) -> Result<JobData, String> {

@@ -643,6 +643,19 @@ impl Line {
         self.call(move |a| a.bag(&bag)).await?
     }
 
+    /// Clears a device's fault once its cause was removed (a supervisor, or the operator at
+    /// its station).
+    ///
+    /// # Errors
+    /// No such device; it reports no fault.
+    pub async fn clear_fault(
+        &self,
+        actor: OperatorId,
+        device: DeviceId,
+    ) -> Result<StationView, LineError> {
+        self.call(move |a| a.clear_fault(&actor, &device)).await?
+    }
+
     /// Pauses (or resumes) a device: the scheduler stops (or starts again) assigning to it.
     ///
     /// # Errors
