@@ -1699,3 +1699,52 @@ fn the_openapi_document_lists_the_routes() {
         "{jobs}"
     );
 }
+
+// ---- graceful shutdown ---------------------------------------------------------------------------
+
+#[test]
+fn sigterm_stops_the_service_cleanly_and_a_restart_continues_from_the_stored_state() {
+    let mut hall = spawn_hall(0.02);
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    let id = submit(c, &sup, &job_request("TRK-TERM-1", "Eriksson", "L898902C3"));
+    let head_before = ledger_head(c, &hall.sign_in("AU1", None));
+    let mut child = hall.child.take().expect("the service runs");
+    let pid = child.id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the service did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "a clean stop exits 0: {exit}");
+    let log = std::fs::read_to_string(hall.log()).unwrap_or_default();
+    assert!(log.contains("stopped"), "the log says it stopped:\n{log}");
+
+    hall.restart();
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    assert_eq!(
+        job_state(c, &sup, id),
+        "queued",
+        "the job waits where it was"
+    );
+    let aud = hall.sign_in("AU1", None);
+    // The restart recorded no inspection (nothing was in a step), only the new sign-ins.
+    let records = records(c, &aud);
+    assert!(
+        !records.iter().any(|r| r["seq"].as_u64() > Some(head_before)
+            && r["event"]["action"]["kind"] == "job_changed"),
+        "no job changed across a clean restart"
+    );
+}

@@ -39,15 +39,19 @@ pub fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         anyhow::bail!("--sim-time-scale must be above 0 and at most 100");
     }
     super::init_tracing();
-    tokio::runtime::Builder::new_multi_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?
-        .block_on(run(
-            config,
-            ServeOptions {
-                sim_time_scale: args.sim_time_scale,
-                sim_faults_stdin: args.sim_faults_stdin,
-            },
-            signal(),
-        ))
+        .build()?;
+    let result = rt.block_on(run(
+        config,
+        ServeOptions {
+            sim_time_scale: args.sim_time_scale,
+            sim_faults_stdin: args.sim_faults_stdin,
+        },
+        signal(),
+    ));
+    // Everything durable is done by now; a blocking read of stdin (fault commands) cannot be
+    // cancelled and must not keep the process alive.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
