@@ -14,7 +14,7 @@
 //! - [`ledger`]: the patch and booklet ledger: custody of accountable items, hash-chained
 //!   durable journal, signed checkpoints, forensic queries. Every item state change is one
 //!   ledger record, checked against the custody rules before it is written.
-//! - [`line`]: the dispatcher actor: intake, the scheduler's assignments, station steps on the
+//! - [`line`](mod@line): the dispatcher actor: intake, the scheduler's assignments, station steps on the
 //!   devices, custody through the ledger, dispatch bags, recovery after a crash. A job flows:
 //!   `POST /jobs` → [`line::Line::submit`] (durable, queued) → the scheduler assigns print to a
 //!   station whose operator scans a booklet → the printer prints → lamination at another

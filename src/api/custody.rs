@@ -131,6 +131,25 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(report_missing))
 }
 
+/// An operator acts only on their own session; supervisors on any.
+async fn own_session(s: &AppState, auth: &Auth, id: &str) -> Result<(), ApiError> {
+    if auth.0.role != Role::Operator {
+        return Ok(());
+    }
+    let ledger = s.ledger.clone();
+    let sid = SessionId::new(id);
+    let session = super::blocking(move || Ok(ledger.session(&sid)?)).await?;
+    match session {
+        Some(x) if x.operator == auth.0.user => Ok(()),
+        Some(_) => Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            "an operator acts only on their own custody session",
+        )),
+        None => Err(ApiError::not_found("no such custody session")),
+    }
+}
+
 fn parse_serials(c: &Count) -> Result<Vec<Serial>, ApiError> {
     match (&c.range, c.serials.is_empty()) {
         (Some(_), false) => Err(ApiError::invalid(
@@ -268,6 +287,7 @@ async fn issue(
     ApiJson(r): ApiJson<Count>,
 ) -> Result<Json<Recorded>, ApiError> {
     let p = auth.require(&[Role::Supervisor, Role::Operator])?;
+    own_session(&s, &auth, &id).await?;
     let serials = parse_serials(&r)?;
     let counters = cosign(&s, "counters", &r.counters).await?;
     let seq = s
@@ -296,6 +316,7 @@ async fn return_items(
     ApiJson(r): ApiJson<Count>,
 ) -> Result<Json<Recorded>, ApiError> {
     let p = auth.require(&[Role::Supervisor, Role::Operator])?;
+    own_session(&s, &auth, &id).await?;
     let serials = parse_serials(&r)?;
     let counters = cosign(&s, "counters", &r.counters).await?;
     let seq = s
@@ -324,6 +345,7 @@ async fn close_session(
     ApiJson(r): ApiJson<CloseSession>,
 ) -> Result<Json<Recorded>, ApiError> {
     let p = auth.require(&[Role::Operator, Role::Supervisor])?;
+    own_session(&s, &auth, &id).await?;
     let discrepancy = match (&r.supervisor, r.missing.is_empty()) {
         (None, true) => None,
         (None, false) => {

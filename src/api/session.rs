@@ -78,8 +78,22 @@ async fn sign_in(
 ) -> Result<Json<SessionToken>, ApiError> {
     let user = parse_user_id(&req.user)
         .map_err(|_| ApiError::from(crate::auth::AuthError::InvalidCredentials))?;
+    // The PIN first: nothing about stations or who is where is told to someone who has not
+    // proved who they are.
+    let (users, u, pin) = (s.users.clone(), user.clone(), req.pin.clone());
+    let account = super::blocking(move || Ok(users.verify_pin(&u, &pin)?)).await?;
     let station = match req.station.as_deref() {
         Some(st) if !st.trim().is_empty() => {
+            if account.role != Role::Operator {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    "forbidden",
+                    format!(
+                        "station terminals are for operators; {user} is a {}",
+                        account.role
+                    ),
+                ));
+            }
             let st = StationId::new(st.trim());
             s.line.station(st.clone()).await?;
             s.line.can_occupy(user.clone(), st.clone()).await?;
@@ -90,22 +104,12 @@ async fn sign_in(
     let users = s.users.clone();
     let (u, pin, st) = (user.clone(), req.pin, station.clone());
     let token = super::blocking(move || Ok(users.sign_in(&u, &pin, st)?)).await?;
-    if let Some(st) = &station {
-        if token.role != Role::Operator {
-            let _ = s.users.sign_out(&token.token);
-            return Err(ApiError::new(
-                axum::http::StatusCode::FORBIDDEN,
-                "forbidden",
-                format!(
-                    "station terminals are for operators; {user} is a {}",
-                    token.role
-                ),
-            ));
-        }
-        if let Err(e) = s.line.occupy(user, st.clone()).await {
-            let _ = s.users.sign_out(&token.token);
-            return Err(e.into());
-        }
+    if let Some(st) = &station
+        && let Err(e) = s.line.occupy(user, st.clone()).await
+    {
+        let (users, t) = (s.users.clone(), token.token.clone());
+        let _ = super::blocking(move || Ok(users.sign_out(&t)?)).await;
+        return Err(e.into());
     }
     Ok(Json(SessionToken {
         token: token.token,

@@ -73,6 +73,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(pause))
         .routes(routes!(resume))
         .routes(routes!(clear_fault))
+        .routes(routes!(vacate))
         .routes(routes!(bag))
         .routes(routes!(close_bag))
 }
@@ -266,6 +267,45 @@ async fn resume(
     ))
 }
 
+/// Signs whoever is at a station out of it (a supervisor: an operator who left, whose token
+/// expired or whose account was disabled). An assigned step not yet started goes back to the
+/// queue; a running one must be finished first.
+#[utoipa::path(post, path = "/stations/{id}/vacate", params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn vacate(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<StationView>, ApiError> {
+    let p = auth.require(&[Role::Supervisor])?;
+    let station = StationId::new(id);
+    let view = s.line.station(station.clone()).await?;
+    let Some(op) = view.operator else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "conflict",
+            format!("nobody is signed in at {station}"),
+        ));
+    };
+    s.line.vacate(op.clone()).await?;
+    let ledger = s.ledger.clone();
+    let (actor, st) = (p.user.clone(), station.clone());
+    super::blocking(move || {
+        Ok(ledger.append(
+            actor,
+            crate::ledger::LedgerEvent::Action {
+                action: crate::ledger::ControlAction::SignedOut {
+                    user: op,
+                    station: Some(st),
+                    reason: "signed out by a supervisor".into(),
+                },
+            },
+        )?)
+    })
+    .await?;
+    Ok(Json(s.line.station(station).await?))
+}
+
 /// Clears a device's fault once its cause is removed (a supervisor, or the operator signed in
 /// at the device's station).
 #[utoipa::path(post, path = "/devices/{id}/clear-fault", params(("id" = String, Path)),
@@ -321,12 +361,20 @@ async fn close_bag(
     Path(id): Path<String>,
 ) -> Result<Json<Bag>, ApiError> {
     let p = auth.require(&[Role::Operator, Role::Supervisor])?;
-    if p.role == Role::Operator && p.station.is_none() {
-        return Err(ApiError::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "forbidden",
-            "close bags from the dispatch station",
-        ));
+    if p.role == Role::Operator {
+        let at_dispatch = match &p.station {
+            Some(st) => {
+                s.line.station(st.clone()).await?.kind == crate::config::StationKind::Dispatch
+            }
+            None => false,
+        };
+        if !at_dispatch {
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "forbidden",
+                "close bags from a dispatch station",
+            ));
+        }
     }
     Ok(Json(s.line.close_bag(p.user.clone(), id).await?))
 }

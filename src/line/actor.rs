@@ -301,8 +301,8 @@ impl Actor {
         Ok(())
     }
 
-    /// Starts one watcher task per device: readiness changes come back as commands, and a
-    /// laminator whose heater is off is started.
+    /// Starts one watcher task per device: readiness changes come back as commands. (Nothing
+    /// here starts a device: a laminator is started by the lamination step that needs it.)
     pub(crate) fn watch_devices(&self) {
         for s in &self.stations {
             let Some(device) = s.device.clone() else {
@@ -326,7 +326,6 @@ impl Actor {
                         }
                         last = Some(r);
                     }
-                    device.handle.warm_up().await;
                     // The handles publish views on watch channels; a short tick keeps this
                     // independent of how each driver signals (and costs nothing measurable).
                     tick.tick().await;
@@ -451,16 +450,19 @@ impl Actor {
         let now = Utc::now();
         self.stations[i].step = None;
         let id = self.stations[i].id.clone();
-        self.sched.release(&id, ms(now)).map_err(conflict)?;
-        if let Some(w) = next.state.waiting() {
-            self.sched
-                .enqueue(queued(&next), w.next_stage())
-                .map_err(conflict)?;
-        }
+        // Memory follows what is already durable first; the scheduler after.
+        let queued_job = next
+            .state
+            .waiting()
+            .map(|w| (queued(&next), w.next_stage()));
         if next.state.is_final() {
             self.jobs.remove(&next.job.id);
         } else {
             self.jobs.insert(next.job.id, next);
+        }
+        self.sched.release(&id, ms(now)).map_err(conflict)?;
+        if let Some((q, stage)) = queued_job {
+            self.sched.enqueue(q, stage).map_err(conflict)?;
         }
         self.refresh_consumables(i)
     }
@@ -470,7 +472,16 @@ impl Actor {
         if !matches!(st.kind, StationKind::Print | StationKind::Laminate) {
             return Ok(());
         }
-        let held = self.held_at(&st.id)?.map_or(0, |(_, n)| n);
+        let held = match (self.held_at(&st.id)?, &st.operator) {
+            (Some((sid, n)), Some(op)) => {
+                let theirs = self
+                    .ledger
+                    .session(&sid)?
+                    .is_some_and(|s| &s.operator == op);
+                if theirs { n } else { 0 }
+            }
+            _ => 0,
+        };
         self.sched
             .set_consumables(&st.id, Some(held))
             .map_err(conflict)
@@ -767,7 +778,24 @@ impl Actor {
         Ok(next)
     }
 
+    /// Refuses a command on a job a station is working on (dispatch steps leave the job's state
+    /// as it was, so the state alone does not say so).
+    fn not_at_a_station(&self, id: JobId) -> Result<(), LineError> {
+        match self
+            .stations
+            .iter()
+            .find(|s| s.step.as_ref().is_some_and(|st| st.job == id))
+        {
+            Some(s) => Err(LineError::Conflict(format!(
+                "job {id} is assigned to {}: wait until the step there is over",
+                s.id
+            ))),
+            None => Ok(()),
+        }
+    }
+
     pub(crate) fn hold(&mut self, actor: &OperatorId, id: JobId) -> Result<JobView, LineError> {
+        self.not_at_a_station(id)?;
         let next = self.transition(actor, id, JobEvent::Hold, Vec::new())?;
         self.sched.remove(id);
         let v = JobView::from(&next);
@@ -831,6 +859,7 @@ impl Actor {
                 "a cancellation needs a reason",
             ));
         }
+        self.not_at_a_station(id)?;
         let rec = self.live(id)?;
         let booklet = rec.crew.booklet.clone().map(Serial);
         let spoils = if rec.state.in_step().is_none() {
@@ -898,6 +927,26 @@ impl Actor {
             )));
         };
         let mut extra = Vec::new();
+        let bound = match stage {
+            Stage::Print => rec.crew.booklet.clone(),
+            Stage::Laminate => rec.crew.patch.clone(),
+            Stage::Qc | Stage::Dispatch => None,
+        };
+        match (verdict, stage) {
+            (InspectionVerdict::RetryStep, _) if bound.is_some() => {
+                return Err(LineError::Conflict(format!(
+                    "{} is already bound to job {id} in the ledger: the step cannot be retried \
+                     on another item; choose step_completed (it is fine) or spoil",
+                    bound.unwrap_or_default()
+                )));
+            }
+            (InspectionVerdict::StepCompleted, Stage::Qc) => {
+                return Err(LineError::Conflict(
+                    "an interrupted QC is never taken as passed: choose retry_step".into(),
+                ));
+            }
+            _ => {}
+        }
         match verdict {
             InspectionVerdict::StepCompleted => {
                 let s = serial.clone().ok_or_else(|| {
@@ -970,7 +1019,7 @@ impl Actor {
                 .map_err(conflict)?;
         }
         self.stations[i].operator = Some(user.clone());
-        Ok(())
+        self.refresh_consumables(i)
     }
 
     pub(crate) fn vacate(&mut self, user: &OperatorId) -> Result<(), LineError> {
@@ -1026,7 +1075,7 @@ impl Actor {
                 .set_operator(&id, None, ms(Utc::now()))
                 .map_err(conflict)?;
         }
-        Ok(())
+        self.refresh_consumables(i)
     }
 
     pub(crate) fn open_session(
@@ -1163,24 +1212,30 @@ impl Actor {
         Self::no_choosing(&step, job, station)?;
         let device = self.device_of(i)?;
         let session = self.session_at(station)?;
-        let rec = self.live(step.job)?;
-        // The booklet must be held by this station's session and unused: asked before the
-        // printer moves, and asked again when the print is recorded.
-        self.ledger.check(
-            actor.clone(),
-            LedgerEvent::BookletPrinted {
+        let mut rec = self.live(step.job)?;
+        let data = devices::job_data(&rec.job, devices::job_ref(step.job)).map_err(conflict)?;
+        // The booklet is bound to the job in the ledger *before* the printer moves (like the
+        // patch gate): it must be held by this station's session and unused, and from now on a
+        // crash, a fault or a defect finds it on the record and accounts for it.
+        rec.crew.booklet = Some(booklet.0.clone());
+        self.persist(
+            actor,
+            vec![LedgerEvent::BookletPrinted {
                 booklet: booklet.clone(),
                 session,
                 job: step.job,
                 document_number: rec.job.data.document_number.clone(),
                 device: device.id.clone(),
-            },
+            }],
+            &[&rec],
+            Vec::new(),
         )?;
-        let data = devices::job_data(&rec.job, devices::job_ref(step.job)).map_err(conflict)?;
+        self.jobs.insert(step.job, rec);
         if let Some(s) = self.stations[i].step.as_mut() {
             s.phase = Phase::Running;
             s.booklet = Some(booklet);
         }
+        self.refresh_consumables(i)?;
         let (tx, timeout, st, job) = (
             self.tx.clone(),
             self.step_timeout,
@@ -1226,6 +1281,8 @@ impl Actor {
         // The gate: the patch is recorded as applied before the laminator feeds it. A refusal
         // (not issued to this station's session, used before, out of roll order) writes
         // nothing and the laminator never moves.
+        let mut rec = self.live(step.job)?;
+        rec.crew.patch = Some(patch.0.clone());
         self.persist(
             actor,
             vec![LedgerEvent::PatchApplied {
@@ -1236,9 +1293,10 @@ impl Actor {
                 device: device.id.clone(),
                 skip_reason,
             }],
-            &[],
+            &[&rec],
             Vec::new(),
         )?;
+        self.jobs.insert(step.job, rec);
         if let Some(s) = self.stations[i].step.as_mut() {
             s.phase = Phase::Running;
             s.patch = Some(patch);
@@ -1282,33 +1340,7 @@ impl Actor {
         }
     }
 
-    fn device_finished(&mut self, i: usize, step: &Step) -> Result<(), LineError> {
-        if step.stage == Stage::Print {
-            // The booklet now carries the job's data page: bind it in the ledger at once.
-            let rec = self.live(step.job)?;
-            let operator = self.stations[i].operator.clone().unwrap_or_else(line_actor);
-            let booklet = step
-                .booklet
-                .clone()
-                .ok_or_else(|| LineError::Conflict("no booklet scanned".into()))?;
-            let session = self.session_at(&self.stations[i].id.clone())?;
-            let device = self.stations[i].device_id();
-            if let Err(e) = self.persist(
-                &operator,
-                vec![LedgerEvent::BookletPrinted {
-                    booklet,
-                    session,
-                    job: step.job,
-                    document_number: rec.job.data.document_number.clone(),
-                    device,
-                }],
-                &[],
-                Vec::new(),
-            ) {
-                return self.device_faulted(i, step, &format!("print not recorded: {e}"));
-            }
-            self.refresh_consumables(i)?;
-        }
+    fn device_finished(&mut self, i: usize, _step: &Step) -> Result<(), LineError> {
         if let Some(s) = self.stations[i].step.as_mut() {
             s.phase = Phase::AwaitingConfirm;
         }
@@ -1329,18 +1361,8 @@ impl Actor {
             step.stage.name(),
             self.stations[i].id
         );
-        match step.stage {
-            Stage::Print => {
-                if let Some(b) = &step.booklet {
-                    events.push(LedgerEvent::ItemSpoiled {
-                        serial: b.clone(),
-                        session,
-                        reason: text.clone(),
-                    });
-                }
-            }
-            _ => events.extend(self.spoil_items(step.booklet.as_ref(), &text)?),
-        }
+        let _ = session;
+        events.extend(self.spoil_items(step.booklet.as_ref(), &text)?);
         let rec = self.live(step.job)?;
         let ev = JobEvent::Spoil { reason };
         let next = rec.apply(&ev, &self.separation).map_err(conflict)?;

@@ -77,18 +77,6 @@ impl DeviceHandle {
             DeviceHandle::Bridge(_) => std::future::pending::<()>().await,
         }
     }
-
-    /// A laminator whose heater is off is started, so that it is warm when work comes.
-    pub async fn warm_up(&self) {
-        if let DeviceHandle::Laminator(h) = self
-            && let Some(s) = h.view().status
-            && s.state == LaminatorState::Idle
-            && s.fault.is_none()
-            && let Err(e) = h.start().await
-        {
-            tracing::debug!(device = h.name(), "start failed: {e}");
-        }
-    }
 }
 
 /// Clears the device's fault (after the jam was removed, the ink replaced...): the device
