@@ -14,7 +14,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, Auth};
 use crate::ledger::Role;
-use crate::line::{JobFilter, JobView, Page, Submitted};
+use crate::line::{JobFilter, JobView, Line, Page, Submitted};
 
 const READERS: &[Role] = &[Role::Supervisor, Role::Auditor, Role::Admin, Role::Monitor];
 /// The issuance system submits with a supervisor-role service account (see the README).
@@ -120,7 +120,9 @@ async fn list(
             super::error::redact_serde(&e.body_text()),
         )
     })?;
-    Ok(Json(s.line.jobs(filter).await?))
+    let ledger = s.ledger.clone();
+    let page = super::blocking(move || Ok(Line::jobs(&ledger, &filter)?)).await?;
+    Ok(Json(page))
 }
 
 /// One job (no passport-holder data).
@@ -132,7 +134,8 @@ async fn get_job(
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
     auth.require(READERS)?;
-    Ok(Json(s.line.job(job_id(&id)?).await?))
+    let (ledger, id) = (s.ledger.clone(), job_id(&id)?);
+    Ok(Json(super::blocking(move || Ok(Line::job(&ledger, id)?)).await?))
 }
 
 /// Holds a waiting job.

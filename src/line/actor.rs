@@ -16,7 +16,7 @@ use hallctl_jobs::scheduler::{
 };
 use tokio::sync::{mpsc, watch};
 
-use super::jobs::{self as store_jobs, JobFilter, JobView, Page, TrackingEntry};
+use super::jobs::{self as store_jobs, JobView, TrackingEntry};
 use super::{
     Bag, BagItem, BatchError, Cmd, Device, LINE_ACTOR, LineError, LineSetup, LineSnapshot,
     QcOutcome, StationKind, StationView, SubmitStatus, Submitted, WorkView, devices,
@@ -630,13 +630,6 @@ impl Actor {
         self.view(self.index(id)?)
     }
 
-    pub(crate) fn job_view(&self, id: JobId) -> Result<JobView, LineError> {
-        Ok(JobView::from(&self.record(id)?))
-    }
-
-    pub(crate) fn list(&self, f: &JobFilter) -> Result<Page, LineError> {
-        store_jobs::list(self.ledger.store(), f)
-    }
 
     // ---- intake ---------------------------------------------------------------------------
 

@@ -189,7 +189,7 @@ pub const STATE_NAMES: [&str; 13] = [
 ];
 
 /// Lists jobs from the store (every job, finished ones included), in id order.
-pub(super) fn list(store: &Store, f: &JobFilter) -> Result<Page, LineError> {
+pub(crate) fn list(store: &Store, f: &JobFilter) -> Result<Page, LineError> {
     let limit = f.limit.unwrap_or(100);
     if limit == 0 || limit > MAX_PAGE {
         return Err(LineError::invalid(

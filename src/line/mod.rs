@@ -369,20 +369,24 @@ impl Line {
         self.call(move |a| a.submit(&actor, jobs)).await?
     }
 
-    /// One job.
+    /// One job, read from the store (every transition is stored before the actor moves on, so
+    /// the store is never behind). Blocking: call it off the async workers.
     ///
     /// # Errors
-    /// [`LineError::NotFound`].
-    pub async fn job(&self, id: JobId) -> Result<JobView, LineError> {
-        self.call(move |a| a.job_view(id)).await?
+    /// [`LineError::NotFound`]; storage errors.
+    pub fn job(ledger: &Ledger, id: JobId) -> Result<JobView, LineError> {
+        jobs::load_job(ledger.store(), id)?
+            .map(|r| JobView::from(&r))
+            .ok_or_else(|| LineError::NotFound(format!("no job {id}")))
     }
 
-    /// Jobs by filter, in id order, one page.
+    /// Jobs by filter, in id order, one page, read from the store without holding up the
+    /// line. Blocking: call it off the async workers.
     ///
     /// # Errors
-    /// Storage errors.
-    pub async fn jobs(&self, filter: JobFilter) -> Result<Page, LineError> {
-        self.call(move |a| a.list(&filter)).await?
+    /// An invalid filter; storage errors.
+    pub fn jobs(ledger: &Ledger, filter: &JobFilter) -> Result<Page, LineError> {
+        jobs::list(ledger.store(), filter)
     }
 
     /// Holds a waiting job.
