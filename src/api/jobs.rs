@@ -135,7 +135,9 @@ async fn get_job(
 ) -> Result<Json<JobView>, ApiError> {
     auth.require(READERS)?;
     let (ledger, id) = (s.ledger.clone(), job_id(&id)?);
-    Ok(Json(super::blocking(move || Ok(Line::job(&ledger, id)?)).await?))
+    Ok(Json(
+        super::blocking(move || Ok(Line::job(&ledger, id)?)).await?,
+    ))
 }
 
 /// Holds a waiting job.

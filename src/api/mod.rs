@@ -102,10 +102,26 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// Liveness: answers without authentication.
-#[utoipa::path(get, path = "/health", security(()), responses((status = 200, description = "alive")))]
-async fn health() -> &'static str {
-    "ok"
+/// Health: answers without authentication. 503 when the line's actor stopped or the store
+/// stopped confirming writes (fail-stop: nothing can be acknowledged until an operator acts).
+#[utoipa::path(get, path = "/health", security(()),
+    responses((status = 200, description = "alive and recording"), (status = 503, body = error::ErrorBody)))]
+async fn health(State(s): State<AppState>) -> Result<&'static str, ApiError> {
+    if let Some(why) = s.ledger.failure() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unhealthy",
+            format!("the store stopped confirming writes: {why}"),
+        ));
+    }
+    if !s.line.is_alive() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unhealthy",
+            "the line stopped",
+        ));
+    }
+    Ok("ok")
 }
 
 /// The routes and the document they generate.

@@ -311,6 +311,12 @@ impl Ledger {
         (d.durable, d.syncs)
     }
 
+    /// Why the store stopped confirming writes, if it did (a failed fsync): from then on every
+    /// append is refused and nothing is acknowledged.
+    pub fn failure(&self) -> Option<String> {
+        lock(&self.committer.state).failed.clone()
+    }
+
     /// Records an event now, as `actor`; returns once it is durable.
     ///
     /// # Errors

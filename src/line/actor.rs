@@ -49,6 +49,8 @@ impl Phase {
 
 #[derive(Debug, Clone)]
 struct Step {
+    /// The device reference of the running attempt (0 before the device starts).
+    attempt: u32,
     job: JobId,
     stage: Stage,
     phase: Phase,
@@ -101,6 +103,12 @@ pub(crate) struct Actor {
     rt: tokio::runtime::Handle,
     snapshot: watch::Sender<LineSnapshot>,
     stopping: bool,
+    /// Device references, one per attempt (never reused while the controller runs; started
+    /// from the clock so that a restart does not reuse a recent one either).
+    next_attempt: u32,
+    /// Set when the store failed to confirm a write: the line refuses every change from then
+    /// on (fail-stop), since nothing could be acknowledged.
+    halted: std::cell::RefCell<Option<String>>,
 }
 
 fn ms(t: DateTime<Utc>) -> Millis {
@@ -214,6 +222,8 @@ impl Actor {
             rt,
             snapshot,
             stopping: false,
+            next_attempt: u32::try_from(Utc::now().timestamp() & 0x3FFF_FFFF).unwrap_or(1) | 1,
+            halted: std::cell::RefCell::new(None),
         };
         for i in 0..a.stations.len() {
             a.refresh_consumables(i)?;
@@ -343,8 +353,9 @@ impl Actor {
                 Cmd::DeviceDone {
                     station,
                     job,
+                    attempt,
                     result,
-                } => self.device_done(&station, job, result),
+                } => self.device_done(&station, job, attempt, result),
                 Cmd::DeviceState { station, readiness } => self.device_state(&station, readiness),
             }
             if self.stopping {
@@ -369,6 +380,11 @@ impl Actor {
         jobs: &[&JobRecord],
         mut aux: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     ) -> Result<Vec<crate::ledger::Receipt>, LineError> {
+        if let Some(why) = self.halted.borrow().as_ref() {
+            return Err(LineError::Storage(format!(
+                "the line stopped recording after a storage failure ({why}); nothing was changed"
+            )));
+        }
         let now = Utc::now();
         let entries = events
             .into_iter()
@@ -380,7 +396,15 @@ impl Actor {
                 Some(store_jobs::encode_job(j)?),
             ));
         }
-        Ok(self.ledger.append_batch_with(entries, aux)?)
+        match self.ledger.append_batch_with(entries, aux) {
+            Ok(r) => Ok(r),
+            Err(e @ crate::ledger::LedgerError::Refused(_)) => Err(e.into()),
+            Err(e) => {
+                tracing::error!("storage failure: the line stops recording: {e}");
+                *self.halted.borrow_mut() = Some(e.to_string());
+                Err(LineError::Storage(e.to_string()))
+            }
+        }
     }
 
     // ---- scheduling -----------------------------------------------------------------------
@@ -433,7 +457,17 @@ impl Actor {
         let booklet = next.crew.booklet.clone().map(Serial);
         self.jobs.insert(a.job, next);
         let i = self.index(&a.station)?;
+        if a.stage == Stage::Laminate
+            && let Some(d) = &self.stations[i].device
+            && d.handle.laminator_state() == Some(hallctl_drivers::laminator::LaminatorState::Idle)
+        {
+            // Work is assigned: warm the laminator up now, so it is ready when the patch is
+            // scanned.
+            let h = d.handle.clone();
+            self.rt.spawn(async move { h.start_laminator().await });
+        }
         self.stations[i].step = Some(Step {
+            attempt: 0,
             job: a.job,
             stage: a.stage,
             phase: Phase::Assigned,
@@ -629,7 +663,6 @@ impl Actor {
     pub(crate) fn station_view(&self, id: &StationId) -> Result<StationView, LineError> {
         self.view(self.index(id)?)
     }
-
 
     // ---- intake ---------------------------------------------------------------------------
 
@@ -1206,7 +1239,9 @@ impl Actor {
         let device = self.device_of(i)?;
         let session = self.session_at(station)?;
         let mut rec = self.live(step.job)?;
-        let data = devices::job_data(&rec.job, devices::job_ref(step.job)).map_err(conflict)?;
+        let attempt = self.next_attempt;
+        self.next_attempt = self.next_attempt.wrapping_add(1).max(1);
+        let data = devices::job_data(&rec.job, attempt).map_err(conflict)?;
         // The booklet is bound to the job in the ledger *before* the printer moves (like the
         // patch gate): it must be held by this station's session and unused, and from now on a
         // crash, a fault or a defect finds it on the record and accounts for it.
@@ -1227,6 +1262,7 @@ impl Actor {
         if let Some(s) = self.stations[i].step.as_mut() {
             s.phase = Phase::Running;
             s.booklet = Some(booklet);
+            s.attempt = attempt;
         }
         self.refresh_consumables(i)?;
         let (tx, timeout, st, job) = (
@@ -1241,6 +1277,7 @@ impl Actor {
                 .send(Cmd::DeviceDone {
                     station: st,
                     job,
+                    attempt,
                     result,
                 })
                 .await;
@@ -1271,9 +1308,17 @@ impl Actor {
         let booklet = step.booklet.clone().ok_or_else(|| {
             LineError::Conflict(format!("job {} has no printed booklet", step.job))
         })?;
-        // The gate: the patch is recorded as applied before the laminator feeds it. A refusal
-        // (not issued to this station's session, used before, out of roll order) writes
-        // nothing and the laminator never moves.
+        // A laminator that is running another booklet or stopped on a fault takes no patch:
+        // the patch is recorded as applied before the feed. (A cold one is warmed up by the step,
+        // and the line already started its heater when it assigned the work.)
+        use hallctl_drivers::laminator::LaminatorState as L;
+        if let Some(state @ (L::Running | L::Faulted)) = device.handle.laminator_state() {
+            return Err(LineError::Conflict(format!(
+                "{} is {} and takes no patch now",
+                device.id,
+                format!("{state:?}").to_lowercase()
+            )));
+        }
         let mut rec = self.live(step.job)?;
         rec.crew.patch = Some(patch.0.clone());
         self.persist(
@@ -1290,9 +1335,12 @@ impl Actor {
             Vec::new(),
         )?;
         self.jobs.insert(step.job, rec);
+        let attempt = self.next_attempt;
+        self.next_attempt = self.next_attempt.wrapping_add(1).max(1);
         if let Some(s) = self.stations[i].step.as_mut() {
             s.phase = Phase::Running;
             s.patch = Some(patch);
+            s.attempt = attempt;
         }
         self.refresh_consumables(i)?;
         let (tx, timeout, st, job) = (
@@ -1302,11 +1350,12 @@ impl Actor {
             step.job,
         );
         self.rt.spawn(async move {
-            let result = devices::laminate(&device.handle, devices::job_ref(job), timeout).await;
+            let result = devices::laminate(&device.handle, attempt, timeout).await;
             let _ = tx
                 .send(Cmd::DeviceDone {
                     station: st,
                     job,
+                    attempt,
                     result,
                 })
                 .await;
@@ -1314,14 +1363,20 @@ impl Actor {
         self.view(i)
     }
 
-    fn device_done(&mut self, station: &StationId, job: JobId, result: Result<(), String>) {
+    fn device_done(
+        &mut self,
+        station: &StationId,
+        job: JobId,
+        attempt: u32,
+        result: Result<(), String>,
+    ) {
         let Ok(i) = self.index(station) else {
             return;
         };
         let Some(step) = self.stations[i].step.clone() else {
             return;
         };
-        if step.job != job || step.phase != Phase::Running {
+        if step.job != job || step.attempt != attempt || step.phase != Phase::Running {
             return;
         }
         let outcome = match result {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use hallctl_drivers::bridge::BridgeHandle;
 use hallctl_drivers::laminator::{LaminatorHandle, LaminatorState};
 use hallctl_drivers::printer::{DataField, JobData, PrinterEvent, PrinterHandle};
-use hallctl_jobs::job::{Job, JobId};
+use hallctl_jobs::job::Job;
 use hallctl_jobs::scheduler::DeviceReadiness;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -31,6 +31,23 @@ impl DeviceHandle {
             DeviceHandle::Printer(_) => "printer",
             DeviceHandle::Laminator(_) => "laminator",
             DeviceHandle::Bridge(_) => "bridge",
+        }
+    }
+
+    /// A laminator's machine state, when known (a patch is fed only into a warm laminator).
+    pub fn laminator_state(&self) -> Option<LaminatorState> {
+        match self {
+            DeviceHandle::Laminator(h) => h.view().status.map(|s| s.state),
+            _ => None,
+        }
+    }
+
+    /// Starts a laminator's heater (so that a patch can be fed once it is warm).
+    pub async fn start_laminator(&self) {
+        if let DeviceHandle::Laminator(h) = self
+            && let Err(e) = h.start().await
+        {
+            tracing::warn!(device = h.name(), "start failed: {e}");
         }
     }
 
@@ -122,11 +139,6 @@ pub fn job_data(job: &Job, job_ref: u32) -> Result<JobData, String> {
     })
 }
 
-/// The printer's job reference for a job (its id, truncated to the protocol's 32 bits).
-pub fn job_ref(id: JobId) -> u32 {
-    (id.0 & 0xFFFF_FFFF) as u32
-}
-
 /// Prints one data page: load, print, and wait for the printer's DONE (or FAULT).
 ///
 /// # Errors
@@ -162,9 +174,15 @@ pub async fn print(h: &DeviceHandle, data: JobData, timeout: Duration) -> Result
                     }
                 }
             };
-            tokio::time::timeout(timeout, wait)
-                .await
-                .unwrap_or_else(|_| Err(format!("no DONE within {} s", timeout.as_secs())))
+            match tokio::time::timeout(timeout, wait).await {
+                Ok(r) => r,
+                Err(_) => {
+                    // Stop the job on the printer: it must not finish an attempt the line has
+                    // already given up on.
+                    let _ = p.cancel().await;
+                    Err(format!("no DONE within {} s: cancelled", timeout.as_secs()))
+                }
+            }
         }
         DeviceHandle::Bridge(b) => bridge_step(b, "print", job_ref, timeout).await,
         DeviceHandle::Laminator(_) => Err("a laminator cannot print".to_string()),
@@ -204,9 +222,16 @@ pub async fn laminate(h: &DeviceHandle, job_ref: u32, timeout: Duration) -> Resu
                     }
                 }
             };
-            tokio::time::timeout(timeout, run)
-                .await
-                .unwrap_or_else(|_| Err(format!("not laminated within {} s", timeout.as_secs())))
+            match tokio::time::timeout(timeout, run).await {
+                Ok(r) => r,
+                Err(_) => {
+                    let _ = l.stop().await;
+                    Err(format!(
+                        "not laminated within {} s: stopped",
+                        timeout.as_secs()
+                    ))
+                }
+            }
         }
         DeviceHandle::Bridge(b) => bridge_step(b, "laminate", job_ref, timeout).await,
         DeviceHandle::Printer(_) => Err("a printer cannot laminate".to_string()),

@@ -275,6 +275,9 @@ pub(crate) enum Cmd {
     DeviceDone {
         station: StationId,
         job: JobId,
+        /// The device reference of this attempt: a late answer to an earlier attempt of the
+        /// same job is ignored.
+        attempt: u32,
         result: Result<(), String>,
     },
     DeviceState {
@@ -344,6 +347,11 @@ impl Line {
     /// found in flight at the next start and wait for inspection.
     pub async fn stop(&self) {
         let _ = self.call(actor::Actor::stop).await;
+    }
+
+    /// Whether the line's actor still runs.
+    pub fn is_alive(&self) -> bool {
+        !self.tx.is_closed()
     }
 
     /// The latest snapshot.
