@@ -37,6 +37,11 @@ struct Args {
     reopen_gb: f64,
     /// Session pairs (about 205 events each) per import batch, i.e. per atomic write and fsync.
     batch_cycles: u64,
+    /// Keep the data directory at the end (its path is printed).
+    keep: bool,
+    /// Measure traces and verification on a big ledger kept by an earlier `--keep` run (the
+    /// `big` directory), skipping the durability runs and the load.
+    reuse: Option<PathBuf>,
 }
 
 fn args() -> Args {
@@ -49,6 +54,8 @@ fn args() -> Args {
         max_rss_gb: 14.0,
         reopen_gb: 0.0,
         batch_cycles: 10,
+        keep: false,
+        reuse: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -58,6 +65,8 @@ fn args() -> Args {
             "--secs" => a.secs = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.secs),
             "--threads" => a.threads = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.threads),
             "--warm-verify" => a.warm_verify = true,
+            "--keep" => a.keep = true,
+            "--reuse" => a.reuse = it.next().map(PathBuf::from),
             "--reopen-gb" => {
                 a.reopen_gb = it
                     .next()
@@ -340,31 +349,14 @@ fn du(path: &Path) -> u64 {
     walk(path)
 }
 
-fn main() {
-    let a = args();
-    let tmp = tempfile::tempdir_in(a.dir.clone().unwrap_or_else(std::env::temp_dir)).expect("tmp");
-    let base = tmp.path();
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+/// Steps 1 and 2: the durability runs and the load of the big ledger. Returns its directory,
+/// events, load time, passports and the warm verification (when asked for).
+fn durable_and_load(a: &Args, base: &Path) -> (PathBuf, u64, f64, u64, Option<(u64, f64)>) {
     let loadavg = || {
         std::fs::read_to_string("/proc/loadavg")
             .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
             .unwrap_or_default()
     };
-    println!(
-        "hallctl ledger benchmark: {cores} cores ({cpu}), load average {} at start, data in {}",
-        loadavg(),
-        base.display()
-    );
-    println!();
-
     // 1. Durability, side by side with SQLite.
     let mut rows: Vec<(String, f64)> = Vec::new();
     rows.push((
@@ -498,9 +490,53 @@ fn main() {
     } else {
         None
     };
+    drop(ledger);
+    std::fs::write(dir.join("bench-passports"), passports.to_string()).expect("write");
+    (dir, loaded, load_s, passports, warm)
+}
+
+fn main() {
+    let a = args();
+    let tmp = tempfile::tempdir_in(a.dir.clone().unwrap_or_else(std::env::temp_dir)).expect("tmp");
+    let base = tmp.path().to_path_buf();
+    let base = base.as_path();
+    if a.keep {
+        eprintln!("  keeping {} (--keep)", base.display());
+    }
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let loadavg = || {
+        std::fs::read_to_string("/proc/loadavg")
+            .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    println!(
+        "hallctl ledger benchmark: {cores} cores ({cpu}), load average {} at start, data in {}",
+        loadavg(),
+        base.display()
+    );
+    println!();
+
+    let (dir, loaded, load_s, passports, warm) = match &a.reuse {
+        Some(d) => {
+            let passports = std::fs::read_to_string(d.join("bench-passports"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .expect("bench-passports in the reused directory");
+            (d.clone(), 0, f64::NAN, passports, None)
+        }
+        None => durable_and_load(&a, base),
+    };
     // The auditor opens the ledger afresh (as `hallctl ledger trace` does), not the loader's
     // handle with its write-side caches.
-    drop(ledger);
+    let o0 = Instant::now();
     let ledger = Ledger::open(
         &dir,
         LedgerConfig {
@@ -509,6 +545,16 @@ fn main() {
         },
     )
     .expect("reopen");
+    let open_s = o0.elapsed().as_secs_f64();
+    let loaded = if a.reuse.is_some() {
+        ledger.head()
+    } else {
+        loaded
+    };
+    eprintln!(
+        "  opened the ledger of {loaded} events in {open_s:.1} s; tracing, load average {}",
+        loadavg()
+    );
 
     // 3. Trace latency: random applied patches (200 warm-up traces not counted).
     let mut lat = Vec::new();
@@ -529,6 +575,7 @@ fn main() {
         );
     }
     lat.sort_by(f64::total_cmp);
+    eprintln!("  traced; verifying, load average {}", loadavg());
 
     // 4. Full verification.
     let v0 = Instant::now();
@@ -547,6 +594,7 @@ fn main() {
         loaded as f64 / load_s,
         load_s
     );
+    println!("| open the ledger (fresh process, sled recovery) | {open_s:.1} s | |");
     println!(
         "| trace one patch, p50 | {:.3} ms | |",
         percentile(&lat, 0.5)
@@ -554,6 +602,10 @@ fn main() {
     println!(
         "| trace one patch, p99 | {:.3} ms | ≤ 1 ms |",
         percentile(&lat, 0.99)
+    );
+    println!(
+        "| trace one patch, max | {:.3} ms | |",
+        percentile(&lat, 1.0)
     );
     println!(
         "| full verify, freshly opened ledger | {:.1} s ({:.0} records/s) | 10 M in ≤ 30 s |",
@@ -590,4 +642,8 @@ fn main() {
         "load average {} at the end (other work on the machine skews tail latencies)",
         loadavg()
     );
+    drop(ledger);
+    if a.keep {
+        let _ = tmp.keep();
+    }
 }
