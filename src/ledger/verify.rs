@@ -206,8 +206,14 @@ impl Ledger {
         };
         let total = self.head().saturating_sub(start) + 1;
         let cps: Vec<Checkpoint> = cps.into_iter().filter(|c| c.seq >= start).collect();
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-        let parts = if total >= PART_MIN * 2 { threads } else { 1 };
+        // More parts than cores: on a journal that is not in memory the parts mostly wait for
+        // the disk, and several reads in flight keep it busy.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let parts = if total >= PART_MIN * 2 {
+            (cores * 4).clamp(2, 16)
+        } else {
+            1
+        };
         let mut report = self.verify_parts(start, prev, total, &cps, parts, &mut progress)?;
         if report.first_bad.is_none() {
             // Checkpoints beyond the last record: the tail was cut off.
