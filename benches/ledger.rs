@@ -39,6 +39,9 @@ struct Args {
     batch_cycles: u64,
     /// Keep the data directory at the end (its path is printed).
     keep: bool,
+    /// Count the live keys and values per keyspace at the end (a full scan of the store, which
+    /// sled caches: its memory grows with the store).
+    space_stats: bool,
     /// Measure traces and verification on a big ledger kept by an earlier `--keep` run (the
     /// `big` directory), skipping the durability runs and the load.
     reuse: Option<PathBuf>,
@@ -55,6 +58,7 @@ fn args() -> Args {
         reopen_gb: 0.0,
         batch_cycles: 10,
         keep: false,
+        space_stats: false,
         reuse: None,
     };
     let mut it = std::env::args().skip(1);
@@ -66,6 +70,7 @@ fn args() -> Args {
             "--threads" => a.threads = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.threads),
             "--warm-verify" => a.warm_verify = true,
             "--keep" => a.keep = true,
+            "--space-stats" => a.space_stats = true,
             "--reuse" => a.reuse = it.next().map(PathBuf::from),
             "--reopen-gb" => {
                 a.reopen_gb = it
@@ -511,6 +516,22 @@ fn main() {
     if a.keep {
         eprintln!("  keeping {} (--keep)", base.display());
     }
+    // A guard for every phase (the load also reopens below its own limit): a process past
+    // `--max-rss-gb` stops here rather than push the shared machine into thrashing.
+    let max_rss = a.max_rss_gb * (1u64 << 30) as f64;
+    std::thread::spawn(move || {
+        loop {
+            let rss = status_bytes("VmRSS:");
+            if rss > max_rss {
+                eprintln!(
+                    "  resident memory {:.1} GiB passed --max-rss-gb: stopping the benchmark",
+                    rss / (1u64 << 30) as f64
+                );
+                std::process::exit(3);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -612,9 +633,22 @@ fn main() {
         .verify(&VerifyOptions::default(), |_, _| {})
         .expect("verify");
     let verify_s = v0.elapsed().as_secs_f64();
+    eprintln!(
+        "  verified {} records in {verify_s:.1} s; trace p50 / p99 {:.3} / {:.3} ms (paced {:.3} / {:.3}); load average {}",
+        report.checked,
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        percentile(&lat_paced, 0.5),
+        percentile(&lat_paced, 0.99),
+        loadavg()
+    );
     assert!(report.ok(), "{:?}", report.first_bad);
     let size = du(&dir);
-    let stats = ledger.store().space_stats().expect("stats");
+    let stats = if a.space_stats {
+        ledger.store().space_stats().expect("stats")
+    } else {
+        Vec::new()
+    };
 
     println!("| ledger of {loaded} events ({passports} passports) | figure | target |");
     println!("|---|---:|---:|");
