@@ -1112,6 +1112,138 @@ mod tests {
         assert_eq!((acked, ledger.head(), ledger.durability().0), (10, 60, 60));
     }
 
+    /// A line's events: two lots, a printer and a laminator session, issues, prints, laminations,
+    /// QC and dispatch, closes.
+    fn line_events() -> Vec<(DateTime<Utc>, OperatorId, LedgerEvent)> {
+        use hallctl_jobs::job::{Destination, DeviceId, JobId};
+        let at = Utc::now();
+        let s = |x: &str| OperatorId::new(x);
+        let mut v = Vec::new();
+        for (kind, prefix) in [(ItemKind::Booklet, "BK-"), (ItemKind::Patch, "")] {
+            v.push((
+                s("S"),
+                LedgerEvent::LotReceived {
+                    lot: LotId::new(format!("{prefix}LOT")),
+                    kind,
+                    supplier: "DLR".into(),
+                    range: SerialRange {
+                        prefix: prefix.into(),
+                        first: 1,
+                        last: 4,
+                        width: 3,
+                    },
+                },
+            ));
+        }
+        let (sp, sl) = (SessionId::new("SP"), SessionId::new("SL"));
+        for (sess, st, o) in [(&sp, "PRN-1", "A"), (&sl, "LAM-1", "B")] {
+            v.push((
+                s("S"),
+                LedgerEvent::SessionOpened {
+                    session: sess.clone(),
+                    station: StationId::new(st),
+                    operator: s(o),
+                    shift: ShiftId::new("N"),
+                },
+            ));
+        }
+        let bk = |i: u64| Serial::new(format!("BK-{i:03}"));
+        let pt = |i: u64| Serial::new(format!("{i:03}"));
+        for (sess, f) in [(&sp, &bk as &dyn Fn(u64) -> Serial), (&sl, &pt)] {
+            v.push((
+                s("S"),
+                LedgerEvent::ItemsIssued {
+                    session: sess.clone(),
+                    serials: (1..=3).map(f).collect(),
+                    counters: [s("S"), s("K")],
+                },
+            ));
+        }
+        for i in 1..=3 {
+            v.push((
+                s("A"),
+                LedgerEvent::BookletPrinted {
+                    booklet: bk(i),
+                    session: sp.clone(),
+                    job: JobId(i),
+                    document_number: format!("AB{i}"),
+                    device: DeviceId::new("PRN-1"),
+                },
+            ));
+            v.push((
+                s("B"),
+                LedgerEvent::PatchApplied {
+                    patch: pt(i),
+                    session: sl.clone(),
+                    booklet: bk(i),
+                    job: JobId(i),
+                    device: DeviceId::new("LAM-1"),
+                    skip_reason: None,
+                },
+            ));
+            v.push((
+                s("Q"),
+                LedgerEvent::QcChecked {
+                    booklet: bk(i),
+                    job: JobId(i),
+                    station: StationId::new("QC-1"),
+                    passed: true,
+                },
+            ));
+            v.push((
+                s("D"),
+                LedgerEvent::Dispatched {
+                    booklet: bk(i),
+                    job: JobId(i),
+                    destination: Destination::new("RPO"),
+                    bag: "BAG".into(),
+                },
+            ));
+        }
+        v.into_iter().map(|(o, e)| (at, o, e)).collect()
+    }
+
+    /// The trace values a batch accumulates in memory are what one append at a time builds
+    /// through the store, and survive a reopen.
+    #[test]
+    fn traces_are_the_same_whether_recorded_in_one_batch_or_one_by_one() {
+        let trace = |l: &Ledger, s: &str| {
+            let t = l.trace(&Serial::new(s)).expect("trace").expect("known");
+            t.steps
+                .iter()
+                .map(|s| format!("{} {} {} {:?}", s.seq, s.serial, s.detail, s.station))
+                .collect::<Vec<_>>()
+        };
+        let (d1, d2) = (
+            tempfile::tempdir().expect("tmp"),
+            tempfile::tempdir().expect("tmp"),
+        );
+        let batch = Ledger::open(d1.path(), LedgerConfig::default()).expect("open");
+        batch.append_batch(line_events()).expect("batch");
+        {
+            let single = Ledger::open(d2.path(), LedgerConfig::default()).expect("open");
+            for (at, actor, e) in line_events() {
+                single.append_at(at, actor, e).expect("append");
+            }
+        }
+        let single = Ledger::open(d2.path(), LedgerConfig::default()).expect("reopen");
+        for s in ["001", "002", "BK-003", "004"] {
+            assert_eq!(trace(&batch, s), trace(&single, s), "{s}");
+        }
+        let t = trace(&single, "002");
+        // Both lots, both openings, both issues, print, lamination, QC, dispatch.
+        assert_eq!(t.len(), 10, "{t:#?}");
+        assert!(
+            t.iter().any(|s| s.contains("session SL opened for B")),
+            "{t:#?}"
+        );
+        assert!(
+            t.iter().any(|s| s.contains("session SP opened for A")),
+            "{t:#?}"
+        );
+        assert!(!batch.legacy_trace && !single.legacy_trace);
+    }
+
     #[test]
     fn a_lone_appender_gets_one_sync_per_record() {
         let dir = tempfile::tempdir().expect("tempdir");
