@@ -299,6 +299,30 @@ impl Store {
         Ok(())
     }
 
+    /// As [`Store::journal_for_each`], for the records with keys in `[from, to)` (to the end of
+    /// the journal when `to` is `None`): lets several threads each read a part of the journal.
+    ///
+    /// # Errors
+    /// sled failed while reading.
+    pub fn journal_for_each_in(
+        &self,
+        from: u64,
+        to: Option<u64>,
+        mut f: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let end = match to {
+            Some(to) => pk(J, &to.to_be_bytes()),
+            None => pk(J + 1, &[]),
+        };
+        for kv in self.tree.range(pk(J, &from.to_be_bytes())..end) {
+            let (k, v) = kv?;
+            if !f(&k[1..], &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// A state entry.
     ///
     /// # Errors

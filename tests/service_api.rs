@@ -1327,7 +1327,7 @@ fn a_printer_fault_mid_job_spoils_the_booklet_and_sends_the_job_back() {
         spoiled["detail"]
             .as_str()
             .unwrap_or_default()
-            .contains("Jam"),
+            .contains("fault"),
         "the spoil names the printer's fault: {spoiled}"
     );
     // The booklet was bound to the job before the printer moved (so a crash or a fault finds

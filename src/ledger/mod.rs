@@ -169,7 +169,12 @@ pub struct Ledger {
     committer: Arc<Committer>,
     thread: Option<JoinHandle<()>>,
     dir: PathBuf,
+    /// Some records predate per-item trace values: a trace reads their serial index entries too.
+    legacy_trace: bool,
 }
+
+/// Metadata key: the first record whose trace steps are in per-item trace values.
+const TRACE_VALUES_SINCE: &str = "trace_values_since";
 
 impl std::fmt::Debug for Ledger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -240,6 +245,20 @@ impl Ledger {
             None => (0, chain::GENESIS),
         };
         let last_cp_seq = store.checkpoint_last()?.map_or(0, |(s, _)| s);
+        // Records from this one on keep their trace steps in per-item trace values; a ledger
+        // written by an earlier version keeps the older ones in per-record serial index entries.
+        let trace_values_since = match store.meta_get(TRACE_VALUES_SINCE)? {
+            Some(v) => std::str::from_utf8(&v)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| LedgerError::Corrupt(format!("{TRACE_VALUES_SINCE} is {v:?}")))?,
+            None => {
+                let since = head_seq + 1;
+                store.meta_set(TRACE_VALUES_SINCE, since.to_string().as_bytes())?;
+                store.sync()?;
+                since
+            }
+        };
         let committer = Arc::new(Committer {
             state: Mutex::new(Durability {
                 written: head_seq,
@@ -270,6 +289,7 @@ impl Ledger {
             committer,
             thread: Some(thread),
             dir: dir.to_path_buf(),
+            legacy_trace: trace_values_since > 1,
         })
     }
 
@@ -470,16 +490,19 @@ impl Ledger {
                 for k in index_keys(&record, &plan) {
                     ws.index(k);
                 }
-                for (k, v) in trace_entries(&record, &plan, &view)? {
-                    ws.index_with(k, v);
-                }
+                let steps = trace_steps(&record, &plan, &view)?;
                 receipts.push(Receipt {
                     seq,
                     link: hex::encode(link),
                     alert: plan.alert.clone(),
                 });
-                overlay.absorb(plan, &mut ws)?;
+                overlay.absorb(plan);
+                if let Some(steps) = steps {
+                    overlay.add_steps(&self.store, steps, &mut ws)?;
+                }
             }
+            // The batch's final states, each encoded and written once.
+            overlay.write(&mut ws)?;
             let checkpoint = seq - w.last_cp_seq >= self.config.checkpoint_every
                 || (seq > w.last_cp_seq
                     && w.last_cp_time.elapsed() >= self.config.checkpoint_interval);
@@ -686,7 +709,9 @@ fn get_state<T: for<'de> Deserialize<'de>>(
     store.state_get(key)?.map(|v| decode(&v)).transpose()
 }
 
-/// Changes made earlier in the same batch, read before the store.
+/// Changes made earlier in the same batch, read before the store. Written to the batch's
+/// [`WriteSet`] once, at its end ([`Overlay::write`]): an item or a session that several records
+/// of the batch change is encoded and written once.
 #[derive(Default)]
 struct Overlay {
     items: HashMap<Serial, Item>,
@@ -694,38 +719,126 @@ struct Overlay {
     lots: HashMap<LotId, Lot>,
     station_open: HashMap<StationId, Option<SessionId>>,
     operator_open: HashMap<OperatorId, Option<SessionId>>,
+    /// Trace values of the items the batch names: the stored value plus the batch's entries.
+    traces: HashMap<Serial, Vec<u8>>,
+    /// Opening entries ([`trace_entry`]) of sessions opened in the batch.
+    openings: HashMap<SessionId, Vec<u8>>,
 }
 
 impl Overlay {
-    fn absorb(&mut self, plan: custody::Plan, ws: &mut WriteSet) -> Result<(), LedgerError> {
+    fn absorb(&mut self, plan: custody::Plan) {
         for l in plan.lots {
-            ws.state(state_key(b"l/", l.id.as_str()), Some(encode(&l)?));
             self.lots.insert(l.id.clone(), l);
         }
         for i in plan.items {
-            ws.state(state_key(b"i/", i.serial.as_str()), Some(encode(&i)?));
             self.items.insert(i.serial.clone(), i);
         }
         for s in plan.sessions {
-            ws.state(state_key(b"s/", s.id.as_str()), Some(encode(&s)?));
             self.sessions.insert(s.id.clone(), s);
         }
         for (st, s) in plan.station_open {
-            ws.state(
-                state_key(b"os/", st.as_str()),
-                s.as_ref().map(|s| s.0.clone().into_bytes()),
-            );
             self.station_open.insert(st, s);
         }
         for (op, s) in plan.operator_open {
-            ws.state(
-                state_key(b"oo/", op.as_str()),
-                s.as_ref().map(|s| s.0.clone().into_bytes()),
-            );
             self.operator_open.insert(op, s);
+        }
+    }
+
+    /// Appends a record's trace step to the trace value of every item it names (an issue also
+    /// appends its session's opening, so that a trace shows the station's operator and shift
+    /// without reading the opening). A session's opening is kept under its own index entry.
+    fn add_steps(
+        &mut self,
+        store: &Store,
+        steps: TraceSteps<'_>,
+        ws: &mut WriteSet,
+    ) -> Result<(), LedgerError> {
+        let entry = trace_entry(steps.seq, &steps.value);
+        if let Some(session) = steps.opens {
+            ws.index_with(
+                ix::key(ix::OPENING, session.as_str().as_bytes(), steps.seq),
+                steps.value,
+            );
+            self.openings.insert(session.clone(), entry.clone());
+        }
+        let opening = match steps.issued_to {
+            Some(session) => match self.openings.get(session) {
+                Some(e) => Some(e.clone()),
+                None => store
+                    .index_scan_kv(&ix::prefix(ix::OPENING, session.as_str().as_bytes()), 1)?
+                    .pop()
+                    .map(|(k, v)| trace_entry(ix::seq_of(&k), &v)),
+            },
+            None => None,
+        };
+        for s in steps.serials {
+            let t = match self.traces.get_mut(s) {
+                Some(t) => t,
+                None => {
+                    let stored = store.state_get(&trace_key(s))?.unwrap_or_default();
+                    self.traces.entry(s.clone()).or_insert(stored)
+                }
+            };
+            if let Some(o) = &opening {
+                t.extend_from_slice(o);
+            }
+            t.extend_from_slice(&entry);
         }
         Ok(())
     }
+
+    /// Writes the batch's final states and trace values.
+    fn write(self, ws: &mut WriteSet) -> Result<(), LedgerError> {
+        for (id, l) in &self.lots {
+            ws.state(state_key(b"l/", id.as_str()), Some(encode(l)?));
+        }
+        for (serial, i) in &self.items {
+            ws.state(state_key(b"i/", serial.as_str()), Some(encode(i)?));
+        }
+        for (serial, t) in self.traces {
+            ws.state(trace_key(&serial), Some(t));
+        }
+        for (id, s) in &self.sessions {
+            ws.state(state_key(b"s/", id.as_str()), Some(encode(s)?));
+        }
+        for (st, s) in self.station_open {
+            ws.state(state_key(b"os/", st.as_str()), s.map(|s| s.0.into_bytes()));
+        }
+        for (op, s) in self.operator_open {
+            ws.state(state_key(b"oo/", op.as_str()), s.map(|s| s.0.into_bytes()));
+        }
+        Ok(())
+    }
+}
+
+/// The state key of an item's trace value: the item's own key followed by `\0t`, so the two sit
+/// side by side (usually in one sled leaf) and a trace reads one page per item. It never names an
+/// item: every serial comes from a lot range and ends in a digit.
+pub(crate) fn trace_key(serial: &Serial) -> Vec<u8> {
+    let mut k = state_key(b"i/", serial.as_str());
+    k.extend_from_slice(b"\0t");
+    k
+}
+
+/// One entry of a trace value: `seq (u64 BE) ‖ length (u32 BE) ‖ step` ([`query::StepValue`]).
+fn trace_entry(seq: u64, step: &[u8]) -> Vec<u8> {
+    let mut e = Vec::with_capacity(12 + step.len());
+    e.extend_from_slice(&seq.to_be_bytes());
+    e.extend_from_slice(&u32::try_from(step.len()).unwrap_or(u32::MAX).to_be_bytes());
+    e.extend_from_slice(step);
+    e
+}
+
+/// Splits a trace value into its entries (seq, step); `None` when it is malformed.
+pub(crate) fn trace_entries(mut v: &[u8]) -> Option<Vec<(u64, &[u8])>> {
+    let mut out = Vec::new();
+    while !v.is_empty() {
+        let seq = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
+        let len = u32::from_be_bytes(v.get(8..12)?.try_into().ok()?) as usize;
+        out.push((seq, v.get(12..12 + len)?));
+        v = &v[12 + len..];
+    }
+    Some(out)
 }
 
 struct StoreView<'a> {
@@ -775,7 +888,8 @@ impl custody::StateView for StoreView<'_> {
 /// Index families. Each key is `tag 0 key 0 seq(be)`; a prefix scan on `tag 0 key 0` lists the
 /// records of one serial, job, session, operator or station in order.
 pub(crate) mod ix {
-    /// Records that name a serial (booklet or patch).
+    /// Records that name a serial (booklet or patch), valued with their trace step: written by
+    /// earlier versions only (now the item's trace value, [`super::trace_key`], holds the steps).
     pub const SERIAL: &[u8] = b"se";
     /// Records of a job.
     pub const JOB: &[u8] = b"jb";
@@ -960,45 +1074,53 @@ fn named_serials(r: &Record) -> Vec<&Serial> {
     }
 }
 
-/// The index entries that carry a trace step: one per serial the record names, and a session's
-/// opening. The value is what a trace shows of the record ([`query::StepValue`]), so a trace
-/// needs no journal read.
-fn trace_entries(
-    r: &Record,
+/// What a record adds to traces: its step ([`query::StepValue`], encoded) for every serial it
+/// names, and for a session's opening, the opening entry.
+struct TraceSteps<'r> {
+    seq: u64,
+    value: Vec<u8>,
+    serials: Vec<&'r Serial>,
+    opens: Option<&'r SessionId>,
+    issued_to: Option<&'r SessionId>,
+}
+
+/// The trace steps of `r` (none for a record no trace shows). The step is what a trace shows of
+/// the record, so a trace needs no journal read.
+fn trace_steps<'r>(
+    r: &'r Record,
     plan: &custody::Plan,
     view: &StoreView<'_>,
-) -> Result<Vec<crate::store::IndexEntry>, LedgerError> {
-    let serials = named_serials(r);
-    let opening = match &r.event {
+) -> Result<Option<TraceSteps<'r>>, LedgerError> {
+    let mut serials = named_serials(r);
+    let opens = match &r.event {
         LedgerEvent::SessionOpened { session, .. } => Some(session),
         _ => None,
     };
-    if serials.is_empty() && opening.is_none() {
-        return Ok(Vec::new());
+    if serials.is_empty() && opens.is_none() {
+        return Ok(None);
     }
+    serials.sort();
+    serials.dedup();
     let mut station = |id: &SessionId| -> Result<Option<StationId>, LedgerError> {
         if let Some(s) = plan.sessions.iter().find(|s| &s.id == id) {
             return Ok(Some(s.station.clone()));
         }
         Ok(custody::StateView::session(view, id)?.map(|s| s.station))
     };
-    let value = encode(&query::StepValue::of(r, &mut station)?)?;
-    let mut out = Vec::with_capacity(serials.len() + 1);
-    if let Some(session) = opening {
-        out.push((
-            ix::key(ix::OPENING, session.as_str().as_bytes(), r.seq),
-            value.clone(),
-        ));
-    }
-    for s in serials {
-        out.push((
-            ix::key(ix::SERIAL, s.as_str().as_bytes(), r.seq),
-            value.clone(),
-        ));
-    }
-    out.sort();
-    out.dedup_by(|a, b| a.0 == b.0);
-    Ok(out)
+    let mut step = query::StepValue::of(r, &mut station)?;
+    // The opening is stored with the items themselves: no pointer to it needed.
+    step.opening_of = None;
+    let issued_to = match &r.event {
+        LedgerEvent::ItemsIssued { session, .. } => Some(session),
+        _ => None,
+    };
+    Ok(Some(TraceSteps {
+        seq: r.seq,
+        value: encode(&step)?,
+        serials,
+        opens,
+        issued_to,
+    }))
 }
 
 #[cfg(test)]
@@ -1118,6 +1240,138 @@ mod tests {
             .expect_err("refused");
         assert!(e.refusal().is_some(), "{e}");
         assert_eq!((acked, ledger.head(), ledger.durability().0), (10, 60, 60));
+    }
+
+    /// A line's events: two lots, a printer and a laminator session, issues, prints, laminations,
+    /// QC and dispatch, closes.
+    fn line_events() -> Vec<(DateTime<Utc>, OperatorId, LedgerEvent)> {
+        use hallctl_jobs::job::{Destination, DeviceId, JobId};
+        let at = Utc::now();
+        let s = |x: &str| OperatorId::new(x);
+        let mut v = Vec::new();
+        for (kind, prefix) in [(ItemKind::Booklet, "BK-"), (ItemKind::Patch, "")] {
+            v.push((
+                s("S"),
+                LedgerEvent::LotReceived {
+                    lot: LotId::new(format!("{prefix}LOT")),
+                    kind,
+                    supplier: "DLR".into(),
+                    range: SerialRange {
+                        prefix: prefix.into(),
+                        first: 1,
+                        last: 4,
+                        width: 3,
+                    },
+                },
+            ));
+        }
+        let (sp, sl) = (SessionId::new("SP"), SessionId::new("SL"));
+        for (sess, st, o) in [(&sp, "PRN-1", "A"), (&sl, "LAM-1", "B")] {
+            v.push((
+                s("S"),
+                LedgerEvent::SessionOpened {
+                    session: sess.clone(),
+                    station: StationId::new(st),
+                    operator: s(o),
+                    shift: ShiftId::new("N"),
+                },
+            ));
+        }
+        let bk = |i: u64| Serial::new(format!("BK-{i:03}"));
+        let pt = |i: u64| Serial::new(format!("{i:03}"));
+        for (sess, f) in [(&sp, &bk as &dyn Fn(u64) -> Serial), (&sl, &pt)] {
+            v.push((
+                s("S"),
+                LedgerEvent::ItemsIssued {
+                    session: sess.clone(),
+                    serials: (1..=3).map(f).collect(),
+                    counters: [s("S"), s("K")],
+                },
+            ));
+        }
+        for i in 1..=3 {
+            v.push((
+                s("A"),
+                LedgerEvent::BookletPrinted {
+                    booklet: bk(i),
+                    session: sp.clone(),
+                    job: JobId(i),
+                    document_number: format!("AB{i}"),
+                    device: DeviceId::new("PRN-1"),
+                },
+            ));
+            v.push((
+                s("B"),
+                LedgerEvent::PatchApplied {
+                    patch: pt(i),
+                    session: sl.clone(),
+                    booklet: bk(i),
+                    job: JobId(i),
+                    device: DeviceId::new("LAM-1"),
+                    skip_reason: None,
+                },
+            ));
+            v.push((
+                s("Q"),
+                LedgerEvent::QcChecked {
+                    booklet: bk(i),
+                    job: JobId(i),
+                    station: StationId::new("QC-1"),
+                    passed: true,
+                },
+            ));
+            v.push((
+                s("D"),
+                LedgerEvent::Dispatched {
+                    booklet: bk(i),
+                    job: JobId(i),
+                    destination: Destination::new("RPO"),
+                    bag: "BAG".into(),
+                },
+            ));
+        }
+        v.into_iter().map(|(o, e)| (at, o, e)).collect()
+    }
+
+    /// The trace values a batch accumulates in memory are what one append at a time builds
+    /// through the store, and survive a reopen.
+    #[test]
+    fn traces_are_the_same_whether_recorded_in_one_batch_or_one_by_one() {
+        let trace = |l: &Ledger, s: &str| {
+            let t = l.trace(&Serial::new(s)).expect("trace").expect("known");
+            t.steps
+                .iter()
+                .map(|s| format!("{} {} {} {:?}", s.seq, s.serial, s.detail, s.station))
+                .collect::<Vec<_>>()
+        };
+        let (d1, d2) = (
+            tempfile::tempdir().expect("tmp"),
+            tempfile::tempdir().expect("tmp"),
+        );
+        let batch = Ledger::open(d1.path(), LedgerConfig::default()).expect("open");
+        batch.append_batch(line_events()).expect("batch");
+        {
+            let single = Ledger::open(d2.path(), LedgerConfig::default()).expect("open");
+            for (at, actor, e) in line_events() {
+                single.append_at(at, actor, e).expect("append");
+            }
+        }
+        let single = Ledger::open(d2.path(), LedgerConfig::default()).expect("reopen");
+        for s in ["001", "002", "BK-003", "004"] {
+            assert_eq!(trace(&batch, s), trace(&single, s), "{s}");
+        }
+        let t = trace(&single, "002");
+        // Both lots, both openings, both issues, print, lamination, QC, dispatch.
+        assert_eq!(t.len(), 10, "{t:#?}");
+        assert!(
+            t.iter().any(|s| s.contains("session SL opened for B")),
+            "{t:#?}"
+        );
+        assert!(
+            t.iter().any(|s| s.contains("session SP opened for A")),
+            "{t:#?}"
+        );
+        assert!(!batch.legacy_trace && !single.legacy_trace);
     }
 
     #[test]

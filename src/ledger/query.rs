@@ -363,6 +363,22 @@ impl Ledger {
             lot_step(pl, p, &mut steps);
         }
         for s in std::iter::once(serial).chain(partner.as_ref()) {
+            // One point read: the item's trace value, next to its state.
+            if let Some(v) = self.store.state_get(&super::trace_key(s))? {
+                let entries = super::trace_entries(&v).ok_or_else(|| {
+                    LedgerError::Corrupt(format!("the trace value of {s} is truncated"))
+                })?;
+                for (seq, e) in entries {
+                    let sv: StepValue = serde_json::from_slice(e).map_err(|e| {
+                        LedgerError::Corrupt(format!("trace entry of record {seq}: {e}"))
+                    })?;
+                    steps.push(sv.step(seq, s.clone()));
+                }
+            }
+            if !self.legacy_trace {
+                continue;
+            }
+            // Records of a ledger written by an earlier version: serial index entries.
             let entries = self
                 .store
                 .index_scan_kv(&ix::prefix(ix::SERIAL, s.as_str().as_bytes()), MAX_ROWS)?;

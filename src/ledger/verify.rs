@@ -1,6 +1,8 @@
 //! Integrity check of the journal: every link recomputed, every checkpoint's signature checked
 //! and matched against the chain. Stops at the first bad record and says what is wrong with it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
@@ -169,7 +171,7 @@ impl Ledger {
                 });
             }
         }
-        let (start, mut prev): (u64, Link) = match (opts.since_checkpoint, cps.last()) {
+        let (start, prev): (u64, Link) = match (opts.since_checkpoint, cps.last()) {
             (true, Some(c)) => {
                 // The checkpoint's own record must still carry the signed link.
                 let head = c.head_link().unwrap_or(chain::GENESIS);
@@ -203,76 +205,20 @@ impl Ledger {
             _ => (1, chain::GENESIS),
         };
         let total = self.head().saturating_sub(start) + 1;
-        let mut report = VerifyReport {
-            from: start,
-            checked: 0,
-            last_good: start - 1,
-            checkpoints_checked: 0,
-            first_bad: None,
+        let cps: Vec<Checkpoint> = cps.into_iter().filter(|c| c.seq >= start).collect();
+        // More parts than cores: on a journal that is not in memory the parts mostly wait for
+        // the disk, and several reads in flight keep it busy.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let parts = if total >= PART_MIN * 2 {
+            (cores * 4).clamp(2, 16)
+        } else {
+            1
         };
-        let mut cp_iter = cps.iter().filter(|c| c.seq >= start).peekable();
-        let mut expected = start;
-        let mut err: Option<BadRecord> = None;
-        self.store.journal_for_each(start, |k, v| {
-            let key_seq = crate::store::key_u64(k);
-            if key_seq != expected {
-                err = Some(BadRecord {
-                    seq: expected,
-                    problem: Problem::Missing { found_key: key_seq },
-                });
-                return false;
-            }
-            let Some((stored_link, body)) = chain::split_stored(v) else {
-                err = Some(BadRecord {
-                    seq: expected,
-                    problem: Problem::Truncated,
-                });
-                return false;
-            };
-            let body_seq = chain::body_seq(body);
-            if body_seq != Some(expected) {
-                err = Some(BadRecord {
-                    seq: expected,
-                    problem: Problem::WrongSeq { body_seq },
-                });
-                return false;
-            }
-            let l = chain::link(&prev, expected, body);
-            if l != stored_link {
-                err = Some(BadRecord {
-                    seq: expected,
-                    problem: Problem::LinkMismatch,
-                });
-                return false;
-            }
-            while let Some(c) = cp_iter.peek() {
-                if c.seq != expected {
-                    break;
-                }
-                if c.head_link() != Some(l) {
-                    err = Some(BadRecord {
-                        seq: expected,
-                        problem: Problem::CheckpointMismatch { checkpoint: c.seq },
-                    });
-                    return false;
-                }
-                report.checkpoints_checked += 1;
-                cp_iter.next();
-            }
-            prev = l;
-            report.checked += 1;
-            report.last_good = expected;
-            expected += 1;
-            if report.checked.is_multiple_of(65_536) {
-                progress(report.checked, total);
-            }
-            true
-        })?;
-        progress(report.checked, total);
-        if err.is_none() {
+        let mut report = self.verify_parts(start, prev, total, &cps, parts, &mut progress)?;
+        if report.first_bad.is_none() {
             // Checkpoints beyond the last record: the tail was cut off.
-            if let Some(c) = cp_iter.next() {
-                err = Some(BadRecord {
+            if let Some(c) = cps.iter().find(|c| c.seq > report.last_good) {
+                report.first_bad = Some(BadRecord {
                     seq: report.last_good + 1,
                     problem: Problem::TruncatedTail {
                         checkpoint: c.seq,
@@ -281,6 +227,7 @@ impl Ledger {
                 });
             }
         }
+        let mut err = report.first_bad.take();
         // Bodies are not fully decoded on the hot path (that would double the cost); the head
         // record is, so that a chain whose newest record hashes right but cannot be read (written
         // by another program) is still reported.
@@ -298,6 +245,186 @@ impl Ledger {
         report.first_bad = err;
         Ok(report)
     }
+
+    /// Checks records `start..` (the predecessor of `start` has link `prev`) in `parts`
+    /// contiguous parts, each on its own thread. A record's link needs only its predecessor's
+    /// *stored* link, which the predecessor's own check vouches for, so the parts are
+    /// independent: together they check exactly what one pass would, and the report is the one
+    /// pass's (the first bad record, the records and checkpoints checked before it).
+    fn verify_parts(
+        &self,
+        start: u64,
+        prev: Link,
+        total: u64,
+        cps: &[Checkpoint],
+        parts: usize,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<VerifyReport, LedgerError> {
+        let parts = (parts.max(1) as u64).min(total.max(1));
+        let bounds: Vec<u64> = (0..parts).map(|i| start + total * i / parts).collect();
+        let done = AtomicU64::new(0);
+        // The lowest bad record found so far: parts after it stop early.
+        let first_bad = AtomicU64::new(u64::MAX);
+        let results: Vec<Result<Part, LedgerError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = bounds
+                .iter()
+                .enumerate()
+                .map(|(i, &from)| {
+                    let to = bounds.get(i + 1).copied();
+                    let (done, first_bad) = (&done, &first_bad);
+                    scope.spawn(move || {
+                        let prev = if from == start {
+                            Some(prev)
+                        } else {
+                            // The predecessor's stored link; if it is unreadable, the part
+                            // before this one reports it.
+                            self.store
+                                .journal_get(from - 1)?
+                                .as_deref()
+                                .and_then(chain::split_stored)
+                                .map(|(l, _)| l)
+                        };
+                        match prev {
+                            Some(prev) => self.verify_part(from, to, prev, cps, done, first_bad),
+                            None => Ok(Part::default_at(from)),
+                        }
+                    })
+                })
+                .collect();
+            while !handles.iter().all(|h| h.is_finished()) {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                progress(done.load(Ordering::Relaxed), total);
+            }
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(LedgerError::Corrupt("verify thread panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        let mut report = VerifyReport {
+            from: start,
+            checked: 0,
+            last_good: start - 1,
+            checkpoints_checked: 0,
+            first_bad: None,
+        };
+        for r in results {
+            let p = r?;
+            report.checked += p.checked;
+            report.checkpoints_checked += p.checkpoints_checked;
+            report.last_good = p.last_good;
+            if p.bad.is_some() {
+                report.first_bad = p.bad;
+                break;
+            }
+        }
+        progress(report.checked, total);
+        Ok(report)
+    }
+
+    /// Checks the records with keys in `[from, to)` (to the end when `to` is `None`).
+    fn verify_part(
+        &self,
+        from: u64,
+        to: Option<u64>,
+        mut prev: Link,
+        cps: &[Checkpoint],
+        done: &AtomicU64,
+        first_bad: &AtomicU64,
+    ) -> Result<Part, LedgerError> {
+        let mut part = Part::default_at(from);
+        let mut cp_iter = cps.iter().filter(|c| c.seq >= from).peekable();
+        let mut expected = from;
+        let bad = |seq: u64, problem: Problem| {
+            first_bad.fetch_min(seq, Ordering::Relaxed);
+            Some(BadRecord { seq, problem })
+        };
+        let mut stopped = false;
+        self.store.journal_for_each_in(from, to, |k, v| {
+            let key_seq = crate::store::key_u64(k);
+            if key_seq != expected {
+                part.bad = bad(expected, Problem::Missing { found_key: key_seq });
+                return false;
+            }
+            let Some((stored_link, body)) = chain::split_stored(v) else {
+                part.bad = bad(expected, Problem::Truncated);
+                return false;
+            };
+            let body_seq = chain::body_seq(body);
+            if body_seq != Some(expected) {
+                part.bad = bad(expected, Problem::WrongSeq { body_seq });
+                return false;
+            }
+            let l = chain::link(&prev, expected, body);
+            if l != stored_link {
+                part.bad = bad(expected, Problem::LinkMismatch);
+                return false;
+            }
+            while let Some(c) = cp_iter.peek() {
+                if c.seq != expected {
+                    break;
+                }
+                if c.head_link() != Some(l) {
+                    part.bad = bad(expected, Problem::CheckpointMismatch { checkpoint: c.seq });
+                    return false;
+                }
+                part.checkpoints_checked += 1;
+                cp_iter.next();
+            }
+            prev = l;
+            part.checked += 1;
+            part.last_good = expected;
+            expected += 1;
+            if part.checked.is_multiple_of(4096) {
+                done.fetch_add(4096, Ordering::Relaxed);
+                // An earlier part found a bad record: what follows it is not reported.
+                if first_bad.load(Ordering::Relaxed) < from {
+                    stopped = true;
+                    return false;
+                }
+            }
+            true
+        })?;
+        if part.bad.is_none()
+            && !stopped
+            && let Some(to) = to
+            && expected < to
+        {
+            // The part ended early: the record after its last one is missing.
+            let mut found_key = u64::MAX;
+            self.store.journal_for_each(expected, |k, _| {
+                found_key = crate::store::key_u64(k);
+                false
+            })?;
+            part.bad = bad(expected, Problem::Missing { found_key });
+        }
+        Ok(part)
+    }
+}
+
+/// Records in one part of the journal below which a part's threads stop being split.
+const PART_MIN: u64 = 1024;
+
+/// The outcome of one part of a verification.
+struct Part {
+    checked: u64,
+    last_good: u64,
+    checkpoints_checked: u64,
+    bad: Option<BadRecord>,
+}
+
+impl Part {
+    fn default_at(from: u64) -> Part {
+        Part {
+            checked: 0,
+            last_good: from - 1,
+            checkpoints_checked: 0,
+            bad: None,
+        }
+    }
 }
 
 fn bad(seq: u64, from: u64, problem: Problem) -> VerifyReport {
@@ -307,5 +434,108 @@ fn bad(seq: u64, from: u64, problem: Problem) -> VerifyReport {
         last_good: 0,
         checkpoints_checked: 0,
         first_bad: Some(BadRecord { seq, problem }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{ItemKind, LedgerConfig, LedgerEvent, LotId, SerialRange};
+    use hallctl_jobs::job::OperatorId;
+
+    fn ledger(dir: &std::path::Path, n: u64) -> Ledger {
+        let l = Ledger::open(
+            dir,
+            LedgerConfig {
+                checkpoint_every: 7,
+                ..LedgerConfig::default()
+            },
+        )
+        .expect("open");
+        let batch = (0..n)
+            .map(|i| {
+                (
+                    chrono::Utc::now(),
+                    OperatorId::new("S"),
+                    LedgerEvent::LotReceived {
+                        lot: LotId::new(format!("L{i}")),
+                        kind: ItemKind::Patch,
+                        supplier: "DLR".into(),
+                        range: SerialRange {
+                            prefix: format!("{i}-"),
+                            first: 1,
+                            last: 1,
+                            width: 3,
+                        },
+                    },
+                )
+            })
+            .collect();
+        l.append_batch(batch).expect("append");
+        l
+    }
+
+    /// Every way of splitting the journal gives the one-pass report, for a sound journal and
+    /// for each kind of damage, wherever it falls relative to the parts' boundaries.
+    #[test]
+    fn parts_report_what_one_pass_reports() {
+        let n = 40u64;
+        let check = |l: &Ledger, what: &str| {
+            let cps: Vec<Checkpoint> = l.checkpoints().expect("checkpoints");
+            let one = l
+                .verify_parts(1, chain::GENESIS, n, &cps, 1, &mut |_, _| {})
+                .expect("verify");
+            for parts in [2, 3, 4, 7, 40] {
+                let p = l
+                    .verify_parts(1, chain::GENESIS, n, &cps, parts, &mut |_, _| {})
+                    .expect("verify");
+                assert_eq!(
+                    (p.checked, p.last_good, p.checkpoints_checked, &p.first_bad),
+                    (
+                        one.checked,
+                        one.last_good,
+                        one.checkpoints_checked,
+                        &one.first_bad
+                    ),
+                    "{what}, {parts} parts"
+                );
+            }
+            one
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let l = ledger(dir.path(), n);
+        let sound = check(&l, "sound");
+        assert!(sound.first_bad.is_none() && sound.checked == n);
+        for seq in [1, 10, 11, 20, 21, 30, 40] {
+            let stored = l.store().journal_get(seq).expect("get").expect("record");
+            // An edited body.
+            let mut edited = stored.clone();
+            let last = edited.len() - 2;
+            edited[last] ^= 1;
+            l.store().tamper_journal_put(seq, &edited).expect("put");
+            let r = check(&l, &format!("record {seq} edited"));
+            assert_eq!(r.first_bad.map(|b| b.seq), Some(seq));
+            // A removed record.
+            l.store().tamper_journal_remove(seq).expect("remove");
+            let r = check(&l, &format!("record {seq} removed"));
+            if seq < n {
+                assert_eq!(r.first_bad.map(|b| b.seq), Some(seq));
+            }
+            l.store().tamper_journal_put(seq, &stored).expect("restore");
+        }
+        // Damage in two places: the first is reported.
+        for (a, b) in [(5, 35), (12, 13), (20, 21)] {
+            let (va, vb) = (
+                l.store().journal_get(a).expect("get").expect("a"),
+                l.store().journal_get(b).expect("get").expect("b"),
+            );
+            l.store().tamper_journal_remove(b).expect("remove");
+            l.store().tamper_journal_put(a, &vb).expect("put");
+            let r = check(&l, &format!("records {a} and {b}"));
+            assert_eq!(r.first_bad.map(|b| b.seq), Some(a));
+            l.store().tamper_journal_put(a, &va).expect("restore");
+            l.store().tamper_journal_put(b, &vb).expect("restore");
+        }
+        assert!(check(&l, "restored").first_bad.is_none());
     }
 }
