@@ -140,12 +140,28 @@ impl Store {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         // sled's background flusher is off: we flush (and fsync) ourselves at each commit, and
         // a timer-driven flush between commits would only add I/O without durability.
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .flush_every_ms(None)
             .cache_capacity(cache_bytes)
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+            .mode(sled::Mode::HighThroughput);
+        // sled releases its file lock when the last reference to a dropped store goes, which
+        // its background threads can hold for a moment after `drop`: a store closed and opened
+        // again at once (a restart, a CLI command right after the controller stopped) waits a
+        // little for the lock instead of failing. Another live process keeps it: that still
+        // fails, after the wait.
+        let mut attempts = 0;
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock && attempts < 30 =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                other => break other?,
+            }
+        };
         let store = Store {
             tree: db.open_tree("ledger")?,
             meta: db.open_tree("meta")?,
