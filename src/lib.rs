@@ -21,6 +21,9 @@
 //!   operator's station with a patch from that station's session → QC by a third → dispatch.
 //! - [`serve`]: `hallctl serve`: builds the hall from its configuration and serves the API;
 //!   graceful shutdown on SIGTERM.
+//! - [`status`]: the status fan-out: a broadcast of typed events from the line's actor (one per
+//!   ledger record, one per device readiness change) plus the latest snapshot, and the
+//!   Prometheus metrics; served as SSE at `/api/v1/stream` and as `/metrics`.
 //! - [`store`]: the only module that knows sled; the ledger's durability point.
 #![deny(missing_docs)]
 
@@ -31,4 +34,5 @@ pub mod config;
 pub mod ledger;
 pub mod line;
 pub mod serve;
+pub mod status;
 pub mod store;

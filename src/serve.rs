@@ -353,8 +353,10 @@ pub async fn run(
     let app = crate::api::app(hall.state);
     let grace = config.server.shutdown_grace();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let status = line.status().clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
+        status.close();
         let _ = stop_tx.send(());
     });
     tokio::select! {

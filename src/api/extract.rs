@@ -30,29 +30,36 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthenticated",
-                    "sign in first: send `Authorization: Bearer <token>`",
-                )
-            })?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthenticated",
-                    "the Authorization header must be `Bearer <token>`",
-                )
-            })?
-            .trim();
-        Ok(Auth(state.users.authenticate(token)?))
+        Ok(Auth(state.users.authenticate(bearer(&parts.headers)?)?))
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+///
+/// # Errors
+/// 401 when the header is missing or not a bearer token.
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "sign in first: send `Authorization: Bearer <token>`",
+            )
+        })?;
+    let token = header
+        .strip_prefix("Bearer ")
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "the Authorization header must be `Bearer <token>`",
+            )
+        })?
+        .trim();
+    Ok(token)
 }
 
 /// A JSON body; malformed JSON, unknown fields, wrong types and oversized bodies are refused

@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod ledger;
 pub mod session;
 pub mod stations;
+pub mod status;
 pub mod users;
 
 use std::sync::Arc;
@@ -134,6 +135,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(custody::router())
         .merge(ledger::router())
         .merge(users::router())
+        .merge(status::router())
         .split_for_parts()
 }
 
@@ -154,6 +156,7 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()
         .nest("/api/v1", api)
+        .route("/metrics", axum::routing::get(status::metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limits.body_bytes))
         .layer(axum::middleware::from_fn_with_state(limits, deadline))

@@ -14,7 +14,7 @@ use hallctl_jobs::job::{
 use hallctl_jobs::scheduler::{
     Assignment, DeviceReadiness, Millis, Policy, QueuedJob, Scheduler, StationSpec,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use super::jobs::{self as store_jobs, JobView, TrackingEntry};
 use super::{
@@ -23,6 +23,7 @@ use super::{
 };
 use crate::ledger::event::Discrepancy;
 use crate::ledger::{ControlAction, ItemState, Ledger, LedgerEvent, Serial, SessionId, ShiftId};
+use crate::status::StatusEvent;
 
 /// The most jobs one submission may carry.
 pub const MAX_BATCH: usize = 5_000;
@@ -101,7 +102,7 @@ pub(crate) struct Actor {
     bag_numbers: HashMap<String, u32>,
     tx: mpsc::Sender<Cmd>,
     rt: tokio::runtime::Handle,
-    snapshot: watch::Sender<LineSnapshot>,
+    status: crate::status::StatusHub,
     stopping: bool,
     /// Device references, one per attempt (never reused while the controller runs; started
     /// from the clock so that a restart does not reuse a recent one either).
@@ -161,7 +162,7 @@ impl Actor {
         ledger: Arc<Ledger>,
         tx: mpsc::Sender<Cmd>,
         rt: tokio::runtime::Handle,
-        snapshot: watch::Sender<LineSnapshot>,
+        status: crate::status::StatusHub,
     ) -> Result<Actor, LineError> {
         let now = Utc::now();
         let mut sched = Scheduler::new(Policy::Slack(setup.slack.clone()), setup.separation);
@@ -220,7 +221,7 @@ impl Actor {
             bag_numbers: HashMap::new(),
             tx,
             rt,
-            snapshot,
+            status,
             stopping: false,
             next_attempt: u32::try_from(Utc::now().timestamp() & 0x3FFF_FFFF).unwrap_or(1) | 1,
             halted: std::cell::RefCell::new(None),
@@ -386,6 +387,12 @@ impl Actor {
             )));
         }
         let now = Utc::now();
+        // The status events are built before the records move into the append (ids and names
+        // only, never biodata); their sequence numbers come from the receipts.
+        let pending: Vec<StatusEvent> = events
+            .iter()
+            .map(|e| StatusEvent::record(0, now, actor, e))
+            .collect();
         let entries = events
             .into_iter()
             .map(|e| (now, actor.clone(), e))
@@ -396,8 +403,19 @@ impl Actor {
                 Some(store_jobs::encode_job(j)?),
             ));
         }
-        match self.ledger.append_batch_with(entries, aux) {
-            Ok(r) => Ok(r),
+        let started = std::time::Instant::now();
+        let result = self.ledger.append_batch_with(entries, aux);
+        self.status.observe_append(started.elapsed());
+        match result {
+            Ok(r) => {
+                for (receipt, mut event) in r.iter().zip(pending) {
+                    if let StatusEvent::Record(rec) = &mut event {
+                        rec.seq = receipt.seq;
+                    }
+                    self.status.emit(event);
+                }
+                Ok(r)
+            }
             Err(e @ crate::ledger::LedgerError::Refused(_)) => Err(e.into()),
             Err(e) => {
                 tracing::error!("storage failure: the line stops recording: {e}");
@@ -548,7 +566,7 @@ impl Actor {
         snap.stations = (0..self.stations.len())
             .filter_map(|i| self.view(i).ok())
             .collect();
-        self.snapshot.send_replace(snap);
+        self.status.publish(snap);
     }
 
     // ---- lookups --------------------------------------------------------------------------
@@ -1624,8 +1642,24 @@ impl Actor {
         let Ok(i) = self.index(station) else {
             return;
         };
+        let before = self.stations[i].readiness();
         self.stations[i].reported = readiness;
         self.apply_readiness(i);
+        self.emit_readiness(i, before);
+    }
+
+    /// Tells the status stream when station `i`'s readiness is no longer `before`.
+    fn emit_readiness(&self, i: usize, before: DeviceReadiness) {
+        let st = &self.stations[i];
+        if st.readiness() != before {
+            self.status
+                .emit(StatusEvent::DeviceState(crate::status::DeviceStateEvent {
+                    station: st.id.clone(),
+                    device: st.device.as_ref().map(|d| d.id.clone()),
+                    readiness: st.readiness(),
+                    at: Utc::now(),
+                }));
+        }
     }
 
     fn apply_readiness(&mut self, i: usize) {
@@ -1700,8 +1734,10 @@ impl Actor {
             &[],
             Vec::new(),
         )?;
+        let before = self.stations[i].readiness();
         self.stations[i].paused = pause;
         self.apply_readiness(i);
+        self.emit_readiness(i, before);
         self.view(i)
     }
 }

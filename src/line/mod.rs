@@ -39,9 +39,10 @@ use hallctl_jobs::job::{
 };
 use hallctl_jobs::scheduler::{DeviceReadiness, SlackPolicy};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::ledger::{Ledger, LedgerError, Refusal, Serial, SessionId};
+use crate::status::{StatusEvent, StatusHub};
 
 pub use crate::config::StationKind;
 pub use devices::DeviceHandle;
@@ -291,6 +292,7 @@ pub(crate) enum Cmd {
 pub struct Line {
     tx: mpsc::Sender<Cmd>,
     snapshot: watch::Receiver<LineSnapshot>,
+    status: StatusHub,
 }
 
 impl std::fmt::Debug for Line {
@@ -310,10 +312,22 @@ impl Line {
     /// # Errors
     /// The stored state cannot be read or the recovery records cannot be written.
     pub fn start(setup: LineSetup, ledger: Arc<Ledger>) -> Result<(Line, LineThread), LineError> {
+        Self::start_with(setup, ledger, StatusHub::default())
+    }
+
+    /// As [`Line::start`], publishing on `status` (tests choose its capacity).
+    ///
+    /// # Errors
+    /// As [`Line::start`].
+    pub fn start_with(
+        setup: LineSetup,
+        ledger: Arc<Ledger>,
+        status: StatusHub,
+    ) -> Result<(Line, LineThread), LineError> {
         let (tx, rx) = mpsc::channel(1024);
-        let (snap_tx, snap_rx) = watch::channel(LineSnapshot::default());
+        let snap_rx = status.watch();
         let rt = tokio::runtime::Handle::current();
-        let actor = actor::Actor::recover(setup, ledger, tx.clone(), rt, snap_tx)?;
+        let actor = actor::Actor::recover(setup, ledger, tx.clone(), rt, status.clone())?;
         actor.watch_devices();
         let thread = std::thread::Builder::new()
             .name("line".into())
@@ -323,6 +337,7 @@ impl Line {
             Line {
                 tx,
                 snapshot: snap_rx,
+                status,
             },
             thread,
         ))
@@ -362,6 +377,18 @@ impl Line {
     /// A receiver of snapshots, for streaming.
     pub fn watch(&self) -> watch::Receiver<LineSnapshot> {
         self.snapshot.clone()
+    }
+
+    /// A receiver of the line's status events from now on (see [`crate::status`]). A receiver
+    /// that falls behind gets `RecvError::Lagged` and should start again from
+    /// [`Line::snapshot`].
+    pub fn subscribe(&self) -> broadcast::Receiver<StatusEvent> {
+        self.status.subscribe()
+    }
+
+    /// The line's status hub (events, snapshot, metrics).
+    pub fn status(&self) -> &StatusHub {
+        &self.status
     }
 
     /// Submits a batch of jobs, idempotently on tracking number: an identical resubmission

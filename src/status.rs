@@ -1,0 +1,463 @@
+//! The status fan-out: one [`StatusHub`] per line, a `broadcast` of typed [`StatusEvent`]s plus a
+//! `watch` of the latest [`LineSnapshot`], and the Prometheus metrics fed from both.
+//!
+//! # Shape
+//! The line's actor is the only producer. After every ledger append it emits one event per
+//! record, and one per device readiness change; after every command it replaces the snapshot.
+//! A send never blocks: the broadcast ring overwrites the oldest events, and a subscriber that
+//! fell behind learns so (`RecvError::Lagged`) and starts again from the snapshot. The SSE stream
+//! ([`crate::api::status`]) and `/metrics` are consumers.
+//!
+//! # Privacy
+//! Events carry ids, names and stations, never passport-holder data: they are built from ledger
+//! records and control actions, which carry none.
+//!
+//! # Metrics
+//! Counters and the append-latency histogram are updated where the events are emitted (atomics,
+//! no lock held across anything), so they never miss an event the way a lagging subscriber
+//! would. Gauges are read from the snapshot at scrape time. The hall's id is a constant label
+//! added at scrape time.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use hallctl_jobs::job::{DeviceId, JobEvent, JobId, OperatorId, Stage, StationId};
+use hallctl_jobs::scheduler::DeviceReadiness;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, watch};
+
+use crate::ledger::{ControlAction, LedgerEvent};
+use crate::line::LineSnapshot;
+
+/// How many events a subscriber may fall behind before it lags and resyncs.
+pub const DEFAULT_CAPACITY: usize = 1024;
+
+/// One ledger record the line persisted (names and ids only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordEvent {
+    /// The record's sequence number in the ledger.
+    pub seq: u64,
+    /// The record's name (`assigned`, `booklet_printed`, `patch_applied`, `job_changed`, ...).
+    pub record: String,
+    /// For `job_changed`, what happened to the job (`finish`, `hold`, `spoil`, ...).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub change: Option<String>,
+    /// The job, when the record concerns exactly one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub job: Option<JobId>,
+    /// How many jobs the record concerns (a submitted batch names many).
+    pub jobs: u32,
+    /// The stage (an assignment, a finished step).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub stage: Option<Stage>,
+    /// The station, when the record names one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub station: Option<StationId>,
+    /// Who recorded it.
+    pub actor: OperatorId,
+    /// When it was recorded (the producer's clock).
+    pub at: DateTime<Utc>,
+}
+
+/// A device's readiness changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceStateEvent {
+    /// The station.
+    pub station: StationId,
+    /// Its device.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub device: Option<DeviceId>,
+    /// Its readiness as the scheduler sees it.
+    pub readiness: DeviceReadiness,
+    /// When the line saw the change.
+    pub at: DateTime<Utc>,
+}
+
+/// One status event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusEvent {
+    /// A ledger record the line persisted.
+    Record(RecordEvent),
+    /// A device readiness change.
+    DeviceState(DeviceStateEvent),
+}
+
+impl StatusEvent {
+    /// The event's name (the SSE `event:` field): the record's name, or `device_state`.
+    pub fn name(&self) -> &str {
+        match self {
+            StatusEvent::Record(r) => &r.record,
+            StatusEvent::DeviceState(_) => "device_state",
+        }
+    }
+
+    /// When the producer emitted it.
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            StatusEvent::Record(r) => r.at,
+            StatusEvent::DeviceState(d) => d.at,
+        }
+    }
+
+    /// The event's body as JSON.
+    pub fn to_json(&self) -> String {
+        let v = match self {
+            StatusEvent::Record(r) => serde_json::to_string(r),
+            StatusEvent::DeviceState(d) => serde_json::to_string(d),
+        };
+        // Plain structs of strings and numbers: serialization cannot fail.
+        v.unwrap_or_else(|_| "{}".to_string())
+    }
+
+    /// The event for one persisted ledger record.
+    pub fn record(
+        seq: u64,
+        at: DateTime<Utc>,
+        actor: &OperatorId,
+        event: &LedgerEvent,
+    ) -> StatusEvent {
+        let mut r = RecordEvent {
+            seq,
+            record: event.name().to_string(),
+            change: None,
+            job: None,
+            jobs: 0,
+            stage: None,
+            station: None,
+            actor: actor.clone(),
+            at,
+        };
+        let one = |r: &mut RecordEvent, job: JobId| {
+            r.job = Some(job);
+            r.jobs = 1;
+        };
+        match event {
+            LedgerEvent::SessionOpened { station, .. } => r.station = Some(station.clone()),
+            LedgerEvent::BookletPrinted { job, .. }
+            | LedgerEvent::PatchApplied { job, .. }
+            | LedgerEvent::Dispatched { job, .. } => one(&mut r, *job),
+            LedgerEvent::QcChecked { job, station, .. } => {
+                one(&mut r, *job);
+                r.station = Some(station.clone());
+            }
+            LedgerEvent::Action { action } => {
+                let jobs = action.jobs();
+                r.jobs = u32::try_from(jobs.len()).unwrap_or(u32::MAX);
+                if let [job] = jobs.as_slice() {
+                    r.job = Some(*job);
+                }
+                r.station = action.station().cloned();
+                match action {
+                    ControlAction::Assigned { stage, .. } => r.stage = Some(*stage),
+                    ControlAction::JobChanged { event, .. } => {
+                        r.change = Some(event.name().to_string());
+                        if let JobEvent::Finish { stage, .. } | JobEvent::Start { stage, .. } =
+                            event
+                        {
+                            r.stage = Some(*stage);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        StatusEvent::Record(r)
+    }
+}
+
+/// The hub: the event bus, the latest snapshot and the metrics. Cheap to clone.
+#[derive(Clone)]
+pub struct StatusHub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    events: broadcast::Sender<StatusEvent>,
+    snapshot: watch::Sender<LineSnapshot>,
+    /// Set at shutdown: streams end so that the server can drain.
+    closed: watch::Sender<bool>,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for StatusHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusHub")
+            .field("subscribers", &self.inner.events.receiver_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for StatusHub {
+    fn default() -> Self {
+        Self::new(DEFAULT_CAPACITY)
+    }
+}
+
+impl StatusHub {
+    /// A hub whose subscribers may fall `capacity` events behind before they lag.
+    pub fn new(capacity: usize) -> Self {
+        let (events, _) = broadcast::channel(capacity.max(1));
+        let (snapshot, _) = watch::channel(LineSnapshot::default());
+        StatusHub {
+            inner: Arc::new(Inner {
+                events,
+                snapshot,
+                closed: watch::Sender::new(false),
+                metrics: Metrics::new(),
+            }),
+        }
+    }
+
+    /// Emits an event to every subscriber and counts it. Never blocks; with no subscriber the
+    /// event is only counted.
+    pub fn emit(&self, event: StatusEvent) {
+        self.inner.metrics.count(&event);
+        let _ = self.inner.events.send(event);
+    }
+
+    /// Records how long one ledger append took.
+    pub fn observe_append(&self, took: Duration) {
+        self.inner.metrics.append.observe(took.as_secs_f64());
+    }
+
+    /// Replaces the snapshot.
+    pub fn publish(&self, snapshot: LineSnapshot) {
+        self.inner.snapshot.send_replace(snapshot);
+    }
+
+    /// A receiver of the events emitted from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<StatusEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// A receiver of snapshots.
+    pub fn watch(&self) -> watch::Receiver<LineSnapshot> {
+        self.inner.snapshot.subscribe()
+    }
+
+    /// The latest snapshot.
+    pub fn snapshot(&self) -> LineSnapshot {
+        self.inner.snapshot.borrow().clone()
+    }
+
+    /// Ends every stream (at shutdown: an open stream would otherwise hold the server's
+    /// graceful drain until its grace period runs out).
+    pub fn close(&self) {
+        self.inner.closed.send_replace(true);
+    }
+
+    /// Completes once [`StatusHub::close`] was called.
+    pub async fn closed(&self) {
+        let mut rx = self.inner.closed.subscribe();
+        // The sender lives in `self`: waiting cannot fail for want of one.
+        let _ = rx.wait_for(|c| *c).await;
+    }
+
+    /// The metrics in Prometheus text format (OpenMetrics), labelled with `hall`.
+    pub fn render_metrics(&self, hall: &str) -> String {
+        let mut reg = Registry::with_labels(
+            [(Cow::Borrowed("hall"), Cow::Owned(hall.to_string()))].into_iter(),
+        );
+        self.inner.metrics.register(&mut reg);
+        register_snapshot(&mut reg, &self.snapshot());
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &reg);
+        out
+    }
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+/// The counters and histograms that live across scrapes.
+struct Metrics {
+    records: Family<Labels, Counter>,
+    steps_finished: Family<Labels, Counter>,
+    device_changes: Family<Labels, Counter>,
+    append: Histogram,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        Metrics {
+            records: Family::default(),
+            steps_finished: Family::default(),
+            device_changes: Family::default(),
+            // 100 µs to ~3 s: an fsync on a quiet disk to a stalled one.
+            append: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+        }
+    }
+
+    fn count(&self, event: &StatusEvent) {
+        match event {
+            StatusEvent::Record(r) => {
+                self.records
+                    .get_or_create(&vec![("record", r.record.clone())])
+                    .inc();
+                if r.change.as_deref() == Some("finish")
+                    && let Some(stage) = r.stage
+                {
+                    self.steps_finished
+                        .get_or_create(&vec![("stage", stage.name().to_string())])
+                        .inc();
+                }
+            }
+            StatusEvent::DeviceState(d) => {
+                self.device_changes
+                    .get_or_create(&vec![
+                        ("station", d.station.to_string()),
+                        ("readiness", readiness_name(d.readiness).to_string()),
+                    ])
+                    .inc();
+            }
+        }
+    }
+
+    fn register(&self, reg: &mut Registry) {
+        reg.register(
+            "hallctl_ledger_records",
+            "Ledger records the line persisted, by record name",
+            self.records.clone(),
+        );
+        reg.register(
+            "hallctl_steps_finished",
+            "Steps finished, by stage",
+            self.steps_finished.clone(),
+        );
+        reg.register(
+            "hallctl_device_state_changes",
+            "Device readiness changes, by station and new readiness",
+            self.device_changes.clone(),
+        );
+        reg.register_with_unit(
+            "hallctl_ledger_append",
+            "Latency of the line's ledger appends (record and job state, fsynced)",
+            Unit::Seconds,
+            self.append.clone(),
+        );
+    }
+}
+
+fn readiness_name(r: DeviceReadiness) -> &'static str {
+    match r {
+        DeviceReadiness::Ready => "ready",
+        DeviceReadiness::Paused => "paused",
+        DeviceReadiness::Faulted => "faulted",
+        DeviceReadiness::Offline => "offline",
+    }
+}
+
+const READINESS: [DeviceReadiness; 4] = [
+    DeviceReadiness::Ready,
+    DeviceReadiness::Paused,
+    DeviceReadiness::Faulted,
+    DeviceReadiness::Offline,
+];
+
+fn gauge(v: u32) -> Gauge {
+    let g = Gauge::default();
+    g.set(i64::from(v));
+    g
+}
+
+/// Gauges read from the snapshot at scrape time.
+fn register_snapshot(reg: &mut Registry, snap: &LineSnapshot) {
+    let queue: Family<Labels, Gauge> = Family::default();
+    for (stage, n) in Stage::ALL.iter().zip(snap.queued) {
+        queue
+            .get_or_create(&vec![("stage", stage.name().to_string())])
+            .set(i64::from(n));
+    }
+    reg.register("hallctl_queue_depth", "Jobs waiting, by stage", queue);
+    reg.register(
+        "hallctl_open_jobs",
+        "Unfinished jobs",
+        gauge(snap.open_jobs),
+    );
+    reg.register(
+        "hallctl_needs_inspection",
+        "Jobs waiting for a supervisor's inspection",
+        gauge(snap.needs_inspection),
+    );
+    reg.register("hallctl_held_jobs", "Jobs held", gauge(snap.held));
+    let devices: Family<Labels, Gauge> = Family::default();
+    for s in &snap.stations {
+        let device = s
+            .device
+            .as_ref()
+            .map_or_else(|| s.id.to_string(), ToString::to_string);
+        for r in READINESS {
+            devices
+                .get_or_create(&vec![
+                    ("station", s.id.to_string()),
+                    ("device", device.clone()),
+                    ("state", readiness_name(r).to_string()),
+                ])
+                .set(i64::from(s.readiness == r));
+        }
+    }
+    reg.register(
+        "hallctl_device_state",
+        "Device readiness: 1 for the current state, 0 for the others",
+        devices,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_change_event_names_the_change_and_stage_and_counts_a_finished_step() {
+        let hub = StatusHub::new(4);
+        let mut rx = hub.subscribe();
+        let ev = LedgerEvent::Action {
+            action: ControlAction::JobChanged {
+                job: JobId(7),
+                event: JobEvent::Finish {
+                    stage: Stage::Laminate,
+                    serial: None,
+                },
+            },
+        };
+        hub.emit(StatusEvent::record(
+            12,
+            Utc::now(),
+            &OperatorId::new("OP-1"),
+            &ev,
+        ));
+        let StatusEvent::Record(r) = rx.try_recv().expect("one event") else {
+            panic!("a record event")
+        };
+        assert_eq!(
+            (r.seq, r.record.as_str(), r.change.as_deref()),
+            (12, "job_changed", Some("finish"))
+        );
+        assert_eq!((r.job, r.stage), (Some(JobId(7)), Some(Stage::Laminate)));
+        let text = hub.render_metrics("H1");
+        assert!(text.contains(r#"hallctl_steps_finished_total{hall="H1",stage="laminate"} 1"#));
+        assert!(text.contains(r#"hallctl_ledger_records_total{hall="H1",record="job_changed"} 1"#));
+    }
+
+    #[test]
+    fn emitting_without_subscribers_neither_blocks_nor_fails() {
+        let hub = StatusHub::new(1);
+        for i in 0..10_000 {
+            hub.emit(StatusEvent::DeviceState(DeviceStateEvent {
+                station: StationId::new("PRINT-01"),
+                device: None,
+                readiness: READINESS[i % 4],
+                at: Utc::now(),
+            }));
+        }
+    }
+}
