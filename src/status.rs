@@ -19,7 +19,7 @@
 //! added at scrape time.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -79,6 +79,16 @@ pub struct DeviceStateEvent {
     pub readiness: DeviceReadiness,
     /// When the line saw the change.
     pub at: DateTime<Utc>,
+}
+
+/// An event as the hub numbered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Numbered {
+    /// The hub's sequence number, from 1, without gaps (the SSE `id:`). A snapshot's
+    /// [`LineSnapshot::events`] is the last number it reflects.
+    pub id: u64,
+    /// The event.
+    pub event: StatusEvent,
 }
 
 /// One status event.
@@ -181,7 +191,9 @@ pub struct StatusHub {
 }
 
 struct Inner {
-    events: broadcast::Sender<StatusEvent>,
+    events: broadcast::Sender<Numbered>,
+    /// The last id given out; held while sending so that ids reach subscribers in order.
+    last_id: Mutex<u64>,
     snapshot: watch::Sender<LineSnapshot>,
     /// Set at shutdown: streams end so that the server can drain.
     closed: watch::Sender<bool>,
@@ -210,6 +222,7 @@ impl StatusHub {
         StatusHub {
             inner: Arc::new(Inner {
                 events,
+                last_id: Mutex::new(0),
                 snapshot,
                 closed: watch::Sender::new(false),
                 metrics: Metrics::new(),
@@ -221,7 +234,22 @@ impl StatusHub {
     /// event is only counted.
     pub fn emit(&self, event: StatusEvent) {
         self.inner.metrics.count(&event);
-        let _ = self.inner.events.send(event);
+        let mut last = self
+            .inner
+            .last_id
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *last += 1;
+        let _ = self.inner.events.send(Numbered { id: *last, event });
+    }
+
+    /// The id of the last event emitted.
+    pub fn last_id(&self) -> u64 {
+        *self
+            .inner
+            .last_id
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Records how long one ledger append took.
@@ -229,13 +257,15 @@ impl StatusHub {
         self.inner.metrics.append.observe(took.as_secs_f64());
     }
 
-    /// Replaces the snapshot.
-    pub fn publish(&self, snapshot: LineSnapshot) {
+    /// Replaces the snapshot, stamped with the last event id it reflects (the producer
+    /// publishes after the events of a change, from the same thread).
+    pub fn publish(&self, mut snapshot: LineSnapshot) {
+        snapshot.events = self.last_id();
         self.inner.snapshot.send_replace(snapshot);
     }
 
     /// A receiver of the events emitted from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<StatusEvent> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Numbered> {
         self.inner.events.subscribe()
     }
 
@@ -435,7 +465,9 @@ mod tests {
             &OperatorId::new("OP-1"),
             &ev,
         ));
-        let StatusEvent::Record(r) = rx.try_recv().expect("one event") else {
+        let got = rx.try_recv().expect("one event");
+        assert_eq!(got.id, 1);
+        let StatusEvent::Record(r) = got.event else {
             panic!("a record event")
         };
         assert_eq!(

@@ -20,7 +20,7 @@ use super::extract::bearer;
 use crate::auth::Principal;
 use crate::ledger::Role;
 use crate::line::LineSnapshot;
-use crate::status::{StatusEvent, StatusHub};
+use crate::status::{Numbered, StatusHub};
 
 /// Who may watch the line (an operator too, but only when signed in at a station).
 const WATCHERS: &[Role] = &[Role::Supervisor, Role::Auditor, Role::Admin, Role::Monitor];
@@ -42,30 +42,32 @@ pub struct StreamQuery {
 /// The body of an `event: snapshot`.
 #[derive(Debug, Serialize)]
 struct SnapshotEvent<'a> {
-    /// `true` when the client fell behind and the events it missed were dropped: this
-    /// snapshot replaces them.
+    /// `true` when this snapshot replaces events the client did not get (it fell behind, or
+    /// they were emitted as it subscribed).
     resync: bool,
-    /// How many events were dropped (on a resync).
+    /// How many events were dropped when the client fell behind.
     #[serde(skip_serializing_if = "Option::is_none")]
     missed: Option<u64>,
     #[serde(flatten)]
     snapshot: &'a LineSnapshot,
 }
 
-fn snapshot_event(hub: &StatusHub, missed: Option<u64>) -> Event {
-    let snap = hub.snapshot();
+fn snapshot_event(snap: &LineSnapshot, resync: bool, missed: Option<u64>) -> Event {
     let body = SnapshotEvent {
-        resync: missed.is_some(),
+        resync,
         missed,
-        snapshot: &snap,
+        snapshot: snap,
     };
     Event::default()
         .event("snapshot")
         .data(serde_json::to_string(&body).unwrap_or_else(|_| "{}".into()))
 }
 
-fn status_event(e: &StatusEvent) -> Event {
-    Event::default().event(e.name()).data(e.to_json())
+fn status_event(n: &Numbered) -> Event {
+    Event::default()
+        .id(n.id.to_string())
+        .event(n.event.name())
+        .data(n.event.to_json())
 }
 
 /// The line's live status as server-sent events: first `event: snapshot` (the whole
@@ -114,41 +116,73 @@ fn admit_watcher(p: &Principal) -> Result<(), ApiError> {
 
 struct Cursor {
     hub: StatusHub,
-    rx: Receiver<StatusEvent>,
+    rx: Receiver<Numbered>,
     started: bool,
+    /// The id of the next event to send: those below it are in the snapshot the client has.
+    next: u64,
+}
+
+impl Cursor {
+    /// A snapshot event; from here on only events after it are sent.
+    fn snapshot(&mut self, snap: &LineSnapshot, resync: bool, missed: Option<u64>) -> Event {
+        self.next = snap.events + 1;
+        snapshot_event(snap, resync, missed)
+    }
 }
 
 /// The snapshot, then the events; a lag becomes a resync from a fresh snapshot. Ends when the
 /// hub closes (shutdown) or the line's bus is gone.
-fn events(
-    hub: StatusHub,
-    rx: Receiver<StatusEvent>,
-) -> impl Stream<Item = Result<Event, Infallible>> {
+///
+/// Snapshots are stamped with the last event id they reflect, so the stream never sends an
+/// event twice over and never leaves a hole: an event that is already in the snapshot is
+/// skipped, and one that arrives after a hole (emitted before this client subscribed, while
+/// the snapshot it got was not yet published) waits for the snapshot that covers it and sends
+/// that instead.
+fn events(hub: StatusHub, rx: Receiver<Numbered>) -> impl Stream<Item = Result<Event, Infallible>> {
     let cursor = Cursor {
         hub,
         rx,
         started: false,
+        next: 1,
     };
     futures_util::stream::unfold(cursor, |mut c| async move {
         if !c.started {
             c.started = true;
-            let first = snapshot_event(&c.hub, None);
+            let first = c.snapshot(&c.hub.snapshot(), false, None);
             return Some((Ok(first), c));
         }
-        let next = tokio::select! {
-            r = c.rx.recv() => r,
-            () = c.hub.closed() => return None,
-        };
-        let event = match next {
-            Ok(e) => status_event(&e),
-            Err(RecvError::Lagged(missed)) => {
-                // Jump to the newest events: those still buffered are older than the snapshot.
-                c.rx = c.rx.resubscribe();
-                snapshot_event(&c.hub, Some(missed))
-            }
-            Err(RecvError::Closed) => return None,
-        };
-        Some((Ok(event), c))
+        loop {
+            let next = tokio::select! {
+                r = c.rx.recv() => r,
+                () = c.hub.closed() => return None,
+            };
+            let event = match next {
+                Ok(n) if n.id < c.next => continue,
+                Ok(n) if n.id == c.next => {
+                    c.next += 1;
+                    status_event(&n)
+                }
+                Ok(n) => {
+                    let mut watch = c.hub.watch();
+                    let snap = tokio::select! {
+                        s = watch.wait_for(|s| s.events >= n.id) => match s {
+                            Ok(s) => s.clone(),
+                            Err(_) => return None,
+                        },
+                        () = c.hub.closed() => return None,
+                    };
+                    c.snapshot(&snap, true, None)
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    // Jump to the newest events: those still buffered are older than the
+                    // snapshot.
+                    c.rx = c.rx.resubscribe();
+                    c.snapshot(&c.hub.snapshot(), true, Some(missed))
+                }
+                Err(RecvError::Closed) => return None,
+            };
+            return Some((Ok(event), c));
+        }
     })
 }
 

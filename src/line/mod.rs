@@ -42,7 +42,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::ledger::{Ledger, LedgerError, Refusal, Serial, SessionId};
-use crate::status::{StatusEvent, StatusHub};
+use crate::status::{Numbered, StatusHub};
 
 pub use crate::config::StationKind;
 pub use devices::DeviceHandle;
@@ -267,6 +267,9 @@ pub struct LineSnapshot {
     pub held: u32,
     /// Unfinished jobs.
     pub open_jobs: u32,
+    /// The id of the last status event this snapshot reflects (see [`crate::status`]): a
+    /// stream that starts from it skips the events up to it.
+    pub events: u64,
 }
 
 type Call = Box<dyn FnOnce(&mut actor::Actor) + Send>;
@@ -382,7 +385,7 @@ impl Line {
     /// A receiver of the line's status events from now on (see [`crate::status`]). A receiver
     /// that falls behind gets `RecvError::Lagged` and should start again from
     /// [`Line::snapshot`].
-    pub fn subscribe(&self) -> broadcast::Receiver<StatusEvent> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Numbered> {
         self.status.subscribe()
     }
 
