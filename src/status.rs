@@ -89,6 +89,8 @@ pub struct Numbered {
     pub id: u64,
     /// The event.
     pub event: StatusEvent,
+    /// Its JSON body, serialized once for every subscriber.
+    pub json: Arc<str>,
 }
 
 /// One status event.
@@ -234,13 +236,18 @@ impl StatusHub {
     /// event is only counted.
     pub fn emit(&self, event: StatusEvent) {
         self.inner.metrics.count(&event);
+        let json: Arc<str> = event.to_json().into();
         let mut last = self
             .inner
             .last_id
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         *last += 1;
-        let _ = self.inner.events.send(Numbered { id: *last, event });
+        let _ = self.inner.events.send(Numbered {
+            id: *last,
+            event,
+            json,
+        });
     }
 
     /// The id of the last event emitted.

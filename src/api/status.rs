@@ -67,7 +67,7 @@ fn status_event(n: &Numbered) -> Event {
     Event::default()
         .id(n.id.to_string())
         .event(n.event.name())
-        .data(n.event.to_json())
+        .data(&*n.json)
 }
 
 /// The line's live status as server-sent events: first `event: snapshot` (the whole
