@@ -361,9 +361,12 @@ async fn metrics_need_a_token_and_report_the_queue_depth() {
     );
 }
 
+/// One sample: name, labels, value.
+type Sample = (String, Vec<(String, String)>, f64);
+
 /// Parses the text exposition strictly enough to catch a malformed line: every line is a
 /// comment (`# HELP`, `# TYPE`, `# UNIT`, `# EOF` last) or `name{k="v",...} value`.
-fn parse_exposition(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+fn parse_exposition(text: &str) -> Vec<Sample> {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.last(), Some(&"# EOF"), "ends with # EOF");
     let mut out = Vec::new();
