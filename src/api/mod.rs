@@ -3,7 +3,8 @@
 //! One router per resource, merged in [`app`]; handlers are thin (authorize, call the line,
 //! the ledger or the user directory, map the answer). Every route but `/health` and the API
 //! document needs a bearer token, and every handler names the roles it admits. The OpenAPI
-//! document at `/api/v1/openapi.json` is generated from the handlers' annotations.
+//! document at `/api/v1/openapi.json` is generated from the handlers' annotations. (The status
+//! stream also takes `?token=`, since browsers' `EventSource` cannot set headers.)
 
 pub mod custody;
 pub mod error;
