@@ -9,18 +9,14 @@
 //! Options: `--jobs N` (per batch size, default 20,000), `--dir D` (where the temporary data
 //! directory goes; default the system temp dir).
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::Request;
-use hallctl::api::{AppState, HallInfo, Limits, app};
-use hallctl::auth::{AuthPolicy, Users};
-use hallctl::config::StationKind;
-use hallctl::ledger::{Ledger, LedgerConfig, Role};
-use hallctl::line::{Line, LineSetup, StationSetup};
-use hallctl_jobs::job::{OperatorId, StationId};
-use hallctl_jobs::scheduler::SlackPolicy;
+use hallctl::api::app;
+use hallctl::ledger::Role;
+use hallctl::status::StatusHub;
+use hallctl_jobs::job::OperatorId;
 use tower::ServiceExt;
 
 fn job(n: usize) -> serde_json::Value {
@@ -57,11 +53,13 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         let dir = tempfile::tempdir_in(&base)?;
-        let ledger = Arc::new(Ledger::open(
-            &dir.path().join("ledger"),
-            LedgerConfig::default(),
-        )?);
-        let users = Arc::new(Users::open(ledger.clone(), AuthPolicy::default())?);
+        let hall = hallctl::serve::headless(dir.path(), StatusHub::default())?;
+        let (users, ledger, line, thread) = (
+            hall.state.users.clone(),
+            hall.state.ledger.clone(),
+            hall.state.line.clone(),
+            hall.line_thread,
+        );
         users.add(
             &OperatorId::new("CONSOLE"),
             "ISSUANCE",
@@ -72,44 +70,7 @@ fn main() -> anyhow::Result<()> {
         let token = users
             .sign_in(&OperatorId::new("ISSUANCE"), "583920", None)?
             .token;
-        let stations = [
-            ("PRINT-01", StationKind::Print),
-            ("LAM-01", StationKind::Laminate),
-            ("QC-01", StationKind::Qc),
-            ("DSP-01", StationKind::Dispatch),
-        ]
-        .into_iter()
-        .map(|(id, kind)| StationSetup {
-            id: StationId::new(id),
-            kind,
-            device: None,
-        })
-        .collect();
-        let (line, thread) = Line::start(
-            LineSetup {
-                separation: hallctl_jobs::job::Separation::strict(),
-                slack: SlackPolicy::default(),
-                stations,
-                destinations: None,
-                step_timeout: Duration::from_secs(60),
-                strict_roll_order: false,
-            },
-            ledger.clone(),
-        )?;
-        let router = app(AppState {
-            line: line.clone(),
-            users,
-            ledger: ledger.clone(),
-            hall: Arc::new(HallInfo {
-                id: "bench".into(),
-                name: "bench".into(),
-                issuing_state: "PAK".into(),
-            }),
-            limits: Limits {
-                body_bytes: 64 << 20,
-                timeout: Duration::from_secs(60),
-            },
-        });
+        let router = app(hall.state);
         println!(
             "durable batch intake through the HTTP API (JSON, auth, validation, MRZ, ledger fsync)"
         );

@@ -20,13 +20,10 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::Request;
 use chrono::{DateTime, Utc};
-use hallctl::api::{AppState, HallInfo, Limits, app};
-use hallctl::auth::{AuthPolicy, Users};
-use hallctl::config::StationKind;
-use hallctl::ledger::{Ledger, LedgerConfig, Role};
-use hallctl::line::{Line, LineSetup, StationSetup};
-use hallctl_jobs::job::{OperatorId, StationId};
-use hallctl_jobs::scheduler::SlackPolicy;
+use hallctl::api::app;
+use hallctl::ledger::Role;
+use hallctl::status::StatusHub;
+use hallctl_jobs::job::OperatorId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 
@@ -159,55 +156,15 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         let dir = tempfile::tempdir_in(&base)?;
-        let ledger = Arc::new(Ledger::open(
-            &dir.path().join("ledger"),
-            LedgerConfig::default(),
-        )?);
-        let users = Arc::new(Users::open(ledger.clone(), AuthPolicy::default())?);
+        let hall = hallctl::serve::headless(dir.path(), StatusHub::default())?;
+        let (users, line) = (hall.state.users.clone(), hall.state.line.clone());
         let console = OperatorId::new("CONSOLE");
         users.add(&console, "ISSUANCE", "issuance system", Role::Supervisor, "583920")?;
         let token = users
             .sign_in(&OperatorId::new("ISSUANCE"), "583920", None)?
             .token;
         let (_, monitor) = users.add_service(&console, "WALL", "monitoring wall")?;
-        let stations = [
-            ("PRINT-01", StationKind::Print),
-            ("LAM-01", StationKind::Laminate),
-            ("QC-01", StationKind::Qc),
-            ("DSP-01", StationKind::Dispatch),
-        ]
-        .into_iter()
-        .map(|(id, kind)| StationSetup {
-            id: StationId::new(id),
-            kind,
-            device: None,
-        })
-        .collect();
-        let (line, _thread) = Line::start(
-            LineSetup {
-                separation: hallctl_jobs::job::Separation::strict(),
-                slack: SlackPolicy::default(),
-                stations,
-                destinations: None,
-                step_timeout: Duration::from_secs(60),
-                strict_roll_order: false,
-            },
-            ledger.clone(),
-        )?;
-        let router = app(AppState {
-            line: line.clone(),
-            users,
-            ledger: ledger.clone(),
-            hall: Arc::new(HallInfo {
-                id: "bench".into(),
-                name: "bench".into(),
-                issuing_state: "PAK".into(),
-            }),
-            limits: Limits {
-                body_bytes: 64 << 20,
-                timeout: Duration::from_secs(60),
-            },
-        });
+        let router = app(hall.state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let server = tokio::spawn(axum::serve(listener, router.clone()).into_future());

@@ -304,6 +304,65 @@ pub async fn start(config: &HallConfig, opts: ServeOptions) -> anyhow::Result<Ha
     })
 }
 
+/// A hall without devices, in process: the real ledger (in `data_dir`), user directory, line
+/// (one deviceless print, laminate, QC and dispatch station) and API state, publishing on
+/// `status`. For benchmarks and tests of the layers above the devices; nothing is assigned until
+/// operators sign in. Must run inside a tokio runtime.
+///
+/// # Errors
+/// The ledger or the user directory cannot be opened; the line cannot start.
+pub fn headless(data_dir: &Path, status: crate::status::StatusHub) -> anyhow::Result<Hall> {
+    use crate::config::StationKind;
+    let ledger = Arc::new(Ledger::open(
+        &ledger_dir(data_dir),
+        LedgerConfig::default(),
+    )?);
+    let users = Arc::new(Users::open(ledger.clone(), AuthPolicy::default())?);
+    let stations = [
+        ("PRINT-01", StationKind::Print),
+        ("LAM-01", StationKind::Laminate),
+        ("QC-01", StationKind::Qc),
+        ("DSP-01", StationKind::Dispatch),
+    ]
+    .into_iter()
+    .map(|(id, kind)| StationSetup {
+        id: hallctl_jobs::job::StationId::new(id),
+        kind,
+        device: None,
+    })
+    .collect();
+    let (line, line_thread) = Line::start_with(
+        LineSetup {
+            separation: hallctl_jobs::job::Separation::strict(),
+            slack: hallctl_jobs::scheduler::SlackPolicy::default(),
+            stations,
+            destinations: None,
+            step_timeout: Duration::from_secs(60),
+            strict_roll_order: false,
+        },
+        ledger.clone(),
+        status,
+    )?;
+    Ok(Hall {
+        state: AppState {
+            line,
+            users,
+            ledger,
+            hall: Arc::new(HallInfo {
+                id: "headless".into(),
+                name: "headless hall".into(),
+                issuing_state: "PAK".into(),
+            }),
+            limits: Limits {
+                body_bytes: 64 << 20,
+                timeout: Duration::from_secs(60),
+            },
+        },
+        line_thread,
+        simulators: Simulators::default(),
+    })
+}
+
 /// Serves `config`'s hall until `shutdown` completes; prints the address it listens on.
 ///
 /// # Errors

@@ -2,20 +2,16 @@
 //! lagging client resyncs from a snapshot without slowing the producer) and `/metrics`.
 //! In process: the real router, auth, line actor and ledger in a temp dir, no devices.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use hallctl::api::{AppState, HallInfo, Limits, app};
-use hallctl::auth::{AuthPolicy, Users};
-use hallctl::config::StationKind;
-use hallctl::ledger::{Ledger, LedgerConfig, Role};
-use hallctl::line::{Line, LineSetup, StationSetup};
+use hallctl::api::app;
+use hallctl::ledger::Role;
+use hallctl::line::Line;
 use hallctl::status::StatusHub;
 use hallctl_jobs::job::{OperatorId, StationId};
-use hallctl_jobs::scheduler::SlackPolicy;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -30,10 +26,8 @@ struct Hall {
 
 async fn hall(capacity: usize) -> Hall {
     let dir = tempfile::tempdir().expect("temp dir");
-    let ledger = Arc::new(
-        Ledger::open(&dir.path().join("ledger"), LedgerConfig::default()).expect("ledger"),
-    );
-    let users = Arc::new(Users::open(ledger.clone(), AuthPolicy::default()).expect("users"));
+    let hall = hallctl::serve::headless(dir.path(), StatusHub::new(capacity)).expect("hall");
+    let (users, line) = (hall.state.users.clone(), hall.state.line.clone());
     let console = OperatorId::new("CONSOLE");
     users
         .add(&console, "SUP-1", "supervisor", Role::Supervisor, "583920")
@@ -52,46 +46,7 @@ async fn hall(capacity: usize) -> Hall {
         .sign_in(&OperatorId::new("OP-1"), "471628", None)
         .expect("sign in")
         .token;
-    let stations = [
-        ("PRINT-01", StationKind::Print),
-        ("LAM-01", StationKind::Laminate),
-        ("QC-01", StationKind::Qc),
-        ("DSP-01", StationKind::Dispatch),
-    ]
-    .into_iter()
-    .map(|(id, kind)| StationSetup {
-        id: StationId::new(id),
-        kind,
-        device: None,
-    })
-    .collect();
-    let (line, _thread) = Line::start_with(
-        LineSetup {
-            separation: hallctl_jobs::job::Separation::strict(),
-            slack: SlackPolicy::default(),
-            stations,
-            destinations: None,
-            step_timeout: Duration::from_secs(60),
-            strict_roll_order: false,
-        },
-        ledger.clone(),
-        StatusHub::new(capacity),
-    )
-    .expect("line");
-    let router = app(AppState {
-        line: line.clone(),
-        users,
-        ledger,
-        hall: Arc::new(HallInfo {
-            id: "LHR-T".into(),
-            name: "test hall".into(),
-            issuing_state: "PAK".into(),
-        }),
-        limits: Limits {
-            body_bytes: 8 << 20,
-            timeout: Duration::from_secs(30),
-        },
-    });
+    let router = app(hall.state);
     Hall {
         router,
         line,
@@ -321,7 +276,7 @@ async fn metrics_need_a_token_and_report_the_queue_depth() {
             })
             .map(|s| s.2)
     };
-    let hall = ("hall", "LHR-T");
+    let hall = ("hall", "headless");
     assert_eq!(
         value("hallctl_queue_depth", &[hall, ("stage", "print")]),
         Some(12.0),

@@ -1153,6 +1153,19 @@ impl Actor {
         self.index(&s.station)
     }
 
+    /// Records a custody event on `session` and refreshes its station's consumables.
+    fn session_record(
+        &mut self,
+        actor: &OperatorId,
+        session: &SessionId,
+        event: LedgerEvent,
+    ) -> Result<u64, LineError> {
+        let i = self.session_station(session)?;
+        let r = self.persist(actor, vec![event], &[], Vec::new())?;
+        self.refresh_consumables(i)?;
+        Ok(r.last().map_or(0, |r| r.seq))
+    }
+
     pub(crate) fn issue(
         &mut self,
         actor: &OperatorId,
@@ -1160,19 +1173,12 @@ impl Actor {
         serials: Vec<Serial>,
         counters: [OperatorId; 2],
     ) -> Result<u64, LineError> {
-        let i = self.session_station(session)?;
-        let r = self.persist(
-            actor,
-            vec![LedgerEvent::ItemsIssued {
-                session: session.clone(),
-                serials,
-                counters,
-            }],
-            &[],
-            Vec::new(),
-        )?;
-        self.refresh_consumables(i)?;
-        Ok(r.last().map_or(0, |r| r.seq))
+        let event = LedgerEvent::ItemsIssued {
+            session: session.clone(),
+            serials,
+            counters,
+        };
+        self.session_record(actor, session, event)
     }
 
     pub(crate) fn return_items(
@@ -1182,19 +1188,12 @@ impl Actor {
         serials: Vec<Serial>,
         counters: [OperatorId; 2],
     ) -> Result<u64, LineError> {
-        let i = self.session_station(session)?;
-        let r = self.persist(
-            actor,
-            vec![LedgerEvent::ItemsReturned {
-                session: session.clone(),
-                serials,
-                counters,
-            }],
-            &[],
-            Vec::new(),
-        )?;
-        self.refresh_consumables(i)?;
-        Ok(r.last().map_or(0, |r| r.seq))
+        let event = LedgerEvent::ItemsReturned {
+            session: session.clone(),
+            serials,
+            counters,
+        };
+        self.session_record(actor, session, event)
     }
 
     pub(crate) fn close_session(
@@ -1214,17 +1213,11 @@ impl Actor {
                 self.stations[i].id
             )));
         }
-        let r = self.persist(
-            actor,
-            vec![LedgerEvent::SessionClosed {
-                session: session.clone(),
-                discrepancy,
-            }],
-            &[],
-            Vec::new(),
-        )?;
-        self.refresh_consumables(i)?;
-        Ok(r.last().map_or(0, |r| r.seq))
+        let event = LedgerEvent::SessionClosed {
+            session: session.clone(),
+            discrepancy,
+        };
+        self.session_record(actor, session, event)
     }
 
     fn no_choosing(step: &Step, job: Option<JobId>, station: &StationId) -> Result<(), LineError> {
