@@ -349,21 +349,33 @@ impl Actor {
         self.schedule();
         self.publish();
         while let Some(cmd) = rx.blocking_recv() {
-            match cmd {
-                Cmd::Call(f) => f(&mut self),
+            let reply = match cmd {
+                Cmd::Call(f) => Some(f(&mut self)),
                 Cmd::DeviceDone {
                     station,
                     job,
                     attempt,
                     result,
-                } => self.device_done(&station, job, attempt, result),
-                Cmd::DeviceState { station, readiness } => self.device_state(&station, readiness),
-            }
+                } => {
+                    self.device_done(&station, job, attempt, result);
+                    None
+                }
+                Cmd::DeviceState { station, readiness } => {
+                    self.device_state(&station, readiness);
+                    None
+                }
+            };
             if self.stopping {
+                if let Some(r) = reply {
+                    r();
+                }
                 break;
             }
             self.schedule();
             self.publish();
+            if let Some(r) = reply {
+                r();
+            }
         }
         tracing::info!("line stopped");
     }

@@ -272,7 +272,12 @@ pub struct LineSnapshot {
     pub events: u64,
 }
 
-type Call = Box<dyn FnOnce(&mut actor::Actor) + Send>;
+/// A command: it runs on the actor and returns the delivery of its answer, which the actor
+/// makes only after the scheduler ran and the snapshot was published, so that whoever got the
+/// answer and then reads the snapshot (or opens the stream) sees its effect.
+type Call = Box<dyn FnOnce(&mut actor::Actor) -> Reply + Send>;
+
+pub(crate) type Reply = Box<dyn FnOnce() + Send>;
 
 pub(crate) enum Cmd {
     Call(Call),
@@ -352,7 +357,10 @@ impl Line {
     ) -> Result<R, LineError> {
         let (tx, rx) = oneshot::channel();
         let call: Call = Box::new(move |a| {
-            let _ = tx.send(f(a));
+            let answer = f(a);
+            Box::new(move || {
+                let _ = tx.send(answer);
+            })
         });
         self.tx
             .send(Cmd::Call(call))
