@@ -10,9 +10,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, Auth};
+use super::{AppState, serial};
 use crate::auth::parse_user_id;
 use crate::ledger::event::Discrepancy;
 use crate::ledger::{ItemKind, LedgerEvent, LotId, Role, Serial, SerialRange, Session, SessionId};
@@ -169,17 +169,6 @@ fn parse_serials(c: &Count) -> Result<Vec<Serial>, ApiError> {
             .map(|(i, s)| serial(&format!("serials[{i}]"), s))
             .collect(),
     }
-}
-
-fn serial(field: &str, s: &str) -> Result<Serial, ApiError> {
-    let s = s.trim();
-    if s.is_empty() || s.len() > 40 || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        return Err(ApiError::invalid(
-            field,
-            "a serial is 1–40 characters A–Z, 0–9 and -",
-        ));
-    }
-    Ok(Serial::new(s))
 }
 
 /// Checks the co-signers' PINs (off the async workers: argon2 is slow on purpose).

@@ -193,6 +193,21 @@ async fn deadline(State(limits): State<Limits>, req: Request, next: Next) -> Res
     }
 }
 
+/// Parses a scanned or typed serial (booklet, patch): 1–40 characters `A–Z`, `0–9` and `-`.
+///
+/// # Errors
+/// 422 naming `field`.
+pub(crate) fn serial(field: &str, s: &str) -> Result<crate::ledger::Serial, ApiError> {
+    let s = s.trim();
+    if s.is_empty() || s.len() > 40 || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(ApiError::invalid(
+            field,
+            "a serial is 1–40 characters A–Z, 0–9 and -",
+        ));
+    }
+    Ok(crate::ledger::Serial::new(s))
+}
+
 /// Runs a blocking ledger query off the async workers.
 pub(crate) async fn blocking<R: Send + 'static>(
     f: impl FnOnce() -> Result<R, ApiError> + Send + 'static,

@@ -9,11 +9,11 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, Auth};
+use super::{AppState, serial};
 use crate::auth::Principal;
-use crate::ledger::{Role, Serial};
+use crate::ledger::Role;
 use crate::line::{Bag, LineSnapshot, QcOutcome, StationView};
 
 /// A booklet scan (print, QC, dispatch).
@@ -89,17 +89,6 @@ fn at_station<'a>(auth: &'a Auth, station: &str) -> Result<&'a Principal, ApiErr
         ));
     }
     Ok(p)
-}
-
-fn serial(field: &str, s: &str) -> Result<Serial, ApiError> {
-    let s = s.trim();
-    if s.is_empty() || s.len() > 40 || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        return Err(ApiError::invalid(
-            field,
-            "a serial is 1–40 characters A–Z, 0–9 and -",
-        ));
-    }
-    Ok(Serial::new(s))
 }
 
 /// The whole line: stations, queues, counts.

@@ -1262,8 +1262,7 @@ impl Actor {
         let device = self.device_of(i)?;
         let session = self.session_at(station)?;
         let mut rec = self.live(step.job)?;
-        let attempt = self.next_attempt;
-        self.next_attempt = self.next_attempt.wrapping_add(1).max(1);
+        let attempt = self.new_attempt();
         let data = devices::job_data(&rec.job, attempt).map_err(conflict)?;
         // The booklet is bound to the job in the ledger *before* the printer moves (like the
         // patch gate): it must be held by this station's session and unused, and from now on a
@@ -1288,22 +1287,8 @@ impl Actor {
             s.attempt = attempt;
         }
         self.refresh_consumables(i)?;
-        let (tx, timeout, st, job) = (
-            self.tx.clone(),
-            self.step_timeout,
-            station.clone(),
-            step.job,
-        );
-        self.rt.spawn(async move {
-            let result = devices::print(&device.handle, data, timeout).await;
-            let _ = tx
-                .send(Cmd::DeviceDone {
-                    station: st,
-                    job,
-                    attempt,
-                    result,
-                })
-                .await;
+        self.spawn_step(station, step.job, attempt, move |timeout| async move {
+            devices::print(&device.handle, data, timeout).await
         });
         self.view(i)
     }
@@ -1358,32 +1343,44 @@ impl Actor {
             Vec::new(),
         )?;
         self.jobs.insert(step.job, rec);
-        let attempt = self.next_attempt;
-        self.next_attempt = self.next_attempt.wrapping_add(1).max(1);
+        let attempt = self.new_attempt();
         if let Some(s) = self.stations[i].step.as_mut() {
             s.phase = Phase::Running;
             s.patch = Some(patch);
             s.attempt = attempt;
         }
         self.refresh_consumables(i)?;
-        let (tx, timeout, st, job) = (
-            self.tx.clone(),
-            self.step_timeout,
-            station.clone(),
-            step.job,
-        );
+        self.spawn_step(station, step.job, attempt, move |timeout| async move {
+            devices::laminate(&device.handle, attempt, timeout).await
+        });
+        self.view(i)
+    }
+
+    /// A fresh device reference for a step attempt.
+    fn new_attempt(&mut self) -> u32 {
+        let attempt = self.next_attempt;
+        self.next_attempt = self.next_attempt.wrapping_add(1).max(1);
+        attempt
+    }
+
+    /// Runs a device step on the runtime; its end comes back to the actor as `DeviceDone`.
+    fn spawn_step<F, Fut>(&self, station: &StationId, job: JobId, attempt: u32, run: F)
+    where
+        F: FnOnce(Duration) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), String>> + Send,
+    {
+        let (tx, timeout, station) = (self.tx.clone(), self.step_timeout, station.clone());
         self.rt.spawn(async move {
-            let result = devices::laminate(&device.handle, attempt, timeout).await;
+            let result = run(timeout).await;
             let _ = tx
                 .send(Cmd::DeviceDone {
-                    station: st,
+                    station,
                     job,
                     attempt,
                     result,
                 })
                 .await;
         });
-        self.view(i)
     }
 
     fn device_done(
