@@ -315,11 +315,27 @@ fn refusals_leave_nothing_changed() {
         403,
         "A1 acts at B1's station",
     );
+    // The refusals change no job, station or custody state; the gate's refusal of another
+    // station's patch alerts the supervisor (BRIEF §3), once while the alert is open.
+    let mut after = snapshot(c, &sup, &aud, &[j1], &["LAM-01", "LAM-02"]);
+    let head_before = before["head"].as_u64().unwrap();
+    let new: Vec<Value> = records(c, &aud)
+        .into_iter()
+        .filter(|r| r["seq"].as_u64() > Some(head_before))
+        .collect();
+    assert_eq!(new.len(), 1, "one record, the alert: {new:?}");
+    let raised = &new[0]["event"]["action"];
     assert_eq!(
-        snapshot(c, &sup, &aud, &[j1], &["LAM-01", "LAM-02"]),
-        before,
-        "refused patch scans change nothing"
+        (
+            raised["kind"].as_str(),
+            raised["alert_kind"].as_str(),
+            raised["subject"].as_str()
+        ),
+        (Some("alert_raised"), Some("patch_refused"), Some("LAM-01")),
+        "{raised}"
     );
+    after["head"] = before["head"].clone();
+    assert_eq!(after, before, "refused patch scans change nothing else");
     c.post(
         "/stations/LAM-01/laminate",
         Some(&b1),
