@@ -728,7 +728,7 @@ impl Actor {
     /// consumables, which custody requests outside the line can change too.
     fn tick(&mut self) {
         self.ticks += 1;
-        if self.ticks % 5 == 0 {
+        if self.ticks.is_multiple_of(5) {
             self.due_alerts(Utc::now());
             for i in 0..self.stations.len() {
                 if let Err(e) = self.refresh_consumables(i) {

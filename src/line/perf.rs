@@ -697,27 +697,35 @@ mod tests {
         p.device(&d, DeviceActivity::Busy, t);
         p.device(&d, DeviceActivity::NoWork, t + 60 * MIN);
         let now = t + 90 * MIN;
-        let a = p.report(&Period::parse_shift("2026-11-21A").unwrap(), now);
-        let b = p.report(&Period::parse_shift("2026-11-21B").unwrap(), now);
-        let day = p.report(&Period::parse_day("2026-11-21").unwrap(), now);
+        let a = p.report(&Period::parse_shift("2026-11-21A").expect("a period"), now);
+        let b = p.report(&Period::parse_shift("2026-11-21B").expect("a period"), now);
+        let day = p.report(&Period::parse_day("2026-11-21").expect("a period"), now);
         assert_eq!(a.devices[0].busy_secs, 1800.0);
         assert_eq!(
             (b.devices[0].busy_secs, b.devices[0].idle_secs),
             (1800.0, 1800.0)
         );
         assert_eq!(day.devices[0].observed_secs, 5400.0);
-        let next_day = p.report(&Period::parse_day("2026-11-22").unwrap(), now);
+        let next_day = p.report(&Period::parse_day("2026-11-22").expect("a period"), now);
         assert_eq!(next_day.devices[0].observed_secs, 0.0);
     }
 
     #[test]
     fn periods_parse_and_refuse_with_the_expected_form() {
         assert_eq!(
-            Period::parse_shift("2026-11-21c").unwrap().range().1
-                - Period::parse_shift("2026-11-21c").unwrap().range().0,
+            Period::parse_shift("2026-11-21c")
+                .expect("a period")
+                .range()
+                .1
+                - Period::parse_shift("2026-11-21c")
+                    .expect("a period")
+                    .range()
+                    .0,
             8 * HOUR_MS
         );
-        let c = Period::parse_shift("2026-11-21C").unwrap().range();
+        let c = Period::parse_shift("2026-11-21C")
+            .expect("a period")
+            .range();
         assert_eq!(
             at(c.0).to_rfc3339(),
             "2026-11-21T22:00:00+00:00",
@@ -726,7 +734,7 @@ mod tests {
         for bad in ["", "A", "2026-11-21D", "2026-13-01A", "yesterday"] {
             assert!(
                 Period::parse_shift(bad)
-                    .unwrap_err()
+                    .expect_err("refused")
                     .contains("e.g. 2026-11-21A"),
                 "{bad}"
             );
