@@ -540,3 +540,54 @@ fn performance_counts_steps_per_operator_and_device_and_oee_is_consistent() {
         "{metrics}"
     );
 }
+
+#[test]
+fn an_unplugged_printer_raises_an_offline_alert_and_a_session_closed_short_raises_a_reconciliation_alert()
+ {
+    let mut hall = spawn_hall_with(0.02, "[alerts]\ndevice_offline_secs = 1\n");
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    let aud = hall.sign_in("AU1", None);
+    wait_for(60, "PR-02 ready", || {
+        let st = station(c, &sup, "PRINT-02");
+        ((st["readiness"] == "ready").then_some(()), st.to_string())
+    });
+    hall.inject("unplug PR-02");
+    let offline = wait_alert(c, &sup, "device_offline", "PR-02");
+    let id = offline["id"].as_str().unwrap().to_string();
+    hall.inject("plug PR-02");
+    wait_for(60, "the offline alert cleared", || {
+        let recs = alert_records(c, &aud, "alert_cleared", &id);
+        ((recs.len() == 1).then_some(()), format!("{recs:?}"))
+    });
+    assert!(!open_alerts(c, &sup).iter().any(|a| a["id"] == id.as_str()));
+
+    // A session closed with two booklets unaccounted for (signed by the supervisor).
+    receive_lots(c, &sup);
+    let a1 = hall.sign_in("A1", Some("PRINT-01"));
+    let session = open_and_issue(c, &a1, "A1", "PRINT-01", "B1000100-B1000101");
+    c.post(
+        &format!("/custody/sessions/{session}/close"),
+        Some(&a1),
+        &json!({
+            "missing": ["B1000100", "B1000101"],
+            "statement": "two booklets not found at the end of the shift",
+            "supervisor": {"user": "S1", "pin": pin("S1")},
+        }),
+    )
+    .expect(200, "close with a discrepancy");
+    let alert = wait_alert(c, &sup, "reconciliation", &session);
+    let detail = alert["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("2 item(s) unaccounted for") && detail.contains("B1000101"),
+        "{detail}"
+    );
+    let acked = c
+        .post(
+            &format!("/alerts/{}/ack", alert["id"].as_str().unwrap()),
+            Some(&sup),
+            &json!({}),
+        )
+        .expect(200, "ack");
+    assert_eq!(acked["open"], false, "{acked}");
+}
