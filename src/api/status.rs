@@ -74,7 +74,10 @@ fn status_event(n: &Numbered) -> Event {
 /// [`LineSnapshot`], `resync: false`), then one event per ledger record the line persists
 /// (`event: assigned`, `booklet_printed`, `patch_applied`, `job_changed`, ...: seq, job,
 /// station, actor; never passport-holder data) and per device readiness change
-/// (`event: device_state`). A client that falls behind is not waited for: the events it missed
+/// (`event: device_state`); alerts come as their records (`alert_raised`, `alert_cleared`,
+/// `alert_acknowledged`, each with an `alert` object: id, and kind, subject and detail when
+/// raised). Operators get snapshots without the performance summary. A client that falls
+/// behind is not waited for: the events it missed
 /// are dropped and it gets a fresh `event: snapshot` with `resync: true`. Comments keep the
 /// connection alive. Token in `Authorization: Bearer` or `?token=`; supervisors, auditors,
 /// admins, monitors, and operators signed in at a station.
