@@ -481,13 +481,28 @@ async fn a_client_that_never_reads_does_not_hold_up_another_and_resyncs_from_a_f
         }
     }
 
-    // Now the slow client reads: what its socket held is old; then the server finds it lagged
-    // and sends a fresh snapshot instead of the events it missed.
+    // The line's next snapshot covers the whole flood (its ticks publish one every second).
+    let last = hub.last_id();
+    let mut watch = h.line.watch();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        watch.wait_for(|s| s.events >= last),
+    )
+    .await
+    .expect("a snapshot within 10 s")
+    .expect("the line runs");
+
+    // Now the slow client reads: what its socket held is old (it may include resyncs from
+    // moments it fell behind while the socket still took data); then the server finds it
+    // lagged and sends a fresh snapshot, covering the flood, instead of the events it missed.
     let mut old = 0u64;
     let snap = loop {
         let (name, _, data) = slow.event().await;
         if name == "snapshot" {
-            break serde_json::from_str::<serde_json::Value>(&data).expect("JSON");
+            let v = serde_json::from_str::<serde_json::Value>(&data).expect("JSON");
+            if v["events"].as_u64().is_some_and(|e| e >= last) {
+                break v;
+            }
         }
         old += 1;
         assert!(old < 100_000, "no resync after {old} events");
