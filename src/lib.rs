@@ -19,6 +19,9 @@
 //!   `POST /jobs` → [`line::Line::submit`] (durable, queued) → the scheduler assigns print to a
 //!   station whose operator scans a booklet → the printer prints → lamination at another
 //!   operator's station with a patch from that station's session → QC by a third → dispatch.
+//!   The actor also keeps what monitoring reads ([`line::monitor`]: queues by class and age,
+//!   throughput, on time), raises and clears alerts ([`line::alerts`], ledger records) and
+//!   measures staff and machine performance ([`line::perf`], OEE).
 //! - [`serve`]: `hallctl serve`: builds the hall from its configuration and serves the API;
 //!   graceful shutdown on SIGTERM.
 //! - [`status`]: the status fan-out: a broadcast of typed events from the line's actor (one per

@@ -281,6 +281,8 @@ pub async fn start(config: &HallConfig, opts: ServeOptions) -> anyhow::Result<Ha
             .mul_f64(opts.sim_time_scale.clamp(0.05, 1.0))
             .max(Duration::from_secs(10)),
         strict_roll_order: config.policy.roll_order == crate::config::RollOrder::Strict,
+        alerts: config.alerts.clone(),
+        ideal_cycle: config.performance.ideal_cycle(),
     };
     let (line, line_thread) = Line::start(setup, ledger.clone())?;
     let state = AppState {
@@ -339,6 +341,8 @@ pub fn headless(data_dir: &Path, status: crate::status::StatusHub) -> anyhow::Re
             destinations: None,
             step_timeout: Duration::from_secs(60),
             strict_roll_order: false,
+            alerts: crate::config::AlertConfig::default(),
+            ideal_cycle: crate::config::PerformanceConfig::default().ideal_cycle(),
         },
         ledger.clone(),
         status,
