@@ -184,15 +184,43 @@ fn attr_of(css: &str, attr: &str) -> String {
 }
 
 /// Types into the field and presses Enter, as a scanner does.
+fn is_stale(e: &fantoccini::error::CmdError) -> bool {
+    matches!(e, fantoccini::error::CmdError::Standard(w)
+        if w.error == fantoccini::error::ErrorStatus::StaleElementReference)
+}
+
+/// Finds the field and types into it (after clearing it, with `clear`). A live page may redraw
+/// the field between the find and the typing: then it is found again.
+async fn typed(c: &Client, css: &str, text: &str, clear: bool) -> Element {
+    for _ in 0..5 {
+        let e = find(c, css).await;
+        let r = if clear { e.clear().await } else { Ok(()) };
+        let r = match r {
+            Ok(()) => e.send_keys(text).await,
+            Err(x) => Err(x),
+        };
+        match r {
+            Ok(()) => return e,
+            Err(x) if is_stale(&x) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(x) => panic!("type into {css}: {x}"),
+        }
+    }
+    panic!("{css} kept being redrawn");
+}
+
 async fn scan(c: &Client, css: &str, text: &str) {
-    let e = find(c, css).await;
-    e.send_keys(&format!("{text}{ENTER}")).await.expect("type");
+    let e = typed(c, css, text, false).await;
+    // The Enter sends the form, whose answer may redraw the page at once: the field may be
+    // gone before chromedriver is done with it, which is no failure.
+    match e.send_keys(ENTER).await {
+        Ok(()) => {}
+        Err(x) if is_stale(&x) => {}
+        Err(x) => panic!("Enter in {css}: {x}"),
+    }
 }
 
 async fn type_into(c: &Client, css: &str, text: &str) {
-    let e = find(c, css).await;
-    e.clear().await.expect("clear");
-    e.send_keys(text).await.expect("type");
+    typed(c, css, text, true).await;
 }
 
 /// Signs in on the page's sign-in form (`station` for a terminal), with the keyboard only.
@@ -559,5 +587,265 @@ async fn two_operators_move_a_job_through_print_and_lamination_and_the_hall_view
             !html.contains("ERIKSSON") && !html.contains("ANNA MARIA"),
             "{page} shows no passport-holder data"
         );
+    }
+}
+
+/// A select's option, chosen as a person would (the option clicked).
+async fn choose(c: &Client, select_css: &str, value: &str) {
+    find(c, &format!("{select_css} option[value={value}]"))
+        .await
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn click(c: &Client, css: &str) {
+    find(c, css).await.click().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium: run by scripts/test-all"]
+async fn the_supervisor_commands_devices_jobs_alerts_and_custody_from_the_hall_view() {
+    let mut hall = spawn_hall(0.02);
+    let api = hall.client;
+    let base = format!("http://{}", api.addr);
+    let sup = hall.sign_in("S1", None);
+    receive_lots(api, &sup);
+    let browser = Browser::start().await;
+    let c = browser.c();
+    browser.fit_viewport().await;
+    c.goto(&format!("{base}/")).await.unwrap();
+    let hall_w = c.window().await.unwrap();
+    sign_in(c, "S1", None).await;
+    let printer = "[data-station=\"PRINT-01\"]";
+    find(c, printer).await;
+
+    // Pause and resume a printer from its card.
+    click(c, "button[data-key=\"pause-PR-01\"]").await;
+    wait_js(
+        c,
+        "PR-01 paused",
+        &attr_of(printer, "data-readiness"),
+        "paused",
+    )
+    .await;
+    click(c, "button[data-key=\"resume-PR-01\"]").await;
+    wait_js(
+        c,
+        "PR-01 resumed",
+        &attr_of(printer, "data-readiness"),
+        "ready",
+    )
+    .await;
+
+    // A jam: the card turns to fault, the alert comes in; the supervisor acknowledges it and
+    // clears the fault, and the alert goes.
+    hall.inject("jam PR-01");
+    wait_js(
+        c,
+        "PR-01 faulted",
+        &attr_of(printer, "data-readiness"),
+        "faulted",
+    )
+    .await;
+    wait_js(c, "the device alert", &text_of("#alerts"), "PR-01").await;
+    screenshot(c, "hall-device-fault").await;
+    click(c, "#alerts button[data-key^=\"ack-\"]").await;
+    wait_js(
+        c,
+        "the acknowledgement",
+        &text_of("#alerts"),
+        "acknowledged by S1",
+    )
+    .await;
+    click(c, "button[data-key=\"clear-PR-01\"]").await;
+    wait_js(
+        c,
+        "PR-01 ready again",
+        &attr_of(printer, "data-readiness"),
+        "ready",
+    )
+    .await;
+    wait_js(c, "the alert cleared", &text_of("#alerts"), "No open alert").await;
+
+    // Jobs: the tabs answer the arrow keys; a queued job is held, released, made fast-track
+    // and cancelled.
+    let id = submit(
+        api,
+        &sup,
+        &job_request("TRK-UI-SUP-1", "Eriksson", "L898902C3"),
+    );
+    let line_tab = find(c, "#tab-line").await;
+    line_tab.send_keys("\u{E014}").await.unwrap(); // ArrowRight
+    wait_js(
+        c,
+        "the Jobs tab",
+        &attr_of("#tab-jobs", "aria-selected"),
+        "true",
+    )
+    .await;
+    choose(c, "#jobs-filter select[name=state]", "queued").await;
+    click(c, "#jobs-filter button[type=submit]").await;
+    click(c, &format!("button[data-key=act-{id}]")).await;
+    click(c, "form[data-form=hold] button").await;
+    wait_for(30, "the job held", || {
+        let s = job_state(api, &sup, id);
+        ((s == "held").then_some(()), s)
+    });
+    wait_js(
+        c,
+        "the Release button",
+        &text_of("form[data-form=hold] button"),
+        "Release",
+    )
+    .await;
+    click(c, "form[data-form=hold] button").await;
+    wait_for(30, "the job released", || {
+        let s = job_state(api, &sup, id);
+        ((s == "queued").then_some(()), s)
+    });
+    wait_js(
+        c,
+        "the Hold button again",
+        &text_of("form[data-form=hold] button"),
+        "Hold",
+    )
+    .await;
+    choose(
+        c,
+        "form[data-form=reprioritise] select[name=class]",
+        "fast_track",
+    )
+    .await;
+    scan(
+        c,
+        "form[data-form=reprioritise] input[name=reason]",
+        "ministry request",
+    )
+    .await;
+    wait_for(30, "the job fast-track", || {
+        let v = common::job(api, &sup, id);
+        ((v["class"] == "fast_track").then_some(()), v.to_string())
+    });
+    scan(
+        c,
+        "form[data-form=cancel] input[name=reason]",
+        "application withdrawn",
+    )
+    .await;
+    wait_for(30, "the job cancelled", || {
+        let s = job_state(api, &sup, id);
+        ((s == "cancelled").then_some(()), s)
+    });
+    screenshot(c, "hall-jobs").await;
+
+    // Custody: A1 opens a session at the PRINT-01 terminal; the supervisor co-signs the count
+    // of five booklets from the hall view.
+    let a_w = open_window(&browser, &format!("{base}/station?station=PRINT-01")).await;
+    sign_in(c, "A1", None).await;
+    wait_js(c, "A1 at PRINT-01", &text_of("#st-id"), "PRINT-01").await;
+    click(c, "button[data-key=open-session]").await;
+    wait_js(c, "A1's session", &text_of(".session-id"), "S-PRINT-01").await;
+    let session = api
+        .get("/stations/PRINT-01", Some(&sup))
+        .expect(200, "the station")["session"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    to(c, &hall_w).await;
+    click(c, "#tab-custody").await;
+    click(c, &format!("button[data-key=\"cosign-{session}\"]")).await;
+    type_into(c, "#cosign-form input[name=serials]", "B1000100-B1000104").await;
+    type_into(c, "#cosign-form input[name=c1_user]", "A1").await;
+    type_into(c, "#cosign-form input[name=c1_pin]", pin("A1")).await;
+    type_into(c, "#cosign-form input[name=c2_user]", "S1").await;
+    scan(c, "#cosign-form input[name=c2_pin]", pin("S1")).await;
+    wait_js(
+        c,
+        "the count recorded",
+        &text_of("#announce"),
+        "Count recorded",
+    )
+    .await;
+
+    // A1 prints a job and reports a defect at the terminal: the booklet is spoiled.
+    let id = submit(
+        api,
+        &sup,
+        &job_request("TRK-UI-SUP-2", "Lindqvist", "X12345678"),
+    );
+    to(c, &a_w).await;
+    wait_js(c, "A1's five booklets", &text_of("[data-count=held]"), "5").await;
+    wait_js(
+        c,
+        "the job at A1's terminal",
+        &attr_of("#task", "data-job"),
+        &format!("J-{id:08}"),
+    )
+    .await;
+    scan(c, "#task input[name=booklet]", "B1000100").await;
+    wait_js(
+        c,
+        "the print done",
+        &attr_of("#task", "data-phase"),
+        "awaiting_confirmation",
+    )
+    .await;
+    click(c, "button[data-key=defect]").await;
+    scan(c, "input[name=reason]", "smudged data page").await;
+    wait_js(
+        c,
+        "the defect recorded",
+        &text_of("#done"),
+        "Defect recorded",
+    )
+    .await;
+
+    // Two witnesses who never held it see the spoiled booklet destroyed.
+    to(c, &hall_w).await;
+    type_into(c, "#destroy-form input[name=batch]", "D-2026-47").await;
+    // The witnesses scan each item as it goes into the shredder.
+    type_into(c, "#destroy-form textarea[name=serials]", "B1000100\n").await;
+    type_into(c, "#destroy-form input[name=certificate]", "CERT-0047").await;
+    type_into(c, "#destroy-form input[name=w1_user]", "V1").await;
+    type_into(c, "#destroy-form input[name=w1_pin]", pin("V1")).await;
+    type_into(c, "#destroy-form input[name=w2_user]", "V2").await;
+    scan(c, "#destroy-form input[name=w2_pin]", pin("V2")).await;
+    wait_js(
+        c,
+        "the destruction recorded",
+        &text_of("#announce"),
+        "Destruction of 1 item",
+    )
+    .await;
+    let aud = hall.sign_in("AU1", None);
+    let t = api
+        .get("/ledger/trace/B1000100", Some(&aud))
+        .expect(200, "trace");
+    assert!(
+        t["state"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("destroyed"),
+        "{t}"
+    );
+    screenshot(c, "hall-custody").await;
+
+    // The shift's reconciliation: A1's session, open, with the spoiled booklet.
+    click(c, "#tab-reconcile").await;
+    click(c, "#reconcile-form button[type=submit]").await;
+    let rec = wait_js(
+        c,
+        "the reconciliation",
+        &text_of("[data-report=sessions]"),
+        &session,
+    )
+    .await;
+    assert!(rec.contains("open"), "{rec}");
+    screenshot(c, "hall-reconciliation").await;
+
+    for (w, page) in [(&hall_w, "the hall view"), (&a_w, "A1's terminal")] {
+        to(c, w).await;
+        no_page_errors(c, page).await;
     }
 }

@@ -246,7 +246,7 @@ export function $(id) {
 export function render(container, nodes) {
   const active = document.activeElement;
   const key = active && container.contains(active) ? active.getAttribute('data-key') : null;
-  container.replaceChildren(...[nodes].flat().filter(Boolean));
+  container.replaceChildren(...[nodes].flat(Infinity).filter(Boolean));
   if (key) {
     const again = container.querySelector(`[data-key="${CSS.escape(key)}"]`);
     if (again) again.focus();

@@ -175,7 +175,7 @@ function describe(name, d) {
       else if (d.jobs > 1) parts.push(`${d.jobs} jobs`);
       if (d.stage) parts.push(`(${d.stage})`);
       if (d.station) parts.push(`at ${d.station}`);
-      if (d.alert && d.alert.subject) parts.push(`: ${d.alert.subject}`);
+      if (d.alert) parts.push(d.alert.kind ? `${d.alert.id} (${d.alert.kind.replace(/_/g, ' ')}, ${d.alert.subject})` : d.alert.id);
       if (d.actor) parts.push(`by ${d.actor}`);
       return parts.join(' ');
     }
@@ -479,6 +479,13 @@ function signer(prefix, label) {
     field('PIN', `${prefix}_pin`, { type: 'password', inputmode: 'numeric', required: true, 'data-key': `${prefix}-pin` }));
 }
 
+/** A labelled text area: a scanner's Enter starts a new line instead of sending the form. */
+function textArea(label, name, attrs) {
+  const id = `f-${name}-${Math.random().toString(36).slice(2, 8)}`;
+  return h('div', { class: 'field' }, h('label', { for: id, text: label }),
+    h('textarea', { id, name, spellcheck: 'false', autocomplete: 'off', ...(attrs || {}) }));
+}
+
 function clearPins(form) {
   for (const el of form.querySelectorAll('input[type=password]')) el.value = '';
 }
@@ -512,8 +519,7 @@ function buildCustodyForms() {
   const d = $('destroy-form');
   d.append(
     field('Destruction batch', 'batch', { required: true, 'data-key': 'destroy-batch' }),
-    field('Serials: a list, or a range first-last', 'serials', { required: true, 'data-key': 'destroy-serials' }),
-    h('button', { type: 'button', class: 'quiet', 'data-key': 'destroy-fill', on: { click: fillSpoiled } }, 'Fill with the spoiled items of this shift'),
+    textArea('Serials destroyed: scan each item (one a line), or a range first-last', 'serials', { required: true, 'data-key': 'destroy-serials', rows: 3 }),
     select('Method', 'method', [['shredding', 'shredding'], ['incineration', 'incineration']]),
     field('Certificate number', 'certificate', { required: true, 'data-key': 'destroy-cert' }),
     signer('w1', 'First witness (never held these items)'),
@@ -562,17 +568,6 @@ function buildCustodyForms() {
     form.reset();
     return `${f.serial.toUpperCase()} reported missing`;
   });
-}
-
-async function fillSpoiled() {
-  const rec = await api.get(`/ledger/reconcile?shift=${encodeURIComponent(shiftOf(new Date()))}`).catch((e) => {
-    announce(e.message);
-    return null;
-  });
-  if (!rec) return;
-  const spoiled = [...new Set(rec.sessions.flatMap((s) => s.spoiled))];
-  $('destroy-form').elements.serials.value = spoiled.join(' ');
-  announce(`${spoiled.length} spoiled item(s) of this shift`);
 }
 
 function drawSessions() {
