@@ -380,7 +380,8 @@ async fn two_operators_move_a_job_through_print_and_lamination_and_the_hall_view
 
     // The issuance system submits a job.
     let sup = hall.sign_in("S1", None);
-    let id = submit(api, &sup, &job_request("TRK-UI-1", "Eriksson", "L898902C3"));
+    let req = job_request("TRK-UI-1", "Eriksson", "L898902C3");
+    let id = submit(api, &sup, &req);
     let job = format!("J-{id:08}");
 
     // The hall view shows it at PRINT-01, live.
@@ -545,12 +546,54 @@ async fn two_operators_move_a_job_through_print_and_lamination_and_the_hall_view
         json!("yes"),
         "the hall view followed the job without a reload"
     );
+
+    // QC by C1 (the booklet, then the two MRZ lines as a reader types them) and dispatch by
+    // D1, each at their terminal; D1 closes the bag.
+    let c_w = open_window(&browser, &format!("{base}/station?station=QC-01")).await;
+    sign_in(c, "C1", None).await;
+    wait_js(c, "the job at QC-01", &attr_of("#task", "data-job"), &job).await;
+    let [mrz1, mrz2] = mrz_of(&req);
+    scan(c, "#task input[name=booklet]", "B1000100").await;
+    scan(c, "#task input[name=mrz1]", &mrz1).await;
+    scan(c, "#task input[name=mrz2]", &mrz2).await;
+    wait_js(c, "QC passed", &text_of("#done"), "passed QC").await;
+    let d_w = open_window(&browser, &format!("{base}/station?station=DISPATCH-01")).await;
+    sign_in(c, "D1", None).await;
+    wait_js(
+        c,
+        "the job at dispatch",
+        &attr_of("#task", "data-job"),
+        &job,
+    )
+    .await;
+    scan(c, "#task input[name=booklet]", "B1000100").await;
+    wait_js(c, "packed", &text_of("#done"), "packed into bag").await;
+    click(c, "button[data-key=close-bag]").await;
+    wait_js(
+        c,
+        "the bag closed",
+        &text_of("#done"),
+        "closed with 1 passport",
+    )
+    .await;
+
+    // The hall view counts it dispatched, on time.
+    to(c, &hall_w).await;
+    wait_js(
+        c,
+        "the job dispatched on time",
+        &text_of("[data-report=on-time]"),
+        "100\u{a0}%",
+    )
+    .await;
     screenshot(c, "hall-view").await;
 
-    // The ledger agrees: A1 printed it, B1 laminated it.
+    // The ledger agrees: A1 printed it, B1 laminated it, C1 checked it.
     let v = common::job(api, &sup, id);
+    assert_eq!(v["state"]["state"], "dispatched", "{v}");
     assert_eq!(v["printed_by"], "A1", "{v}");
     assert_eq!(v["laminated_by"], "B1", "{v}");
+    assert_eq!(v["checked_by"], "C1", "{v}");
 
     // The auditor traces the patch: every step, with who and where.
     let aud_w = open_window(&browser, &format!("{base}/audit")).await;
@@ -565,6 +608,10 @@ async fn two_operators_move_a_job_through_print_and_lamination_and_the_hall_view
     .await;
     assert!(trace.contains("booklet_printed"), "{trace}");
     assert!(
+        trace.contains("qc_checked") && trace.contains("dispatched"),
+        "{trace}"
+    );
+    assert!(
         trace.contains("LAM-01") && trace.contains("PRINT-01"),
         "{trace}"
     );
@@ -578,6 +625,8 @@ async fn two_operators_move_a_job_through_print_and_lamination_and_the_hall_view
         (&hall_w, "the hall view"),
         (&a_w, "A1's terminal"),
         (&b_w, "B1's terminal"),
+        (&c_w, "C1's terminal"),
+        (&d_w, "D1's terminal"),
         (&aud_w, "the auditor view"),
     ] {
         to(c, w).await;

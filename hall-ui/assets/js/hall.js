@@ -22,7 +22,7 @@ const STAGES = [
   ['dispatch', 'Dispatch'],
 ];
 const CLASSES = [['normal', 'normal'], ['urgent', 'urgent'], ['fast_track', 'fast-track']];
-const AGES = ['under 1 h', '1–4 h', '4–24 h', '24 h and more'];
+const AGES = ['< 1 h', '1–4 h', '4–24 h', '≥ 24 h'];
 const JOB_STATES = ['queued', 'held', 'needs_inspection', 'received', 'spoiled_requeued', 'printing',
   'printed', 'laminating', 'laminated', 'qc', 'ready', 'dispatched', 'cancelled'];
 
@@ -315,7 +315,11 @@ function drawThroughput(s) {
       height: 130,
       legend: { show: false },
       cursor: { show: false },
-      scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(4, max)] } },
+      // Half an hour of margin each side: the first and the current hour's bars show whole.
+      scales: {
+        x: { time: true, range: (u, min, max) => [min - 1800, max + 1800] },
+        y: { range: (u, min, max) => [0, Math.max(4, max)] },
+      },
       axes: [
         { stroke: '#1f2933', grid: { show: false }, values: (u, v) => v.map((t) => `${new Date(t * 1000).getHours()}h`) },
         { stroke: '#1f2933', grid: { stroke: '#d9dee3' }, size: 40 },
@@ -342,7 +346,7 @@ function drawThroughput(s) {
       ['By due time', (o) => String(o.on_time)],
       ['%', (o) => h('strong', {
         class: o.percent === null || o.percent === undefined ? '' : o.percent >= 99 ? 'good' : 'bad',
-        text: o.percent === null || o.percent === undefined ? '—' : `${o.percent.toFixed(1)} %`,
+        text: o.percent === null || o.percent === undefined ? '—' : `${o.percent.toFixed(o.percent >= 99.95 ? 0 : 1)} %`,
       })],
     ], s.on_time || [], { class: 'grid compact', 'data-report': 'on-time' }),
     shifts ? h('p', { class: 'meta', text: `Per shift: ${shifts}` }) : null,

@@ -427,12 +427,14 @@ async function openSession() {
 }
 
 function counts(c) {
+  const pair = (label, key, value) => h('div', null,
+    h('dt', { text: label }), h('dd', { 'data-count': key, class: key, text: String(value) }));
   return h('dl', { class: 'counts' },
-    h('dt', { text: 'Issued' }), h('dd', { 'data-count': 'issued', text: c.issued }),
-    h('dt', { text: 'Used' }), h('dd', { 'data-count': 'applied', text: c.applied }),
-    h('dt', { text: 'Spoiled' }), h('dd', { 'data-count': 'spoiled', text: c.spoiled }),
-    h('dt', { text: 'Returned' }), h('dd', { 'data-count': 'returned', text: c.returned }),
-    h('dt', { text: 'Held now' }), h('dd', { 'data-count': 'held', class: 'held', text: c.left }));
+    pair('Issued', 'issued', c.issued),
+    pair('Used', 'applied', c.applied),
+    pair('Spoiled', 'spoiled', c.spoiled),
+    pair('Returned', 'returned', c.returned),
+    pair('Held now', 'held', c.left));
 }
 
 /** `B1000101–B1000109 (9)` for a held list that is one run; else the first and last. */
@@ -489,6 +491,8 @@ function countForm(key, title, verb, path, said, open) {
       fm.elements.pin2.value = '';
     }
     fm.reset();
+    const d = fm.closest('details');
+    if (d) d.open = false;
     cleared(said(n));
     state.view = null;
     await refresh();
@@ -553,7 +557,7 @@ function showRefusal(e) {
   const el = $('refusal');
   el.hidden = false;
   el.textContent = '';
-  el.append(h('strong', { text: 'Refused: ' }), e.message || String(e));
+  el.append(h('strong', { text: e.code === 'qc_failed' ? 'QC failed: ' : 'Refused: ' }), e.message || String(e));
   el.dataset.code = e.code || '';
   $('done').textContent = '';
   $('announce').textContent = '';
