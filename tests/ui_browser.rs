@@ -121,9 +121,16 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // The session's client talks to chromedriver from its own task: killing chromedriver
-        // ends Chromium with it.
-        drop(self.client.take());
+        // Ending the WebDriver session makes chromedriver quit Chromium (killing chromedriver
+        // alone would leave Chromium running). Also when a test fails: the tests run on a
+        // multi-threaded runtime, where a drop may wait for the session's end.
+        if let Some(client) = self.client.take() {
+            tokio::task::block_in_place(|| {
+                let _ = tokio::runtime::Handle::current().block_on(async {
+                    tokio::time::timeout(Duration::from_secs(20), client.close()).await
+                });
+            });
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -162,6 +169,23 @@ async fn wait_js(c: &Client, what: &str, script: &str, want: &str) -> String {
         let seen = v.as_str().unwrap_or_default().to_string();
         if seen.contains(want) {
             return seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: wanted {want:?}, last saw {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// As [`wait_js`], for exactly `want` (a count of "10" must not pass for "0").
+async fn wait_eq(c: &Client, what: &str, script: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = c.execute(script, vec![]).await.expect("run a script");
+        let seen = v.as_str().unwrap_or_default().trim().to_string();
+        if seen == want {
+            return;
         }
         assert!(
             Instant::now() < deadline,
@@ -261,11 +285,7 @@ async fn unfold(c: &Client, key: &str) {
         .await
         .unwrap();
     if open != json!("true") {
-        find(c, &format!("{details} > summary"))
-            .await
-            .click()
-            .await
-            .unwrap();
+        click(c, &format!("{details} > summary")).await;
     }
 }
 
@@ -319,7 +339,7 @@ async fn two_operators_move_a_job_through_print_and_lamination_and_the_hall_view
         .unwrap();
 
     // The supervisor receives a box of booklets and a roll of patches into the vault.
-    find(c, "#tab-custody").await.click().await.unwrap();
+    click(c, "#tab-custody").await;
     type_into(c, "#lot-form input[name=lot]", "BX-1").await;
     type_into(
         c,
@@ -336,11 +356,7 @@ async fn two_operators_move_a_job_through_print_and_lamination_and_the_hall_view
     )
     .await;
     type_into(c, "#lot-form input[name=lot]", "R-1").await;
-    find(c, "#lot-form select[name=kind] option[value=patch]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(c, "#lot-form select[name=kind] option[value=patch]").await;
     type_into(c, "#lot-form input[name=supplier]", "Specimen Films").await;
     scan(c, "#lot-form input[name=range]", PATCHES).await;
     wait_js(
@@ -350,33 +366,25 @@ async fn two_operators_move_a_job_through_print_and_lamination_and_the_hall_view
         "R-1 received",
     )
     .await;
-    find(c, "#tab-line").await.click().await.unwrap();
+    click(c, "#tab-line").await;
 
     // A1 at the PRINT-01 terminal: signs in, opens a session, receives ten booklets counted
     // with S1.
     let a_w = open_window(&browser, &format!("{base}/station?station=PRINT-01")).await;
     sign_in(c, "A1", None).await;
     wait_js(c, "A1 at PRINT-01", &text_of("#st-id"), "PRINT-01").await;
-    find(c, "button[data-key=open-session]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(c, "button[data-key=open-session]").await;
     count(c, "receive", "B1000100-B1000109", "A1").await;
-    wait_js(c, "A1's booklets", &text_of("[data-count=held]"), "10").await;
+    wait_eq(c, "A1's booklets", &text_of("[data-count=held]"), "10").await;
     screenshot(c, "station-print-waiting").await;
 
     // B1 at the LAM-01 terminal: the same with ten patches.
     let b_w = open_window(&browser, &format!("{base}/station?station=LAM-01")).await;
     sign_in(c, "B1", None).await;
     wait_js(c, "B1 at LAM-01", &text_of("#st-id"), "LAM-01").await;
-    find(c, "button[data-key=open-session]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(c, "button[data-key=open-session]").await;
     count(c, "receive", "P2000100-P2000109", "B1").await;
-    wait_js(c, "B1's patches", &text_of("[data-count=held]"), "10").await;
+    wait_eq(c, "B1's patches", &text_of("[data-count=held]"), "10").await;
 
     // The issuance system submits a job.
     let sup = hall.sign_in("S1", None);
@@ -412,11 +420,7 @@ async fn two_operators_move_a_job_through_print_and_lamination_and_the_hall_view
     )
     .await;
     screenshot(c, "station-print-confirm").await;
-    find(c, "button[data-key=confirm]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(c, "button[data-key=confirm]").await;
     wait_js(c, "the print confirmed", &text_of("#done"), "confirmed").await;
 
     // The hall view: the job left PRINT-01 and is at LAM-01 now, without a reload.
@@ -439,7 +443,7 @@ async fn two_operators_move_a_job_through_print_and_lamination_and_the_hall_view
     // session, signs out, and signs in at LAM-02 with ten patches of A1's own.
     to(c, &a_w).await;
     count(c, "return", "B1000101-B1000109", "A1").await;
-    wait_js(
+    wait_eq(
         c,
         "A1's booklets returned",
         &text_of("[data-count=held]"),
@@ -447,23 +451,21 @@ async fn two_operators_move_a_job_through_print_and_lamination_and_the_hall_view
     )
     .await;
     unfold(c, "close").await;
-    find(c, "button[data-key=close-send]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(c, "button[data-key=close-send]").await;
     wait_js(c, "the session closed", &text_of("#done"), "closed").await;
-    find(c, "#sign-out").await.click().await.unwrap();
-    find(c, "#signin-form").await;
+    click(c, "#sign-out").await;
+    wait_js(
+        c,
+        "the sign-in form again",
+        "return String(document.getElementById('signin').hidden);",
+        "false",
+    )
+    .await;
     sign_in(c, "A1", Some("LAM-02")).await;
     wait_js(c, "A1 at LAM-02", &text_of("#st-id"), "LAM-02").await;
-    find(c, "button[data-key=open-session]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(c, "button[data-key=open-session]").await;
     count(c, "receive", "P2000110-P2000119", "A1").await;
-    wait_js(c, "A1's patches", &text_of("[data-count=held]"), "10").await;
+    wait_eq(c, "A1's patches", &text_of("[data-count=held]"), "10").await;
 
     // A1 scans the booklet A1 printed, then a patch: refused, in plain words.
     let state_before = job_state(api, &sup, id);
@@ -482,7 +484,7 @@ async fn two_operators_move_a_job_through_print_and_lamination_and_the_hall_view
     );
     screenshot(c, "station-refusal-printer-laminates").await;
     // Nothing changed: A1 still holds the ten patches, and the job waits at LAM-01.
-    wait_js(c, "A1's patches kept", &text_of("[data-count=held]"), "10").await;
+    wait_eq(c, "A1's patches kept", &text_of("[data-count=held]"), "10").await;
     assert_eq!(
         job_state(api, &sup, id),
         state_before,
@@ -508,11 +510,7 @@ async fn two_operators_move_a_job_through_print_and_lamination_and_the_hall_view
     )
     .await;
     screenshot(c, "station-lamination-confirm").await;
-    find(c, "button[data-key=confirm]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(c, "button[data-key=confirm]").await;
     wait_js(
         c,
         "the lamination confirmed",
@@ -641,15 +639,20 @@ async fn two_operators_move_a_job_through_print_and_lamination_and_the_hall_view
 
 /// A select's option, chosen as a person would (the option clicked).
 async fn choose(c: &Client, select_css: &str, value: &str) {
-    find(c, &format!("{select_css} option[value={value}]"))
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(c, &format!("{select_css} option[value={value}]")).await;
 }
 
+/// Clicks the element; a live page may redraw it between the find and the click (a station's
+/// card on a new snapshot): then it is found again.
 async fn click(c: &Client, css: &str) {
-    find(c, css).await.click().await.unwrap();
+    for _ in 0..5 {
+        match find(c, css).await.click().await {
+            Ok(()) => return,
+            Err(x) if is_stale(&x) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(x) => panic!("click {css}: {x}"),
+        }
+    }
+    panic!("{css} kept being redrawn");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -776,6 +779,14 @@ async fn the_supervisor_commands_devices_jobs_alerts_and_custody_from_the_hall_v
         let v = common::job(api, &sup, id);
         ((v["class"] == "fast_track").then_some(()), v.to_string())
     });
+    // The job's panel is drawn again with its new class before the next command.
+    wait_js(
+        c,
+        "the panel redrawn",
+        &text_of("#job-actions-title"),
+        "fast-track",
+    )
+    .await;
     scan(
         c,
         "form[data-form=cancel] input[name=reason]",
@@ -824,7 +835,7 @@ async fn the_supervisor_commands_devices_jobs_alerts_and_custody_from_the_hall_v
         &job_request("TRK-UI-SUP-2", "Lindqvist", "X12345678"),
     );
     to(c, &a_w).await;
-    wait_js(c, "A1's five booklets", &text_of("[data-count=held]"), "5").await;
+    wait_eq(c, "A1's five booklets", &text_of("[data-count=held]"), "5").await;
     wait_js(
         c,
         "the job at A1's terminal",
