@@ -304,6 +304,29 @@ async fn no_page_errors(c: &Client, page: &str) {
     );
 }
 
+/// Every form control of the page has a label and every button a name (what a screen reader
+/// says); the page has a language and a title.
+async fn labelled(c: &Client, page: &str) {
+    let v = c
+        .execute(
+            r#"const bad = [];
+            for (const el of document.querySelectorAll('input, select, textarea')) {
+              if (el.type === 'hidden') continue;
+              if (!(el.labels && el.labels.length) && !el.getAttribute('aria-label')) bad.push(el.name || el.id);
+            }
+            for (const b of document.querySelectorAll('button, [role=tab]')) {
+              if (!b.textContent.trim() && !b.getAttribute('aria-label')) bad.push(b.outerHTML.slice(0, 80));
+            }
+            if (!document.documentElement.lang) bad.push('<html lang>');
+            if (!document.title) bad.push('<title>');
+            return bad.join(', ');"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(v, json!(""), "{page}: controls without a label or name");
+}
+
 async fn open_window(b: &Browser, url: &str) -> WindowHandle {
     let c = b.c();
     let w = c.new_window(false).await.expect("a new window").handle;
@@ -629,6 +652,7 @@ async fn two_operators_move_a_job_through_print_and_lamination_and_the_hall_view
     ] {
         to(c, w).await;
         no_page_errors(c, page).await;
+        labelled(c, page).await;
         let html = c.source().await.unwrap().to_uppercase();
         assert!(
             !html.contains("ERIKSSON") && !html.contains("ANNA MARIA"),
@@ -907,5 +931,6 @@ async fn the_supervisor_commands_devices_jobs_alerts_and_custody_from_the_hall_v
     for (w, page) in [(&hall_w, "the hall view"), (&a_w, "A1's terminal")] {
         to(c, w).await;
         no_page_errors(c, page).await;
+        labelled(c, page).await;
     }
 }
