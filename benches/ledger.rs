@@ -45,6 +45,9 @@ struct Args {
     /// Measure traces and verification on a big ledger kept by an earlier `--keep` run (the
     /// `big` directory), skipping the durability runs and the load.
     reuse: Option<PathBuf>,
+    /// sled's page cache of the measuring process, GiB (default 6): to answer every trace
+    /// from memory it must hold the item states (`Ledger::warm` reports their size).
+    cache_gb: f64,
 }
 
 fn args() -> Args {
@@ -60,6 +63,7 @@ fn args() -> Args {
         keep: false,
         space_stats: false,
         reuse: None,
+        cache_gb: CACHE as f64 / (1u64 << 30) as f64,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -72,6 +76,12 @@ fn args() -> Args {
             "--keep" => a.keep = true,
             "--space-stats" => a.space_stats = true,
             "--reuse" => a.reuse = it.next().map(PathBuf::from),
+            "--cache-gb" => {
+                a.cache_gb = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(a.cache_gb)
+            }
             "--reopen-gb" => {
                 a.reopen_gb = it
                     .next()
@@ -628,7 +638,7 @@ fn main() {
     let ledger = Ledger::open(
         &dir,
         LedgerConfig {
-            cache_bytes: CACHE,
+            cache_bytes: (a.cache_gb * (1u64 << 30) as f64) as u64,
             ..LedgerConfig::default()
         },
     )
