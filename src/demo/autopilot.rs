@@ -895,8 +895,8 @@ impl Operator {
                 a.message()
             ));
         };
-        self.session = Some(id.to_string());
-        self.session_shift = Some(current_shift());
+        // The session's shift as the ledger wrote it.
+        self.adopt(id).await?;
         let kind = self.station.custody().unwrap_or(Kind::Booklet);
         self.issue(kind, ISSUE).await;
         Ok(())

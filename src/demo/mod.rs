@@ -43,7 +43,7 @@ use crate::line::Line;
 use crate::serve::{self, ServeOptions, Serving};
 use dice::Dice;
 use issuance::JobMix;
-use staff::{Crew, Duty, Member};
+use staff::{Duty, Member};
 use terminal::Terminal;
 
 /// Lots of each kind received on the first start.
@@ -172,10 +172,11 @@ impl Report {
         let dispatched: u32 = snap.throughput.shifts.iter().map(|s| s.completed).sum();
         let hall = self.started.elapsed().mul_f64(self.speed).as_secs();
         let mut out = format!(
-            "progress: hall time {}h{:02}m · dispatched {dispatched} · open {} ({queued} queued, {} in \
-             steps or between them, {} to inspect) · {} alert(s) open",
+            "progress: hall time {}:{:02}:{:02} · dispatched {dispatched} · open {} ({queued} queued, \
+             {} in steps or between them, {} to inspect) · {} alert(s) open",
             hall / 3600,
             hall % 3600 / 60,
+            hall % 60,
             snap.open_jobs,
             snap.open_jobs
                 .saturating_sub(queued + snap.held + snap.needs_inspection),
@@ -245,6 +246,8 @@ async fn open(
         .await
         .context("enrolling the staff")??;
     let crew = enrolled.crew;
+    // Shown once: before anything else can fail.
+    print_accounts(&enrolled.created, &opts.data_dir);
 
     // The vault: the first boxes and rolls, once.
     let mut vault_desk = Terminal::new(addr, crew.one(Duty::Vault)?.clone(), None);
@@ -267,7 +270,7 @@ async fn open(
             anyhow::bail!("the first jobs were refused: {}", a.message());
         }
     }
-    banner(addr, opts, &enrolled.created, &crew, first_start).await;
+    banner(addr, opts, enrolled.created.is_empty(), first_start).await;
 
     let staff_stats = Arc::new(autopilot::Stats::default());
     let fault_stats = Arc::new(faults::FaultStats::default());
@@ -342,14 +345,42 @@ async fn feed(mut t: Terminal, mix: JobMix, per_hour: f64, speed: f64, line: Lin
     }
 }
 
-/// How to reach the hall, and (on the first start) the accounts, shown once.
-async fn banner(
-    addr: SocketAddr,
-    opts: &DemoOptions,
-    created: &[Member],
-    crew: &Crew,
-    first_start: bool,
-) {
+/// The accounts created now, with their PINs: shown this once.
+fn print_accounts(created: &[Member], data_dir: &std::path::Path) {
+    let visitors: Vec<&Member> = created.iter().filter(|m| m.duty == Duty::Visitor).collect();
+    if !visitors.is_empty() {
+        println!();
+        println!("Your accounts. The PINs are shown this once (stored only as hashes):");
+        for m in &visitors {
+            println!(
+                "  {:<8} {:<11} PIN {}   {}",
+                m.id,
+                m.role.name(),
+                m.pin,
+                m.name
+            );
+        }
+    }
+    let simulated: Vec<&Member> = created.iter().filter(|m| m.duty != Duty::Visitor).collect();
+    if !simulated.is_empty() {
+        println!();
+        println!(
+            "The simulated crew ({} people; the autopilot keeps their PINs in {}):",
+            simulated.len(),
+            staff::crew_file(data_dir).display()
+        );
+        for chunk in simulated.chunks(4) {
+            let row: Vec<String> = chunk
+                .iter()
+                .map(|m| format!("{:<8} {}", m.id, m.pin))
+                .collect();
+            println!("  {}", row.join("   "));
+        }
+    }
+}
+
+/// How to reach the hall and what it is doing.
+async fn banner(addr: SocketAddr, opts: &DemoOptions, known_staff: bool, first_start: bool) {
     let ui = matches!(
         client::ApiClient::new(addr).page("/").await,
         Ok((200, kind)) if kind.starts_with("text/html")
@@ -374,37 +405,12 @@ async fn banner(
             vault::LOT_SIZE
         );
     }
-    let visitors: Vec<&Member> = created.iter().filter(|m| m.duty == Duty::Visitor).collect();
-    if !visitors.is_empty() {
-        println!();
-        println!("Your accounts. The PINs are shown this once (stored only as hashes):");
-        for m in &visitors {
-            println!(
-                "  {:<8} {:<11} PIN {}   {}",
-                m.id,
-                m.role.name(),
-                m.pin,
-                m.name
-            );
-        }
-    }
-    let simulated: Vec<&Member> = created.iter().filter(|m| m.duty != Duty::Visitor).collect();
-    if !simulated.is_empty() {
-        println!();
+    if known_staff {
         println!(
-            "The simulated crew ({} people; the autopilot keeps their PINs in {}):",
-            simulated.len(),
-            staff::crew_file(&opts.data_dir).display()
+            "  staff     the accounts exist already (a forgotten PIN, with the demo stopped: \
+             hallctl users reset-pin ID --data-dir {})",
+            opts.data_dir.display()
         );
-        for chunk in simulated.chunks(4) {
-            let row: Vec<String> = chunk
-                .iter()
-                .map(|m| format!("{:<8} {}", m.id, m.pin))
-                .collect();
-            println!("  {}", row.join("   "));
-        }
-    } else if !crew.members.is_empty() && created.is_empty() {
-        println!("  staff     accounts exist already (reset a PIN with `hallctl users reset-pin`)");
     }
     println!();
     if !opts.autopilot {
