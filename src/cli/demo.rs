@@ -17,15 +17,18 @@ real hall (the API, and the hall UI when the build has it).
 First start (an empty data directory): your accounts (a supervisor, an auditor, an admin, four \
 operators) and the simulated crew are created, their PINs printed once; 4 boxes of booklets and \
 4 rolls of patches are received into the vault; 150 jobs are submitted. Then jobs keep arriving \
-(--jobs-per-hour). A restart on the same directory continues where it stopped and seeds nothing.
+(--jobs-per-hour). A restart on the same directory continues where it stopped and seeds nothing. \
+The crew signs in again after a restart, so its PINs are kept in DATA_DIR/demo-crew.json (demo \
+only: a real hall stores no PIN).
 
 --autopilot: simulated staff run the line through the API, as people at terminals would \
 (separation of duties, two-person counts, sessions with counts, no one choosing work). \
 --faults: devices jam, lose their cable or fall silent now and then; the floor supervisor \
 clears them.
 
-Ctrl-C ends the shift (with --autopilot: every session returned and closed) and stops. To start \
-over, stop the demo and delete the data directory. See docs/demo.md.")]
+Ctrl-C ends the shift (with --autopilot: every step finished, every session returned and \
+closed, within the server's shutdown grace) and stops like `hallctl serve`; a second Ctrl-C \
+stops at once. To start over, stop the demo and delete the data directory. See docs/demo.md.")]
 pub struct DemoArgs {
     /// The data directory: created on the first start, continued afterwards [default:
     /// ./hallctl-demo-data].
