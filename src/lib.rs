@@ -12,6 +12,8 @@
 //! - [`cli`]: the `hallctl` command line, one module per subcommand.
 //! - [`config`]: `hall.toml`, the controller's configuration: the hall, its stations and devices,
 //!   policies and limits, validated at load with errors that name the file, line and key.
+//! - [`demo`]: `hallctl demo`: the demo hall (the embedded configuration served by [`serve`]),
+//!   seeded staff, vault and jobs, and simulated staff who run the line over the API.
 //! - Devices: the `hallctl-drivers` crate (frames, links, printer and laminator drivers, vendor
 //!   bridge, simulators); `hallctl devices sim` ([`cli::devices`]) runs its simulators standalone.
 //! - [`ledger`]: the patch and booklet ledger: custody of accountable items, hash-chained
@@ -38,6 +40,7 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod ledger;
 pub mod line;
 pub mod serve;

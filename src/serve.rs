@@ -376,6 +376,35 @@ pub async fn run(
     opts: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    run_with(config, opts, move |_| shutdown).await
+}
+
+/// A hall that is serving, as [`run_with`] hands it to its caller.
+pub struct Serving {
+    /// Where the API listens.
+    pub addr: std::net::SocketAddr,
+    /// The API's state (the line, the users, the ledger).
+    pub state: AppState,
+    /// The simulated devices (for fault injection).
+    pub simulators: Arc<Simulators>,
+}
+
+/// As [`run`], for a caller that works with the running hall (the demo): once the hall listens,
+/// `serving` gets it, and the future `serving` returns is the shutdown signal. The HTTP server
+/// keeps answering until that future completes, so the caller can still use the API on its way
+/// out.
+///
+/// # Errors
+/// As [`start`]; the listen address is taken.
+pub async fn run_with<F, S>(
+    config: HallConfig,
+    opts: ServeOptions,
+    serving: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(Serving) -> S,
+    S: Future<Output = ()> + Send + 'static,
+{
     let hall = start(&config, opts).await?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -434,6 +463,11 @@ pub async fn run(
                 }
             }
         })
+    });
+    let shutdown = serving(Serving {
+        addr,
+        state: hall.state.clone(),
+        simulators: sims.clone(),
     });
     let app = crate::api::app(hall.state);
     let grace = config.server.shutdown_grace();

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 pub mod audit;
 pub mod config;
+pub mod demo;
 pub mod devices;
 pub mod ledger;
 pub mod serve;
@@ -34,6 +35,9 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Run the controller: `hallctl serve --config hall.toml`.
     Serve(serve::ServeArgs),
+    /// The demo hall, nothing to configure: simulated devices, seeded staff, vault and jobs;
+    /// `--autopilot` runs the line by itself.
+    Demo(demo::DemoArgs),
     /// The configuration: `hallctl config check hall.toml`, `hallctl config demo`.
     Config(config::ConfigArgs),
     /// Accounts from the console (while the controller is stopped): add, disable, enable,
@@ -62,6 +66,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ledger(args) => ledger::run(args),
         Command::Audit(args) => audit::run(args),
         Command::Serve(args) => serve::run_serve(args),
+        Command::Demo(args) => demo::run_demo(args),
         Command::Config(args) => config::run(args),
         Command::Users(args) => users::run(args),
     }
