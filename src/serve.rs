@@ -127,7 +127,14 @@ pub async fn start(config: &HallConfig, opts: ServeOptions) -> anyhow::Result<Ha
     std::fs::create_dir_all(data)
         .with_context(|| format!("cannot create the data directory {}", data.display()))?;
     let ledger = Arc::new(
-        Ledger::open(&ledger_dir(data), LedgerConfig::default()).with_context(|| {
+        Ledger::open(
+            &ledger_dir(data),
+            LedgerConfig {
+                cache_bytes: config.server.ledger_cache_bytes(),
+                ..LedgerConfig::default()
+            },
+        )
+        .with_context(|| {
             format!(
                 "cannot open the ledger in {} (is another controller running on it?)",
                 data.display()

@@ -43,6 +43,7 @@ pub(super) struct RawServer {
     pub body_limit_bytes: u64,
     pub request_timeout_secs: u64,
     pub shutdown_grace_secs: u64,
+    pub ledger_cache_mb: u64,
 }
 
 impl Default for RawServer {
@@ -53,6 +54,7 @@ impl Default for RawServer {
             body_limit_bytes: 4 * 1024 * 1024,
             request_timeout_secs: 30,
             shutdown_grace_secs: 20,
+            ledger_cache_mb: 1024,
         }
     }
 }

@@ -203,6 +203,16 @@ fn every_error_names_its_line_and_key() {
             "86400 is out of range 1..=3600",
         ),
         (
+            "ledger cache too small",
+            edit(
+                "data_dir = \"data\"\n",
+                "data_dir = \"data\"\nledger_cache_mb = 8\n",
+            ),
+            9,
+            "server.ledger_cache_mb",
+            "8 is out of range 64..=1048576",
+        ),
+        (
             "negative number",
             edit(
                 "data_dir = \"data\"\n",
@@ -820,8 +830,10 @@ fn defaults_are_the_documented_ones() {
             body_limit_bytes: 4_194_304,
             request_timeout_secs: 30,
             shutdown_grace_secs: 20,
+            ledger_cache_mb: 1024,
         }
     );
+    assert_eq!(c.server.ledger_cache_bytes(), 1 << 30);
     assert_eq!(c.server.request_timeout(), Duration::from_secs(30));
     assert_eq!(c.server.shutdown_grace(), Duration::from_secs(20));
     let p = &c.policy;

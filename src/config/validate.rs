@@ -247,6 +247,11 @@ impl Checker<'_> {
                 raw.shutdown_grace_secs,
                 1..=3600,
             ),
+            ledger_cache_mb: self.ranged(
+                "server.ledger_cache_mb",
+                raw.ledger_cache_mb,
+                64..=1024 * 1024,
+            ),
         }
     }
 
