@@ -19,6 +19,7 @@ pub(super) struct RawConfig {
     pub server: RawServer,
     pub policy: RawPolicy,
     pub alerts: RawAlerts,
+    pub mqtt: Option<RawMqtt>,
     pub buses: Vec<RawBus>,
     pub stations: Vec<RawStation>,
 }
@@ -123,6 +124,25 @@ impl Default for RawAlerts {
     }
 }
 
+/// `[mqtt]`: optional as a whole; when present, `url` is required.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMqtt {
+    pub url: String,
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    /// Never accepted: read only to say where a password goes instead.
+    pub password: Option<serde::de::IgnoredAny>,
+    pub password_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive_secs: u64,
+}
+
+fn default_keep_alive() -> u64 {
+    30
+}
+
 /// `[[buses]]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -178,7 +198,7 @@ pub(super) struct RawDevice {
     pub address: Option<String>,
 }
 
-const SECTIONS: &str = "hall, server, policy, alerts, buses, stations";
+const SECTIONS: &str = "hall, server, policy, alerts, mqtt, buses, stations";
 
 impl RawConfig {
     /// Deserializes each section, and each bus and station, on its own, so that every one of
@@ -203,6 +223,7 @@ impl RawConfig {
                 "server" => section(value, name, index, &mut errors, &mut raw.server),
                 "policy" => section(value, name, index, &mut errors, &mut raw.policy),
                 "alerts" => section(value, name, index, &mut errors, &mut raw.alerts),
+                "mqtt" => section(value, name, index, &mut errors, &mut raw.mqtt),
                 "buses" => raw.buses = elements(value, name, index, &mut errors),
                 "stations" => raw.stations = elements(value, name, index, &mut errors),
                 other => errors.push(index.error(
