@@ -19,6 +19,9 @@
 //!   `POST /jobs` → [`line::Line::submit`] (durable, queued) → the scheduler assigns print to a
 //!   station whose operator scans a booklet → the printer prints → lamination at another
 //!   operator's station with a patch from that station's session → QC by a third → dispatch.
+//! - [`mqtt`]: MQTT for central monitoring: the hall's publisher (state, devices, every ledger
+//!   record in order from a cursor into the journal, checkpoints, a last will) and the payloads
+//!   `hallctl central` ([`central`]) reads.
 //! - [`serve`]: `hallctl serve`: builds the hall from its configuration and serves the API;
 //!   graceful shutdown on SIGTERM.
 //! - [`status`]: the status fan-out: a broadcast of typed events from the line's actor (one per
@@ -33,6 +36,7 @@ pub mod cli;
 pub mod config;
 pub mod ledger;
 pub mod line;
+pub mod mqtt;
 pub mod serve;
 pub mod status;
 pub mod store;
