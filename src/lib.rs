@@ -6,6 +6,8 @@
 //! - [`auth`]: users and access: accounts (stored with the ledger record of each change), PINs
 //!   hashed with Argon2id, lockout, session and service tokens, and [`auth::require`], the role
 //!   check every API route makes.
+//! - [`central`]: `hallctl central`: every hall's MQTT topics folded into a national overview
+//!   (page and `/api/halls` served by [`api::central`]).
 //! - [`cli`]: the `hallctl` command line, one module per subcommand.
 //! - [`config`]: `hall.toml`, the controller's configuration: the hall, its stations and devices,
 //!   policies and limits, validated at load with errors that name the file, line and key.
@@ -32,6 +34,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod central;
 pub mod cli;
 pub mod config;
 pub mod ledger;

@@ -6,6 +6,7 @@
 //! document at `/api/v1/openapi.json` is generated from the handlers' annotations. (The status
 //! stream also takes `?token=`, since browsers' `EventSource` cannot set headers.)
 
+pub mod central;
 pub mod custody;
 pub mod error;
 pub mod extract;

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 pub mod audit;
+pub mod central;
 pub mod config;
 pub mod devices;
 pub mod ledger;
@@ -32,6 +33,9 @@ pub enum Command {
     Ledger(ledger::LedgerArgs),
     /// Ledger integrity: verify the chain, signed evidence bundles, checkpoint export.
     Audit(audit::AuditArgs),
+    /// The national overview: `hallctl central --mqtt mqtt://broker` follows every hall that
+    /// publishes to the broker and serves a live page (and `/api/halls`).
+    Central(central::CentralArgs),
     /// Run the controller: `hallctl serve --config hall.toml`.
     Serve(serve::ServeArgs),
     /// The configuration: `hallctl config check hall.toml`, `hallctl config demo`.
@@ -62,6 +66,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ledger(args) => ledger::run(args),
         Command::Audit(args) => audit::run(args),
         Command::Serve(args) => serve::run_serve(args),
+        Command::Central(args) => central::run(args),
         Command::Config(args) => config::run(args),
         Command::Users(args) => users::run(args),
     }
