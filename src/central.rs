@@ -166,10 +166,7 @@ impl Overview {
 
     /// Every hall, by id, as of `now`.
     pub fn views(&self, now: DateTime<Utc>) -> Vec<HallView> {
-        self.halls
-            .iter()
-            .map(|(id, h)| h.view(id, now))
-            .collect()
+        self.halls.iter().map(|(id, h)| h.view(id, now)).collect()
     }
 }
 
@@ -240,7 +237,12 @@ impl HallState {
         ]) {
             Some(t) => (Some(t), "state"),
             None => (
-                Some(self.dispatched.iter().filter(|t| **t >= now - window).count() as f64),
+                Some(
+                    self.dispatched
+                        .iter()
+                        .filter(|t| **t >= now - window)
+                        .count() as f64,
+                ),
                 "events",
             ),
         };
@@ -435,7 +437,10 @@ mod tests {
         assert_eq!(v.status.as_deref(), Some("online"));
         assert_eq!(v.backlog, Some(6));
         assert_eq!(v.open_jobs, Some(9));
-        assert_eq!((v.devices_total, v.devices_down.clone()), (2, vec!["L1".to_string()]));
+        assert_eq!(
+            (v.devices_total, v.devices_down.clone()),
+            (2, vec!["L1".to_string()])
+        );
         assert_eq!(v.throughput_per_hour, Some(1.0));
         assert_eq!(v.throughput_source.as_deref(), Some("events"));
         assert_eq!(v.outbox_backlog, Some(2));
@@ -450,11 +455,27 @@ mod tests {
         let mut o = Overview::default();
         let at = "2026-11-21T10:29:00Z";
         let raised = serde_json::json!({"kind": "alert_raised", "alert": "A-7"});
-        o.apply("hallctl/v1/h1/events", &event(1, "alert_raised", at, raised.clone()), now);
-        o.apply("hallctl/v1/h1/events", &event(2, "assigned", at, Value::Null), now);
+        o.apply(
+            "hallctl/v1/h1/events",
+            &event(1, "alert_raised", at, raised.clone()),
+            now,
+        );
+        o.apply(
+            "hallctl/v1/h1/events",
+            &event(2, "assigned", at, Value::Null),
+            now,
+        );
         // A resend after a reconnect: 1 and 2 again, then 3.
-        o.apply("hallctl/v1/h1/events", &event(1, "alert_raised", at, raised), now);
-        o.apply("hallctl/v1/h1/events", &event(2, "assigned", at, Value::Null), now);
+        o.apply(
+            "hallctl/v1/h1/events",
+            &event(1, "alert_raised", at, raised),
+            now,
+        );
+        o.apply(
+            "hallctl/v1/h1/events",
+            &event(2, "assigned", at, Value::Null),
+            now,
+        );
         o.apply(
             "hallctl/v1/h1/events",
             &event(3, "dispatched", at, Value::Null),
@@ -464,7 +485,11 @@ mod tests {
         assert_eq!((v.events, v.duplicates, v.last_event), (3, 2, 3));
         assert_eq!(v.open_alerts, 1);
         let ack = serde_json::json!({"kind": "alert_acknowledged", "alert": "A-7"});
-        o.apply("hallctl/v1/h1/events", &event(4, "alert_acknowledged", at, ack), now);
+        o.apply(
+            "hallctl/v1/h1/events",
+            &event(4, "alert_acknowledged", at, ack),
+            now,
+        );
         assert_eq!(o.views(now)[0].open_alerts, 0);
     }
 

@@ -311,12 +311,13 @@ impl BrokerUrl {
             if addr.parse::<std::net::Ipv6Addr>().is_err() {
                 return Err(format!("{addr:?} is not an IPv6 address"));
             }
-            let port = match after {
-                "" => None,
-                p => Some(p.strip_prefix(':').ok_or_else(|| {
-                    format!("{text:?}: expected :port after the IPv6 address")
-                })?),
-            };
+            let port =
+                match after {
+                    "" => None,
+                    p => Some(p.strip_prefix(':').ok_or_else(|| {
+                        format!("{text:?}: expected :port after the IPv6 address")
+                    })?),
+                };
             (addr.to_string(), port)
         } else {
             match rest.rsplit_once(':') {

@@ -43,8 +43,8 @@ use chrono::{DateTime, Utc};
 use hallctl_jobs::job::{DeviceId, StationId};
 use hallctl_jobs::scheduler::DeviceReadiness;
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing,
-    QoS, TlsConfiguration, Transport,
+    AsyncClient, ConnectionError, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, QoS,
+    TlsConfiguration, Transport,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -669,7 +669,10 @@ impl Pump {
                 if self.send(self.topics.alerts(), false, body, Sent::Event(seq)) {
                     parts += 1;
                 } else {
-                    tracing::error!(seq, "the MQTT request queue is full: alert not copied to alerts");
+                    tracing::error!(
+                        seq,
+                        "the MQTT request queue is full: alert not copied to alerts"
+                    );
                 }
             }
             self.parts.insert(seq, parts);

@@ -314,7 +314,10 @@ impl StatusHub {
 
     /// The MQTT outbox's figures, registered at `/metrics` from the first call on.
     pub fn outbox_metrics(&self) -> OutboxMetrics {
-        self.inner.outbox.get_or_init(OutboxMetrics::default).clone()
+        self.inner
+            .outbox
+            .get_or_init(OutboxMetrics::default)
+            .clone()
     }
 
     /// Ends every stream (at shutdown: an open stream would otherwise hold the server's

@@ -1154,8 +1154,14 @@ fn mqtt_is_off_by_default_and_its_defaults_are_the_documented_ones() {
         m.password_file.as_deref(),
         Some(Path::new("/etc/hallctl/secrets/mqtt.pw"))
     );
-    assert_eq!(m.ca_file.as_deref(), Some(Path::new("/etc/ssl/hall-ca.pem")));
-    assert_eq!((m.client_id.as_str(), m.keep_alive()), ("isb-1", Duration::from_secs(10)));
+    assert_eq!(
+        m.ca_file.as_deref(),
+        Some(Path::new("/etc/ssl/hall-ca.pem"))
+    );
+    assert_eq!(
+        (m.client_id.as_str(), m.keep_alive()),
+        ("isb-1", Duration::from_secs(10))
+    );
 }
 
 #[test]
@@ -1163,7 +1169,10 @@ fn broker_urls_parse_as_documented() {
     let ok = [
         ("mqtt://broker", "mqtt://broker:1883"),
         ("mqtt://broker:1884/", "mqtt://broker:1884"),
-        ("mqtts://broker.example.org", "mqtts://broker.example.org:8883"),
+        (
+            "mqtts://broker.example.org",
+            "mqtts://broker.example.org:8883",
+        ),
         ("mqtt://127.0.0.1:18830", "mqtt://127.0.0.1:18830"),
         ("mqtt://[::1]:1883", "mqtt://[::1]:1883"),
         ("mqtts://[fe80::1]", "mqtts://[fe80::1]:8883"),

@@ -1252,7 +1252,9 @@ mod tests {
             assert_eq!(*durable.borrow(), 0);
             assert_eq!(ledger.cursor("mqtt").expect("read"), None);
             for n in 0..3 {
-                ledger.append(OperatorId::new("S"), lot(0, n)).expect("append");
+                ledger
+                    .append(OperatorId::new("S"), lot(0, n))
+                    .expect("append");
             }
             // Acknowledged means durable, and the watch saw it.
             assert_eq!(*durable.borrow(), 3);
@@ -1261,7 +1263,10 @@ mod tests {
             assert_eq!(ledger.head(), 3);
         }
         let ledger = Ledger::open(dir.path(), LedgerConfig::default()).expect("reopen");
-        assert_eq!(ledger.cursor("mqtt").expect("read").as_deref(), Some(&b"2"[..]));
+        assert_eq!(
+            ledger.cursor("mqtt").expect("read").as_deref(),
+            Some(&b"2"[..])
+        );
         assert_eq!(*ledger.watch_durable().borrow(), 3);
     }
 

@@ -1,0 +1,583 @@
+//! What the black-box tests share: a minimal HTTP client, a hall served by the real `hallctl`
+//! binary (simulated devices on pseudo-terminals, a temporary data directory, accounts made with
+//! the console), valid job requests, and polling with a deadline.
+//!
+//! Each test binary uses part of it.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{Datelike, Months, Utc};
+use hallctl_jobs::intake::{IntakeContext, JobRequest, PersonalizationRequest, validate};
+use hallctl_jobs::job::JobId;
+use serde_json::{Value, json};
+
+// ---- a minimal HTTP client ----------------------------------------------------------------------
+
+/// An answer: status and body (parsed as JSON when it is JSON, else `Value::Null`).
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub text: String,
+    pub body: Value,
+}
+
+impl Resp {
+    /// Asserts the status, showing the body when it differs.
+    #[track_caller]
+    pub fn expect(self, status: u16, what: &str) -> Value {
+        assert_eq!(self.status, status, "{what}: {}", self.text);
+        self.body
+    }
+
+    /// Asserts the one error body: `{"error": {"code", "message", ...}}`.
+    #[track_caller]
+    pub fn error(&self, what: &str) -> (String, String, Option<String>) {
+        let e = &self.body["error"];
+        let code = e["code"].as_str();
+        let message = e["message"].as_str();
+        assert!(
+            code.is_some_and(|c| !c.is_empty()) && message.is_some_and(|m| !m.is_empty()),
+            "{what}: not the one error body: {}",
+            self.text
+        );
+        (
+            code.unwrap().to_string(),
+            message.unwrap().to_string(),
+            e["field"].as_str().map(str::to_string),
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Client {
+    pub addr: SocketAddr,
+}
+
+impl Client {
+    /// Sends one request under `/api/v1` and reads the whole answer.
+    pub fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&[u8]>,
+        content_type: &str,
+    ) -> Resp {
+        let mut last_err = None;
+        // A server that refuses a large body may reset the connection before the answer is
+        // read; one more try then.
+        for _ in 0..3 {
+            match self.once(method, path, token, body, content_type) {
+                Ok(r) => return r,
+                Err(e) => last_err = Some(e),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{method} {path}: {last_err:?}");
+    }
+
+    pub fn once(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&[u8]>,
+        content_type: &str,
+    ) -> std::io::Result<Resp> {
+        self.once_at(method, &format!("/api/v1{path}"), token, body, content_type)
+    }
+
+    /// A GET of a path outside `/api/v1` (`/metrics`, another service's routes).
+    pub fn get_at(&self, path: &str, token: Option<&str>) -> Resp {
+        self.once_at("GET", path, token, None, "application/json")
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    /// One request to `path` as given.
+    pub fn once_at(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&[u8]>,
+        content_type: &str,
+    ) -> std::io::Result<Resp> {
+        let mut s = TcpStream::connect(self.addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        s.set_write_timeout(Some(Duration::from_secs(60)))?;
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: application/json\r\n",
+            self.addr
+        );
+        if let Some(t) = token {
+            head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        let body = body.unwrap_or_default();
+        if !body.is_empty() || method == "POST" {
+            head.push_str(&format!(
+                "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes())?;
+        // The server may answer (413) before it reads the body: write it from another thread
+        // while this one reads, and ignore a write error.
+        let writer = {
+            let mut w = s.try_clone()?;
+            let body = body.to_vec();
+            std::thread::spawn(move || {
+                let _ = w.write_all(&body);
+            })
+        };
+        let mut raw = Vec::new();
+        let read = s.read_to_end(&mut raw);
+        let _ = writer.join();
+        if let Err(e) = read
+            && raw.is_empty()
+        {
+            return Err(e);
+        }
+        parse_response(&raw)
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>) -> Resp {
+        self.raw("GET", path, token, None, "application/json")
+    }
+
+    pub fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Resp {
+        let b = serde_json::to_vec(body).unwrap();
+        self.raw("POST", path, token, Some(&b), "application/json")
+    }
+
+    pub fn delete(&self, path: &str, token: Option<&str>) -> Resp {
+        self.raw("DELETE", path, token, None, "application/json")
+    }
+}
+
+pub fn parse_response(raw: &[u8]) -> std::io::Result<Resp> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no end of headers"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut body = raw[split + 4..].to_vec();
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no status line"))?;
+    let chunked = lines.any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    if chunked {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let eol = rest
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .ok_or_else(|| bad("bad chunk"))?;
+            let size_text = String::from_utf8_lossy(&rest[..eol]).to_string();
+            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| bad("bad chunk size"))?;
+            rest = &rest[eol + 2..];
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[..size.min(rest.len())]);
+            rest = &rest[(size + 2).min(rest.len())..];
+        }
+        body = out;
+    }
+    let text = String::from_utf8_lossy(&body).to_string();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Ok(Resp { status, text, body })
+}
+
+// ---- the hall -----------------------------------------------------------------------------------
+
+/// Everyone's PIN (6 digits, not trivial, distinct).
+pub const PEOPLE: &[(&str, &str, &str)] = &[
+    ("S1", "supervisor", "482917"),
+    ("A1", "operator", "395172"),
+    ("A2", "operator", "618204"),
+    ("B1", "operator", "730581"),
+    ("B2", "operator", "264093"),
+    ("C1", "operator", "851736"),
+    ("D1", "operator", "507349"),
+    ("V1", "operator", "942615"),
+    ("V2", "operator", "176428"),
+    ("AU1", "auditor", "583061"),
+    ("AD1", "admin", "329748"),
+];
+
+pub fn pin(user: &str) -> &'static str {
+    PEOPLE
+        .iter()
+        .find(|p| p.0 == user)
+        .map(|p| p.2)
+        .expect("a known user")
+}
+
+pub fn hallctl() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hallctl"));
+    c.env_remove("RUST_BACKTRACE").env("RUST_LOG", "info");
+    c
+}
+
+pub const HALL_TOML: &str = r#"
+[hall]
+id = "svc-test"
+name = "Service API test hall"
+issuing_state = "UTO"
+
+[server]
+listen = "127.0.0.1:0"
+data_dir = "data"
+body_limit_bytes = 65536
+request_timeout_secs = 30
+shutdown_grace_secs = 2
+
+[[buses]]
+id = "rs485-a"
+simulate = true
+
+[[stations]]
+id = "VAULT"
+kind = "vault"
+
+[[stations]]
+id = "PRINT-01"
+kind = "print"
+device = { id = "PR-01", driver = "printer", simulate = true }
+
+[[stations]]
+id = "PRINT-02"
+kind = "print"
+device = { id = "PR-02", driver = "printer", simulate = true }
+
+[[stations]]
+id = "LAM-01"
+kind = "laminate"
+device = { id = "LM-01", driver = "laminator", bus = "rs485-a", unit = 1 }
+
+[[stations]]
+id = "LAM-02"
+kind = "laminate"
+device = { id = "LM-02", driver = "laminator", bus = "rs485-a", unit = 2 }
+
+[[stations]]
+id = "QC-01"
+kind = "qc"
+
+[[stations]]
+id = "QC-02"
+kind = "qc"
+
+[[stations]]
+id = "DISPATCH-01"
+kind = "dispatch"
+"#;
+
+/// A running service; killed (SIGKILL) when dropped. On a failing test its log is printed.
+pub struct Hall {
+    pub dir: tempfile::TempDir,
+    pub child: Option<Child>,
+    pub client: Client,
+    pub monitor_token: String,
+    pub scale: f64,
+}
+
+impl Hall {
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("hall.toml")
+    }
+
+    pub fn log(&self) -> PathBuf {
+        self.dir.path().join("serve.log")
+    }
+
+    /// Kills the service at once (SIGKILL: no shutdown, nothing flushed beyond what the
+    /// service made durable itself).
+    /// Injects a fault into a simulated device through the service's `--sim-faults-stdin`.
+    pub fn inject(&mut self, command: &str) {
+        let child = self.child.as_mut().expect("the service runs");
+        let stdin = child.stdin.as_mut().expect("the service's stdin");
+        writeln!(stdin, "{command}").expect("write the fault command");
+        stdin.flush().unwrap();
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the service again on the same data directory.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let (child, addr) = start_serve(&self.config(), &self.log(), self.scale);
+        self.child = Some(child);
+        self.client = Client { addr };
+    }
+
+    pub fn sign_in(&self, user: &str, station: Option<&str>) -> String {
+        let mut body = json!({"user": user, "pin": pin(user)});
+        if let Some(s) = station {
+            body["station"] = json!(s);
+        }
+        let v = self
+            .client
+            .post("/session", None, &body)
+            .expect(200, &format!("{user} signs in at {station:?}"));
+        v["token"].as_str().expect("a token").to_string()
+    }
+}
+
+impl Drop for Hall {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.log()).unwrap_or_default();
+            let tail: String = log
+                .chars()
+                .rev()
+                .take(6000)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            eprintln!("---- serve log (tail) ----\n{tail}\n---- end ----");
+        }
+    }
+}
+
+pub fn start_serve(config: &Path, log: &Path, scale: f64) -> (Child, SocketAddr) {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    let mut child = hallctl()
+        .args(["serve", "--config"])
+        .arg(config)
+        .args(["--sim-time-scale", &scale.to_string()])
+        .arg("--sim-faults-stdin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log_file))
+        .spawn()
+        .expect("start hallctl serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if let Some(a) = line.split("listening on http://").nth(1) {
+                let _ = tx.send(a.trim().to_string());
+            }
+        }
+    });
+    let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(a) => a.parse().expect("a socket address"),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the service did not say where it listens:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+    };
+    (child, addr)
+}
+
+/// Writes the hall's configuration, creates every account with the console (before the service
+/// runs: it locks the data directory), starts the service and waits until it answers.
+pub fn spawn_hall(scale: f64) -> Hall {
+    spawn_hall_with(scale, HALL_TOML, PEOPLE)
+}
+
+/// As [`spawn_hall`], with another configuration (`data_dir = "data"` beside it) and only
+/// `people` (of [`PEOPLE`]) besides the monitoring service account.
+pub fn spawn_hall_with(scale: f64, toml: &str, people: &[(&str, &str, &str)]) -> Hall {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("hall.toml");
+    std::fs::write(&config, toml).unwrap();
+    let data = dir.path().join("data");
+    for (id, role, pin) in people {
+        let mut child = hallctl()
+            .args([
+                "users",
+                "add",
+                id,
+                "--name",
+                &format!("Test {id}"),
+                "--role",
+                role,
+            ])
+            .arg("--pin-stdin")
+            .arg("--data-dir")
+            .arg(&data)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("hallctl users add");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{pin}\n").as_bytes())
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "users add {id}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let o = hallctl()
+        .args([
+            "users",
+            "add",
+            "MON1",
+            "--name",
+            "Monitoring",
+            "--role",
+            "monitor",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "users add MON1: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let monitor_token = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .last()
+        .expect("the service token")
+        .trim()
+        .to_string();
+    let log = dir.path().join("serve.log");
+    let (child, addr) = start_serve(&config, &log, scale);
+    let hall = Hall {
+        dir,
+        child: Some(child),
+        client: Client { addr },
+        monitor_token,
+        scale,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = hall.client.once("GET", "/health", None, None, "text/plain");
+        if r.is_ok_and(|r| r.status == 200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the service never answered /health"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    hall
+}
+
+// ---- jobs ----------------------------------------------------------------------------------------
+
+/// A valid request: due in two days, issued today, valid ten years.
+pub fn job_request(tracking: &str, surname: &str, document_number: &str) -> JobRequest {
+    let today = Utc::now().date_naive();
+    let expiry = today
+        .checked_add_months(Months::new(120))
+        .unwrap()
+        .pred_opt()
+        .unwrap();
+    JobRequest {
+        tracking_number: tracking.into(),
+        doc_type: "ordinary".into(),
+        class: "normal".into(),
+        groups: vec![],
+        due: (Utc::now() + chrono::Duration::days(2))
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string(),
+        destination: "LHR-01".into(),
+        personalization: PersonalizationRequest {
+            surname: surname.into(),
+            given_names: "Anna Maria".into(),
+            nationality: "UTO".into(),
+            date_of_birth: format!("{}-08-12", today.year() - 40),
+            sex: "female".into(),
+            place_of_birth: "Zenith".into(),
+            issuing_state: "UTO".into(),
+            document_number: document_number.into(),
+            date_of_issue: today.format("%Y-%m-%d").to_string(),
+            date_of_expiry: expiry.format("%Y-%m-%d").to_string(),
+            personal_number: String::new(),
+            portrait_ref: "portrait:specimen".into(),
+        },
+    }
+}
+
+/// The MRZ lines of a request, generated from the same data the service got.
+pub fn mrz_of(req: &JobRequest) -> [String; 2] {
+    let ctx = IntakeContext {
+        now: Utc::now(),
+        job_id: JobId(1),
+        known_destinations: None,
+    };
+    let job = validate(req, &ctx).expect("a valid request");
+    let m = hallctl_jobs::mrz::generate(job.doc_type, &job.data).expect("an MRZ");
+    [m.line1().to_string(), m.line2().to_string()]
+}
+
+/// Submits one job; returns its id.
+pub fn submit(c: Client, sup: &str, req: &JobRequest) -> u64 {
+    let v = c
+        .post("/jobs", Some(sup), &json!({"jobs": [req]}))
+        .expect(200, "submit");
+    assert_eq!(v["jobs"][0]["status"], "created", "{v}");
+    v["jobs"][0]["job"].as_u64().expect("a job id")
+}
+
+pub fn job(c: Client, tok: &str, id: u64) -> Value {
+    c.get(&format!("/jobs/{id}"), Some(tok))
+        .expect(200, "get job")
+}
+
+pub fn job_state(c: Client, tok: &str, id: u64) -> String {
+    job(c, tok, id)["state"]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Polls until `f` returns `Some`, or panics after `secs` with `what` and the last value seen.
+#[track_caller]
+pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> (Option<T>, String)) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let (v, seen) = f();
+        if let Some(v) = v {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; last seen: {seen}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
