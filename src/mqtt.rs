@@ -448,7 +448,13 @@ impl Publisher {
         ledger: Arc<Ledger>,
         status: StatusHub,
     ) -> Result<Publisher, LedgerError> {
-        let cursor = Cursor::load(&ledger)?;
+        let mut cursor = Cursor::load(&ledger)?;
+        let head = ledger.durability().0;
+        if cursor.events > head {
+            // Only a store restored from an older backup gets here: resend what it has.
+            tracing::warn!(cursor = cursor.events, head, "the MQTT cursor is past the journal's head");
+            cursor.events = head;
+        }
         let topics = Topics::new(&hall.id);
         let will = LastWill::new(topics.status(), "offline", QoS::AtLeastOnce, true);
         let (client, eventloop) = AsyncClient::new(broker.options(Some(will)), REQUEST_CAPACITY);
@@ -479,6 +485,8 @@ impl Publisher {
             parts: BTreeMap::new(),
             checkpoint_in_flight: false,
             devices_sent: HashMap::new(),
+            devices_dirty: true,
+            checkpoints_dirty: true,
             state_dirty: true,
             last_state: None,
             offline_acked: false,
@@ -551,6 +559,10 @@ struct Pump {
     checkpoint_in_flight: bool,
     /// What each station's retained device message says now.
     devices_sent: HashMap<StationId, DeviceReadiness>,
+    /// The snapshot changed since the devices were compared.
+    devices_dirty: bool,
+    /// A checkpoint may be waiting (the journal grew, or one was acknowledged).
+    checkpoints_dirty: bool,
     state_dirty: bool,
     last_state: Option<Instant>,
     offline_acked: bool,
@@ -568,6 +580,7 @@ impl Pump {
     ) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut drain_until: Option<Instant> = None;
+        self.update_backlog();
         let (mut durable_open, mut snapshots_open) = (true, true);
         loop {
             if let Some(deadline) = drain_until
@@ -588,11 +601,17 @@ impl Pump {
                     None => break,
                 },
                 r = durable.changed(), if durable_open => match r {
-                    Ok(()) => self.update_backlog(),
+                    Ok(()) => {
+                        self.update_backlog();
+                        self.checkpoints_dirty = true;
+                    }
                     Err(_) => durable_open = false,
                 },
                 r = snapshots.changed(), if snapshots_open => match r {
-                    Ok(()) => self.state_dirty = true,
+                    Ok(()) => {
+                        self.state_dirty = true;
+                        self.devices_dirty = true;
+                    }
                     // The line is gone (shutdown): its last snapshot stays.
                     Err(_) => snapshots_open = false,
                 },
@@ -600,7 +619,10 @@ impl Pump {
                     if self.state_dirty && self.connected => {}
                 () = tokio::time::sleep_until(drain_until.unwrap_or_else(Instant::now)),
                     if drain_until.is_some() => {}
-                _ = tick.tick() => self.stalled = None,
+                _ = tick.tick() => {
+                    self.stalled = None;
+                    self.checkpoints_dirty = true;
+                }
                 d = &mut stop, if drain_until.is_none() => {
                     let d = d.unwrap_or_default();
                     drain_until = Some(Instant::now() + d);
@@ -678,7 +700,8 @@ impl Pump {
             self.parts.insert(seq, parts);
             self.next_event += 1;
         }
-        if !self.checkpoint_in_flight {
+        if !self.checkpoint_in_flight && self.checkpoints_dirty {
+            self.checkpoints_dirty = false;
             match self.ledger.checkpoint_after(self.cursor.checkpoints) {
                 Ok(Some(cp)) => {
                     let seq = cp.seq;
@@ -695,7 +718,12 @@ impl Pump {
                 Err(e) => tracing::warn!("cannot read the next checkpoint to publish: {e}"),
             }
         }
+        let due = self.last_state.is_none_or(|t| t.elapsed() >= STATE_EVERY);
+        if !self.devices_dirty && !(self.state_dirty && due) {
+            return;
+        }
         let snap = snapshots.borrow().clone();
+        self.devices_dirty = false;
         for st in &snap.stations {
             if self.devices_sent.get(&st.id) == Some(&st.readiness) {
                 continue;
@@ -711,9 +739,10 @@ impl Pump {
             let body = serde_json::to_vec(&msg).unwrap_or_default();
             if self.send(self.topics.device(st.id.as_str()), true, body, Sent::Other) {
                 self.devices_sent.insert(st.id.clone(), st.readiness);
+            } else {
+                self.devices_dirty = true;
             }
         }
-        let due = self.last_state.is_none_or(|t| t.elapsed() >= STATE_EVERY);
         if self.state_dirty && due {
             let msg = StateMessage {
                 hall: &self.hall.id,
@@ -753,6 +782,7 @@ impl Pump {
                 }
                 self.ever_connected = true;
                 self.devices_sent.clear();
+                self.devices_dirty = true;
                 self.state_dirty = true;
                 let topic = self.topics.status();
                 self.send(topic, true, b"online".to_vec(), Sent::Other);
@@ -783,6 +813,7 @@ impl Pump {
                     }
                     Sent::Checkpoint(seq) => {
                         self.checkpoint_in_flight = false;
+                        self.checkpoints_dirty = true;
                         self.cursor.checkpoints = self.cursor.checkpoints.max(seq);
                         self.cursor_tx.send_replace(self.cursor);
                     }
@@ -843,6 +874,7 @@ impl Pump {
         self.parts.clear();
         self.next_event = self.cursor.events + 1;
         self.checkpoint_in_flight = false;
+        self.checkpoints_dirty = true;
         self.update_backlog();
     }
 
