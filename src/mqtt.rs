@@ -452,7 +452,11 @@ impl Publisher {
         let head = ledger.durability().0;
         if cursor.events > head {
             // Only a store restored from an older backup gets here: resend what it has.
-            tracing::warn!(cursor = cursor.events, head, "the MQTT cursor is past the journal's head");
+            tracing::warn!(
+                cursor = cursor.events,
+                head,
+                "the MQTT cursor is past the journal's head"
+            );
             cursor.events = head;
         }
         let topics = Topics::new(&hall.id);
@@ -719,7 +723,7 @@ impl Pump {
             }
         }
         let due = self.last_state.is_none_or(|t| t.elapsed() >= STATE_EVERY);
-        if !self.devices_dirty && !(self.state_dirty && due) {
+        if !(self.devices_dirty || (self.state_dirty && due)) {
             return;
         }
         let snap = snapshots.borrow().clone();

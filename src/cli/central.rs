@@ -13,7 +13,8 @@ use crate::mqtt::Broker;
 /// Arguments of `hallctl central`.
 #[derive(Debug, Args)]
 pub struct CentralArgs {
-    /// The monitoring broker: mqtt://host[:port] or mqtts://host[:port].
+    /// The monitoring broker: mqtt://host:port or mqtts://host:port (the port may be left
+    /// out: 1883, 8883).
     #[arg(long)]
     pub mqtt: String,
     /// Where the overview page and /api/halls listen.
@@ -28,7 +29,7 @@ pub struct CentralArgs {
     /// For mqtts://: the CA certificate(s) that signed the broker's, PEM.
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
-    /// The MQTT client id (default: hallctl-central-<process id>).
+    /// The MQTT client id (default: hallctl-central-PID, with this process's id).
     #[arg(long)]
     pub client_id: Option<String>,
 }
