@@ -67,6 +67,9 @@ pub const EVENT_WINDOW: usize = 64;
 pub const CURSOR_SAVE_EVERY: Duration = Duration::from_millis(250);
 /// `state` is published at most this often (the latest snapshot wins).
 pub const STATE_EVERY: Duration = Duration::from_millis(500);
+/// `state` is published at least this often, changed or not: its `at` tells a consumer the hall
+/// is alive and current.
+pub const STATE_HEARTBEAT: Duration = Duration::from_secs(30);
 /// A control action larger than this (a batch of thousands of job ids) is published without
 /// its `detail`.
 pub const DETAIL_MAX_BYTES: usize = 4096;
@@ -626,6 +629,9 @@ impl Pump {
                 _ = tick.tick() => {
                     self.stalled = None;
                     self.checkpoints_dirty = true;
+                    if self.last_state.is_some_and(|t| t.elapsed() >= STATE_HEARTBEAT) {
+                        self.state_dirty = true;
+                    }
                 }
                 d = &mut stop, if drain_until.is_none() => {
                     let d = d.unwrap_or_default();
@@ -910,5 +916,124 @@ impl Pump {
             self.metrics.connected.set(0);
         }
         tracing::info!(cursor = self.cursor.events, "MQTT publisher stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{ControlAction, Serial, SessionId};
+    use hallctl_jobs::job::{JobId, OperatorId};
+
+    fn record(seq: u64, event: LedgerEvent) -> Record {
+        Record {
+            seq,
+            at: Utc::now(),
+            actor: OperatorId::new("A1"),
+            event,
+        }
+    }
+
+    #[test]
+    fn topics_are_under_the_hall() {
+        let t = Topics::new("isb-central");
+        assert_eq!(t.status(), "hallctl/v1/isb-central/status");
+        assert_eq!(t.state(), "hallctl/v1/isb-central/state");
+        assert_eq!(t.device("LAM-03"), "hallctl/v1/isb-central/devices/LAM-03");
+        assert_eq!(t.events(), "hallctl/v1/isb-central/events");
+        assert_eq!(t.alerts(), "hallctl/v1/isb-central/alerts");
+        assert_eq!(t.checkpoints(), "hallctl/v1/isb-central/checkpoints");
+    }
+
+    #[test]
+    fn an_event_is_the_records_summary_with_its_id_and_an_actions_detail() {
+        let ack = record(
+            7,
+            LedgerEvent::Action {
+                action: ControlAction::AlertAcknowledged {
+                    alert: "A-1".into(),
+                },
+            },
+        );
+        let m = EventMessage::of("h", &ack);
+        assert_eq!((m.msg_id, m.record.seq, m.hall.as_str()), (7, 7, "h"));
+        assert!(m.is_alert());
+        assert_eq!(
+            m.detail,
+            Some(serde_json::json!({"kind": "alert_acknowledged", "alert": "A-1"}))
+        );
+        // A batch of many jobs: the summary counts them, the detail is left out.
+        let big = record(
+            8,
+            LedgerEvent::Action {
+                action: ControlAction::JobsSubmitted {
+                    jobs: (1..=5000).map(JobId).collect(),
+                },
+            },
+        );
+        let m = EventMessage::of("h", &big);
+        assert_eq!(
+            (m.record.jobs, m.detail.is_none(), m.is_alert()),
+            (5000, true, false)
+        );
+        // A custody record: its summary, never the document number.
+        let printed = record(
+            9,
+            LedgerEvent::BookletPrinted {
+                booklet: Serial::new("B1000100"),
+                session: SessionId("S-1".into()),
+                job: JobId(3),
+                document_number: "L898902C3".into(),
+                device: DeviceId::new("PR-01"),
+            },
+        );
+        let text = serde_json::to_string(&EventMessage::of("h", &printed)).expect("json");
+        assert!(!text.contains("L898902C3"), "{text}");
+        let back: EventMessage = serde_json::from_str(&text).expect("parses back");
+        assert_eq!((back.record.job, back.detail), (Some(JobId(3)), None));
+    }
+
+    fn config(dir: &Path) -> MqttConfig {
+        MqttConfig {
+            url: BrokerUrl::parse("mqtts://broker.example").expect("url"),
+            client_id: "hallctl-h".into(),
+            username: Some("hall-h".into()),
+            password_file: Some(dir.join("pw")),
+            ca_file: Some(dir.join("ca.pem")),
+            keep_alive_secs: 30,
+        }
+    }
+
+    #[test]
+    fn credential_files_are_read_at_start_and_a_bad_one_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = config(dir.path());
+        let e = Broker::from_config(&c).expect_err("no password file");
+        assert!(
+            format!("{e:#}").starts_with(&format!(
+                "cannot read mqtt.password_file {}",
+                dir.path().join("pw").display()
+            )),
+            "{e:#}"
+        );
+        std::fs::write(dir.path().join("pw"), "\nsecond line\n").expect("write");
+        let e = Broker::from_config(&c).expect_err("empty first line");
+        assert!(format!("{e:#}").contains("the first line (the password) is empty"));
+        std::fs::write(dir.path().join("pw"), "s3cret-Pass\n").expect("write");
+        std::fs::write(dir.path().join("ca.pem"), "not a certificate").expect("write");
+        let e = Broker::from_config(&c).expect_err("no PEM");
+        assert!(format!("{e:#}").contains("no PEM certificate"), "{e:#}");
+        std::fs::write(
+            dir.path().join("ca.pem"),
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .expect("write");
+        let b = Broker::from_config(&c).expect("readable files");
+        assert_eq!(
+            b.credentials,
+            Some(("hall-h".to_string(), "s3cret-Pass".to_string()))
+        );
+        // Never the password in logs or Debug output.
+        assert!(!format!("{b:?}").contains("s3cret"), "{b:?}");
     }
 }
