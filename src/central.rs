@@ -4,9 +4,11 @@
 //! hall's MQTT outbox backlog. The page and `/api/halls` are served by [`crate::api::central`].
 //!
 //! [`Overview::apply`] is pure: one message in, the state updated; it never fails on a message
-//! it does not understand (it counts it). Fields a hall does not publish (yet) stay `None` and
-//! the page shows "—": on-time % and OEE are read from the hall's `state` when present
-//! (`on_time_pct` or `on_time.overall`; `oee_pct` or `oee.overall`).
+//! it does not understand (it counts it). The figures come from the hall's `state` (its line
+//! snapshot): throughput (`throughput.rate_per_hour`), on-time % (all classes' `on_time` counts
+//! together), OEE (the mean of `performance.devices[].oee`), open alerts (`alerts`). A figure a
+//! hall does not publish, or cannot yet (no job dispatched, no device observed), stays `None`
+//! and the page shows "—".
 //!
 //! Events are deduplicated by `msg_id`: a hall resends from its cursor in order, so a message
 //! whose id is not above the highest seen is a duplicate.
@@ -231,9 +233,9 @@ impl HallState {
         let int = |p: &str| state.and_then(|s| s.pointer(p)).and_then(Value::as_u64);
         let window = chrono::Duration::from_std(THROUGHPUT_WINDOW).unwrap_or_default();
         let (throughput, source) = match num(&[
+            "/throughput/rate_per_hour",
             "/throughput_per_hour",
             "/throughput/per_hour",
-            "/throughput/last_hour",
         ]) {
             Some(t) => (Some(t), "state"),
             None => (
@@ -272,7 +274,7 @@ impl HallState {
         let open_alerts = match state.map(|s| &s["alerts"]) {
             Some(Value::Array(a)) => a
                 .iter()
-                .filter(|x| x["acknowledged"].as_bool() != Some(true))
+                .filter(|x| x["open"].as_bool() != Some(false))
                 .count(),
             _ => match state.and_then(|s| s["open_alerts"].as_u64()) {
                 Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
@@ -287,10 +289,10 @@ impl HallState {
             throughput_source: Some(source.to_string()),
             backlog,
             open_jobs: int("/open_jobs"),
-            on_time_pct: num(&["/on_time_pct", "/on_time/overall", "/on_time/all"]),
+            on_time_pct: on_time(state),
             devices_total: u32::try_from(devices.len()).unwrap_or(u32::MAX),
             devices_down,
-            oee_pct: num(&["/oee_pct", "/oee/overall", "/oee/hall"]),
+            oee_pct: oee(state),
             open_alerts: u32::try_from(open_alerts).unwrap_or(u32::MAX),
             outbox_backlog: int("/outbox/backlog"),
             events: self.events,
@@ -300,6 +302,41 @@ impl HallState {
             last_message: self.last_message,
         }
     }
+}
+
+/// On-time % over every class: `state.on_time` is `[{class, completed, on_time, percent}]`
+/// (or a hall's own `on_time_pct`). `None` before the first completion.
+fn on_time(state: Option<&Value>) -> Option<f64> {
+    let s = state?;
+    if let Some(p) = s["on_time_pct"].as_f64() {
+        return Some(p);
+    }
+    let classes = s["on_time"].as_array()?;
+    let (done, on_time) = classes.iter().fold((0u64, 0u64), |(d, o), c| {
+        (
+            d + c["completed"].as_u64().unwrap_or(0),
+            o + c["on_time"].as_u64().unwrap_or(0),
+        )
+    });
+    (done > 0).then(|| on_time as f64 * 100.0 / done as f64)
+}
+
+/// The hall's OEE %: the mean of its devices' OEE in the current shift
+/// (`state.performance.devices[].oee`, a fraction), or a hall's own `oee_pct`. `None` when no
+/// device has a figure.
+fn oee(state: Option<&Value>) -> Option<f64> {
+    let s = state?;
+    if let Some(p) = s["oee_pct"].as_f64() {
+        return Some(p);
+    }
+    let per_device: Vec<f64> = s
+        .pointer("/performance/devices")?
+        .as_array()?
+        .iter()
+        .filter_map(|d| d["oee"].as_f64())
+        .collect();
+    (!per_device.is_empty())
+        .then(|| per_device.iter().sum::<f64>() * 100.0 / per_device.len() as f64)
 }
 
 /// What the central page serves: the overview and the broker connection.
@@ -499,9 +536,15 @@ mod tests {
         let mut o = Overview::default();
         o.apply(
             "hallctl/v1/h2/state",
-            br#"{"queued":[0,0,0,0],"on_time":{"overall":99.5},"oee_pct":71.0,
-                 "throughput":{"per_hour":1650},"alerts":[{"id":"a","acknowledged":false},
-                 {"id":"b","acknowledged":true}]}"#,
+            br#"{"queued":[0,0,0,0],
+                 "on_time":[{"class":"normal","completed":150,"on_time":150,"percent":100.0},
+                            {"class":"urgent","completed":50,"on_time":49,"percent":98.0},
+                            {"class":"fast_track","completed":0,"on_time":0,"percent":null}],
+                 "performance":{"shift":"2026-11-21A","devices":[{"device":"PR-01","oee":0.8},
+                            {"device":"LM-01","oee":0.62}]},
+                 "throughput":{"hourly":[],"shifts":[],"rate_per_hour":1650.0},
+                 "alerts":[{"id":"AL-1","open":true,"acknowledged":null},
+                           {"id":"AL-2","open":true,"acknowledged":{"by":"S1"}}]}"#,
             now,
         );
         for (topic, payload) in [
@@ -518,9 +561,14 @@ mod tests {
         assert_eq!(o.ignored, 7);
         let v = &o.views(now)[0];
         assert_eq!(v.on_time_pct, Some(99.5));
-        assert_eq!(v.oee_pct, Some(71.0));
+        assert!(
+            v.oee_pct.is_some_and(|p| (p - 71.0).abs() < 1e-9),
+            "{:?}",
+            v.oee_pct
+        );
         assert_eq!(v.throughput_per_hour, Some(1650.0));
         assert_eq!(v.throughput_source.as_deref(), Some("state"));
-        assert_eq!(v.open_alerts, 1);
+        // An acknowledged condition stays open until it clears.
+        assert_eq!(v.open_alerts, 2);
     }
 }

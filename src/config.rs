@@ -57,6 +57,8 @@ pub struct HallConfig {
     pub policy: PolicyConfig,
     /// When the controller raises alerts.
     pub alerts: AlertConfig,
+    /// How staff and machine performance is measured.
+    pub performance: PerformanceConfig,
     /// Where the hall publishes for central monitoring (`None`: it does not).
     pub mqtt: Option<MqttConfig>,
     /// RS-485 buses carrying Modbus RTU laminators, in file order.
@@ -217,8 +219,65 @@ pub struct AlertConfig {
     pub oldest_queued_minutes: u32,
     /// Seconds a device may be offline before an alert is raised.
     pub device_offline_secs: u32,
-    /// A job whose due time is this many minutes away and is not ready is at risk.
+    /// Safety margin, in minutes: a job is at risk when its predicted completion (from the
+    /// current rate and the jobs due before it) comes later than this before its due time.
     pub due_at_risk_minutes: u32,
+    /// A backlog alert clears when the queue (or the oldest job's age) is back at or below
+    /// this percentage of its threshold, so that a queue hovering at the threshold does not
+    /// raise and clear an alert every few seconds.
+    pub clear_percent: u32,
+}
+
+impl Default for AlertConfig {
+    /// The defaults of `docs/config.md`.
+    fn default() -> Self {
+        AlertConfig {
+            queue_depth: 5000,
+            oldest_queued_minutes: 240,
+            device_offline_secs: 10,
+            due_at_risk_minutes: 60,
+            clear_percent: 90,
+        }
+    }
+}
+
+/// `[performance]`: the ideal cycle time of each stage, the yardstick of OEE's performance
+/// factor (a step that takes longer than this lowers it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PerformanceConfig {
+    /// Ideal seconds per print step.
+    pub ideal_print_secs: u32,
+    /// Ideal seconds per lamination step.
+    pub ideal_laminate_secs: u32,
+    /// Ideal seconds per QC step.
+    pub ideal_qc_secs: u32,
+    /// Ideal seconds per dispatch step.
+    pub ideal_dispatch_secs: u32,
+}
+
+impl Default for PerformanceConfig {
+    /// The defaults of `docs/config.md`.
+    fn default() -> Self {
+        PerformanceConfig {
+            ideal_print_secs: 60,
+            ideal_laminate_secs: 45,
+            ideal_qc_secs: 30,
+            ideal_dispatch_secs: 15,
+        }
+    }
+}
+
+impl PerformanceConfig {
+    /// The ideal cycle times in stage order (print, laminate, QC, dispatch).
+    pub fn ideal_cycle(&self) -> [Duration; 4] {
+        [
+            self.ideal_print_secs,
+            self.ideal_laminate_secs,
+            self.ideal_qc_secs,
+            self.ideal_dispatch_secs,
+        ]
+        .map(|s| Duration::from_secs(u64::from(s)))
+    }
 }
 
 impl AlertConfig {

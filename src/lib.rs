@@ -21,6 +21,9 @@
 //!   `POST /jobs` → [`line::Line::submit`] (durable, queued) → the scheduler assigns print to a
 //!   station whose operator scans a booklet → the printer prints → lamination at another
 //!   operator's station with a patch from that station's session → QC by a third → dispatch.
+//!   The actor also keeps what monitoring reads ([`line::monitor`]: queues by class and age,
+//!   throughput, on time), raises and clears alerts ([`line::alerts`], ledger records) and
+//!   measures staff and machine performance ([`line::perf`], OEE).
 //! - [`mqtt`]: MQTT for central monitoring: the hall's publisher (state, devices, every ledger
 //!   record in order from a cursor into the journal, checkpoints, a last will) and the payloads
 //!   `hallctl central` ([`central`]) reads.

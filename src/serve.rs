@@ -287,6 +287,8 @@ pub async fn start(config: &HallConfig, opts: ServeOptions) -> anyhow::Result<Ha
             .mul_f64(opts.sim_time_scale.clamp(0.05, 1.0))
             .max(Duration::from_secs(10)),
         strict_roll_order: config.policy.roll_order == crate::config::RollOrder::Strict,
+        alerts: config.alerts.clone(),
+        ideal_cycle: config.performance.ideal_cycle(),
     };
     let (line, line_thread) = Line::start(setup, ledger.clone())?;
     let state = AppState {
@@ -345,6 +347,8 @@ pub fn headless(data_dir: &Path, status: crate::status::StatusHub) -> anyhow::Re
             destinations: None,
             step_timeout: Duration::from_secs(60),
             strict_roll_order: false,
+            alerts: crate::config::AlertConfig::default(),
+            ideal_cycle: crate::config::PerformanceConfig::default().ideal_cycle(),
         },
         ledger.clone(),
         status,
@@ -412,6 +416,28 @@ pub async fn run(
             let _ = tokio::task::spawn_blocking(move || u.sweep_expired()).await;
         }
     });
+    // Traces answered from memory: item states and trace values pulled into the store's cache
+    // once, off the request path (a trace before it finishes is only slower).
+    let warm_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let ledger = hall.state.ledger.clone();
+        let stop = warm_stop.clone();
+        std::thread::Builder::new()
+            .name("ledger-warm".into())
+            .spawn(move || {
+                let t = std::time::Instant::now();
+                match ledger.warm(|_| {}, || stop.load(std::sync::atomic::Ordering::Relaxed)) {
+                    Ok((items, bytes)) => tracing::info!(
+                        items,
+                        bytes,
+                        secs = t.elapsed().as_secs_f64(),
+                        "ledger cache warmed"
+                    ),
+                    Err(e) => tracing::warn!("warming the ledger cache failed: {e}"),
+                }
+            })
+            .context("cannot start the ledger warm-up thread")?;
+    }
     let line = hall.state.line.clone();
     let sims = Arc::new(hall.simulators);
     let injector = opts.sim_faults_stdin.then(|| {
@@ -450,6 +476,7 @@ pub async fn run(
         } => tracing::warn!("requests still running after the grace period were cut"),
     }
     sweeper.abort();
+    warm_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(i) = injector {
         i.abort();
     }

@@ -61,10 +61,30 @@ pub struct RecordEvent {
     /// The station, when the record names one.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub station: Option<StationId>,
+    /// For an alert's records (`alert_raised`, `alert_cleared`, `alert_acknowledged`): which
+    /// alert, and what it says when raised.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub alert: Option<AlertTag>,
     /// Who recorded it.
     pub actor: OperatorId,
     /// When it was recorded (the producer's clock).
     pub at: DateTime<Utc>,
+}
+
+/// The alert a record concerns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertTag {
+    /// The alert's id.
+    pub id: String,
+    /// Its kind (on `alert_raised`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub kind: Option<String>,
+    /// Its subject (on `alert_raised`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub subject: Option<String>,
+    /// What was seen (on `alert_raised`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub detail: Option<String>,
 }
 
 /// A device's readiness changed.
@@ -151,6 +171,7 @@ impl RecordEvent {
             jobs: 0,
             stage: None,
             station: None,
+            alert: None,
             actor: actor.clone(),
             at,
         };
@@ -176,6 +197,28 @@ impl RecordEvent {
                 r.station = action.station().cloned();
                 match action {
                     ControlAction::Assigned { stage, .. } => r.stage = Some(*stage),
+                    ControlAction::AlertRaised {
+                        alert,
+                        kind,
+                        subject,
+                        detail,
+                    } => {
+                        r.alert = Some(AlertTag {
+                            id: alert.clone(),
+                            kind: Some(kind.clone()),
+                            subject: Some(subject.clone()),
+                            detail: Some(detail.clone()),
+                        });
+                    }
+                    ControlAction::AlertCleared { alert }
+                    | ControlAction::AlertAcknowledged { alert } => {
+                        r.alert = Some(AlertTag {
+                            id: alert.clone(),
+                            kind: None,
+                            subject: None,
+                            detail: None,
+                        });
+                    }
                     ControlAction::JobChanged { event, .. } => {
                         r.change = Some(event.name().to_string());
                         if let JobEvent::Finish { stage, .. } | JobEvent::Start { stage, .. } =
@@ -285,6 +328,34 @@ impl StatusHub {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Counts a step that ended, per device and per operator (`good`: finished; otherwise
+    /// spoiled).
+    pub fn count_step(
+        &self,
+        device: &DeviceId,
+        operator: Option<&OperatorId>,
+        stage: Stage,
+        good: bool,
+    ) {
+        let outcome = if good { "completed" } else { "spoiled" };
+        let m = &self.inner.metrics;
+        m.device_steps
+            .get_or_create(&vec![
+                ("device", device.to_string()),
+                ("stage", stage.name().to_string()),
+                ("outcome", outcome.to_string()),
+            ])
+            .inc();
+        if let Some(op) = operator {
+            m.operator_steps
+                .get_or_create(&vec![
+                    ("operator", op.to_string()),
+                    ("outcome", outcome.to_string()),
+                ])
+                .inc();
+        }
+    }
+
     /// Records how long one ledger append took.
     pub fn observe_append(&self, took: Duration) {
         self.inner.metrics.append.observe(took.as_secs_f64());
@@ -357,6 +428,9 @@ struct Metrics {
     records: Family<Labels, Counter>,
     steps_finished: Family<Labels, Counter>,
     device_changes: Family<Labels, Counter>,
+    device_steps: Family<Labels, Counter>,
+    operator_steps: Family<Labels, Counter>,
+    alerts_raised: Family<Labels, Counter>,
     append: Histogram,
 }
 
@@ -366,6 +440,9 @@ impl Metrics {
             records: Family::default(),
             steps_finished: Family::default(),
             device_changes: Family::default(),
+            device_steps: Family::default(),
+            operator_steps: Family::default(),
+            alerts_raised: Family::default(),
             // 100 µs to ~3 s: an fsync on a quiet disk to a stalled one.
             append: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
         }
@@ -377,6 +454,14 @@ impl Metrics {
                 self.records
                     .get_or_create(&vec![("record", r.record.clone())])
                     .inc();
+                if let Some(AlertTag {
+                    kind: Some(kind), ..
+                }) = &r.alert
+                {
+                    self.alerts_raised
+                        .get_or_create(&vec![("kind", kind.clone())])
+                        .inc();
+                }
                 if r.change.as_deref() == Some("finish")
                     && let Some(stage) = r.stage
                 {
@@ -411,6 +496,21 @@ impl Metrics {
             "hallctl_device_state_changes",
             "Device readiness changes, by station and new readiness",
             self.device_changes.clone(),
+        );
+        reg.register(
+            "hallctl_device_steps",
+            "Steps ended per device (the station where it has none), by stage and outcome (completed, spoiled)",
+            self.device_steps.clone(),
+        );
+        reg.register(
+            "hallctl_operator_steps",
+            "Steps ended per operator, by outcome (completed, spoiled)",
+            self.operator_steps.clone(),
+        );
+        reg.register(
+            "hallctl_alerts_raised",
+            "Alerts raised, by kind",
+            self.alerts_raised.clone(),
         );
         reg.register_with_unit(
             "hallctl_ledger_append",
@@ -513,6 +613,93 @@ fn register_snapshot(reg: &mut Registry, snap: &LineSnapshot) {
         "hallctl_device_state",
         "Device readiness: 1 for the current state, 0 for the others",
         devices,
+    );
+    register_monitoring(reg, snap);
+}
+
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+/// The monitoring gauges: queues by class and age, throughput, on time, open alerts, OEE.
+fn register_monitoring(reg: &mut Registry, snap: &LineSnapshot) {
+    let queued: Family<Labels, Gauge> = Family::default();
+    for q in &snap.queues {
+        for (age, n) in crate::line::monitor::AGE_BUCKETS.iter().zip(q.by_age) {
+            queued
+                .get_or_create(&vec![
+                    ("class", q.class.name().to_string()),
+                    ("age", (*age).to_string()),
+                ])
+                .set(i64::from(n));
+        }
+    }
+    reg.register(
+        "hallctl_queued_jobs",
+        "Jobs waiting for a step, by priority class and age since received",
+        queued,
+    );
+    let rate = FloatGauge::default();
+    rate.set(snap.throughput.rate_per_hour);
+    reg.register(
+        "hallctl_throughput_per_hour",
+        "Jobs dispatched in the last hour (the rate due times are predicted from)",
+        rate,
+    );
+    let on_time: Family<Labels, FloatGauge> = Family::default();
+    for o in &snap.on_time {
+        if let Some(p) = o.percent {
+            on_time
+                .get_or_create(&vec![("class", o.class.name().to_string())])
+                .set(p / 100.0);
+        }
+    }
+    reg.register(
+        "hallctl_on_time_ratio",
+        "Share of dispatched jobs that made their due time, by class (since the controller started)",
+        on_time,
+    );
+    let open: Family<Labels, Gauge> = Family::default();
+    for k in crate::line::AlertKind::ALL {
+        let n = snap.alerts.iter().filter(|a| a.kind == k).count();
+        open.get_or_create(&vec![("kind", k.name().to_string())])
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    reg.register("hallctl_alerts_open", "Open alerts, by kind", open);
+    let Some(perf) = &snap.performance else {
+        return;
+    };
+    let oee: Family<Labels, FloatGauge> = Family::default();
+    let downtime: Family<Labels, FloatGauge> = Family::default();
+    for d in &perf.devices {
+        let labels = |extra: Option<(&'static str, &str)>| {
+            let mut l = vec![
+                ("device", d.device.to_string()),
+                ("station", d.station.to_string()),
+            ];
+            l.extend(extra.map(|(k, v)| (k, v.to_string())));
+            l
+        };
+        oee.get_or_create(&labels(None)).set(d.oee);
+        for (reason, secs) in [
+            ("fault", d.downtime.fault),
+            ("offline", d.downtime.offline),
+            ("paused", d.downtime.paused),
+            ("no_work", d.downtime.no_work),
+        ] {
+            downtime
+                .get_or_create(&labels(Some(("reason", reason))))
+                .set(secs);
+        }
+    }
+    reg.register(
+        "hallctl_device_oee",
+        "OEE (availability x performance x quality) of each device in the current shift",
+        oee,
+    );
+    reg.register_with_unit(
+        "hallctl_device_downtime",
+        "Downtime of each device in the current shift, by reason",
+        Unit::Seconds,
+        downtime,
     );
 }
 

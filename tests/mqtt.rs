@@ -389,7 +389,7 @@ fn wait_events(sub: &Subscriber, hall: &str, head: u64) -> Vec<(EventMessage, Ve
 fn state_devices_and_every_ledger_record_arrive_and_parse() {
     let broker = Broker::start();
     let sub = Subscriber::start(&broker, "test-a", "hallctl/v1/mq-a/#", false);
-    let hall = spawn_hall_with(0.02, &hall_toml("mq-a", &broker), &people(&["S1", "AU1"]));
+    let hall = spawn_hall_as(0.02, &hall_toml("mq-a", &broker), &people(&["S1", "AU1"]));
     let sup = hall.sign_in("S1", None);
     submit_jobs(&hall, &sup, "TRK-MQ-A", 3);
     let aud = hall.sign_in("AU1", None);
@@ -481,6 +481,39 @@ fn state_devices_and_every_ledger_record_arrive_and_parse() {
     );
     assert_eq!(metric(&hall, "hallctl_mqtt_connected"), Some(1.0));
 
+    // An alert (a printer jams) is a ledger record: on `events`, and again on `alerts`; its
+    // device goes `faulted`.
+    let mut hall = hall;
+    hall.inject("jam PR-01");
+    let alert = wait_for(30, "an alert on the alerts topic", || {
+        let got = sub.last("hallctl/v1/mq-a/alerts");
+        let m: Option<EventMessage> = got.map(|g| serde_json::from_slice(&g.payload).unwrap());
+        (
+            m.clone().filter(|m| m.record.record == "alert_raised"),
+            format!("{m:?}"),
+        )
+    });
+    let detail = alert.detail.as_ref().expect("the alert's detail");
+    assert_eq!(
+        (detail["alert_kind"].as_str(), detail["subject"].as_str()),
+        (Some("device_fault"), Some("PR-01")),
+        "{detail}"
+    );
+    assert!(
+        sub.events("mq-a")
+            .iter()
+            .any(|(m, _)| m.msg_id == alert.msg_id),
+        "the alert is on events too"
+    );
+    wait_for(30, "PRINT-01 faulted", || {
+        let d = sub.last("hallctl/v1/mq-a/devices/PRINT-01");
+        let r: Option<DeviceMessage> = d.map(|g| serde_json::from_slice(&g.payload).unwrap());
+        let ok = r
+            .as_ref()
+            .is_some_and(|r| r.readiness == hallctl_jobs::scheduler::DeviceReadiness::Faulted);
+        (ok.then_some(()), format!("{r:?}"))
+    });
+
     // A late subscriber gets the retained state, devices and status at once.
     let late = Subscriber::start(&broker, "test-a-late", "hallctl/v1/mq-a/#", false);
     wait_for(20, "retained messages for a late subscriber", || {
@@ -504,7 +537,7 @@ fn state_devices_and_every_ledger_record_arrive_and_parse() {
 fn the_last_will_says_offline_when_the_controller_is_killed() {
     let broker = Broker::start();
     let sub = Subscriber::start(&broker, "test-b", "hallctl/v1/mq-b/status", false);
-    let mut hall = spawn_hall_with(0.02, &hall_toml("mq-b", &broker), &[]);
+    let mut hall = spawn_hall_as(0.02, &hall_toml("mq-b", &broker), &[]);
     let status = |sub: &Subscriber| sub.all().iter().map(Got::text).collect::<Vec<_>>();
     wait_for(30, "online", || {
         let s = status(&sub);
@@ -544,7 +577,7 @@ fn after_a_broker_outage_the_outbox_drains_in_order_and_loses_nothing() {
     let mut broker = Broker::start();
     // A persistent session: the broker keeps it, and queues for it, across its own restart.
     let sub = Subscriber::start(&broker, "test-c", "hallctl/v1/mq-c/events", true);
-    let hall = spawn_hall_with(0.02, &hall_toml("mq-c", &broker), &people(&["S1", "AU1"]));
+    let hall = spawn_hall_as(0.02, &hall_toml("mq-c", &broker), &people(&["S1", "AU1"]));
     let sup = hall.sign_in("S1", None);
     let aud = hall.sign_in("AU1", None);
     submit_jobs(&hall, &sup, "TRK-MQ-C1", 5);
@@ -729,8 +762,8 @@ fn start_central(broker: &Broker) -> Central {
 fn central_shows_two_halls_publishing_at_once() {
     let broker = Broker::start();
     let central = start_central(&broker);
-    let one = spawn_hall_with(0.02, &hall_toml("mq-d1", &broker), &people(&["S1"]));
-    let mut two = spawn_hall_with(0.02, &hall_toml("mq-d2", &broker), &people(&["S1"]));
+    let one = spawn_hall_as(0.02, &hall_toml("mq-d1", &broker), &people(&["S1"]));
+    let mut two = spawn_hall_as(0.02, &hall_toml("mq-d2", &broker), &people(&["S1"]));
     let sup = one.sign_in("S1", None);
     submit_jobs(&one, &sup, "TRK-MQ-D", 2);
 
@@ -759,11 +792,12 @@ fn central_shows_two_halls_publishing_at_once() {
     let h1 = hall_of(&v, "mq-d1").unwrap();
     assert_eq!(h1["name"], "Service API test hall");
     assert!(h1["events"].as_u64().unwrap() >= 3, "{h1}");
-    // What the halls do not publish yet is unknown, not zero.
-    assert_eq!(
-        (h1["on_time_pct"].clone(), h1["oee_pct"].clone()),
-        (json!(null), json!(null))
-    );
+    // The halls' own figures: throughput and OEE from their snapshots; on time is unknown, not
+    // zero, while nothing was dispatched.
+    assert_eq!(h1["throughput_source"], "state", "{h1}");
+    assert!(h1["oee_pct"].is_number(), "{h1}");
+    assert_eq!(h1["on_time_pct"], json!(null), "{h1}");
+    assert!(h1["open_alerts"].is_u64(), "{h1}");
 
     // The page is served, and it reads /api/halls.
     let page = central.client.get_at("/", None);
@@ -800,7 +834,7 @@ fn over_tls_with_an_account_the_hall_connects_and_a_wrong_password_is_refused() 
                 dir.join("ca.pem").display()
             )
     };
-    let good = spawn_hall_with(0.02, &toml("mq-t1", "s3cret-Pass"), &people(&["AU1"]));
+    let good = spawn_hall_as(0.02, &toml("mq-t1", "s3cret-Pass"), &people(&["AU1"]));
     let aud = good.sign_in("AU1", None);
     let good_head = head(&good, &aud);
     wait_for(30, "the hall connected over TLS and drained", || {
@@ -813,7 +847,7 @@ fn over_tls_with_an_account_the_hall_connects_and_a_wrong_password_is_refused() 
     });
 
     // The wrong password: refused again and again, and the records wait.
-    let bad = spawn_hall_with(0.02, &toml("mq-t2", "Wr0ng-Pa55"), &people(&["AU1"]));
+    let bad = spawn_hall_as(0.02, &toml("mq-t2", "Wr0ng-Pa55"), &people(&["AU1"]));
     let aud = bad.sign_in("AU1", None);
     let bad_head = head(&bad, &aud);
     wait_for(30, "refusals", || {

@@ -1,10 +1,6 @@
 //! Black-box tests of the running service (issue 5, "Tests"): the `hallctl` binary serves a small
 //! hall whose devices are simulators on pseudo-terminals (the real serial path), on a temporary
-//! data directory; the tests speak HTTP to it like any client would.
-//!
-//! The HTTP client (in `common`) is a few lines over `std::net::TcpStream` (HTTP/1.1, one
-//! request per connection): it needs no dependency, and it can send what a well-behaved client
-//! library would not (malformed JSON, oversized bodies).
+//! data directory; the tests speak HTTP to it like any client would (see `common/`).
 //!
 //! Every wait is a poll with a deadline; nothing asserts on timing.
 
@@ -18,90 +14,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use hallctl_jobs::intake::JobRequest;
 use serde_json::{Value, json};
-
-fn station(c: Client, tok: &str, id: &str) -> Value {
-    c.get(&format!("/stations/{id}"), Some(tok))
-        .expect(200, "get station")
-}
-
-/// Waits until `station`'s work is `job` in `phase`.
-#[track_caller]
-fn wait_work(c: Client, tok: &str, st: &str, job: u64, phase: &str) -> Value {
-    wait_for(60, &format!("job {job} {phase} at {st}"), || {
-        let v = station(c, tok, st);
-        let ok = v["work"]["job"].as_u64() == Some(job) && v["work"]["phase"] == phase;
-        (ok.then(|| v.clone()), v.to_string())
-    })
-}
-
-#[track_caller]
-fn wait_job_state(c: Client, tok: &str, id: u64, states: &[&str]) -> Value {
-    wait_for(60, &format!("job {id} in {states:?}"), || {
-        let v = job(c, tok, id);
-        let ok = states.contains(&v["state"]["state"].as_str().unwrap_or_default());
-        (ok.then(|| v.clone()), v.to_string())
-    })
-}
-
-/// Every ledger record, as the auditor sees them.
-fn records(c: Client, auditor: &str) -> Vec<Value> {
-    c.get("/ledger/records?limit=10000", Some(auditor))
-        .expect(200, "ledger records")
-        .as_array()
-        .expect("records")
-        .clone()
-}
-
-/// The ledger's last sequence number (and record count, which must agree).
-fn ledger_head(c: Client, auditor: &str) -> u64 {
-    let r = records(c, auditor);
-    let head = r
-        .iter()
-        .filter_map(|r| r["seq"].as_u64())
-        .max()
-        .unwrap_or(0);
-    assert_eq!(head, r.len() as u64, "the ledger's records have no gaps");
-    head
-}
-
-// ---- custody -------------------------------------------------------------------------------------
-
-const BOOKLETS: &str = "B1000100-B1000199";
-const PATCHES: &str = "P2000100-P2000199";
-
-fn receive_lots(c: Client, sup: &str) {
-    c.post(
-        "/custody/lots",
-        Some(sup),
-        &json!({"lot": "BX-1", "kind": "booklet", "supplier": "Specimen Security Print", "range": BOOKLETS}),
-    )
-    .expect(200, "booklet lot");
-    c.post(
-        "/custody/lots",
-        Some(sup),
-        &json!({"lot": "R-1", "kind": "patch", "supplier": "Specimen Films", "range": PATCHES}),
-    )
-    .expect(200, "patch roll");
-}
-
-/// The operator (signed in at `station` with `tok`) opens a session there and gets `range`
-/// issued, counted by themself and the supervisor S1. Returns the session id.
-fn open_and_issue(c: Client, tok: &str, user: &str, st: &str, range: &str) -> String {
-    let v = c
-        .post("/custody/sessions", Some(tok), &json!({"station": st}))
-        .expect(200, &format!("{user} opens a session at {st}"));
-    let session = v["session"].as_str().expect("a session id").to_string();
-    c.post(
-        &format!("/custody/sessions/{session}/issue"),
-        Some(tok),
-        &json!({"range": range, "counters": [
-            {"user": user, "pin": pin(user)},
-            {"user": "S1", "pin": pin("S1")},
-        ]}),
-    )
-    .expect(200, &format!("issue {range} to {user}"));
-    session
-}
 
 // ---- 1. end to end ------------------------------------------------------------------------------
 
@@ -403,11 +315,27 @@ fn refusals_leave_nothing_changed() {
         403,
         "A1 acts at B1's station",
     );
+    // The refusals change no job, station or custody state; the gate's refusal of another
+    // station's patch alerts the supervisor (BRIEF §3), once while the alert is open.
+    let mut after = snapshot(c, &sup, &aud, &[j1], &["LAM-01", "LAM-02"]);
+    let head_before = before["head"].as_u64().unwrap();
+    let new: Vec<Value> = records(c, &aud)
+        .into_iter()
+        .filter(|r| r["seq"].as_u64() > Some(head_before))
+        .collect();
+    assert_eq!(new.len(), 1, "one record, the alert: {new:?}");
+    let raised = &new[0]["event"]["action"];
     assert_eq!(
-        snapshot(c, &sup, &aud, &[j1], &["LAM-01", "LAM-02"]),
-        before,
-        "refused patch scans change nothing"
+        (
+            raised["kind"].as_str(),
+            raised["alert_kind"].as_str(),
+            raised["subject"].as_str()
+        ),
+        (Some("alert_raised"), Some("patch_refused"), Some("LAM-01")),
+        "{raised}"
     );
+    after["head"] = before["head"].clone();
+    assert_eq!(after, before, "refused patch scans change nothing else");
     c.post(
         "/stations/LAM-01/laminate",
         Some(&b1),

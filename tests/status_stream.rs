@@ -2,6 +2,7 @@
 //! lagging client resyncs from a snapshot without slowing the producer) and `/metrics`.
 //! In process: the real router, auth, line actor and ledger in a temp dir, no devices.
 
+use std::future::IntoFuture;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -364,4 +365,168 @@ fn parse_exposition(text: &str) -> Vec<Sample> {
         out.push((name.to_string(), labels, value));
     }
     out
+}
+
+/// A raw SSE client over TCP (HTTP/1.0: the body is the event stream itself, no chunking).
+struct TcpSse {
+    reader: tokio::io::BufReader<tokio::net::TcpStream>,
+}
+
+impl TcpSse {
+    async fn open(sock: tokio::net::TcpStream, token: &str) -> TcpSse {
+        use tokio::io::AsyncWriteExt;
+        let mut sock = sock;
+        let req = format!(
+            "GET /api/v1/stream HTTP/1.0\r\nHost: test\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
+        );
+        sock.write_all(req.as_bytes()).await.expect("request");
+        let mut s = TcpSse {
+            reader: tokio::io::BufReader::new(sock),
+        };
+        let status = s.line().await;
+        assert!(
+            status.starts_with("HTTP/1.0 200") || status.starts_with("HTTP/1.1 200"),
+            "{status}"
+        );
+        while !s.line().await.trim().is_empty() {}
+        s
+    }
+
+    /// The next line of the stream (10 s at most).
+    async fn line(&mut self) -> String {
+        use tokio::io::AsyncBufReadExt;
+        let mut l = String::new();
+        let n = tokio::time::timeout(Duration::from_secs(10), self.reader.read_line(&mut l))
+            .await
+            .expect("a line within 10 s")
+            .expect("read");
+        assert!(n > 0, "the stream ended");
+        l
+    }
+
+    /// Reads up to the next event; returns its name, id and data.
+    async fn event(&mut self) -> (String, Option<u64>, String) {
+        let (mut name, mut id, mut data) = (String::from("message"), None, String::new());
+        loop {
+            let l = self.line().await;
+            let l = l.trim_end();
+            if l.is_empty() {
+                if data.is_empty() {
+                    continue;
+                }
+                return (name, id, data);
+            }
+            if let Some(v) = l.strip_prefix("event:") {
+                name = v.trim().to_string();
+            } else if let Some(v) = l.strip_prefix("id:") {
+                id = v.trim().parse().ok();
+            } else if let Some(v) = l.strip_prefix("data:") {
+                data.push_str(v.trim_start());
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_does_not_hold_up_another_and_resyncs_from_a_fresh_snapshot() {
+    // A small ring: a client 64 events behind lags.
+    let h = hall(64).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let server = tokio::spawn(axum::serve(listener, h.router.clone()).into_future());
+
+    // The slow client: a small receive buffer; it reads its first snapshot, then nothing.
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.set_recv_buffer_size(4096).expect("buffer size");
+    let mut slow = TcpSse::open(sock.connect(addr).await.expect("connect"), &h.supervisor).await;
+    assert_eq!(slow.event().await.0, "snapshot");
+    // The live client reads everything.
+    let conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut live = TcpSse::open(conn, &h.supervisor).await;
+    assert_eq!(live.event().await.0, "snapshot");
+
+    // 64,000 events (about 12 MB of stream: more than the slow client's socket buffers and the
+    // server's hold), in bursts the live client reads before the next one. The producer never
+    // waits for the slow client, and the live client gets every event, in order, without a
+    // single resync: the slow client's stall does not reach it.
+    let hub = h.line.status().clone();
+    let mut expected = None;
+    for _ in 0..2_000 {
+        for _ in 0..32 {
+            hub.emit(hallctl::status::StatusEvent::DeviceState(
+                hallctl::status::DeviceStateEvent {
+                    station: StationId::new("PRINT-01"),
+                    device: None,
+                    readiness: hallctl_jobs::scheduler::DeviceReadiness::Ready,
+                    at: chrono::Utc::now(),
+                },
+            ));
+        }
+        let last = hub.last_id();
+        loop {
+            let (name, id, _) = live.event().await;
+            // The line's own events (its ticks publish snapshots, not events) may interleave;
+            // a snapshot here would mean the live client lagged.
+            assert_ne!(name, "snapshot", "the live client had to resync");
+            let id = id.expect("every event has an id");
+            if let Some(e) = expected {
+                assert_eq!(id, e, "the live client got every event in order");
+            }
+            expected = Some(id + 1);
+            if id >= last {
+                break;
+            }
+        }
+    }
+
+    // The line's next snapshot covers the whole flood (its ticks publish one every second).
+    let last = hub.last_id();
+    let mut watch = h.line.watch();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        watch.wait_for(|s| s.events >= last),
+    )
+    .await
+    .expect("a snapshot within 10 s")
+    .expect("the line runs");
+
+    // Now the slow client reads: what its socket held is old (it may include resyncs from
+    // moments it fell behind while the socket still took data); then the server finds it
+    // lagged and sends a fresh snapshot, covering the flood, instead of the events it missed.
+    let mut old = 0u64;
+    let snap = loop {
+        let (name, _, data) = slow.event().await;
+        if name == "snapshot" {
+            let v = serde_json::from_str::<serde_json::Value>(&data).expect("JSON");
+            if v["events"].as_u64().is_some_and(|e| e >= last) {
+                break v;
+            }
+        }
+        old += 1;
+        assert!(old < 100_000, "no resync after {old} events");
+    };
+    assert_eq!(snap["resync"], true, "{snap}");
+    assert!(snap["missed"].as_u64().is_some_and(|m| m > 0), "{snap}");
+    assert!(snap["stations"].is_array(), "a whole snapshot: {snap}");
+    assert!(
+        old < 64_000,
+        "the slow client did not get every event: {old}"
+    );
+
+    // And it follows the line again from there.
+    submit(&h, 0..1).await;
+    let (name, _, data) = loop {
+        let e = slow.event().await;
+        if e.0 != "device_state" {
+            break e;
+        }
+    };
+    let v: serde_json::Value = serde_json::from_str(&data).expect("JSON");
+    assert!(
+        name == "jobs_submitted" || (name == "snapshot" && v["open_jobs"] == 1),
+        "{name} {v}"
+    );
+    server.abort();
 }

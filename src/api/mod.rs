@@ -6,6 +6,7 @@
 //! document at `/api/v1/openapi.json` is generated from the handlers' annotations. (The status
 //! stream also takes `?token=`, since browsers' `EventSource` cannot set headers.)
 
+pub mod alerts;
 pub mod central;
 pub mod custody;
 pub mod error;
@@ -138,6 +139,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(ledger::router())
         .merge(users::router())
         .merge(status::router())
+        .merge(alerts::router())
         .split_for_parts()
 }
 

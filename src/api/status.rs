@@ -74,7 +74,10 @@ fn status_event(n: &Numbered) -> Event {
 /// [`LineSnapshot`], `resync: false`), then one event per ledger record the line persists
 /// (`event: assigned`, `booklet_printed`, `patch_applied`, `job_changed`, ...: seq, job,
 /// station, actor; never passport-holder data) and per device readiness change
-/// (`event: device_state`). A client that falls behind is not waited for: the events it missed
+/// (`event: device_state`); alerts come as their records (`alert_raised`, `alert_cleared`,
+/// `alert_acknowledged`, each with an `alert` object: id, and kind, subject and detail when
+/// raised). Operators get snapshots without the performance summary. A client that falls
+/// behind is not waited for: the events it missed
 /// are dropped and it gets a fresh `event: snapshot` with `resync: true`. Comments keep the
 /// connection alive. Token in `Authorization: Bearer` or `?token=`; supervisors, auditors,
 /// admins, monitors, and operators signed in at a station.
@@ -96,7 +99,9 @@ async fn stream(
     let hub = s.line.status().clone();
     // Subscribe before reading the snapshot: nothing falls between the two.
     let rx = hub.subscribe();
-    Ok(Sse::new(events(hub, rx)).keep_alive(KeepAlive::default()))
+    // Performance figures are for supervisors and monitoring, never for a station.
+    let with_performance = p.role != Role::Operator;
+    Ok(Sse::new(events(hub, rx, with_performance)).keep_alive(KeepAlive::default()))
 }
 
 fn admit_watcher(p: &Principal) -> Result<(), ApiError> {
@@ -120,13 +125,22 @@ struct Cursor {
     started: bool,
     /// The id of the next event to send: those below it are in the snapshot the client has.
     next: u64,
+    /// Whether snapshots keep their performance summary (not for operators).
+    with_performance: bool,
 }
 
 impl Cursor {
     /// A snapshot event; from here on only events after it are sent.
     fn snapshot(&mut self, snap: &LineSnapshot, resync: bool, missed: Option<u64>) -> Event {
         self.next = snap.events + 1;
-        snapshot_event(snap, resync, missed)
+        if self.with_performance || snap.performance.is_none() {
+            return snapshot_event(snap, resync, missed);
+        }
+        let snap = LineSnapshot {
+            performance: None,
+            ..snap.clone()
+        };
+        snapshot_event(&snap, resync, missed)
     }
 }
 
@@ -138,12 +152,17 @@ impl Cursor {
 /// skipped, and one that arrives after a hole (emitted before this client subscribed, while
 /// the snapshot it got was not yet published) waits for the snapshot that covers it and sends
 /// that instead.
-fn events(hub: StatusHub, rx: Receiver<Numbered>) -> impl Stream<Item = Result<Event, Infallible>> {
+fn events(
+    hub: StatusHub,
+    rx: Receiver<Numbered>,
+    with_performance: bool,
+) -> impl Stream<Item = Result<Event, Infallible>> {
     let cursor = Cursor {
         hub,
         rx,
         started: false,
         next: 1,
+        with_performance,
     };
     futures_util::stream::unfold(cursor, |mut c| async move {
         if !c.started {

@@ -19,6 +19,7 @@ pub(super) struct RawConfig {
     pub server: RawServer,
     pub policy: RawPolicy,
     pub alerts: RawAlerts,
+    pub performance: RawPerformance,
     pub mqtt: Option<RawMqtt>,
     pub buses: Vec<RawBus>,
     pub stations: Vec<RawStation>,
@@ -111,6 +112,7 @@ pub(super) struct RawAlerts {
     pub oldest_queued_minutes: u64,
     pub device_offline_secs: u64,
     pub due_at_risk_minutes: u64,
+    pub clear_percent: u64,
 }
 
 impl Default for RawAlerts {
@@ -120,6 +122,28 @@ impl Default for RawAlerts {
             oldest_queued_minutes: 240,
             device_offline_secs: 10,
             due_at_risk_minutes: 60,
+            clear_percent: 90,
+        }
+    }
+}
+
+/// `[performance]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawPerformance {
+    pub ideal_print_secs: u64,
+    pub ideal_laminate_secs: u64,
+    pub ideal_qc_secs: u64,
+    pub ideal_dispatch_secs: u64,
+}
+
+impl Default for RawPerformance {
+    fn default() -> Self {
+        Self {
+            ideal_print_secs: 60,
+            ideal_laminate_secs: 45,
+            ideal_qc_secs: 30,
+            ideal_dispatch_secs: 15,
         }
     }
 }
@@ -198,7 +222,7 @@ pub(super) struct RawDevice {
     pub address: Option<String>,
 }
 
-const SECTIONS: &str = "hall, server, policy, alerts, mqtt, buses, stations";
+const SECTIONS: &str = "hall, server, policy, alerts, performance, mqtt, buses, stations";
 
 impl RawConfig {
     /// Deserializes each section, and each bus and station, on its own, so that every one of
@@ -223,6 +247,7 @@ impl RawConfig {
                 "server" => section(value, name, index, &mut errors, &mut raw.server),
                 "policy" => section(value, name, index, &mut errors, &mut raw.policy),
                 "alerts" => section(value, name, index, &mut errors, &mut raw.alerts),
+                "performance" => section(value, name, index, &mut errors, &mut raw.performance),
                 "mqtt" => section(value, name, index, &mut errors, &mut raw.mqtt),
                 "buses" => raw.buses = elements(value, name, index, &mut errors),
                 "stations" => raw.stations = elements(value, name, index, &mut errors),

@@ -432,6 +432,67 @@ fn every_error_names_its_line_and_key() {
             "mqtt.qos",
             "unknown field `qos`",
         ),
+        (
+            "clear percent below half",
+            edit(
+                "queue_depth = 5000\n",
+                "queue_depth = 5000\nclear_percent = 10\n",
+            ),
+            15,
+            "alerts.clear_percent",
+            "10 is out of range 50..=100",
+        ),
+        (
+            "clear percent above the threshold",
+            edit(
+                "queue_depth = 5000\n",
+                "queue_depth = 5000\nclear_percent = 101\n",
+            ),
+            15,
+            "alerts.clear_percent",
+            "101 is out of range 50..=100",
+        ),
+        (
+            "unknown alert key",
+            edit(
+                "queue_depth = 5000\n",
+                "queue_depth = 5000\nqueue_size = 3\n",
+            ),
+            15,
+            "alerts.queue_size",
+            "unknown field `queue_size`",
+        ),
+        // [performance]
+        (
+            "ideal print time zero",
+            edit(
+                "queue_depth = 5000\n",
+                "queue_depth = 5000\n\n[performance]\nideal_print_secs = 0\n",
+            ),
+            17,
+            "performance.ideal_print_secs",
+            "0 is out of range 1..=3600",
+        ),
+        (
+            "ideal lamination time absurd",
+            edit(
+                "queue_depth = 5000\n",
+                "queue_depth = 5000\n\n[performance]\nideal_laminate_secs = 7200\n",
+            ),
+            17,
+            "performance.ideal_laminate_secs",
+            "7200 is out of range 1..=3600",
+        ),
+        (
+            "ideal time as text",
+            edit(
+                "queue_depth = 5000\n",
+                "queue_depth = 5000\n\n[performance]\nideal_qc_secs = \"fast\"\n",
+            ),
+            17,
+            "performance.ideal_qc_secs",
+            "invalid type",
+        ),
         // [[buses]]
         (
             "duplicate bus id",
@@ -877,7 +938,14 @@ fn defaults_are_the_documented_ones() {
             oldest_queued_minutes: 240,
             device_offline_secs: 10,
             due_at_risk_minutes: 60,
+            clear_percent: 90,
         }
+    );
+    assert_eq!(c.alerts, AlertConfig::default());
+    assert_eq!(c.performance, PerformanceConfig::default());
+    assert_eq!(
+        c.performance.ideal_cycle(),
+        [60, 45, 30, 15].map(Duration::from_secs)
     );
     assert_eq!(c.alerts.device_offline(), Duration::from_secs(10));
     assert_eq!(c.alerts.oldest_queued(), Duration::from_secs(4 * 3600));

@@ -15,8 +15,8 @@ use super::raw::{DriverKind, RawBus, RawConfig, RawDevice, RawPerClass, RawStati
 use super::source::{SpanIndex, join_key};
 use super::{
     AlertConfig, BridgeEndpoint, BrokerUrl, BusConfig, ConfigError, ConfigErrors, DeviceConfig,
-    DriverConfig, HallConfig, HallIdentity, MqttConfig, PerClass, PolicyConfig, SerialLink,
-    ServerConfig, StationConfig, StationKind,
+    DriverConfig, HallConfig, HallIdentity, MqttConfig, PerClass, PerformanceConfig, PolicyConfig,
+    SerialLink, ServerConfig, StationConfig, StationKind,
 };
 
 /// Baud rates a serial port may be set to.
@@ -58,6 +58,7 @@ pub(super) fn validate(
     let server = c.server(raw.server);
     let policy = c.policy(raw.policy);
     let alerts = c.alerts(raw.alerts);
+    let performance = c.performance(raw.performance);
     let mqtt = raw.mqtt.map(|m| c.mqtt(m, &hall.id));
     let buses = c.buses(raw.buses);
     let stations = c.stations(raw.stations, &buses);
@@ -67,6 +68,7 @@ pub(super) fn validate(
             server,
             policy,
             alerts,
+            performance,
             mqtt,
             buses,
             stations,
@@ -309,6 +311,28 @@ impl Checker<'_> {
                 "alerts.due_at_risk_minutes",
                 raw.due_at_risk_minutes,
                 1..=10_080,
+            ),
+            clear_percent: self.ranged("alerts.clear_percent", raw.clear_percent, 50..=100),
+        }
+    }
+
+    fn performance(&mut self, raw: super::raw::RawPerformance) -> PerformanceConfig {
+        PerformanceConfig {
+            ideal_print_secs: self.ranged(
+                "performance.ideal_print_secs",
+                raw.ideal_print_secs,
+                1..=3600,
+            ),
+            ideal_laminate_secs: self.ranged(
+                "performance.ideal_laminate_secs",
+                raw.ideal_laminate_secs,
+                1..=3600,
+            ),
+            ideal_qc_secs: self.ranged("performance.ideal_qc_secs", raw.ideal_qc_secs, 1..=3600),
+            ideal_dispatch_secs: self.ranged(
+                "performance.ideal_dispatch_secs",
+                raw.ideal_dispatch_secs,
+                1..=3600,
             ),
         }
     }

@@ -163,6 +163,28 @@ pub enum ControlAction {
         /// Why.
         reason: String,
     },
+    /// The line raised an alert (a device fault, a backlog, a due time at risk, a
+    /// reconciliation difference, a refused patch...). Ids, station and device names only: never
+    /// passport-holder data.
+    AlertRaised {
+        /// The alert's id (`AL-17`).
+        alert: String,
+        /// What kind of alert (`device_fault`, `device_offline`, `backlog`, `due_at_risk`,
+        /// `reconciliation`, `roll_skip`, `patch_refused`). Written `alert_kind` (`kind` names
+        /// the action).
+        #[serde(rename = "alert_kind")]
+        kind: String,
+        /// What it is about (a device, a station, a session, a priority class, `queue_depth`):
+        /// one alert per kind and subject is open at a time.
+        subject: String,
+        /// What was seen, in words.
+        detail: String,
+    },
+    /// The condition behind an alert ended (the device came back, the backlog shrank).
+    AlertCleared {
+        /// The alert's id.
+        alert: String,
+    },
     /// A supervisor acknowledged an alert.
     AlertAcknowledged {
         /// The alert's id.
@@ -183,6 +205,8 @@ impl ControlAction {
             ControlAction::UserChanged { .. } => "user_changed",
             ControlAction::SignedIn { .. } => "signed_in",
             ControlAction::SignedOut { .. } => "signed_out",
+            ControlAction::AlertRaised { .. } => "alert_raised",
+            ControlAction::AlertCleared { .. } => "alert_cleared",
             ControlAction::AlertAcknowledged { .. } => "alert_acknowledged",
         }
     }
@@ -281,6 +305,13 @@ impl ControlAction {
                 Some(s) => format!("{user} signed out of {s}: {reason}"),
                 None => format!("{user} signed out: {reason}"),
             },
+            ControlAction::AlertRaised {
+                alert,
+                kind,
+                subject,
+                detail,
+            } => format!("alert {alert} raised: {kind} {subject}: {detail}"),
+            ControlAction::AlertCleared { alert } => format!("alert {alert} cleared"),
             ControlAction::AlertAcknowledged { alert } => format!("alert {alert} acknowledged"),
         }
     }

@@ -1,7 +1,7 @@
 //! The line actor: every command is handled here, one at a time, and each transition is made
 //! durable (ledger record + job state in one batch) before it is acknowledged.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,11 +16,15 @@ use hallctl_jobs::scheduler::{
 };
 use tokio::sync::mpsc;
 
+use super::alerts::{Alert, AlertBook, AlertKind, AlertList};
 use super::jobs::{self as store_jobs, JobView, TrackingEntry};
+use super::monitor::{QueueStats, Throughput, predict_at_risk};
+use super::perf::{DeviceActivity, OperatorActivity, Perf, PerfReport, Period};
 use super::{
-    Bag, BagItem, BatchError, Cmd, Device, LINE_ACTOR, LineError, LineSetup, LineSnapshot,
-    QcOutcome, StationKind, StationView, SubmitStatus, Submitted, WorkView, devices,
+    Bag, BagItem, BatchError, Cmd, Consumables, Device, LINE_ACTOR, LineError, LineSetup,
+    LineSnapshot, QcOutcome, StationKind, StationView, SubmitStatus, Submitted, WorkView, devices,
 };
+use crate::config::AlertConfig;
 use crate::ledger::event::Discrepancy;
 use crate::ledger::{ControlAction, ItemState, Ledger, LedgerEvent, Serial, SessionId, ShiftId};
 use crate::status::StatusEvent;
@@ -69,6 +73,10 @@ struct StationRt {
     reported: DeviceReadiness,
     paused: bool,
     step: Option<Step>,
+    /// Since when the device has been offline (for the offline alert).
+    offline_since: Option<DateTime<Utc>>,
+    /// The open custody session's counts, refreshed whenever custody changes here.
+    consumables: Option<Consumables>,
 }
 
 impl StationRt {
@@ -110,6 +118,16 @@ pub(crate) struct Actor {
     /// Set when the store failed to confirm a write: the line refuses every change from then
     /// on (fail-stop), since nothing could be acknowledged.
     halted: std::cell::RefCell<Option<String>>,
+    alert_cfg: AlertConfig,
+    alerts: AlertBook,
+    /// Jobs in the scheduler's queues, by class and age.
+    queue: QueueStats,
+    /// Dispatched jobs per hour and shift; on-time counts; the current rate.
+    throughput: Throughput,
+    /// Every unfinished job by due time (for the due-at-risk prediction).
+    by_due: BTreeSet<(Millis, JobId)>,
+    perf: Perf,
+    ticks: u64,
 }
 
 fn ms(t: DateTime<Utc>) -> Millis {
@@ -187,6 +205,8 @@ impl Actor {
                 operator: None,
                 paused: false,
                 step: None,
+                offline_since: None,
+                consumables: None,
             };
             if let Some(stage) = s.kind.stage() {
                 sched
@@ -206,6 +226,16 @@ impl Actor {
             by_id.insert(s.id.clone(), stations.len());
             stations.push(rt_station);
         }
+        let mut perf = Perf::new(setup.ideal_cycle);
+        for st in &mut stations {
+            if let Some(stage) = st.kind.stage() {
+                perf.add_device(st.device_id(), st.id.clone(), stage);
+            }
+            if st.reported == DeviceReadiness::Offline {
+                st.offline_since = Some(now);
+            }
+        }
+        let alerts = AlertBook::load(ledger.store())?;
         let mut a = Actor {
             ledger,
             separation: setup.separation,
@@ -225,6 +255,13 @@ impl Actor {
             stopping: false,
             next_attempt: u32::try_from(Utc::now().timestamp() & 0x3FFF_FFFF).unwrap_or(1) | 1,
             halted: std::cell::RefCell::new(None),
+            alert_cfg: setup.alerts,
+            alerts,
+            queue: QueueStats::default(),
+            throughput: Throughput::new(ms(now)),
+            by_due: BTreeSet::new(),
+            perf,
+            ticks: 0,
         };
         for i in 0..a.stations.len() {
             a.refresh_consumables(i)?;
@@ -237,7 +274,8 @@ impl Actor {
     fn load(&mut self) -> Result<(), LineError> {
         let mut records = Vec::new();
         let mut error = None;
-        let store = self.ledger.store();
+        let ledger = self.ledger.clone();
+        let store = ledger.store();
         store
             .aux_for_each(store_jobs::JOB, store_jobs::JOB, |_, v| {
                 match store_jobs::decode_job(v) {
@@ -266,10 +304,9 @@ impl Actor {
                 interrupted.push(next);
             } else {
                 if let Some(w) = r.state.waiting() {
-                    self.sched
-                        .enqueue(queued(&r), w.next_stage())
-                        .map_err(conflict)?;
+                    self.enqueue(queued(&r), w.next_stage())?;
                 }
+                self.by_due.insert((ms(r.job.due), r.job.id));
                 self.jobs.insert(r.job.id, r);
             }
         }
@@ -285,6 +322,7 @@ impl Actor {
                 "jobs were in a step when the controller stopped: they need inspection"
             );
             for r in interrupted {
+                self.by_due.insert((ms(r.job.due), r.job.id));
                 self.jobs.insert(r.job.id, r);
             }
         }
@@ -345,8 +383,26 @@ impl Actor {
         }
     }
 
+    /// Sends the actor a [`Cmd::Tick`] every second while it runs. The ticker holds no sender
+    /// of its own, so it never keeps the line alive; a tick is skipped when the actor is busy.
+    pub(crate) fn start_ticker(&self) {
+        let weak = self.tx.downgrade();
+        self.rt.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tick.tick().await;
+                let Some(tx) = weak.upgrade() else { return };
+                if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(Cmd::Tick) {
+                    return;
+                }
+            }
+        });
+    }
+
     pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
         self.schedule();
+        self.after_change(true);
         self.publish();
         while let Some(cmd) = rx.blocking_recv() {
             let reply = match cmd {
@@ -364,6 +420,10 @@ impl Actor {
                     self.device_state(&station, readiness);
                     None
                 }
+                Cmd::Tick => {
+                    self.tick();
+                    None
+                }
             };
             if self.stopping {
                 if let Some(r) = reply {
@@ -372,6 +432,7 @@ impl Actor {
                 break;
             }
             self.schedule();
+            self.after_change(false);
             self.publish();
             if let Some(r) = reply {
                 r();
@@ -442,11 +503,12 @@ impl Actor {
     fn schedule(&mut self) {
         let now = Utc::now();
         for a in self.sched.assign(ms(now)) {
+            self.queue.remove(a.job);
             if let Err(e) = self.start_step(&a, now) {
                 tracing::error!(job = %a.job, station = %a.station, "assignment not recorded: {e}");
                 let _ = self.sched.release(&a.station, ms(now));
-                if let Some(r) = self.jobs.get(&a.job) {
-                    let _ = self.sched.enqueue(queued(r), a.stage);
+                if let Some(q) = self.jobs.get(&a.job).map(queued) {
+                    let _ = self.enqueue(q, a.stage);
                 }
             }
         }
@@ -512,7 +574,9 @@ impl Actor {
     /// the job for whatever it waits for now.
     fn end_step(&mut self, i: usize, next: JobRecord) -> Result<(), LineError> {
         let now = Utc::now();
-        self.stations[i].step = None;
+        if let Some(step) = self.stations[i].step.take() {
+            self.step_ended(i, &step, &next, now);
+        }
         let id = self.stations[i].id.clone();
         // Memory follows what is already durable first; the scheduler after.
         let queued_job = next
@@ -520,18 +584,76 @@ impl Actor {
             .waiting()
             .map(|w| (queued(&next), w.next_stage()));
         if next.state.is_final() {
+            self.by_due.remove(&(ms(next.job.due), next.job.id));
             self.jobs.remove(&next.job.id);
         } else {
             self.jobs.insert(next.job.id, next);
         }
         self.sched.release(&id, ms(now)).map_err(conflict)?;
         if let Some((q, stage)) = queued_job {
-            self.sched.enqueue(q, stage).map_err(conflict)?;
+            self.enqueue(q, stage)?;
         }
         self.refresh_consumables(i)
     }
 
+    /// Counts a step that ended at station `i` (performance, throughput, on time): finished
+    /// when the job moved on, spoiled when it went back to printing; a step handed back
+    /// untouched (the operator signed out) is not counted.
+    fn step_ended(&mut self, i: usize, step: &Step, next: &JobRecord, now: DateTime<Utc>) {
+        let good = !matches!(next.state, JobState::SpoiledRequeued { .. });
+        let handed_back = !matches!(next.state, JobState::SpoiledRequeued { .. })
+            && next
+                .state
+                .waiting()
+                .is_some_and(|w| w.next_stage() == step.stage);
+        if handed_back {
+            return;
+        }
+        let st = &self.stations[i];
+        let device = st.device_id();
+        self.perf.step(
+            &device,
+            st.operator.as_ref(),
+            step.stage,
+            ms(step.assigned_at),
+            ms(now),
+            good,
+        );
+        self.status
+            .count_step(&device, st.operator.as_ref(), step.stage, good);
+        if matches!(next.state, JobState::Dispatched { .. }) {
+            self.throughput
+                .completed(ms(now), ms(next.job.due), next.job.class);
+        }
+    }
+
+    /// Puts a job in the scheduler's queue for `stage` (and in the queue counts).
+    fn enqueue(&mut self, q: QueuedJob, stage: Stage) -> Result<(), LineError> {
+        let (id, class, received) = (q.id, q.class, q.received);
+        self.sched.enqueue(q, stage).map_err(conflict)?;
+        self.queue.add(id, class, received, ms(Utc::now()));
+        Ok(())
+    }
+
+    /// Takes a job out of its queue, if it is in one.
+    fn unqueue(&mut self, id: JobId) -> Option<Stage> {
+        self.queue.remove(id);
+        self.sched.remove(id)
+    }
+
     fn refresh_consumables(&mut self, i: usize) -> Result<(), LineError> {
+        let session = match self.ledger.open_session_at(&self.stations[i].id)? {
+            Some(sid) => self.ledger.session(&sid)?,
+            None => None,
+        };
+        self.stations[i].consumables = session.map(|s| Consumables {
+            left: u32::try_from(s.held.len()).unwrap_or(u32::MAX),
+            session: s.id,
+            issued: s.counts.issued,
+            applied: s.counts.applied,
+            spoiled: s.counts.spoiled,
+            returned: s.counts.returned,
+        });
         let st = &self.stations[i];
         if !matches!(st.kind, StationKind::Print | StationKind::Laminate) {
             return Ok(());
@@ -562,7 +684,8 @@ impl Actor {
         Ok(Some((sid, held)))
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
+        let now = Utc::now();
         let mut snap = LineSnapshot::default();
         for (i, s) in Stage::ALL.iter().enumerate() {
             snap.queued[i] = u32::try_from(self.sched.queued(*s)).unwrap_or(u32::MAX);
@@ -578,7 +701,238 @@ impl Actor {
         snap.stations = (0..self.stations.len())
             .filter_map(|i| self.view(i).ok())
             .collect();
+        snap.queues = self.queue.view(ms(now));
+        snap.oldest_queued = self.queue.oldest().map(super::monitor::at);
+        snap.throughput = self.throughput.view(ms(now));
+        snap.on_time = self.throughput.on_time();
+        snap.alerts = self.alerts.open().cloned().collect();
+        snap.performance = Some(self.perf.summary(ms(now)));
         self.status.publish(snap);
+    }
+
+    // ---- monitoring -----------------------------------------------------------------------
+
+    /// After every command: the time accounting of devices and operators follows what they do
+    /// now, and the alerts that depend on the line's state are raised or cleared.
+    fn after_change(&mut self, timed: bool) {
+        let now = Utc::now();
+        self.track_activity(ms(now));
+        self.device_alerts(now);
+        self.backlog_alerts(now);
+        if timed {
+            self.due_alerts(now);
+        }
+    }
+
+    /// Once a second: the conditions that change with time alone, and (every few seconds) the
+    /// consumables, which custody requests outside the line can change too.
+    fn tick(&mut self) {
+        self.ticks += 1;
+        if self.ticks.is_multiple_of(5) {
+            self.due_alerts(Utc::now());
+            for i in 0..self.stations.len() {
+                if let Err(e) = self.refresh_consumables(i) {
+                    tracing::warn!("consumables not refreshed: {e}");
+                }
+            }
+        }
+    }
+
+    fn track_activity(&mut self, now: Millis) {
+        let mut present = HashSet::new();
+        for st in &self.stations {
+            if st.kind.stage().is_none() {
+                continue;
+            }
+            let activity = match (st.reported, &st.step, st.paused) {
+                (DeviceReadiness::Faulted, ..) => DeviceActivity::Fault,
+                (DeviceReadiness::Offline, ..) => DeviceActivity::Offline,
+                (_, Some(_), _) => DeviceActivity::Busy,
+                (_, None, true) => DeviceActivity::Paused,
+                _ => DeviceActivity::NoWork,
+            };
+            self.perf.device(&st.device_id(), activity, now);
+            if let Some(op) = &st.operator {
+                let a = if st.step.is_some() {
+                    OperatorActivity::Busy
+                } else {
+                    OperatorActivity::Idle
+                };
+                self.perf.operator(op, a, now);
+                present.insert(op.clone());
+            }
+        }
+        for op in self.perf.present() {
+            if !present.contains(&op) {
+                self.perf.operator(&op, OperatorActivity::Away, now);
+            }
+        }
+    }
+
+    /// Raises an alert unless one of the same kind and subject is open. Never fails the
+    /// command that caused it: a storage failure is logged (and halts the line anyway).
+    fn raise(&mut self, kind: AlertKind, subject: &str, detail: String) {
+        let Some(alert) = self.alerts.prepare_raise(kind, subject, detail, Utc::now()) else {
+            return;
+        };
+        let record = ControlAction::AlertRaised {
+            alert: alert.id.clone(),
+            kind: kind.name().to_string(),
+            subject: alert.subject.clone(),
+            detail: alert.detail.clone(),
+        };
+        match self.commit_alert(&line_actor(), record, alert) {
+            Ok(a) => {
+                tracing::warn!(alert = %a.id, kind = kind.name(), subject = %a.subject, "alert raised: {}", a.detail)
+            }
+            Err(e) => tracing::error!(kind = kind.name(), %subject, "alert not recorded: {e}"),
+        }
+    }
+
+    /// Clears the open alert of `kind` about `subject`, if there is one.
+    fn clear(&mut self, kind: AlertKind, subject: &str) {
+        let Some(alert) = self.alerts.prepare_clear(kind, subject, Utc::now()) else {
+            return;
+        };
+        let record = ControlAction::AlertCleared {
+            alert: alert.id.clone(),
+        };
+        match self.commit_alert(&line_actor(), record, alert) {
+            Ok(a) => {
+                tracing::info!(alert = %a.id, kind = kind.name(), subject = %a.subject, "alert cleared")
+            }
+            Err(e) => {
+                tracing::error!(kind = kind.name(), %subject, "alert clearing not recorded: {e}")
+            }
+        }
+    }
+
+    /// Appends `record` with the alert's new state in the same batch, then takes it.
+    fn commit_alert(
+        &mut self,
+        actor: &OperatorId,
+        record: ControlAction,
+        alert: Alert,
+    ) -> Result<Alert, LineError> {
+        let aux = self.alerts.writes(&alert)?;
+        self.persist(actor, vec![action(record)], &[], aux)?;
+        self.alerts.commit(alert.clone());
+        Ok(alert)
+    }
+
+    fn device_alerts(&mut self, now: DateTime<Utc>) {
+        let limit = chrono::Duration::seconds(i64::from(self.alert_cfg.device_offline_secs));
+        let mut changes = Vec::new();
+        for st in &self.stations {
+            let Some(d) = &st.device else { continue };
+            let id = d.id.to_string();
+            let fault = st.reported == DeviceReadiness::Faulted;
+            let offline_for = st.offline_since.map(|t| now - t);
+            changes.push((id, st.id.clone(), fault, offline_for));
+        }
+        for (device, station, fault, offline_for) in changes {
+            if fault {
+                self.raise(
+                    AlertKind::DeviceFault,
+                    &device,
+                    format!("{device} at {station} reports a fault"),
+                );
+            } else {
+                self.clear(AlertKind::DeviceFault, &device);
+            }
+            match offline_for {
+                Some(d) if d >= limit => self.raise(
+                    AlertKind::DeviceOffline,
+                    &device,
+                    format!(
+                        "{device} at {station} has been offline for {} s (threshold {} s)",
+                        d.num_seconds(),
+                        limit.num_seconds()
+                    ),
+                ),
+                Some(_) => {}
+                None => self.clear(AlertKind::DeviceOffline, &device),
+            }
+        }
+    }
+
+    fn backlog_alerts(&mut self, now: DateTime<Utc>) {
+        let cfg = self.alert_cfg.clone();
+        let keep = |threshold: u64| threshold * u64::from(cfg.clear_percent) / 100;
+        let depth = self.queue.len() as u64;
+        let limit = u64::from(cfg.queue_depth);
+        if depth > limit {
+            self.raise(
+                AlertKind::Backlog,
+                "queue_depth",
+                format!("{depth} jobs queued (threshold {limit})"),
+            );
+        } else if depth <= keep(limit) {
+            self.clear(AlertKind::Backlog, "queue_depth");
+        }
+        let age_secs = self
+            .queue
+            .oldest()
+            .map_or(0, |t| (ms(now) - t).max(0) / 1000);
+        let limit = u64::from(cfg.oldest_queued_minutes) * 60;
+        let age = u64::try_from(age_secs).unwrap_or(0);
+        if age > limit {
+            self.raise(
+                AlertKind::Backlog,
+                "oldest_queued",
+                format!(
+                    "the oldest queued job has waited {} min (threshold {} min)",
+                    age / 60,
+                    limit / 60
+                ),
+            );
+        } else if age <= keep(limit) {
+            self.clear(AlertKind::Backlog, "oldest_queued");
+        }
+    }
+
+    fn due_alerts(&mut self, now: DateTime<Utc>) {
+        let rate = self.throughput.rate_per_hour(ms(now));
+        let margin = i64::from(self.alert_cfg.due_at_risk_minutes) * 60_000;
+        let jobs = &self.jobs;
+        let by_due = self
+            .by_due
+            .iter()
+            .filter_map(|(due, id)| jobs.get(id).map(|r| (*due, *id, r.job.class)));
+        let risk = predict_at_risk(ms(now), rate, margin, self.by_due.len(), by_due);
+        for class in hallctl_jobs::job::PriorityClass::ALL {
+            let subject = class.name();
+            match risk[class.index()] {
+                Some(r) => self.raise(
+                    AlertKind::DueAtRisk,
+                    subject,
+                    format!(
+                        "{} {subject} job(s) predicted to miss their due time at {rate:.1} jobs/h; \
+                         first: job {} due {}",
+                        r.count,
+                        r.first,
+                        super::monitor::at(r.first_due).format("%Y-%m-%d %H:%M UTC")
+                    ),
+                ),
+                None => self.clear(AlertKind::DueAtRisk, subject),
+            }
+        }
+    }
+
+    pub(crate) fn alerts(&self) -> AlertList {
+        self.alerts.list()
+    }
+
+    pub(crate) fn ack_alert(&mut self, actor: &OperatorId, id: &str) -> Result<Alert, LineError> {
+        let alert = self.alerts.prepare_ack(id, actor, Utc::now())?;
+        let record = ControlAction::AlertAcknowledged {
+            alert: alert.id.clone(),
+        };
+        self.commit_alert(actor, record, alert)
+    }
+
+    pub(crate) fn performance(&self, period: &Period) -> PerfReport {
+        self.perf.report(period, ms(Utc::now()))
     }
 
     // ---- lookups --------------------------------------------------------------------------
@@ -657,8 +1011,8 @@ impl Actor {
 
     fn view(&self, i: usize) -> Result<StationView, LineError> {
         let st = &self.stations[i];
-        let (session, held) = match self.held_at(&st.id)? {
-            Some((s, n)) => (Some(s), n),
+        let (session, held) = match &st.consumables {
+            Some(c) => (Some(c.session.clone()), c.left),
             None => (None, 0),
         };
         let work = match &st.step {
@@ -686,6 +1040,7 @@ impl Actor {
             operator: st.operator.clone(),
             session,
             held,
+            consumables: st.consumables.clone(),
             work,
         })
     }
@@ -809,9 +1164,8 @@ impl Actor {
         )?;
         self.next_id = id;
         for (rec, _) in new {
-            self.sched
-                .enqueue(queued(&rec), Stage::Print)
-                .map_err(conflict)?;
+            self.enqueue(queued(&rec), Stage::Print)?;
+            self.by_due.insert((ms(rec.job.due), rec.job.id));
             self.jobs.insert(rec.job.id, rec);
         }
         Ok(out)
@@ -853,7 +1207,7 @@ impl Actor {
     pub(crate) fn hold(&mut self, actor: &OperatorId, id: JobId) -> Result<JobView, LineError> {
         self.not_at_a_station(id)?;
         let next = self.transition(actor, id, JobEvent::Hold, Vec::new())?;
-        self.sched.remove(id);
+        self.unqueue(id);
         let v = JobView::from(&next);
         self.jobs.insert(id, next);
         Ok(v)
@@ -862,9 +1216,7 @@ impl Actor {
     pub(crate) fn release(&mut self, actor: &OperatorId, id: JobId) -> Result<JobView, LineError> {
         let next = self.transition(actor, id, JobEvent::Release, Vec::new())?;
         if let Some(w) = next.state.waiting() {
-            self.sched
-                .enqueue(queued(&next), w.next_stage())
-                .map_err(conflict)?;
+            self.enqueue(queued(&next), w.next_stage())?;
         }
         let v = JobView::from(&next);
         self.jobs.insert(id, next);
@@ -924,7 +1276,8 @@ impl Actor {
             Vec::new()
         };
         let next = self.transition(actor, id, JobEvent::Cancel { reason }, spoils)?;
-        self.sched.remove(id);
+        self.unqueue(id);
+        self.by_due.remove(&(ms(next.job.due), id));
         self.jobs.remove(&id);
         Ok(JobView::from(&next))
     }
@@ -960,8 +1313,8 @@ impl Actor {
             &[&next],
             Vec::new(),
         )?;
-        if let Some(stage) = self.sched.remove(id) {
-            self.sched.enqueue(queued(&next), stage).map_err(conflict)?;
+        if let Some(stage) = self.unqueue(id) {
+            self.enqueue(queued(&next), stage)?;
         }
         let v = JobView::from(&next);
         self.jobs.insert(id, next);
@@ -1027,9 +1380,7 @@ impl Actor {
         }
         let next = self.transition(actor, id, JobEvent::Inspect { verdict, serial }, extra)?;
         if let Some(w) = next.state.waiting() {
-            self.sched
-                .enqueue(queued(&next), w.next_stage())
-                .map_err(conflict)?;
+            self.enqueue(queued(&next), w.next_stage())?;
         }
         let v = JobView::from(&next);
         self.jobs.insert(id, next);
@@ -1175,7 +1526,47 @@ impl Actor {
         let i = self.session_station(session)?;
         let r = self.persist(actor, vec![event], &[], Vec::new())?;
         self.refresh_consumables(i)?;
+        for receipt in &r {
+            if let Some(alert) = &receipt.alert {
+                self.custody_alert(alert);
+            }
+        }
         Ok(r.last().map_or(0, |r| r.seq))
+    }
+
+    /// Raises the alert a custody record asked for (a discrepancy at close, a roll skip).
+    fn custody_alert(&mut self, alert: &crate::ledger::Alert) {
+        use crate::ledger::Alert as A;
+        const SHOWN: usize = 10;
+        match alert {
+            A::Discrepancy { session, missing } => {
+                let mut list: Vec<&str> = missing.iter().take(SHOWN).map(Serial::as_str).collect();
+                if missing.len() > SHOWN {
+                    list.push("…");
+                }
+                self.raise(
+                    AlertKind::Reconciliation,
+                    session.as_str(),
+                    format!(
+                        "session {session} closed with {} item(s) unaccounted for: {}",
+                        missing.len(),
+                        list.join(", ")
+                    ),
+                );
+            }
+            A::RollSkip {
+                session,
+                expected,
+                got,
+                reason,
+            } => self.raise(
+                AlertKind::RollSkip,
+                session.as_str(),
+                format!("patch {got} used out of roll order in {session} ({expected} was next): {reason}"),
+            ),
+            // Reported through the custody API, outside the line.
+            A::Missing { .. } => {}
+        }
     }
 
     pub(crate) fn issue(
@@ -1307,6 +1698,14 @@ impl Actor {
         let device = self.device_of(i)?;
         let session = self.session_at(station)?;
         if self.strict_roll_order && skip_reason.is_some() {
+            self.raise(
+                AlertKind::PatchRefused,
+                station.as_str(),
+                format!(
+                    "patch {patch} refused at {station}: out of roll order under the strict roll \
+                     order policy"
+                ),
+            );
             return Err(LineError::Forbidden(
                 "this hall's policy is strict roll order: a patch out of order cannot be used, \
                  whatever the reason; use the next patch on the roll"
@@ -1329,7 +1728,7 @@ impl Actor {
         }
         let mut rec = self.live(step.job)?;
         rec.crew.patch = Some(patch.0.clone());
-        self.persist(
+        let applied = self.persist(
             actor,
             vec![LedgerEvent::PatchApplied {
                 patch: patch.clone(),
@@ -1341,7 +1740,26 @@ impl Actor {
             }],
             &[&rec],
             Vec::new(),
-        )?;
+        );
+        let receipts = match applied {
+            Ok(r) => r,
+            Err(LineError::Refused(r)) => {
+                if r.raises_alert() {
+                    self.raise(
+                        AlertKind::PatchRefused,
+                        station.as_str(),
+                        format!("patch {patch} refused at {station}: {r}"),
+                    );
+                }
+                return Err(LineError::Refused(r));
+            }
+            Err(e) => return Err(e),
+        };
+        for r in &receipts {
+            if let Some(alert) = &r.alert {
+                self.custody_alert(alert);
+            }
+        }
         self.jobs.insert(step.job, rec);
         let attempt = self.new_attempt();
         if let Some(s) = self.stations[i].step.as_mut() {
@@ -1645,7 +2063,13 @@ impl Actor {
             return;
         };
         let before = self.stations[i].readiness();
-        self.stations[i].reported = readiness;
+        let st = &mut self.stations[i];
+        st.reported = readiness;
+        if readiness != DeviceReadiness::Offline {
+            st.offline_since = None;
+        } else if st.offline_since.is_none() {
+            st.offline_since = Some(Utc::now());
+        }
         self.apply_readiness(i);
         self.emit_readiness(i, before);
     }

@@ -24,8 +24,11 @@
 //! fault, not paused) is watched and fed to the scheduler.
 
 mod actor;
+pub mod alerts;
 pub mod devices;
 mod jobs;
+pub mod monitor;
+pub mod perf;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -45,8 +48,11 @@ use crate::ledger::{Ledger, LedgerError, Refusal, Serial, SessionId};
 use crate::status::{Numbered, StatusHub};
 
 pub use crate::config::StationKind;
+pub use alerts::{Alert, AlertKind, AlertList};
 pub use devices::DeviceHandle;
 pub use jobs::{JobFilter, JobView, Page};
+pub use monitor::{ClassQueue, OnTime, ThroughputView};
+pub use perf::{PerfReport, PerfSummary, Period};
 
 /// The actor id the line itself records its decisions under (assignments, recovery).
 pub const LINE_ACTOR: &str = "LINE";
@@ -86,6 +92,11 @@ pub struct LineSetup {
     pub step_timeout: Duration,
     /// `policy.roll_order = "strict"`: no patch out of roll order, even with a reason.
     pub strict_roll_order: bool,
+    /// When alerts are raised (`[alerts]`).
+    pub alerts: crate::config::AlertConfig,
+    /// The ideal cycle time of each stage (print, laminate, QC, dispatch), for OEE
+    /// (`[performance]`).
+    pub ideal_cycle: [Duration; 4],
 }
 
 /// Why the line refused a command. Messages name what is wrong and never carry
@@ -196,8 +207,27 @@ pub struct StationView {
     pub session: Option<SessionId>,
     /// Items the session still holds.
     pub held: u32,
+    /// The open session's consumables (issued, applied, spoiled, returned, left).
+    pub consumables: Option<Consumables>,
     /// The assigned step, if any.
     pub work: Option<WorkView>,
+}
+
+/// The accountable items of a station's open custody session, as the ledger counts them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consumables {
+    /// The session.
+    pub session: SessionId,
+    /// Items issued to it (a serial issued twice counts twice).
+    pub issued: u64,
+    /// Items printed or applied.
+    pub applied: u64,
+    /// Items spoiled while held.
+    pub spoiled: u64,
+    /// Items returned to the vault.
+    pub returned: u64,
+    /// Items it still holds.
+    pub left: u32,
 }
 
 /// The step a station was assigned.
@@ -254,8 +284,9 @@ pub struct BagItem {
     pub packed_by: OperatorId,
 }
 
-/// The line at a glance (for the hall UI and monitoring).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The line at a glance (for the hall UI and monitoring). Built from counters the actor keeps
+/// up to date as things happen, never by rescanning jobs; free of passport-holder data.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LineSnapshot {
     /// Every station.
     pub stations: Vec<StationView>,
@@ -267,6 +298,19 @@ pub struct LineSnapshot {
     pub held: u32,
     /// Unfinished jobs.
     pub open_jobs: u32,
+    /// Jobs waiting for a step, by priority class and age (see [`monitor::AGE_BUCKETS`]).
+    pub queues: Vec<ClassQueue>,
+    /// When the longest-waiting queued job was received.
+    pub oldest_queued: Option<DateTime<Utc>>,
+    /// Jobs completed (dispatched) per hour over the last 24 hours and per shift.
+    pub throughput: ThroughputView,
+    /// Jobs dispatched by their due time, per class.
+    pub on_time: Vec<OnTime>,
+    /// Open alerts, oldest first.
+    pub alerts: Vec<Alert>,
+    /// Per-device OEE in the current shift (for supervisors and central monitoring; the
+    /// stream leaves it out for operators).
+    pub performance: Option<PerfSummary>,
     /// The id of the last status event this snapshot reflects (see [`crate::status`]): a
     /// stream that starts from it skips the events up to it.
     pub events: u64,
@@ -293,6 +337,9 @@ pub(crate) enum Cmd {
         station: StationId,
         readiness: DeviceReadiness,
     },
+    /// Time passed: conditions that depend on it (a device offline too long, the oldest queued
+    /// job, due times at risk) are looked at again.
+    Tick,
 }
 
 /// The handle to the line. Cheap to clone; every method waits for the actor's durable answer.
@@ -337,6 +384,7 @@ impl Line {
         let rt = tokio::runtime::Handle::current();
         let actor = actor::Actor::recover(setup, ledger, tx.clone(), rt, status.clone())?;
         actor.watch_devices();
+        actor.start_ticker();
         let thread = std::thread::Builder::new()
             .name("line".into())
             .spawn(move || actor.run(rx))
@@ -704,6 +752,33 @@ impl Line {
         device: DeviceId,
     ) -> Result<StationView, LineError> {
         self.call(move |a| a.clear_fault(&actor, &device)).await?
+    }
+
+    /// Open alerts and the recently closed ones.
+    ///
+    /// # Errors
+    /// The line stopped.
+    pub async fn alerts(&self) -> Result<AlertList, LineError> {
+        self.call(|a| a.alerts()).await
+    }
+
+    /// A supervisor acknowledges an alert (recorded in the ledger with `actor`). An event alert
+    /// closes; a condition stays open until it clears.
+    ///
+    /// # Errors
+    /// [`LineError::NotFound`] for an unknown id, [`LineError::Conflict`] when it was
+    /// acknowledged already; storage errors.
+    pub async fn ack_alert(&self, actor: OperatorId, id: String) -> Result<Alert, LineError> {
+        self.call(move |a| a.ack_alert(&actor, &id)).await?
+    }
+
+    /// Staff and machine performance over a shift or a day (supervisors and monitoring only:
+    /// never shown at stations, never used by the scheduler).
+    ///
+    /// # Errors
+    /// The line stopped.
+    pub async fn performance(&self, period: Period) -> Result<PerfReport, LineError> {
+        self.call(move |a| a.performance(&period)).await
     }
 
     /// Pauses (or resumes) a device: the scheduler stops (or starts again) assigning to it.

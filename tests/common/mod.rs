@@ -1,9 +1,16 @@
-//! What the black-box tests share: a minimal HTTP client, a hall served by the real `hallctl`
-//! binary (simulated devices on pseudo-terminals, a temporary data directory, accounts made with
-//! the console), valid job requests, and polling with a deadline.
+//! What the black-box tests of the running service share: a minimal HTTP client (and a
+//! server-sent events reader), a hall of simulated devices served by the real `hallctl` binary
+//! on a temporary data directory, and the steps of a job's way through it.
 //!
-//! Each test binary uses part of it.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! The HTTP client is a few lines over `std::net::TcpStream` (HTTP/1.1, one request per
+//! connection): it needs no dependency, and it can send what a well-behaved client library
+//! would not (malformed JSON, oversized bodies).
+//!
+//! Every wait is a poll with a deadline; nothing asserts on timing.
+
+// Each test binary uses a part of this.
+#![allow(dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is the failure report
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -89,7 +96,13 @@ impl Client {
         body: Option<&[u8]>,
         content_type: &str,
     ) -> std::io::Result<Resp> {
-        self.once_at(method, &format!("/api/v1{path}"), token, body, content_type)
+        // `/metrics` is where scrapers look, outside the API.
+        let path = if path == "/metrics" {
+            path.to_string()
+        } else {
+            format!("/api/v1{path}")
+        };
+        self.once_at(method, &path, token, body, content_type)
     }
 
     /// A GET of a path outside `/api/v1` (`/metrics`, another service's routes).
@@ -157,6 +170,99 @@ impl Client {
 
     pub fn delete(&self, path: &str, token: Option<&str>) -> Resp {
         self.raw("DELETE", path, token, None, "application/json")
+    }
+}
+
+// ---- server-sent events -------------------------------------------------------------------------
+
+/// One open `GET /api/v1/stream`: reads the chunked body as it comes and splits it into events.
+pub struct SseStream {
+    reader: BufReader<TcpStream>,
+    buf: String,
+}
+
+impl Client {
+    /// Opens the status stream with `token` and checks the answer is an event stream.
+    pub fn stream(&self, token: &str) -> SseStream {
+        let mut s = TcpStream::connect(self.addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        write!(
+            s,
+            "GET /api/v1/stream HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n",
+            self.addr
+        )
+        .unwrap();
+        let mut reader = BufReader::new(s);
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("a header line");
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            head.push_str(&line);
+        }
+        assert!(head.starts_with("HTTP/1.1 200"), "the stream opens: {head}");
+        assert!(
+            head.to_ascii_lowercase().contains("text/event-stream"),
+            "{head}"
+        );
+        SseStream {
+            reader,
+            buf: String::new(),
+        }
+    }
+}
+
+impl SseStream {
+    /// The next event (name, JSON data), skipping keep-alive comments; panics after 30 s
+    /// without one.
+    pub fn next(&mut self) -> (String, Value) {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut name = String::from("message");
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        name = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if data.is_empty() {
+                    continue;
+                }
+                return (name, serde_json::from_str(&data).expect("JSON data"));
+            }
+            // One chunk: its size in hex, CRLF, the data, CRLF.
+            let mut size = String::new();
+            self.reader
+                .read_line(&mut size)
+                .expect("a chunk within 30 s");
+            let n = usize::from_str_radix(size.trim(), 16).expect("a chunk size");
+            assert!(n > 0, "the stream ended");
+            let mut chunk = vec![0; n + 2];
+            self.reader.read_exact(&mut chunk).expect("the chunk");
+            self.buf
+                .push_str(std::str::from_utf8(&chunk[..n]).expect("UTF-8"));
+        }
+    }
+
+    /// Reads events until `f` accepts one; panics after `max` events.
+    #[track_caller]
+    pub fn until(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(&str, &Value) -> bool,
+    ) -> (String, Value) {
+        for _ in 0..max {
+            let (name, v) = self.next();
+            if f(&name, &v) {
+                return (name, v);
+            }
+        }
+        panic!("no such event among the next {max}");
     }
 }
 
@@ -405,12 +511,17 @@ pub fn start_serve(config: &Path, log: &Path, scale: f64) -> (Child, SocketAddr)
 /// Writes the hall's configuration, creates every account with the console (before the service
 /// runs: it locks the data directory), starts the service and waits until it answers.
 pub fn spawn_hall(scale: f64) -> Hall {
-    spawn_hall_with(scale, HALL_TOML, PEOPLE)
+    spawn_hall_with(scale, "")
 }
 
-/// As [`spawn_hall`], with another configuration (`data_dir = "data"` beside it) and only
-/// `people` (of [`PEOPLE`]) besides the monitoring service account.
-pub fn spawn_hall_with(scale: f64, toml: &str, people: &[(&str, &str, &str)]) -> Hall {
+/// As [`spawn_hall`], with `extra` appended to the configuration (an `[alerts]` table...).
+pub fn spawn_hall_with(scale: f64, extra: &str) -> Hall {
+    spawn_hall_as(scale, &format!("{HALL_TOML}\n{extra}\n"), PEOPLE)
+}
+
+/// As [`spawn_hall`], with the whole configuration `toml` (`data_dir = "data"` beside it: a
+/// hall of another id...) and only `people` (of [`PEOPLE`]) besides the monitoring account.
+pub fn spawn_hall_as(scale: f64, toml: &str, people: &[(&str, &str, &str)]) -> Hall {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("hall.toml");
     std::fs::write(&config, toml).unwrap();
@@ -580,4 +691,88 @@ pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> (Option<T>, Str
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+pub fn station(c: Client, tok: &str, id: &str) -> Value {
+    c.get(&format!("/stations/{id}"), Some(tok))
+        .expect(200, "get station")
+}
+
+/// Waits until `station`'s work is `job` in `phase`.
+#[track_caller]
+pub fn wait_work(c: Client, tok: &str, st: &str, job: u64, phase: &str) -> Value {
+    wait_for(60, &format!("job {job} {phase} at {st}"), || {
+        let v = station(c, tok, st);
+        let ok = v["work"]["job"].as_u64() == Some(job) && v["work"]["phase"] == phase;
+        (ok.then(|| v.clone()), v.to_string())
+    })
+}
+
+#[track_caller]
+pub fn wait_job_state(c: Client, tok: &str, id: u64, states: &[&str]) -> Value {
+    wait_for(60, &format!("job {id} in {states:?}"), || {
+        let v = job(c, tok, id);
+        let ok = states.contains(&v["state"]["state"].as_str().unwrap_or_default());
+        (ok.then(|| v.clone()), v.to_string())
+    })
+}
+
+/// Every ledger record, as the auditor sees them.
+pub fn records(c: Client, auditor: &str) -> Vec<Value> {
+    c.get("/ledger/records?limit=10000", Some(auditor))
+        .expect(200, "ledger records")
+        .as_array()
+        .expect("records")
+        .clone()
+}
+
+/// The ledger's last sequence number (and record count, which must agree).
+pub fn ledger_head(c: Client, auditor: &str) -> u64 {
+    let r = records(c, auditor);
+    let head = r
+        .iter()
+        .filter_map(|r| r["seq"].as_u64())
+        .max()
+        .unwrap_or(0);
+    assert_eq!(head, r.len() as u64, "the ledger's records have no gaps");
+    head
+}
+
+// ---- custody -------------------------------------------------------------------------------------
+
+pub const BOOKLETS: &str = "B1000100-B1000199";
+pub const PATCHES: &str = "P2000100-P2000199";
+
+pub fn receive_lots(c: Client, sup: &str) {
+    c.post(
+        "/custody/lots",
+        Some(sup),
+        &json!({"lot": "BX-1", "kind": "booklet", "supplier": "Specimen Security Print", "range": BOOKLETS}),
+    )
+    .expect(200, "booklet lot");
+    c.post(
+        "/custody/lots",
+        Some(sup),
+        &json!({"lot": "R-1", "kind": "patch", "supplier": "Specimen Films", "range": PATCHES}),
+    )
+    .expect(200, "patch roll");
+}
+
+/// The operator (signed in at `station` with `tok`) opens a session there and gets `range`
+/// issued, counted by themself and the supervisor S1. Returns the session id.
+pub fn open_and_issue(c: Client, tok: &str, user: &str, st: &str, range: &str) -> String {
+    let v = c
+        .post("/custody/sessions", Some(tok), &json!({"station": st}))
+        .expect(200, &format!("{user} opens a session at {st}"));
+    let session = v["session"].as_str().expect("a session id").to_string();
+    c.post(
+        &format!("/custody/sessions/{session}/issue"),
+        Some(tok),
+        &json!({"range": range, "counters": [
+            {"user": user, "pin": pin(user)},
+            {"user": "S1", "pin": pin("S1")},
+        ]}),
+    )
+    .expect(200, &format!("issue {range} to {user}"));
+    session
 }
