@@ -10,6 +10,20 @@ use axum::routing::get;
 
 use crate::central::{Central, HallsView};
 
+/// Serves the page and `/api/halls` on `listener` until `shutdown` completes.
+///
+/// # Errors
+/// The listener failed.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    central: Central,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(central))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 /// The page and `/api/halls`.
 pub fn router(central: Central) -> Router {
     Router::new()

@@ -65,8 +65,7 @@ pub fn run(args: CentralArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr()?;
         println!("hallctl central: listening on http://{addr}");
-        axum::serve(listener, crate::api::central::router(central))
-            .with_graceful_shutdown(crate::serve::signal())
+        crate::api::central::serve(listener, central, crate::serve::signal())
             .await
             .context("the HTTP server failed")?;
         follower.abort();
