@@ -2,7 +2,10 @@
 //!
 //! # Codemap
 //! - [`api`]: the HTTP API under `/api/v1` (axum), one router per resource, the OpenAPI
-//!   document generated from the handlers; the only module that names axum types.
+//!   document generated from the handlers; the only module that names axum types. It also
+//!   serves the hall UI (the `hallctl-ui` crate's embedded pages: hall view at `/`, station
+//!   terminal at `/station`, auditor view at `/audit`), which uses nothing but the API and the
+//!   stream.
 //! - [`auth`]: users and access: accounts (stored with the ledger record of each change), PINs
 //!   hashed with Argon2id, lockout, session and service tokens, and [`auth::require`], the role
 //!   check every API route makes.
@@ -30,7 +33,8 @@
 //! - [`serve`]: `hallctl serve`: builds the hall from its configuration and serves the API;
 //!   graceful shutdown on SIGTERM.
 //! - [`status`]: the status fan-out: a broadcast of typed events from the line's actor (one per
-//!   ledger record, one per device readiness change) plus the latest snapshot, and the
+//!   ledger record, one per device readiness change, one per device step finished) plus the
+//!   latest snapshot, and the
 //!   Prometheus metrics; served as SSE at `/api/v1/stream` and as `/metrics`.
 //! - [`store`]: the only module that knows sled; the ledger's durability point.
 #![deny(missing_docs)]

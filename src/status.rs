@@ -101,6 +101,22 @@ pub struct DeviceStateEvent {
     pub at: DateTime<Utc>,
 }
 
+/// A device finished its part of a step: the station's operator confirms it or reports a defect
+/// (no ledger record is written until they do).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepEvent {
+    /// The station.
+    pub station: StationId,
+    /// The job.
+    pub job: JobId,
+    /// The stage.
+    pub stage: Stage,
+    /// Where the step is now (`awaiting_confirmation`).
+    pub phase: String,
+    /// When the line saw the change.
+    pub at: DateTime<Utc>,
+}
+
 /// An event as the hub numbered it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Numbered {
@@ -120,14 +136,18 @@ pub enum StatusEvent {
     Record(RecordEvent),
     /// A device readiness change.
     DeviceState(DeviceStateEvent),
+    /// A step moved on without a ledger record (its device finished).
+    Step(StepEvent),
 }
 
 impl StatusEvent {
-    /// The event's name (the SSE `event:` field): the record's name, or `device_state`.
+    /// The event's name (the SSE `event:` field): the record's name, `device_state` or
+    /// `step_phase`.
     pub fn name(&self) -> &str {
         match self {
             StatusEvent::Record(r) => &r.record,
             StatusEvent::DeviceState(_) => "device_state",
+            StatusEvent::Step(_) => "step_phase",
         }
     }
 
@@ -136,6 +156,7 @@ impl StatusEvent {
         match self {
             StatusEvent::Record(r) => r.at,
             StatusEvent::DeviceState(d) => d.at,
+            StatusEvent::Step(e) => e.at,
         }
     }
 
@@ -144,6 +165,7 @@ impl StatusEvent {
         let v = match self {
             StatusEvent::Record(r) => serde_json::to_string(r),
             StatusEvent::DeviceState(d) => serde_json::to_string(d),
+            StatusEvent::Step(e) => serde_json::to_string(e),
         };
         // Plain structs of strings and numbers: serialization cannot fail.
         v.unwrap_or_else(|_| "{}".to_string())
@@ -478,6 +500,7 @@ impl Metrics {
                     ])
                     .inc();
             }
+            StatusEvent::Step(_) => {}
         }
     }
 

@@ -512,11 +512,33 @@ impl Store {
     pub fn warm_state(
         &self,
         prefix: &[u8],
+        progress: impl FnMut(u64),
+        stop: impl Fn() -> bool,
+    ) -> Result<(u64, u64), StoreError> {
+        self.warm(pk(S, prefix), progress, stop)
+    }
+
+    /// As [`Store::warm_state`], for index entries.
+    ///
+    /// # Errors
+    /// sled failed while reading.
+    pub fn warm_index(
+        &self,
+        prefix: &[u8],
+        progress: impl FnMut(u64),
+        stop: impl Fn() -> bool,
+    ) -> Result<(u64, u64), StoreError> {
+        self.warm(pk(X, prefix), progress, stop)
+    }
+
+    fn warm(
+        &self,
+        prefix: Vec<u8>,
         mut progress: impl FnMut(u64),
         stop: impl Fn() -> bool,
     ) -> Result<(u64, u64), StoreError> {
         let (mut n, mut bytes) = (0u64, 0u64);
-        for kv in self.tree.scan_prefix(pk(S, prefix)) {
+        for kv in self.tree.scan_prefix(prefix) {
             let (k, v) = kv?;
             n += 1;
             bytes += (k.len() + v.len()) as u64;

@@ -1,6 +1,6 @@
 //! Ledger queries for auditors and supervisors: trace, reconciliation, records by operator,
-//! station or time, the destruction register, missing items (with INTERPOL SLTD fields) and
-//! the latest signed checkpoint. Read-only: nothing in this API can rewrite the ledger.
+//! station or time, the destruction register, missing items (with INTERPOL SLTD fields), the
+//! latest signed checkpoint and signed evidence bundles. Read-only: nothing in this API can rewrite the ledger.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -66,6 +66,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(destructions))
         .routes(routes!(missing))
         .routes(routes!(checkpoint))
+        .routes(routes!(evidence))
 }
 
 /// Traces a patch or booklet serial forward and backward.
@@ -173,5 +174,31 @@ async fn checkpoint(State(s): State<AppState>, auth: Auth) -> Result<Json<Checkp
     let cp = super::blocking(move || Ok(ledger.last_checkpoint()?)).await?;
     Ok(Json(
         cp.ok_or_else(|| ApiError::not_found("no checkpoint yet"))?,
+    ))
+}
+
+/// The signed evidence bundle of a serial (as `hallctl audit evidence` writes it), to check
+/// offline with `hallctl audit check-bundle`. Signs a fresh checkpoint first when the newest
+/// records are not covered by one. Sent as a download (`evidence-<serial>.json`).
+#[utoipa::path(get, path = "/ledger/evidence/{serial}", params(("serial" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn evidence(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(serial): Path<String>,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    auth.require(AUDIT)?;
+    let serial = super::serial("serial", &serial)?;
+    let (ledger, sr) = (s.ledger.clone(), serial.clone());
+    let bundle = super::blocking(move || Ok(ledger.evidence(&sr)?)).await?;
+    let bundle = bundle.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "{serial} was never received into the vault: the ledger does not know it"
+        ))
+    })?;
+    let disposition = format!("attachment; filename=\"evidence-{serial}.json\"");
+    Ok((
+        [(axum::http::header::CONTENT_DISPOSITION, disposition)],
+        Json(bundle),
     ))
 }

@@ -4,7 +4,8 @@
 //! the ledger or the user directory, map the answer). Every route but `/health` and the API
 //! document needs a bearer token, and every handler names the roles it admits. The OpenAPI
 //! document at `/api/v1/openapi.json` is generated from the handlers' annotations. (The status
-//! stream also takes `?token=`, since browsers' `EventSource` cannot set headers.)
+//! stream also takes `?token=`, since browsers' `EventSource` cannot set headers.) The hall
+//! UI's pages and assets are served beside the API ([`ui`]).
 
 pub mod alerts;
 pub mod central;
@@ -16,6 +17,7 @@ pub mod ledger;
 pub mod session;
 pub mod stations;
 pub mod status;
+pub mod ui;
 pub mod users;
 
 use std::sync::Arc;
@@ -161,6 +163,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .route("/metrics", axum::routing::get(status::metrics))
+        .merge(ui::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limits.body_bytes))
         .layer(axum::middleware::from_fn_with_state(limits, deadline))
@@ -168,7 +171,9 @@ pub fn app(state: AppState) -> Router {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::not_found("no such route: the API is under /api/v1 (see /api/v1/openapi.json)")
+    ApiError::not_found(
+        "no such route: the API is under /api/v1 (see /api/v1/openapi.json); the hall UI is at /, /station and /audit",
+    )
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -40,6 +40,10 @@ pub struct PatchScan {
     /// Optional: the job the operator believes this is for (see [`BookletScan::job`]).
     #[serde(default)]
     pub job: Option<u64>,
+    /// Optional: the booklet in the operator's hands, scanned before the patch. Refused when
+    /// this operator printed it, or when it is not the assigned job's booklet.
+    #[serde(default)]
+    pub booklet: Option<String>,
 }
 
 /// A defect report.
@@ -143,6 +147,11 @@ async fn laminate(
 ) -> Result<Json<StationView>, ApiError> {
     let p = at_station(&auth, &id)?;
     let patch = serial("patch", &r.patch)?;
+    let booklet = r
+        .booklet
+        .as_deref()
+        .map(|b| serial("booklet", b))
+        .transpose()?;
     Ok(Json(
         s.line
             .scan_patch(
@@ -151,6 +160,7 @@ async fn laminate(
                 patch,
                 r.skip_reason,
                 r.job.map(JobId),
+                booklet,
             )
             .await?,
     ))

@@ -73,8 +73,9 @@ fn status_event(n: &Numbered) -> Event {
 /// The line's live status as server-sent events: first `event: snapshot` (the whole
 /// [`LineSnapshot`], `resync: false`), then one event per ledger record the line persists
 /// (`event: assigned`, `booklet_printed`, `patch_applied`, `job_changed`, ...: seq, job,
-/// station, actor; never passport-holder data) and per device readiness change
-/// (`event: device_state`); alerts come as their records (`alert_raised`, `alert_cleared`,
+/// station, actor; never passport-holder data), per device readiness change
+/// (`event: device_state`) and per device step finished (`event: step_phase`: station, job,
+/// stage, `awaiting_confirmation`: the operator confirms or reports a defect); alerts come as their records (`alert_raised`, `alert_cleared`,
 /// `alert_acknowledged`, each with an `alert` object: id, and kind, subject and detail when
 /// raised). Operators get snapshots without the performance summary. A client that falls
 /// behind is not waited for: the events it missed

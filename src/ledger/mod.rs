@@ -335,10 +335,18 @@ impl Ledger {
     /// Storage errors.
     pub fn warm(
         &self,
-        progress: impl FnMut(u64),
+        mut progress: impl FnMut(u64),
         stop: impl Fn() -> bool,
     ) -> Result<(u64, u64), LedgerError> {
-        Ok(self.store.warm_state(b"i/", progress, stop)?)
+        // What a trace reads besides the items: their lots and the reversal index (small).
+        let (mut n, mut bytes) = self.store.warm_state(b"l/", &mut progress, &stop)?;
+        let (rn, rb) = self.store.warm_index(ix::REVERSAL, &mut progress, &stop)?;
+        let (i_n, ib) = self
+            .store
+            .warm_state(b"i/", |k| progress(n + rn + k), &stop)?;
+        n += rn + i_n;
+        bytes += rb + ib;
+        Ok((n, bytes))
     }
 
     /// Sequence number of the last record (0 when empty).

@@ -955,6 +955,25 @@ impl Actor {
         Ok(i)
     }
 
+    /// Refuses a booklet `actor` printed (the ledger refuses the lamination itself too; this
+    /// tells the operator at the scan, before a patch is touched).
+    fn not_printed_by(&self, actor: &OperatorId, booklet: &Serial) -> Result<(), LineError> {
+        if let Some(item) = self.ledger.item(booklet)?
+            && item.kind == crate::ledger::ItemKind::Booklet
+            && let ItemState::Applied(b) = &item.state
+            && b.by == *actor
+        {
+            return Err(LineError::Forbidden(
+                crate::ledger::Refusal::LaminatorPrintedBooklet {
+                    booklet: booklet.clone(),
+                    operator: actor.clone(),
+                }
+                .to_string(),
+            ));
+        }
+        Ok(())
+    }
+
     /// The station's step, which must be for `kind` and in `phase`.
     fn step_at(&self, i: usize, kind: StationKind, phase: Phase) -> Result<Step, LineError> {
         let st = &self.stations[i];
@@ -1691,10 +1710,26 @@ impl Actor {
         patch: Serial,
         skip_reason: Option<String>,
         job: Option<JobId>,
+        in_hand: Option<Serial>,
     ) -> Result<StationView, LineError> {
         let i = self.my_station(actor, station)?;
+        // The booklet the operator holds is checked before anything else: whoever printed it
+        // is told so, whatever the station's work (BRIEF §3, separation of duties).
+        if let Some(b) = &in_hand {
+            self.not_printed_by(actor, b)?;
+        }
         let step = self.step_at(i, StationKind::Laminate, Phase::Assigned)?;
         Self::no_choosing(&step, job, station)?;
+        if let Some(b) = &in_hand
+            && step.booklet.as_ref() != Some(b)
+        {
+            return Err(LineError::Conflict(format!(
+                "booklet {b} is not the one the line assigned to {station}: scan booklet {}",
+                step.booklet
+                    .as_ref()
+                    .map_or_else(|| "of the assigned job".to_string(), ToString::to_string)
+            )));
+        }
         let device = self.device_of(i)?;
         let session = self.session_at(station)?;
         if self.strict_roll_order && skip_reason.is_some() {
@@ -1826,10 +1861,20 @@ impl Actor {
         }
     }
 
-    fn device_finished(&mut self, i: usize, _step: &Step) -> Result<(), LineError> {
+    fn device_finished(&mut self, i: usize, step: &Step) -> Result<(), LineError> {
         if let Some(s) = self.stations[i].step.as_mut() {
             s.phase = Phase::AwaitingConfirm;
         }
+        // Nothing is recorded until the operator confirms; the terminal and the hall view
+        // learn from this event that the device is done.
+        self.status
+            .emit(StatusEvent::Step(crate::status::StepEvent {
+                station: self.stations[i].id.clone(),
+                job: step.job,
+                stage: step.stage,
+                phase: Phase::AwaitingConfirm.name().to_string(),
+                at: Utc::now(),
+            }));
         Ok(())
     }
 

@@ -650,12 +650,14 @@ impl Line {
             .await?
     }
 
-    /// Lamination station: the operator scanned the patch; the patch is recorded as applied
-    /// (the gate) and the laminator feeds.
+    /// Lamination station: the operator scanned the patch (and, from a terminal, first the
+    /// booklet in their hands); the patch is recorded as applied (the gate) and the laminator
+    /// feeds.
     ///
     /// # Errors
-    /// As [`Line::scan_booklet`]; the ledger's refusal of the patch (not issued to this
-    /// station's session, used, out of roll order without a reason).
+    /// As [`Line::scan_booklet`]; the booklet in hand was printed by `actor` or is not the
+    /// assigned job's; the ledger's refusal of the patch (not issued to this station's session,
+    /// used, out of roll order without a reason).
     pub async fn scan_patch(
         &self,
         actor: OperatorId,
@@ -663,8 +665,9 @@ impl Line {
         patch: Serial,
         skip_reason: Option<String>,
         job: Option<JobId>,
+        booklet: Option<Serial>,
     ) -> Result<StationView, LineError> {
-        self.call(move |a| a.scan_patch(&actor, &station, patch, skip_reason, job))
+        self.call(move |a| a.scan_patch(&actor, &station, patch, skip_reason, job, booklet))
             .await?
     }
 

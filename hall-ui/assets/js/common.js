@@ -1,0 +1,464 @@
+// What the three pages share: the API client (token, the one error body), the status stream
+// (server-sent events read with fetch, so the token goes in a header, never in a URL), DOM
+// helpers that only ever set text (never HTML built from data), formatting, and the page's
+// error catcher.
+
+/** One refusal or failure, with the API's own words. */
+export class ApiError extends Error {
+  constructor(status, code, message, field) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.field = field || null;
+  }
+}
+
+/**
+ * The controller's API under /api/v1, with a bearer token kept in this tab's sessionStorage
+ * (under `key`: each page signs in for itself, and closing the tab forgets it).
+ */
+export class Api {
+  constructor(key) {
+    this.key = key;
+    this.onSignedOut = () => {};
+    const saved = sessionStorage.getItem(key);
+    this.session = saved ? JSON.parse(saved) : null;
+  }
+
+  get token() {
+    return this.session ? this.session.token : null;
+  }
+
+  async call(method, path, body) {
+    const headers = { Accept: 'application/json' };
+    if (this.token) headers.Authorization = `Bearer ${this.token}`;
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    let r;
+    try {
+      r = await fetch(`/api/v1${path}`, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        cache: 'no-store',
+      });
+    } catch (e) {
+      throw new ApiError(0, 'network', 'the controller does not answer: check the network and try again');
+    }
+    if (r.status === 204) return null;
+    const text = await r.text();
+    let v = null;
+    try {
+      v = text ? JSON.parse(text) : null;
+    } catch (e) {
+      v = null;
+    }
+    if (!r.ok) {
+      const e = v && v.error;
+      const err = e
+        ? new ApiError(r.status, e.code, e.message, e.field)
+        : new ApiError(r.status, 'http', `the controller answered ${r.status}`);
+      if (r.status === 401 && this.session && path !== '/session') this.forget();
+      throw err;
+    }
+    return v;
+  }
+
+  get(path) {
+    return this.call('GET', path);
+  }
+
+  post(path, body) {
+    return this.call('POST', path, body === undefined ? {} : body);
+  }
+
+  /** Signs in; at a station terminal `station` names the station. */
+  async signIn(user, pin, station) {
+    const body = { user, pin };
+    if (station) body.station = station;
+    const s = await this.call('POST', '/session', body);
+    this.session = { token: s.token, user: s.user, role: s.role, station: s.station || null };
+    sessionStorage.setItem(this.key, JSON.stringify(this.session));
+    return this.session;
+  }
+
+  async signOut() {
+    try {
+      if (this.token) await this.call('DELETE', '/session');
+    } finally {
+      this.forget();
+    }
+  }
+
+  forget() {
+    const had = this.session !== null;
+    this.session = null;
+    sessionStorage.removeItem(this.key);
+    if (had) this.onSignedOut();
+  }
+
+  /** A fetch that downloads the answer as a file (exports). */
+  async download(path, fallbackName) {
+    const r = await fetch(`/api/v1${path}`, {
+      headers: { Authorization: `Bearer ${this.token}` },
+      cache: 'no-store',
+    });
+    if (!r.ok) {
+      let e = null;
+      try {
+        e = (await r.json()).error;
+      } catch (x) {
+        e = null;
+      }
+      throw new ApiError(r.status, e ? e.code : 'http', e ? e.message : `the controller answered ${r.status}`);
+    }
+    const cd = r.headers.get('Content-Disposition') || '';
+    const m = /filename="([^"]+)"/.exec(cd);
+    saveBlob(await r.blob(), m ? m[1] : fallbackName);
+  }
+}
+
+/** Offers `blob` as a download named `name`. */
+export function saveBlob(blob, name) {
+  const url = URL.createObjectURL(blob);
+  const a = h('a', { href: url, download: name });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+/**
+ * The line's status stream (`GET /api/v1/stream`): calls `onEvent(name, data)` for each event
+ * (the first is `snapshot`) and `onState('live' | 'connecting' | 'down', detail)`. Reconnects
+ * with a growing pause; a reconnect starts with a fresh snapshot, so nothing is missed.
+ * Returns a function that stops it.
+ */
+export function openStream(api, onEvent, onState) {
+  let stopped = false;
+  let ctl = null;
+  let pause = 1000;
+  async function run() {
+    while (!stopped) {
+      onState('connecting');
+      ctl = new AbortController();
+      try {
+        const r = await fetch('/api/v1/stream', {
+          headers: { Authorization: `Bearer ${api.token}`, Accept: 'text/event-stream' },
+          signal: ctl.signal,
+          cache: 'no-store',
+        });
+        if (r.status === 401) {
+          api.forget();
+          return;
+        }
+        if (!r.ok || !r.body) throw new Error(`the stream answered ${r.status}`);
+        onState('live');
+        pause = 1000;
+        await readEvents(r.body, onEvent);
+        if (!stopped) onState('down', 'the stream ended');
+      } catch (e) {
+        if (stopped) return;
+        onState('down', e.message || String(e));
+      }
+      await new Promise((res) => setTimeout(res, pause));
+      pause = Math.min(pause * 2, 10000);
+    }
+  }
+  run();
+  return () => {
+    stopped = true;
+    if (ctl) ctl.abort();
+  };
+}
+
+/** Splits a text/event-stream body into events (comments and keep-alives skipped). */
+async function readEvents(body, onEvent) {
+  const reader = body.getReader();
+  const dec = new TextDecoder();
+  let buf = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buf += dec.decode(value, { stream: true }).replace(/\r\n?/g, '\n');
+    let end;
+    while ((end = buf.indexOf('\n\n')) >= 0) {
+      const block = buf.slice(0, end);
+      buf = buf.slice(end + 2);
+      let name = 'message';
+      let data = '';
+      for (const line of block.split('\n')) {
+        if (line.startsWith('event:')) name = line.slice(6).trim();
+        else if (line.startsWith('data:')) data += line.slice(5).replace(/^ /, '');
+      }
+      if (!data) continue;
+      let v;
+      try {
+        v = JSON.parse(data);
+      } catch (e) {
+        continue;
+      }
+      onEvent(name, v);
+    }
+  }
+}
+
+// ---- DOM ----------------------------------------------------------------------------------
+
+/**
+ * Makes an element. `props`: `class`, `text`, `on: {event: fn}`, and attributes (`id`,
+ * `aria-*`, `data-*`, `type`, ...); `children`: nodes, strings (as text), arrays, nulls.
+ */
+export function h(tag, props, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(props || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === 'class') el.className = v;
+    else if (k === 'text') el.textContent = v;
+    else if (k === 'on') for (const [ev, fn] of Object.entries(v)) el.addEventListener(ev, fn);
+    else if (k === 'value') el.value = v;
+    else if (k === 'checked' || k === 'disabled' || k === 'hidden' || k === 'selected') el[k] = !!v;
+    else el.setAttribute(k, v === true ? '' : String(v));
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el, children) {
+  for (const c of children) {
+    if (c === null || c === undefined || c === false) continue;
+    if (Array.isArray(c)) append(el, c);
+    else if (c instanceof Node) el.append(c);
+    else el.append(document.createTextNode(String(c)));
+  }
+}
+
+/** The element with `id` (which must exist). */
+export function $(id) {
+  const el = document.getElementById(id);
+  if (!el) throw new Error(`no element #${id}`);
+  return el;
+}
+
+/**
+ * Replaces `container`'s content with `nodes`, keeping keyboard focus on the element with the
+ * same `data-key` (a live update must not throw a keyboard user out of what they were on).
+ */
+export function render(container, nodes) {
+  const active = document.activeElement;
+  const key = active && container.contains(active) ? active.getAttribute('data-key') : null;
+  container.replaceChildren(...[nodes].flat(Infinity).filter(Boolean));
+  if (key) {
+    const again = container.querySelector(`[data-key="${CSS.escape(key)}"]`);
+    if (again) again.focus();
+  }
+}
+
+/** Says `text` to screen readers (polite) and shows it in the page's status line. */
+export function announce(text) {
+  const el = document.getElementById('announce');
+  if (el) el.textContent = text;
+}
+
+/** The values of a form's named fields, trimmed. */
+export function fields(form) {
+  const out = {};
+  for (const el of form.elements) {
+    if (!el.name) continue;
+    out[el.name] = el.type === 'checkbox' ? el.checked : el.value.trim();
+  }
+  return out;
+}
+
+/**
+ * Wires `form` so that submitting it runs `action(values)`: its submit button is disabled while
+ * it runs, and a refusal is shown in the form's `.form-error` (in the API's words). Returns
+ * nothing; `action` may return a message to announce.
+ */
+export function onSubmit(form, action) {
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const out = form.querySelector('.form-error');
+    const button = form.querySelector('button[type=submit]');
+    if (out) out.textContent = '';
+    if (button) button.disabled = true;
+    try {
+      const said = await action(fields(form), form);
+      if (said) announce(said);
+    } catch (e) {
+      if (out) showError(out, e, form);
+      else throw e;
+    } finally {
+      if (button) button.disabled = false;
+    }
+  });
+}
+
+/** Shows a refusal in `out` and puts the cursor in the field it names, if the form has it. */
+export function showError(out, e, form) {
+  out.textContent = e.message || String(e);
+  if (form && e.field) {
+    const name = String(e.field).replace(/\[\d+\].*$/, '');
+    const el = form.elements.namedItem(name);
+    if (el && el.focus) el.focus();
+  }
+}
+
+/** A labelled input: `<label>text <input name=...></label>`. */
+export function field(label, name, attrs) {
+  const id = `f-${name}-${Math.random().toString(36).slice(2, 8)}`;
+  return h(
+    'div',
+    { class: 'field' },
+    h('label', { for: id, text: label }),
+    h('input', { id, name, autocomplete: 'off', spellcheck: 'false', ...(attrs || {}) }),
+  );
+}
+
+/** A labelled select. */
+export function select(label, name, options, attrs) {
+  const id = `f-${name}-${Math.random().toString(36).slice(2, 8)}`;
+  return h(
+    'div',
+    { class: 'field' },
+    h('label', { for: id, text: label }),
+    h('select', { id, name, ...(attrs || {}) }, options.map(([v, t]) => h('option', { value: v, text: t }))),
+  );
+}
+
+// ---- serials ---------------------------------------------------------------------------------
+
+/**
+ * Serials as typed or scanned: a range as printed on a box or roll (`0041200-0041349`,
+ * `BK-9001200-BK-9001299`: the '-' after the first number separates), or a list separated by
+ * spaces, commas or new lines. Returns the body the custody API takes: `{range}` or `{serials}`.
+ */
+export function parseSerials(text) {
+  const t = text.trim().toUpperCase();
+  if (!/[\s,]/.test(t) && /\d-.*\d$/.test(t)) return { range: t };
+  return { serials: t.split(/[\s,]+/).filter(Boolean) };
+}
+
+/** Every serial of a range written as `parseSerials` reads it, or null when it is not one. */
+export function expandRange(text) {
+  const t = text.trim().toUpperCase();
+  const m = /^(.*?)(\d+)-(.*?)(\d+)$/.exec(t);
+  if (!m) return null;
+  const [, prefix, a, p2, b] = m;
+  if (p2 && p2 !== prefix) return null;
+  const first = Number(a);
+  const last = Number(b);
+  if (!(last >= first) || last - first > 10000) return null;
+  const out = [];
+  for (let n = first; n <= last; n++) out.push(`${prefix}${String(n).padStart(a.length, '0')}`);
+  return out;
+}
+
+// ---- formatting ------------------------------------------------------------------------------
+
+/** `J-00000042`, as the controller writes job ids. */
+export function jobId(n) {
+  return `J-${String(n).padStart(8, '0')}`;
+}
+
+/** A class name in words. */
+export function className(c) {
+  return { normal: 'normal', urgent: 'urgent', fast_track: 'fast-track' }[c] || c;
+}
+
+/** `14:05` (local time), or `21 Nov 14:05` when not today. */
+export function clock(iso) {
+  if (!iso) return '';
+  const d = new Date(iso);
+  const now = new Date();
+  const hm = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
+  if (d.toDateString() === now.toDateString()) return hm;
+  return `${d.toLocaleDateString([], { day: 'numeric', month: 'short' })} ${hm}`;
+}
+
+/** `3 min`, `2 h 05 min`, `4 d 3 h`. */
+export function age(ms) {
+  const m = Math.max(0, Math.floor(ms / 60000));
+  if (m < 60) return `${m} min`;
+  const hrs = Math.floor(m / 60);
+  if (hrs < 48) return `${hrs} h ${String(m % 60).padStart(2, '0')} min`;
+  return `${Math.floor(hrs / 24)} d ${hrs % 24} h`;
+}
+
+/** The shift a moment belongs to, as the controller names it: A 06–14, B 14–22, C 22–06 UTC,
+ *  dated by the day it started (`2026-11-21C`). */
+export function shiftOf(date) {
+  const d = new Date(date.getTime());
+  const hr = d.getUTCHours();
+  let letter = 'C';
+  if (hr >= 6 && hr < 14) letter = 'A';
+  else if (hr >= 14 && hr < 22) letter = 'B';
+  else if (hr < 6) d.setUTCDate(d.getUTCDate() - 1);
+  return `${d.toISOString().slice(0, 10)}${letter}`;
+}
+
+/** What a device's readiness means, in words. */
+export const READINESS = {
+  ready: 'ready',
+  paused: 'paused',
+  faulted: 'fault',
+  offline: 'offline',
+};
+
+/** What a step's phase means, in words. */
+export const PHASE = {
+  assigned: 'assigned: scan to start',
+  running: 'device working',
+  awaiting_confirmation: 'waiting for confirmation',
+};
+
+// ---- errors of the page itself ---------------------------------------------------------------
+
+/**
+ * Shows any uncaught error of the page in its banner, and counts it on `<body data-ui-errors>`
+ * (the browser tests read it: a page that threw has failed).
+ */
+export function catchPageErrors() {
+  const show = (msg) => {
+    const n = Number(document.body.dataset.uiErrors || '0') + 1;
+    document.body.dataset.uiErrors = String(n);
+    document.body.dataset.uiLastError = msg;
+    const el = document.getElementById('page-error');
+    if (el) {
+      el.hidden = false;
+      el.textContent = `Something went wrong in this page: ${msg}. Reload it (F5); nothing you confirmed is lost.`;
+    }
+  };
+  window.addEventListener('error', (e) => show(e.message || 'an error'));
+  window.addEventListener('unhandledrejection', (e) => {
+    const r = e.reason;
+    show(r && r.message ? r.message : String(r));
+  });
+}
+
+/** Runs `fn` at most once per `ms`, trailing: bursts of events become one refresh. */
+export function debounce(fn, ms) {
+  let t = null;
+  let again = false;
+  let running = false;
+  const fire = async () => {
+    t = null;
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
+    try {
+      await fn();
+    } finally {
+      running = false;
+      if (again) {
+        again = false;
+        schedule();
+      }
+    }
+  };
+  const schedule = () => {
+    if (!t) t = setTimeout(fire, ms);
+  };
+  return schedule;
+}

@@ -1,0 +1,617 @@
+// The supervisor's hall view: the line live (stations, devices, current jobs, operators),
+// queues by class and age, throughput and on-time, alerts; and the supervisor's commands:
+// device pause/resume, job hold/release/reprioritise/cancel, custody co-signing, destruction
+// witnessing, the shift's reconciliation. Other roles (auditor, admin, monitor) see the line
+// without the commands.
+
+import {
+  Api, ApiError, $, h, render, announce, onSubmit, field, select, openStream, jobId,
+  className, clock, age, shiftOf, READINESS, PHASE, catchPageErrors, debounce, parseSerials,
+  expandRange,
+} from './common.js';
+import { table, reconciliationView } from './reports.js';
+import uPlot from '../vendor/uplot/uPlot.esm.js';
+
+catchPageErrors();
+
+const api = new Api('hallctl.hall');
+const STAGES = [
+  ['print', 'Print'],
+  ['laminate', 'Laminate'],
+  ['qc', 'QC'],
+  ['dispatch', 'Dispatch'],
+];
+const CLASSES = [['normal', 'normal'], ['urgent', 'urgent'], ['fast_track', 'fast-track']];
+const AGES = ['< 1 h', '1–4 h', '4–24 h', '≥ 24 h'];
+const JOB_STATES = ['queued', 'held', 'needs_inspection', 'received', 'spoiled_requeued', 'printing',
+  'printed', 'laminating', 'laminated', 'qc', 'ready', 'dispatched', 'cancelled'];
+
+const state = {
+  snap: null,
+  stopStream: null,
+  chart: null,
+  chartKey: '',
+  events: 0,
+  tab: 'line',
+};
+
+const supervisor = () => api.session && api.session.role === 'supervisor';
+
+// ---- sign in / out ---------------------------------------------------------------------------
+
+onSubmit($('signin-form'), async (v, form) => {
+  const s = await api.signIn(v.user.toUpperCase(), v.pin);
+  form.elements.pin.value = '';
+  await start();
+  return `${s.user} signed in (${s.role})`;
+});
+
+$('sign-out').addEventListener('click', async () => {
+  await api.signOut().catch(() => {});
+  stop();
+  showSignIn('Signed out.');
+});
+
+api.onSignedOut = () => {
+  stop();
+  showSignIn('Your session ended: sign in again.');
+};
+
+function showSignIn(message) {
+  $('app').hidden = true;
+  $('tabs').hidden = true;
+  $('signin').hidden = false;
+  $('sign-out').hidden = true;
+  $('who').textContent = '';
+  $('stream').textContent = '';
+  if (message) announce(message);
+  $('si-user').focus();
+}
+
+async function start() {
+  const me = await api.get('/session');
+  if (me.role === 'operator') {
+    await api.signOut();
+    throw new ApiError(403, 'forbidden', 'operators work at station terminals (/station), not in the hall view');
+  }
+  $('signin').hidden = true;
+  $('app').hidden = false;
+  $('tabs').hidden = false;
+  $('sign-out').hidden = false;
+  $('who').textContent = `${me.user} (${me.role})`;
+  document.body.dataset.role = me.role;
+  buildForms();
+  state.stopStream = openStream(api, onEvent, onStreamState);
+}
+
+function stop() {
+  if (state.stopStream) state.stopStream();
+  state.stopStream = null;
+  state.snap = null;
+}
+
+// ---- tabs (arrow keys move between them, as WAI-ARIA tabs do) --------------------------------
+
+const tabs = [...document.querySelectorAll('[role=tab]')];
+function showTab(id, focus) {
+  for (const t of tabs) {
+    const on = t.id === `tab-${id}`;
+    t.setAttribute('aria-selected', String(on));
+    t.tabIndex = on ? 0 : -1;
+    $(t.getAttribute('aria-controls')).hidden = !on;
+    if (on && focus) t.focus();
+  }
+  state.tab = id;
+  if (id === 'jobs') loadJobs().catch(showIn('jobs-table'));
+  if (id === 'reconcile') loadReconciliation().catch(showIn('reconcile'));
+  if (id === 'custody') drawSessions();
+}
+for (const t of tabs) {
+  t.addEventListener('click', () => showTab(t.id.slice(4), false));
+  t.addEventListener('keydown', (e) => {
+    const i = tabs.indexOf(t);
+    const next = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: tabs.length - 1 }[e.key];
+    if (next === undefined) return;
+    e.preventDefault();
+    showTab(tabs[(next + tabs.length) % tabs.length].id.slice(4), true);
+  });
+}
+
+function showIn(id) {
+  return (e) => render($(id), h('p', { class: 'form-error', role: 'alert', text: e.message }));
+}
+
+// ---- the stream ------------------------------------------------------------------------------
+
+function onStreamState(s, detail) {
+  const el = $('stream');
+  el.textContent = { live: 'live', connecting: 'connecting…', down: 'reconnecting…' }[s] || s;
+  el.dataset.state = s;
+  if (s === 'down' && detail) el.title = detail;
+}
+
+function onEvent(name, data) {
+  state.events += 1;
+  document.body.dataset.events = String(state.events);
+  if (name === 'snapshot') {
+    setSnapshot(data);
+    return;
+  }
+  noteActivity(name, data);
+  // Events name what changed; the snapshot has the whole picture: fetch it, once per burst.
+  refreshSoon();
+}
+
+const refreshSoon = debounce(async () => {
+  try {
+    setSnapshot(await api.get('/line'));
+  } catch (e) {
+    if (!(e instanceof ApiError) || e.status !== 401) announce(`Could not refresh the line: ${e.message}`);
+  }
+}, 200);
+
+function setSnapshot(s) {
+  // Never go back: a snapshot fetched before one the stream sent is older.
+  if (state.snap && s.events < state.snap.events) return;
+  state.snap = s;
+  drawLine();
+  if (state.tab === 'custody') drawSessions();
+}
+
+// ---- recent activity: the events as they come (ids and names only) ------------------------
+
+const activity = [];
+
+function describe(name, d) {
+  const words = name.replace(/_/g, ' ');
+  switch (name) {
+    case 'device_state':
+      return `${d.device || d.station} (${d.station}) is ${READINESS[d.readiness] || d.readiness}`;
+    case 'step_phase':
+      return `${d.station}: ${jobId(d.job)} ${PHASE[d.phase] || d.phase}`;
+    default: {
+      const parts = [name === 'job_changed' && d.change ? `job ${d.change.replace(/_/g, ' ')}` : words];
+      if (d.job) parts.push(jobId(d.job));
+      else if (d.jobs > 1) parts.push(`${d.jobs} jobs`);
+      if (d.stage) parts.push(`(${d.stage})`);
+      if (d.station) parts.push(`at ${d.station}`);
+      if (d.alert) parts.push(d.alert.kind ? `${d.alert.id} (${d.alert.kind.replace(/_/g, ' ')}, ${d.alert.subject})` : d.alert.id);
+      if (d.actor) parts.push(`by ${d.actor}`);
+      return parts.join(' ');
+    }
+  }
+}
+
+function noteActivity(name, d) {
+  activity.unshift({ at: d.at, text: describe(name, d) });
+  activity.length = Math.min(activity.length, 12);
+  render($('activity'), activity.map((a) => h('li', null,
+    h('time', { datetime: a.at || '', text: a.at ? new Date(a.at).toLocaleTimeString([], { hourCycle: 'h23' }) : '' }),
+    ` ${a.text}`)));
+}
+
+// ---- the line --------------------------------------------------------------------------------
+
+function drawLine() {
+  const s = state.snap;
+  render($('diagram'), STAGES.map(([kind, title], i) => {
+    const stations = s.stations.filter((st) => st.kind === kind);
+    return h('section', { class: 'stage', 'aria-labelledby': `stage-${kind}` },
+      h('h2', { id: `stage-${kind}` }, title,
+        h('span', { class: 'count', 'data-queued': kind, text: `${s.queued[i]} waiting` })),
+      h('ol', { class: 'stations' }, stations.map((st) => h('li', null, stationCard(st)))));
+  }));
+  drawAlerts(s.alerts || []);
+  drawQueues(s);
+  drawThroughput(s);
+}
+
+function stationCard(st) {
+  const w = st.work;
+  const ready = st.readiness;
+  const actions = [];
+  if (supervisor() && st.device) {
+    if (ready === 'paused') {
+      actions.push(button(`Resume ${st.device}`, `resume-${st.device}`, () => deviceCommand(st.device, 'resume')));
+    } else {
+      actions.push(button(`Pause ${st.device}`, `pause-${st.device}`, () => deviceCommand(st.device, 'pause'), 'quiet'));
+    }
+    if (ready === 'faulted') {
+      actions.push(button(`Clear fault`, `clear-${st.device}`, () => deviceCommand(st.device, 'clear-fault')));
+    }
+  }
+  return h('article', {
+    class: `station ready-${ready}`,
+    'data-station': st.id,
+    'data-readiness': ready,
+    'data-phase': w ? w.phase : 'idle',
+    'data-job': w ? jobId(w.job) : '',
+    'aria-label': `${st.id}: ${READINESS[ready] || ready}${st.operator ? `, ${st.operator}` : ', nobody signed in'}${w ? `, job ${jobId(w.job)} ${PHASE[w.phase] || w.phase}` : ', idle'}`,
+  },
+  h('header', null,
+    h('h3', { text: st.id }),
+    st.device ? h('span', { class: `badge state-${ready}`, text: `${st.device} ${READINESS[ready] || ready}` }) : null),
+  h('p', { class: 'op' }, st.operator ? h('span', { class: 'operator', text: st.operator }) : h('span', { class: 'none', text: 'no operator' }),
+    st.session ? h('span', { class: 'held', text: ` · ${st.held} held` }) : null),
+  w
+    ? h('p', { class: `job class-${w.class}` },
+      h('strong', { class: 'job-id', text: jobId(w.job) }), ` ${className(w.class)} · `,
+      h('span', { class: 'phase', text: PHASE[w.phase] || w.phase }))
+    : h('p', { class: 'job idle', text: 'idle' }),
+  actions.length ? h('div', { class: 'actions' }, actions) : null);
+}
+
+function button(text, key, fn, cls) {
+  return h('button', { type: 'button', class: cls || '', 'data-key': key, on: { click: fn } }, text);
+}
+
+async function deviceCommand(device, verb) {
+  try {
+    await api.post(`/devices/${encodeURIComponent(device)}/${verb}`);
+    announce(`${device}: ${verb === 'clear-fault' ? 'fault cleared' : `${verb}d`}`);
+    refreshSoon();
+  } catch (e) {
+    announce(`Refused: ${e.message}`);
+    flash(e.message);
+  }
+}
+
+/** A refusal of a command given from the line diagram: shown at the top of the alerts. */
+function flash(message) {
+  const el = $('flash');
+  el.hidden = false;
+  el.textContent = `Refused: ${message}`;
+  clearTimeout(flash.t);
+  flash.t = setTimeout(() => { el.hidden = true; }, 10000);
+}
+
+function drawAlerts(alerts) {
+  $('alert-count').textContent = alerts.length ? String(alerts.length) : '';
+  render($('alerts'), alerts.length === 0
+    ? h('li', { class: 'none', text: 'No open alert.' })
+    : alerts.map((a) => h('li', { class: `alert kind-${a.kind}`, 'data-alert': a.id },
+      h('p', null, h('strong', { text: a.subject }), ` ${a.detail}`),
+      h('p', { class: 'meta' }, `${a.id} · ${a.kind.replace(/_/g, ' ')} · since ${clock(a.raised_at)}`,
+        a.acknowledged ? ` · acknowledged by ${a.acknowledged.by}` : ''),
+      supervisor() && !a.acknowledged
+        ? button(`Acknowledge`, `ack-${a.id}`, () => acknowledge(a.id))
+        : null)));
+}
+
+async function acknowledge(id) {
+  try {
+    await api.post(`/alerts/${encodeURIComponent(id)}/ack`);
+    announce(`Alert ${id} acknowledged`);
+    refreshSoon();
+  } catch (e) {
+    flash(e.message);
+  }
+}
+
+function drawQueues(s) {
+  const byClass = Object.fromEntries((s.queues || []).map((q) => [q.class, q]));
+  const oldest = s.oldest_queued ? `Longest wait: ${age(Date.now() - Date.parse(s.oldest_queued))}.` : 'Nothing waits.';
+  render($('queues'), [
+    table(null, [
+      ['Class', (c) => className(c[0])],
+      ...AGES.map((a, i) => [a, (c) => String(byClass[c[0]] ? byClass[c[0]].by_age[i] : 0)]),
+      ['All', (c) => h('strong', { text: String(byClass[c[0]] ? byClass[c[0]].queued : 0) })],
+    ], CLASSES, { class: 'grid compact', 'data-report': 'queues' }),
+    h('p', { class: 'meta' }, oldest, ` Held: ${s.held}. Needs inspection: ${s.needs_inspection}. Open jobs: ${s.open_jobs}.`),
+  ]);
+}
+
+function drawThroughput(s) {
+  const tp = s.throughput || { hourly: [], shifts: [], rate_per_hour: 0 };
+  $('tp-rate').textContent = `${tp.rate_per_hour.toFixed(0)}/h now`;
+  const xs = tp.hourly.map((x) => Date.parse(x.hour) / 1000);
+  const ys = tp.hourly.map((x) => x.completed);
+  const key = JSON.stringify([xs[0], ys]);
+  const box = $('throughput');
+  if (!state.chart || !box.contains(state.chart.root)) {
+    box.replaceChildren();
+    state.chart = new uPlot({
+      width: Math.max(280, box.clientWidth || 400),
+      height: 130,
+      legend: { show: false },
+      cursor: { show: false },
+      // Half an hour of margin each side: the first and the current hour's bars show whole.
+      scales: {
+        x: { time: true, range: (u, min, max) => [min - 1800, max + 1800] },
+        y: { range: (u, min, max) => [0, Math.max(4, max)] },
+      },
+      axes: [
+        { stroke: '#1f2933', grid: { show: false }, values: (u, v) => v.map((t) => `${new Date(t * 1000).getHours()}h`) },
+        { stroke: '#1f2933', grid: { stroke: '#d9dee3' }, size: 40 },
+      ],
+      series: [{}, {
+        label: 'dispatched',
+        stroke: '#0b5394',
+        fill: 'rgba(11, 83, 148, 0.35)',
+        paths: uPlot.paths.bars({ size: [0.8, 40] }),
+        points: { show: false },
+      }],
+    }, [xs, ys], box);
+    state.chartKey = key;
+  } else if (key !== state.chartKey) {
+    state.chart.setData([xs, ys]);
+    state.chartKey = key;
+  }
+  box.setAttribute('aria-label', `Passports dispatched per hour over the last 24 hours: ${ys.reduce((a, b) => a + b, 0)} in all, ${ys[ys.length - 1] || 0} this hour`);
+  const shifts = (tp.shifts || []).map((x) => `${x.shift}: ${x.completed}`).join(' · ');
+  render($('ontime'), [
+    table(null, [
+      ['On time', (o) => className(o.class)],
+      ['Dispatched', (o) => String(o.completed)],
+      ['By due time', (o) => String(o.on_time)],
+      ['%', (o) => h('strong', {
+        class: o.percent === null || o.percent === undefined ? '' : o.percent >= 99 ? 'good' : 'bad',
+        text: o.percent === null || o.percent === undefined ? '—' : `${o.percent.toFixed(o.percent >= 99.95 ? 0 : 1)} %`,
+      })],
+    ], s.on_time || [], { class: 'grid compact', 'data-report': 'on-time' }),
+    shifts ? h('p', { class: 'meta', text: `Per shift: ${shifts}` }) : null,
+  ]);
+}
+
+window.addEventListener('resize', () => {
+  if (state.chart) {
+    const box = $('throughput');
+    state.chart.setSize({ width: Math.max(280, box.clientWidth), height: 130 });
+  }
+});
+
+// ---- jobs ------------------------------------------------------------------------------------
+
+let jobsBuilt = false;
+
+function buildForms() {
+  if (jobsBuilt) return;
+  jobsBuilt = true;
+  const filter = $('jobs-filter');
+  filter.append(
+    select('State', 'state', [['', 'any'], ...JOB_STATES.map((s) => [s, s.replace(/_/g, ' ')])], { 'data-key': 'jobs-state' }),
+    select('Class', 'class', [['', 'any'], ...CLASSES], { 'data-key': 'jobs-class' }),
+    field('Destination', 'destination', { 'data-key': 'jobs-destination', autocapitalize: 'characters' }),
+    field('Or a job id', 'id', { 'data-key': 'jobs-id', placeholder: 'J-00000042' }),
+    h('button', { type: 'submit', text: 'Show' }),
+    h('p', { class: 'form-error', role: 'alert' }));
+  onSubmit(filter, () => loadJobs());
+  buildCustodyForms();
+  const rf = $('reconcile-form');
+  rf.append(field('Shift (date and A 06–14, B 14–22, C 22–06 UTC)', 'shift', { value: shiftOf(new Date()), 'data-key': 'rec-shift' }),
+    h('button', { type: 'submit', text: 'Show' }), h('p', { class: 'form-error', role: 'alert' }));
+  onSubmit(rf, () => loadReconciliation());
+}
+
+async function loadJobs() {
+  const f = Object.fromEntries(new FormData($('jobs-filter')).entries());
+  let jobs;
+  if (f.id && f.id.trim()) {
+    jobs = [await api.get(`/jobs/${encodeURIComponent(f.id.trim())}`)];
+  } else {
+    const q = new URLSearchParams({ limit: '200' });
+    if (f.state) q.set('state', f.state);
+    if (f.class) q.set('class', f.class);
+    if (f.destination && f.destination.trim()) q.set('destination', f.destination.trim().toUpperCase());
+    jobs = (await api.get(`/jobs?${q}`)).jobs;
+  }
+  render($('jobs-table'), table(`${jobs.length} job(s)`, [
+    ['Job', (j) => jobId(j.id)],
+    ['Tracking', (j) => j.tracking_number],
+    ['Class', (j) => className(j.class)],
+    ['State', (j) => j.state.state.replace(/_/g, ' ')],
+    ['Due', (j) => clock(j.due)],
+    ['Destination', (j) => j.destination],
+    ['Booklet', (j) => j.booklet || '—'],
+    ['', (j) => button(`Act on ${jobId(j.id)}`, `act-${j.id}`, () => showJob(j))],
+  ], jobs, { 'data-report': 'jobs' }));
+}
+
+function showJob(j) {
+  const box = $('job-actions');
+  box.hidden = false;
+  $('job-actions-title').textContent = `${jobId(j.id)} · ${j.tracking_number} · ${className(j.class)} · ${j.state.state.replace(/_/g, ' ')}`;
+  const after = async (v, said) => {
+    announce(said);
+    await loadJobs().catch(() => {});
+    showJob(v);
+    return said;
+  };
+  const forms = [];
+  if (!supervisor()) {
+    forms.push(h('p', { class: 'hint', text: 'Only a supervisor changes jobs.' }));
+  } else {
+    const hold = h('form', { class: 'inline-form', 'data-form': 'hold' },
+      h('button', { type: 'submit', text: j.state.state === 'held' ? 'Release' : 'Hold' }),
+      h('p', { class: 'form-error', role: 'alert' }));
+    onSubmit(hold, async () => {
+      const verb = j.state.state === 'held' ? 'release' : 'hold';
+      const v = await api.post(`/jobs/${j.id}/${verb}`);
+      return after(v, `${jobId(j.id)} ${verb === 'hold' ? 'held' : 'released'}`);
+    });
+    const rep = h('form', { class: 'inline-form', 'data-form': 'reprioritise' },
+      select('New class', 'class', CLASSES),
+      field('Why', 'reason', { required: true }),
+      h('button', { type: 'submit', text: 'Reprioritise' }),
+      h('p', { class: 'form-error', role: 'alert' }));
+    onSubmit(rep, async (f) => {
+      const v = await api.post(`/jobs/${j.id}/reprioritise`, { class: f.class, reason: f.reason });
+      return after(v, `${jobId(j.id)} is now ${className(f.class)}`);
+    });
+    const cancel = h('form', { class: 'inline-form', 'data-form': 'cancel' },
+      field('Why cancel', 'reason', { required: true }),
+      h('button', { type: 'submit', class: 'danger', text: 'Cancel the job' }),
+      h('p', { class: 'form-error', role: 'alert' }));
+    onSubmit(cancel, async (f) => {
+      const v = await api.post(`/jobs/${j.id}/cancel`, { reason: f.reason });
+      return after(v, `${jobId(j.id)} cancelled`);
+    });
+    forms.push(hold, rep, cancel);
+    if (j.state.state === 'needs_inspection') {
+      const insp = h('form', { class: 'inline-form', 'data-form': 'inspect' },
+        select('Verdict', 'verdict', [['step_completed', 'the step was completed'], ['retry_step', 'do the step again'], ['spoil', 'spoil the item']]),
+        field('Booklet or patch found (for "completed")', 'serial'),
+        h('button', { type: 'submit', text: 'Decide' }),
+        h('p', { class: 'form-error', role: 'alert' }));
+      onSubmit(insp, async (f) => {
+        const body = { verdict: f.verdict };
+        if (f.serial) body.serial = f.serial.toUpperCase();
+        const v = await api.post(`/jobs/${j.id}/inspect`, body);
+        return after(v, `${jobId(j.id)}: ${f.verdict.replace(/_/g, ' ')}`);
+      });
+      forms.push(insp);
+    }
+  }
+  render($('job-actions-body'), [
+    h('dl', { class: 'facts' },
+      h('dt', { text: 'Due' }), h('dd', { text: clock(j.due) }),
+      h('dt', { text: 'Destination' }), h('dd', { text: j.destination }),
+      h('dt', { text: 'Printed by' }), h('dd', { text: j.printed_by || '—' }),
+      h('dt', { text: 'Laminated by' }), h('dd', { text: j.laminated_by || '—' }),
+      h('dt', { text: 'Checked by' }), h('dd', { text: j.checked_by || '—' }),
+      h('dt', { text: 'Spoiled so far' }), h('dd', { text: String(j.spoiled) })),
+    forms,
+  ]);
+  box.focus && box.querySelector('button') && box.querySelector('button').focus();
+}
+
+// ---- custody ---------------------------------------------------------------------------------
+
+function signer(prefix, label) {
+  return h('fieldset', { class: 'signer' }, h('legend', { text: label }),
+    field('Id', `${prefix}_user`, { required: true, autocapitalize: 'characters', 'data-key': `${prefix}-user` }),
+    field('PIN', `${prefix}_pin`, { type: 'password', inputmode: 'numeric', required: true, 'data-key': `${prefix}-pin` }));
+}
+
+/** A labelled text area: a scanner's Enter starts a new line instead of sending the form. */
+function textArea(label, name, attrs) {
+  const id = `f-${name}-${Math.random().toString(36).slice(2, 8)}`;
+  return h('div', { class: 'field' }, h('label', { for: id, text: label }),
+    h('textarea', { id, name, spellcheck: 'false', autocomplete: 'off', ...(attrs || {}) }));
+}
+
+function clearPins(form) {
+  for (const el of form.querySelectorAll('input[type=password]')) el.value = '';
+}
+
+function buildCustodyForms() {
+  const cs = $('cosign-form');
+  cs.append(
+    field('Session', 'session', { required: true, 'data-key': 'cosign-session', list: 'open-sessions' }),
+    h('datalist', { id: 'open-sessions' }),
+    select('Count', 'direction', [['issue', 'issue from the vault to the session'], ['return', 'return from the session to the vault']]),
+    field('Serials: a range first-last, or a list', 'serials', { required: true, 'data-key': 'cosign-serials' }),
+    signer('c1', 'First counter'),
+    signer('c2', 'Second counter'),
+    h('button', { type: 'submit', text: 'Record the count' }),
+    h('p', { class: 'form-error', role: 'alert' }));
+  onSubmit(cs, async (f, form) => {
+    const body = {
+      ...parseSerials(f.serials),
+      counters: [{ user: f.c1_user.toUpperCase(), pin: f.c1_pin }, { user: f.c2_user.toUpperCase(), pin: f.c2_pin }],
+    };
+    try {
+      await api.post(`/custody/sessions/${encodeURIComponent(f.session)}/${f.direction}`, body);
+    } finally {
+      clearPins(form);
+    }
+    form.reset();
+    refreshSoon();
+    return `Count recorded: ${f.direction} ${f.serials} for ${f.session}`;
+  });
+
+  const d = $('destroy-form');
+  d.append(
+    field('Destruction batch', 'batch', { required: true, 'data-key': 'destroy-batch' }),
+    textArea('Serials destroyed: scan each item (one a line), or a range first-last', 'serials', { required: true, 'data-key': 'destroy-serials', rows: 3 }),
+    select('Method', 'method', [['shredding', 'shredding'], ['incineration', 'incineration']]),
+    field('Certificate number', 'certificate', { required: true, 'data-key': 'destroy-cert' }),
+    signer('w1', 'First witness (never held these items)'),
+    signer('w2', 'Second witness (never held these items)'),
+    h('button', { type: 'submit', text: 'Record the destruction' }),
+    h('p', { class: 'form-error', role: 'alert' }));
+  onSubmit(d, async (f, form) => {
+    const serials = expandRange(f.serials) || parseSerials(f.serials).serials || [];
+    try {
+      await api.post('/custody/destructions', {
+        batch: f.batch,
+        serials,
+        method: f.method,
+        certificate: f.certificate,
+        witnesses: [{ user: f.w1_user.toUpperCase(), pin: f.w1_pin }, { user: f.w2_user.toUpperCase(), pin: f.w2_pin }],
+      });
+    } finally {
+      clearPins(form);
+    }
+    form.reset();
+    return `Destruction of ${serials.length} item(s) recorded (batch ${f.batch})`;
+  });
+
+  const lot = $('lot-form');
+  lot.append(
+    field('Lot id (box or roll)', 'lot', { required: true, 'data-key': 'lot-id', autocapitalize: 'characters' }),
+    select('Kind', 'kind', [['booklet', 'booklets'], ['patch', 'patches']], { 'data-key': 'lot-kind' }),
+    field('Supplier', 'supplier', { required: true, 'data-key': 'lot-supplier' }),
+    field('Serial range (first-last)', 'range', { required: true, 'data-key': 'lot-range' }),
+    h('button', { type: 'submit', text: 'Receive' }),
+    h('p', { class: 'form-error', role: 'alert' }));
+  onSubmit(lot, async (f, form) => {
+    await api.post('/custody/lots', { lot: f.lot.toUpperCase(), kind: f.kind, supplier: f.supplier, range: f.range.toUpperCase() });
+    form.reset();
+    return `Lot ${f.lot.toUpperCase()} received into the vault`;
+  });
+
+  const miss = $('missing-form');
+  miss.append(
+    field('Serial', 'serial', { required: true, 'data-key': 'missing-serial' }),
+    field('Circumstances', 'note', { required: true, 'data-key': 'missing-note' }),
+    h('button', { type: 'submit', class: 'danger', text: 'Report missing' }),
+    h('p', { class: 'form-error', role: 'alert' }));
+  onSubmit(miss, async (f, form) => {
+    await api.post('/custody/missing', { serial: f.serial.toUpperCase(), note: f.note });
+    form.reset();
+    return `${f.serial.toUpperCase()} reported missing`;
+  });
+}
+
+function drawSessions() {
+  const s = state.snap;
+  if (!s) return;
+  const open = s.stations.filter((st) => st.session);
+  const dl = document.getElementById('open-sessions');
+  if (dl) dl.replaceChildren(...open.map((st) => h('option', { value: st.session, text: `${st.id} (${st.operator || 'no operator'})` })));
+  render($('sessions'), table(null, [
+    ['Station', (st) => st.id],
+    ['Operator', (st) => st.operator || '—'],
+    ['Session', (st) => st.session],
+    ['Issued', (st) => String(st.consumables ? st.consumables.issued : '—')],
+    ['Used', (st) => String(st.consumables ? st.consumables.applied : '—')],
+    ['Spoiled', (st) => String(st.consumables ? st.consumables.spoiled : '—')],
+    ['Returned', (st) => String(st.consumables ? st.consumables.returned : '—')],
+    ['Held', (st) => String(st.held)],
+    ['', (st) => button('Co-sign', `cosign-${st.session}`, () => {
+      const f = $('cosign-form');
+      f.elements.session.value = st.session;
+      f.elements.serials.focus();
+    }, 'quiet')],
+  ], open, { class: 'grid compact', 'data-report': 'open-sessions' }));
+}
+
+// ---- reconciliation --------------------------------------------------------------------------
+
+async function loadReconciliation() {
+  const shift = $('reconcile-form').elements.shift.value.trim() || shiftOf(new Date());
+  const rec = await api.get(`/ledger/reconcile?shift=${encodeURIComponent(shift)}`);
+  render($('reconcile'), reconciliationView(rec));
+}
+
+// ---- start -----------------------------------------------------------------------------------
+
+if (api.token) {
+  start().catch((e) => {
+    api.forget();
+    showSignIn(e.message);
+  });
+} else {
+  showSignIn();
+}

@@ -1,0 +1,583 @@
+// The station terminal: one operator at one station, keyboard and barcode scanner first (a
+// scanner types into the focused field and sends Enter). It shows only this station's assigned
+// work, says every refusal in the controller's own words, and opens and closes the operator's
+// custody session with its two-person counts.
+
+import {
+  Api, ApiError, $, h, render, announce, onSubmit, showError, field, openStream, jobId,
+  className, clock, READINESS, catchPageErrors, debounce, parseSerials,
+} from './common.js';
+
+catchPageErrors();
+
+const api = new Api('hallctl.station');
+const TERMINAL_KEY = 'hallctl.terminal.station';
+
+/** What the terminal knows: the station's view from the controller, and the session's detail. */
+const state = {
+  view: null,
+  session: null,
+  /** The task the screen shows (`job/phase`): when it changes, the cursor goes to its first field. */
+  taskKey: null,
+  taskWork: null,
+  stopStream: null,
+  poll: null,
+  lastBag: null,
+};
+
+// ---- sign in / out ---------------------------------------------------------------------------
+
+const signinForm = $('signin-form');
+const params = new URLSearchParams(location.search);
+$('si-station').value = (params.get('station') || localStorage.getItem(TERMINAL_KEY) || '').toUpperCase();
+
+onSubmit(signinForm, async (v, form) => {
+  const s = await api.signIn(v.user.toUpperCase(), v.pin, v.station.toUpperCase());
+  form.elements.pin.value = '';
+  localStorage.setItem(TERMINAL_KEY, s.station);
+  await start();
+  return `${s.user} signed in at ${s.station}`;
+});
+
+$('sign-out').addEventListener('click', async () => {
+  try {
+    await api.signOut();
+  } catch (e) {
+    // Still signed in (a step is running on the device): say why.
+    showRefusal(e);
+    return;
+  }
+  stop();
+  showSignIn('Signed out.');
+});
+
+api.onSignedOut = () => {
+  stop();
+  showSignIn('Your session ended: sign in again.');
+};
+
+function showSignIn(message) {
+  $('terminal').hidden = true;
+  $('signin').hidden = false;
+  $('sign-out').hidden = true;
+  $('st-device').hidden = true;
+  $('st-operator').textContent = '';
+  $('st-stream').textContent = '';
+  if (message) announce(message);
+  const st = $('si-station');
+  (st.value ? $('si-user') : st).focus();
+}
+
+async function start() {
+  const me = await api.get('/session');
+  if (me.role !== 'operator' || !me.station) {
+    await api.signOut();
+    throw new ApiError(403, 'forbidden', 'station terminals are for operators signed in at a station');
+  }
+  $('signin').hidden = true;
+  $('terminal').hidden = false;
+  $('sign-out').hidden = false;
+  $('st-id').textContent = me.station;
+  $('st-operator').textContent = `Operator ${me.user}`;
+  document.title = `${me.station} · hallctl`;
+  state.taskKey = null;
+  $('custody-body').replaceChildren();
+  await refresh();
+  state.stopStream = openStream(api, onEvent, onStreamState);
+  // A backstop: what the stream does not name (a count co-signed at the hall view) still
+  // shows within a few seconds.
+  state.poll = setInterval(() => refreshSoon(), 5000);
+}
+
+function stop() {
+  // Nothing of this operator's work stays in the page.
+  $('task-body').replaceChildren();
+  $('custody-body').replaceChildren();
+  $('refusal').hidden = true;
+  $('done').textContent = '';
+  state.taskKey = null;
+  state.lastBag = null;
+  if (state.stopStream) state.stopStream();
+  if (state.poll) clearInterval(state.poll);
+  state.stopStream = null;
+  state.poll = null;
+  state.view = null;
+  state.session = null;
+}
+
+// ---- live updates ----------------------------------------------------------------------------
+
+function onStreamState(s) {
+  const el = $('st-stream');
+  el.textContent = { live: 'live', connecting: 'connecting…', down: 'reconnecting…' }[s] || s;
+  el.dataset.state = s;
+}
+
+/** Only what concerns this station (or its job) leads to a refresh. */
+function onEvent(name, data) {
+  const me = api.session && api.session.station;
+  if (!me) return;
+  if (name === 'snapshot') {
+    const v = (data.stations || []).find((s) => s.id === me);
+    if (v) setView(v);
+    return;
+  }
+  const job = state.view && state.view.work ? state.view.work.job : null;
+  if (data.station === me || (job !== null && data.job === job)) refreshSoon();
+}
+
+const refreshSoon = debounce(() => refresh().catch(quiet), 150);
+
+function quiet(e) {
+  if (!(e instanceof ApiError) || e.status !== 401) announce(`Could not refresh: ${e.message}`);
+}
+
+async function refresh() {
+  if (!api.session) return;
+  const v = await api.get(`/stations/${encodeURIComponent(api.session.station)}`);
+  setView(v);
+}
+
+async function setView(v) {
+  const sessionChanged = !state.view || state.view.session !== v.session || state.view.held !== v.held;
+  state.view = v;
+  if (sessionChanged) {
+    state.session = v.session
+      ? await api.get(`/custody/sessions/${encodeURIComponent(v.session)}`).catch(() => null)
+      : null;
+  }
+  draw();
+}
+
+// ---- drawing ---------------------------------------------------------------------------------
+
+function draw() {
+  const v = state.view;
+  if (!v) return;
+  const dev = $('st-device');
+  dev.hidden = !v.device;
+  if (v.device) {
+    dev.textContent = `${v.device}: ${READINESS[v.readiness] || v.readiness}`;
+    dev.dataset.state = v.readiness;
+  }
+  // The task is drawn again only when it changed: a scan being typed is never wiped.
+  const key = JSON.stringify([v.work, v.session, v.device && v.readiness === 'ready', state.lastBag && state.lastBag.id]);
+  if (key !== state.taskKey) {
+    const focusMoves = !state.taskKey || JSON.stringify(v.work && [v.work.job, v.work.phase])
+      !== state.taskWork;
+    state.taskKey = key;
+    state.taskWork = JSON.stringify(v.work && [v.work.job, v.work.phase]);
+    render($('task-body'), task(v));
+    if (focusMoves) focusTask();
+  }
+  $('task').dataset.phase = v.work ? v.work.phase : 'idle';
+  $('task').dataset.job = v.work ? jobId(v.work.job) : '';
+  drawCustody(v);
+}
+
+/** The custody forms are built once per session; the counts are updated in place. */
+function drawCustody(v) {
+  const body = $('custody-body');
+  const key = `${v.session || ''}`;
+  if (body.dataset.session !== key || !body.firstChild) {
+    body.dataset.session = key;
+    render(body, custody(v));
+    return;
+  }
+  const c = v.consumables || { issued: 0, applied: 0, spoiled: 0, returned: 0, left: v.held };
+  const old = body.querySelector('.counts');
+  if (old) old.replaceWith(counts(c));
+  const idLine = body.querySelector('.session-id');
+  if (idLine) idLine.replaceWith(sessionLine(v));
+  const hint = body.querySelector('.close-hint');
+  if (hint) hint.replaceWith(closeHint(c));
+}
+
+/** The cursor goes to the task's first field (unless the operator is busy in a custody form). */
+function focusTask() {
+  const a = document.activeElement;
+  if (a && $('custody').contains(a) && a.tagName !== 'BUTTON') return;
+  const first = $('task-body').querySelector('input, button.primary');
+  if (first) first.focus();
+}
+
+function workLine(w) {
+  return h(
+    'dl',
+    { class: 'work-facts' },
+    h('dt', { text: 'Job' }), h('dd', { class: 'job-id', text: jobId(w.job) }),
+    h('dt', { text: 'Class' }), h('dd', { class: `class-${w.class}`, text: className(w.class) }),
+    h('dt', { text: 'Destination' }), h('dd', { text: w.destination }),
+    w.booklet ? [h('dt', { text: 'Booklet' }), h('dd', { class: 'serial', text: w.booklet })] : null,
+    w.patch ? [h('dt', { text: 'Patch' }), h('dd', { class: 'serial', text: w.patch })] : null,
+    h('dt', { text: 'Assigned' }), h('dd', { text: clock(w.assigned_at) }),
+  );
+}
+
+function task(v) {
+  const w = v.work;
+  if (!v.session && v.kind !== 'qc' && v.kind !== 'dispatch') {
+    return [
+      h('p', { class: 'prompt', text: 'Open a custody session to receive booklets or patches.' }),
+      h('p', { class: 'hint', text: 'The line assigns work to this station once its session holds items.' }),
+      h('button', { type: 'button', class: 'primary', 'data-key': 'open-session', on: { click: openSession } }, 'Open custody session'),
+    ];
+  }
+  if (w && w.phase === 'running') {
+    return [
+      workLine(w),
+      h('p', { class: 'prompt running', text: `${v.kind === 'print' ? 'Printing' : 'Laminating'} on ${v.device}…` }),
+      h('p', { class: 'hint', text: 'Wait for the device; then confirm the result or report a defect.' }),
+    ];
+  }
+  if (w && w.phase === 'awaiting_confirmation') return confirmStep(v, w);
+  const head = w
+    ? [workLine(w)]
+    : [h('p', { class: 'prompt idle', text: 'No work assigned.' }),
+      h('p', { class: 'hint', text: 'The line gives this station its next job when one is ready; it appears here. A scan now is checked and answered all the same.' })];
+  switch (v.kind) {
+    case 'print':
+      return [...head, scanForm(w, [['booklet', 'Scan a blank booklet from your session']], (f) =>
+        api.post(`/stations/${v.id}/print`, withJob({ booklet: f.booklet }, w)).then(() => `Booklet ${f.booklet} is printing`))];
+    case 'laminate':
+      return [...head, laminateForm(v, w)];
+    case 'qc':
+      return [...head, scanForm(w, [['booklet', 'Scan the booklet'], ['mrz1', 'MRZ line 1 (read from the data page)'], ['mrz2', 'MRZ line 2']], async (f) => {
+        const r = await api.post(`/stations/${v.id}/qc`, { booklet: f.booklet, mrz: [f.mrz1, f.mrz2] });
+        if (!r.passed) throw new ApiError(409, 'qc_failed', r.message);
+        return r.message;
+      })];
+    case 'dispatch':
+      return [...head, scanForm(w, [['booklet', 'Scan the finished booklet']], async (f) => {
+        const bag = await api.post(`/stations/${v.id}/pack`, { booklet: f.booklet });
+        state.lastBag = bag;
+        return `Booklet ${f.booklet} packed into bag ${bag.id} (${bag.items.length} in it)`;
+      }), bagLine(v)];
+    default:
+      return [h('p', { class: 'prompt', text: `This is a ${v.kind} station: nothing to scan here.` })];
+  }
+}
+
+function withJob(body, w) {
+  if (w) body.job = w.job;
+  return body;
+}
+
+/**
+ * A form of scan fields: Enter in a field moves to the next, Enter in the last one sends.
+ * `send(values)` returns what to say when it went through.
+ */
+function scanForm(w, inputs, send) {
+  const form = h('form', { class: 'scan', autocomplete: 'off' },
+    inputs.map(([name, label]) => field(label, name, {
+      'data-key': `scan-${name}`,
+      class: name.startsWith('mrz') ? 'mono' : 'scan-input',
+      autocapitalize: 'characters',
+      required: true,
+      maxlength: name.startsWith('mrz') ? 44 : 40,
+    })),
+    h('button', { type: 'submit', class: 'primary', 'data-key': 'scan-send' }, 'Send'),
+    h('p', { class: 'form-error', role: 'alert' }));
+  chainEnter(form);
+  onSubmit(form, async (f) => {
+    for (const k of Object.keys(f)) f[k] = f[k].toUpperCase();
+    try {
+      const said = await send(f);
+      cleared(said);
+      form.reset();
+      await refresh();
+      return said;
+    } catch (e) {
+      showRefusal(e);
+      form.reset();
+      const first = form.querySelector('input');
+      if (first) first.focus();
+      return null;
+    }
+  });
+  return form;
+}
+
+/** Enter in a field that is not the last moves to the next field instead of sending. */
+function chainEnter(form) {
+  form.addEventListener('keydown', (e) => {
+    if (e.key !== 'Enter' || e.target.tagName !== 'INPUT') return;
+    const inputs = [...form.querySelectorAll('input:not([hidden])')].filter((i) => !i.closest('[hidden]'));
+    const i = inputs.indexOf(e.target);
+    if (i >= 0 && i < inputs.length - 1) {
+      e.preventDefault();
+      if (e.target.value.trim()) inputs[i + 1].focus();
+    }
+  });
+}
+
+/** Lamination: the booklet in hand, then the patch; a patch out of roll order needs a reason. */
+function laminateForm(v, w) {
+  const reason = field('Why skip to this patch? (out of roll order: the supervisor is alerted)', 'skip_reason', { 'data-key': 'skip-reason' });
+  reason.hidden = true;
+  const form = h('form', { class: 'scan', autocomplete: 'off' },
+    field('Scan the booklet in your hands', 'booklet', { 'data-key': 'scan-booklet', class: 'scan-input', required: true, maxlength: 40 }),
+    field('Scan the next patch from your roll', 'patch', { 'data-key': 'scan-patch', class: 'scan-input', required: true, maxlength: 40 }),
+    reason,
+    h('button', { type: 'submit', class: 'primary', 'data-key': 'scan-send' }, 'Send'),
+    h('p', { class: 'form-error', role: 'alert' }));
+  chainEnter(form);
+  onSubmit(form, async (f) => {
+    const body = withJob({ booklet: f.booklet.toUpperCase(), patch: f.patch.toUpperCase() }, w);
+    if (!reason.hidden && f.skip_reason) body.skip_reason = f.skip_reason;
+    try {
+      await api.post(`/stations/${v.id}/laminate`, body);
+      const said = `Patch ${body.patch} applied to booklet ${body.booklet}: laminating`;
+      cleared(said);
+      form.reset();
+      reason.hidden = true;
+      await refresh();
+      return said;
+    } catch (e) {
+      showRefusal(e);
+      if (/out of roll order/.test(e.message) && reason.hidden) {
+        // Keep the scans: the operator adds a reason and sends again, or scans the right patch.
+        reason.hidden = false;
+        reason.querySelector('input').focus();
+      } else {
+        form.reset();
+        reason.hidden = true;
+        form.querySelector('input').focus();
+      }
+      return null;
+    }
+  });
+  return form;
+}
+
+function confirmStep(v, w) {
+  const what = v.kind === 'print' ? 'print' : 'lamination';
+  const defect = h('form', { class: 'defect', autocomplete: 'off', hidden: true },
+    field(`What is wrong with the ${what}?`, 'reason', { 'data-key': 'defect-reason', required: true, maxlength: 200 }),
+    h('button', { type: 'submit', class: 'danger', 'data-key': 'defect-send' }, 'Spoil it and print again'),
+    h('p', { class: 'form-error', role: 'alert' }));
+  onSubmit(defect, async (f) => {
+    try {
+      await api.post(`/stations/${v.id}/defect`, { reason: f.reason });
+      const said = `Defect recorded: the item is spoiled and job ${jobId(w.job)} goes back to printing`;
+      cleared(said);
+      await refresh();
+      return said;
+    } catch (e) {
+      showRefusal(e);
+      return null;
+    }
+  });
+  const confirm = async () => {
+    try {
+      await api.post(`/stations/${v.id}/confirm`);
+      const said = `${what === 'print' ? 'Print' : 'Lamination'} of ${jobId(w.job)} confirmed`;
+      cleared(said);
+      announce(said);
+      await refresh();
+    } catch (e) {
+      showRefusal(e);
+    }
+  };
+  return [
+    workLine(w),
+    h('p', { class: 'prompt', text: `The ${what} is done. Check it.` }),
+    h('div', { class: 'actions' },
+      h('button', { type: 'button', class: 'primary', 'data-key': 'confirm', on: { click: confirm } }, `Confirm the ${what}`),
+      h('button', {
+        type: 'button',
+        class: 'danger',
+        'data-key': 'defect',
+        on: { click: () => { defect.hidden = false; defect.querySelector('input').focus(); } },
+      }, 'Report a defect')),
+    defect,
+  ];
+}
+
+function bagLine() {
+  const b = state.lastBag;
+  if (!b) return null;
+  const close = async () => {
+    try {
+      const r = await api.post(`/bags/${encodeURIComponent(b.id)}/close`);
+      state.lastBag = null;
+      cleared(`Bag ${r.id} closed with ${r.items.length} passport(s)`);
+      draw();
+      focusTask();
+    } catch (e) {
+      showRefusal(e);
+    }
+  };
+  return h('p', { class: 'hint' }, `Last bag: ${b.id} for ${b.destination}, ${b.items.length} passport(s). `,
+    h('button', { type: 'button', 'data-key': 'close-bag', on: { click: close } }, 'Close this bag'));
+}
+
+// ---- custody session -------------------------------------------------------------------------
+
+async function openSession() {
+  try {
+    const r = await api.post('/custody/sessions', { station: api.session.station });
+    cleared(`Session ${r.session} opened: now receive your items, counted by two`);
+    await refresh();
+    const first = $('custody-body').querySelector('input');
+    if (first) first.focus();
+  } catch (e) {
+    showRefusal(e);
+  }
+}
+
+function counts(c) {
+  const pair = (label, key, value) => h('div', null,
+    h('dt', { text: label }), h('dd', { 'data-count': key, class: key, text: String(value) }));
+  return h('dl', { class: 'counts' },
+    pair('Issued', 'issued', c.issued),
+    pair('Used', 'applied', c.applied),
+    pair('Spoiled', 'spoiled', c.spoiled),
+    pair('Returned', 'returned', c.returned),
+    pair('Held now', 'held', c.left));
+}
+
+/** `B1000101–B1000109 (9)` for a held list that is one run; else the first and last. */
+function heldSummary(list) {
+  if (!list || list.length === 0) return 'nothing';
+  if (list.length === 1) return list[0];
+  return `${list.length} items, ${list[0]} … ${list[list.length - 1]}`;
+}
+
+function custody(v) {
+  if (!v.session) {
+    return h('p', { class: 'hint', text: v.kind === 'qc' || v.kind === 'dispatch'
+      ? 'This station holds no accountable items.'
+      : 'No custody session is open at this station.' });
+  }
+  const c = v.consumables || { issued: 0, applied: 0, spoiled: 0, returned: 0, left: v.held };
+  return [
+    sessionLine(v),
+    counts(c),
+    h('div', { class: 'custody-forms' },
+      countForm('receive', 'Receive items (issue)', 'Receive', `/custody/sessions/${v.session}/issue`,
+        (n) => `${n} received into session ${v.session}`, c.issued === 0),
+      countForm('return', 'Return unused items', 'Return', `/custody/sessions/${v.session}/return`,
+        (n) => `${n} returned to the vault`, false),
+      closeForm(v, c)),
+  ];
+}
+
+/** A custody form in a disclosure (`<details>`): open at first when `open`. */
+function disclosure(key, title, open, form) {
+  return h('details', { class: 'count-form', 'data-details': key, open },
+    h('summary', { 'data-key': `${key}-summary`, text: title }), form);
+}
+
+function countForm(key, title, verb, path, said, open) {
+  const form = h('form', { autocomplete: 'off', 'data-form': key },
+    field('Serials: a range first-last, or scan each', 'serials', { 'data-key': `${key}-serials`, required: true }),
+    field('Your PIN (first counter)', 'pin1', { type: 'password', inputmode: 'numeric', 'data-key': `${key}-pin1`, required: true }),
+    field('Second counter: id', 'user2', { 'data-key': `${key}-user2`, required: true, autocapitalize: 'characters' }),
+    field('Second counter: PIN', 'pin2', { type: 'password', inputmode: 'numeric', 'data-key': `${key}-pin2`, required: true }),
+    h('button', { type: 'submit', 'data-key': `${key}-send` }, verb),
+    h('p', { class: 'form-error', role: 'alert' }));
+  chainEnter(form);
+  onSubmit(form, async (f, fm) => {
+    const body = {
+      ...parseSerials(f.serials),
+      counters: [{ user: api.session.user, pin: f.pin1 }, { user: f.user2.toUpperCase(), pin: f.pin2 }],
+    };
+    const n = body.range ? `Items ${body.range}` : `${body.serials.length} item(s)`;
+    try {
+      await api.post(path, body);
+    } finally {
+      fm.elements.pin1.value = '';
+      fm.elements.pin2.value = '';
+    }
+    fm.reset();
+    const d = fm.closest('details');
+    if (d) d.open = false;
+    cleared(said(n));
+    state.view = null;
+    await refresh();
+    return said(n);
+  });
+  return disclosure(key, title, open, form);
+}
+
+function sessionLine(v) {
+  const s = state.session;
+  return h('p', { class: 'session-id' }, 'Session ', h('strong', { text: v.session }),
+    s ? ` · held: ${heldSummary(s.held)}` : '');
+}
+
+function closeHint(c) {
+  return h('p', { class: 'hint close-hint', text: c.left > 0
+    ? `It still holds ${c.left} item(s): return them (counted by two) before closing.`
+    : `Balanced: issued ${c.issued} = used ${c.applied} + spoiled ${c.spoiled} + returned ${c.returned}.` });
+}
+
+function closeForm(v, c) {
+  const discrepancy = h('fieldset', { class: 'discrepancy', hidden: true },
+    h('legend', { text: 'Close with a discrepancy (signed by a supervisor)' }),
+    field('Missing serials (exactly what the session still holds)', 'missing', { 'data-key': 'close-missing' }),
+    field('Statement', 'statement', { 'data-key': 'close-statement' }),
+    field('Supervisor id', 'sup', { 'data-key': 'close-sup', autocapitalize: 'characters' }),
+    field('Supervisor PIN', 'sup_pin', { type: 'password', inputmode: 'numeric', 'data-key': 'close-sup-pin' }));
+  const form = h('form', { class: 'close-form', autocomplete: 'off', 'data-form': 'close' },
+    closeHint(c),
+    h('label', { class: 'check' },
+      h('input', { type: 'checkbox', name: 'with_discrepancy', 'data-key': 'close-discrepancy',
+        on: { change: (e) => { discrepancy.hidden = !e.target.checked; } } }),
+      ' Items are missing'),
+    discrepancy,
+    h('button', { type: 'submit', 'data-key': 'close-send' }, 'Close session'),
+    h('p', { class: 'form-error', role: 'alert' }));
+  onSubmit(form, async (f, fm) => {
+    const body = {};
+    if (f.with_discrepancy) {
+      body.missing = f.missing.toUpperCase().split(/[\s,]+/).filter(Boolean);
+      body.statement = f.statement;
+      body.supervisor = { user: f.sup.toUpperCase(), pin: f.sup_pin };
+    }
+    try {
+      await api.post(`/custody/sessions/${v.session}/close`, body);
+    } finally {
+      if (fm.elements.sup_pin) fm.elements.sup_pin.value = '';
+    }
+    const k = (state.view && state.view.consumables) || c;
+    const said = `Session ${v.session} closed: issued ${k.issued}, used ${k.applied}, spoiled ${k.spoiled}, returned ${k.returned}`;
+    cleared(said);
+    await refresh();
+    return said;
+  });
+  return disclosure('close', 'Close the session', false, form);
+}
+
+// ---- messages --------------------------------------------------------------------------------
+
+/** A refusal, in the controller's words, big and in red; the last success is cleared. */
+function showRefusal(e) {
+  const el = $('refusal');
+  el.hidden = false;
+  el.textContent = '';
+  el.append(h('strong', { text: e.code === 'qc_failed' ? 'QC failed: ' : 'Refused: ' }), e.message || String(e));
+  el.dataset.code = e.code || '';
+  $('done').textContent = '';
+  $('announce').textContent = '';
+}
+
+/** A success: the refusal box is cleared. */
+function cleared(said) {
+  const el = $('refusal');
+  el.hidden = true;
+  el.textContent = '';
+  $('done').textContent = said || '';
+}
+
+// ---- start -----------------------------------------------------------------------------------
+
+if (api.token) {
+  start().catch((e) => {
+    api.forget();
+    showSignIn(e.message);
+  });
+} else {
+  showSignIn();
+}

@@ -1,0 +1,936 @@
+//! The hall UI in a real browser (issue 7, "Tests in a real browser"): headless Chromium,
+//! driven over WebDriver (chromedriver) by fantoccini, against the real `hallctl` binary serving
+//! a hall of simulated devices (see `common/`).
+//!
+//! One story, as the people in the hall live it: the supervisor signs in at the hall view and
+//! receives a box of booklets and a roll of patches; operator A1 signs in at the PRINT-01
+//! terminal and operator B1 at LAM-01, each opens a custody session and receives items, counted
+//! with the supervisor; a job arrives; A1 prints it, B1 laminates it, and the hall view shows it
+//! move from station to station without a reload. A1, moved to LAM-02, scans the booklet A1
+//! printed and is refused in plain words. The auditor then traces the patch.
+//!
+//! Everything is typed as a keyboard or a barcode scanner would (text, then Enter). Screenshots
+//! go to `target/ui-screenshots/`. Every wait is a poll with a deadline; nothing asserts on
+//! timing. These tests need Chromium and chromedriver: `scripts/test-all` installs them and runs
+//! them with `--ignored`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is the failure report
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use fantoccini::elements::Element;
+use fantoccini::wd::WindowHandle;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+/// WebDriver's Enter key (what a barcode scanner sends after the code).
+const ENTER: &str = "\u{E007}";
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// chromedriver and one headless Chromium session; both end when dropped.
+struct Browser {
+    client: Option<Client>,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").expect("a free port");
+            l.local_addr().unwrap().port()
+        };
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {CHROMEDRIVER}: {e} (scripts/test-all installs it)"));
+        let profile = tempfile::tempdir().expect("a profile directory");
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--window-size=1366,768",
+            &format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({ "binary": CHROMIUM, "args": args }),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let client = loop {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector)
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(c) => break c,
+                Err(e) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "no WebDriver session from {CHROMEDRIVER}: {e}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        };
+        Browser {
+            client: Some(client),
+            driver,
+            _profile: profile,
+        }
+    }
+
+    /// Makes the page area 1366×768, the terminals' screen (the window adds its frame).
+    async fn fit_viewport(&self) {
+        let c = self.c();
+        c.set_window_size(1366, 768).await.expect("window size");
+        let inner = c
+            .execute("return [window.innerWidth, window.innerHeight];", vec![])
+            .await
+            .expect("the viewport");
+        let w = inner[0].as_u64().unwrap_or(1366) as u32;
+        let h = inner[1].as_u64().unwrap_or(768) as u32;
+        c.set_window_size(1366 + (1366 - w.min(1366)), 768 + (768 - h.min(768)))
+            .await
+            .expect("window size");
+    }
+
+    fn c(&self) -> &Client {
+        self.client.as_ref().expect("the session")
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // Ending the WebDriver session makes chromedriver quit Chromium (killing chromedriver
+        // alone would leave Chromium running). Also when a test fails: the tests run on a
+        // multi-threaded runtime, where a drop may wait for the session's end.
+        if let Some(client) = self.client.take() {
+            tokio::task::block_in_place(|| {
+                let _ = tokio::runtime::Handle::current().block_on(async {
+                    tokio::time::timeout(Duration::from_secs(20), client.close()).await
+                });
+            });
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn screenshot_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let dir = target.join("ui-screenshots");
+    std::fs::create_dir_all(&dir).expect("the screenshot directory");
+    dir
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    let png = c.screenshot().await.expect("a screenshot");
+    let path = screenshot_dir().join(format!("{name}.png"));
+    std::fs::write(&path, png).expect("write the screenshot");
+    eprintln!("screenshot: {}", path.display());
+}
+
+async fn find(c: &Client, css: &str) -> Element {
+    c.wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no element {css}: {e}"))
+}
+
+/// Polls until `f` (run in the page) returns a string containing `want`; panics with what it
+/// last saw.
+async fn wait_js(c: &Client, what: &str, script: &str, want: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = c.execute(script, vec![]).await.expect("run a script");
+        let seen = v.as_str().unwrap_or_default().to_string();
+        if seen.contains(want) {
+            return seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: wanted {want:?}, last saw {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// As [`wait_js`], for exactly `want` (a count of "10" must not pass for "0").
+async fn wait_eq(c: &Client, what: &str, script: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = c.execute(script, vec![]).await.expect("run a script");
+        let seen = v.as_str().unwrap_or_default().trim().to_string();
+        if seen == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: wanted {want:?}, last saw {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The text of the first element matching `css` ("" when there is none).
+fn text_of(css: &str) -> String {
+    format!("const e = document.querySelector({css:?}); return e ? e.textContent : '';")
+}
+
+/// An attribute of the first element matching `css` ("<none>" when there is no such element).
+fn attr_of(css: &str, attr: &str) -> String {
+    format!(
+        "const e = document.querySelector({css:?}); return e ? (e.getAttribute({attr:?}) ?? '') : '<none>';"
+    )
+}
+
+/// Types into the field and presses Enter, as a scanner does.
+fn is_stale(e: &fantoccini::error::CmdError) -> bool {
+    matches!(e, fantoccini::error::CmdError::Standard(w)
+        if w.error == fantoccini::error::ErrorStatus::StaleElementReference)
+}
+
+/// Finds the field and types into it (after clearing it, with `clear`). A live page may redraw
+/// the field between the find and the typing: then it is found again.
+async fn typed(c: &Client, css: &str, text: &str, clear: bool) -> Element {
+    for _ in 0..5 {
+        let e = find(c, css).await;
+        let r = if clear { e.clear().await } else { Ok(()) };
+        let r = match r {
+            Ok(()) => e.send_keys(text).await,
+            Err(x) => Err(x),
+        };
+        match r {
+            Ok(()) => return e,
+            Err(x) if is_stale(&x) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(x) => panic!("type into {css}: {x}"),
+        }
+    }
+    panic!("{css} kept being redrawn");
+}
+
+async fn scan(c: &Client, css: &str, text: &str) {
+    let e = typed(c, css, text, false).await;
+    // The Enter sends the form, whose answer may redraw the page at once: the field may be
+    // gone before chromedriver is done with it, which is no failure.
+    match e.send_keys(ENTER).await {
+        Ok(()) => {}
+        Err(x) if is_stale(&x) => {}
+        Err(x) => panic!("Enter in {css}: {x}"),
+    }
+}
+
+async fn type_into(c: &Client, css: &str, text: &str) {
+    typed(c, css, text, true).await;
+}
+
+/// Signs in on the page's sign-in form (`station` for a terminal), with the keyboard only.
+async fn sign_in(c: &Client, user: &str, station: Option<&str>) {
+    if let Some(st) = station {
+        type_into(c, "#si-station", st).await;
+    }
+    type_into(c, "#si-user", user).await;
+    scan(c, "#si-pin", pin(user)).await;
+    wait_js(
+        c,
+        &format!("{user} signed in"),
+        "return String(document.getElementById('signin').hidden);",
+        "true",
+    )
+    .await;
+}
+
+/// At a terminal: receives (or returns) `range`, counted by the operator and S1.
+async fn count(c: &Client, form: &str, range: &str, user: &str) {
+    unfold(c, form).await;
+    let f = format!("form[data-form={form}]");
+    type_into(c, &format!("{f} input[name=serials]"), range).await;
+    type_into(c, &format!("{f} input[name=pin1]"), pin(user)).await;
+    type_into(c, &format!("{f} input[name=user2]"), "S1").await;
+    scan(c, &format!("{f} input[name=pin2]"), pin("S1")).await;
+}
+
+/// Opens a terminal's custody disclosure (receive, return, close) if it is closed.
+async fn unfold(c: &Client, key: &str) {
+    let details = format!("details[data-details={key}]");
+    find(c, &details).await;
+    let open = c
+        .execute(
+            &format!("return String(document.querySelector({details:?}).open);"),
+            vec![],
+        )
+        .await
+        .unwrap();
+    if open != json!("true") {
+        click(c, &format!("{details} > summary")).await;
+    }
+}
+
+/// The page threw no error (a failing script would be counted on `<body data-ui-errors>`).
+async fn no_page_errors(c: &Client, page: &str) {
+    let v = c
+        .execute(
+            "return (document.body.dataset.uiErrors || '0') + ' ' + (document.body.dataset.uiLastError || '');",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        v.as_str().unwrap_or_default().starts_with("0 "),
+        "{page} had script errors: {v}"
+    );
+}
+
+/// Every form control of the page has a label and every button a name (what a screen reader
+/// says); the page has a language and a title.
+async fn labelled(c: &Client, page: &str) {
+    let v = c
+        .execute(
+            r#"const bad = [];
+            for (const el of document.querySelectorAll('input, select, textarea')) {
+              if (el.type === 'hidden') continue;
+              if (!(el.labels && el.labels.length) && !el.getAttribute('aria-label')) bad.push(el.name || el.id);
+            }
+            for (const b of document.querySelectorAll('button, [role=tab]')) {
+              if (!b.textContent.trim() && !b.getAttribute('aria-label')) bad.push(b.outerHTML.slice(0, 80));
+            }
+            if (!document.documentElement.lang) bad.push('<html lang>');
+            if (!document.title) bad.push('<title>');
+            return bad.join(', ');"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(v, json!(""), "{page}: controls without a label or name");
+}
+
+async fn open_window(b: &Browser, url: &str) -> WindowHandle {
+    let c = b.c();
+    let w = c.new_window(false).await.expect("a new window").handle;
+    c.switch_to_window(w.clone()).await.expect("switch");
+    b.fit_viewport().await;
+    c.goto(url).await.expect("open the page");
+    w
+}
+
+async fn to(c: &Client, w: &WindowHandle) {
+    c.switch_to_window(w.clone()).await.expect("switch window");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium: run by scripts/test-all"]
+async fn two_operators_move_a_job_through_print_and_lamination_and_the_hall_view_follows_live() {
+    let hall = spawn_hall(0.02);
+    let api = hall.client;
+    let base = format!("http://{}", api.addr);
+    let browser = Browser::start().await;
+    let c = browser.c();
+    browser.fit_viewport().await;
+
+    // The supervisor's hall view; the line arrives over the stream.
+    c.goto(&format!("{base}/")).await.unwrap();
+    let hall_w = c.window().await.unwrap();
+    sign_in(c, "S1", None).await;
+    find(c, "[data-station=\"PRINT-01\"]").await;
+    wait_js(c, "the stream", &attr_of("#stream", "data-state"), "live").await;
+    // A mark the page keeps only as long as it is not reloaded.
+    c.execute("window.__notReloaded = 'yes';", vec![])
+        .await
+        .unwrap();
+
+    // The supervisor receives a box of booklets and a roll of patches into the vault.
+    click(c, "#tab-custody").await;
+    type_into(c, "#lot-form input[name=lot]", "BX-1").await;
+    type_into(
+        c,
+        "#lot-form input[name=supplier]",
+        "Specimen Security Print",
+    )
+    .await;
+    scan(c, "#lot-form input[name=range]", BOOKLETS).await;
+    wait_js(
+        c,
+        "the box received",
+        &text_of("#announce"),
+        "BX-1 received",
+    )
+    .await;
+    type_into(c, "#lot-form input[name=lot]", "R-1").await;
+    click(c, "#lot-form select[name=kind] option[value=patch]").await;
+    type_into(c, "#lot-form input[name=supplier]", "Specimen Films").await;
+    scan(c, "#lot-form input[name=range]", PATCHES).await;
+    wait_js(
+        c,
+        "the roll received",
+        &text_of("#announce"),
+        "R-1 received",
+    )
+    .await;
+    click(c, "#tab-line").await;
+
+    // A1 at the PRINT-01 terminal: signs in, opens a session, receives ten booklets counted
+    // with S1.
+    let a_w = open_window(&browser, &format!("{base}/station?station=PRINT-01")).await;
+    sign_in(c, "A1", None).await;
+    wait_js(c, "A1 at PRINT-01", &text_of("#st-id"), "PRINT-01").await;
+    click(c, "button[data-key=open-session]").await;
+    count(c, "receive", "B1000100-B1000109", "A1").await;
+    wait_eq(c, "A1's booklets", &text_of("[data-count=held]"), "10").await;
+    screenshot(c, "station-print-waiting").await;
+
+    // B1 at the LAM-01 terminal: the same with ten patches.
+    let b_w = open_window(&browser, &format!("{base}/station?station=LAM-01")).await;
+    sign_in(c, "B1", None).await;
+    wait_js(c, "B1 at LAM-01", &text_of("#st-id"), "LAM-01").await;
+    click(c, "button[data-key=open-session]").await;
+    count(c, "receive", "P2000100-P2000109", "B1").await;
+    wait_eq(c, "B1's patches", &text_of("[data-count=held]"), "10").await;
+
+    // The issuance system submits a job.
+    let sup = hall.sign_in("S1", None);
+    let req = job_request("TRK-UI-1", "Eriksson", "L898902C3");
+    let id = submit(api, &sup, &req);
+    let job = format!("J-{id:08}");
+
+    // The hall view shows it at PRINT-01, live.
+    to(c, &hall_w).await;
+    wait_js(
+        c,
+        "the job at PRINT-01 on the hall view",
+        &attr_of("[data-station=\"PRINT-01\"]", "data-job"),
+        &job,
+    )
+    .await;
+
+    // A1's terminal shows the job; A1 scans a booklet; the printer prints; A1 confirms.
+    to(c, &a_w).await;
+    wait_js(
+        c,
+        "the job at A1's terminal",
+        &attr_of("#task", "data-job"),
+        &job,
+    )
+    .await;
+    scan(c, "#task input[name=booklet]", "B1000100").await;
+    wait_js(
+        c,
+        "the print done",
+        &attr_of("#task", "data-phase"),
+        "awaiting_confirmation",
+    )
+    .await;
+    screenshot(c, "station-print-confirm").await;
+    click(c, "button[data-key=confirm]").await;
+    wait_js(c, "the print confirmed", &text_of("#done"), "confirmed").await;
+
+    // The hall view: the job left PRINT-01 and is at LAM-01 now, without a reload.
+    to(c, &hall_w).await;
+    wait_js(
+        c,
+        "the job at LAM-01 on the hall view",
+        &attr_of("[data-station=\"LAM-01\"]", "data-job"),
+        &job,
+    )
+    .await;
+    let print_job = c
+        .execute(&attr_of("[data-station=\"PRINT-01\"]", "data-job"), vec![])
+        .await
+        .unwrap();
+    assert_eq!(print_job, json!(""), "PRINT-01 is idle again");
+    screenshot(c, "hall-job-at-lamination").await;
+
+    // A1 leaves PRINT-01: returns the nine unused booklets (counted with S1), closes the
+    // session, signs out, and signs in at LAM-02 with ten patches of A1's own.
+    to(c, &a_w).await;
+    count(c, "return", "B1000101-B1000109", "A1").await;
+    wait_eq(
+        c,
+        "A1's booklets returned",
+        &text_of("[data-count=held]"),
+        "0",
+    )
+    .await;
+    unfold(c, "close").await;
+    click(c, "button[data-key=close-send]").await;
+    wait_js(c, "the session closed", &text_of("#done"), "closed").await;
+    click(c, "#sign-out").await;
+    wait_js(
+        c,
+        "the sign-in form again",
+        "return String(document.getElementById('signin').hidden);",
+        "false",
+    )
+    .await;
+    sign_in(c, "A1", Some("LAM-02")).await;
+    wait_js(c, "A1 at LAM-02", &text_of("#st-id"), "LAM-02").await;
+    click(c, "button[data-key=open-session]").await;
+    count(c, "receive", "P2000110-P2000119", "A1").await;
+    wait_eq(c, "A1's patches", &text_of("[data-count=held]"), "10").await;
+
+    // A1 scans the booklet A1 printed, then a patch: refused, in plain words.
+    let state_before = job_state(api, &sup, id);
+    scan(c, "#task input[name=booklet]", "B1000100").await;
+    scan(c, "#task input[name=patch]", "P2000110").await;
+    let refusal = wait_js(
+        c,
+        "the refusal",
+        &text_of("#refusal"),
+        "you printed booklet B1000100",
+    )
+    .await;
+    assert!(
+        refusal.contains("another operator must laminate it"),
+        "{refusal}"
+    );
+    screenshot(c, "station-refusal-printer-laminates").await;
+    // Nothing changed: A1 still holds the ten patches, and the job waits at LAM-01.
+    wait_eq(c, "A1's patches kept", &text_of("[data-count=held]"), "10").await;
+    assert_eq!(
+        job_state(api, &sup, id),
+        state_before,
+        "the refused scan changed nothing"
+    );
+
+    // B1 laminates it: the booklet, then the first patch of B1's roll; B1 confirms.
+    to(c, &b_w).await;
+    wait_js(
+        c,
+        "the job at B1's terminal",
+        &attr_of("#task", "data-job"),
+        &job,
+    )
+    .await;
+    scan(c, "#task input[name=booklet]", "B1000100").await;
+    scan(c, "#task input[name=patch]", "P2000100").await;
+    wait_js(
+        c,
+        "the lamination done",
+        &attr_of("#task", "data-phase"),
+        "awaiting_confirmation",
+    )
+    .await;
+    screenshot(c, "station-lamination-confirm").await;
+    click(c, "button[data-key=confirm]").await;
+    wait_js(
+        c,
+        "the lamination confirmed",
+        &text_of("#done"),
+        "confirmed",
+    )
+    .await;
+
+    // The hall view: LAM-01 idle, the job waits for QC, and the page was never reloaded.
+    to(c, &hall_w).await;
+    wait_js(
+        c,
+        "the job waiting for QC",
+        &text_of("[data-queued=qc]"),
+        "1 waiting",
+    )
+    .await;
+    wait_js(
+        c,
+        "LAM-01 idle on the hall view",
+        &attr_of("[data-station=\"LAM-01\"]", "data-phase"),
+        "idle",
+    )
+    .await;
+    let kept = c
+        .execute("return window.__notReloaded || 'reloaded';", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        kept,
+        json!("yes"),
+        "the hall view followed the job without a reload"
+    );
+
+    // QC by C1 (the booklet, then the two MRZ lines as a reader types them) and dispatch by
+    // D1, each at their terminal; D1 closes the bag.
+    let c_w = open_window(&browser, &format!("{base}/station?station=QC-01")).await;
+    sign_in(c, "C1", None).await;
+    wait_js(c, "the job at QC-01", &attr_of("#task", "data-job"), &job).await;
+    let [mrz1, mrz2] = mrz_of(&req);
+    scan(c, "#task input[name=booklet]", "B1000100").await;
+    scan(c, "#task input[name=mrz1]", &mrz1).await;
+    scan(c, "#task input[name=mrz2]", &mrz2).await;
+    wait_js(c, "QC passed", &text_of("#done"), "passed QC").await;
+    let d_w = open_window(&browser, &format!("{base}/station?station=DISPATCH-01")).await;
+    sign_in(c, "D1", None).await;
+    wait_js(
+        c,
+        "the job at dispatch",
+        &attr_of("#task", "data-job"),
+        &job,
+    )
+    .await;
+    scan(c, "#task input[name=booklet]", "B1000100").await;
+    wait_js(c, "packed", &text_of("#done"), "packed into bag").await;
+    click(c, "button[data-key=close-bag]").await;
+    wait_js(
+        c,
+        "the bag closed",
+        &text_of("#done"),
+        "closed with 1 passport",
+    )
+    .await;
+
+    // The hall view counts it dispatched, on time.
+    to(c, &hall_w).await;
+    wait_js(
+        c,
+        "the job dispatched on time",
+        &text_of("[data-report=on-time]"),
+        "100\u{a0}%",
+    )
+    .await;
+    screenshot(c, "hall-view").await;
+
+    // The ledger agrees: A1 printed it, B1 laminated it, C1 checked it.
+    let v = common::job(api, &sup, id);
+    assert_eq!(v["state"]["state"], "dispatched", "{v}");
+    assert_eq!(v["printed_by"], "A1", "{v}");
+    assert_eq!(v["laminated_by"], "B1", "{v}");
+    assert_eq!(v["checked_by"], "C1", "{v}");
+
+    // The auditor traces the patch: every step, with who and where.
+    let aud_w = open_window(&browser, &format!("{base}/audit")).await;
+    sign_in(c, "AU1", None).await;
+    scan(c, "#tr-serial", "P2000100").await;
+    let trace = wait_js(
+        c,
+        "the trace",
+        &text_of("[data-report=trace]"),
+        "patch_applied",
+    )
+    .await;
+    assert!(trace.contains("booklet_printed"), "{trace}");
+    assert!(
+        trace.contains("qc_checked") && trace.contains("dispatched"),
+        "{trace}"
+    );
+    assert!(
+        trace.contains("LAM-01") && trace.contains("PRINT-01"),
+        "{trace}"
+    );
+    assert!(
+        !trace.to_uppercase().contains("ERIKSSON"),
+        "no passport-holder data in the auditor's trace: {trace}"
+    );
+    screenshot(c, "audit-trace").await;
+
+    for (w, page) in [
+        (&hall_w, "the hall view"),
+        (&a_w, "A1's terminal"),
+        (&b_w, "B1's terminal"),
+        (&c_w, "C1's terminal"),
+        (&d_w, "D1's terminal"),
+        (&aud_w, "the auditor view"),
+    ] {
+        to(c, w).await;
+        no_page_errors(c, page).await;
+        labelled(c, page).await;
+        let html = c.source().await.unwrap().to_uppercase();
+        assert!(
+            !html.contains("ERIKSSON") && !html.contains("ANNA MARIA"),
+            "{page} shows no passport-holder data"
+        );
+    }
+}
+
+/// A select's option, chosen as a person would (the option clicked).
+async fn choose(c: &Client, select_css: &str, value: &str) {
+    click(c, &format!("{select_css} option[value={value}]")).await;
+}
+
+/// Clicks the element; a live page may redraw it between the find and the click (a station's
+/// card on a new snapshot): then it is found again.
+async fn click(c: &Client, css: &str) {
+    for _ in 0..5 {
+        match find(c, css).await.click().await {
+            Ok(()) => return,
+            Err(x) if is_stale(&x) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(x) => panic!("click {css}: {x}"),
+        }
+    }
+    panic!("{css} kept being redrawn");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium: run by scripts/test-all"]
+async fn the_supervisor_commands_devices_jobs_alerts_and_custody_from_the_hall_view() {
+    let mut hall = spawn_hall(0.02);
+    let api = hall.client;
+    let base = format!("http://{}", api.addr);
+    let sup = hall.sign_in("S1", None);
+    receive_lots(api, &sup);
+    let browser = Browser::start().await;
+    let c = browser.c();
+    browser.fit_viewport().await;
+    c.goto(&format!("{base}/")).await.unwrap();
+    let hall_w = c.window().await.unwrap();
+    sign_in(c, "S1", None).await;
+    let printer = "[data-station=\"PRINT-01\"]";
+    find(c, printer).await;
+
+    // Pause and resume a printer from its card.
+    click(c, "button[data-key=\"pause-PR-01\"]").await;
+    wait_js(
+        c,
+        "PR-01 paused",
+        &attr_of(printer, "data-readiness"),
+        "paused",
+    )
+    .await;
+    click(c, "button[data-key=\"resume-PR-01\"]").await;
+    wait_js(
+        c,
+        "PR-01 resumed",
+        &attr_of(printer, "data-readiness"),
+        "ready",
+    )
+    .await;
+
+    // A jam: the card turns to fault, the alert comes in; the supervisor acknowledges it and
+    // clears the fault, and the alert goes.
+    hall.inject("jam PR-01");
+    wait_js(
+        c,
+        "PR-01 faulted",
+        &attr_of(printer, "data-readiness"),
+        "faulted",
+    )
+    .await;
+    wait_js(c, "the device alert", &text_of("#alerts"), "PR-01").await;
+    screenshot(c, "hall-device-fault").await;
+    click(c, "#alerts button[data-key^=\"ack-\"]").await;
+    wait_js(
+        c,
+        "the acknowledgement",
+        &text_of("#alerts"),
+        "acknowledged by S1",
+    )
+    .await;
+    click(c, "button[data-key=\"clear-PR-01\"]").await;
+    wait_js(
+        c,
+        "PR-01 ready again",
+        &attr_of(printer, "data-readiness"),
+        "ready",
+    )
+    .await;
+    wait_js(c, "the alert cleared", &text_of("#alerts"), "No open alert").await;
+
+    // Jobs: the tabs answer the arrow keys; a queued job is held, released, made fast-track
+    // and cancelled.
+    let id = submit(
+        api,
+        &sup,
+        &job_request("TRK-UI-SUP-1", "Eriksson", "L898902C3"),
+    );
+    let line_tab = find(c, "#tab-line").await;
+    line_tab.send_keys("\u{E014}").await.unwrap(); // ArrowRight
+    wait_js(
+        c,
+        "the Jobs tab",
+        &attr_of("#tab-jobs", "aria-selected"),
+        "true",
+    )
+    .await;
+    choose(c, "#jobs-filter select[name=state]", "queued").await;
+    click(c, "#jobs-filter button[type=submit]").await;
+    click(c, &format!("button[data-key=act-{id}]")).await;
+    click(c, "form[data-form=hold] button").await;
+    wait_for(30, "the job held", || {
+        let s = job_state(api, &sup, id);
+        ((s == "held").then_some(()), s)
+    });
+    wait_js(
+        c,
+        "the Release button",
+        &text_of("form[data-form=hold] button"),
+        "Release",
+    )
+    .await;
+    click(c, "form[data-form=hold] button").await;
+    wait_for(30, "the job released", || {
+        let s = job_state(api, &sup, id);
+        ((s == "queued").then_some(()), s)
+    });
+    wait_js(
+        c,
+        "the Hold button again",
+        &text_of("form[data-form=hold] button"),
+        "Hold",
+    )
+    .await;
+    choose(
+        c,
+        "form[data-form=reprioritise] select[name=class]",
+        "fast_track",
+    )
+    .await;
+    scan(
+        c,
+        "form[data-form=reprioritise] input[name=reason]",
+        "ministry request",
+    )
+    .await;
+    wait_for(30, "the job fast-track", || {
+        let v = common::job(api, &sup, id);
+        ((v["class"] == "fast_track").then_some(()), v.to_string())
+    });
+    // The job's panel is drawn again with its new class before the next command.
+    wait_js(
+        c,
+        "the panel redrawn",
+        &text_of("#job-actions-title"),
+        "fast-track",
+    )
+    .await;
+    scan(
+        c,
+        "form[data-form=cancel] input[name=reason]",
+        "application withdrawn",
+    )
+    .await;
+    wait_for(30, "the job cancelled", || {
+        let s = job_state(api, &sup, id);
+        ((s == "cancelled").then_some(()), s)
+    });
+    screenshot(c, "hall-jobs").await;
+
+    // Custody: A1 opens a session at the PRINT-01 terminal; the supervisor co-signs the count
+    // of five booklets from the hall view.
+    let a_w = open_window(&browser, &format!("{base}/station?station=PRINT-01")).await;
+    sign_in(c, "A1", None).await;
+    wait_js(c, "A1 at PRINT-01", &text_of("#st-id"), "PRINT-01").await;
+    click(c, "button[data-key=open-session]").await;
+    wait_js(c, "A1's session", &text_of(".session-id"), "S-PRINT-01").await;
+    let session = api
+        .get("/stations/PRINT-01", Some(&sup))
+        .expect(200, "the station")["session"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    to(c, &hall_w).await;
+    click(c, "#tab-custody").await;
+    click(c, &format!("button[data-key=\"cosign-{session}\"]")).await;
+    type_into(c, "#cosign-form input[name=serials]", "B1000100-B1000104").await;
+    type_into(c, "#cosign-form input[name=c1_user]", "A1").await;
+    type_into(c, "#cosign-form input[name=c1_pin]", pin("A1")).await;
+    type_into(c, "#cosign-form input[name=c2_user]", "S1").await;
+    scan(c, "#cosign-form input[name=c2_pin]", pin("S1")).await;
+    wait_js(
+        c,
+        "the count recorded",
+        &text_of("#announce"),
+        "Count recorded",
+    )
+    .await;
+
+    // A1 prints a job and reports a defect at the terminal: the booklet is spoiled.
+    let id = submit(
+        api,
+        &sup,
+        &job_request("TRK-UI-SUP-2", "Lindqvist", "X12345678"),
+    );
+    to(c, &a_w).await;
+    wait_eq(c, "A1's five booklets", &text_of("[data-count=held]"), "5").await;
+    wait_js(
+        c,
+        "the job at A1's terminal",
+        &attr_of("#task", "data-job"),
+        &format!("J-{id:08}"),
+    )
+    .await;
+    scan(c, "#task input[name=booklet]", "B1000100").await;
+    wait_js(
+        c,
+        "the print done",
+        &attr_of("#task", "data-phase"),
+        "awaiting_confirmation",
+    )
+    .await;
+    click(c, "button[data-key=defect]").await;
+    scan(c, "input[name=reason]", "smudged data page").await;
+    wait_js(
+        c,
+        "the defect recorded",
+        &text_of("#done"),
+        "Defect recorded",
+    )
+    .await;
+
+    // Two witnesses who never held it see the spoiled booklet destroyed.
+    to(c, &hall_w).await;
+    type_into(c, "#destroy-form input[name=batch]", "D-2026-47").await;
+    // The witnesses scan each item as it goes into the shredder.
+    type_into(c, "#destroy-form textarea[name=serials]", "B1000100\n").await;
+    type_into(c, "#destroy-form input[name=certificate]", "CERT-0047").await;
+    type_into(c, "#destroy-form input[name=w1_user]", "V1").await;
+    type_into(c, "#destroy-form input[name=w1_pin]", pin("V1")).await;
+    type_into(c, "#destroy-form input[name=w2_user]", "V2").await;
+    scan(c, "#destroy-form input[name=w2_pin]", pin("V2")).await;
+    wait_js(
+        c,
+        "the destruction recorded",
+        &text_of("#announce"),
+        "Destruction of 1 item",
+    )
+    .await;
+    let aud = hall.sign_in("AU1", None);
+    let t = api
+        .get("/ledger/trace/B1000100", Some(&aud))
+        .expect(200, "trace");
+    assert!(
+        t["state"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("destroyed"),
+        "{t}"
+    );
+    screenshot(c, "hall-custody").await;
+
+    // The shift's reconciliation: A1's session, open, with the spoiled booklet.
+    click(c, "#tab-reconcile").await;
+    click(c, "#reconcile-form button[type=submit]").await;
+    let rec = wait_js(
+        c,
+        "the reconciliation",
+        &text_of("[data-report=sessions]"),
+        &session,
+    )
+    .await;
+    assert!(rec.contains("open"), "{rec}");
+    screenshot(c, "hall-reconciliation").await;
+
+    for (w, page) in [(&hall_w, "the hall view"), (&a_w, "A1's terminal")] {
+        to(c, w).await;
+        no_page_errors(c, page).await;
+        labelled(c, page).await;
+    }
+}
