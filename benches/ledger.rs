@@ -77,10 +77,7 @@ fn args() -> Args {
             "--space-stats" => a.space_stats = true,
             "--reuse" => a.reuse = it.next().map(PathBuf::from),
             "--cache-gb" => {
-                a.cache_gb = it
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(a.cache_gb)
+                a.cache_gb = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.cache_gb)
             }
             "--reopen-gb" => {
                 a.reopen_gb = it

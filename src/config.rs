@@ -59,6 +59,8 @@ pub struct HallConfig {
     pub alerts: AlertConfig,
     /// How staff and machine performance is measured.
     pub performance: PerformanceConfig,
+    /// Where the hall publishes for central monitoring (`None`: it does not).
+    pub mqtt: Option<MqttConfig>,
     /// RS-485 buses carrying Modbus RTU laminators, in file order.
     pub buses: Vec<BusConfig>,
     /// Every station of the hall, in file order.
@@ -300,6 +302,131 @@ impl AlertConfig {
     /// How long before its due time an unfinished job is at risk.
     pub fn due_at_risk(&self) -> Duration {
         minutes(self.due_at_risk_minutes)
+    }
+}
+
+/// `[mqtt]`: the broker the hall publishes its status, events and checkpoints to, for central
+/// monitoring (`docs/mqtt.md`). Credentials are files, read when the service starts: loading the
+/// configuration opens nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttConfig {
+    /// The broker.
+    pub url: BrokerUrl,
+    /// The MQTT client id (default `hallctl-<hall id>`).
+    pub client_id: String,
+    /// The user name, when the broker wants one.
+    pub username: Option<String>,
+    /// A file holding the password (its first line), readable by the controller only. Absolute:
+    /// a relative path in the file was resolved against the file's directory.
+    pub password_file: Option<PathBuf>,
+    /// For `mqtts://`: the CA certificate(s) that signed the broker's, PEM. Absolute.
+    pub ca_file: Option<PathBuf>,
+    /// Seconds between keep-alive pings; the broker declares the hall offline (and publishes its
+    /// last will) after 1.5 times this without a word.
+    pub keep_alive_secs: u64,
+}
+
+impl MqttConfig {
+    /// The keep-alive interval.
+    pub fn keep_alive(&self) -> Duration {
+        Duration::from_secs(self.keep_alive_secs)
+    }
+}
+
+/// A broker's address: `mqtt://host[:port]` (TCP, port 1883 by default) or
+/// `mqtts://host[:port]` (TLS, port 8883 by default). The host is a name, an IPv4 address or an
+/// IPv6 address in brackets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    /// `mqtts://`.
+    pub tls: bool,
+    /// Host name or address (an IPv6 address without its brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl BrokerUrl {
+    /// Parses `mqtt://host[:port]` or `mqtts://host[:port]` (a trailing `/` is allowed).
+    ///
+    /// # Errors
+    /// What is wrong, for a person (credentials, a path or a query in the URL are refused).
+    pub fn parse(text: &str) -> Result<BrokerUrl, String> {
+        let form = "mqtt://host[:port] or mqtts://host[:port]";
+        let (tls, rest) = if let Some(r) = text.strip_prefix("mqtt://") {
+            (false, r)
+        } else if let Some(r) = text.strip_prefix("mqtts://") {
+            (true, r)
+        } else {
+            return Err(format!("{text:?} is not a broker URL: {form}"));
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.contains('@') {
+            return Err(
+                "the URL must not carry credentials: use username and password_file".to_string(),
+            );
+        }
+        if rest.contains(['/', '?', '#']) {
+            return Err(format!(
+                "{text:?} has a path or a query: a broker URL is {form}"
+            ));
+        }
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (addr, after) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("{text:?}: an IPv6 address needs its closing ]"))?;
+            if addr.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(format!("{addr:?} is not an IPv6 address"));
+            }
+            let port =
+                match after {
+                    "" => None,
+                    p => Some(p.strip_prefix(':').ok_or_else(|| {
+                        format!("{text:?}: expected :port after the IPv6 address")
+                    })?),
+                };
+            (addr.to_string(), port)
+        } else {
+            match rest.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), Some(p)),
+                None => (rest.to_string(), None),
+            }
+        };
+        if host.is_empty() {
+            return Err(format!("{text:?} names no host: {form}"));
+        }
+        if !host.contains(':')
+            && !host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+        {
+            return Err(format!("{host:?} is not a host name or address"));
+        }
+        let port = match port {
+            None => {
+                if tls {
+                    8883
+                } else {
+                    1883
+                }
+            }
+            Some(p) => match p.parse::<u16>() {
+                Ok(p) if p > 0 => p,
+                _ => return Err(format!("{p:?} is not a port (1..=65535)")),
+            },
+        };
+        Ok(BrokerUrl { tls, host, port })
+    }
+}
+
+impl fmt::Display for BrokerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        if self.host.contains(':') {
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
+        }
     }
 }
 

@@ -9,6 +9,8 @@
 //! - [`auth`]: users and access: accounts (stored with the ledger record of each change), PINs
 //!   hashed with Argon2id, lockout, session and service tokens, and [`auth::require`], the role
 //!   check every API route makes.
+//! - [`central`]: `hallctl central`: every hall's MQTT topics folded into a national overview
+//!   (page and `/api/halls` served by [`api::central`]).
 //! - [`cli`]: the `hallctl` command line, one module per subcommand.
 //! - [`config`]: `hall.toml`, the controller's configuration: the hall, its stations and devices,
 //!   policies and limits, validated at load with errors that name the file, line and key.
@@ -27,6 +29,9 @@
 //!   The actor also keeps what monitoring reads ([`line::monitor`]: queues by class and age,
 //!   throughput, on time), raises and clears alerts ([`line::alerts`], ledger records) and
 //!   measures staff and machine performance ([`line::perf`], OEE).
+//! - [`mqtt`]: MQTT for central monitoring: the hall's publisher (state, devices, every ledger
+//!   record in order from a cursor into the journal, checkpoints, a last will) and the payloads
+//!   `hallctl central` ([`central`]) reads.
 //! - [`serve`]: `hallctl serve`: builds the hall from its configuration and serves the API;
 //!   graceful shutdown on SIGTERM.
 //! - [`status`]: the status fan-out: a broadcast of typed events from the line's actor (one per
@@ -38,11 +43,13 @@
 
 pub mod api;
 pub mod auth;
+pub mod central;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod ledger;
 pub mod line;
+pub mod mqtt;
 pub mod serve;
 pub mod status;
 pub mod store;

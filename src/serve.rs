@@ -4,7 +4,9 @@
 //! Shutdown order: stop accepting requests and let those in flight finish (bounded by
 //! `server.shutdown_grace_secs`), stop the line actor (a step still on a device is found in
 //! flight at the next start and waits for inspection, never repeated), then drop the ledger,
-//! whose committer makes everything written durable before it exits.
+//! whose committer makes everything written durable before it exits. With `[mqtt]`, the
+//! publisher ([`crate::mqtt`]) runs beside the API and stops last: it sends what the outbox
+//! still holds for a moment, then publishes `offline` and disconnects.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -25,6 +27,10 @@ use crate::auth::{AuthPolicy, Users};
 use crate::config::{BridgeEndpoint, DriverConfig, HallConfig, SerialLink};
 use crate::ledger::{Ledger, LedgerConfig};
 use crate::line::{Device, DeviceHandle, Line, LineSetup, LineThread, StationSetup};
+
+/// How long a graceful stop keeps sending the outbox before it publishes `offline` (what is
+/// left is sent after the next start).
+pub const MQTT_DRAIN_AT_STOP: Duration = Duration::from_secs(2);
 
 /// Options that are not part of the hall's configuration.
 #[derive(Debug, Clone, Copy)]
@@ -412,7 +418,25 @@ where
     F: FnOnce(Serving) -> S,
     S: Future<Output = ()> + Send + 'static,
 {
+    // The broker's credentials are read before anything is opened: a missing file stops here.
+    let broker = config
+        .mqtt
+        .as_ref()
+        .map(crate::mqtt::Broker::from_config)
+        .transpose()?;
     let hall = start(&config, opts).await?;
+    let publisher = match &broker {
+        Some(b) => Some(crate::mqtt::Publisher::start(
+            b,
+            crate::mqtt::HallRef {
+                id: config.hall.id.clone(),
+                name: config.hall.name.clone(),
+            },
+            hall.state.ledger.clone(),
+            hall.state.line.status().clone(),
+        )?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -500,6 +524,11 @@ where
     line.stop().await;
     drop(line);
     let _ = tokio::task::spawn_blocking(move || hall.line_thread.join()).await;
+    // After the line: its last records are in the journal, and the outbox gets a moment to
+    // send them before the hall says `offline`.
+    if let Some(p) = publisher {
+        p.stop(MQTT_DRAIN_AT_STOP).await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -19,7 +19,7 @@
 //! added at scrape time.
 
 use std::borrow::Cow;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -178,6 +178,13 @@ impl StatusEvent {
         actor: &OperatorId,
         event: &LedgerEvent,
     ) -> StatusEvent {
+        StatusEvent::Record(RecordEvent::of(seq, at, actor, event))
+    }
+}
+
+impl RecordEvent {
+    /// The summary of one persisted ledger record (ids and names only).
+    pub fn of(seq: u64, at: DateTime<Utc>, actor: &OperatorId, event: &LedgerEvent) -> RecordEvent {
         let mut r = RecordEvent {
             seq,
             record: event.name().to_string(),
@@ -247,7 +254,7 @@ impl StatusEvent {
             }
             _ => {}
         }
-        StatusEvent::Record(r)
+        r
     }
 }
 
@@ -265,6 +272,24 @@ struct Inner {
     /// Set at shutdown: streams end so that the server can drain.
     closed: watch::Sender<bool>,
     metrics: Metrics,
+    /// Set once the MQTT publisher runs.
+    outbox: OnceLock<OutboxMetrics>,
+}
+
+/// The MQTT outbox's figures (see [`crate::mqtt`]), exposed at `/metrics` once the publisher
+/// runs. Clones share the values.
+#[derive(Debug, Clone, Default)]
+pub struct OutboxMetrics {
+    /// Records durable in the ledger but not yet acknowledged by the broker (head − cursor).
+    pub backlog: Gauge,
+    /// The last record the broker acknowledged, in order (the outbox's cursor).
+    pub cursor: Gauge,
+    /// 1 while connected to the broker.
+    pub connected: Gauge,
+    /// Messages the broker acknowledged (events, state, devices, checkpoints; re-sends count).
+    pub acknowledged: Counter,
+    /// Connections lost or refused.
+    pub disconnects: Counter,
 }
 
 impl std::fmt::Debug for StatusHub {
@@ -293,6 +318,7 @@ impl StatusHub {
                 snapshot,
                 closed: watch::Sender::new(false),
                 metrics: Metrics::new(),
+                outbox: OnceLock::new(),
             }),
         }
     }
@@ -379,6 +405,14 @@ impl StatusHub {
         self.inner.snapshot.borrow().clone()
     }
 
+    /// The MQTT outbox's figures, registered at `/metrics` from the first call on.
+    pub fn outbox_metrics(&self) -> OutboxMetrics {
+        self.inner
+            .outbox
+            .get_or_init(OutboxMetrics::default)
+            .clone()
+    }
+
     /// Ends every stream (at shutdown: an open stream would otherwise hold the server's
     /// graceful drain until its grace period runs out).
     pub fn close(&self) {
@@ -398,6 +432,9 @@ impl StatusHub {
             [(Cow::Borrowed("hall"), Cow::Owned(hall.to_string()))].into_iter(),
         );
         self.inner.metrics.register(&mut reg);
+        if let Some(o) = self.inner.outbox.get() {
+            o.register(&mut reg);
+        }
         register_snapshot(&mut reg, &self.snapshot());
         let mut out = String::new();
         // Writing into a String cannot fail.
@@ -503,6 +540,36 @@ impl Metrics {
             "Latency of the line's ledger appends (record and job state, fsynced)",
             Unit::Seconds,
             self.append.clone(),
+        );
+    }
+}
+
+impl OutboxMetrics {
+    fn register(&self, reg: &mut Registry) {
+        reg.register(
+            "hallctl_mqtt_outbox_backlog",
+            "Ledger records not yet acknowledged by the MQTT broker (durable head - cursor)",
+            self.backlog.clone(),
+        );
+        reg.register(
+            "hallctl_mqtt_outbox_cursor",
+            "Last ledger record the MQTT broker acknowledged, in order",
+            self.cursor.clone(),
+        );
+        reg.register(
+            "hallctl_mqtt_connected",
+            "1 while the hall is connected to its MQTT broker",
+            self.connected.clone(),
+        );
+        reg.register(
+            "hallctl_mqtt_acknowledged",
+            "MQTT messages the broker acknowledged (re-sends after a reconnect count again)",
+            self.acknowledged.clone(),
+        );
+        reg.register(
+            "hallctl_mqtt_disconnects",
+            "MQTT connections lost or refused",
+            self.disconnects.clone(),
         );
     }
 }

@@ -11,7 +11,9 @@
 //! - `x`: secondary index keys (value empty) for indexed queries;
 //! - `c`: sequence number → signed checkpoint;
 //! - `a`: the controller's operational state (jobs, users, devices), written only together with
-//!   the ledger record that accounts for the change, in the same batch and the same fsync.
+//!   the ledger record that accounts for the change, in the same batch and the same fsync; and
+//!   consumers' cursors (`cursor/<name>`: how far the MQTT outbox got through the journal),
+//!   which account for no change and are written on their own.
 //!
 //! and a separate `meta` tree for small settings.
 //!

@@ -119,6 +119,10 @@ pub fn content_type(file: &str) -> &'static str {
     }
 }
 
+/// `hallctl central`'s national overview page: one row per hall, refreshed from `/api/halls`
+/// every two seconds. Self-contained (no external scripts, styles or fonts).
+pub const CENTRAL_HTML: &str = include_str!("central.html");
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]

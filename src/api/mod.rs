@@ -8,6 +8,7 @@
 //! UI's pages and assets are served beside the API ([`ui`]).
 
 pub mod alerts;
+pub mod central;
 pub mod custody;
 pub mod error;
 pub mod extract;

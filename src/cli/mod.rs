@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 pub mod audit;
+pub mod central;
 pub mod config;
 pub mod demo;
 pub mod devices;
@@ -33,6 +34,9 @@ pub enum Command {
     Ledger(ledger::LedgerArgs),
     /// Ledger integrity: verify the chain, signed evidence bundles, checkpoint export.
     Audit(audit::AuditArgs),
+    /// The national overview: `hallctl central --mqtt mqtt://broker` follows every hall that
+    /// publishes to the broker and serves a live page (and `/api/halls`).
+    Central(central::CentralArgs),
     /// Run the controller: `hallctl serve --config hall.toml`.
     Serve(serve::ServeArgs),
     /// The demo hall, nothing to configure: simulated devices, seeded staff, vault and jobs;
@@ -67,6 +71,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(args) => audit::run(args),
         Command::Serve(args) => serve::run_serve(args),
         Command::Demo(args) => demo::run_demo(args),
+        Command::Central(args) => central::run(args),
         Command::Config(args) => config::run(args),
         Command::Users(args) => users::run(args),
     }

@@ -20,6 +20,7 @@ pub(super) struct RawConfig {
     pub policy: RawPolicy,
     pub alerts: RawAlerts,
     pub performance: RawPerformance,
+    pub mqtt: Option<RawMqtt>,
     pub buses: Vec<RawBus>,
     pub stations: Vec<RawStation>,
 }
@@ -149,6 +150,25 @@ impl Default for RawPerformance {
     }
 }
 
+/// `[mqtt]`: optional as a whole; when present, `url` is required.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMqtt {
+    pub url: String,
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    /// Never accepted: read only to say where a password goes instead.
+    pub password: Option<serde::de::IgnoredAny>,
+    pub password_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive_secs: u64,
+}
+
+fn default_keep_alive() -> u64 {
+    30
+}
+
 /// `[[buses]]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -204,7 +224,7 @@ pub(super) struct RawDevice {
     pub address: Option<String>,
 }
 
-const SECTIONS: &str = "hall, server, policy, alerts, performance, buses, stations";
+const SECTIONS: &str = "hall, server, policy, alerts, performance, mqtt, buses, stations";
 
 impl RawConfig {
     /// Deserializes each section, and each bus and station, on its own, so that every one of
@@ -230,6 +250,7 @@ impl RawConfig {
                 "policy" => section(value, name, index, &mut errors, &mut raw.policy),
                 "alerts" => section(value, name, index, &mut errors, &mut raw.alerts),
                 "performance" => section(value, name, index, &mut errors, &mut raw.performance),
+                "mqtt" => section(value, name, index, &mut errors, &mut raw.mqtt),
                 "buses" => raw.buses = elements(value, name, index, &mut errors),
                 "stations" => raw.stations = elements(value, name, index, &mut errors),
                 other => errors.push(index.error(

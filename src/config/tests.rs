@@ -76,6 +76,11 @@ fn edit(from: &str, to: &str) -> String {
     BASE.replacen(from, to, 1)
 }
 
+/// BASE with an `[mqtt]` section of `keys` at its end.
+fn mqtt(keys: &str) -> String {
+    format!("{BASE}\n[mqtt]\n{keys}")
+}
+
 #[test]
 fn base_is_valid() {
     let c = parse(BASE).expect("BASE is valid");
@@ -344,6 +349,98 @@ fn every_error_names_its_line_and_key() {
             15,
             "alerts.device_offline_secs",
             "99999 is out of range 1..=3600",
+        ),
+        // [mqtt] (appended after BASE: `[mqtt]` is line 56, its first key line 57)
+        (
+            "mqtt url not a broker URL",
+            mqtt("url = \"http://broker:1883\"\n"),
+            57,
+            "mqtt.url",
+            "is not a broker URL: mqtt://host[:port] or mqtts://host[:port]",
+        ),
+        (
+            "mqtt url with credentials",
+            mqtt("url = \"mqtt://hall:secret@broker\"\n"),
+            57,
+            "mqtt.url",
+            "must not carry credentials",
+        ),
+        (
+            "mqtt url port out of range",
+            mqtt("url = \"mqtt://broker:99999\"\n"),
+            57,
+            "mqtt.url",
+            "\"99999\" is not a port",
+        ),
+        (
+            "mqtt url with a path",
+            mqtt("url = \"mqtt://broker/halls\"\n"),
+            57,
+            "mqtt.url",
+            "has a path or a query",
+        ),
+        (
+            "mqtt url missing",
+            mqtt("client_id = \"x\"\n"),
+            56,
+            "mqtt",
+            "missing field `url`",
+        ),
+        (
+            "mqtts without a CA",
+            mqtt("url = \"mqtts://broker\"\n"),
+            57,
+            "mqtt.url",
+            "an mqtts:// broker needs ca_file",
+        ),
+        (
+            "ca_file on a plain mqtt url",
+            mqtt("url = \"mqtt://broker\"\nca_file = \"ca.pem\"\n"),
+            58,
+            "mqtt.ca_file",
+            "ca_file is for mqtts://",
+        ),
+        (
+            "password written inline",
+            mqtt("url = \"mqtt://broker\"\npassword = \"hunter2\"\n"),
+            58,
+            "mqtt.password",
+            "a password is never written in the configuration",
+        ),
+        (
+            "password file without a user name",
+            mqtt("url = \"mqtt://broker\"\npassword_file = \"mqtt.pw\"\n"),
+            58,
+            "mqtt.password_file",
+            "a password needs username",
+        ),
+        (
+            "user name empty",
+            mqtt("url = \"mqtt://broker\"\nusername = \"\"\n"),
+            58,
+            "mqtt.username",
+            "must be 1-256 characters",
+        ),
+        (
+            "client id with a space",
+            mqtt("url = \"mqtt://broker\"\nclient_id = \"hall one\"\n"),
+            58,
+            "mqtt.client_id",
+            "is not a client id",
+        ),
+        (
+            "keep alive too short",
+            mqtt("url = \"mqtt://broker\"\nkeep_alive_secs = 1\n"),
+            58,
+            "mqtt.keep_alive_secs",
+            "1 is out of range 5..=3600",
+        ),
+        (
+            "mqtt unknown key",
+            mqtt("url = \"mqtt://broker\"\nqos = 2\n"),
+            58,
+            "mqtt.qos",
+            "unknown field `qos`",
         ),
         (
             "clear percent below half",
@@ -1105,4 +1202,79 @@ fn the_example_has_a_comment_on_every_key_it_sets_first() {
         undocumented.is_empty(),
         "keys without a comment: {undocumented:?}"
     );
+}
+
+#[test]
+fn mqtt_is_off_by_default_and_its_defaults_are_the_documented_ones() {
+    assert_eq!(parse(BASE).expect("BASE").mqtt, None);
+    let c = parse(&mqtt("url = \"mqtt://broker.example\"\n")).expect("mqtt");
+    assert_eq!(
+        c.mqtt,
+        Some(MqttConfig {
+            url: BrokerUrl {
+                tls: false,
+                host: "broker.example".into(),
+                port: 1883
+            },
+            client_id: "hallctl-test-hall".into(),
+            username: None,
+            password_file: None,
+            ca_file: None,
+            keep_alive_secs: 30,
+        })
+    );
+    let c = parse(&mqtt(
+        "url = \"mqtts://10.0.0.5\"\nusername = \"hall-1\"\npassword_file = \"secrets/mqtt.pw\"\n\
+         ca_file = \"/etc/ssl/hall-ca.pem\"\nclient_id = \"isb-1\"\nkeep_alive_secs = 10\n",
+    ))
+    .expect("mqtts");
+    let m = c.mqtt.expect("mqtt");
+    assert_eq!(m.url.to_string(), "mqtts://10.0.0.5:8883");
+    assert_eq!(
+        m.password_file.as_deref(),
+        Some(Path::new("/etc/hallctl/secrets/mqtt.pw"))
+    );
+    assert_eq!(
+        m.ca_file.as_deref(),
+        Some(Path::new("/etc/ssl/hall-ca.pem"))
+    );
+    assert_eq!(
+        (m.client_id.as_str(), m.keep_alive()),
+        ("isb-1", Duration::from_secs(10))
+    );
+}
+
+#[test]
+fn broker_urls_parse_as_documented() {
+    let ok = [
+        ("mqtt://broker", "mqtt://broker:1883"),
+        ("mqtt://broker:1884/", "mqtt://broker:1884"),
+        (
+            "mqtts://broker.example.org",
+            "mqtts://broker.example.org:8883",
+        ),
+        ("mqtt://127.0.0.1:18830", "mqtt://127.0.0.1:18830"),
+        ("mqtt://[::1]:1883", "mqtt://[::1]:1883"),
+        ("mqtts://[fe80::1]", "mqtts://[fe80::1]:8883"),
+    ];
+    for (text, shown) in ok {
+        let u = BrokerUrl::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(u.to_string(), shown, "{text}");
+    }
+    let bad = [
+        ("tcp://broker", "is not a broker URL"),
+        ("mqtt://", "names no host"),
+        ("mqtt://:1883", "names no host"),
+        ("mqtt://broker:0", "is not a port"),
+        ("mqtt://broker:x", "is not a port"),
+        ("mqtt://u:p@broker", "must not carry credentials"),
+        ("mqtt://broker?x=1", "has a path or a query"),
+        ("mqtt://[::1", "needs its closing ]"),
+        ("mqtt://[nope]:1", "is not an IPv6 address"),
+        ("mqtt://bro ker", "is not a host name or address"),
+    ];
+    for (text, fragment) in bad {
+        let e = BrokerUrl::parse(text).expect_err(text);
+        assert!(e.contains(fragment), "{text}: {e}");
+    }
 }

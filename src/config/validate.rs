@@ -14,9 +14,9 @@ use hallctl_jobs::job::{DeviceId, GroupTag, StationId};
 use super::raw::{DriverKind, RawBus, RawConfig, RawDevice, RawPerClass, RawStation};
 use super::source::{SpanIndex, join_key};
 use super::{
-    AlertConfig, BridgeEndpoint, BusConfig, ConfigError, ConfigErrors, DeviceConfig, DriverConfig,
-    HallConfig, HallIdentity, PerClass, PerformanceConfig, PolicyConfig, SerialLink, ServerConfig,
-    StationConfig, StationKind,
+    AlertConfig, BridgeEndpoint, BrokerUrl, BusConfig, ConfigError, ConfigErrors, DeviceConfig,
+    DriverConfig, HallConfig, HallIdentity, MqttConfig, PerClass, PerformanceConfig, PolicyConfig,
+    SerialLink, ServerConfig, StationConfig, StationKind,
 };
 
 /// Baud rates a serial port may be set to.
@@ -27,6 +27,8 @@ pub(super) const BAUD_RATES: [u64; 11] = [
 pub(super) const MODBUS_UNITS: RangeInclusive<u64> = 1..=247;
 /// Longest hall, bus, station or device id.
 pub(super) const ID_MAX_LEN: usize = 32;
+/// Longest MQTT client id.
+pub(super) const MQTT_CLIENT_ID_MAX_LEN: usize = 64;
 /// Longest hall name.
 pub(super) const NAME_MAX_LEN: usize = 100;
 
@@ -57,6 +59,7 @@ pub(super) fn validate(
     let policy = c.policy(raw.policy);
     let alerts = c.alerts(raw.alerts);
     let performance = c.performance(raw.performance);
+    let mqtt = raw.mqtt.map(|m| c.mqtt(m, &hall.id));
     let buses = c.buses(raw.buses);
     let stations = c.stations(raw.stations, &buses);
     if c.errors.is_empty() {
@@ -66,6 +69,7 @@ pub(super) fn validate(
             policy,
             alerts,
             performance,
+            mqtt,
             buses,
             stations,
         })
@@ -335,6 +339,85 @@ impl Checker<'_> {
                 raw.ideal_dispatch_secs,
                 1..=3600,
             ),
+        }
+    }
+
+    fn mqtt(&mut self, raw: super::raw::RawMqtt, hall_id: &str) -> MqttConfig {
+        let url = BrokerUrl::parse(&raw.url).unwrap_or_else(|message| {
+            self.err("mqtt.url", message);
+            BrokerUrl {
+                tls: false,
+                host: String::new(),
+                port: 0,
+            }
+        });
+        let client_id = raw
+            .client_id
+            .unwrap_or_else(|| format!("hallctl-{hall_id}"));
+        let client_ok = (1..=MQTT_CLIENT_ID_MAX_LEN).contains(&client_id.len())
+            && client_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+        if !client_ok {
+            self.err(
+                "mqtt.client_id",
+                format!(
+                    "{client_id:?} is not a client id: 1-{MQTT_CLIENT_ID_MAX_LEN} letters, digits, \
+                     '-', '_', '.' or ':'"
+                ),
+            );
+        }
+        if let Some(u) = &raw.username
+            && (u.is_empty() || u.chars().count() > 256 || u.chars().any(char::is_control))
+        {
+            self.err(
+                "mqtt.username",
+                "must be 1-256 characters with no control characters",
+            );
+        }
+        if raw.password.is_some() {
+            self.err(
+                "mqtt.password",
+                "a password is never written in the configuration: put it in a file readable \
+                 by the controller only and name that file in password_file",
+            );
+        }
+        let password_file = raw.password_file.map(|p| {
+            if p.as_os_str().is_empty() {
+                self.err("mqtt.password_file", "must not be empty");
+            } else if raw.username.is_none() {
+                self.err(
+                    "mqtt.password_file",
+                    "a password needs username = \"...\" too",
+                );
+            }
+            self.resolve(&p)
+        });
+        let ca_file = raw.ca_file.map(|p| {
+            if p.as_os_str().is_empty() {
+                self.err("mqtt.ca_file", "must not be empty");
+            } else if !url.tls && !url.host.is_empty() {
+                self.err(
+                    "mqtt.ca_file",
+                    "ca_file is for mqtts:// (TLS) brokers; this url is mqtt://",
+                );
+            }
+            self.resolve(&p)
+        });
+        if url.tls && ca_file.is_none() {
+            self.err(
+                "mqtt.url",
+                "an mqtts:// broker needs ca_file = \"...\" (the CA certificate that signed the \
+                 broker's, PEM)",
+            );
+        }
+        MqttConfig {
+            url,
+            client_id,
+            username: raw.username,
+            password_file,
+            ca_file,
+            keep_alive_secs: self.ranged("mqtt.keep_alive_secs", raw.keep_alive_secs, 5..=3600),
         }
     }
 

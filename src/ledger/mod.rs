@@ -145,6 +145,9 @@ struct Committer {
     state: Mutex<Durability>,
     work: Condvar,
     done: Condvar,
+    /// The last durable sequence number, for consumers that follow the journal (the MQTT
+    /// outbox) without polling.
+    durable_tx: tokio::sync::watch::Sender<u64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -267,6 +270,7 @@ impl Ledger {
             }),
             work: Condvar::new(),
             done: Condvar::new(),
+            durable_tx: tokio::sync::watch::Sender::new(head_seq),
         });
         let thread = {
             let store = Arc::clone(&store);
@@ -354,6 +358,41 @@ impl Ledger {
     pub fn durability(&self) -> (u64, u64) {
         let d = lock(&self.committer.state);
         (d.durable, d.syncs)
+    }
+
+    /// A receiver of the last durable sequence number: it changes each time records become
+    /// durable. A consumer that follows the journal reads records up to it and never one that a
+    /// crash could still take back.
+    pub fn watch_durable(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.committer.durable_tx.subscribe()
+    }
+
+    /// A consumer's cursor: its progress through the journal, as it saved it with
+    /// [`Ledger::save_cursor`].
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn cursor(&self, name: &str) -> Result<Option<Vec<u8>>, LedgerError> {
+        Ok(self.store.aux_get(&cursor_key(name))?)
+    }
+
+    /// Saves a consumer's cursor (the MQTT outbox: the last record the broker acknowledged) and
+    /// makes it durable before returning. The one operational entry written without a ledger
+    /// record: it changes no custody or job state, only how far a consumer has read. A consumer
+    /// saves it now and then, not per record: after a crash it starts again from the saved
+    /// cursor and sends some records twice, never none.
+    ///
+    /// # Errors
+    /// Storage errors (the ledger has stopped confirming writes, sled or the fsync failed).
+    pub fn save_cursor(&self, name: &str, value: &[u8]) -> Result<(), LedgerError> {
+        if let Some(f) = &lock(&self.committer.state).failed {
+            return Err(LedgerError::NotDurable(f.clone()));
+        }
+        let mut ws = WriteSet::default();
+        ws.aux(cursor_key(name), Some(value.to_vec()));
+        self.store.commit(&ws)?;
+        self.store.sync()?;
+        Ok(())
     }
 
     /// Why the store stopped confirming writes, if it did (a failed fsync): from then on every
@@ -615,6 +654,18 @@ impl Ledger {
             .transpose()
     }
 
+    /// The first stored checkpoint after sequence number `seq` (for consumers that publish
+    /// checkpoints as they are signed).
+    ///
+    /// # Errors
+    /// Storage errors or an unreadable checkpoint.
+    pub fn checkpoint_after(&self, seq: u64) -> Result<Option<Checkpoint>, LedgerError> {
+        self.store
+            .checkpoint_at_or_after(seq.saturating_add(1))?
+            .map(|(_, v)| decode(&v))
+            .transpose()
+    }
+
     /// One record, decoded.
     ///
     /// # Errors
@@ -703,6 +754,7 @@ fn commit_loop(store: &Store, c: &Committer) {
             Ok(()) => {
                 d.durable = d.durable.max(target);
                 d.syncs += 1;
+                c.durable_tx.send_replace(d.durable);
             }
             Err(e) => d.failed = Some(e.to_string()),
         }
@@ -711,6 +763,11 @@ fn commit_loop(store: &Store, c: &Committer) {
             return;
         }
     }
+}
+
+/// The operational key of a consumer's cursor.
+fn cursor_key(name: &str) -> Vec<u8> {
+    state_key(b"cursor/", name)
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, LedgerError> {
@@ -1209,6 +1266,33 @@ mod tests {
         assert!(matches!(bare, Err(LedgerError::Refused(_))), "{bare:?}");
         assert_eq!(ledger.store().content_digest().expect("digest"), before);
         assert!(ledger.store().aux_get(b"job/1").expect("get").is_some());
+    }
+
+    #[test]
+    fn a_cursor_survives_a_reopen_and_the_durable_watch_follows_appends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let ledger = Ledger::open(dir.path(), LedgerConfig::default()).expect("open");
+            let durable = ledger.watch_durable();
+            assert_eq!(*durable.borrow(), 0);
+            assert_eq!(ledger.cursor("mqtt").expect("read"), None);
+            for n in 0..3 {
+                ledger
+                    .append(OperatorId::new("S"), lot(0, n))
+                    .expect("append");
+            }
+            // Acknowledged means durable, and the watch saw it.
+            assert_eq!(*durable.borrow(), 3);
+            ledger.save_cursor("mqtt", b"2").expect("save");
+            // A cursor is no record: the journal did not grow.
+            assert_eq!(ledger.head(), 3);
+        }
+        let ledger = Ledger::open(dir.path(), LedgerConfig::default()).expect("reopen");
+        assert_eq!(
+            ledger.cursor("mqtt").expect("read").as_deref(),
+            Some(&b"2"[..])
+        );
+        assert_eq!(*ledger.watch_durable().borrow(), 3);
     }
 
     #[test]

@@ -96,15 +96,33 @@ impl Client {
         body: Option<&[u8]>,
         content_type: &str,
     ) -> std::io::Result<Resp> {
-        let mut s = TcpStream::connect(self.addr)?;
-        s.set_read_timeout(Some(Duration::from_secs(60)))?;
-        s.set_write_timeout(Some(Duration::from_secs(60)))?;
         // `/metrics` is where scrapers look, outside the API.
         let path = if path == "/metrics" {
             path.to_string()
         } else {
             format!("/api/v1{path}")
         };
+        self.once_at(method, &path, token, body, content_type)
+    }
+
+    /// A GET of a path outside `/api/v1` (`/metrics`, another service's routes).
+    pub fn get_at(&self, path: &str, token: Option<&str>) -> Resp {
+        self.once_at("GET", path, token, None, "application/json")
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    /// One request to `path` as given.
+    pub fn once_at(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&[u8]>,
+        content_type: &str,
+    ) -> std::io::Result<Resp> {
+        let mut s = TcpStream::connect(self.addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        s.set_write_timeout(Some(Duration::from_secs(60)))?;
         let mut head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: application/json\r\n",
             self.addr
@@ -498,11 +516,17 @@ pub fn spawn_hall(scale: f64) -> Hall {
 
 /// As [`spawn_hall`], with `extra` appended to the configuration (an `[alerts]` table...).
 pub fn spawn_hall_with(scale: f64, extra: &str) -> Hall {
+    spawn_hall_as(scale, &format!("{HALL_TOML}\n{extra}\n"), PEOPLE)
+}
+
+/// As [`spawn_hall`], with the whole configuration `toml` (`data_dir = "data"` beside it: a
+/// hall of another id...) and only `people` (of [`PEOPLE`]) besides the monitoring account.
+pub fn spawn_hall_as(scale: f64, toml: &str, people: &[(&str, &str, &str)]) -> Hall {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("hall.toml");
-    std::fs::write(&config, format!("{HALL_TOML}\n{extra}\n")).unwrap();
+    std::fs::write(&config, toml).unwrap();
     let data = dir.path().join("data");
-    for (id, role, pin) in PEOPLE {
+    for (id, role, pin) in people {
         let mut child = hallctl()
             .args([
                 "users",
