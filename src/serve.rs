@@ -455,7 +455,9 @@ where
     // Traces answered from memory: item states and trace values pulled into the store's cache
     // once, off the request path (a trace before it finishes is only slower).
     let warm_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    {
+    // Stops the warm-up on every way out of this function, early returns included.
+    let _stop_warm = StopOnDrop(warm_stop.clone());
+    let warm_thread = {
         let ledger = hall.state.ledger.clone();
         let stop = warm_stop.clone();
         std::thread::Builder::new()
@@ -472,8 +474,8 @@ where
                     Err(e) => tracing::warn!("warming the ledger cache failed: {e}"),
                 }
             })
-            .context("cannot start the ledger warm-up thread")?;
-    }
+            .context("cannot start the ledger warm-up thread")?
+    };
     let line = hall.state.line.clone();
     let sims = Arc::new(hall.simulators);
     let injector = opts.sim_faults_stdin.then(|| {
@@ -518,6 +520,9 @@ where
     }
     sweeper.abort();
     warm_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    // The warm-up holds the ledger: it lets go (within 1,000 entries) before this returns, so
+    // the store is closed for whoever opens it next in this process.
+    let _ = tokio::task::spawn_blocking(move || warm_thread.join()).await;
     if let Some(i) = injector {
         i.abort();
     }
@@ -531,6 +536,15 @@ where
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Sets its flag when dropped.
+struct StopOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Completes on SIGTERM or Ctrl-C.

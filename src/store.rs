@@ -251,8 +251,14 @@ impl Store {
             }
         }
         self.tree.apply_batch(b)?;
-        if let Some(head) = ws.journal.iter().map(|(s, _)| *s).max() {
-            self.seal(head)?;
+        // The batch is applied: whatever sealing meets, the append stands (sealing only moves
+        // records; a failure leaves them in `j`, where every reader finds them).
+        if let Some(head) = ws.journal.iter().map(|(s, _)| *s).max()
+            && let Err(e) = self.seal(head)
+        {
+            tracing::warn!(
+                "sealing journal records into a chunk failed (they stay as they are): {e}"
+            );
         }
         Ok(())
     }
@@ -441,9 +447,9 @@ impl Store {
     ) -> Result<(), StoreError> {
         let end = to.unwrap_or(u64::MAX);
         let mut next = from;
+        let mut in_chunks = false;
         loop {
-            let sealed = self.sealed.load(Ordering::SeqCst);
-            if next <= sealed {
+            if in_chunks || next <= self.sealed.load(Ordering::SeqCst) {
                 let start = self.chunk_at(next)?.map_or(next, |(first, _)| first);
                 for kv in self.tree.range(pk(K, &start.to_be_bytes())..pk(K + 1, &[])) {
                     let (_, chunk) = kv?;
@@ -458,7 +464,10 @@ impl Store {
                         if !f(k, v) {
                             return Ok(());
                         }
-                        next = seq.saturating_add(1);
+                        // A malformed entry (reported to `f` above) does not move the walk.
+                        if seq != u64::MAX {
+                            next = seq + 1;
+                        }
                     }
                 }
             }
@@ -469,17 +478,14 @@ impl Store {
                 Some(to) => pk(J, &to.to_be_bytes()),
                 None => pk(J + 1, &[]),
             };
-            // Records from `next` that are neither in `j` nor in a chunk we read were sealed
-            // while we read: go back to the chunks (`sealed` only grows, so this ends).
-            let moved = |next: u64| {
-                let now = self.sealed.load(Ordering::SeqCst);
-                now >= next && now != sealed
-            };
+            // `next` missing from `j` (a gap, or `j` ran out) may have been sealed while we
+            // read: a sled batch is atomic, so if it was, its chunk holds it now. Then go back
+            // to the chunks from there; the walk moves forward each time, so this ends.
             let mut reread = false;
             for kv in self.tree.range(pk(J, &next.to_be_bytes())..hi) {
                 let (k, v) = kv?;
                 let seq = key_u64(&k[1..]);
-                if seq != next && moved(next) {
+                if seq != next && self.chunk_holds(next)? {
                     reread = true;
                     break;
                 }
@@ -488,10 +494,18 @@ impl Store {
                 }
                 next = seq.saturating_add(1);
             }
-            if !(reread || moved(next)) || next >= end {
+            if !reread && (next >= end || !self.chunk_holds(next)?) {
                 return Ok(());
             }
+            in_chunks = true;
         }
+    }
+
+    /// Whether a chunk holds record `seq`.
+    fn chunk_holds(&self, seq: u64) -> Result<bool, StoreError> {
+        Ok(self
+            .chunk_at(seq)?
+            .is_some_and(|(_, chunk)| chunk_entries(&chunk).any(|(k, _)| key_u64(k) == seq)))
     }
 
     /// A state entry.
@@ -542,11 +556,11 @@ impl Store {
             let (k, v) = kv?;
             n += 1;
             bytes += (k.len() + v.len()) as u64;
+            if n.is_multiple_of(1_000) && stop() {
+                break;
+            }
             if n.is_multiple_of(100_000) {
                 progress(n);
-                if stop() {
-                    break;
-                }
             }
         }
         Ok((n, bytes))
