@@ -218,24 +218,16 @@ fn refusals_leave_nothing_changed() {
     // A1 moves to a lamination station with patches of their own: the line must not give A1
     // the booklet A1 printed, and an explicit attempt is refused.
     // (One open custody session per operator: A1 returns the unused booklets and closes.)
-    c.post(
-        &format!("/custody/sessions/{a1_print}/return"),
-        Some(&a1),
-        &json!({"range": "B1000101-B1000109", "counters": [
-            {"user": "A1", "pin": pin("A1")}, {"user": "S1", "pin": pin("S1")},
-        ]}),
-    )
-    .expect(200, "A1 returns the unused booklets");
-    c.post(
-        &format!("/custody/sessions/{a1_print}/close"),
-        Some(&a1),
-        &json!({}),
-    )
-    .expect(200, "A1 closes the session");
-    c.delete("/session", Some(&a1))
-        .expect(204, "A1 signs out of PRINT-01");
-    let a1 = hall.sign_in("A1", Some("LAM-02"));
-    open_and_issue(c, &a1, "A1", "LAM-02", "P2000110-P2000119");
+    let a1 = move_operator(
+        &hall,
+        c,
+        &a1,
+        "A1",
+        &a1_print,
+        "B1000101-B1000109",
+        "LAM-02",
+        "P2000110-P2000119",
+    );
     wait_for(60, "LAM-02 ready, with A1 and patches", || {
         let v = station(c, &sup, "LAM-02");
         let ok = v["readiness"] == "ready" && v["held"].as_u64() == Some(10);

@@ -2,6 +2,8 @@
 //! lagging client resyncs from a snapshot without slowing the producer) and `/metrics`.
 //! In process: the real router, auth, line actor and ledger in a temp dir, no devices.
 
+mod common;
+
 use std::future::IntoFuture;
 use std::time::{Duration, Instant};
 
@@ -109,21 +111,8 @@ impl SseReader {
     /// The next event (name, JSON data), skipping keep-alive comments.
     async fn next(&mut self) -> (String, serde_json::Value) {
         loop {
-            if let Some(end) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..end + 2).collect();
-                let mut name = String::from("message");
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
-                        name = v.trim().to_string();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.trim_start());
-                    }
-                }
-                if data.is_empty() {
-                    continue;
-                }
-                return (name, serde_json::from_str(&data).expect("JSON data"));
+            if let Some(event) = common::next_sse_event(&mut self.buf) {
+                return event;
             }
             let frame = tokio::time::timeout(Duration::from_secs(10), self.body.frame())
                 .await

@@ -213,24 +213,16 @@ fn the_booklet_in_hand_is_checked_at_lamination_and_the_stream_says_when_a_devic
     wait_work(c, &sup, "LAM-01", id, "assigned");
 
     // A1 moves to LAM-02 with patches of A1's own and scans the booklet A1 printed.
-    c.post(
-        &format!("/custody/sessions/{a1_session}/return"),
-        Some(&a1),
-        &json!({"range": "B1000101-B1000109", "counters": [
-            {"user": "A1", "pin": pin("A1")}, {"user": "S1", "pin": pin("S1")},
-        ]}),
-    )
-    .expect(200, "A1 returns the unused booklets");
-    c.post(
-        &format!("/custody/sessions/{a1_session}/close"),
-        Some(&a1),
-        &json!({}),
-    )
-    .expect(200, "A1 closes");
-    c.delete("/session", Some(&a1))
-        .expect(204, "A1 leaves PRINT-01");
-    let a1 = hall.sign_in("A1", Some("LAM-02"));
-    open_and_issue(c, &a1, "A1", "LAM-02", "P2000110-P2000119");
+    let a1 = move_operator(
+        &hall,
+        c,
+        &a1,
+        "A1",
+        &a1_session,
+        "B1000101-B1000109",
+        "LAM-02",
+        "P2000110-P2000119",
+    );
     let head = ledger_head(c, &aud);
     let state_before = job_state(c, &sup, id);
     let r = c.post(

@@ -219,21 +219,8 @@ impl SseStream {
     /// without one.
     pub fn next(&mut self) -> (String, Value) {
         loop {
-            if let Some(end) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..end + 2).collect();
-                let mut name = String::from("message");
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
-                        name = v.trim().to_string();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.trim_start());
-                    }
-                }
-                if data.is_empty() {
-                    continue;
-                }
-                return (name, serde_json::from_str(&data).expect("JSON data"));
+            if let Some(event) = next_sse_event(&mut self.buf) {
+                return event;
             }
             // One chunk: its size in hex, CRLF, the data, CRLF.
             let mut size = String::new();
@@ -760,6 +747,41 @@ pub fn receive_lots(c: Client, sup: &str) {
 
 /// The operator (signed in at `station` with `tok`) opens a session there and gets `range`
 /// issued, counted by themself and the supervisor S1. Returns the session id.
+/// `user` leaves their station for `station`: returns the `unused` range of `session` (counted
+/// with S1), closes it, signs out, signs in at `station` and opens a session there with `issue`
+/// issued. Returns the new token.
+#[allow(clippy::too_many_arguments)]
+pub fn move_operator(
+    hall: &Hall,
+    c: Client,
+    tok: &str,
+    user: &str,
+    session: &str,
+    unused: &str,
+    station: &str,
+    issue: &str,
+) -> String {
+    c.post(
+        &format!("/custody/sessions/{session}/return"),
+        Some(tok),
+        &json!({"range": unused, "counters": [
+            {"user": user, "pin": pin(user)}, {"user": "S1", "pin": pin("S1")},
+        ]}),
+    )
+    .expect(200, &format!("{user} returns the unused items"));
+    c.post(
+        &format!("/custody/sessions/{session}/close"),
+        Some(tok),
+        &json!({}),
+    )
+    .expect(200, &format!("{user} closes the session"));
+    c.delete("/session", Some(tok))
+        .expect(204, &format!("{user} signs out"));
+    let tok = hall.sign_in(user, Some(station));
+    open_and_issue(c, &tok, user, station, issue);
+    tok
+}
+
 pub fn open_and_issue(c: Client, tok: &str, user: &str, st: &str, range: &str) -> String {
     let v = c
         .post("/custody/sessions", Some(tok), &json!({"station": st}))
@@ -775,4 +797,25 @@ pub fn open_and_issue(c: Client, tok: &str, user: &str, st: &str, range: &str) -
     )
     .expect(200, &format!("issue {range} to {user}"));
     session
+}
+
+/// Takes the next complete SSE event (name, JSON data) off the front of `buf`, skipping
+/// keep-alive comments; `None` until a whole event has arrived.
+pub fn next_sse_event(buf: &mut String) -> Option<(String, Value)> {
+    while let Some(end) = buf.find("\n\n") {
+        let block: String = buf.drain(..end + 2).collect();
+        let mut name = String::from("message");
+        let mut data = String::new();
+        for line in block.lines() {
+            if let Some(v) = line.strip_prefix("event:") {
+                name = v.trim().to_string();
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data.push_str(v.trim_start());
+            }
+        }
+        if !data.is_empty() {
+            return Some((name, serde_json::from_str(&data).expect("JSON data")));
+        }
+    }
+    None
 }
