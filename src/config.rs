@@ -95,6 +95,9 @@ pub struct ServerConfig {
     /// The ledger's page cache, in MiB. The controller reads every item's state into it after
     /// start (so that a trace is answered from memory): about 550 bytes per ledger event.
     pub ledger_cache_mb: u64,
+    /// The line stops recording (no patch or booklet issued or applied) when the ledger's
+    /// file system has fewer MiB free, before the store fails; 0 turns the halt off.
+    pub min_free_disk_mb: u64,
 }
 
 impl ServerConfig {
@@ -111,6 +114,11 @@ impl ServerConfig {
     /// The ledger's page cache, in bytes.
     pub fn ledger_cache_bytes(&self) -> u64 {
         self.ledger_cache_mb << 20
+    }
+
+    /// [`ServerConfig::min_free_disk_mb`] in bytes.
+    pub fn min_free_disk_bytes(&self) -> u64 {
+        self.min_free_disk_mb << 20
     }
 }
 

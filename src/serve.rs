@@ -296,6 +296,7 @@ pub async fn start(config: &HallConfig, opts: ServeOptions) -> anyhow::Result<Ha
         strict_roll_order: config.policy.roll_order == crate::config::RollOrder::Strict,
         alerts: config.alerts.clone(),
         ideal_cycle: config.performance.ideal_cycle(),
+        min_free_disk: config.server.min_free_disk_bytes(),
     };
     let (line, line_thread) = Line::start(setup, ledger.clone())?;
     let state = AppState {
@@ -356,6 +357,7 @@ pub fn headless(data_dir: &Path, status: crate::status::StatusHub) -> anyhow::Re
             strict_roll_order: false,
             alerts: crate::config::AlertConfig::default(),
             ideal_cycle: crate::config::PerformanceConfig::default().ideal_cycle(),
+            min_free_disk: 0,
         },
         ledger.clone(),
         status,

@@ -138,6 +138,9 @@ pub enum StatusEvent {
     DeviceState(DeviceStateEvent),
     /// A step moved on without a ledger record (its device finished).
     Step(StepEvent),
+    /// The store stopped or resumed recording (see [`crate::line::storage`]): the one change
+    /// that cannot come as a ledger record.
+    Storage(crate::line::StorageStatus),
 }
 
 impl StatusEvent {
@@ -148,6 +151,7 @@ impl StatusEvent {
             StatusEvent::Record(r) => &r.record,
             StatusEvent::DeviceState(_) => "device_state",
             StatusEvent::Step(_) => "step_phase",
+            StatusEvent::Storage(_) => "storage",
         }
     }
 
@@ -157,6 +161,7 @@ impl StatusEvent {
             StatusEvent::Record(r) => r.at,
             StatusEvent::DeviceState(d) => d.at,
             StatusEvent::Step(e) => e.at,
+            StatusEvent::Storage(s) => s.since.unwrap_or_else(Utc::now),
         }
     }
 
@@ -166,6 +171,7 @@ impl StatusEvent {
             StatusEvent::Record(r) => serde_json::to_string(r),
             StatusEvent::DeviceState(d) => serde_json::to_string(d),
             StatusEvent::Step(e) => serde_json::to_string(e),
+            StatusEvent::Storage(s) => serde_json::to_string(s),
         };
         // Plain structs of strings and numbers: serialization cannot fail.
         v.unwrap_or_else(|_| "{}".to_string())
@@ -500,7 +506,7 @@ impl Metrics {
                     ])
                     .inc();
             }
-            StatusEvent::Step(_) => {}
+            StatusEvent::Step(_) | StatusEvent::Storage(_) => {}
         }
     }
 

@@ -101,13 +101,11 @@ impl From<LineError> for ApiError {
             LineError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", msg),
             LineError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", msg),
             LineError::Refused(_) => ApiError::new(StatusCode::CONFLICT, "refused", msg),
+            // The reason (a disk almost full, a failed write) helps whoever reads it at a
+            // terminal; it names files and devices, never request data.
             LineError::Storage(_) => {
                 tracing::error!("{msg}");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "storage",
-                    "the store cannot record anything now; nothing was changed",
-                )
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", msg)
             }
             LineError::Stopped => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping", msg),
         }

@@ -113,11 +113,11 @@ impl utoipa::Modify for BearerAuth {
 #[utoipa::path(get, path = "/health", security(()),
     responses((status = 200, description = "alive and recording"), (status = 503, body = error::ErrorBody)))]
 async fn health(State(s): State<AppState>) -> Result<&'static str, ApiError> {
-    if let Some(why) = s.ledger.failure() {
+    if let Some(why) = s.ledger.unavailable() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unhealthy",
-            format!("the store stopped confirming writes: {why}"),
+            format!("the ledger is not recording: {why}"),
         ));
     }
     if !s.line.is_alive() {

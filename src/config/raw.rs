@@ -45,6 +45,7 @@ pub(super) struct RawServer {
     pub request_timeout_secs: u64,
     pub shutdown_grace_secs: u64,
     pub ledger_cache_mb: u64,
+    pub min_free_disk_mb: u64,
 }
 
 impl Default for RawServer {
@@ -56,6 +57,7 @@ impl Default for RawServer {
             request_timeout_secs: 30,
             shutdown_grace_secs: 20,
             ledger_cache_mb: 1024,
+            min_free_disk_mb: 512,
         }
     }
 }

@@ -218,6 +218,16 @@ fn every_error_names_its_line_and_key() {
             "8 is out of range 64..=1048576",
         ),
         (
+            "free-disk halt threshold too large",
+            edit(
+                "data_dir = \"data\"\n",
+                "data_dir = \"data\"\nmin_free_disk_mb = 2000000\n",
+            ),
+            9,
+            "server.min_free_disk_mb",
+            "2000000 is out of range 0..=1048576",
+        ),
+        (
             "negative number",
             edit(
                 "data_dir = \"data\"\n",
@@ -928,6 +938,7 @@ fn defaults_are_the_documented_ones() {
             request_timeout_secs: 30,
             shutdown_grace_secs: 20,
             ledger_cache_mb: 1024,
+            min_free_disk_mb: 512,
         }
     );
     assert_eq!(c.server.ledger_cache_bytes(), 1 << 30);

@@ -256,6 +256,11 @@ impl Checker<'_> {
                 raw.ledger_cache_mb,
                 64..=1024 * 1024,
             ),
+            min_free_disk_mb: self.ranged(
+                "server.min_free_disk_mb",
+                raw.min_free_disk_mb,
+                0..=1024 * 1024,
+            ),
         }
     }
 

@@ -63,6 +63,10 @@ pub enum LedgerError {
     /// refuses further appends until it is reopened.
     #[error("the ledger could not make records durable: {0}")]
     NotDurable(String),
+    /// The storage watch stopped recording before the store fails (the disk is almost full):
+    /// nothing was written. Appends resume when the watch lifts the halt.
+    #[error("the ledger is not recording: {0}")]
+    Halted(String),
     /// A key or ledger file problem.
     #[error("{path}: {message}")]
     File {
@@ -138,6 +142,11 @@ struct Durability {
     durable: u64,
     syncs: u64,
     failed: Option<String>,
+    /// A halt set by the storage watch ([`Ledger::halt`]): appends are refused until it is
+    /// lifted. Unlike `failed`, nothing went wrong yet.
+    halted: Option<String>,
+    /// When a flush + fsync last succeeded (the storage watch probes only when none did lately).
+    last_sync: Option<Instant>,
     shutdown: bool,
 }
 
@@ -395,10 +404,71 @@ impl Ledger {
         Ok(())
     }
 
-    /// Why the store stopped confirming writes, if it did (a failed fsync): from then on every
-    /// append is refused and nothing is acknowledged.
+    /// Why the store stopped confirming writes, if it did (a failed write or fsync): from then
+    /// on every append is refused and nothing is acknowledged, until the ledger is reopened.
     pub fn failure(&self) -> Option<String> {
         lock(&self.committer.state).failed.clone()
+    }
+
+    /// Fail-stop: from now on every append is refused (see [`Ledger::failure`]).
+    fn fail(&self, why: &str) {
+        let mut d = lock(&self.committer.state);
+        if d.failed.is_none() {
+            tracing::error!("the ledger stops recording: {why}");
+            d.failed = Some(why.to_string());
+        }
+        self.committer.done.notify_all();
+    }
+
+    /// Stops recording before the store fails (the storage watch does, when the disk is almost
+    /// full): appends are refused with [`LedgerError::Halted`] until [`Ledger::resume`].
+    pub fn halt(&self, why: &str) {
+        lock(&self.committer.state).halted = Some(why.to_string());
+    }
+
+    /// Lifts a [`Ledger::halt`] (not a failure: that needs a reopen).
+    pub fn resume(&self) {
+        lock(&self.committer.state).halted = None;
+    }
+
+    /// Why the ledger is not recording now, if it is not: a failure, else a halt.
+    pub fn unavailable(&self) -> Option<String> {
+        let d = lock(&self.committer.state);
+        d.failed.clone().or_else(|| d.halted.clone())
+    }
+
+    /// Checks that the store still writes and syncs: unless a flush + fsync succeeded within
+    /// `fresh`, writes a small operational key (`probe`, the time) and syncs it. A failure is a
+    /// storage failure (fail-stop, as in an append), so that an idle hall finds out too.
+    ///
+    /// # Errors
+    /// The ledger has failed, or the probe's write or sync failed (and the ledger now has).
+    pub fn probe(&self, fresh: Duration) -> Result<(), LedgerError> {
+        {
+            let d = lock(&self.committer.state);
+            if let Some(f) = &d.failed {
+                return Err(LedgerError::NotDurable(f.clone()));
+            }
+            if d.last_sync.is_some_and(|t| t.elapsed() < fresh) {
+                return Ok(());
+            }
+        }
+        let mut ws = WriteSet::default();
+        ws.aux(
+            b"probe".to_vec(),
+            Some(Utc::now().timestamp_millis().to_be_bytes().to_vec()),
+        );
+        let result = self.store.commit(&ws).and_then(|()| self.store.sync());
+        match result {
+            Ok(()) => {
+                lock(&self.committer.state).last_sync = Some(Instant::now());
+                Ok(())
+            }
+            Err(e) => {
+                self.fail(&format!("storage probe: {e}"));
+                Err(LedgerError::NotDurable(e.to_string()))
+            }
+        }
     }
 
     /// Records an event now, as `actor`; returns once it is durable.
@@ -527,8 +597,14 @@ impl Ledger {
     ) -> Result<Vec<Receipt>, LedgerError> {
         let last = {
             let mut w = lock(&self.writer);
-            if let Some(f) = &lock(&self.committer.state).failed {
-                return Err(LedgerError::NotDurable(f.clone()));
+            {
+                let d = lock(&self.committer.state);
+                if let Some(f) = &d.failed {
+                    return Err(LedgerError::NotDurable(f.clone()));
+                }
+                if let Some(h) = &d.halted {
+                    return Err(LedgerError::Halted(h.clone()));
+                }
             }
             let mut overlay = Overlay::default();
             let mut ws = WriteSet::default();
@@ -577,7 +653,12 @@ impl Ledger {
             for (k, v) in aux {
                 ws.aux(k, v);
             }
-            self.store.commit(&ws)?;
+            if let Err(e) = self.store.commit(&ws) {
+                // A write the store refused (disk full, I/O error) is a storage failure, not a
+                // refusal: fail-stop, as for a failed fsync.
+                self.fail(&e.to_string());
+                return Err(e.into());
+            }
             // Only now that the write is in: a failed commit leaves the writer as it was.
             if checkpoint {
                 w.last_cp_seq = seq;
@@ -754,6 +835,7 @@ fn commit_loop(store: &Store, c: &Committer) {
             Ok(()) => {
                 d.durable = d.durable.max(target);
                 d.syncs += 1;
+                d.last_sync = Some(Instant::now());
                 c.durable_tx.send_replace(d.durable);
             }
             Err(e) => d.failed = Some(e.to_string()),

@@ -14,12 +14,13 @@ use hallctl_jobs::job::{
 use hallctl_jobs::scheduler::{
     Assignment, DeviceReadiness, Millis, Policy, QueuedJob, Scheduler, StationSpec,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::alerts::{Alert, AlertBook, AlertKind, AlertList};
 use super::jobs::{self as store_jobs, JobView, TrackingEntry};
 use super::monitor::{QueueStats, Throughput, predict_at_risk};
 use super::perf::{DeviceActivity, OperatorActivity, Perf, PerfReport, Period};
+use super::storage::{StorageState, StorageStatus, StorageWatch};
 use super::{
     Bag, BagItem, BatchError, Cmd, Consumables, Device, LINE_ACTOR, LineError, LineSetup,
     LineSnapshot, QcOutcome, StationKind, StationView, SubmitStatus, Submitted, WorkView, devices,
@@ -115,9 +116,15 @@ pub(crate) struct Actor {
     /// Device references, one per attempt (never reused while the controller runs; started
     /// from the clock so that a restart does not reuse a recent one either).
     next_attempt: u32,
-    /// Set when the store failed to confirm a write: the line refuses every change from then
-    /// on (fail-stop), since nothing could be acknowledged.
-    halted: std::cell::RefCell<Option<String>>,
+    /// What the storage watch saw last ([`super::storage`]); it also halts the ledger.
+    storage: watch::Receiver<StorageStatus>,
+    /// The state the line last acted on (alerts raised or cleared).
+    storage_seen: StorageState,
+    /// The `storage_fault` alert while the store records nothing (it cannot be recorded then;
+    /// it is, raised and cleared, when recording resumes).
+    storage_alert: Option<Alert>,
+    /// Stops the watch when the line stops (the actor drops it last).
+    _storage_watch: Option<StorageWatch>,
     alert_cfg: AlertConfig,
     alerts: AlertBook,
     /// Jobs in the scheduler's queues, by class and age.
@@ -129,6 +136,9 @@ pub(crate) struct Actor {
     perf: Perf,
     ticks: u64,
 }
+
+/// The id of the in-memory `storage_fault` alert (the ledger cannot number it while it is down).
+pub(crate) const STORAGE_ALERT: &str = "AL-storage";
 
 fn ms(t: DateTime<Utc>) -> Millis {
     t.timestamp_millis()
@@ -254,7 +264,12 @@ impl Actor {
             status,
             stopping: false,
             next_attempt: u32::try_from(Utc::now().timestamp() & 0x3FFF_FFFF).unwrap_or(1) | 1,
-            halted: std::cell::RefCell::new(None),
+            // Until the watch starts (after recovery: a disk that is almost full must not
+            // keep the controller from starting and showing why).
+            storage: watch::channel(StorageStatus::default()).1,
+            storage_seen: StorageState::Ok,
+            storage_alert: None,
+            _storage_watch: None,
             alert_cfg: setup.alerts,
             alerts,
             queue: QueueStats::default(),
@@ -267,6 +282,10 @@ impl Actor {
             a.refresh_consumables(i)?;
         }
         a.load()?;
+        let (w, rx) = StorageWatch::start(a.ledger.clone(), setup.min_free_disk)
+            .map_err(|e| LineError::Storage(format!("cannot start the storage watch: {e}")))?;
+        a._storage_watch = Some(w);
+        a.storage = rx;
         Ok(a)
     }
 
@@ -454,9 +473,9 @@ impl Actor {
         jobs: &[&JobRecord],
         mut aux: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     ) -> Result<Vec<crate::ledger::Receipt>, LineError> {
-        if let Some(why) = self.halted.borrow().as_ref() {
+        if let Some(why) = self.ledger.unavailable() {
             return Err(LineError::Storage(format!(
-                "the line stopped recording after a storage failure ({why}); nothing was changed"
+                "the line is not recording ({why}); nothing was changed"
             )));
         }
         let now = Utc::now();
@@ -489,12 +508,9 @@ impl Actor {
                 }
                 Ok(r)
             }
-            Err(e @ crate::ledger::LedgerError::Refused(_)) => Err(e.into()),
-            Err(e) => {
-                tracing::error!("storage failure: the line stops recording: {e}");
-                *self.halted.borrow_mut() = Some(e.to_string());
-                Err(LineError::Storage(e.to_string()))
-            }
+            // A storage failure has already stopped the ledger (fail-stop); every later change
+            // is refused above.
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -705,7 +721,13 @@ impl Actor {
         snap.oldest_queued = self.queue.oldest().map(super::monitor::at);
         snap.throughput = self.throughput.view(ms(now));
         snap.on_time = self.throughput.on_time();
-        snap.alerts = self.alerts.open().cloned().collect();
+        snap.alerts = self
+            .storage_alert
+            .iter()
+            .chain(self.alerts.open())
+            .cloned()
+            .collect();
+        snap.storage = self.storage.borrow().clone();
         snap.performance = Some(self.perf.summary(ms(now)));
         self.status.publish(snap);
     }
@@ -728,6 +750,7 @@ impl Actor {
     /// consumables, which custody requests outside the line can change too.
     fn tick(&mut self) {
         self.ticks += 1;
+        self.storage_alerts(Utc::now());
         if self.ticks.is_multiple_of(5) {
             self.due_alerts(Utc::now());
             for i in 0..self.stations.len() {
@@ -919,11 +942,71 @@ impl Actor {
         }
     }
 
+    /// The storage watch's alerts: `storage_fault` (in memory while nothing can be recorded,
+    /// recorded raised and cleared once recording resumes) and `storage_low`.
+    fn storage_alerts(&mut self, now: DateTime<Utc>) {
+        let st = self.storage.borrow().clone();
+        if st.state != self.storage_seen {
+            self.status.emit(StatusEvent::Storage(st.clone()));
+        }
+        if st.state.stopped() {
+            let detail = st.detail.unwrap_or_default();
+            match self.storage_alert.as_mut() {
+                Some(a) => a.detail = detail,
+                None => {
+                    tracing::error!("storage fault: the line records nothing: {detail}");
+                    self.storage_alert = Some(Alert {
+                        id: STORAGE_ALERT.to_string(),
+                        kind: AlertKind::StorageFault,
+                        subject: "store".into(),
+                        detail,
+                        raised_at: st.since.unwrap_or(now),
+                        open: true,
+                        acknowledged: None,
+                        cleared_at: None,
+                    });
+                }
+            }
+            self.storage_seen = st.state;
+            return;
+        }
+        if let Some(a) = self.storage_alert.take() {
+            self.raise(
+                AlertKind::StorageFault,
+                "store",
+                format!(
+                    "{} (from {} to {} UTC; nothing could be recorded meanwhile)",
+                    a.detail,
+                    a.raised_at.format("%Y-%m-%d %H:%M:%S"),
+                    now.format("%H:%M:%S")
+                ),
+            );
+            self.clear(AlertKind::StorageFault, "store");
+        }
+        if st.state != self.storage_seen || st.state == StorageState::Low {
+            match (st.state, st.detail) {
+                (StorageState::Low, Some(d)) => self.raise(AlertKind::StorageLow, "store", d),
+                _ => self.clear(AlertKind::StorageLow, "store"),
+            }
+        }
+        self.storage_seen = st.state;
+    }
+
     pub(crate) fn alerts(&self) -> AlertList {
-        self.alerts.list()
+        let mut list = self.alerts.list();
+        if let Some(a) = &self.storage_alert {
+            list.open.insert(0, a.clone());
+        }
+        list
     }
 
     pub(crate) fn ack_alert(&mut self, actor: &OperatorId, id: &str) -> Result<Alert, LineError> {
+        if let Some(a) = self.storage_alert.as_ref().filter(|a| a.id == id) {
+            return Err(LineError::Storage(format!(
+                "{} cannot be acknowledged while the store records nothing: {}",
+                a.id, a.detail
+            )));
+        }
         let alert = self.alerts.prepare_ack(id, actor, Utc::now())?;
         let record = ControlAction::AlertAcknowledged {
             alert: alert.id.clone(),

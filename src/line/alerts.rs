@@ -49,11 +49,17 @@ pub enum AlertKind {
     RollSkip,
     /// The line refused a patch at the gate (unknown, used, another session's, out of order).
     PatchRefused,
+    /// The store records nothing (a write or fsync failed, or the disk is almost full): no
+    /// patch or booklet is issued or applied. Shown from memory while it lasts (`AL-storage`),
+    /// recorded raised and cleared when recording resumes.
+    StorageFault,
+    /// The disk holding the ledger is filling (below 4 × `server.min_free_disk_mb`).
+    StorageLow,
 }
 
 impl AlertKind {
     /// Every kind.
-    pub const ALL: [AlertKind; 7] = [
+    pub const ALL: [AlertKind; 9] = [
         AlertKind::DeviceFault,
         AlertKind::DeviceOffline,
         AlertKind::Backlog,
@@ -61,6 +67,8 @@ impl AlertKind {
         AlertKind::Reconciliation,
         AlertKind::RollSkip,
         AlertKind::PatchRefused,
+        AlertKind::StorageFault,
+        AlertKind::StorageLow,
     ];
 
     /// The kind's name in records, the API and metrics.
@@ -73,6 +81,8 @@ impl AlertKind {
             AlertKind::Reconciliation => "reconciliation",
             AlertKind::RollSkip => "roll_skip",
             AlertKind::PatchRefused => "patch_refused",
+            AlertKind::StorageFault => "storage_fault",
+            AlertKind::StorageLow => "storage_low",
         }
     }
 
@@ -84,6 +94,8 @@ impl AlertKind {
                 | AlertKind::DeviceOffline
                 | AlertKind::Backlog
                 | AlertKind::DueAtRisk
+                | AlertKind::StorageFault
+                | AlertKind::StorageLow
         )
     }
 }

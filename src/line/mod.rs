@@ -29,6 +29,7 @@ pub mod devices;
 mod jobs;
 pub mod monitor;
 pub mod perf;
+pub mod storage;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -53,6 +54,7 @@ pub use devices::DeviceHandle;
 pub use jobs::{JobFilter, JobView, Page};
 pub use monitor::{ClassQueue, OnTime, ThroughputView};
 pub use perf::{PerfReport, PerfSummary, Period};
+pub use storage::{StorageState, StorageStatus};
 
 /// The actor id the line itself records its decisions under (assignments, recovery).
 pub const LINE_ACTOR: &str = "LINE";
@@ -97,6 +99,9 @@ pub struct LineSetup {
     /// The ideal cycle time of each stage (print, laminate, QC, dispatch), for OEE
     /// (`[performance]`).
     pub ideal_cycle: [Duration; 4],
+    /// The line stops recording when the ledger's file system has fewer bytes free
+    /// (`server.min_free_disk_mb`; 0: never, only a failed write stops it).
+    pub min_free_disk: u64,
 }
 
 /// Why the line refused a command. Messages name what is wrong and never carry
@@ -127,7 +132,7 @@ pub enum LineError {
     #[error("{0}")]
     Refused(Refusal),
     /// Storage failed: nothing was acknowledged.
-    #[error("storage failure, nothing was recorded: {0}")]
+    #[error("storage failure, not acknowledged: {0}")]
     Storage(String),
     /// The line is shutting down.
     #[error("the line is stopping")]
@@ -311,6 +316,9 @@ pub struct LineSnapshot {
     /// Per-device OEE in the current shift (for supervisors and central monitoring; the
     /// stream leaves it out for operators).
     pub performance: Option<PerfSummary>,
+    /// The store: recording or not, and why (see [`storage`]).
+    #[serde(default)]
+    pub storage: StorageStatus,
     /// The id of the last status event this snapshot reflects (see [`crate::status`]): a
     /// stream that starts from it skips the events up to it.
     pub events: u64,

@@ -509,7 +509,16 @@ pub fn spawn_hall_with(scale: f64, extra: &str) -> Hall {
 /// As [`spawn_hall`], with the whole configuration `toml` (`data_dir = "data"` beside it: a
 /// hall of another id...) and only `people` (of [`PEOPLE`]) besides the monitoring account.
 pub fn spawn_hall_as(scale: f64, toml: &str, people: &[(&str, &str, &str)]) -> Hall {
-    let dir = tempfile::tempdir().expect("tempdir");
+    spawn_hall_in(tempfile::tempdir().expect("tempdir"), scale, toml, people)
+}
+
+/// As [`spawn_hall_as`], in `dir` (whose `data` may already be a mount of its own).
+pub fn spawn_hall_in(
+    dir: tempfile::TempDir,
+    scale: f64,
+    toml: &str,
+    people: &[(&str, &str, &str)],
+) -> Hall {
     let config = dir.path().join("hall.toml");
     std::fs::write(&config, toml).unwrap();
     let data = dir.path().join("data");

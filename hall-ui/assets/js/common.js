@@ -435,6 +435,24 @@ export function catchPageErrors() {
   });
 }
 
+/**
+ * Shows the store's state (the snapshot's `storage`, or a `storage` event) in the page's
+ * `#storage-banner`: when the ledger records nothing, no patch or booklet can be issued or
+ * applied, and everyone at a terminal must know why at once.
+ */
+export function showStorage(st) {
+  const el = document.getElementById('storage-banner');
+  if (!el || !st) return;
+  const stopped = st.state === 'halted' || st.state === 'failed';
+  el.hidden = st.state === 'ok';
+  el.dataset.state = st.state;
+  el.classList.toggle('page-error', stopped);
+  el.classList.toggle('storage-low', !stopped);
+  el.textContent = stopped
+    ? `Recording stopped: no patch or booklet can be issued or applied. ${st.detail || ''}`
+    : `Storage: ${st.detail || st.state}`;
+}
+
 /** Runs `fn` at most once per `ms`, trailing: bursts of events become one refresh. */
 export function debounce(fn, ms) {
   let t = null;

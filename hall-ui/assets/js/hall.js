@@ -7,7 +7,7 @@
 import {
   Api, ApiError, $, h, render, announce, onSubmit, field, select, openStream, jobId,
   className, clock, age, shiftOf, READINESS, PHASE, catchPageErrors, debounce, parseSerials,
-  expandRange,
+  expandRange, showStorage,
 } from './common.js';
 import { table, reconciliationView } from './reports.js';
 import uPlot from '../vendor/uplot/uPlot.esm.js';
@@ -137,6 +137,7 @@ function onEvent(name, data) {
     setSnapshot(data);
     return;
   }
+  if (name === 'storage') showStorage(data);
   noteActivity(name, data);
   // Events name what changed; the snapshot has the whole picture: fetch it, once per burst.
   refreshSoon();
@@ -169,6 +170,8 @@ function describe(name, d) {
       return `${d.device || d.station} (${d.station}) is ${READINESS[d.readiness] || d.readiness}`;
     case 'step_phase':
       return `${d.station}: ${jobId(d.job)} ${PHASE[d.phase] || d.phase}`;
+    case 'storage':
+      return d.state === 'ok' ? 'the store records again' : `the store is ${d.state}`;
     default: {
       const parts = [name === 'job_changed' && d.change ? `job ${d.change.replace(/_/g, ' ')}` : words];
       if (d.job) parts.push(jobId(d.job));
@@ -201,6 +204,7 @@ function drawLine() {
         h('span', { class: 'count', 'data-queued': kind, text: `${s.queued[i]} waiting` })),
       h('ol', { class: 'stations' }, stations.map((st) => h('li', null, stationCard(st)))));
   }));
+  showStorage(s.storage);
   drawAlerts(s.alerts || []);
   drawQueues(s);
   drawThroughput(s);

@@ -5,7 +5,7 @@
 
 import {
   Api, ApiError, $, h, render, announce, onSubmit, showError, field, openStream, jobId,
-  className, clock, READINESS, catchPageErrors, debounce, parseSerials,
+  className, clock, READINESS, catchPageErrors, debounce, parseSerials, showStorage,
 } from './common.js';
 
 catchPageErrors();
@@ -117,7 +117,12 @@ function onStreamState(s) {
 function onEvent(name, data) {
   const me = api.session && api.session.station;
   if (!me) return;
+  if (name === 'storage') {
+    showStorage(data);
+    return;
+  }
   if (name === 'snapshot') {
+    showStorage(data.storage);
     const v = (data.stations || []).find((s) => s.id === me);
     if (v) setView(v);
     return;
