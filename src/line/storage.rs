@@ -230,3 +230,77 @@ fn failed(why: &str) -> String {
 fn free_bytes(dir: &Path) -> Option<u64> {
     fs2::available_space(dir).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{LedgerConfig, LedgerError, LedgerEvent, LotId, SerialRange};
+    use hallctl_jobs::job::OperatorId;
+
+    fn lot(n: u32) -> LedgerEvent {
+        LedgerEvent::LotReceived {
+            lot: LotId::new(format!("L-{n}")),
+            kind: crate::ledger::ItemKind::Patch,
+            supplier: "DLR".into(),
+            range: SerialRange {
+                prefix: format!("P{n}-"),
+                first: 1,
+                last: 1,
+                width: 3,
+            },
+        }
+    }
+
+    fn until(rx: &mut watch::Receiver<StorageStatus>, want: StorageState) -> StorageStatus {
+        for _ in 0..200 {
+            if rx.borrow().state == want {
+                return rx.borrow().clone();
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("the watch never said {want:?}: {:?}", *rx.borrow());
+    }
+
+    #[test]
+    fn below_the_threshold_the_ledger_refuses_appends_and_writes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ledger = Arc::new(Ledger::open(dir.path(), LedgerConfig::default()).expect("open"));
+        let me = OperatorId::new("S1");
+        ledger.append(me.clone(), lot(1)).expect("before the watch");
+        // No disk has this much free: the watch halts at once.
+        let (watch, mut rx) = StorageWatch::start(ledger.clone(), u64::MAX / 2).expect("watch");
+        let st = until(&mut rx, StorageState::Halted);
+        assert!(
+            st.detail.as_deref().unwrap_or_default().contains("disk almost full"),
+            "{st:?}"
+        );
+        assert!(st.since.is_some() && st.free_bytes.is_some(), "{st:?}");
+        let head = ledger.head();
+        match ledger.append(me.clone(), lot(2)) {
+            Err(LedgerError::Halted(why)) => assert!(why.contains("MB free"), "{why}"),
+            other => panic!("an append while halted: {other:?}"),
+        }
+        assert_eq!(ledger.head(), head, "nothing was written");
+        assert!(ledger.unavailable().is_some() && ledger.failure().is_none());
+        // Stopping the watch does not lift the halt by itself: only the watch does.
+        drop(watch);
+        assert!(ledger.unavailable().is_some());
+        ledger.resume();
+        ledger.append(me, lot(3)).expect("after the halt lifted");
+    }
+
+    #[test]
+    fn with_room_an_idle_store_is_probed_and_stays_ok() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ledger = Arc::new(Ledger::open(dir.path(), LedgerConfig::default()).expect("open"));
+        let (_watch, mut rx) = StorageWatch::start(ledger.clone(), 0).expect("watch");
+        std::thread::sleep(PROBE_FRESH + PERIOD * 2);
+        let st = until(&mut rx, StorageState::Ok);
+        assert_eq!(st.detail, None);
+        assert!(
+            ledger.store().aux_get(b"probe").expect("read").is_some(),
+            "the idle store was probed with a write"
+        );
+        assert!(ledger.unavailable().is_none());
+    }
+}
