@@ -13,6 +13,11 @@
 //!    are dispatched), a fault is recovered; after SIGINT the ledger verifies
 //!    (`hallctl audit verify`).
 //!
+//! 4. Nothing secret and nothing of a passport holder is in what the three runs wrote to their
+//!    log (at debug level) or, after the first start's PIN sheet, to their output: no PIN of
+//!    the crew or the visitor, no session token, no checkpoint key, no PIN hash, no holder
+//!    name, no MRZ.
+//!
 //! Every wait is a poll with a deadline; nothing asserts on timing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is the failure report
@@ -59,6 +64,9 @@ impl Demo {
             ])
             .arg(dir)
             .args(extra)
+            // As talkative as the controller gets (sled's page cache aside), for the check that
+            // nothing secret is ever logged.
+            .env("RUST_LOG", "debug,sled=info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log_file))
@@ -287,6 +295,7 @@ fn the_demo_hall_runs_by_itself_balances_its_shift_and_continues_after_a_restart
         assert!(p != l && q != p && q != l, "three different people: {j}");
     }
     let head_1 = records(c, &aud).len();
+    let mut tokens = vec![sup.clone(), aud.clone()];
     demo.interrupt();
     let out = demo.stdout();
     assert!(
@@ -419,7 +428,9 @@ fn the_demo_hall_runs_by_itself_balances_its_shift_and_continues_after_a_restart
         applied.len()
     );
     let head_2 = records(c, &aud).len();
+    tokens.extend([aud.clone(), adm.clone()]);
     demo.interrupt();
+    let mut later_output = demo.stdout();
     drop(demo);
 
     // ---- 3. restart with the autopilot and faults: it continues ------------------------------
@@ -445,9 +456,11 @@ fn the_demo_hall_runs_by_itself_balances_its_shift_and_continues_after_a_restart
     });
     let head_3 = records(c, &aud).len();
     assert!(head_3 > head_2, "the ledger grows: {head_2} → {head_3}");
+    tokens.extend([sup.clone(), aud.clone()]);
     demo.interrupt();
     let out = demo.stdout();
     assert!(out.contains("shift ended"), "{out}");
+    later_output.push_str(&out);
     drop(demo);
 
     // ---- the ledger verifies --------------------------------------------------------------------
@@ -462,4 +475,73 @@ fn the_demo_hall_runs_by_itself_balances_its_shift_and_continues_after_a_restart
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
+
+    // ---- 4. nothing secret, nothing of a passport holder, in what the demo wrote -------------
+    let log = std::fs::read_to_string(dir.with_extension("log")).unwrap();
+    assert!(
+        log.lines().count() > 100 && log.contains("DEBUG"),
+        "the runs logged at debug level"
+    );
+    let mut secrets: Vec<(String, String)> = Vec::new();
+    let crew: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("demo-crew.json")).unwrap()).unwrap();
+    collect_pins(&crew, &mut secrets);
+    for (id, pin) in &pins {
+        secrets.push((format!("{id}'s PIN"), pin.clone()));
+    }
+    assert!(secrets.len() >= 20, "the crew's and the visitor's PINs: {}", secrets.len());
+    for t in &tokens {
+        secrets.push(("a session token".into(), t.clone()));
+    }
+    let key = std::fs::read_to_string(dir.join("ledger").join("checkpoint.key")).unwrap();
+    secrets.push(("the checkpoint signing key".into(), key.trim().to_string()));
+    for (what, text) in [("the log", &log), ("the output after the PIN sheet", &later_output)] {
+        for (name, secret) in &secrets {
+            assert!(
+                !contains_word(text, secret),
+                "{name} is in {what}: {}",
+                text.lines().find(|l| l.contains(secret.as_str())).unwrap_or_default()
+            );
+        }
+        assert!(!text.contains("$argon2"), "a PIN hash is in {what}");
+        // Holder data: every demo holder's surname is one of these; an MRZ has `<<`.
+        for surname in hallctl::demo::issuance::SURNAMES {
+            assert!(
+                !contains_word(text, surname),
+                "a holder's surname ({surname}) is in {what}: {}",
+                text.lines().find(|l| l.contains(surname)).unwrap_or_default()
+            );
+        }
+        assert!(
+            !text.contains("<<"),
+            "an MRZ is in {what}: {}",
+            text.lines().find(|l| l.contains("<<")).unwrap_or_default()
+        );
+    }
+}
+
+/// Every `"pin"` value in the crew file.
+fn collect_pins(v: &Value, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                match (k.as_str(), x) {
+                    ("pin", Value::String(p)) if !p.is_empty() => {
+                        out.push(("a crew member's PIN".into(), p.clone()));
+                    }
+                    _ => collect_pins(x, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| collect_pins(x, out)),
+        _ => {}
+    }
+}
+
+/// `needle` in `text`, not as part of a longer run of letters or digits.
+fn contains_word(text: &str, needle: &str) -> bool {
+    let edge = |c: Option<char>| c.is_none_or(|c| !c.is_ascii_alphanumeric());
+    text.match_indices(needle).any(|(i, _)| {
+        edge(text[..i].chars().next_back()) && edge(text[i + needle.len()..].chars().next())
+    })
 }

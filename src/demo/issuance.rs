@@ -15,7 +15,7 @@ use hallctl_jobs::job::JobId;
 use super::dice::Dice;
 
 /// Surnames no one carries: the holders are obviously synthetic.
-const SURNAMES: &[&str] = &[
+pub const SURNAMES: &[&str] = &[
     "SPECIMEN",
     "SAMPLE",
     "EXAMPLE",
