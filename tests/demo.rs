@@ -489,18 +489,27 @@ fn the_demo_hall_runs_by_itself_balances_its_shift_and_continues_after_a_restart
     for (id, pin) in &pins {
         secrets.push((format!("{id}'s PIN"), pin.clone()));
     }
-    assert!(secrets.len() >= 20, "the crew's and the visitor's PINs: {}", secrets.len());
+    assert!(
+        secrets.len() >= 20,
+        "the crew's and the visitor's PINs: {}",
+        secrets.len()
+    );
     for t in &tokens {
         secrets.push(("a session token".into(), t.clone()));
     }
     let key = std::fs::read_to_string(dir.join("ledger").join("checkpoint.key")).unwrap();
     secrets.push(("the checkpoint signing key".into(), key.trim().to_string()));
-    for (what, text) in [("the log", &log), ("the output after the PIN sheet", &later_output)] {
+    for (what, text) in [
+        ("the log", &log),
+        ("the output after the PIN sheet", &later_output),
+    ] {
         for (name, secret) in &secrets {
             assert!(
                 !contains_word(text, secret),
                 "{name} is in {what}: {}",
-                text.lines().find(|l| l.contains(secret.as_str())).unwrap_or_default()
+                text.lines()
+                    .find(|l| l.contains(secret.as_str()))
+                    .unwrap_or_default()
             );
         }
         assert!(!text.contains("$argon2"), "a PIN hash is in {what}");
@@ -509,7 +518,9 @@ fn the_demo_hall_runs_by_itself_balances_its_shift_and_continues_after_a_restart
             assert!(
                 !contains_word(text, surname),
                 "a holder's surname ({surname}) is in {what}: {}",
-                text.lines().find(|l| l.contains(surname)).unwrap_or_default()
+                text.lines()
+                    .find(|l| l.contains(surname))
+                    .unwrap_or_default()
             );
         }
         assert!(

@@ -1101,6 +1101,101 @@ fn the_openapi_document_lists_the_routes() {
     );
 }
 
+/// The ledger is append-only through the API: no operation of the OpenAPI document writes under
+/// `/ledger`, no method rewrites or deletes a record or a checkpoint (as the most powerful roles
+/// try it), and what the API does append leaves every earlier record and checkpoint as it was.
+#[test]
+fn the_ledger_and_its_checkpoints_cannot_be_rewritten_through_the_api() {
+    let hall = spawn_hall(0.02);
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    let aud = hall.sign_in("AU1", None);
+    let adm = hall.sign_in("AD1", None);
+    receive_lots(c, &sup);
+
+    // The document: under /ledger, reads only; nowhere a method that replaces or edits records.
+    let doc = c.get("/openapi.json", None).expect(200, "openapi.json");
+    let paths = doc["paths"].as_object().expect("paths");
+    for (path, item) in paths {
+        let methods: Vec<&String> = item.as_object().unwrap().keys().collect();
+        if path.contains("/ledger") {
+            assert!(
+                methods.iter().all(|m| *m == "get" || *m == "parameters"),
+                "{path} takes {methods:?}: the ledger is read-only through the API"
+            );
+        }
+        assert!(
+            !methods.iter().any(|m| *m == "put" || *m == "patch"),
+            "{path} takes {methods:?}: nothing is replaced or edited in place"
+        );
+    }
+
+    let before = records(c, &aud);
+    // The latest checkpoint, if one was signed yet (every 1,000 records or 60 s).
+    let latest = |tok: &str| {
+        let r = c.get("/ledger/checkpoint", Some(tok));
+        assert!(r.status == 200 || r.status == 404, "{}", r.text);
+        (r.status == 200).then_some(r.body)
+    };
+    // An evidence bundle signs a checkpoint of the head.
+    c.get("/ledger/evidence/P2000100", Some(&aud))
+        .expect(200, "an evidence bundle");
+    let checkpoint = latest(&aud);
+    assert!(
+        checkpoint.is_some(),
+        "the evidence bundle signed a checkpoint"
+    );
+    let first = before[0]["seq"].as_u64().expect("a first record");
+
+    // Every way one might try, with every powerful token.
+    let body = json!({"seq": first, "event": {"type": "lot_received"}, "link": "00"});
+    for tok in [&adm, &sup, &aud] {
+        for path in [
+            "/ledger".to_string(),
+            "/ledger/records".to_string(),
+            format!("/ledger/records/{first}"),
+            "/ledger/checkpoint".to_string(),
+            "/ledger/checkpoints".to_string(),
+            "/ledger/trace/P2000100".to_string(),
+        ] {
+            for method in ["POST", "PUT", "PATCH", "DELETE"] {
+                let r = c.raw(
+                    method,
+                    &path,
+                    Some(tok),
+                    Some(body.to_string().as_bytes()),
+                    "application/json",
+                );
+                assert!(
+                    r.status == 404 || r.status == 405,
+                    "{method} {path}: {} {}",
+                    r.status,
+                    r.text
+                );
+                r.error(&format!("{method} {path}"));
+            }
+        }
+    }
+
+    // The API appends (a lot, a session, a lockout...) and rewrites nothing.
+    let a1 = hall.sign_in("A1", Some("PRINT-01"));
+    open_and_issue(c, &a1, "A1", "PRINT-01", "B1000100-B1000104");
+    let after = records(c, &aud);
+    assert!(after.len() > before.len(), "the API appended");
+    assert_eq!(
+        &after[..before.len()],
+        &before[..],
+        "every earlier record is as it was"
+    );
+    if let Some(before) = checkpoint {
+        let cp = latest(&aud).expect("a checkpoint stays");
+        assert!(
+            cp["seq"].as_u64() > before["seq"].as_u64() || cp == before,
+            "checkpoints only move forward: {before} → {cp}"
+        );
+    }
+}
+
 // ---- graceful shutdown ---------------------------------------------------------------------------
 
 #[test]

@@ -84,7 +84,10 @@ fn hall_on_tmpfs(size_mb: u64, min_free_disk_mb: u64) -> (Hall, Tmpfs) {
         "shutdown_grace_secs = 2\n",
         &format!("shutdown_grace_secs = 2\nmin_free_disk_mb = {min_free_disk_mb}\n"),
     );
-    assert!(toml.contains("min_free_disk_mb"), "the key went into [server]");
+    assert!(
+        toml.contains("min_free_disk_mb"),
+        "the key went into [server]"
+    );
     let hall = spawn_hall_in(dir, 0.02, &toml, PEOPLE);
     (hall, mount)
 }
@@ -215,7 +218,9 @@ fn a_filling_disk_stops_patches_before_it_is_full_says_why_and_resumes_when_free
         })
         .unwrap_or_else(|| panic!("no storage_fault alert recorded: {recs:?}"));
     assert!(
-        raised.to_string().contains("nothing could be recorded meanwhile"),
+        raised
+            .to_string()
+            .contains("nothing could be recorded meanwhile"),
         "{raised}"
     );
     let alerts = c.get("/alerts", Some(&sup)).expect(200, "alerts");
@@ -313,7 +318,10 @@ fn a_write_that_fails_on_a_full_disk_stops_the_line_and_every_acknowledged_recor
         let _ = aud;
         hall.sign_in("AU1", None)
     };
-    let all = records(c, &aud).iter().map(Value::to_string).collect::<Vec<_>>();
+    let all = records(c, &aud)
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>();
     for lot in &acknowledged {
         let needle = format!("\"{lot}\"");
         assert!(

@@ -271,7 +271,10 @@ mod tests {
         let (watch, mut rx) = StorageWatch::start(ledger.clone(), u64::MAX / 2).expect("watch");
         let st = until(&mut rx, StorageState::Halted);
         assert!(
-            st.detail.as_deref().unwrap_or_default().contains("disk almost full"),
+            st.detail
+                .as_deref()
+                .unwrap_or_default()
+                .contains("disk almost full"),
             "{st:?}"
         );
         assert!(st.since.is_some() && st.free_bytes.is_some(), "{st:?}");
