@@ -11,6 +11,8 @@
 //!
 //! Both need root (they mount a tmpfs) and are run by `scripts/test-all`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is the failure report
+
 mod common;
 
 use std::io::Write as _;
