@@ -95,6 +95,23 @@ pub struct ServerConfig {
     /// The ledger's page cache, in MiB. The controller reads every item's state into it after
     /// start (so that a trace is answered from memory): about 550 bytes per ledger event.
     pub ledger_cache_mb: u64,
+    /// HTTPS: the server's certificate chain and private key (PEM files), or `None` for plain
+    /// HTTP. Read when the controller starts.
+    pub tls: Option<TlsFiles>,
+    /// Sign-in attempts (`POST /api/v1/session`) one client address may make in a burst.
+    pub signin_burst: u32,
+    /// Seconds for one more sign-in attempt of a client address to become available.
+    pub signin_refill_secs: u64,
+}
+
+/// `server.tls_cert` and `server.tls_key`: absolute paths (resolved against the file's
+/// directory when loaded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, PEM: the server's certificate first, then intermediates.
+    pub cert: PathBuf,
+    /// The private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 impl ServerConfig {
@@ -111,6 +128,11 @@ impl ServerConfig {
     /// The ledger's page cache, in bytes.
     pub fn ledger_cache_bytes(&self) -> u64 {
         self.ledger_cache_mb << 20
+    }
+
+    /// How long one sign-in attempt of a client address takes to come back.
+    pub fn signin_refill(&self) -> Duration {
+        Duration::from_secs(self.signin_refill_secs)
     }
 }
 

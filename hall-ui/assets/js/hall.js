@@ -607,7 +607,7 @@ async function loadReconciliation() {
 
 // ---- start -----------------------------------------------------------------------------------
 
-if (api.token) {
+if (api.signedIn) {
   start().catch((e) => {
     api.forget();
     showSignIn(e.message);
