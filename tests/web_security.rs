@@ -472,11 +472,20 @@ fn rapid_sign_in_attempts_from_one_address_get_429_unchecked_and_uncounted() {
         Some(&right),
     );
     a.expect(200, "A1 from another address");
-    // Successful sign-ins give their attempt back: an address is not limited by them.
+    // The right PIN gives its attempt back: an address is not limited by successful sign-ins,
+    // nor by a terminal refused for another reason (its station taken).
     let s1 = json!({"user": "S1", "pin": pin("S1")});
     for i in 0..6 {
         let a = send_from([127, 0, 0, 23], addr, "POST", "/api/v1/session", Some(&s1));
         assert_eq!(a.status, 200, "S1's sign-in {i}: {}", a.text);
+    }
+    let a1 = json!({"user": "A1", "pin": pin("A1"), "station": "PRINT-01"});
+    send_from([127, 0, 0, 24], addr, "POST", "/api/v1/session", Some(&a1))
+        .expect(200, "A1 at PRINT-01");
+    let b1 = json!({"user": "B1", "pin": pin("B1"), "station": "PRINT-01"});
+    for i in 0..6 {
+        let a = send_from([127, 0, 0, 24], addr, "POST", "/api/v1/session", Some(&b1));
+        assert_eq!(a.status, 409, "B1 at A1's station, {i}: {}", a.text);
     }
 }
 

@@ -97,8 +97,8 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 /// Signs in with id and PIN; at a station terminal, also takes the station. With
 /// `"cookie": true` (the hall UI) the token is set as an `HttpOnly` session cookie and the
 /// answer carries the session's CSRF token instead. Attempts are limited per client address
-/// (`server.signin_burst`, one more every `server.signin_refill_secs`; a successful sign-in
-/// gives its attempt back): beyond, 429 with `Retry-After`, and the PIN is not checked.
+/// (`server.signin_burst`, one more every `server.signin_refill_secs`; the right PIN gives its
+/// attempt back): beyond, 429 with `Retry-After`, and the PIN is not checked.
 #[utoipa::path(post, path = "/session", security(()), request_body = SignIn,
     responses((status = 200, body = SessionToken,
             headers(("Set-Cookie" = String, description = "with \"cookie\": true: hallctl_session_<id>=<token>; Path=/api/v1; Max-Age=...; HttpOnly; SameSite=Strict (; Secure over HTTPS)"))),
@@ -124,10 +124,7 @@ async fn sign_in(
         same_origin(&headers)?;
     }
     let cookie = req.cookie;
-    let token = open_session(&s, req).await?;
-    if let Some(ip) = addr {
-        s.web.signin().give_back(ip, Instant::now());
-    }
+    let token = open_session(&s, req, addr).await?;
     let mut body = SessionToken {
         token: None,
         csrf: None,
@@ -148,14 +145,22 @@ async fn sign_in(
     Ok(([(header::SET_COOKIE, set)], Json(body)).into_response())
 }
 
-/// Checks the PIN, takes the station, opens the session.
-async fn open_session(s: &AppState, req: SignIn) -> Result<crate::auth::Token, ApiError> {
+/// Checks the PIN (a right one gives the attempt back to `addr`), takes the station, opens the
+/// session.
+async fn open_session(
+    s: &AppState,
+    req: SignIn,
+    addr: Option<std::net::IpAddr>,
+) -> Result<crate::auth::Token, ApiError> {
     let user = parse_user_id(&req.user)
         .map_err(|_| ApiError::from(crate::auth::AuthError::InvalidCredentials))?;
     // The PIN first: nothing about stations or who is where is told to someone who has not
     // proved who they are.
     let (users, u, pin) = (s.users.clone(), user.clone(), req.pin.clone());
     let account = super::blocking(move || Ok(users.verify_pin(&u, &pin)?)).await?;
+    if let Some(ip) = addr {
+        s.web.signin().give_back(ip, Instant::now());
+    }
     let station = match req.station.as_deref() {
         Some(st) if !st.trim().is_empty() => {
             if account.role != Role::Operator {

@@ -19,8 +19,7 @@
 //!
 //! **Sign-in limit.** Each client address has a token bucket (`server.signin_burst` attempts,
 //! one more every `server.signin_refill_secs`). An attempt takes a token before anything is
-//! checked; a successful sign-in gives it back, so the limit falls on wrong PINs (and on
-//! floods). Without a token the answer is `429` with `Retry-After`, and the PIN is not looked
+//! checked; the right PIN gives it back, so the limit falls on wrong PINs (and on floods). Without a token the answer is `429` with `Retry-After`, and the PIN is not looked
 //! at: the attempt does not count toward the account's lockout. The table of addresses holds at
 //! most [`SIGNIN_TABLE_MAX`] entries: a full one first forgets the buckets that have refilled
 //! (the same as never seen), then the least recently used.
