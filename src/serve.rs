@@ -533,6 +533,7 @@ where
     let server: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match tls {
         Some(tls) => {
             use axum::serve::ListenerExt as _;
+            // axum gives a listener of its own type the client's address through `tap_io`.
             let listener = crate::https::TlsListener::new(listener, tls)?.tap_io(|_| {});
             Box::pin(
                 axum::serve(listener, app)
