@@ -205,6 +205,14 @@ fn every_answer_carries_the_security_headers_errors_included() {
     assert_eq!(js.status, 200, "{}", js.text);
     assert_common_headers(&js, "an asset");
     assert_eq!(js.header("cache-control"), Some(hallctl_ui::CACHE_CONTROL));
+    // The API document describes the cookie sessions.
+    let doc = send(addr, "GET", "/api/v1/openapi.json", &[], None).body;
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["cookie"]["in"], "cookie", "{schemes}");
+    assert_eq!(schemes["csrf"]["name"], "X-CSRF-Token", "{schemes}");
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(schemas["SignIn"]["properties"]["cookie"]["type"], "boolean");
+    assert!(schemas["SessionToken"]["properties"]["csrf"].is_object());
     // A signed-in API answer is not to be stored either.
     let tok = hall.sign_in("S1", None);
     let auth = format!("Bearer {tok}");
