@@ -98,6 +98,23 @@ pub struct ServerConfig {
     /// The line stops recording (no patch or booklet issued or applied) when the ledger's
     /// file system has fewer MiB free, before the store fails; 0 turns the halt off.
     pub min_free_disk_mb: u64,
+    /// HTTPS: the server's certificate chain and private key (PEM files), or `None` for plain
+    /// HTTP. Read when the controller starts.
+    pub tls: Option<TlsFiles>,
+    /// Sign-in attempts (`POST /api/v1/session`) one client address may make in a burst.
+    pub signin_burst: u32,
+    /// Seconds for one more sign-in attempt of a client address to become available.
+    pub signin_refill_secs: u64,
+}
+
+/// `server.tls_cert` and `server.tls_key`: absolute paths (resolved against the file's
+/// directory when loaded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, PEM: the server's certificate first, then intermediates.
+    pub cert: PathBuf,
+    /// The private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 impl ServerConfig {
@@ -119,6 +136,11 @@ impl ServerConfig {
     /// [`ServerConfig::min_free_disk_mb`] in bytes.
     pub fn min_free_disk_bytes(&self) -> u64 {
         self.min_free_disk_mb << 20
+    }
+
+    /// How long one sign-in attempt of a client address takes to come back.
+    pub fn signin_refill(&self) -> Duration {
+        Duration::from_secs(self.signin_refill_secs)
     }
 }
 

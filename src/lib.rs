@@ -18,6 +18,8 @@
 //!   seeded staff, vault and jobs, and simulated staff who run the line over the API.
 //! - Devices: the `hallctl-drivers` crate (frames, links, printer and laminator drivers, vendor
 //!   bridge, simulators); `hallctl devices sim` ([`cli::devices`]) runs its simulators standalone.
+//! - [`https`]: HTTPS for the API and the hall UI (rustls), when `[server]` names a certificate
+//!   and key.
 //! - [`ledger`]: the patch and booklet ledger: custody of accountable items, hash-chained
 //!   durable journal, signed checkpoints, forensic queries. Every item state change is one
 //!   ledger record, checked against the custody rules before it is written.
@@ -47,6 +49,7 @@ pub mod central;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod https;
 pub mod ledger;
 pub mod line;
 pub mod mqtt;

@@ -9,7 +9,7 @@
 //! still holds for a moment, then publishes `offline` and disconnects.
 
 use std::collections::HashMap;
-use std::future::Future;
+use std::future::{Future, IntoFuture as _};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +22,7 @@ use hallctl_drivers::sim::TimeScale;
 use hallctl_drivers::sim::laminator::{LaminatorBusSim, LaminatorTiming, spawn_laminator_bus};
 use hallctl_drivers::sim::printer::{PrinterSim, PrinterTiming, spawn_printer_sim};
 
+use crate::api::web::{SignInRule, WebSecurity};
 use crate::api::{AppState, HallInfo, Limits};
 use crate::auth::{AuthPolicy, Users};
 use crate::config::{BridgeEndpoint, DriverConfig, HallConfig, SerialLink};
@@ -312,6 +313,13 @@ pub async fn start(config: &HallConfig, opts: ServeOptions) -> anyhow::Result<Ha
             body_bytes: config.server.body_limit_bytes,
             timeout: config.server.request_timeout(),
         },
+        web: Arc::new(WebSecurity::new(
+            config.server.tls.is_some(),
+            SignInRule {
+                burst: config.server.signin_burst,
+                refill: config.server.signin_refill(),
+            },
+        )?),
     };
     Ok(Hall {
         state,
@@ -376,6 +384,7 @@ pub fn headless(data_dir: &Path, status: crate::status::StatusHub) -> anyhow::Re
                 body_bytes: 64 << 20,
                 timeout: Duration::from_secs(60),
             },
+            web: Arc::new(WebSecurity::new(false, SignInRule::default())?),
         },
         line_thread,
         simulators: Simulators::default(),
@@ -426,6 +435,13 @@ where
         .as_ref()
         .map(crate::mqtt::Broker::from_config)
         .transpose()?;
+    // So are the HTTPS certificate and key: an unreadable or unusable one stops here, named.
+    let tls = config
+        .server
+        .tls
+        .as_ref()
+        .map(crate::https::server_config)
+        .transpose()?;
     let hall = start(&config, opts).await?;
     let publisher = match &broker {
         Some(b) => Some(crate::mqtt::Publisher::start(
@@ -443,7 +459,8 @@ where
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
-    println!("hallctl {}: listening on http://{addr}", config.hall.id);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("hallctl {}: listening on {scheme}://{addr}", config.hall.id);
     tracing::info!(%addr, hall = %config.hall.id, "serving");
     let users = hall.state.users.clone();
     let sweeper = tokio::spawn(async move {
@@ -508,11 +525,30 @@ where
     let grace = config.server.shutdown_grace();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let status = line.status().clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let shutdown = async move {
         shutdown.await;
         status.close();
         let _ = stop_tx.send(());
-    });
+    };
+    // The client's address reaches the handlers (the sign-in limit is per address).
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match tls {
+        Some(tls) => {
+            use axum::serve::ListenerExt as _;
+            // axum gives a listener of its own type the client's address through `tap_io`.
+            let listener = crate::https::TlsListener::new(listener, tls)?.tap_io(|_| {});
+            Box::pin(
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .into_future(),
+            )
+        }
+        None => Box::pin(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .into_future(),
+        ),
+    };
     tokio::select! {
         r = server => r.context("the HTTP server failed")?,
         () = async {

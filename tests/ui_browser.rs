@@ -356,6 +356,21 @@ async fn two_operators_move_a_job_through_print_and_lamination_and_the_hall_view
     sign_in(c, "S1", None).await;
     find(c, "[data-station=\"PRINT-01\"]").await;
     wait_js(c, "the stream", &attr_of("#stream", "data-state"), "live").await;
+    // A cookie session: the page's script sees no token, neither in its storage nor in the
+    // cookies (HttpOnly), only who signed in and the CSRF token.
+    let kept = c
+        .execute(
+            "const s = JSON.parse(sessionStorage.getItem('hallctl.hall'));
+             return JSON.stringify([Object.keys(s).sort(), document.cookie]);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        kept.as_str(),
+        Some(r#"[["csrf","role","station","user"],""]"#),
+        "what the page keeps"
+    );
     // A mark the page keeps only as long as it is not reloaded.
     c.execute("window.__notReloaded = 'yes';", vec![])
         .await

@@ -1,13 +1,14 @@
-//! Extractors: the authenticated principal (deny by default: no token, no access) and JSON
+//! Extractors: the authenticated principal (deny by default: no token, no access; a bearer
+//! token, or the hall UI's session cookie with its CSRF token, see [`super::web`]) and JSON
 //! bodies whose rejections use the one error body.
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::error::ApiError;
+pub(crate) use super::web::credential;
 use crate::auth::{self, Principal};
 use crate::ledger::Role;
 
@@ -30,36 +31,9 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        Ok(Auth(state.users.authenticate(bearer(&parts.headers)?)?))
+        let c = credential(&parts.method, &parts.headers, &state.web)?;
+        Ok(Auth(state.users.authenticate(&c.token)?))
     }
-}
-
-/// The token of an `Authorization: Bearer <token>` header.
-///
-/// # Errors
-/// 401 when the header is missing or not a bearer token.
-pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
-    let header = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "sign in first: send `Authorization: Bearer <token>`",
-            )
-        })?;
-    let token = header
-        .strip_prefix("Bearer ")
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "the Authorization header must be `Bearer <token>`",
-            )
-        })?
-        .trim();
-    Ok(token)
 }
 
 /// A JSON body; malformed JSON, unknown fields, wrong types and oversized bodies are refused

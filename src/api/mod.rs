@@ -2,7 +2,9 @@
 //!
 //! One router per resource, merged in [`app`]; handlers are thin (authorize, call the line,
 //! the ledger or the user directory, map the answer). Every route but `/health` and the API
-//! document needs a bearer token, and every handler names the roles it admits. The OpenAPI
+//! document needs a bearer token (or the hall UI's session cookie with its CSRF token: see
+//! [`web`]), and every handler names the roles it admits. Every response carries the security
+//! headers of [`web::security_headers`]. The OpenAPI
 //! document at `/api/v1/openapi.json` is generated from the handlers' annotations. (The status
 //! stream also takes `?token=`, since browsers' `EventSource` cannot set headers.) The hall
 //! UI's pages and assets are served beside the API ([`ui`]).
@@ -19,6 +21,7 @@ pub mod stations;
 pub mod status;
 pub mod ui;
 pub mod users;
+pub mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +53,8 @@ pub struct AppState {
     pub hall: Arc<HallInfo>,
     /// Limits.
     pub limits: Limits,
+    /// Cookie sessions, CSRF, the sign-in limit, HTTPS ([`web`]).
+    pub web: Arc<web::WebSecurity>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -84,7 +89,7 @@ pub struct Limits {
 #[openapi(
     info(
         title = "hallctl",
-        description = "Production-hall printing line controller: jobs, stations, custody of accountable items, the ledger. Every route but /health needs `Authorization: Bearer <token>` (from POST /api/v1/session). Errors: `{\"error\": {\"code\", \"message\", \"field\"}}`."
+        description = "Production-hall printing line controller: jobs, stations, custody of accountable items, the ledger. Every route but /health needs `Authorization: Bearer <token>` (from POST /api/v1/session) or, in the hall UI, the session cookie `hallctl_session_<id>` that POST /api/v1/session with `\"cookie\": true` sets: a request authenticated by cookie sends the session's `X-CSRF-Token` (from the same answer); a POST, PUT, PATCH or DELETE without the right one, or with an `Origin` that is not this host, is refused (403, nothing changed). Sign-in attempts are limited per client address (429 with Retry-After). Every response carries nosniff, X-Frame-Options DENY, no-referrer, a CSP; API answers Cache-Control no-store; HSTS over HTTPS. Errors: `{\"error\": {\"code\", \"message\", \"field\"}}`."
     ),
     components(schemas(error::ErrorBody)),
     modifiers(&BearerAuth)
@@ -97,14 +102,35 @@ impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         let components = openapi.components.get_or_insert_with(Default::default);
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement};
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
-        openapi.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
-            "bearer",
-            Vec::<String>::new(),
-        )]);
+        // OpenAPI names one cookie; the real name carries the session's id
+        // (`hallctl_session_<id>`), one cookie per session of the browser.
+        components.add_security_scheme(
+            "cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                "hallctl_session_<id>",
+                "The hall UI's session (POST /api/v1/session with \"cookie\": true): HttpOnly, \
+                 SameSite=Strict, Path=/api/v1, Secure over HTTPS. Goes with the session's \
+                 X-CSRF-Token; a POST, PUT, PATCH or DELETE without the right one is refused \
+                 (403).",
+            ))),
+        );
+        components.add_security_scheme(
+            "csrf",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-CSRF-Token",
+                "The `csrf` of the cookie sign-in's answer; sent with the session cookie.",
+            ))),
+        );
+        openapi.security = Some(vec![
+            SecurityRequirement::new("bearer", Vec::<String>::new()),
+            SecurityRequirement::new("cookie", Vec::<String>::new())
+                .add("csrf", Vec::<String>::new()),
+        ]);
     }
 }
 
@@ -150,6 +176,7 @@ pub fn app(state: AppState) -> Router {
     let (api, doc) = routes();
     let doc = Arc::new(doc);
     let limits = state.limits;
+    let tls = state.web.tls;
     let api = api
         .route(
             "/openapi.json",
@@ -167,6 +194,10 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limits.body_bytes))
         .layer(axum::middleware::from_fn_with_state(limits, deadline))
+        .layer(axum::middleware::from_fn_with_state(
+            tls,
+            web::security_headers,
+        ))
         .with_state(state)
 }
 

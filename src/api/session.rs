@@ -1,8 +1,12 @@
 //! Signing in and out. A sign-in at a station terminal also occupies the station: one station
 //! per operator, one operator per station.
 
+use std::time::Instant;
+
 use axum::Json;
 use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use hallctl_jobs::job::{OperatorId, StationId};
 use serde::{Deserialize, Serialize};
@@ -13,6 +17,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, Auth};
+use super::web::{ClientAddr, credential, same_origin, too_many};
 use crate::auth::parse_user_id;
 use crate::ledger::Role;
 
@@ -27,13 +32,24 @@ pub struct SignIn {
     /// The station terminal signed in at; absent on the hall UI.
     #[serde(default)]
     pub station: Option<String>,
+    /// `true` (the hall UI): the session token goes in an `HttpOnly` cookie
+    /// (`hallctl_session_<id>`, `SameSite=Strict`, `Path=/api/v1`, `Secure` over HTTPS), never
+    /// in the body, which carries the session's CSRF token instead. Default `false`: the token
+    /// is in the body, for `Authorization: Bearer`.
+    #[serde(default)]
+    pub cookie: bool,
 }
 
 /// A session token (shown once).
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct SessionToken {
-    /// The bearer token.
-    pub token: String,
+    /// The bearer token; absent for a cookie sign-in (the token is in the cookie).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// For a cookie sign-in only: the session's CSRF token, to send as `X-CSRF-Token` with
+    /// every request (required on POST, PUT, PATCH and DELETE).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csrf: Option<String>,
     /// Who.
     #[schema(value_type = String)]
     pub user: OperatorId,
@@ -45,6 +61,17 @@ pub struct SessionToken {
     pub station: Option<StationId>,
     /// When it stops working.
     pub expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionToken")
+            .field("user", &self.user)
+            .field("role", &self.role)
+            .field("station", &self.station)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Who the token belongs to.
@@ -67,21 +94,73 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(me))
 }
 
-/// Signs in with id and PIN; at a station terminal, also takes the station.
+/// Signs in with id and PIN; at a station terminal, also takes the station. With
+/// `"cookie": true` (the hall UI) the token is set as an `HttpOnly` session cookie and the
+/// answer carries the session's CSRF token instead. Attempts are limited per client address
+/// (`server.signin_burst`, one more every `server.signin_refill_secs`; the right PIN gives its
+/// attempt back): beyond, 429 with `Retry-After`, and the PIN is not checked.
 #[utoipa::path(post, path = "/session", security(()), request_body = SignIn,
-    responses((status = 200, body = SessionToken), (status = 401, body = ErrorBody),
+    responses((status = 200, body = SessionToken,
+            headers(("Set-Cookie" = String, description = "with \"cookie\": true: hallctl_session_<id>=<token>; Path=/api/v1; Max-Age=...; HttpOnly; SameSite=Strict (; Secure over HTTPS)"))),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "a cookie sign-in from another origin"),
         (status = 409, body = ErrorBody, description = "station taken, or operator elsewhere"),
-        (status = 423, body = ErrorBody, description = "locked after repeated failures")))]
+        (status = 423, body = ErrorBody, description = "locked after repeated failures"),
+        (status = 429, body = ErrorBody, description = "too many attempts from this address",
+            headers(("Retry-After" = u64, description = "seconds until the next attempt")))))]
 async fn sign_in(
     State(s): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<SignIn>,
-) -> Result<Json<SessionToken>, ApiError> {
+) -> Result<Response, ApiError> {
+    if let Some(ip) = addr
+        && let Err(wait) = s.web.signin().take(ip, Instant::now())
+    {
+        tracing::warn!(client = %ip, "sign-in attempts over the limit: refused unchecked");
+        return Ok(too_many(wait));
+    }
+    if req.cookie {
+        same_origin(&headers)?;
+    }
+    let cookie = req.cookie;
+    let token = open_session(&s, req, addr).await?;
+    let mut body = SessionToken {
+        token: None,
+        csrf: None,
+        user: token.user,
+        role: token.role,
+        station: token.station,
+        expires_at: token.expires_at,
+    };
+    if !cookie {
+        body.token = Some(token.token);
+        return Ok(Json(body).into_response());
+    }
+    body.csrf = Some(s.web.csrf_token(&token.token));
+    let max_age = (body.expires_at - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    let set = s.web.session_cookie(&token.token, max_age);
+    Ok(([(header::SET_COOKIE, set)], Json(body)).into_response())
+}
+
+/// Checks the PIN (a right one gives the attempt back to `addr`), takes the station, opens the
+/// session.
+async fn open_session(
+    s: &AppState,
+    req: SignIn,
+    addr: Option<std::net::IpAddr>,
+) -> Result<crate::auth::Token, ApiError> {
     let user = parse_user_id(&req.user)
         .map_err(|_| ApiError::from(crate::auth::AuthError::InvalidCredentials))?;
     // The PIN first: nothing about stations or who is where is told to someone who has not
     // proved who they are.
     let (users, u, pin) = (s.users.clone(), user.clone(), req.pin.clone());
     let account = super::blocking(move || Ok(users.verify_pin(&u, &pin)?)).await?;
+    if let Some(ip) = addr {
+        s.web.signin().give_back(ip, Instant::now());
+    }
     let station = match req.station.as_deref() {
         Some(st) if !st.trim().is_empty() => {
             if account.role != Role::Operator {
@@ -111,36 +190,32 @@ async fn sign_in(
         let _ = super::blocking(move || Ok(users.sign_out(&t)?)).await;
         return Err(e.into());
     }
-    Ok(Json(SessionToken {
-        token: token.token,
-        user: token.user,
-        role: token.role,
-        station: token.station,
-        expires_at: token.expires_at,
-    }))
+    Ok(token)
 }
 
 /// Signs out (and leaves the station; a step the device is running must be finished first).
+/// A cookie session's cookie is cleared.
 #[utoipa::path(delete, path = "/session", responses((status = 204), (status = 401, body = ErrorBody),
+    (status = 403, body = ErrorBody, description = "a cookie session without its X-CSRF-Token"),
     (status = 409, body = ErrorBody)))]
 async fn sign_out(
     State(s): State<AppState>,
-    auth: Auth,
-    headers: axum::http::HeaderMap,
-) -> Result<axum::http::StatusCode, ApiError> {
-    if auth.0.station.is_some() {
-        s.line.vacate(auth.0.user.clone()).await?;
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let c = credential(&method, &headers, &s.web)?;
+    let p = s.users.authenticate(&c.token)?;
+    if p.station.is_some() {
+        s.line.vacate(p.user.clone()).await?;
     }
-    let token = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default()
-        .trim()
-        .to_string();
     let users = s.users.clone();
+    let token = c.token;
     super::blocking(move || Ok(users.sign_out(&token)?)).await?;
-    Ok(axum::http::StatusCode::NO_CONTENT)
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    if let Some(v) = c.cookie.and_then(|name| s.web.clear_cookie(&name)) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(r)
 }
 
 /// Who the token belongs to.

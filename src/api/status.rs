@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use super::extract::bearer;
+use super::extract::credential;
 use crate::auth::Principal;
 use crate::ledger::Role;
 use crate::line::LineSnapshot;
@@ -80,7 +80,7 @@ fn status_event(n: &Numbered) -> Event {
 /// raised). Operators get snapshots without the performance summary. A client that falls
 /// behind is not waited for: the events it missed
 /// are dropped and it gets a fresh `event: snapshot` with `resync: true`. Comments keep the
-/// connection alive. Token in `Authorization: Bearer` or `?token=`; supervisors, auditors,
+/// connection alive. Token in `Authorization: Bearer`, `?token=` or the hall UI's session cookie; supervisors, auditors,
 /// admins, monitors, and operators signed in at a station.
 #[utoipa::path(get, path = "/stream", params(StreamQuery), tag = "status",
     responses(
@@ -92,10 +92,10 @@ async fn stream(
     Query(q): Query<StreamQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let token = match q.token.as_deref() {
-        Some(t) => t.trim(),
-        None => bearer(&headers)?,
+        Some(t) => t.trim().to_string(),
+        None => credential(&axum::http::Method::GET, &headers, &s.web)?.token,
     };
-    let p = s.users.authenticate(token)?;
+    let p = s.users.authenticate(&token)?;
     admit_watcher(&p)?;
     let hub = s.line.status().clone();
     // Subscribe before reading the snapshot: nothing falls between the two.
@@ -212,7 +212,8 @@ pub(super) async fn metrics(
     State(s): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let p = s.users.authenticate(bearer(&headers)?)?;
+    let c = credential(&axum::http::Method::GET, &headers, &s.web)?;
+    let p = s.users.authenticate(&c.token)?;
     crate::auth::require(&p, SCRAPERS)?;
     let text = s.line.status().render_metrics(&s.hall.id);
     Ok((

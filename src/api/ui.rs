@@ -1,6 +1,6 @@
 //! The hall UI's pages and assets (see [`hallctl_ui`]): `/` (hall view), `/station` (station
 //! terminal), `/audit` (auditor view) and `/ui/...`. They need no sign-in: they carry no data,
-//! and every request they make goes to the API with the user's token.
+//! and every request they make goes to the API in the user's cookie session (see [`super::web`]).
 
 use axum::Router;
 use axum::extract::Path;

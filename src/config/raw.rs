@@ -46,6 +46,10 @@ pub(super) struct RawServer {
     pub shutdown_grace_secs: u64,
     pub ledger_cache_mb: u64,
     pub min_free_disk_mb: u64,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub signin_burst: u64,
+    pub signin_refill_secs: u64,
 }
 
 impl Default for RawServer {
@@ -58,6 +62,10 @@ impl Default for RawServer {
             shutdown_grace_secs: 20,
             ledger_cache_mb: 1024,
             min_free_disk_mb: 512,
+            tls_cert: None,
+            tls_key: None,
+            signin_burst: 10,
+            signin_refill_secs: 6,
         }
     }
 }

@@ -244,6 +244,76 @@ fn every_error_names_its_line_and_key() {
             "server.data_dir",
             "must not be empty",
         ),
+        (
+            "tls cert without key",
+            edit(
+                "data_dir = \"data\"\n",
+                "data_dir = \"data\"\ntls_cert = \"hall.crt\"\n",
+            ),
+            9,
+            "server.tls_cert",
+            "HTTPS needs tls_key",
+        ),
+        (
+            "tls key without cert",
+            edit(
+                "data_dir = \"data\"\n",
+                "data_dir = \"data\"\ntls_key = \"hall.key\"\n",
+            ),
+            9,
+            "server.tls_key",
+            "HTTPS needs tls_cert",
+        ),
+        (
+            "tls cert empty",
+            edit(
+                "data_dir = \"data\"\n",
+                "data_dir = \"data\"\ntls_cert = \"\"\ntls_key = \"hall.key\"\n",
+            ),
+            9,
+            "server.tls_cert",
+            "must not be empty",
+        ),
+        (
+            "tls key empty",
+            edit(
+                "data_dir = \"data\"\n",
+                "data_dir = \"data\"\ntls_cert = \"hall.crt\"\ntls_key = \"\"\n",
+            ),
+            10,
+            "server.tls_key",
+            "must not be empty",
+        ),
+        (
+            "tls key in the certificate's file",
+            edit(
+                "data_dir = \"data\"\n",
+                "data_dir = \"data\"\ntls_cert = \"hall.pem\"\ntls_key = \"hall.pem\"\n",
+            ),
+            10,
+            "server.tls_key",
+            "names the same file as tls_cert",
+        ),
+        (
+            "sign-in burst zero",
+            edit(
+                "data_dir = \"data\"\n",
+                "data_dir = \"data\"\nsignin_burst = 0\n",
+            ),
+            9,
+            "server.signin_burst",
+            "0 is out of range 1..=1000",
+        ),
+        (
+            "sign-in refill zero",
+            edit(
+                "data_dir = \"data\"\n",
+                "data_dir = \"data\"\nsignin_refill_secs = 0\n",
+            ),
+            9,
+            "server.signin_refill_secs",
+            "0 is out of range 1..=3600",
+        ),
         // [policy]
         (
             "max pin failures zero",
@@ -939,8 +1009,12 @@ fn defaults_are_the_documented_ones() {
             shutdown_grace_secs: 20,
             ledger_cache_mb: 1024,
             min_free_disk_mb: 512,
+            tls: None,
+            signin_burst: 10,
+            signin_refill_secs: 6,
         }
     );
+    assert_eq!(c.server.signin_refill(), Duration::from_secs(6));
     assert_eq!(c.server.ledger_cache_bytes(), 1 << 30);
     assert_eq!(c.server.request_timeout(), Duration::from_secs(30));
     assert_eq!(c.server.shutdown_grace(), Duration::from_secs(20));
@@ -1044,7 +1118,8 @@ fn relative_paths_resolve_against_the_files_directory() {
     let text = MINIMAL
         .replacen(
             "[[buses]]",
-            "[server]\ndata_dir = \"state/data\"\n\n[[buses]]",
+            "[server]\ndata_dir = \"state/data\"\ntls_cert = \"tls/hall.crt\"\n\
+             tls_key = \"/etc/ssl/private/hall.key\"\n\n[[buses]]",
             1,
         )
         .replacen("/dev/ttyS1", "ptys/printer-1", 1)
@@ -1055,6 +1130,13 @@ fn relative_paths_resolve_against_the_files_directory() {
         );
     let c = parse(&text).expect("relative paths");
     assert_eq!(c.server.data_dir, Path::new("/etc/hallctl/state/data"));
+    assert_eq!(
+        c.server.tls,
+        Some(TlsFiles {
+            cert: "/etc/hallctl/tls/hall.crt".into(),
+            key: "/etc/ssl/private/hall.key".into(),
+        })
+    );
     assert_eq!(
         c.stations[1].device.as_ref().map(|d| &d.driver),
         Some(&DriverConfig::Printer {

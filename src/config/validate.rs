@@ -16,7 +16,7 @@ use super::source::{SpanIndex, join_key};
 use super::{
     AlertConfig, BridgeEndpoint, BrokerUrl, BusConfig, ConfigError, ConfigErrors, DeviceConfig,
     DriverConfig, HallConfig, HallIdentity, MqttConfig, PerClass, PerformanceConfig, PolicyConfig,
-    SerialLink, ServerConfig, StationConfig, StationKind,
+    SerialLink, ServerConfig, StationConfig, StationKind, TlsFiles,
 };
 
 /// Baud rates a serial port may be set to.
@@ -233,6 +233,41 @@ impl Checker<'_> {
         if raw.data_dir.as_os_str().is_empty() {
             self.err("server.data_dir", "must not be empty");
         }
+        let tls = match (raw.tls_cert, raw.tls_key) {
+            (None, None) => None,
+            (Some(_), None) => {
+                self.err(
+                    "server.tls_cert",
+                    "HTTPS needs tls_key = \"...\" too (the certificate's private key, PEM)",
+                );
+                None
+            }
+            (None, Some(_)) => {
+                self.err(
+                    "server.tls_key",
+                    "HTTPS needs tls_cert = \"...\" too (the certificate chain, PEM)",
+                );
+                None
+            }
+            (Some(cert), Some(key)) => {
+                for (path, p) in [("server.tls_cert", &cert), ("server.tls_key", &key)] {
+                    if p.as_os_str().is_empty() {
+                        self.err(path, "must not be empty");
+                    }
+                }
+                if !cert.as_os_str().is_empty() && cert == key {
+                    self.err(
+                        "server.tls_key",
+                        "names the same file as tls_cert: keep the private key in its own file, \
+                         readable by the controller only",
+                    );
+                }
+                Some(TlsFiles {
+                    cert: self.resolve(&cert),
+                    key: self.resolve(&key),
+                })
+            }
+        };
         ServerConfig {
             listen,
             data_dir: self.resolve(&raw.data_dir),
@@ -260,6 +295,13 @@ impl Checker<'_> {
                 "server.min_free_disk_mb",
                 raw.min_free_disk_mb,
                 0..=1024 * 1024,
+            ),
+            tls,
+            signin_burst: self.ranged("server.signin_burst", raw.signin_burst, 1..=1000),
+            signin_refill_secs: self.ranged(
+                "server.signin_refill_secs",
+                raw.signin_refill_secs,
+                1..=3600,
             ),
         }
     }

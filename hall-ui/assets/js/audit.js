@@ -123,7 +123,7 @@ $('export-missing-json').addEventListener('click', async () => {
   announce(`${m.items.length} missing serial(s) exported`);
 });
 
-if (api.token) {
+if (api.signedIn) {
   start().catch((e) => {
     api.forget();
     showSignIn(e.message);

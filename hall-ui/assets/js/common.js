@@ -1,5 +1,6 @@
-// What the three pages share: the API client (token, the one error body), the status stream
-// (server-sent events read with fetch, so the token goes in a header, never in a URL), DOM
+// What the three pages share: the API client (cookie session and CSRF token, the one error
+// body), the status stream (server-sent events read with fetch, so that it sends the CSRF
+// token too), DOM
 // helpers that only ever set text (never HTML built from data), formatting, and the page's
 // error catcher.
 
@@ -14,24 +15,41 @@ export class ApiError extends Error {
 }
 
 /**
- * The controller's API under /api/v1, with a bearer token kept in this tab's sessionStorage
- * (under `key`: each page signs in for itself, and closing the tab forgets it).
+ * The controller's API under /api/v1. Signing in opens a cookie session: the session token is
+ * in an HttpOnly cookie this page's script never sees; what this tab's sessionStorage keeps
+ * (under `key`: each page signs in for itself, and closing the tab forgets it) is who signed in
+ * and the session's CSRF token, sent as `X-CSRF-Token` with every request (it also tells the
+ * controller which of the browser's sessions a request belongs to).
  */
 export class Api {
   constructor(key) {
     this.key = key;
     this.onSignedOut = () => {};
     const saved = sessionStorage.getItem(key);
-    this.session = saved ? JSON.parse(saved) : null;
+    let s = null;
+    try {
+      s = saved ? JSON.parse(saved) : null;
+    } catch (e) {
+      s = null;
+    }
+    // A session saved by an older page (a bearer token, no CSRF token) is not used.
+    this.session = s && s.csrf && !s.token ? s : null;
+    if (!this.session) sessionStorage.removeItem(key);
   }
 
-  get token() {
-    return this.session ? this.session.token : null;
+  get signedIn() {
+    return this.session !== null;
+  }
+
+  /** The headers that authenticate a request of this tab's session. */
+  authHeaders(headers) {
+    const out = { ...(headers || {}) };
+    if (this.session) out['X-CSRF-Token'] = this.session.csrf;
+    return out;
   }
 
   async call(method, path, body) {
-    const headers = { Accept: 'application/json' };
-    if (this.token) headers.Authorization = `Bearer ${this.token}`;
+    const headers = this.authHeaders({ Accept: 'application/json' });
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     let r;
     try {
@@ -40,6 +58,7 @@ export class Api {
         headers,
         body: body === undefined ? undefined : JSON.stringify(body),
         cache: 'no-store',
+        credentials: 'same-origin',
       });
     } catch (e) {
       throw new ApiError(0, 'network', 'the controller does not answer: check the network and try again');
@@ -73,17 +92,17 @@ export class Api {
 
   /** Signs in; at a station terminal `station` names the station. */
   async signIn(user, pin, station) {
-    const body = { user, pin };
+    const body = { user, pin, cookie: true };
     if (station) body.station = station;
     const s = await this.call('POST', '/session', body);
-    this.session = { token: s.token, user: s.user, role: s.role, station: s.station || null };
+    this.session = { user: s.user, role: s.role, station: s.station || null, csrf: s.csrf };
     sessionStorage.setItem(this.key, JSON.stringify(this.session));
     return this.session;
   }
 
   async signOut() {
     try {
-      if (this.token) await this.call('DELETE', '/session');
+      if (this.session) await this.call('DELETE', '/session');
     } finally {
       this.forget();
     }
@@ -99,8 +118,9 @@ export class Api {
   /** A fetch that downloads the answer as a file (exports). */
   async download(path, fallbackName) {
     const r = await fetch(`/api/v1${path}`, {
-      headers: { Authorization: `Bearer ${this.token}` },
+      headers: this.authHeaders(),
       cache: 'no-store',
+      credentials: 'same-origin',
     });
     if (!r.ok) {
       let e = null;
@@ -143,9 +163,10 @@ export function openStream(api, onEvent, onState) {
       ctl = new AbortController();
       try {
         const r = await fetch('/api/v1/stream', {
-          headers: { Authorization: `Bearer ${api.token}`, Accept: 'text/event-stream' },
+          headers: api.authHeaders({ Accept: 'text/event-stream' }),
           signal: ctl.signal,
           cache: 'no-store',
+          credentials: 'same-origin',
         });
         if (r.status === 401) {
           api.forget();

@@ -611,7 +611,7 @@ async function loadReconciliation() {
 
 // ---- start -----------------------------------------------------------------------------------
 
-if (api.token) {
+if (api.signedIn) {
   start().catch((e) => {
     api.forget();
     showSignIn(e.message);

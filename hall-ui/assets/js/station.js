@@ -578,7 +578,7 @@ function cleared(said) {
 
 // ---- start -----------------------------------------------------------------------------------
 
-if (api.token) {
+if (api.signedIn) {
   start().catch((e) => {
     api.forget();
     showSignIn(e.message);
