@@ -177,7 +177,7 @@ impl Store {
         let db = loop {
             match config.open() {
                 Err(sled::Error::Io(e))
-                    if e.kind() == std::io::ErrorKind::WouldBlock && attempts < 30 =>
+                    if e.kind() == std::io::ErrorKind::WouldBlock && attempts < 100 =>
                 {
                     attempts += 1;
                     std::thread::sleep(std::time::Duration::from_millis(100));
