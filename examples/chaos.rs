@@ -69,7 +69,7 @@ struct Opts {
     #[arg(long, default_value_t = 30.0)]
     kill_every: f64,
     /// Mean seconds between two broker restarts.
-    #[arg(long, default_value_t = 40.0)]
+    #[arg(long, default_value_t = 30.0)]
     broker_every: f64,
     /// Mean seconds between two line faults (a cable pulled, a garbage or CRC burst).
     #[arg(long, default_value_t = 2.0)]
@@ -317,10 +317,7 @@ fn follow(seen: &Seen, addr: SocketAddr, token: &str, generation: u64) -> std::i
             headers_done = true;
         }
         // Chunks: the size in hex, CRLF, the data, CRLF.
-        loop {
-            let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") else {
-                break;
-            };
+        while let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") {
             let size = usize::from_str_radix(String::from_utf8_lossy(&raw[..eol]).trim(), 16)
                 .map_err(|_| std::io::Error::other("a bad chunk size"))?;
             if size == 0 {
@@ -441,6 +438,12 @@ impl Controller {
     /// Starts `hallctl demo <args> --data-dir D --listen 127.0.0.1:0 --sim-faults-stdin` and
     /// waits until it has printed its banner.
     fn start(&mut self, args: &[String]) -> anyhow::Result<SocketAddr> {
+        self.spawn(args)?;
+        self.wait_open()
+    }
+
+    /// Starts the process without waiting for it.
+    fn spawn(&mut self, args: &[String]) -> anyhow::Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -456,7 +459,9 @@ impl Controller {
             .args(args)
             .arg("--data-dir")
             .arg(&self.dir)
-            .env("RUST_LOG", "warn")
+            // Warnings and errors; the Modbus codec's complaints about the CRC bursts are noise.
+            .env("RUST_LOG", "warn,tokio_modbus=off")
+            .env("NO_COLOR", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log.try_clone()?))
@@ -480,6 +485,11 @@ impl Controller {
         }
         self.out = out;
         self.child = Some(child);
+        Ok(())
+    }
+
+    /// Waits until the controller has printed its banner: its address.
+    fn wait_open(&mut self) -> anyhow::Result<SocketAddr> {
         let deadline = Instant::now() + Duration::from_secs(180);
         loop {
             let lines = self.lines();
@@ -634,6 +644,7 @@ fn auditor_pin(lines: &[String]) -> Option<String> {
 #[derive(Default, Debug)]
 struct Counts {
     kills: u64,
+    kills_starting: u64,
     link_cuts: u64,
     garbage: u64,
     crc: u64,
@@ -647,7 +658,7 @@ enum Undo {
 }
 
 fn run(opts: &Opts) -> anyhow::Result<bool> {
-    if !(opts.minutes > 0.0) {
+    if opts.minutes.is_nan() || opts.minutes <= 0.0 {
         bail!("--minutes must be above 0");
     }
     let seed = opts
@@ -783,6 +794,15 @@ fn run(opts: &Opts) -> anyhow::Result<bool> {
             // Now and then it stays down a moment; usually it comes straight back.
             if dice.chance(0.3) {
                 std::thread::sleep(Duration::from_millis(200 + dice.below(3000)));
+            }
+            // Now and then it is killed again while it starts (recovering the ledger, the jobs
+            // in flight, the sessions).
+            if dice.chance(0.25) {
+                ctl.spawn(&chaos_args)?;
+                std::thread::sleep(Duration::from_millis(dice.below(3000)));
+                ctl.kill9();
+                counts.kills += 1;
+                counts.kills_starting += 1;
             }
             start(&mut ctl, &chaos_args)?;
             next_kill = Instant::now() + mean(&mut dice, opts.kill_every);
@@ -962,13 +982,14 @@ fn run(opts: &Opts) -> anyhow::Result<bool> {
     let stream_seen = seen.stream.lock().map_or(0, |m| m.len());
     let mqtt_seen = seen.mqtt.lock().map_or(0, |m| m.len());
     println!(
-        "chaos: {:.1} min of chaos, seed {seed}: {} kills, {} link cuts, {} garbage bursts, {} CRC \
+        "chaos: {:.1} min of chaos, seed {seed}: {} kills ({} while starting), {} link cuts, {} garbage bursts, {} CRC \
          bursts, {} broker restarts · {} jobs completed ({} submitted, {} open) · ledger head {head} \
          · {stream_seen} records seen on the stream ({} resyncs), {mqtt_seen} over MQTT ({} \
          messages with resends) · lost={} · {} sessions ({} balanced, {} listing {} serials in \
          question) · {} patches applied once each · outbox cursor {} of {head}",
         chaos_secs / 60.0,
         counts.kills,
+        counts.kills_starting,
         counts.link_cuts,
         counts.garbage,
         counts.crc,
@@ -985,6 +1006,15 @@ fn run(opts: &Opts) -> anyhow::Result<bool> {
         report.in_question,
         report.patches,
         report.cursor,
+    );
+    println!(
+        "chaos: jobs by state: {}",
+        report
+            .by_state
+            .iter()
+            .map(|(s, n)| format!("{s} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     for n in &shift_notes {
         println!("  {n}");
@@ -1021,6 +1051,8 @@ struct Report {
     in_question: u64,
     patches: u64,
     cursor: u64,
+    /// Jobs by their stored state.
+    by_state: BTreeMap<&'static str, u64>,
 }
 
 fn check(
@@ -1195,6 +1227,7 @@ fn check(
                 json(&replay.state)
             ));
         }
+        *r.by_state.entry(job.state.name()).or_default() += 1;
         match &job.state {
             JobState::Dispatched { .. } => r.dispatched += 1,
             JobState::Cancelled { .. } => {}
