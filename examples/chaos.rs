@@ -755,8 +755,10 @@ fn run(opts: &Opts) -> anyhow::Result<bool> {
     let mut busy: BTreeSet<String> = BTreeSet::new();
     let mut broker_down = false;
     let mean = |d: &mut Dice, secs: f64| d.exponential(Duration::from_secs_f64(secs));
-    let mut next_kill = Instant::now() + mean(&mut dice, opts.kill_every);
-    let mut next_broker = Instant::now() + mean(&mut dice, opts.broker_every);
+    // Each happens at least once, by half time.
+    let half = chaos_for / 2;
+    let mut next_kill = Instant::now() + mean(&mut dice, opts.kill_every).min(half);
+    let mut next_broker = Instant::now() + mean(&mut dice, opts.broker_every).min(half);
     let mut next_fault = Instant::now() + mean(&mut dice, opts.fault_every);
     let mut violations: Vec<String> = Vec::new();
     let mut last_progress = Instant::now();
@@ -970,6 +972,14 @@ fn run(opts: &Opts) -> anyhow::Result<bool> {
         }
     }
     let report = check(&ledger, &records, &seen, &config)?;
+    // A run that saw nothing, or in which the hall did nothing, proves nothing.
+    let stream_seen = seen.stream.lock().map_or(0, |m| m.len());
+    if stream_seen == 0 {
+        violations.push("the stream watcher saw no record".into());
+    }
+    if report.dispatched == 0 {
+        violations.push("no job was completed: the hall did not work".into());
+    }
     violations.extend(report.violations.iter().cloned());
     violations.extend(
         seen.contradictions
@@ -979,7 +989,6 @@ fn run(opts: &Opts) -> anyhow::Result<bool> {
     );
     drop(ledger);
 
-    let stream_seen = seen.stream.lock().map_or(0, |m| m.len());
     let mqtt_seen = seen.mqtt.lock().map_or(0, |m| m.len());
     println!(
         "chaos: {:.1} min of chaos, seed {seed}: {} kills ({} while starting), {} link cuts, {} garbage bursts, {} CRC \
