@@ -463,3 +463,24 @@ fn the_demo_hall_runs_by_itself_balances_its_shift_and_continues_after_a_restart
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn the_demo_refuses_a_bad_broker_url_before_it_creates_anything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("hall");
+    for (url, why) in [
+        ("broker:1883", "is not a broker URL"),
+        ("mqtt://broker:0", "is not a port"),
+        ("mqtts://broker", "mqtt:// only"),
+    ] {
+        let out = hallctl()
+            .args(["demo", "--mqtt", url, "--data-dir"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{url}: refused");
+        assert!(err.contains("--mqtt") && err.contains(why), "{url}: {err}");
+        assert!(!dir.exists(), "{url}: nothing created");
+    }
+}
