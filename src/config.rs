@@ -357,6 +357,19 @@ pub struct MqttConfig {
 }
 
 impl MqttConfig {
+    /// A plain `[mqtt]` section: `url`, and every other key at its default (client id
+    /// `hallctl-<hall id>`, no account, keep-alive 30 s), as the demo's `--mqtt` uses it.
+    pub fn new(url: BrokerUrl, hall_id: &str) -> MqttConfig {
+        MqttConfig {
+            url,
+            client_id: format!("hallctl-{hall_id}"),
+            username: None,
+            password_file: None,
+            ca_file: None,
+            keep_alive_secs: 30,
+        }
+    }
+
     /// The keep-alive interval.
     pub fn keep_alive(&self) -> Duration {
         Duration::from_secs(self.keep_alive_secs)

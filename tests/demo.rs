@@ -556,3 +556,24 @@ fn contains_word(text: &str, needle: &str) -> bool {
         edge(text[..i].chars().next_back()) && edge(text[i + needle.len()..].chars().next())
     })
 }
+
+#[test]
+fn the_demo_refuses_a_bad_broker_url_before_it_creates_anything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("hall");
+    for (url, why) in [
+        ("broker:1883", "is not a broker URL"),
+        ("mqtt://broker:0", "is not a port"),
+        ("mqtts://broker", "mqtt:// only"),
+    ] {
+        let out = hallctl()
+            .args(["demo", "--mqtt", url, "--data-dir"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{url}: refused");
+        assert!(err.contains("--mqtt") && err.contains(why), "{url}: {err}");
+        assert!(!dir.exists(), "{url}: nothing created");
+    }
+}

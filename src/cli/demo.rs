@@ -24,7 +24,9 @@ only: a real hall stores no PIN).
 --autopilot: simulated staff run the line through the API, as people at terminals would \
 (separation of duties, two-person counts, sessions with counts, no one choosing work). \
 --faults: devices jam, lose their cable or fall silent now and then; the floor supervisor \
-clears them.
+clears them. --mqtt URL: publish to a broker as a hall with [mqtt] does (docs/mqtt.md). \
+--sim-faults-stdin: fault commands for the simulated devices from standard input, as with \
+`hallctl serve` (the chaos run drives the demo this way).
 
 Ctrl-C ends the shift (with --autopilot: every step finished, every session returned and \
 closed, within the server's shutdown grace) and stops like `hallctl serve`; a second Ctrl-C \
@@ -50,6 +52,25 @@ pub struct DemoArgs {
     /// Inject device faults now and then (jam, overheat, pulled cable, silent unit).
     #[arg(long)]
     pub faults: bool,
+    /// Publish to this MQTT broker (`mqtt://host[:port]`) as a hall with `[mqtt]` does
+    /// (docs/mqtt.md).
+    #[arg(long, value_name = "URL", value_parser = parse_broker)]
+    pub mqtt: Option<crate::config::BrokerUrl>,
+    /// Read fault-injection commands for the simulated devices from standard input, as
+    /// `hallctl serve --sim-faults-stdin` does (`unplug PR-01`, `garbage LM-03 on`, ...).
+    #[arg(long)]
+    pub sim_faults_stdin: bool,
+}
+
+fn parse_broker(s: &str) -> Result<crate::config::BrokerUrl, String> {
+    let url = crate::config::BrokerUrl::parse(s)?;
+    if url.tls {
+        return Err(
+            "the demo publishes over mqtt:// only (a TLS broker needs a configuration with ca_file: hallctl serve)"
+                .into(),
+        );
+    }
+    Ok(url)
 }
 
 /// Runs the demo hall until Ctrl-C or SIGTERM.
@@ -65,5 +86,7 @@ pub fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
         listen: args.listen,
         jobs_per_hour: args.jobs_per_hour,
         faults: args.faults,
+        mqtt: args.mqtt,
+        sim_faults_stdin: args.sim_faults_stdin,
     })
 }

@@ -142,10 +142,13 @@ impl Ctx {
                 Ok(()) => {
                     bump(&self.stats.deliveries);
                     println!(
-                        "vault: {} received ({} {}s)",
+                        "vault: {} received ({} {})",
                         kind.lot(next),
                         vault::LOT_SIZE,
-                        kind.name()
+                        match kind {
+                            Kind::Booklet => "booklets",
+                            Kind::Patch => "patches",
+                        }
                     );
                 }
                 Err(e) => tracing::warn!("vault: no delivery of {}: {e}", kind.lot(next)),

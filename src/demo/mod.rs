@@ -70,6 +70,10 @@ pub struct DemoOptions {
     pub jobs_per_hour: f64,
     /// Inject device faults now and then.
     pub faults: bool,
+    /// Publish to this MQTT broker (the hall's `[mqtt]` with its defaults).
+    pub mqtt: Option<crate::config::BrokerUrl>,
+    /// Read fault-injection commands from standard input (as `serve --sim-faults-stdin`).
+    pub sim_faults_stdin: bool,
 }
 
 /// Runs the demo hall until Ctrl-C or SIGTERM.
@@ -94,6 +98,9 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
     if let Some(l) = opts.listen {
         config.server.listen = l;
     }
+    if let Some(url) = &opts.mqtt {
+        config.mqtt = Some(crate::config::MqttConfig::new(url.clone(), &config.hall.id));
+    }
     println!(
         "hallctl demo: data directory {} ({})",
         data_dir.display(),
@@ -114,7 +121,7 @@ async fn run_hall(config: HallConfig, opts: DemoOptions) -> anyhow::Result<()> {
     let grace = config.server.shutdown_grace();
     let serve_opts = ServeOptions {
         sim_time_scale: 1.0 / opts.speed,
-        sim_faults_stdin: false,
+        sim_faults_stdin: opts.sim_faults_stdin,
     };
     let cfg = config.clone();
     serve::run_with(config, serve_opts, move |serving| async move {
