@@ -68,9 +68,7 @@ struct Outcome {
 fn schemathesis() -> PathBuf {
     let p = std::env::var_os("HALLCTL_SCHEMATHESIS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/schemathesis")
-        });
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/schemathesis"));
     assert!(
         p.exists(),
         "schemathesis is not installed at {} (scripts/test-all installs it into .venv; or set HALLCTL_SCHEMATHESIS)",
@@ -155,11 +153,7 @@ fn generated_battery_finds_no_server_error_and_no_change_on_refusal() {
     });
     let known_file = hall.dir.path().join("battery-known.json");
     std::fs::write(&known_file, known.to_string()).unwrap();
-    let protect: Vec<&str> = PEOPLE
-        .iter()
-        .map(|p| p.0)
-        .chain(["MON1", "X2"])
-        .collect();
+    let protect: Vec<&str> = PEOPLE.iter().map(|p| p.0).chain(["MON1", "X2"]).collect();
 
     // Operators first: a supervisor's run may sign them out of their stations (`vacate`).
     let examples: u32 = std::env::var("HALLCTL_BATTERY_EXAMPLES")

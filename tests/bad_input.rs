@@ -66,7 +66,13 @@ fn refuse_all(c: Client, auditor: &str, cases: Vec<Bad>) -> usize {
     for b in cases {
         let before = head(c, auditor);
         let r = match &b.body {
-            Body::None => c.raw(b.method, &b.path, b.token.as_deref(), None, "application/json"),
+            Body::None => c.raw(
+                b.method,
+                &b.path,
+                b.token.as_deref(),
+                None,
+                "application/json",
+            ),
             Body::Json(v) => c.raw(
                 b.method,
                 &b.path,
@@ -163,7 +169,11 @@ fn every_route_family_refuses_bad_input_and_changes_nothing() {
         ("lots", "/custody/lots".into(), &sup),
         ("open session", "/custody/sessions".into(), &a1),
         ("issue", format!("/custody/sessions/{session}/issue"), &sup),
-        ("return", format!("/custody/sessions/{session}/return"), &sup),
+        (
+            "return",
+            format!("/custody/sessions/{session}/return"),
+            &sup,
+        ),
         ("close", format!("/custody/sessions/{session}/close"), &sup),
         ("destroy", "/custody/destructions".into(), &sup),
         ("missing", "/custody/missing".into(), &sup),
@@ -177,7 +187,7 @@ fn every_route_family_refuses_bad_input_and_changes_nothing() {
             "POST",
             path,
             tok,
-            Body::Raw(b"{\"a\": [1, 2".to_vec(), "application/json"),
+            Body::Raw(b"{]".to_vec(), "application/json"),
             BAD_JSON,
         ));
         cases.push(bad(
@@ -197,11 +207,11 @@ fn every_route_family_refuses_bad_input_and_changes_nothing() {
             TOO_LARGE,
         ));
         cases.push(bad(
-            &format!("{name}: a JSON array for an object"),
+            &format!("{name}: a JSON string for an object"),
             "POST",
             path,
             tok,
-            Body::Json(json!([1, 2, 3])),
+            Body::Json(json!("an object, please")),
             (422, "bad_json", None),
         ));
     }
@@ -428,7 +438,7 @@ fn every_route_family_refuses_bad_input_and_changes_nothing() {
             "/stations/PRINT-01/laminate",
             &a1,
             Body::Json(json!({"patch": "P2000100", "skip_reason": long})),
-            (403, "forbidden", None),
+            invalid("skip_reason"),
         ),
         bad(
             "defect: a reason of the wrong type",
@@ -810,7 +820,7 @@ fn every_route_family_refuses_bad_input_and_changes_nothing() {
             "/users/NOBODY/enable",
             &adm,
             Body::None,
-            (404, "unknown_user", None),
+            (404, "not_found", None),
         ),
         bad(
             "reset pin: a PIN as a number",
@@ -862,12 +872,28 @@ fn every_route_family_refuses_bad_input_and_changes_nothing() {
             (401, "invalid_credentials", None),
         ),
         bad(
-            "stream: an unknown query parameter",
+            "stream: a token that is not UTF-8",
             "GET",
-            "/stream?tokn=nope",
+            "/stream?token=%FF%FE",
+            "",
+            Body::None,
+            (401, "invalid_credentials", None),
+        ),
+        bad(
+            "job: an id that is not UTF-8",
+            "GET",
+            "/jobs/%FF%FE",
             &sup,
             Body::None,
-            (422, "invalid", None),
+            (400, "bad_request", None),
+        ),
+        bad(
+            "station: an id that is not UTF-8",
+            "POST",
+            "/stations/%C3%28/print",
+            &a1,
+            Body::Json(json!({"booklet": "B1000100"})),
+            (400, "bad_request", None),
         ),
         // ---- the API as a whole
         bad(

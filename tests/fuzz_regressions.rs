@@ -24,7 +24,10 @@ fn replay(target: &str, check: fn(&[u8])) {
         })
         .map(|p| p.display().to_string())
         .collect();
-    assert!(failed.is_empty(), "{target}: these inputs fail again: {failed:?}");
+    assert!(
+        failed.is_empty(),
+        "{target}: these inputs fail again: {failed:?}"
+    );
 }
 
 #[test]

@@ -403,9 +403,8 @@ async fn destroy(
         .enumerate()
         .map(|(i, x)| serial(&format!("serials[{i}]"), x))
         .collect::<Result<Vec<_>, _>>()?;
-    let batch = serial("batch", &r.batch).map_err(|_| {
-        ApiError::invalid("batch", "a batch id is 1–40 characters A–Z, 0–9 and -")
-    })?;
+    let batch = serial("batch", &r.batch)
+        .map_err(|_| ApiError::invalid("batch", "a batch id is 1–40 characters A–Z, 0–9 and -"))?;
     let method = super::text("method", &r.method)?;
     let certificate = super::text("certificate", &r.certificate)?;
     let witnesses = cosign(&s, "witnesses", &r.witnesses).await?;
@@ -443,10 +442,7 @@ async fn report_missing(
     let note = super::text("note", &r.note)?;
     let (ledger, actor) = (s.ledger.clone(), p.user.clone());
     let receipt = super::blocking(move || {
-        Ok(ledger.append(
-            actor,
-            LedgerEvent::ItemReportedMissing { serial, note },
-        )?)
+        Ok(ledger.append(actor, LedgerEvent::ItemReportedMissing { serial, note })?)
     })
     .await?;
     Ok(Json(Recorded {

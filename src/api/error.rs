@@ -193,8 +193,7 @@ pub(crate) fn serde_field(msg: &str) -> Option<String> {
     let (path, detail) = match rest.split_once(": ") {
         Some((p, d))
             if !p.is_empty()
-                && p
-                    .chars()
+                && p.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "_.[]".contains(c)) =>
         {
             (Some(p.trim_matches('.')), d)
@@ -207,6 +206,8 @@ pub(crate) fn serde_field(msg: &str) -> Option<String> {
         .and_then(|(_, after)| after.split_once('`'))
         .map(|(name, _)| name);
     match (path.filter(|p| !p.is_empty()), named) {
+        // serde_path_to_error's path ends at an unknown field, and at the object of a missing one.
+        (Some(p), Some(n)) if p == n || p.ends_with(&format!(".{n}")) => Some(p.to_string()),
         (Some(p), Some(n)) => Some(format!("{p}.{n}")),
         (Some(p), None) => Some(p.to_string()),
         (None, Some(n)) => Some(n.to_string()),
@@ -248,8 +249,12 @@ mod tests {
                 Some("jobs[0].personalization.surname"),
             ),
             (
-                "jobs[1]: unknown field `colour`, expected one of `a`, `b` at line 1 column 9",
+                "jobs[1].colour: unknown field `colour`, expected one of `a`, `b` at line 1 column 9",
                 Some("jobs[1].colour"),
+            ),
+            (
+                "remember: unknown field `remember`, expected `user` at line 1 column 9",
+                Some("remember"),
             ),
             (
                 "unknown field `priority`, expected `jobs` at line 1 column 30",

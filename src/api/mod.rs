@@ -220,15 +220,24 @@ fn document_shared_errors(doc: &mut utoipa::openapi::OpenApi) {
                 .any(|p| matches!(p.parameter_in, ParameterIn::Query));
             let mut add: Vec<(&str, &str)> = Vec::new();
             if !public {
-                add.push(("401", "no token, or one that is unknown, expired or disabled"));
+                add.push((
+                    "401",
+                    "no token, or one that is unknown, expired or disabled",
+                ));
                 add.push(("403", "a role this route does not admit"));
             }
             if op.request_body.is_some() {
                 add.push(("400", "malformed JSON"));
-                add.push(("404", "a station, session, serial or account named in the body does not exist"));
+                add.push((
+                    "404",
+                    "a station, session, serial or account named in the body does not exist",
+                ));
                 add.push(("413", "a body over `server.body_limit_bytes`"));
                 add.push(("415", "a body that is not `application/json`"));
-                add.push(("422", "an unknown field, a wrong type or an invalid value (`field` names it)"));
+                add.push((
+                    "422",
+                    "an unknown field, a wrong type or an invalid value (`field` names it)",
+                ));
             }
             if in_path {
                 add.push(("404", "no such resource"));
@@ -237,7 +246,10 @@ fn document_shared_errors(doc: &mut utoipa::openapi::OpenApi) {
             if in_query {
                 add.push(("422", "a malformed query (`field` names it)"));
             }
-            add.push(("503", "no answer within `server.request_timeout_secs`, or the store cannot record"));
+            add.push((
+                "503",
+                "no answer within `server.request_timeout_secs`, or the store cannot record",
+            ));
             for (status, description) in add {
                 op.responses
                     .responses
@@ -263,7 +275,8 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed);
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::map_response(one_error_body));
     Router::new()
         .nest("/api/v1", api)
         .route("/metrics", axum::routing::get(status::metrics))
@@ -276,6 +289,44 @@ pub fn app(state: AppState) -> Router {
             web::security_headers,
         ))
         .with_state(state)
+}
+
+/// The one error body for what an extractor refused before a handler ran (a path segment that
+/// is not UTF-8 once decoded, a query string that does not parse): axum answers those in plain
+/// text; the API answers every error as `{"error": {"code", "message"}}`.
+async fn one_error_body(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "content_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid",
+        _ if status.is_server_error() => "internal",
+        _ => "refused",
+    };
+    let text = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("refused")
+            .to_lowercase()
+    } else {
+        error::redact_serde(&text)
+    };
+    ApiError::new(status, code, message).into_response()
 }
 
 async fn not_found() -> ApiError {
@@ -357,10 +408,7 @@ pub(crate) fn text(field: &str, s: &str) -> Result<String, ApiError> {
 ///
 /// # Errors
 /// 422 naming `field`.
-pub(crate) fn serial_range(
-    field: &str,
-    s: &str,
-) -> Result<crate::ledger::SerialRange, ApiError> {
+pub(crate) fn serial_range(field: &str, s: &str) -> Result<crate::ledger::SerialRange, ApiError> {
     use crate::ledger::custody::MAX_LOT;
     let range = crate::ledger::SerialRange::parse(s.trim()).ok_or_else(|| {
         ApiError::invalid(

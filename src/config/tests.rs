@@ -1045,7 +1045,10 @@ fn every_key() -> Vec<String> {
             seen_structs.push(name.to_string());
             current = sections.iter().find(|(s, _)| *s == name).map(|(_, p)| *p);
             if current.is_none() {
-                assert_eq!(name, "RawConfig", "raw.rs has a new section struct {name}: map it here");
+                assert_eq!(
+                    name, "RawConfig",
+                    "raw.rs has a new section struct {name}: map it here"
+                );
             }
         } else if line == "}" {
             current = None;
@@ -1057,7 +1060,10 @@ fn every_key() -> Vec<String> {
         }
     }
     for (s, _) in sections {
-        assert!(seen_structs.iter().any(|n| n == s), "raw.rs has no {s} any more");
+        assert!(
+            seen_structs.iter().any(|n| n == s),
+            "raw.rs has no {s} any more"
+        );
     }
     keys
 }
