@@ -91,7 +91,7 @@ fn refuse_all(c: Client, auditor: &str, cases: Vec<Bad>) -> usize {
         if e["code"].as_str() != Some(b.code) {
             wrong.push(format!("code {} (want {})", e["code"], b.code));
         }
-        if !e["message"].as_str().is_some_and(|m| !m.is_empty()) {
+        if e["message"].as_str().is_none_or(str::is_empty) {
             wrong.push("no message".into());
         }
         if let Some(f) = b.field
