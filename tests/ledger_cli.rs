@@ -436,7 +436,7 @@ fn a_malformed_line_anywhere_in_an_import_records_nothing() {
         r#"{"type":"lot_received","lot":"R-2","kind":"patch","supplier":"S","range":"0000010-0000019"}"#,
     ];
     let file = d.path().join("events.jsonl");
-    std::fs::write(&file, events.join("\n")).unwrap();
+    std::fs::write(&file, events.join("\n")).expect("write the import");
     let r = hall.run_stdin(&["ledger", "append", "--actor", "S"], &file);
     assert!(
         !r.ok
