@@ -31,6 +31,7 @@ use hallctl_jobs::job::{DeviceId, GroupTag, Separation, Stage, StationId};
 use hallctl_jobs::scheduler::{Millis, SlackPolicy};
 use serde::{Deserialize, Serialize};
 
+pub mod fuzz_check;
 mod raw;
 mod source;
 mod validate;

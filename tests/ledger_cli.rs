@@ -29,6 +29,22 @@ impl Hall<'_> {
         }
     }
 
+    /// Runs with the file `input` as stdin.
+    fn run_stdin(&self, args: &[&str], input: &Path) -> Run {
+        let o: Output = Command::new(env!("CARGO_BIN_EXE_hallctl"))
+            .args(args)
+            .env("HALLCTL_LEDGER", self.dir)
+            .env_remove("RUST_BACKTRACE")
+            .stdin(std::fs::File::open(input).expect("the input file"))
+            .output()
+            .expect("run hallctl");
+        Run {
+            ok: o.status.success(),
+            out: String::from_utf8_lossy(&o.stdout).into_owned(),
+            err: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
     /// Records one event as `actor`; panics unless accepted. Returns the receipt line.
     fn ok(&self, actor: &str, event: &str) -> String {
         let r = self.run(&["ledger", "append", "--actor", actor, "--event", event]);
@@ -407,6 +423,33 @@ fn a_malformed_event_is_rejected_and_nothing_written() {
     assert!(
         !r.ok && r.err.contains("event 1 is not a valid ledger event"),
         "{}",
+        r.err
+    );
+}
+
+#[test]
+fn a_malformed_line_anywhere_in_an_import_records_nothing() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let hall = Hall { dir: d.path() };
+    let events = [
+        r#"{"type":"lot_received","lot":"R-1","kind":"patch","supplier":"S","range":{"prefix":"","first":1,"last":9,"width":7}}"#,
+        r#"{"type":"lot_received","lot":"R-2","kind":"patch","supplier":"S","range":"0000010-0000019"}"#,
+    ];
+    let file = d.path().join("events.jsonl");
+    std::fs::write(&file, events.join("\n")).expect("write the import");
+    let r = hall.run_stdin(&["ledger", "append", "--actor", "S"], &file);
+    assert!(
+        !r.ok
+            && r.err
+                .contains("event 2 is not a valid ledger event (nothing was recorded)"),
+        "{}",
+        r.err
+    );
+    let r = hall.run(&["ledger", "records", "--limit", "10"]);
+    assert!(
+        r.ok && r.out.trim().is_empty(),
+        "nothing recorded: {} {}",
+        r.out,
         r.err
     );
 }

@@ -25,6 +25,7 @@ pub mod bridge;
 pub mod codec;
 pub mod error;
 pub mod frame;
+pub mod fuzz_checks;
 pub mod laminator;
 pub mod link;
 pub mod port;

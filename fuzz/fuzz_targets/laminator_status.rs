@@ -1,12 +1,8 @@
 //! The laminator status-block decoder on arbitrary register values: never panics.
+//! The checks are `hallctl_drivers::fuzz_checks::laminator_status`, which `cargo test` also replays on every input kept in
+//! `fuzz/regressions/laminator_status/`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    let regs: Vec<u16> = data
-        .chunks_exact(2)
-        .map(|c| u16::from_be_bytes([c[0], c[1]]))
-        .collect();
-    let _ = hallctl_drivers::laminator::LaminatorStatus::decode(&regs);
-});
+fuzz_target!(|data: &[u8]| hallctl_drivers::fuzz_checks::laminator_status(data));

@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod country;
+pub mod fuzz_checks;
 pub mod intake;
 pub mod job;
 pub mod mrz;

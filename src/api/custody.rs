@@ -15,7 +15,7 @@ use super::extract::{ApiJson, Auth};
 use super::{AppState, serial};
 use crate::auth::parse_user_id;
 use crate::ledger::event::Discrepancy;
-use crate::ledger::{ItemKind, LedgerEvent, LotId, Role, Serial, SerialRange, Session, SessionId};
+use crate::ledger::{ItemKind, LedgerEvent, LotId, Role, Serial, Session, SessionId};
 
 /// A co-signer: a person and their PIN (checked, never stored or logged).
 #[derive(Debug, Deserialize, ToSchema)]
@@ -156,11 +156,7 @@ fn parse_serials(c: &Count) -> Result<Vec<Serial>, ApiError> {
             "range",
             "give either serials or a range, not both",
         )),
-        (Some(r), true) => SerialRange::parse(r)
-            .map(|r| r.serials().collect())
-            .ok_or_else(|| {
-                ApiError::invalid("range", "a range is `first-last`, e.g. 0041200-0041249")
-            }),
+        (Some(r), true) => Ok(super::serial_range("range", r)?.serials().collect()),
         (None, true) => Err(ApiError::invalid("serials", "no serials given")),
         (None, false) => c
             .serials
@@ -200,20 +196,21 @@ async fn receive_lot(
     ApiJson(r): ApiJson<LotIn>,
 ) -> Result<Json<Recorded>, ApiError> {
     let p = auth.require(&[Role::Supervisor])?;
-    let range = SerialRange::parse(&r.range).ok_or_else(|| {
-        ApiError::invalid("range", "a range is `first-last`, e.g. 0041200-0041349")
-    })?;
-    if r.lot.trim().is_empty() || r.supplier.trim().is_empty() {
-        return Err(ApiError::invalid("lot", "lot and supplier are required"));
+    let range = super::serial_range("range", &r.range)?;
+    let lot = serial("lot", &r.lot)
+        .map_err(|_| ApiError::invalid("lot", "a lot id is 1–40 characters A–Z, 0–9 and -"))?;
+    let supplier = super::text("supplier", &r.supplier)?;
+    if supplier.is_empty() {
+        return Err(ApiError::invalid("supplier", "name the supplier"));
     }
     let (ledger, actor) = (s.ledger.clone(), p.user.clone());
     let receipt = super::blocking(move || {
         Ok(ledger.append(
             actor,
             LedgerEvent::LotReceived {
-                lot: LotId::new(r.lot.trim()),
+                lot: LotId::new(lot.as_str()),
                 kind: r.kind,
-                supplier: r.supplier,
+                supplier,
                 range,
             },
         )?)
@@ -235,6 +232,9 @@ async fn open_session(
     ApiJson(r): ApiJson<OpenSession>,
 ) -> Result<Json<Recorded>, ApiError> {
     let p = auth.require(&[Role::Operator])?;
+    if r.station.trim().is_empty() {
+        return Err(ApiError::invalid("station", "name the station (your own)"));
+    }
     let station = StationId::new(r.station.trim());
     let id = s.line.open_session(p.user.clone(), station).await?;
     Ok(Json(Recorded {
@@ -373,7 +373,7 @@ async fn close_session(
             Some(Discrepancy {
                 missing,
                 supervisor: who,
-                statement: r.statement.clone().unwrap_or_default(),
+                statement: super::text("statement", r.statement.as_deref().unwrap_or_default())?,
             })
         }
     };
@@ -403,17 +403,21 @@ async fn destroy(
         .enumerate()
         .map(|(i, x)| serial(&format!("serials[{i}]"), x))
         .collect::<Result<Vec<_>, _>>()?;
+    let batch = serial("batch", &r.batch)
+        .map_err(|_| ApiError::invalid("batch", "a batch id is 1–40 characters A–Z, 0–9 and -"))?;
+    let method = super::text("method", &r.method)?;
+    let certificate = super::text("certificate", &r.certificate)?;
     let witnesses = cosign(&s, "witnesses", &r.witnesses).await?;
     let (ledger, actor) = (s.ledger.clone(), p.user.clone());
     let receipt = super::blocking(move || {
         Ok(ledger.append(
             actor,
             LedgerEvent::ItemsDestroyed {
-                batch: r.batch,
+                batch: batch.as_str().to_string(),
                 serials,
                 witnesses,
-                method: r.method,
-                certificate: r.certificate,
+                method,
+                certificate,
             },
         )?)
     })
@@ -435,15 +439,10 @@ async fn report_missing(
 ) -> Result<Json<Recorded>, ApiError> {
     let p = auth.require(&[Role::Supervisor])?;
     let serial = serial("serial", &r.serial)?;
+    let note = super::text("note", &r.note)?;
     let (ledger, actor) = (s.ledger.clone(), p.user.clone());
     let receipt = super::blocking(move || {
-        Ok(ledger.append(
-            actor,
-            LedgerEvent::ItemReportedMissing {
-                serial,
-                note: r.note,
-            },
-        )?)
+        Ok(ledger.append(actor, LedgerEvent::ItemReportedMissing { serial, note })?)
     })
     .await?;
     Ok(Json(Recorded {

@@ -150,11 +150,16 @@ impl From<LedgerError> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         match r {
-            JsonRejection::JsonDataError(e) => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "bad_json",
-                redact_serde(&e.body_text()),
-            ),
+            JsonRejection::JsonDataError(e) => {
+                let text = e.body_text();
+                let mut a = ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "bad_json",
+                    redact_serde(&text),
+                );
+                a.body.field = serde_field(&text);
+                a
+            }
             JsonRejection::JsonSyntaxError(e) => ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "bad_json",
@@ -175,6 +180,38 @@ impl From<JsonRejection> for ApiError {
             }
             other => ApiError::new(other.status(), "bad_json", redact_serde(&other.body_text())),
         }
+    }
+}
+
+/// The field a JSON data error is about, from axum's message (`Failed to deserialize the JSON
+/// body into the target type: jobs[0].due: invalid type: ...`, or `... unknown field `x` ...`
+/// at the top level): the path, and the unknown or missing field's name within it.
+pub(crate) fn serde_field(msg: &str) -> Option<String> {
+    let rest = msg
+        .split_once("into the target type: ")
+        .map_or(msg, |(_, r)| r);
+    let (path, detail) = match rest.split_once(": ") {
+        Some((p, d))
+            if !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.[]".contains(c)) =>
+        {
+            (Some(p.trim_matches('.')), d)
+        }
+        _ => (None, rest),
+    };
+    let named = ["unknown field `", "missing field `"]
+        .iter()
+        .find_map(|k| detail.split_once(k))
+        .and_then(|(_, after)| after.split_once('`'))
+        .map(|(name, _)| name);
+    match (path.filter(|p| !p.is_empty()), named) {
+        // serde_path_to_error's path ends at an unknown field, and at the object of a missing one.
+        (Some(p), Some(n)) if p == n || p.ends_with(&format!(".{n}")) => Some(p.to_string()),
+        (Some(p), Some(n)) => Some(format!("{p}.{n}")),
+        (Some(p), None) => Some(p.to_string()),
+        (None, Some(n)) => Some(n.to_string()),
+        (None, None) => None,
     }
 }
 
@@ -203,6 +240,41 @@ pub(crate) fn redact_serde(msg: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_field_of_a_json_data_error_is_named() {
+        let p = "Failed to deserialize the JSON body into the target type: ";
+        for (msg, field) in [
+            (
+                "jobs[0].personalization.surname: invalid type: integer `3`, expected a string at line 1 column 9",
+                Some("jobs[0].personalization.surname"),
+            ),
+            (
+                "jobs[1].colour: unknown field `colour`, expected one of `a`, `b` at line 1 column 9",
+                Some("jobs[1].colour"),
+            ),
+            (
+                "remember: unknown field `remember`, expected `user` at line 1 column 9",
+                Some("remember"),
+            ),
+            (
+                "unknown field `priority`, expected `jobs` at line 1 column 30",
+                Some("priority"),
+            ),
+            ("missing field `pin` at line 1 column 12", Some("pin")),
+            (
+                "counters[0]: missing field `pin` at line 1 column 40",
+                Some("counters[0].pin"),
+            ),
+            ("invalid type: sequence, expected a string", None),
+        ] {
+            assert_eq!(
+                super::serde_field(&format!("{p}{msg}")).as_deref(),
+                field,
+                "{msg}"
+            );
+        }
+    }
+
     #[test]
     fn serde_messages_lose_the_submitted_value_but_keep_the_field() {
         let m = super::redact_serde(

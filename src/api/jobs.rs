@@ -104,8 +104,11 @@ async fn submit(
 
 /// Lists jobs, in id order, one page at a time.
 #[utoipa::path(get, path = "/jobs",
-    params(("state" = Option<String>, Query), ("class" = Option<String>, Query),
-        ("destination" = Option<String>, Query), ("after" = Option<u64>, Query), ("limit" = Option<usize>, Query)),
+    params(("state" = Option<String>, Query, description = "a job state (`queued`, `printing`, `needs_inspection`, ...)"),
+        ("class" = Option<String>, Query, description = "`normal`, `urgent` or `fast_track`"),
+        ("destination" = Option<String>, Query),
+        ("after" = Option<u64>, Query, minimum = 0, description = "the previous page's `next` (at most 2^63 - 1)"),
+        ("limit" = Option<usize>, Query, minimum = 1, maximum = 500, description = "page size (default 100)")),
     responses((status = 200, body = Object), (status = 422, body = ErrorBody)))]
 async fn list(
     State(s): State<AppState>,
@@ -175,7 +178,8 @@ async fn cancel(
 ) -> Result<Json<JobView>, ApiError> {
     let p = auth.require(&[Role::Supervisor])?;
     let id = job_id(&id)?;
-    Ok(Json(s.line.cancel(p.user.clone(), id, r.reason).await?))
+    let reason = super::text("reason", &r.reason)?;
+    Ok(Json(s.line.cancel(p.user.clone(), id, reason).await?))
 }
 
 /// Changes a job's class.
@@ -189,9 +193,10 @@ async fn reprioritise(
 ) -> Result<Json<JobView>, ApiError> {
     let p = auth.require(&[Role::Supervisor])?;
     let id = job_id(&id)?;
+    let reason = super::text("reason", &r.reason)?;
     Ok(Json(
         s.line
-            .reprioritise(p.user.clone(), id, r.class, r.reason)
+            .reprioritise(p.user.clone(), id, r.class, reason)
             .await?,
     ))
 }
@@ -207,9 +212,14 @@ async fn inspect(
 ) -> Result<Json<JobView>, ApiError> {
     let p = auth.require(&[Role::Supervisor])?;
     let id = job_id(&id)?;
+    let serial = r
+        .serial
+        .as_deref()
+        .map(|x| super::serial("serial", x).map(|x| x.as_str().to_string()))
+        .transpose()?;
     Ok(Json(
         s.line
-            .inspect(p.user.clone(), id, r.verdict, r.serial)
+            .inspect(p.user.clone(), id, r.verdict, serial)
             .await?,
     ))
 }

@@ -67,6 +67,25 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(missing))
         .routes(routes!(checkpoint))
         .routes(routes!(evidence))
+        .routes(routes!(head))
+}
+
+/// The ledger's head: its last record's sequence number and chain link.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Head {
+    /// The last record's sequence number (0: no record yet).
+    pub seq: u64,
+    /// Its chain link (hex).
+    pub link: String,
+}
+
+/// The ledger's head (last sequence number and chain link): how an auditor, a supervisor, an
+/// admin or the monitoring room sees, cheaply, whether anything was recorded between two reads.
+#[utoipa::path(get, path = "/ledger/head", responses((status = 200, body = Head)))]
+async fn head(State(s): State<AppState>, auth: Auth) -> Result<Json<Head>, ApiError> {
+    auth.require(&[Role::Auditor, Role::Supervisor, Role::Admin, Role::Monitor])?;
+    let (seq, link) = s.ledger.head_link();
+    Ok(Json(Head { seq, link }))
 }
 
 /// Traces a patch or booklet serial forward and backward.
@@ -117,8 +136,8 @@ async fn reconcile(
 /// Records by operator, station and time range (indexed).
 #[utoipa::path(get, path = "/ledger/records",
     params(("operator" = Option<String>, Query), ("station" = Option<String>, Query),
-        ("from" = Option<String>, Query), ("to" = Option<String>, Query), ("limit" = Option<usize>, Query)),
-    responses((status = 200, body = Object), (status = 422, body = ErrorBody)))]
+        ("from" = Option<String>, Query), ("to" = Option<String>, Query), ("limit" = Option<usize>, Query, minimum = 1, maximum = 10_000, description = "at most this many (default 1,000)")),
+    responses((status = 200, body = Vec<Object>), (status = 422, body = ErrorBody)))]
 async fn records(
     State(s): State<AppState>,
     auth: Auth,
@@ -144,7 +163,7 @@ async fn records(
 }
 
 /// The destruction register.
-#[utoipa::path(get, path = "/ledger/destructions", responses((status = 200, body = Object)))]
+#[utoipa::path(get, path = "/ledger/destructions", responses((status = 200, body = Vec<Object>)))]
 async fn destructions(
     State(s): State<AppState>,
     auth: Auth,

@@ -158,7 +158,7 @@ async fn health(State(s): State<AppState>) -> Result<&'static str, ApiError> {
 
 /// The routes and the document they generate.
 pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health))
         .merge(session::router())
         .merge(jobs::router())
@@ -168,7 +168,96 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(users::router())
         .merge(status::router())
         .merge(alerts::router())
-        .split_for_parts()
+        .split_for_parts();
+    let mut doc = doc;
+    document_shared_errors(&mut doc);
+    (router, doc)
+}
+
+/// Adds to every operation the error answers the shared machinery gives whatever the handler
+/// says, so that the document tells a client every status it can get (the generated battery,
+/// `tests/api_battery.rs`, checks every answer against it): 401 and 403 on every route that
+/// needs a token; 400 (malformed JSON), 404 (something the body names does not exist), 413
+/// (over `server.body_limit_bytes`), 415 (not JSON) and 422 (unknown field, wrong type, invalid
+/// value) where there is a body; 404 and 422 where a
+/// path names something; 422 for a bad query; 503 everywhere (the request deadline, a store that
+/// stopped confirming writes). A status a handler documents itself keeps its description.
+fn document_shared_errors(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::security::SecurityRequirement;
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build()
+    };
+    for item in doc.paths.paths.values_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in ops.into_iter().flatten() {
+            let public = op
+                .security
+                .as_ref()
+                .is_some_and(|s| s.iter().all(|r| *r == SecurityRequirement::default()));
+            let params = op.parameters.as_deref().unwrap_or_default();
+            let in_path = params
+                .iter()
+                .any(|p| matches!(p.parameter_in, ParameterIn::Path));
+            let in_query = params
+                .iter()
+                .any(|p| matches!(p.parameter_in, ParameterIn::Query));
+            let mut add: Vec<(&str, &str)> = Vec::new();
+            if !public {
+                add.push((
+                    "401",
+                    "no token, or one that is unknown, expired or disabled",
+                ));
+                add.push(("403", "a role this route does not admit"));
+            }
+            if op.request_body.is_some() {
+                add.push(("400", "malformed JSON"));
+                add.push((
+                    "404",
+                    "a station, session, serial or account named in the body does not exist",
+                ));
+                add.push(("413", "a body over `server.body_limit_bytes`"));
+                add.push(("415", "a body that is not `application/json`"));
+                add.push((
+                    "422",
+                    "an unknown field, a wrong type or an invalid value (`field` names it)",
+                ));
+            }
+            if in_path {
+                add.push(("404", "no such resource"));
+                add.push(("422", "a malformed id"));
+            }
+            if in_query {
+                add.push(("422", "a malformed query (`field` names it)"));
+            }
+            add.push((
+                "503",
+                "no answer within `server.request_timeout_secs`, or the store cannot record",
+            ));
+            for (status, description) in add {
+                op.responses
+                    .responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| error(description).into());
+            }
+        }
+    }
 }
 
 /// The whole API, ready to serve (tests call it without a socket).
@@ -186,7 +275,8 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed);
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::map_response(one_error_body));
     Router::new()
         .nest("/api/v1", api)
         .route("/metrics", axum::routing::get(status::metrics))
@@ -199,6 +289,44 @@ pub fn app(state: AppState) -> Router {
             web::security_headers,
         ))
         .with_state(state)
+}
+
+/// The one error body for what an extractor refused before a handler ran (a path segment that
+/// is not UTF-8 once decoded, a query string that does not parse): axum answers those in plain
+/// text; the API answers every error as `{"error": {"code", "message"}}`.
+async fn one_error_body(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "content_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid",
+        _ if status.is_server_error() => "internal",
+        _ => "refused",
+    };
+    let text = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("refused")
+            .to_lowercase()
+    } else {
+        error::redact_serde(&text)
+    };
+    ApiError::new(status, code, message).into_response()
 }
 
 async fn not_found() -> ApiError {
@@ -245,6 +373,59 @@ pub(crate) fn serial(field: &str, s: &str) -> Result<crate::ledger::Serial, ApiE
         ));
     }
     Ok(crate::ledger::Serial::new(s))
+}
+
+/// The most characters a free-text field (a reason, a statement, a note, a supplier) holds: it
+/// is kept in the ledger for the life of the passports.
+pub(crate) const TEXT_MAX: usize = 500;
+
+/// Checks a free-text field: at most [`TEXT_MAX`] characters and no control characters (a
+/// record stays one line in every export). Returns it trimmed; whether it may be empty is the
+/// line's or the ledger's rule.
+///
+/// # Errors
+/// 422 naming `field`.
+pub(crate) fn text(field: &str, s: &str) -> Result<String, ApiError> {
+    let s = s.trim();
+    if s.chars().count() > TEXT_MAX {
+        return Err(ApiError::invalid(
+            field,
+            format!("at most {TEXT_MAX} characters"),
+        ));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            field,
+            "no control characters (line breaks, tabs)",
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// Parses a serial range (`0041200-0041349`, `BK-9001200-BK-9001299`): both ends are serials
+/// (see [`serial`]) and it holds at most [`crate::ledger::custody::MAX_LOT`] items, so that a
+/// typed range never makes the controller build millions of serials.
+///
+/// # Errors
+/// 422 naming `field`.
+pub(crate) fn serial_range(field: &str, s: &str) -> Result<crate::ledger::SerialRange, ApiError> {
+    use crate::ledger::custody::MAX_LOT;
+    let range = crate::ledger::SerialRange::parse(s.trim()).ok_or_else(|| {
+        ApiError::invalid(
+            field,
+            "a range is `first-last` with the same prefix, e.g. 0041200-0041349",
+        )
+    })?;
+    for end in [range.first, range.last] {
+        serial(field, range.serial(end).as_str())?;
+    }
+    if range.len() > MAX_LOT {
+        return Err(ApiError::invalid(
+            field,
+            format!("a range holds at most {MAX_LOT} serials"),
+        ));
+    }
+    Ok(range)
 }
 
 /// Runs a blocking ledger query off the async workers.

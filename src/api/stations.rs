@@ -152,13 +152,18 @@ async fn laminate(
         .as_deref()
         .map(|b| serial("booklet", b))
         .transpose()?;
+    let skip_reason = r
+        .skip_reason
+        .as_deref()
+        .map(|x| super::text("skip_reason", x))
+        .transpose()?;
     Ok(Json(
         s.line
             .scan_patch(
                 p.user.clone(),
                 StationId::new(id),
                 patch,
-                r.skip_reason,
+                skip_reason,
                 r.job.map(JobId),
                 booklet,
             )
@@ -190,9 +195,10 @@ async fn defect(
     ApiJson(r): ApiJson<Defect>,
 ) -> Result<Json<StationView>, ApiError> {
     let p = at_station(&auth, &id)?;
+    let reason = super::text("reason", &r.reason)?;
     Ok(Json(
         s.line
-            .report_defect(p.user.clone(), StationId::new(id), r.reason)
+            .report_defect(p.user.clone(), StationId::new(id), reason)
             .await?,
     ))
 }

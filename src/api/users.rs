@@ -58,7 +58,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 }
 
 /// Every account (no PIN hashes).
-#[utoipa::path(get, path = "/users", responses((status = 200, body = Object), (status = 403, body = ErrorBody)))]
+#[utoipa::path(get, path = "/users", responses((status = 200, body = Vec<Object>), (status = 403, body = ErrorBody)))]
 async fn list(State(s): State<AppState>, auth: Auth) -> Result<Json<Vec<UserSummary>>, ApiError> {
     auth.require(&[Role::Admin, Role::Supervisor])?;
     Ok(Json(s.users.list().iter().map(|u| u.summary()).collect()))
@@ -108,7 +108,8 @@ fn target(s: &AppState, auth: &Auth, id: &str) -> Result<crate::auth::User, ApiE
 
 /// Disables an account (its tokens stop working).
 #[utoipa::path(post, path = "/users/{id}/disable", params(("id" = String, Path)),
-    responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "no change: already so")))]
 async fn disable(
     State(s): State<AppState>,
     auth: Auth,
@@ -122,7 +123,8 @@ async fn disable(
 
 /// Enables an account again.
 #[utoipa::path(post, path = "/users/{id}/enable", params(("id" = String, Path)),
-    responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "no change: already so")))]
 async fn enable(
     State(s): State<AppState>,
     auth: Auth,

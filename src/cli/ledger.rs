@@ -287,12 +287,22 @@ pub fn run(args: LedgerArgs) -> anyhow::Result<()> {
                 Some(e) => vec![e],
                 None => std::io::stdin().lock().lines().collect::<Result<_, _>>()?,
             };
+            // Every line is read before the first is recorded: a malformed one, anywhere, names
+            // its line and records nothing.
+            let mut events = Vec::with_capacity(lines.len());
             for (n, line) in lines.iter().enumerate() {
                 if line.trim().is_empty() {
                     continue;
                 }
-                let ev: LedgerEvent = serde_json::from_str(line)
-                    .with_context(|| format!("event {} is not a valid ledger event", n + 1))?;
+                let ev: LedgerEvent = serde_json::from_str(line).with_context(|| {
+                    format!(
+                        "event {} is not a valid ledger event (nothing was recorded)",
+                        n + 1
+                    )
+                })?;
+                events.push((n, ev));
+            }
+            for (n, ev) in events {
                 let receipt = ledger
                     .append_at(at.unwrap_or_else(Utc::now), actor.clone(), ev)
                     .map_err(|e| {

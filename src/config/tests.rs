@@ -90,11 +90,15 @@ fn base_is_valid() {
     );
 }
 
-/// Each broken rule: the text, then the expected `line: path` and a fragment of the message.
-#[test]
-fn every_error_names_its_line_and_key() {
+/// One broken rule: its name, the text, then the expected line, key path and a fragment of the
+/// message.
+type ErrorCase = (&'static str, String, usize, &'static str, &'static str);
+
+/// Each broken rule (at least one bad value for every key: see
+/// [`every_key_has_a_case_with_a_bad_value`]).
+fn error_cases() -> Vec<ErrorCase> {
     let remove_vault = BASE.replacen("[[stations]]\nid = \"VAULT\"\nkind = \"vault\"\n\n", "", 1);
-    let cases: Vec<(&str, String, usize, &str, &str)> = vec![
+    vec![
         // [hall]
         (
             "hall id charset",
@@ -373,6 +377,26 @@ fn every_error_names_its_line_and_key() {
             "9999 is out of range 0..=720",
         ),
         (
+            "class lead above a month",
+            edit(
+                "max_pin_failures = 5\n",
+                "max_pin_failures = 5\nclass_lead_hours = { normal = 721, urgent = 2, fast_track = 4 }\n",
+            ),
+            12,
+            "policy.class_lead_hours.normal",
+            "721 is out of range 0..=720",
+        ),
+        (
+            "class lead negative",
+            edit(
+                "max_pin_failures = 5\n",
+                "max_pin_failures = 5\nclass_lead_hours = { normal = 0, urgent = 2, fast_track = -1 }\n",
+            ),
+            12,
+            "policy.class_lead_hours.fast_track",
+            "invalid value: integer `-1`",
+        ),
+        (
             "class lead missing a class",
             edit(
                 "max_pin_failures = 5\n",
@@ -391,6 +415,26 @@ fn every_error_names_its_line_and_key() {
             12,
             "policy.aging_cap_hours.fast_track",
             "0 is out of range 1..=2160",
+        ),
+        (
+            "aging cap above three months",
+            edit(
+                "max_pin_failures = 5\n",
+                "max_pin_failures = 5\naging_cap_hours = { normal = 99999, urgent = 24, fast_track = 4 }\n",
+            ),
+            12,
+            "policy.aging_cap_hours.normal",
+            "99999 is out of range 1..=2160",
+        ),
+        (
+            "aging cap as text",
+            edit(
+                "max_pin_failures = 5\n",
+                "max_pin_failures = 5\naging_cap_hours = { normal = 72, urgent = \"a day\", fast_track = 4 }\n",
+            ),
+            12,
+            "policy.aging_cap_hours.urgent",
+            "invalid type: string",
         ),
         (
             "boosted group tag",
@@ -429,6 +473,26 @@ fn every_error_names_its_line_and_key() {
             15,
             "alerts.device_offline_secs",
             "99999 is out of range 1..=3600",
+        ),
+        (
+            "oldest queued zero",
+            edit(
+                "queue_depth = 5000\n",
+                "queue_depth = 5000\noldest_queued_minutes = 0\n",
+            ),
+            15,
+            "alerts.oldest_queued_minutes",
+            "0 is out of range 1..=10080",
+        ),
+        (
+            "due at risk above a week",
+            edit(
+                "queue_depth = 5000\n",
+                "queue_depth = 5000\ndue_at_risk_minutes = 20000\n",
+            ),
+            15,
+            "alerts.due_at_risk_minutes",
+            "20000 is out of range 1..=10080",
         ),
         // [mqtt] (appended after BASE: `[mqtt]` is line 56, its first key line 57)
         (
@@ -583,6 +647,16 @@ fn every_error_names_its_line_and_key() {
             "performance.ideal_qc_secs",
             "invalid type",
         ),
+        (
+            "ideal dispatch time zero",
+            edit(
+                "queue_depth = 5000\n",
+                "queue_depth = 5000\n\n[performance]\nideal_dispatch_secs = 0\n",
+            ),
+            17,
+            "performance.ideal_dispatch_secs",
+            "0 is out of range 1..=3600",
+        ),
         // [[buses]]
         (
             "duplicate bus id",
@@ -624,6 +698,13 @@ fn every_error_names_its_line_and_key() {
             19,
             "buses[0].baud",
             "12345 is not a standard baud rate",
+        ),
+        (
+            "bus port empty",
+            edit("port = \"/dev/ttyUSB1\"\n", "port = \"\"\n"),
+            18,
+            "buses[0].port",
+            "must not be empty",
         ),
         (
             "buses not an array",
@@ -792,6 +873,26 @@ fn every_error_names_its_line_and_key() {
             "0 is out of range 10..=10000",
         ),
         (
+            "printer baud not standard",
+            edit(
+                r#"port = "/dev/ttyUSB0" }"#,
+                r#"port = "/dev/ttyUSB0", baud = 1234 }"#,
+            ),
+            31,
+            "stations[1].device.baud",
+            "1234 is not a standard baud rate",
+        ),
+        (
+            "printer with port and simulate",
+            edit(
+                r#"port = "/dev/ttyUSB0" }"#,
+                r#"port = "/dev/ttyUSB0", simulate = true }"#,
+            ),
+            31,
+            "stations[1].device.simulate",
+            "exclude each other",
+        ),
+        (
             "laminator on an unknown bus",
             edit(r#"bus = "bus-b""#, r#"bus = "bus-c""#),
             46,
@@ -882,7 +983,13 @@ fn every_error_names_its_line_and_key() {
             "stations[5].kind",
             "duplicate key (first written at line 50)",
         ),
-    ];
+    ]
+}
+
+/// Each broken rule: the text, then the expected `line: path` and a fragment of the message.
+#[test]
+fn every_error_names_its_line_and_key() {
+    let cases = error_cases();
     let mut failures = Vec::new();
     for (name, text, line, path, fragment) in &cases {
         let errors = match parse(text) {
@@ -908,6 +1015,98 @@ fn every_error_names_its_line_and_key() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// Every key of `raw.rs` (read from its source, so that a new key without a case fails here),
+/// named as error paths name it (`stations[].device.unit`).
+fn every_key() -> Vec<String> {
+    let sections: &[(&str, &[&str])] = &[
+        ("RawHall", &["hall"]),
+        ("RawServer", &["server"]),
+        ("RawPolicy", &["policy"]),
+        (
+            "RawPerClass",
+            &["policy.class_lead_hours", "policy.aging_cap_hours"],
+        ),
+        ("RawAlerts", &["alerts"]),
+        ("RawPerformance", &["performance"]),
+        ("RawMqtt", &["mqtt"]),
+        ("RawBus", &["buses[]"]),
+        ("RawStation", &["stations[]"]),
+        ("RawDevice", &["stations[].device"]),
+    ];
+    let src = include_str!("raw.rs");
+    let mut keys = Vec::new();
+    let mut seen_structs = Vec::new();
+    let mut current: Option<&[&str]> = None;
+    for line in src.lines() {
+        if let Some(rest) = line.strip_prefix("pub(super) struct ") {
+            let name = rest.trim_end_matches(" {").trim();
+            seen_structs.push(name.to_string());
+            current = sections.iter().find(|(s, _)| *s == name).map(|(_, p)| *p);
+            if current.is_none() {
+                assert_eq!(
+                    name, "RawConfig",
+                    "raw.rs has a new section struct {name}: map it here"
+                );
+            }
+        } else if line == "}" {
+            current = None;
+        } else if let Some(prefixes) = current
+            && let Some(field) = line.trim().strip_prefix("pub ")
+            && let Some((field, _)) = field.split_once(':')
+        {
+            keys.extend(prefixes.iter().map(|p| format!("{p}.{field}")));
+        }
+    }
+    for (s, _) in sections {
+        assert!(
+            seen_structs.iter().any(|n| n == s),
+            "raw.rs has no {s} any more"
+        );
+    }
+    keys
+}
+
+#[test]
+fn every_key_has_a_case_with_a_bad_value() {
+    let keys = every_key();
+    assert!(keys.len() > 50, "{keys:?}");
+    let paths: Vec<String> = error_cases()
+        .iter()
+        .map(|c| {
+            // `stations[3].device.unit` -> `stations[].device.unit`
+            let mut out = String::new();
+            let mut in_index = false;
+            for ch in c.3.chars() {
+                match ch {
+                    '[' => {
+                        in_index = true;
+                        out.push('[');
+                    }
+                    ']' => {
+                        in_index = false;
+                        out.push(']');
+                    }
+                    _ if in_index => {}
+                    _ => out.push(ch),
+                }
+            }
+            out
+        })
+        .collect();
+    let missing: Vec<&String> = keys
+        .iter()
+        .filter(|k| {
+            !paths
+                .iter()
+                .any(|p| p == *k || p.starts_with(&format!("{k}.")))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "keys with no bad-value case in error_cases(): {missing:?}"
+    );
 }
 
 #[test]

@@ -363,6 +363,13 @@ impl Ledger {
         lock(&self.writer).head_seq
     }
 
+    /// The last record's sequence number and chain link (hex); 0 and the genesis link when
+    /// the ledger is empty.
+    pub fn head_link(&self) -> (u64, String) {
+        let w = lock(&self.writer);
+        (w.head_seq, hex::encode(w.head_link))
+    }
+
     /// Durability counters: (last durable sequence number, flush + fsync rounds since open).
     pub fn durability(&self) -> (u64, u64) {
         let d = lock(&self.committer.state);

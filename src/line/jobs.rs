@@ -197,6 +197,13 @@ pub(crate) fn list(store: &Store, f: &JobFilter) -> Result<Page, LineError> {
             format!("must be between 1 and {MAX_PAGE}"),
         ));
     }
+    // Job ids are documented as 64-bit signed integers (what JSON clients can hold).
+    if f.after.is_some_and(|a| a > i64::MAX.unsigned_abs()) {
+        return Err(LineError::invalid(
+            "after",
+            format!("a job id is at most {}", i64::MAX),
+        ));
+    }
     if let Some(s) = &f.state
         && !STATE_NAMES.contains(&s.as_str())
     {
