@@ -22,9 +22,19 @@ pub fn mrz(data: &[u8]) {
             let message = errors.to_string();
             for line in [line1, line2] {
                 for word in line.split(|c: char| !c.is_ascii_alphabetic()) {
-                    if word.len() >= 6 {
+                    if word.len() >= 6 && message.contains(word) {
+                        // The word may be the message's own wording ("invalid", "characters")
+                        // that the input happens to contain: with the word masked in the input
+                        // (same length, same kind of characters), it must be gone from the
+                        // message, else the message only says it anyway.
+                        let mask = "Q".repeat(word.len());
+                        let masked =
+                            parse(&line1.replace(word, &mask), &line2.replace(word, &mask))
+                                .err()
+                                .map(|e| e.to_string())
+                                .unwrap_or_default();
                         assert!(
-                            !message.contains(word),
+                            masked.contains(word),
                             "the error message repeats input {word:?}: {message}"
                         );
                     }
