@@ -137,7 +137,6 @@ fn a_filling_disk_stops_patches_before_it_is_full_says_why_and_resumes_when_free
     let (sup, b1, id) = up_to_lamination(&hall);
     let aud = hall.sign_in("AU1", None);
     assert_eq!(storage_of(c, &sup)["state"], "ok");
-    let head = ledger_head(c, &aud);
 
     // A file beside the ledger eats the space down to 16 MiB (the halt is at 24).
     let filler = mount.0.join("runaway.log");
@@ -168,7 +167,9 @@ fn a_filling_disk_stops_patches_before_it_is_full_says_why_and_resumes_when_free
         "{alerts}"
     );
 
-    // No patch is applied, none issued, and nothing is recorded.
+    // No patch is applied, none issued, and nothing is recorded. (The head is read now: on its
+    // way down the disk passed the `storage_low` zone, whose alert is a record.)
+    let head = ledger_head(c, &aud);
     let r = c.post(
         "/stations/LAM-01/laminate",
         Some(&b1),

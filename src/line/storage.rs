@@ -148,7 +148,8 @@ impl Watcher {
         let (state, detail) = self.judge(free);
         self.tx.send_if_modified(|s| {
             let changed = s.state != state || s.detail != detail;
-            if changed {
+            // Logged when the state changes, not each time the free space in its detail does.
+            if s.state != state {
                 match state {
                     StorageState::Ok => tracing::info!("storage: ok"),
                     _ => tracing::warn!(
@@ -161,6 +162,8 @@ impl Watcher {
                     ),
                 }
                 s.since = (state != StorageState::Ok).then(Utc::now);
+            }
+            if changed {
                 s.state = state;
                 s.detail = detail;
             }
