@@ -34,3 +34,34 @@ fn replay(target: &str, check: fn(&[u8])) {
 fn config_regressions_stay_fixed() {
     replay("config", hallctl::config::fuzz_check::check);
 }
+
+#[test]
+fn printer_frame_regressions_stay_fixed() {
+    replay("printer_frame", hallctl_drivers::fuzz_checks::printer_frame);
+}
+
+#[test]
+fn printer_payloads_regressions_stay_fixed() {
+    replay(
+        "printer_payloads",
+        hallctl_drivers::fuzz_checks::printer_payloads,
+    );
+}
+
+#[test]
+fn bridge_line_regressions_stay_fixed() {
+    replay("bridge_line", hallctl_drivers::fuzz_checks::bridge_line);
+}
+
+#[test]
+fn laminator_status_regressions_stay_fixed() {
+    replay(
+        "laminator_status",
+        hallctl_drivers::fuzz_checks::laminator_status,
+    );
+}
+
+#[test]
+fn mrz_regressions_stay_fixed() {
+    replay("mrz", hallctl_jobs::fuzz_checks::mrz);
+}
