@@ -1,6 +1,12 @@
 //! The vendor bridge client against the example bridge program, as a child process and over TCP.
+//!
+//! A bridge that is expected to answer gets a timeout of seconds; the timeouts under test are met
+//! by answers that come seconds after them, or never. Every wait is for an event, bounded by a
+//! generous ceiling (`common`).
 
 #![allow(clippy::unwrap_used)] // in tests a panic is the failure report
+
+mod common;
 
 use std::path::Path;
 use std::time::Duration;
@@ -10,22 +16,21 @@ use hallctl_drivers::bridge::{connect_bridge_tcp, spawn_bridge_process};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
+use common::{GENEROUS, wait_until, within};
+
 fn example() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_hallctl-example-bridge"))
 }
 
 #[tokio::test]
 async fn bridge_child_process_requests_events_errors_timeouts_and_exit() {
-    let (b, task) = spawn_bridge_process(example(), &[], Duration::from_millis(300)).unwrap();
+    let (b, task) = spawn_bridge_process(example(), &[], GENEROUS).unwrap();
     let mut events = b.subscribe();
     let hello = b.call("hello", json!({})).await.unwrap();
     assert_eq!(hello["model"], "DPM-1");
 
     b.call("print", json!({"job_ref": 42})).await.unwrap();
-    let ev = tokio::time::timeout(Duration::from_secs(2), events.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let ev = within("the done event", events.recv()).await.unwrap();
     assert_eq!(
         (ev.event.as_str(), &ev.data["job_ref"]),
         ("done", &json!(42))
@@ -41,9 +46,15 @@ async fn bridge_child_process_requests_events_errors_timeouts_and_exit() {
     // A stray reply and a non-JSON line are counted and dropped; the real reply still arrives.
     assert_eq!(b.call("echo_late", json!({})).await.unwrap()["ok"], true);
     assert_eq!(b.call("garbage", json!({})).await.unwrap()["ok"], true);
-    let err = b.call("sleep", json!({"ms": 600})).await.unwrap_err();
+    // An answer 6 s late, three times the 2 s timeout: the call times out, and the answer, when it
+    // comes, is counted and dropped (the second late reply after echo_late's stray one).
+    let err = b.call("sleep", json!({"ms": 6000})).await.unwrap_err();
     assert!(matches!(err, DriverError::Timeout { .. }), "{err}");
-    // The late answer to the timed-out call must not answer the next one.
+    wait_until("the late answer to come in", || {
+        b.counters().late_replies >= 2
+    })
+    .await;
+    // It answered nothing: the next call gets its own answer.
     assert_eq!(b.call("status", json!({})).await.unwrap()["printed"], 1);
     let c = b.counters();
     assert!(
@@ -58,10 +69,25 @@ async fn bridge_child_process_requests_events_errors_timeouts_and_exit() {
         matches!(err, DriverError::TaskStopped | DriverError::LinkClosed),
         "{err}"
     );
-    tokio::time::timeout(Duration::from_secs(2), task)
-        .await
-        .expect("bridge task hung")
-        .unwrap();
+    within("the bridge task to end", task).await.unwrap();
+}
+
+/// The late answer to a call that timed out arrives while the next call waits for its own: it
+/// must not be taken for it. (The bridge answers the first request only once the second has come,
+/// so the first is answered late whatever the machine's speed.)
+#[tokio::test]
+async fn a_late_answer_does_not_answer_the_call_in_flight() {
+    let (b, task) = sh(
+        r#"read line; read line; printf '{"id":1,"result":{"late":true}}\n{"id":2,"result":{"ok":2}}\n'; sleep 30"#,
+        GENEROUS,
+    );
+    let err = b.call("status", json!({})).await.unwrap_err();
+    assert!(matches!(err, DriverError::Timeout { .. }), "{err}");
+    assert_eq!(b.call("status", json!({})).await.unwrap()["ok"], 2);
+    let c = b.counters();
+    assert_eq!((c.timeouts, c.late_replies), (1, 1), "{c:?}");
+    drop(b);
+    within("the bridge task to end", task).await.unwrap();
 }
 
 #[tokio::test]
@@ -79,19 +105,14 @@ async fn bridge_over_tcp() {
         w.write_all(format!("{reply}\n").as_bytes()).await.unwrap();
         let _ = lines.next_line().await;
     });
-    let (b, task) = connect_bridge_tcp(&addr, Duration::from_secs(1))
-        .await
-        .unwrap();
+    let (b, task) = connect_bridge_tcp(&addr, GENEROUS).await.unwrap();
     assert_eq!(
         b.call("status", json!({})).await.unwrap()["method"],
         "status"
     );
     drop(b);
-    tokio::time::timeout(Duration::from_secs(2), task)
-        .await
-        .unwrap()
-        .unwrap();
-    server.await.unwrap();
+    within("the bridge task to end", task).await.unwrap();
+    within("the server to end", server).await.unwrap();
 }
 
 fn sh(
@@ -112,19 +133,20 @@ async fn a_bridge_that_stops_reading_stdin_never_hangs_the_task() {
     // Far more than a pipe buffer (64 KiB on Linux): the write of this request blocks.
     let big = "x".repeat(1 << 20);
     for _ in 0..3 {
-        let res = tokio::time::timeout(
-            Duration::from_secs(5),
+        let res = within(
+            "a call behind a blocked write to end",
             b.call("print", json!({ "name": big })),
         )
-        .await
-        .expect("call hung behind a blocked write");
+        .await;
         assert!(matches!(res, Err(DriverError::Timeout { .. })), "{res:?}");
     }
     drop(b);
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("bridge task hung after the handles were dropped")
-        .unwrap();
+    within(
+        "the bridge task to end after its handles were dropped",
+        task,
+    )
+    .await
+    .unwrap();
 }
 
 /// A line that is not UTF-8 is a framing error and skipped; the link stays up.
@@ -132,16 +154,13 @@ async fn a_bridge_that_stops_reading_stdin_never_hangs_the_task() {
 async fn an_invalid_utf8_line_is_a_framing_error_not_the_end_of_the_link() {
     let (b, task) = sh(
         r#"read line; printf '\377\376 bad\n'; printf '{"id":1,"result":{"ok":true}}\n'; read line; printf '{"id":2,"result":{"ok":2}}\n'; sleep 30"#,
-        Duration::from_secs(3),
+        GENEROUS,
     );
     assert_eq!(b.call("status", json!({})).await.unwrap()["ok"], true);
     assert_eq!(b.call("status", json!({})).await.unwrap()["ok"], 2);
     assert_eq!(b.counters().framing_errors, 1, "{:?}", b.counters());
     drop(b);
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("bridge task hung")
-        .unwrap();
+    within("the bridge task to end", task).await.unwrap();
 }
 
 /// A line longer than MAX_LINE, even one without a newline for a long while, is one framing error
@@ -149,14 +168,11 @@ async fn an_invalid_utf8_line_is_a_framing_error_not_the_end_of_the_link() {
 #[tokio::test]
 async fn an_oversize_line_is_a_framing_error_and_skipped() {
     let script = r#"read line; head -c 200000 /dev/zero | tr '\0' 'a'; printf '\n{"id":1,"result":{"ok":true}}\n'; sleep 30"#;
-    let (b, task) = sh(script, Duration::from_secs(3));
+    let (b, task) = sh(script, GENEROUS);
     assert_eq!(b.call("status", json!({})).await.unwrap()["ok"], true);
     assert_eq!(b.counters().framing_errors, 1, "{:?}", b.counters());
     drop(b);
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("bridge task hung")
-        .unwrap();
+    within("the bridge task to end", task).await.unwrap();
 }
 
 #[tokio::test]
