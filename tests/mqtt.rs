@@ -198,7 +198,7 @@ impl Broker {
             .spawn()
             .expect("start mosquitto");
         self.child = Some(child);
-        wait_for(20, "mosquitto to accept connections", || {
+        wait_for(60, "mosquitto to accept connections", || {
             let up = TcpStream::connect(("127.0.0.1", self.port)).is_ok();
             (up.then_some(()), self.log())
         });
@@ -516,7 +516,7 @@ fn state_devices_and_every_ledger_record_arrive_and_parse() {
 
     // A late subscriber gets the retained state, devices and status at once.
     let late = Subscriber::start(&broker, "test-a-late", "hallctl/v1/mq-a/#", false);
-    wait_for(20, "retained messages for a late subscriber", || {
+    wait_for(60, "retained messages for a late subscriber", || {
         let all = late.all();
         let retained: Vec<&str> = all
             .iter()
@@ -559,7 +559,7 @@ fn the_last_will_says_offline_when_the_controller_is_killed() {
     });
     // Retained: whoever looks later sees it too.
     let late = Subscriber::start(&broker, "test-b-late", "hallctl/v1/mq-b/status", false);
-    wait_for(20, "the retained offline", || {
+    wait_for(60, "the retained offline", || {
         let s = late.all();
         let ok = s.iter().any(|g| g.retain && g.text() == "offline");
         (

@@ -5,11 +5,11 @@
 mod common;
 
 use std::future::IntoFuture;
-use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use common::within;
 use hallctl::api::app;
 use hallctl::ledger::Role;
 use hallctl::line::Line;
@@ -114,9 +114,8 @@ impl SseReader {
             if let Some(event) = common::next_sse_event(&mut self.buf) {
                 return event;
             }
-            let frame = tokio::time::timeout(Duration::from_secs(10), self.body.frame())
+            let frame = within("an event", self.body.frame())
                 .await
-                .expect("an event within 10 s")
                 .expect("the stream goes on")
                 .expect("a frame");
             if let Ok(bytes) = frame.into_data() {
@@ -184,22 +183,27 @@ async fn a_lagging_client_resyncs_from_a_snapshot_and_never_slows_the_producer()
     for i in 0..20 {
         submit(&h, i..i + 1).await;
     }
-    // And a flood straight into the hub: a stuck subscriber must not hold the producer up.
-    let t = Instant::now();
-    for _ in 0..100_000 {
-        h.line
-            .status()
-            .emit(hallctl::status::StatusEvent::DeviceState(
-                hallctl::status::DeviceStateEvent {
-                    station: StationId::new("PRINT-01"),
-                    device: None,
-                    readiness: hallctl_jobs::scheduler::DeviceReadiness::Ready,
-                    at: chrono::Utc::now(),
-                },
-            ));
-    }
-    let flood = t.elapsed();
-    assert!(flood < Duration::from_secs(5), "100k sends took {flood:?}");
+    // And a flood straight into the hub: a stuck subscriber must not hold the producer up (the
+    // flood ends while the slow client still reads nothing; how fast it goes is a benchmark's
+    // figure, not this test's).
+    let hub = h.line.status().clone();
+    within(
+        "100,000 sends past a stuck subscriber",
+        tokio::task::spawn_blocking(move || {
+            for _ in 0..100_000 {
+                hub.emit(hallctl::status::StatusEvent::DeviceState(
+                    hallctl::status::DeviceStateEvent {
+                        station: StationId::new("PRINT-01"),
+                        device: None,
+                        readiness: hallctl_jobs::scheduler::DeviceReadiness::Ready,
+                        at: chrono::Utc::now(),
+                    },
+                ));
+            }
+        }),
+    )
+    .await
+    .expect("the flood");
     assert!(matches!(
         live.try_recv(),
         Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_))
@@ -242,12 +246,11 @@ async fn metrics_need_a_token_and_report_the_queue_depth() {
     submit(&h, 7..12).await;
     // The snapshot is published once the actor finished the command.
     let mut watch = h.line.watch();
-    tokio::time::timeout(
-        Duration::from_secs(5),
+    within(
+        "the snapshot with 12 open jobs",
         watch.wait_for(|s| s.open_jobs == 12),
     )
     .await
-    .expect("published")
     .expect("line alive");
 
     let resp = get(&h, "/metrics", Some(&h.monitor)).await;
@@ -381,13 +384,12 @@ impl TcpSse {
         s
     }
 
-    /// The next line of the stream (10 s at most).
+    /// The next line of the stream.
     async fn line(&mut self) -> String {
         use tokio::io::AsyncBufReadExt;
         let mut l = String::new();
-        let n = tokio::time::timeout(Duration::from_secs(10), self.reader.read_line(&mut l))
+        let n = within("a line of the stream", self.reader.read_line(&mut l))
             .await
-            .expect("a line within 10 s")
             .expect("read");
         assert!(n > 0, "the stream ended");
         l
@@ -473,12 +475,11 @@ async fn a_client_that_never_reads_does_not_hold_up_another_and_resyncs_from_a_f
     // The line's next snapshot covers the whole flood (its ticks publish one every second).
     let last = hub.last_id();
     let mut watch = h.line.watch();
-    tokio::time::timeout(
-        Duration::from_secs(10),
+    within(
+        "a snapshot covering the flood",
         watch.wait_for(|s| s.events >= last),
     )
     .await
-    .expect("a snapshot within 10 s")
     .expect("the line runs");
 
     // Now the slow client reads: what its socket held is old (it may include resyncs from

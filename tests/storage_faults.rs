@@ -142,7 +142,7 @@ fn a_filling_disk_stops_patches_before_it_is_full_says_why_and_resumes_when_free
     let filler = mount.0.join("runaway.log");
     let started = Instant::now();
     fill(&mount.0, &filler, 16 << 20);
-    let (status, body) = wait_for(20, "health to say the ledger stopped recording", || {
+    let (status, body) = wait_for(60, "health to say the ledger stopped recording", || {
         let h = health(c);
         ((h.0 == 503).then(|| h.clone()), format!("{h:?}"))
     });
@@ -154,7 +154,7 @@ fn a_filling_disk_stops_patches_before_it_is_full_says_why_and_resumes_when_free
     assert!(body.contains("disk almost full"), "{body}");
 
     // The line says why: its snapshot, its alerts.
-    let st = wait_for(10, "the snapshot to show the halt", || {
+    let st = wait_for(60, "the snapshot to show the halt", || {
         let s = storage_of(c, &sup);
         ((s["state"] == "halted").then(|| s.clone()), s.to_string())
     });
@@ -198,11 +198,11 @@ fn a_filling_disk_stops_patches_before_it_is_full_says_why_and_resumes_when_free
 
     // Space is freed: recording resumes by itself, and the episode is on the record.
     std::fs::remove_file(&filler).unwrap();
-    wait_for(20, "health to recover", || {
+    wait_for(60, "health to recover", || {
         let h = health(c);
         ((h.0 == 200).then_some(()), format!("{h:?}"))
     });
-    wait_for(10, "the snapshot to show recording", || {
+    wait_for(60, "the snapshot to show recording", || {
         let s = storage_of(c, &sup);
         ((s["state"] == "ok").then_some(()), s.to_string())
     });
@@ -277,11 +277,11 @@ fn a_write_that_fails_on_a_full_disk_stops_the_line_and_every_acknowledged_recor
     );
 
     // Fail-stop: every change is refused from now on, and the hall says why.
-    wait_for(10, "health to say the store failed", || {
+    wait_for(60, "health to say the store failed", || {
         let h = health(c);
         ((h.0 == 503).then_some(()), format!("{h:?}"))
     });
-    let st = wait_for(10, "the snapshot to show the failure", || {
+    let st = wait_for(60, "the snapshot to show the failure", || {
         let s = storage_of(c, &sup);
         ((s["state"] == "failed").then(|| s.clone()), s.to_string())
     });

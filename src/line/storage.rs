@@ -254,14 +254,24 @@ mod tests {
         }
     }
 
-    fn until(rx: &mut watch::Receiver<StorageStatus>, want: StorageState) -> StorageStatus {
-        for _ in 0..200 {
-            if rx.borrow().state == want {
-                return rx.borrow().clone();
-            }
+    /// Polls `cond` until it holds; panics naming `what` after a minute (a ceiling for a busy
+    /// machine, not a figure: the watch looks every [`PERIOD`]).
+    fn poll(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !cond() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
             std::thread::sleep(Duration::from_millis(25));
         }
-        panic!("the watch never said {want:?}: {:?}", *rx.borrow());
+    }
+
+    fn until(rx: &mut watch::Receiver<StorageStatus>, want: StorageState) -> StorageStatus {
+        poll(&format!("the watch to say {want:?}"), || {
+            rx.borrow().state == want
+        });
+        rx.borrow().clone()
     }
 
     #[test]
@@ -300,13 +310,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let ledger = Arc::new(Ledger::open(dir.path(), LedgerConfig::default()).expect("open"));
         let (_watch, mut rx) = StorageWatch::start(ledger.clone(), 0).expect("watch");
-        std::thread::sleep(PROBE_FRESH + PERIOD * 2);
+        // Nothing is written: after PROBE_FRESH the watch probes the store with a write.
+        poll("the idle store to be probed with a write", || {
+            ledger.store().aux_get(b"probe").expect("read").is_some()
+        });
         let st = until(&mut rx, StorageState::Ok);
         assert_eq!(st.detail, None);
-        assert!(
-            ledger.store().aux_get(b"probe").expect("read").is_some(),
-            "the idle store was probed with a write"
-        );
         assert!(ledger.unavailable().is_none());
     }
 }

@@ -6,12 +6,15 @@
 //! connection): it needs no dependency, and it can send what a well-behaved client library
 //! would not (malformed JSON, oversized bodies).
 //!
-//! Every wait is a poll with a deadline; nothing asserts on timing.
+//! Every wait is for an event or a condition (polled), with a generous deadline; nothing asserts
+//! on timing. The deadlines only turn a test that would hang into a failure: on a busy machine
+//! everything takes longer.
 
 // Each test binary uses a part of this.
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is the failure report
 
+use std::future::Future;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -22,6 +25,20 @@ use chrono::{Datelike, Months, Utc};
 use hallctl_jobs::intake::{IntakeContext, JobRequest, PersonalizationRequest, validate};
 use hallctl_jobs::job::JobId;
 use serde_json::{Value, json};
+
+// ---- waits ---------------------------------------------------------------------------------------
+
+/// The ceiling of an awaited event in the async tests.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Awaits `fut`; panics naming `what` when it has not completed within [`PATIENCE`]. (The
+/// blocking tests poll with [`wait_for`].)
+pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(PATIENCE, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out after {PATIENCE:?} waiting for {what}"),
+    }
+}
 
 // ---- a minimal HTTP client ----------------------------------------------------------------------
 
@@ -327,6 +344,10 @@ pub fn hallctl() -> Command {
     c
 }
 
+/// The test hall. Its devices are simulated; their request timeout is seconds (the defaults are a
+/// real line's 150 ms and 100 ms), so that a busy machine never makes a healthy device miss polls
+/// and go offline in the middle of a test. The faults the tests inject (a jam, a pulled cable)
+/// are reported at once, not by timeouts.
 pub const HALL_TOML: &str = r#"
 [hall]
 id = "svc-test"
@@ -351,22 +372,22 @@ kind = "vault"
 [[stations]]
 id = "PRINT-01"
 kind = "print"
-device = { id = "PR-01", driver = "printer", simulate = true }
+device = { id = "PR-01", driver = "printer", simulate = true, timeout_ms = 2000 }
 
 [[stations]]
 id = "PRINT-02"
 kind = "print"
-device = { id = "PR-02", driver = "printer", simulate = true }
+device = { id = "PR-02", driver = "printer", simulate = true, timeout_ms = 2000 }
 
 [[stations]]
 id = "LAM-01"
 kind = "laminate"
-device = { id = "LM-01", driver = "laminator", bus = "rs485-a", unit = 1 }
+device = { id = "LM-01", driver = "laminator", bus = "rs485-a", unit = 1, timeout_ms = 2000 }
 
 [[stations]]
 id = "LAM-02"
 kind = "laminate"
-device = { id = "LM-02", driver = "laminator", bus = "rs485-a", unit = 2 }
+device = { id = "LM-02", driver = "laminator", bus = "rs485-a", unit = 2, timeout_ms = 2000 }
 
 [[stations]]
 id = "QC-01"
