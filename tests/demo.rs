@@ -40,6 +40,8 @@ struct Demo {
     child: Option<Child>,
     client: Client,
     out: Arc<Mutex<Vec<String>>>,
+    /// The thread that collects `out`: it ends when the demo closes its stdout.
+    reader: Option<std::thread::JoinHandle<()>>,
     log: PathBuf,
 }
 
@@ -73,21 +75,22 @@ impl Demo {
             .spawn()
             .expect("start hallctl demo");
         let out: Arc<Mutex<Vec<String>>> = Arc::default();
-        {
+        let reader = {
             let (out, stdout) = (out.clone(), child.stdout.take().unwrap());
             std::thread::spawn(move || {
                 for line in BufReader::new(stdout).lines() {
                     let Ok(line) = line else { return };
                     out.lock().unwrap().push(line);
                 }
-            });
-        }
+            })
+        };
         let mut demo = Demo {
             child: Some(child),
             client: Client {
                 addr: "127.0.0.1:1".parse().unwrap(),
             },
             out,
+            reader: Some(reader),
             log,
         };
         let addr: SocketAddr = wait_for(120, "the demo says where it listens", || {
@@ -134,8 +137,12 @@ impl Demo {
             );
             std::thread::sleep(Duration::from_millis(100));
         };
-        // Let the reader thread take the last lines.
-        std::thread::sleep(Duration::from_millis(200));
+        // The reader thread has taken the last lines once the demo's stdout is closed.
+        let reader = self.reader.take().expect("the stdout reader");
+        wait_for(60, "the demo's stdout to be read to its end", || {
+            (reader.is_finished().then_some(()), self.stdout())
+        });
+        reader.join().expect("the stdout reader");
         assert!(
             exit.success(),
             "a clean stop exits 0: {exit}\n{}",
