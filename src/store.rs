@@ -49,12 +49,69 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use thiserror::Error;
 
+pub mod lock;
+pub use lock::LockHolder;
+
+/// How long an open waits for this process's own store of the same directory to let go of its
+/// lock (sled's background threads hold it for a moment after the drop, longer on a loaded
+/// machine). A lock of another live process is never waited for.
+const OWN_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Whether sled refused to open because its file lock is taken. sled 0.34.7 reports this only
+/// as text (`Error::Io` of kind `Other`, "could not acquire lock on ..."), not as `WouldBlock`.
+fn is_lock_refusal(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock"))
+}
+
+/// Opens sled. A lock held by this very process (a store of the same directory that is being
+/// dropped, whose background threads still hold the file) is waited for, up to
+/// [`OWN_RELEASE_WAIT`]; a lock held by another live process fails at once with
+/// [`StoreError::Locked`] naming it. sled's raw lock message never reaches the caller.
+fn open_waiting_for_own_release(config: &sled::Config, dir: &Path) -> Result<sled::Db, StoreError> {
+    let db_file = dir.join("db");
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(e) if is_lock_refusal(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let holder = lock::holder_pid(&db_file);
+        let ours_or_gone = match holder {
+            Some(pid) => pid == std::process::id() || !lock::alive(pid),
+            // Released between sled's try and our look: try again.
+            None => true,
+        };
+        if !ours_or_gone || started.elapsed() >= OWN_RELEASE_WAIT {
+            return Err(StoreError::Locked {
+                path: dir.to_path_buf(),
+                holder: holder.map(|pid| LockHolder {
+                    pid,
+                    command: lock::command_line(pid),
+                }),
+            });
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(50));
+    }
+}
+
 /// A storage failure. The message names what failed; it never contains record contents.
 #[derive(Debug, Error)]
 pub enum StoreError {
     /// sled reported an error.
     #[error("storage error: {0}")]
     Sled(String),
+    /// Another process holds the store's lock (sled keeps one exclusive `flock` on its `db`
+    /// file while a store is open): a running controller, or another console command.
+    #[error("{} is in use by {}", .path.display(), .holder.as_ref().map_or_else(|| "another process".to_string(), ToString::to_string))]
+    Locked {
+        /// The store's directory.
+        path: PathBuf,
+        /// Who holds it, when the kernel's lock table names a live process.
+        holder: Option<LockHolder>,
+    },
     /// A file system operation (fsync, create) failed.
     #[error("file system error on {path}: {source}")]
     Io {
@@ -157,7 +214,9 @@ impl Store {
     /// Opens (or creates) the store in `dir`, with sled's page cache capped at `cache_bytes`.
     ///
     /// # Errors
-    /// The directory cannot be created, or sled cannot open or recover it.
+    /// The directory cannot be created, or sled cannot open or recover it;
+    /// [`StoreError::Locked`] when another process has it open (a store of this process that is
+    /// being dropped is waited for: see [`OWN_RELEASE_WAIT`]).
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
         let fresh = !dir.join("db").exists();
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
@@ -168,23 +227,7 @@ impl Store {
             .flush_every_ms(None)
             .cache_capacity(cache_bytes)
             .mode(sled::Mode::HighThroughput);
-        // sled releases its file lock when the last reference to a dropped store goes, which
-        // its background threads can hold for a moment after `drop`: a store closed and opened
-        // again at once (a restart, a CLI command right after the controller stopped) waits a
-        // little for the lock instead of failing. Another live process keeps it: that still
-        // fails, after the wait.
-        let mut attempts = 0;
-        let db = loop {
-            match config.open() {
-                Err(sled::Error::Io(e))
-                    if e.kind() == std::io::ErrorKind::WouldBlock && attempts < 100 =>
-                {
-                    attempts += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(100));
-                }
-                other => break other?,
-            }
-        };
+        let db = open_waiting_for_own_release(&config, dir)?;
         let store = Store {
             tree: db.open_tree("ledger")?,
             meta: db.open_tree("meta")?,
@@ -692,6 +735,26 @@ impl Store {
         )
     }
 
+    /// The last checkpoint at or before `seq`.
+    ///
+    /// # Errors
+    /// sled failed.
+    pub fn checkpoint_at_or_before(&self, seq: u64) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        Ok(
+            match self
+                .tree
+                .range(pk(C, &[])..=pk(C, &seq.to_be_bytes()))
+                .next_back()
+            {
+                Some(kv) => {
+                    let (k, v) = kv?;
+                    Some((key_u64(&k[1..]), v.to_vec()))
+                }
+                None => None,
+            },
+        )
+    }
+
     /// The first checkpoint at or after `seq`.
     ///
     /// # Errors
@@ -925,6 +988,82 @@ mod tests {
         let store = Store::open(dir.path(), 1 << 20).expect("reopen");
         assert_eq!(store.sealed.load(Ordering::SeqCst), 992);
         assert_eq!(walk(&store, 1, None), (1..=1000).collect::<Vec<_>>());
+    }
+
+    /// The race of issue 15: a store is opened while another handle of the same directory is
+    /// being dropped on another thread. sled lets go of its file lock only when its last
+    /// background reference goes, a moment after the drop: the open must wait for that, not fail.
+    #[test]
+    fn opening_while_another_handle_of_this_process_is_dropped_waits_for_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for round in 0..20u64 {
+            let first = Store::open(dir.path(), 1 << 20).expect("open");
+            // Work in sled's background threads when the drop comes.
+            append(&first, round * 40 + 1..=round * 40 + 40);
+            first.sync().expect("sync");
+            let go = std::sync::Arc::new(std::sync::Barrier::new(2));
+            let dropper = {
+                let go = go.clone();
+                std::thread::spawn(move || {
+                    go.wait();
+                    drop(first);
+                })
+            };
+            go.wait();
+            let second = Store::open(dir.path(), 1 << 20)
+                .unwrap_or_else(|e| panic!("round {round}: open during the drop: {e}"));
+            dropper.join().expect("dropper");
+            assert_eq!(second.journal_len() as u64, (round + 1) * 40);
+        }
+    }
+
+    /// A store held by another live process is refused at once, naming the process, and sled's
+    /// own lock message never reaches the caller.
+    #[test]
+    fn a_store_held_by_another_process_is_refused_at_once_naming_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(Store::open(dir.path(), 1 << 20).expect("create"));
+        let db = dir.path().join("db");
+        // flock(1) holds an exclusive flock on the file as sled does, until killed (`--no-fork`:
+        // no child of it keeps the lock after the kill).
+        let mut other = std::process::Command::new("flock")
+            .args(["-x", "--no-fork"])
+            .arg(&db)
+            .args(["sleep", "600"])
+            .spawn()
+            .expect("run flock(1)");
+        let ceiling = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while lock::holder_pid(&db) != Some(other.id()) {
+            assert!(
+                std::time::Instant::now() < ceiling,
+                "flock(1) did not take the lock"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let asked = std::time::Instant::now();
+        let err = Store::open(dir.path(), 1 << 20).expect_err("the other process holds it");
+        let waited = asked.elapsed();
+        let _ = other.kill();
+        let _ = other.wait();
+        match &err {
+            StoreError::Locked {
+                holder: Some(h), ..
+            } => {
+                assert_eq!(h.pid, other.id());
+                assert_eq!(h.command, "sleep 600", "{h}");
+            }
+            e => panic!("expected Locked naming flock(1), got {e:?}"),
+        }
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("is in use by process {} (sleep 600)", other.id())),
+            "{text}"
+        );
+        assert!(!text.contains("could not acquire lock"), "{text}");
+        // Refused without waiting for a release that only this process's own stores get.
+        assert!(waited < OWN_RELEASE_WAIT, "waited {waited:?}");
+        // Once it has gone, the store opens.
+        Store::open(dir.path(), 1 << 20).expect("open after the other process ended");
     }
 
     #[test]
