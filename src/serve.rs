@@ -118,6 +118,66 @@ pub struct Hall {
     pub simulators: Simulators,
 }
 
+/// The file a serving controller leaves in its ledger directory, so that a console command
+/// that finds the ledger locked can say which controller holds it and where its API answers.
+pub const SERVING_FILE: &str = "serving.json";
+
+/// What [`SERVING_FILE`] says. Written when the API listens, removed when the controller stops;
+/// after a kill it stays behind, and a reader trusts it only while its `pid` is the process
+/// that holds the ledger's lock.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ServingFile {
+    /// The controller's process id.
+    pub pid: u32,
+    /// The hall.
+    pub hall: String,
+    /// Where this machine reaches the API (`http://127.0.0.1:8080` for a controller that
+    /// listens on every address).
+    pub url: String,
+    /// Since when.
+    pub since: chrono::DateTime<chrono::Utc>,
+}
+
+impl ServingFile {
+    /// Reads the serving file of a ledger directory, if there is a readable one.
+    pub fn read(ledger_dir: &Path) -> Option<ServingFile> {
+        serde_json::from_slice(&std::fs::read(ledger_dir.join(SERVING_FILE)).ok()?).ok()
+    }
+
+    /// Writes it (to a temporary file, then renamed into place); removed again when the
+    /// returned guard is dropped.
+    fn write(&self, ledger_dir: &Path) -> std::io::Result<RemoveOnDrop> {
+        let path = ledger_dir.join(SERVING_FILE);
+        let tmp = ledger_dir.join(format!("{SERVING_FILE}.tmp"));
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self).unwrap_or_default())?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(RemoveOnDrop(path))
+    }
+}
+
+/// Removes its file when dropped.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The URL at which this machine reaches a server listening on `addr`.
+fn local_url(scheme: &str, addr: std::net::SocketAddr) -> String {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => {
+            std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+        }
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => {
+            std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+        }
+        ip => ip,
+    };
+    format!("{scheme}://{}", std::net::SocketAddr::new(ip, addr.port()))
+}
+
 /// The data directory's ledger.
 pub fn ledger_dir(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("ledger")
@@ -320,6 +380,7 @@ pub async fn start(config: &HallConfig, opts: ServeOptions) -> anyhow::Result<Ha
                 refill: config.server.signin_refill(),
             },
         )?),
+        verify: Arc::default(),
     };
     Ok(Hall {
         state,
@@ -385,6 +446,7 @@ pub fn headless(data_dir: &Path, status: crate::status::StatusHub) -> anyhow::Re
                 timeout: Duration::from_secs(60),
             },
             web: Arc::new(WebSecurity::new(false, SignInRule::default())?),
+            verify: Arc::default(),
         },
         line_thread,
         simulators: Simulators::default(),
@@ -462,6 +524,15 @@ where
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("hallctl {}: listening on {scheme}://{addr}", config.hall.id);
     tracing::info!(%addr, hall = %config.hall.id, "serving");
+    let _serving_file = ServingFile {
+        pid: std::process::id(),
+        hall: config.hall.id.clone(),
+        url: local_url(scheme, addr),
+        since: chrono::Utc::now(),
+    }
+    .write(&ledger_dir(&config.server.data_dir))
+    .map_err(|e| tracing::warn!("cannot write the serving file {SERVING_FILE} (console commands will not find this controller's address): {e}"))
+    .ok();
     let users = hall.state.users.clone();
     let sweeper = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));

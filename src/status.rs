@@ -141,6 +141,28 @@ pub enum StatusEvent {
     /// The store stopped or resumed recording (see [`crate::line::storage`]): the one change
     /// that cannot come as a ledger record.
     Storage(crate::line::StorageStatus),
+    /// An online verification of the ledger's chain moved on (`GET /ledger/verify`).
+    Verify(VerifyEvent),
+}
+
+/// Progress of an online verification of the ledger (the SSE event `ledger_verify`): sent when
+/// it starts, about four times a second while it runs, and when it ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyEvent {
+    /// `full`, `incremental` or `since_checkpoint`.
+    pub mode: String,
+    /// `running`, `passed`, `failed` (a bad record: see `first_bad`) or `error` (storage).
+    pub state: String,
+    /// Records checked so far.
+    pub done: u64,
+    /// Records to check (the head when it started, less the records before its start).
+    pub total: u64,
+    /// The first bad record, once `failed`.
+    pub first_bad: Option<u64>,
+    /// Who asked.
+    pub by: OperatorId,
+    /// When.
+    pub at: DateTime<Utc>,
 }
 
 impl StatusEvent {
@@ -152,6 +174,7 @@ impl StatusEvent {
             StatusEvent::DeviceState(_) => "device_state",
             StatusEvent::Step(_) => "step_phase",
             StatusEvent::Storage(_) => "storage",
+            StatusEvent::Verify(_) => "ledger_verify",
         }
     }
 
@@ -162,6 +185,7 @@ impl StatusEvent {
             StatusEvent::DeviceState(d) => d.at,
             StatusEvent::Step(e) => e.at,
             StatusEvent::Storage(s) => s.since.unwrap_or_else(Utc::now),
+            StatusEvent::Verify(v) => v.at,
         }
     }
 
@@ -172,6 +196,7 @@ impl StatusEvent {
             StatusEvent::DeviceState(d) => serde_json::to_string(d),
             StatusEvent::Step(e) => serde_json::to_string(e),
             StatusEvent::Storage(s) => serde_json::to_string(s),
+            StatusEvent::Verify(v) => serde_json::to_string(v),
         };
         // Plain structs of strings and numbers: serialization cannot fail.
         v.unwrap_or_else(|_| "{}".to_string())
@@ -506,7 +531,7 @@ impl Metrics {
                     ])
                     .inc();
             }
-            StatusEvent::Step(_) | StatusEvent::Storage(_) => {}
+            StatusEvent::Step(_) | StatusEvent::Storage(_) | StatusEvent::Verify(_) => {}
         }
     }
 

@@ -110,7 +110,11 @@ fn kill_9_never_loses_an_acknowledged_record_and_the_chain_still_verifies() {
         let report = ledger
             .verify(
                 &VerifyOptions {
-                    since_checkpoint: !full,
+                    mode: if full {
+                        hallctl::ledger::verify::VerifyMode::Full
+                    } else {
+                        hallctl::ledger::verify::VerifyMode::SinceCheckpoint
+                    },
                     ..VerifyOptions::default()
                 },
                 |_, _| {},

@@ -15,7 +15,9 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::Auth;
 use crate::ledger::query::{MissingItem, Reconciliation, RecordFilter, Scope, SltdRow, Trace};
+use crate::ledger::verify::{VerifyMode, VerifyOptions, VerifyReport};
 use crate::ledger::{Checkpoint, LotId, Record, Role, Serial, SessionId, ShiftId};
+use crate::status::{StatusEvent, VerifyEvent};
 
 const AUDIT: &[Role] = &[Role::Auditor, Role::Supervisor];
 
@@ -68,6 +70,133 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(checkpoint))
         .routes(routes!(evidence))
         .routes(routes!(head))
+        .routes(routes!(verify))
+}
+
+/// Which verification.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyQuery {
+    /// `incremental` (default: from the last verified signed checkpoint to the head), `full`
+    /// (every record from the first) or `since_checkpoint` (from the newest checkpoint).
+    #[schema(value_type = Option<String>)]
+    pub mode: Option<VerifyMode>,
+}
+
+/// One online verification at a time: the one running, as its last progress event.
+#[derive(Debug, Default)]
+pub struct VerifyGate(std::sync::Mutex<Option<VerifyEvent>>);
+
+impl VerifyGate {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<VerifyEvent>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Frees the gate when the verification ends, however it ends.
+struct GateRelease(std::sync::Arc<VerifyGate>);
+
+impl Drop for GateRelease {
+    fn drop(&mut self) {
+        *self.0.lock() = None;
+    }
+}
+
+/// Verifies the running hall's ledger inside the controller, without stopping it: every link
+/// recomputed and every checkpoint's signature checked, as `hallctl audit verify` does offline,
+/// with the same report. Incremental by default (from the last signed checkpoint that an earlier
+/// verification found good); `?mode=full` checks every record. Progress goes on the status
+/// stream as `ledger_verify` events. A chain that fails is answered 200 with the report
+/// (`first_bad` names the record and what is wrong with it); 409 while another verification
+/// runs. For auditors and admins.
+#[utoipa::path(get, path = "/ledger/verify",
+    params(("mode" = Option<String>, Query, description = "incremental (default), full or since_checkpoint")),
+    responses((status = 200, body = Object), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn verify(
+    State(s): State<AppState>,
+    auth: Auth,
+    q: Result<Query<VerifyQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<VerifyReport>, ApiError> {
+    let who = auth.require(&[Role::Auditor, Role::Admin])?.user.clone();
+    let Query(q) = q.map_err(|e| {
+        ApiError::invalid(
+            "mode",
+            format!(
+                "{} (use incremental, full or since_checkpoint)",
+                super::error::redact_serde(&e.body_text())
+            ),
+        )
+    })?;
+    let mode = q.mode.unwrap_or(VerifyMode::Incremental);
+    let status = s.line.status().clone();
+    let event = move |state: &str, done: u64, total: u64, first_bad: Option<u64>| VerifyEvent {
+        mode: mode.name().to_string(),
+        state: state.to_string(),
+        done,
+        total,
+        first_bad,
+        by: who.clone(),
+        at: Utc::now(),
+    };
+    let started = event("running", 0, s.ledger.head(), None);
+    {
+        let mut running = s.verify.lock();
+        if let Some(r) = running.as_ref() {
+            return Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "conflict",
+                format!(
+                    "a {} verification asked by {} is running ({} of {} records checked): wait for its report on the status stream, then ask again",
+                    r.mode, r.by, r.done, r.total
+                ),
+            ));
+        }
+        *running = Some(started.clone());
+    }
+    status.emit(StatusEvent::Verify(started));
+    let (ledger, gate) = (s.ledger.clone(), s.verify.clone());
+    let report = super::blocking(move || {
+        let _release = GateRelease(gate.clone());
+        let mut last = std::time::Instant::now();
+        let result = ledger.verify(
+            &VerifyOptions {
+                mode,
+                ..VerifyOptions::default()
+            },
+            |done, total| {
+                if last.elapsed() >= std::time::Duration::from_millis(250) {
+                    last = std::time::Instant::now();
+                    let e = event("running", done, total, None);
+                    *gate.lock() = Some(e.clone());
+                    status.emit(StatusEvent::Verify(e));
+                }
+            },
+        );
+        let end = match &result {
+            Ok(r) if r.ok() => event("passed", r.checked, r.checked, None),
+            Ok(r) => event(
+                "failed",
+                r.checked,
+                r.checked,
+                r.first_bad.as_ref().map(|b| b.seq),
+            ),
+            Err(_) => event("error", 0, 0, None),
+        };
+        status.emit(StatusEvent::Verify(end));
+        Ok(result?)
+    })
+    .await?;
+    if let Some(b) = &report.first_bad {
+        tracing::error!(
+            seq = b.seq,
+            "online ledger verification FAILED at record {}: {}",
+            b.seq,
+            b.problem
+        );
+    }
+    Ok(Json(report))
 }
 
 /// The ledger's head: its last record's sequence number and chain link.

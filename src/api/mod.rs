@@ -55,6 +55,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Cookie sessions, CSRF, the sign-in limit, HTTPS ([`web`]).
     pub web: Arc<web::WebSecurity>,
+    /// The online verification running, if one is ([`ledger::VerifyGate`]).
+    pub verify: Arc<ledger::VerifyGate>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -346,6 +348,11 @@ async fn method_not_allowed() -> ApiError {
 /// Every request gets a deadline; a late one is answered with the one error body. (A command
 /// already handed to the line still completes there: it is durable or refused, never half.)
 async fn deadline(State(limits): State<Limits>, req: Request, next: Next) -> Response {
+    // An online verification takes as long as the ledger is long (a full one of 10 M records,
+    // tens of seconds): it reports its progress on the status stream instead, and ends by itself.
+    if req.uri().path() == "/api/v1/ledger/verify" {
+        return next.run(req).await;
+    }
     match tokio::time::timeout(limits.timeout, next.run(req)).await {
         Ok(r) => r,
         Err(_) => ApiError::new(

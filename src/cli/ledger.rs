@@ -1,7 +1,7 @@
 //! `hallctl ledger`: record custody events, trace serials, reconcile, export missing serials.
 
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
@@ -10,8 +10,95 @@ use hallctl_jobs::job::{OperatorId, StationId};
 
 use crate::ledger::query::{Reconciliation, RecordFilter, Scope, SltdRow, Trace};
 use crate::ledger::{
-    ItemKind, Ledger, LedgerConfig, LedgerEvent, LotId, Serial, SerialRange, SessionId, ShiftId,
+    ItemKind, Ledger, LedgerConfig, LedgerError, LedgerEvent, LotId, Serial, SerialRange,
+    SessionId, ShiftId,
 };
+use crate::serve::ServingFile;
+use crate::store::{LockHolder, StoreError};
+
+/// The ledger is held by another process: what a console command says instead of sled's lock
+/// error. It names the process, and, when it is a running controller (its serving file names
+/// the same process), where its API answers and how to do the same online.
+#[derive(Debug)]
+pub struct LedgerInUse {
+    /// The ledger directory.
+    pub dir: PathBuf,
+    /// Who holds it, when the kernel names a live process.
+    pub holder: Option<LockHolder>,
+    /// The controller that holds it, when it is one.
+    pub controller: Option<ServingFile>,
+}
+
+impl std::fmt::Display for LedgerInUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let dir = self.dir.display();
+        match (&self.holder, &self.controller) {
+            (Some(h), Some(c)) => write!(
+                f,
+                "the ledger {dir} is in use by the running controller of hall {} ({h}), serving at {} since {}. \
+                 Stop it to use this command offline, or ask the running controller: verify it online with \
+                 `hallctl audit verify --online --user <auditor id> --pin-stdin` \
+                 (or GET {}/api/v1/ledger/verify as an auditor or admin); traces, reconciliations and \
+                 records are at {}/api/v1/ledger/...",
+                c.hall,
+                c.url,
+                c.since.format("%Y-%m-%d %H:%M:%S UTC"),
+                c.url,
+                c.url
+            ),
+            (Some(h), None) => write!(
+                f,
+                "the ledger {dir} is in use by {h}. Wait for it to finish or stop it; if it is a \
+                 controller, verify it online with `hallctl audit verify --online --url <its API URL> \
+                 --user <auditor id> --pin-stdin`"
+            ),
+            (None, _) => write!(
+                f,
+                "the ledger {dir} is in use by another process (the kernel's lock table does not \
+                 name it). Stop the controller or console command that uses it, or verify a running \
+                 controller online with `hallctl audit verify --online --url <its API URL> --user \
+                 <auditor id> --pin-stdin`"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LedgerInUse {}
+
+/// Opens the ledger in `dir` for a console command (`create`: make it on first use). A ledger
+/// held by another process is a [`LedgerInUse`] error naming it, never sled's lock message.
+///
+/// # Errors
+/// [`LedgerInUse`]; no ledger at `dir` (without `create`); the ledger cannot be opened.
+pub fn open_ledger(dir: &Path, create: bool) -> anyhow::Result<Ledger> {
+    open_ledger_with(dir, create, LedgerConfig::default())
+}
+
+/// As [`open_ledger`], with a configuration.
+///
+/// # Errors
+/// As [`open_ledger`].
+pub fn open_ledger_with(dir: &Path, create: bool, config: LedgerConfig) -> anyhow::Result<Ledger> {
+    let opened = if create {
+        Ledger::open(dir, config)
+    } else {
+        Ledger::open_existing(dir)
+    };
+    match opened {
+        Ok(l) => Ok(l),
+        Err(LedgerError::Store(StoreError::Locked { holder, .. })) => {
+            let controller =
+                ServingFile::read(dir).filter(|c| holder.as_ref().is_some_and(|h| h.pid == c.pid));
+            Err(LedgerInUse {
+                dir: dir.to_path_buf(),
+                holder,
+                controller,
+            }
+            .into())
+        }
+        Err(e) => Err(e).with_context(|| format!("opening the ledger {}", dir.display())),
+    }
+}
 
 /// Where the ledger lives (shared by `ledger` and `audit`).
 #[derive(Debug, Clone, Args)]
@@ -166,7 +253,7 @@ pub fn run(args: LedgerArgs) -> anyhow::Result<()> {
     let dir = &args.dir.dir;
     match args.command {
         LedgerCommand::Trace { serial, format } => {
-            let ledger = Ledger::open_existing(dir)?;
+            let ledger = open_ledger(dir, false)?;
             let serial = Serial::new(serial);
             let Some(trace) = ledger.trace(&serial)? else {
                 bail!("{serial} was never received into the vault: the ledger does not know it");
@@ -188,7 +275,7 @@ pub fn run(args: LedgerArgs) -> anyhow::Result<()> {
                 (_, _, Some(r)) => Scope::Lot(LotId::new(r)),
                 _ => bail!("name what to reconcile: --shift, --session or --roll"),
             };
-            let ledger = Ledger::open_existing(dir)?;
+            let ledger = open_ledger(dir, false)?;
             let rec = ledger.reconcile(&scope)?;
             if rec.sessions.is_empty() && rec.lots.is_empty() {
                 bail!("nothing recorded for {}", rec.scope);
@@ -203,7 +290,7 @@ pub fn run(args: LedgerArgs) -> anyhow::Result<()> {
             issuing_state,
             output,
         } => {
-            let ledger = Ledger::open_existing(dir)?;
+            let ledger = open_ledger(dir, false)?;
             let missing = ledger.missing()?;
             let text = match format {
                 MissingFormat::Sltd => {
@@ -245,7 +332,7 @@ pub fn run(args: LedgerArgs) -> anyhow::Result<()> {
             to,
             limit,
         } => {
-            let ledger = Ledger::open_existing(dir)?;
+            let ledger = open_ledger(dir, false)?;
             let filter = RecordFilter {
                 operator: operator.map(OperatorId::new),
                 station: station.map(StationId::new),
@@ -257,7 +344,7 @@ pub fn run(args: LedgerArgs) -> anyhow::Result<()> {
             }
         }
         LedgerCommand::Destroyed => {
-            let ledger = Ledger::open_existing(dir)?;
+            let ledger = open_ledger(dir, false)?;
             for r in ledger.destruction_register()? {
                 if let LedgerEvent::ItemsDestroyed {
                     batch,
@@ -281,7 +368,7 @@ pub fn run(args: LedgerArgs) -> anyhow::Result<()> {
             }
         }
         LedgerCommand::Append { actor, event, at } => {
-            let ledger = Ledger::open(dir, LedgerConfig::default())?;
+            let ledger = open_ledger(dir, true)?;
             let actor = OperatorId::new(actor);
             let lines: Vec<String> = match event {
                 Some(e) => vec![e],
@@ -325,7 +412,7 @@ pub fn run(args: LedgerArgs) -> anyhow::Result<()> {
             };
             let range = SerialRange::parse(&range)
                 .with_context(|| format!("{range:?} is not a serial range like 0041200-0041349"))?;
-            let ledger = Ledger::open(dir, LedgerConfig::default())?;
+            let ledger = open_ledger(dir, true)?;
             let r = ledger.append(
                 OperatorId::new(actor),
                 LedgerEvent::LotReceived {
@@ -348,8 +435,9 @@ pub fn run(args: LedgerArgs) -> anyhow::Result<()> {
 /// The crash-test workload: every record is valid, and unique across restarts (the process id
 /// is part of every id), so each cycle can append to the same ledger.
 fn soak(dir: &std::path::Path, threads: usize, checkpoint_every: u64) -> anyhow::Result<()> {
-    let ledger = Ledger::open(
+    let ledger = open_ledger_with(
         dir,
+        true,
         LedgerConfig {
             checkpoint_every,
             ..LedgerConfig::default()

@@ -16,8 +16,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use hallctl_jobs::job::OperatorId;
 
 use crate::auth::{AuthPolicy, CONSOLE, User, Users, generate_pin};
-use crate::ledger::{Ledger, LedgerConfig, LedgerError, Role};
-use crate::store::StoreError;
+use crate::ledger::{LedgerError, Role};
 
 /// Arguments of `hallctl users`.
 #[derive(Debug, Args)]
@@ -103,28 +102,11 @@ fn parse_role(s: &str) -> Result<Role, String> {
 
 /// Opens the accounts of the data directory; `create` makes the ledger on first use.
 fn open(data_dir: &Path, create: bool) -> anyhow::Result<Users> {
-    let dir = data_dir.join("ledger");
-    let ledger = if create {
-        Ledger::open(&dir, LedgerConfig::default())
-    } else {
-        Ledger::open_existing(&dir)
-    };
-    let ledger = match ledger {
-        Ok(l) => l,
-        // sled locks its files; the only other opener is a running controller (or another
-        // console command).
-        Err(LedgerError::Store(StoreError::Sled(m))) if m.contains("could not acquire lock") => {
-            bail!(
-                "the data directory {} is in use by a running controller: stop the controller or use the API",
-                data_dir.display()
-            )
-        }
-        Err(e) => return Err(e).with_context(|| format!("opening {}", dir.display())),
-    };
+    let ledger = super::ledger::open_ledger(&data_dir.join("ledger"), create)?;
     Ok(Users::open(Arc::new(ledger), AuthPolicy::default())?)
 }
 
-fn read_pin() -> anyhow::Result<String> {
+pub(super) fn read_pin() -> anyhow::Result<String> {
     let mut line = String::new();
     std::io::stdin()
         .lock()

@@ -44,9 +44,9 @@ pub enum ClientError {
     /// The connection failed or broke.
     #[error("cannot reach the controller: {0}")]
     Connection(String),
-    /// No answer in time.
-    #[error("the controller did not answer within {} s", REQUEST_TIMEOUT.as_secs())]
-    Timeout,
+    /// No answer in time (seconds waited).
+    #[error("the controller did not answer within {0} s")]
+    Timeout(u64),
 }
 
 /// One caller's connection to the API at `addr` (reopened when it breaks).
@@ -54,12 +54,24 @@ pub enum ClientError {
 pub struct ApiClient {
     addr: SocketAddr,
     conn: Option<SendRequest<Full<Bytes>>>,
+    timeout: Duration,
 }
 
 impl ApiClient {
     /// A client of the API at `addr` (connects on first use).
     pub fn new(addr: SocketAddr) -> Self {
-        ApiClient { addr, conn: None }
+        ApiClient {
+            addr,
+            conn: None,
+            timeout: REQUEST_TIMEOUT,
+        }
+    }
+
+    /// The same, waiting up to `timeout` for each answer (60 s by default).
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, ClientError> {
@@ -120,7 +132,7 @@ impl ApiClient {
             let req = req
                 .body(Full::new(bytes.clone()))
                 .map_err(|e| ClientError::Connection(format!("cannot build the request: {e}")))?;
-            let sent = tokio::time::timeout(REQUEST_TIMEOUT, async {
+            let sent = tokio::time::timeout(self.timeout, async {
                 let resp = sender.send_request(req).await?;
                 let status = resp.status().as_u16();
                 let body = resp.into_body().collect().await?.to_bytes();
@@ -128,7 +140,7 @@ impl ApiClient {
             })
             .await;
             match sent {
-                Err(_) => return Err(ClientError::Timeout),
+                Err(_) => return Err(ClientError::Timeout(self.timeout.as_secs())),
                 Ok(Err(e)) if reused && (e.is_canceled() || e.is_incomplete_message()) => continue,
                 Ok(Err(e)) => return Err(ClientError::Connection(e.to_string())),
                 Ok(Ok((status, body))) => {
@@ -156,9 +168,9 @@ impl ApiClient {
             .header(hyper::header::HOST, self.addr.to_string())
             .body(Full::new(Bytes::new()))
             .map_err(|e| ClientError::Connection(e.to_string()))?;
-        let resp = tokio::time::timeout(REQUEST_TIMEOUT, sender.send_request(req))
+        let resp = tokio::time::timeout(self.timeout, sender.send_request(req))
             .await
-            .map_err(|_| ClientError::Timeout)?
+            .map_err(|_| ClientError::Timeout(self.timeout.as_secs()))?
             .map_err(|e| ClientError::Connection(e.to_string()))?;
         let kind = resp
             .headers()

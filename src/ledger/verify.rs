@@ -101,9 +101,45 @@ pub struct BadRecord {
     pub problem: Problem,
 }
 
+/// How much of the chain a verification checks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerifyMode {
+    /// Every record from the first, every checkpoint.
+    #[default]
+    Full,
+    /// From the last verified signed checkpoint (the newest one that an earlier verification of
+    /// this ledger found good) to the head: a running hall's routine check, whose cost is the
+    /// records written since. Every stored checkpoint's signature is still checked. Without an
+    /// earlier verification it is a full one.
+    Incremental,
+    /// From the newest signed checkpoint to the head (a fast tail check).
+    SinceCheckpoint,
+}
+
+impl VerifyMode {
+    /// The mode's name, as in the API (`full`, `incremental`, `since_checkpoint`).
+    pub fn name(self) -> &'static str {
+        match self {
+            VerifyMode::Full => "full",
+            VerifyMode::Incremental => "incremental",
+            VerifyMode::SinceCheckpoint => "since_checkpoint",
+        }
+    }
+}
+
 /// The outcome of a verification.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VerifyReport {
+    /// What was asked for.
+    #[serde(default)]
+    pub mode: VerifyMode,
+    /// The ledger's head when the verification started.
+    #[serde(default)]
+    pub head: u64,
+    /// The public key the checkpoints were checked with (hex).
+    #[serde(default)]
+    pub public_key: String,
     /// The first record checked.
     pub from: u64,
     /// Records checked.
@@ -126,8 +162,8 @@ impl VerifyReport {
 /// Options of [`Ledger::verify`].
 #[derive(Debug, Clone, Default)]
 pub struct VerifyOptions {
-    /// Start from the last valid checkpoint instead of record 1 (a fast tail check).
-    pub since_checkpoint: bool,
+    /// Which part of the chain to check.
+    pub mode: VerifyMode,
     /// The trusted public key; defaults to the ledger's own.
     pub trusted_key: Option<VerifyingKey>,
     /// Checkpoints held off the machine (an exported file), checked besides the stored ones.
@@ -145,6 +181,46 @@ impl Ledger {
         mut progress: impl FnMut(u64, u64),
     ) -> Result<VerifyReport, LedgerError> {
         let key = opts.trusted_key.unwrap_or_else(|| self.public_key());
+        let head = self.head();
+        let mut report = self.verify_with(opts, &key, &mut progress)?;
+        report.mode = opts.mode;
+        report.head = head;
+        report.public_key = hex::encode(key.as_bytes());
+        // Remember the newest checkpoint a passing verification vouched for: the next
+        // incremental verification starts there.
+        if report.ok() && report.checkpoints_checked > 0 {
+            let newest = self
+                .store
+                .checkpoint_at_or_before(report.last_good)?
+                .map(|(seq, _)| seq);
+            let before = self.verified_checkpoint()?;
+            if let Some(seq) = newest.filter(|s| *s >= report.from && *s > before) {
+                self.store
+                    .meta_set(VERIFIED_CHECKPOINT, seq.to_string().as_bytes())?;
+                self.store.sync()?;
+            }
+        }
+        Ok(report)
+    }
+
+    /// The newest checkpoint an earlier verification found good (0: none yet).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn verified_checkpoint(&self) -> Result<u64, LedgerError> {
+        Ok(self
+            .store
+            .meta_get(VERIFIED_CHECKPOINT)?
+            .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok())
+            .unwrap_or(0))
+    }
+
+    fn verify_with(
+        &self,
+        opts: &VerifyOptions,
+        key: &VerifyingKey,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<VerifyReport, LedgerError> {
         let stored: Vec<Checkpoint> = self
             .store
             .checkpoints()?
@@ -158,21 +234,20 @@ impl Ledger {
         cps.sort_by_key(|c| c.seq);
         // A forged checkpoint is itself an integrity failure, reported at its sequence number.
         for c in &cps {
-            if let Err(reason) = c.verify(&key) {
-                return Ok(VerifyReport {
-                    from: 0,
-                    checked: 0,
-                    last_good: 0,
-                    checkpoints_checked: 0,
-                    first_bad: Some(BadRecord {
-                        seq: c.seq,
-                        problem: Problem::BadCheckpoint { reason },
-                    }),
-                });
+            if let Err(reason) = c.verify(key) {
+                return Ok(bad(c.seq, 0, Problem::BadCheckpoint { reason }));
             }
         }
-        let (start, prev): (u64, Link) = match (opts.since_checkpoint, cps.last()) {
-            (true, Some(c)) => {
+        let from_checkpoint = match opts.mode {
+            VerifyMode::Full => None,
+            VerifyMode::SinceCheckpoint => cps.last(),
+            VerifyMode::Incremental => {
+                let verified = self.verified_checkpoint()?;
+                cps.iter().rev().find(|c| c.seq <= verified)
+            }
+        };
+        let (start, prev): (u64, Link) = match from_checkpoint {
+            Some(c) => {
                 // The checkpoint's own record must still carry the signed link.
                 let head = c.head_link().unwrap_or(chain::GENESIS);
                 match self
@@ -202,7 +277,7 @@ impl Ledger {
                     }
                 }
             }
-            _ => (1, chain::GENESIS),
+            None => (1, chain::GENESIS),
         };
         let total = self.head().saturating_sub(start) + 1;
         let cps: Vec<Checkpoint> = cps.into_iter().filter(|c| c.seq >= start).collect();
@@ -214,7 +289,7 @@ impl Ledger {
         } else {
             1
         };
-        let mut report = self.verify_parts(start, prev, total, &cps, parts, &mut progress)?;
+        let mut report = self.verify_parts(start, prev, total, &cps, parts, progress)?;
         if report.first_bad.is_none() {
             // Checkpoints beyond the last record: the tail was cut off.
             if let Some(c) = cps.iter().find(|c| c.seq > report.last_good) {
@@ -305,6 +380,9 @@ impl Ledger {
                 .collect()
         });
         let mut report = VerifyReport {
+            mode: VerifyMode::Full,
+            head: 0,
+            public_key: String::new(),
             from: start,
             checked: 0,
             last_good: start - 1,
@@ -427,8 +505,14 @@ impl Part {
     }
 }
 
+/// Metadata key: the newest checkpoint a passing verification vouched for.
+const VERIFIED_CHECKPOINT: &str = "verified_checkpoint";
+
 fn bad(seq: u64, from: u64, problem: Problem) -> VerifyReport {
     VerifyReport {
+        mode: VerifyMode::Full,
+        head: 0,
+        public_key: String::new(),
         from,
         checked: 0,
         last_good: 0,
@@ -473,6 +557,103 @@ mod tests {
             .collect();
         l.append_batch(batch).expect("append");
         l
+    }
+
+    /// Appends `n` lots (`L<first>`...) in one batch.
+    fn lots(l: &Ledger, first: u64, n: u64) {
+        let batch = (first..first + n)
+            .map(|i| {
+                (
+                    chrono::Utc::now(),
+                    OperatorId::new("S"),
+                    LedgerEvent::LotReceived {
+                        lot: LotId::new(format!("L{i}")),
+                        kind: ItemKind::Patch,
+                        supplier: "DLR".into(),
+                        range: SerialRange {
+                            prefix: format!("{i}-"),
+                            first: 1,
+                            last: 1,
+                            width: 3,
+                        },
+                    },
+                )
+            })
+            .collect();
+        l.append_batch(batch).expect("append");
+    }
+
+    fn run(l: &Ledger, mode: VerifyMode) -> VerifyReport {
+        l.verify(
+            &VerifyOptions {
+                mode,
+                ..VerifyOptions::default()
+            },
+            |_, _| {},
+        )
+        .expect("verify")
+    }
+
+    /// Incremental verification starts at the newest checkpoint that a passing verification
+    /// vouched for: before any, it is a full one; after a full one, it checks only the records
+    /// written since; a failing one moves nothing forward.
+    #[test]
+    fn incremental_verification_starts_at_the_last_verified_checkpoint() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A checkpoint closes each batch of at least 7 records: at 7, 14, 21, 28 and 35.
+        let l = ledger(dir.path(), 7);
+        for batch in 1..5 {
+            lots(&l, batch * 7, 7);
+        }
+        lots(&l, 35, 5);
+        let signed: Vec<u64> = l
+            .checkpoints()
+            .expect("read")
+            .iter()
+            .map(|c| c.seq)
+            .collect();
+        assert_eq!(signed, [7, 14, 21, 28, 35]);
+        assert_eq!(l.verified_checkpoint().expect("read"), 0);
+        let first = run(&l, VerifyMode::Incremental);
+        assert!(first.ok(), "{first:?}");
+        assert_eq!((first.from, first.checked, first.head), (1, 40, 40));
+        assert_eq!(first.mode, VerifyMode::Incremental);
+        assert_eq!(first.public_key, hex::encode(l.public_key().as_bytes()));
+        assert_eq!(l.verified_checkpoint().expect("read"), 35);
+
+        // Nothing new: only the records after checkpoint 35.
+        let again = run(&l, VerifyMode::Incremental);
+        assert!(again.ok(), "{again:?}");
+        assert_eq!((again.from, again.checked, again.last_good), (36, 5, 40));
+
+        // Damage before the verified checkpoint is the full verification's to find...
+        let stored = l.store().journal_get(10).expect("get").expect("record");
+        let mut edited = stored.clone();
+        let last = edited.len() - 2;
+        edited[last] ^= 1;
+        l.store().tamper_journal_put(10, &edited).expect("put");
+        assert!(run(&l, VerifyMode::Incremental).ok());
+        let full = run(&l, VerifyMode::Full);
+        assert_eq!(full.first_bad.as_ref().map(|b| b.seq), Some(10), "{full:?}");
+        l.store().tamper_journal_put(10, &stored).expect("put back");
+
+        // ...damage after it is found by the incremental one, which then vouches for nothing.
+        let stored = l.store().journal_get(38).expect("get").expect("record");
+        let mut edited = stored.clone();
+        let last = edited.len() - 2;
+        edited[last] ^= 1;
+        l.store().tamper_journal_put(38, &edited).expect("put");
+        let bad = run(&l, VerifyMode::Incremental);
+        assert_eq!(bad.first_bad.as_ref().map(|b| b.seq), Some(38), "{bad:?}");
+        assert_eq!(l.verified_checkpoint().expect("read"), 35);
+        l.store().tamper_journal_put(38, &stored).expect("put back");
+
+        // New records and checkpoints: the next incremental run checks them and moves on.
+        lots(&l, 40, 10); // records 41-50, a checkpoint at 50
+        let next = run(&l, VerifyMode::Incremental);
+        assert!(next.ok(), "{next:?}");
+        assert_eq!((next.from, next.last_good), (36, 50));
+        assert_eq!(l.verified_checkpoint().expect("read"), 50);
     }
 
     /// Every way of splitting the journal gives the one-pass report, for a sound journal and
