@@ -1066,6 +1066,46 @@ mod tests {
         Store::open(dir.path(), 1 << 20).expect("open after the other process ended");
     }
 
+    /// A dropped store is closed for every other program at once (sled's drop lets go of the
+    /// lock before it returns when no other handle is being opened): another process that takes
+    /// the lock right after the drop, as a console command run after an in-process hall stopped
+    /// does, gets it, even while other threads start processes that inherit the file until they
+    /// exec. (What the open-side wait above is for: an open *during* a drop.)
+    #[test]
+    fn a_dropped_store_is_free_for_another_process_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Meanwhile another thread starts processes, as the test harness and the controller
+        // do: each child holds a copy of every open file until it execs, the store's too.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let spawner = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = std::process::Command::new("true").status();
+                }
+            })
+        };
+        for round in 0..40u64 {
+            let store = Store::open(dir.path(), 1 << 20).expect("open");
+            append(&store, round * 40 + 1..=round * 40 + 40);
+            store.sync().expect("sync");
+            drop(store);
+            // `flock -n`: fail at once (exit 1) if anyone holds the lock.
+            let free = std::process::Command::new("flock")
+                .args(["-n", "-x"])
+                .arg(dir.path().join("db"))
+                .arg("true")
+                .status()
+                .expect("run flock(1)");
+            assert!(
+                free.success(),
+                "round {round}: the lock was still held after the drop"
+            );
+        }
+        stop.store(true, Ordering::Relaxed);
+        spawner.join().expect("spawner");
+    }
+
     #[test]
     fn tampering_inside_a_chunk_shows_in_the_walk() {
         let dir = tempfile::tempdir().expect("tempdir");
