@@ -54,7 +54,8 @@ pub use lock::LockHolder;
 
 /// How long an open waits for this process's own store of the same directory to let go of its
 /// lock (sled's background threads hold it for a moment after the drop, longer on a loaded
-/// machine). A lock of another live process is never waited for.
+/// machine), and how long a drop waits for that release. A lock of another live process is
+/// never waited for.
 const OWN_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Whether sled refused to open because its file lock is taken. sled 0.34.7 reports this only
@@ -189,6 +190,9 @@ pub struct Store {
     sealed: AtomicU64,
     /// Held while a chunk is sealed (sealing runs after a commit; commits may be concurrent).
     sealing: Mutex<()>,
+    /// Counts this store among the process's open ones; dropped last (fields drop in
+    /// declaration order, after sled's handles above), it waits until the file lock is free.
+    _registered: lock::Registered,
 }
 
 impl std::fmt::Debug for Store {
@@ -236,6 +240,7 @@ impl Store {
             data_files: Mutex::new(Vec::new()),
             sealed: AtomicU64::new(0),
             sealing: Mutex::new(()),
+            _registered: lock::Registered::new(&dir.join("db"), OWN_RELEASE_WAIT),
         };
         let sealed = store.last_chunk()?.map_or(0, |(first, v)| {
             chunk_entries(&v)
@@ -1066,11 +1071,11 @@ mod tests {
         Store::open(dir.path(), 1 << 20).expect("open after the other process ended");
     }
 
-    /// A dropped store is closed for every other program at once (sled's drop lets go of the
-    /// lock before it returns when no other handle is being opened): another process that takes
-    /// the lock right after the drop, as a console command run after an in-process hall stopped
-    /// does, gets it, even while other threads start processes that inherit the file until they
-    /// exec. (What the open-side wait above is for: an open *during* a drop.)
+    /// A dropped store is closed for every other program at once: another process that takes
+    /// the lock right after the drop (a console command run after an in-process hall stopped, a
+    /// test's `hallctl audit verify` after it wrote a ledger) gets it, even while other threads
+    /// start processes, each of which holds a copy of the store's file until it execs, and while
+    /// other tests of this binary open and drop stores of their own.
     #[test]
     fn a_dropped_store_is_free_for_another_process_at_once() {
         let dir = tempfile::tempdir().expect("tempdir");

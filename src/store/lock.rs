@@ -1,7 +1,88 @@
 //! Who holds a store's file lock, read from the kernel's lock table (`/proc/locks`): sled takes
 //! an exclusive `flock` on its `db` file and reports a refusal only as text, so the holder is
 //! found the way `lslocks` finds it.
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// The stores of this process that are open, per `db` file (device, inode): how many.
+static OPEN: Mutex<BTreeMap<(u64, u64), usize>> = Mutex::new(BTreeMap::new());
+
+fn open_count(key: (u64, u64)) -> usize {
+    OPEN.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&key)
+        .copied()
+        .unwrap_or(0)
+}
+
+/// An open store of this process, counted while it lives. When the last one of a `db` file is
+/// dropped (after sled's handles, which the store drops first), the drop waits until sled's
+/// background threads, and any child process forked meanwhile that inherited the file, have let
+/// go of its lock, up to `ceiling`: a store closed in this process is closed for everyone,
+/// another program started right after the drop included.
+#[derive(Debug)]
+pub struct Registered {
+    key: (u64, u64),
+    db_file: PathBuf,
+    ceiling: Duration,
+}
+
+impl Registered {
+    /// Counts an open store of `db_file`.
+    pub fn new(db_file: &Path, ceiling: Duration) -> Registered {
+        use std::os::unix::fs::MetadataExt;
+        let key = std::fs::metadata(db_file).map_or((0, 0), |m| (m.dev(), m.ino()));
+        *OPEN
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key)
+            .or_insert(0) += 1;
+        Registered {
+            key,
+            db_file: db_file.to_path_buf(),
+            ceiling,
+        }
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        {
+            let mut open = OPEN.lock().unwrap_or_else(PoisonError::into_inner);
+            match open.get_mut(&self.key) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    return;
+                }
+                _ => {
+                    open.remove(&self.key);
+                }
+            }
+        }
+        wait_released(&self.db_file, self.key, self.ceiling);
+    }
+}
+
+/// Waits until nobody holds `db_file`'s lock (probing it with a lock of its own, let go at
+/// once), until a store of it is opened again in this process, or until `ceiling`.
+fn wait_released(db_file: &Path, key: (u64, u64), ceiling: Duration) {
+    use fs2::FileExt;
+    let Ok(file) = std::fs::File::open(db_file) else {
+        return;
+    };
+    let start = Instant::now();
+    let mut pause = Duration::from_micros(200);
+    while open_count(key) == 0 && start.elapsed() < ceiling {
+        if file.try_lock_exclusive().is_ok() {
+            let _ = FileExt::unlock(&file);
+            return;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
 
 /// The process holding a store's lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
