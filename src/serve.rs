@@ -522,8 +522,8 @@ where
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    println!("hallctl {}: listening on {scheme}://{addr}", config.hall.id);
-    tracing::info!(%addr, hall = %config.hall.id, "serving");
+    // Before the line that says it listens: whoever reads that line and then runs a console
+    // command finds the controller's address.
     let _serving_file = ServingFile {
         pid: std::process::id(),
         hall: config.hall.id.clone(),
@@ -533,6 +533,8 @@ where
     .write(&ledger_dir(&config.server.data_dir))
     .map_err(|e| tracing::warn!("cannot write the serving file {SERVING_FILE} (console commands will not find this controller's address): {e}"))
     .ok();
+    println!("hallctl {}: listening on {scheme}://{addr}", config.hall.id);
+    tracing::info!(%addr, hall = %config.hall.id, "serving");
     let users = hall.state.users.clone();
     let sweeper = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));

@@ -195,9 +195,15 @@ impl Ledger {
                 .map(|(seq, _)| seq);
             let before = self.verified_checkpoint()?;
             if let Some(seq) = newest.filter(|s| *s >= report.from && *s > before) {
-                self.store
-                    .meta_set(VERIFIED_CHECKPOINT, seq.to_string().as_bytes())?;
-                self.store.sync()?;
+                // The report stands even when the mark cannot be saved (a halted or failed
+                // store): the next incremental verification then starts further back.
+                if let Err(e) = self
+                    .store
+                    .meta_set(VERIFIED_CHECKPOINT, seq.to_string().as_bytes())
+                    .and_then(|()| self.store.sync())
+                {
+                    tracing::warn!("cannot save the verified checkpoint {seq}: {e}");
+                }
             }
         }
         Ok(report)
