@@ -76,7 +76,7 @@ fn kill_9_never_loses_an_acknowledged_record_and_the_chain_still_verifies() {
         // Wait for the first ack (the child is up and appending), then kill at a random moment:
         // sometimes at once, sometimes after dozens of group commits.
         let mut acked: Vec<u64> = Vec::new();
-        if let Ok(n) = rx.recv_timeout(Duration::from_secs(20)) {
+        if let Ok(n) = rx.recv_timeout(Duration::from_secs(60)) {
             acked.push(n);
         }
         std::thread::sleep(Duration::from_micros(rng.next() % 60_000));
@@ -86,7 +86,7 @@ fn kill_9_never_loses_an_acknowledged_record_and_the_chain_still_verifies() {
         acked.extend(rx.try_iter());
         assert!(
             !acked.is_empty(),
-            "cycle {cycle}: the child acknowledged nothing within 20 s"
+            "cycle {cycle}: the child acknowledged nothing within 60 s"
         );
         killed_with_acks += 1;
         total_acks += acked.len();
