@@ -220,7 +220,7 @@ impl Store {
     /// # Errors
     /// The directory cannot be created, or sled cannot open or recover it;
     /// [`StoreError::Locked`] when another process has it open (a store of this process that is
-    /// being dropped is waited for: see [`OWN_RELEASE_WAIT`]).
+    /// being dropped is waited for, up to 30 s).
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
         let fresh = !dir.join("db").exists();
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
