@@ -542,26 +542,7 @@ mod tests {
             },
         )
         .expect("open");
-        let batch = (0..n)
-            .map(|i| {
-                (
-                    chrono::Utc::now(),
-                    OperatorId::new("S"),
-                    LedgerEvent::LotReceived {
-                        lot: LotId::new(format!("L{i}")),
-                        kind: ItemKind::Patch,
-                        supplier: "DLR".into(),
-                        range: SerialRange {
-                            prefix: format!("{i}-"),
-                            first: 1,
-                            last: 1,
-                            width: 3,
-                        },
-                    },
-                )
-            })
-            .collect();
-        l.append_batch(batch).expect("append");
+        lots(&l, 0, n);
         l
     }
 
