@@ -189,6 +189,20 @@ fn a_running_hall_is_verified_online_and_console_commands_name_the_controller() 
     // After a kill the serving file stays behind, but no process holds the ledger: the offline
     // verification works and ignores it.
     hall.kill9();
+    // Nor is the PIN sent where the stale file points.
+    let (ok, _, err) = cli(
+        &hall,
+        &[
+            "audit",
+            "verify",
+            "--online",
+            "--user",
+            "AU1",
+            "--pin-stdin",
+        ],
+        &au1,
+    );
+    assert!(!ok && err.contains("no running controller found"), "{err}");
     let (ok, out, err) = cli(&hall, &["audit", "verify"], "");
     assert!(ok, "{out}{err}");
     assert!(out.contains("ledger OK (full verification)"), "{out}");

@@ -157,10 +157,15 @@ impl OnlineVerify<'_> {
         }
         let url = match self.url {
             Some(u) => u,
-            None => match ServingFile::read(self.dir) {
+            // The file is believed only while the process it names holds the ledger: a file
+            // left behind (or planted) would otherwise send the auditor's PIN elsewhere.
+            None => match ServingFile::read(self.dir).filter(|f| {
+                crate::store::lock::holder_pid(&self.dir.join(crate::ledger::STORE_DIR).join("db"))
+                    == Some(f.pid)
+            }) {
                 Some(f) => f.url,
                 None => bail!(
-                    "no running controller found for {} (it writes {} while it serves): give its API with --url http://host:port",
+                    "no running controller found for {} (a serving controller holds the ledger and names its address in {}): give its API with --url http://host:port",
                     self.dir.display(),
                     crate::serve::SERVING_FILE
                 ),
