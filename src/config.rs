@@ -265,6 +265,8 @@ pub struct AlertConfig {
     /// this percentage of its threshold, so that a queue hovering at the threshold does not
     /// raise and clear an alert every few seconds.
     pub clear_percent: u32,
+    /// Severity by alert kind or refusal rule (`[alerts.severity]`), over the built-in ones.
+    pub severity: std::collections::BTreeMap<String, crate::line::Severity>,
 }
 
 impl Default for AlertConfig {
@@ -276,6 +278,7 @@ impl Default for AlertConfig {
             device_offline_secs: 10,
             due_at_risk_minutes: 60,
             clear_percent: 90,
+            severity: std::collections::BTreeMap::new(),
         }
     }
 }

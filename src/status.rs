@@ -82,9 +82,32 @@ pub struct AlertTag {
     /// Its subject (on `alert_raised`).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub subject: Option<String>,
-    /// What was seen (on `alert_raised`).
+    /// What was seen (on `alert_raised` and `alert_repeated`).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub detail: Option<String>,
+    /// How urgent (on `alert_raised`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub severity: Option<String>,
+    /// Which occurrence of the incident (on `alert_repeated`; the raising one is 1).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub occurrence: Option<u32>,
+    /// The serials the occurrence named.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub serials: Vec<crate::ledger::Serial>,
+}
+
+impl AlertTag {
+    fn id(alert: &str) -> AlertTag {
+        AlertTag {
+            id: alert.to_string(),
+            kind: None,
+            subject: None,
+            detail: None,
+            severity: None,
+            occurrence: None,
+            serials: Vec::new(),
+        }
+    }
 }
 
 /// A device's readiness changed.
@@ -255,22 +278,36 @@ impl RecordEvent {
                         kind,
                         subject,
                         detail,
+                        severity,
+                        serials,
                     } => {
                         r.alert = Some(AlertTag {
-                            id: alert.clone(),
                             kind: Some(kind.clone()),
                             subject: Some(subject.clone()),
                             detail: Some(detail.clone()),
+                            severity: severity.clone(),
+                            occurrence: Some(1),
+                            serials: serials.clone(),
+                            ..AlertTag::id(alert)
+                        });
+                    }
+                    ControlAction::AlertRepeated {
+                        alert,
+                        occurrence,
+                        detail,
+                        serials,
+                    } => {
+                        r.alert = Some(AlertTag {
+                            detail: Some(detail.clone()),
+                            occurrence: Some(*occurrence),
+                            serials: serials.clone(),
+                            ..AlertTag::id(alert)
                         });
                     }
                     ControlAction::AlertCleared { alert }
-                    | ControlAction::AlertAcknowledged { alert } => {
-                        r.alert = Some(AlertTag {
-                            id: alert.clone(),
-                            kind: None,
-                            subject: None,
-                            detail: None,
-                        });
+                    | ControlAction::AlertAcknowledged { alert }
+                    | ControlAction::AlertResolved { alert, .. } => {
+                        r.alert = Some(AlertTag::id(alert));
                     }
                     ControlAction::JobChanged { event, .. } => {
                         r.change = Some(event.name().to_string());

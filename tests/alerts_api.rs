@@ -331,22 +331,50 @@ fn performance_counts_steps_per_operator_and_device_and_oee_is_consistent() {
         &json!({"patch": "P7777777"}),
     );
     assert_eq!(r.status, 409, "{}", r.text);
-    let refused = wait_alert(c, &sup, "patch_refused", "LAM-01");
+    let refused = wait_alert(c, &sup, "refusal", "LAM-01");
     assert!(
         refused["detail"].as_str().unwrap().contains("P7777777"),
         "{refused}"
     );
+    assert_eq!(
+        refused["severity"], "critical",
+        "an unknown patch: {refused}"
+    );
+    assert_eq!(refused["serials"], json!(["P7777777"]), "{refused}");
+    let id = refused["id"].as_str().unwrap();
     let acked = c
-        .post(
-            &format!("/alerts/{}/ack", refused["id"].as_str().unwrap()),
-            Some(&sup),
-            &json!({}),
-        )
+        .post(&format!("/alerts/{id}/ack"), Some(&sup), &json!({}))
         .expect(200, "ack");
     assert_eq!(
-        acked["open"], false,
-        "an event closes when acknowledged: {acked}"
+        acked["open"], true,
+        "an incident stays open when acknowledged (seen): {acked}"
     );
+    let r = c.post(
+        &format!("/alerts/{id}/resolve"),
+        Some(&sup),
+        &json!({"note": " "}),
+    );
+    assert_eq!(
+        (r.status, r.body["error"]["field"].as_str()),
+        (422, Some("note")),
+        "{}",
+        r.text
+    );
+    let resolved = c
+        .post(
+            &format!("/alerts/{id}/resolve"),
+            Some(&sup),
+            &json!({"note": "label misprint; roll checked with the vault"}),
+        )
+        .expect(200, "resolve");
+    assert_eq!(resolved["open"], false, "{resolved}");
+    assert_eq!(resolved["resolution"]["by"], "S1", "{resolved}");
+    let r = c.post(
+        &format!("/alerts/{id}/resolve"),
+        Some(&sup),
+        &json!({"note": "again"}),
+    );
+    assert_eq!(r.status, 409, "resolved twice: {}", r.text);
     c.post(
         "/stations/LAM-01/laminate",
         Some(&ops.b1),
@@ -589,12 +617,13 @@ fn an_unplugged_printer_raises_an_offline_alert_and_a_session_closed_short_raise
         detail.contains("2 item(s) unaccounted for") && detail.contains("B1000101"),
         "{detail}"
     );
-    let acked = c
+    assert_eq!(alert["serials"], json!(["B1000100", "B1000101"]), "{alert}");
+    let resolved = c
         .post(
-            &format!("/alerts/{}/ack", alert["id"].as_str().unwrap()),
+            &format!("/alerts/{}/resolve", alert["id"].as_str().unwrap()),
             Some(&sup),
-            &json!({}),
+            &json!({"note": "both found in the printer's reject tray; destroyed"}),
         )
-        .expect(200, "ack");
-    assert_eq!(acked["open"], false, "{acked}");
+        .expect(200, "resolve");
+    assert_eq!(resolved["open"], false, "{resolved}");
 }

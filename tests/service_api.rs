@@ -137,7 +137,8 @@ fn a_job_flows_end_to_end_and_the_patch_trace_shows_every_step() {
 /// What a refusal must leave unchanged: the job, the ledger, the stations concerned.
 fn snapshot(c: Client, sup: &str, aud: &str, jobs: &[u64], stations: &[&str]) -> Value {
     json!({
-        "head": ledger_head(c, aud),
+        // A refusal of a rule is recorded (`refused`) and alerted: nothing else is.
+        "ledger": records_but_refusals(c, aud),
         "jobs": jobs.iter().map(|j| job(c, sup, *j)).collect::<Vec<_>>(),
         "stations": stations.iter().map(|s| station(c, sup, s)).collect::<Vec<_>>(),
     })
@@ -268,6 +269,7 @@ fn refusals_leave_nothing_changed() {
     open_and_issue(c, &b1, "B1", "LAM-01", "P2000100-P2000109");
     wait_work(c, &sup, "LAM-01", j1, "assigned");
     let before = snapshot(c, &sup, &aud, &[j1], &["LAM-01", "LAM-02"]);
+    let before_head = ledger_head(c, &aud);
     // A patch issued to another station's session (A1's at LAM-02).
     refused(
         c.post(
@@ -308,26 +310,55 @@ fn refusals_leave_nothing_changed() {
         403,
         "A1 acts at B1's station",
     );
-    // The refusals change no job, station or custody state; the gate's refusal of another
-    // station's patch alerts the supervisor (BRIEF §3), once while the alert is open.
-    let mut after = snapshot(c, &sup, &aud, &[j1], &["LAM-01", "LAM-02"]);
-    let head_before = before["head"].as_u64().unwrap();
+    // The refusals change no job, station or custody state. Each is a fact of its own, with
+    // the person who tried as actor, and an occurrence of LAM-01's refusal incident (BRIEF §3):
+    // none is swallowed by the alert the first one opened.
+    let after = snapshot(c, &sup, &aud, &[j1], &["LAM-01", "LAM-02"]);
+    let head_before = before_head;
+    let facts = refusals_after(c, &aud, head_before);
+    let rules: Vec<(&str, &str, &str)> = facts
+        .iter()
+        .map(|(a, r, s, _)| (a.as_str(), r.as_str(), s.as_str()))
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            ("B1", "wrong_session", "LAM-01"),
+            ("B1", "not_issued", "LAM-01"),
+            ("B1", "chose_work", "LAM-01"),
+            ("A1", "not_at_station", "LAM-01"),
+        ],
+        "{facts:?}"
+    );
+    assert!(facts[0].3.contains(&"P2000110".to_string()), "{facts:?}");
+    assert!(facts[1].3.contains(&"P2000150".to_string()), "{facts:?}");
     let new: Vec<Value> = records(c, &aud)
         .into_iter()
         .filter(|r| r["seq"].as_u64() > Some(head_before))
+        .map(|r| r["event"]["action"].clone())
         .collect();
-    assert_eq!(new.len(), 1, "one record, the alert: {new:?}");
-    let raised = &new[0]["event"]["action"];
+    let kinds: Vec<&str> = new.iter().filter_map(|a| a["kind"].as_str()).collect();
     assert_eq!(
-        (
-            raised["kind"].as_str(),
-            raised["alert_kind"].as_str(),
-            raised["subject"].as_str()
-        ),
-        (Some("alert_raised"), Some("patch_refused"), Some("LAM-01")),
-        "{raised}"
+        kinds,
+        [
+            "refused",
+            "alert_raised",
+            "refused",
+            "alert_repeated",
+            "refused",
+            "alert_repeated",
+            "refused",
+            "alert_repeated"
+        ],
+        "{new:?}"
     );
-    after["head"] = before["head"].clone();
+    assert_eq!(
+        (new[1]["alert_kind"].as_str(), new[1]["subject"].as_str()),
+        (Some("refusal"), Some("LAM-01")),
+        "{}",
+        new[1]
+    );
+    assert_eq!(new[7]["occurrence"], 4, "{}", new[7]);
     assert_eq!(after, before, "refused patch scans change nothing else");
     c.post(
         "/stations/LAM-01/laminate",

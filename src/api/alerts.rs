@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use super::extract::Auth;
+use super::extract::{ApiJson, Auth};
 use crate::ledger::Role;
 use crate::line::{Alert, AlertList, PerfReport, Period};
 
@@ -25,6 +25,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list))
         .routes(routes!(ack))
+        .routes(routes!(resolve))
         .routes(routes!(performance))
 }
 
@@ -38,9 +39,10 @@ async fn list(State(s): State<AppState>, auth: Auth) -> Result<Json<AlertList>, 
 }
 
 /// A supervisor acknowledges an alert: recorded in the ledger (`alert_acknowledged`, with the
-/// supervisor as actor). An event alert (reconciliation, refused patch, roll skip) closes; a
-/// condition (device, backlog, due at risk) stays open until it clears. 404 for an unknown id,
-/// 409 when it was acknowledged already.
+/// supervisor as actor). It means "seen": a condition (device, backlog, due at risk) stays
+/// open until it clears, an incident (refusals, reconciliation, roll skip, abandoned session,
+/// missing item...) until a supervisor resolves it with a note (`POST /alerts/{id}/resolve`).
+/// 404 for an unknown id, 409 when it was acknowledged already.
 #[utoipa::path(post, path = "/alerts/{id}/ack", params(("id" = String, Path)),
     responses((status = 200, body = Object), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -56,6 +58,45 @@ async fn ack(
     }
     Ok(Json(
         s.line.ack_alert(p.user.clone(), id.to_string()).await?,
+    ))
+}
+
+/// A resolution: what was found and done.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resolve {
+    /// The supervisor's note (required, 1–500 characters; no passport-holder data).
+    pub note: String,
+}
+
+/// A supervisor resolves an incident with a note: recorded in the ledger (`alert_resolved`,
+/// with the supervisor as actor); the incident closes. 404 for an id not open, 409 for a
+/// condition (it clears by itself), 422 without a note.
+#[utoipa::path(post, path = "/alerts/{id}/resolve", params(("id" = String, Path)), request_body = Resolve,
+    responses((status = 200, body = Object), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn resolve(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(r): ApiJson<Resolve>,
+) -> Result<Json<Alert>, ApiError> {
+    let p = auth.require(ACKNOWLEDGERS)?;
+    let id = id.trim();
+    if id.is_empty() || id.len() > 32 {
+        return Err(ApiError::invalid("id", "an alert id is like AL-17"));
+    }
+    let note = super::text("note", &r.note)?;
+    if note.trim().is_empty() || note.chars().count() > 500 {
+        return Err(ApiError::invalid(
+            "note",
+            "say what was found and done (1–500 characters)",
+        ));
+    }
+    Ok(Json(
+        s.line
+            .resolve_alert(p.user.clone(), id.to_string(), note)
+            .await?,
     ))
 }
 

@@ -15,7 +15,8 @@ use super::extract::{ApiJson, Auth};
 use super::{AppState, serial};
 use crate::auth::parse_user_id;
 use crate::ledger::event::Discrepancy;
-use crate::ledger::{ItemKind, LedgerEvent, LotId, Role, Serial, Session, SessionId};
+use crate::ledger::{ItemKind, LedgerEvent, LotId, Refusal, Role, Serial, Session, SessionId};
+use crate::line::{Attempt, LineError};
 
 /// A co-signer: a person and their PIN (checked, never stored or logged).
 #[derive(Debug, Deserialize, ToSchema)]
@@ -138,14 +139,20 @@ async fn own_session(s: &AppState, auth: &Auth, id: &str) -> Result<(), ApiError
     }
     let ledger = s.ledger.clone();
     let sid = SessionId::new(id);
-    let session = super::blocking(move || Ok(ledger.session(&sid)?)).await?;
+    let lookup = sid.clone();
+    let session = super::blocking(move || Ok(ledger.session(&lookup)?)).await?;
     match session {
         Some(x) if x.operator == auth.0.user => Ok(()),
-        Some(_) => Err(ApiError::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "forbidden",
-            "an operator acts only on their own custody session",
-        )),
+        Some(_) => {
+            // Trying another operator's session is an insider's move: recorded and alerted.
+            let refusal = Refusal::NotOwnSession {
+                actor: auth.0.user.clone(),
+                session: sid.clone(),
+            };
+            let at = Attempt::on(&auth.0.user, &sid, []);
+            s.line.record_refusal(at, refusal.clone()).await?;
+            Err(LineError::Forbidden(refusal).into())
+        }
         None => Err(ApiError::not_found("no such custody session")),
     }
 }
@@ -408,10 +415,10 @@ async fn destroy(
     let method = super::text("method", &r.method)?;
     let certificate = super::text("certificate", &r.certificate)?;
     let witnesses = cosign(&s, "witnesses", &r.witnesses).await?;
-    let (ledger, actor) = (s.ledger.clone(), p.user.clone());
-    let receipt = super::blocking(move || {
-        Ok(ledger.append(
-            actor,
+    let receipt = s
+        .line
+        .custody(
+            p.user.clone(),
             LedgerEvent::ItemsDestroyed {
                 batch: batch.as_str().to_string(),
                 serials,
@@ -419,9 +426,8 @@ async fn destroy(
                 method,
                 certificate,
             },
-        )?)
-    })
-    .await?;
+        )
+        .await?;
     Ok(Json(Recorded {
         seq: receipt.seq,
         session: None,
@@ -440,11 +446,13 @@ async fn report_missing(
     let p = auth.require(&[Role::Supervisor])?;
     let serial = serial("serial", &r.serial)?;
     let note = super::text("note", &r.note)?;
-    let (ledger, actor) = (s.ledger.clone(), p.user.clone());
-    let receipt = super::blocking(move || {
-        Ok(ledger.append(actor, LedgerEvent::ItemReportedMissing { serial, note })?)
-    })
-    .await?;
+    let receipt = s
+        .line
+        .custody(
+            p.user.clone(),
+            LedgerEvent::ItemReportedMissing { serial, note },
+        )
+        .await?;
     Ok(Json(Recorded {
         seq: receipt.seq,
         session: None,

@@ -35,6 +35,10 @@ pub struct ErrorDetail {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<Object>)]
     pub errors: Vec<BatchError>,
+    /// The custody, separation or gating rule that refused (`already_used`, ...): the refusal
+    /// is recorded in the ledger and raised as an alert.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<&'static str>,
 }
 
 /// `{"error": ...}`.
@@ -54,6 +58,7 @@ impl ApiError {
                 message: message.into(),
                 field: None,
                 errors: Vec::new(),
+                rule: None,
             },
         }
     }
@@ -99,8 +104,16 @@ impl From<LineError> for ApiError {
             }
             LineError::NotFound(_) => ApiError::not_found(msg),
             LineError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", msg),
-            LineError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", msg),
-            LineError::Refused(_) => ApiError::new(StatusCode::CONFLICT, "refused", msg),
+            LineError::Forbidden(r) => {
+                let mut a = ApiError::new(StatusCode::FORBIDDEN, "forbidden", msg);
+                a.body.rule = Some(r.rule());
+                a
+            }
+            LineError::Refused(r) => {
+                let mut a = ApiError::new(StatusCode::CONFLICT, "refused", msg);
+                a.body.rule = Some(r.rule());
+                a
+            }
             // The reason (a disk almost full, a failed write) helps whoever reads it at a
             // terminal; it names files and devices, never request data.
             LineError::Storage(_) => {

@@ -82,15 +82,26 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(close_bag))
 }
 
-/// The operator acting at `station`: their token must have been issued there.
-fn at_station<'a>(auth: &'a Auth, station: &str) -> Result<&'a Principal, ApiError> {
+/// The operator acting at `station`: their token must have been issued there. Acting at
+/// another station is recorded and alerted (`not_at_station`).
+async fn at_station<'a>(
+    s: &AppState,
+    auth: &'a Auth,
+    station: &str,
+) -> Result<&'a Principal, ApiError> {
     let p = auth.require(&[Role::Operator])?;
     if p.station.as_ref().map(StationId::as_str) != Some(station) {
-        return Err(ApiError::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("{} is not signed in at {station}", p.user),
-        ));
+        let station = StationId::new(station);
+        let refusal = crate::ledger::Refusal::NotAtStation {
+            actor: p.user.clone(),
+            station: station.clone(),
+        };
+        // Only a station the hall has is recorded: a made-up name is only answered.
+        if s.line.snapshot().stations.iter().any(|v| v.id == station) {
+            let at = crate::line::Attempt::at(&p.user, &station, []);
+            s.line.record_refusal(at, refusal.clone()).await?;
+        }
+        return Err(crate::line::LineError::Forbidden(refusal).into());
     }
     Ok(p)
 }
@@ -111,7 +122,7 @@ async fn station(
     Path(id): Path<String>,
 ) -> Result<Json<StationView>, ApiError> {
     if auth.0.role == Role::Operator {
-        at_station(&auth, &id)?;
+        at_station(&s, &auth, &id).await?;
     } else {
         auth.require(&[Role::Supervisor, Role::Auditor, Role::Admin, Role::Monitor])?;
     }
@@ -127,7 +138,7 @@ async fn print(
     Path(id): Path<String>,
     ApiJson(r): ApiJson<BookletScan>,
 ) -> Result<Json<StationView>, ApiError> {
-    let p = at_station(&auth, &id)?;
+    let p = at_station(&s, &auth, &id).await?;
     let b = serial("booklet", &r.booklet)?;
     Ok(Json(
         s.line
@@ -145,7 +156,7 @@ async fn laminate(
     Path(id): Path<String>,
     ApiJson(r): ApiJson<PatchScan>,
 ) -> Result<Json<StationView>, ApiError> {
-    let p = at_station(&auth, &id)?;
+    let p = at_station(&s, &auth, &id).await?;
     let patch = serial("patch", &r.patch)?;
     let booklet = r
         .booklet
@@ -179,7 +190,7 @@ async fn confirm(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<StationView>, ApiError> {
-    let p = at_station(&auth, &id)?;
+    let p = at_station(&s, &auth, &id).await?;
     Ok(Json(
         s.line.confirm(p.user.clone(), StationId::new(id)).await?,
     ))
@@ -194,7 +205,7 @@ async fn defect(
     Path(id): Path<String>,
     ApiJson(r): ApiJson<Defect>,
 ) -> Result<Json<StationView>, ApiError> {
-    let p = at_station(&auth, &id)?;
+    let p = at_station(&s, &auth, &id).await?;
     let reason = super::text("reason", &r.reason)?;
     Ok(Json(
         s.line
@@ -212,7 +223,7 @@ async fn qc(
     Path(id): Path<String>,
     ApiJson(r): ApiJson<QcRead>,
 ) -> Result<Json<QcOutcome>, ApiError> {
-    let p = at_station(&auth, &id)?;
+    let p = at_station(&s, &auth, &id).await?;
     let b = serial("booklet", &r.booklet)?;
     if r.mrz.iter().any(|l| l.trim().len() != 44) {
         return Err(ApiError::invalid("mrz", "two lines of 44 characters each"));
@@ -233,7 +244,7 @@ async fn pack(
     Path(id): Path<String>,
     ApiJson(r): ApiJson<BookletScan>,
 ) -> Result<Json<Bag>, ApiError> {
-    let p = at_station(&auth, &id)?;
+    let p = at_station(&s, &auth, &id).await?;
     let b = serial("booklet", &r.booklet)?;
     Ok(Json(
         s.line.pack(p.user.clone(), StationId::new(id), b).await?,

@@ -125,6 +125,7 @@ pub(super) struct RawAlerts {
     pub device_offline_secs: u64,
     pub due_at_risk_minutes: u64,
     pub clear_percent: u64,
+    pub severity: BTreeMap<String, String>,
 }
 
 impl Default for RawAlerts {
@@ -135,6 +136,7 @@ impl Default for RawAlerts {
             device_offline_secs: 10,
             due_at_risk_minutes: 60,
             clear_percent: 90,
+            severity: BTreeMap::new(),
         }
     }
 }

@@ -1235,6 +1235,7 @@ fn defaults_are_the_documented_ones() {
             device_offline_secs: 10,
             due_at_risk_minutes: 60,
             clear_percent: 90,
+            severity: std::collections::BTreeMap::new(),
         }
     );
     assert_eq!(c.alerts, AlertConfig::default());

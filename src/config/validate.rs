@@ -365,7 +365,41 @@ impl Checker<'_> {
                 1..=10_080,
             ),
             clear_percent: self.ranged("alerts.clear_percent", raw.clear_percent, 50..=100),
+            severity: self.severities(raw.severity),
         }
+    }
+
+    /// `[alerts.severity]`: an alert kind or a refusal rule → `info`, `warning` or `critical`.
+    fn severities(
+        &mut self,
+        raw: std::collections::BTreeMap<String, String>,
+    ) -> std::collections::BTreeMap<String, crate::line::Severity> {
+        let mut out = std::collections::BTreeMap::new();
+        for (key, value) in raw {
+            let path = format!("alerts.severity.{key}");
+            let known = crate::line::AlertKind::ALL.iter().any(|k| k.name() == key)
+                || crate::ledger::Refusal::RULES.contains(&key.as_str());
+            if !known {
+                self.err(
+                    &path,
+                    format!(
+                        "{key:?} is neither an alert kind nor a refusal rule (see docs/config.md \
+                         for the names)"
+                    ),
+                );
+                continue;
+            }
+            match crate::line::Severity::parse(&value) {
+                Some(v) => {
+                    out.insert(key, v);
+                }
+                None => self.err(
+                    &path,
+                    format!("{value:?} is not a severity: write info, warning or critical"),
+                ),
+            }
+        }
+        out
     }
 
     fn performance(&mut self, raw: super::raw::RawPerformance) -> PerformanceConfig {

@@ -10,6 +10,8 @@ use std::fmt;
 use hallctl_jobs::job::{DeviceId, JobEvent, JobId, OperatorId, StationId};
 use serde::{Deserialize, Serialize};
 
+use super::event::{Serial, SessionId};
+
 /// What a user may do. Deny by default: every route names the roles it admits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -179,6 +181,48 @@ pub enum ControlAction {
         subject: String,
         /// What was seen, in words.
         detail: String,
+        /// How serious (`info`, `warning`, `critical`); absent in records before incidents.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        severity: Option<String>,
+        /// The serials the occurrence named.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        serials: Vec<Serial>,
+    },
+    /// An open incident occurred again: one record per occurrence, none swallowed.
+    AlertRepeated {
+        /// The incident's id.
+        alert: String,
+        /// Its occurrence number (the raising one is 1).
+        occurrence: u32,
+        /// What was seen this time.
+        detail: String,
+        /// The serials this occurrence named.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        serials: Vec<Serial>,
+    },
+    /// A supervisor resolved an incident, with a note.
+    AlertResolved {
+        /// The incident's id.
+        alert: String,
+        /// What was found and done.
+        note: String,
+    },
+    /// A custody, separation or gating rule refused what someone tried (BRIEF §3): the refusal
+    /// is a fact of its own, with the person who tried as the record's actor. Serials, stations
+    /// and ids only: never passport-holder data.
+    Refused {
+        /// The rule (`already_used`, `not_at_station`, ...: see `Refusal::rule`).
+        rule: String,
+        /// Where it was tried.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        station: Option<StationId>,
+        /// The custody session open there, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session: Option<SessionId>,
+        /// Every serial the attempt and the refusal named.
+        serials: Vec<Serial>,
+        /// The refusal as the person was told it.
+        reason: String,
     },
     /// The condition behind an alert ended (the device came back, the backlog shrank).
     AlertCleared {
@@ -208,6 +252,9 @@ impl ControlAction {
             ControlAction::AlertRaised { .. } => "alert_raised",
             ControlAction::AlertCleared { .. } => "alert_cleared",
             ControlAction::AlertAcknowledged { .. } => "alert_acknowledged",
+            ControlAction::AlertRepeated { .. } => "alert_repeated",
+            ControlAction::AlertResolved { .. } => "alert_resolved",
+            ControlAction::Refused { .. } => "refused",
         }
     }
 
@@ -240,9 +287,25 @@ impl ControlAction {
     pub fn station(&self) -> Option<&StationId> {
         match self {
             ControlAction::Assigned { station, .. } => Some(station),
-            ControlAction::SignedIn { station, .. } | ControlAction::SignedOut { station, .. } => {
-                station.as_ref()
-            }
+            ControlAction::SignedIn { station, .. }
+            | ControlAction::SignedOut { station, .. }
+            | ControlAction::Refused { station, .. } => station.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The serials whose traces list the action: those a refusal named.
+    pub fn serials(&self) -> &[Serial] {
+        match self {
+            ControlAction::Refused { serials, .. } => serials,
+            _ => &[],
+        }
+    }
+
+    /// The custody session the action concerns (session index key).
+    pub fn session(&self) -> Option<&SessionId> {
+        match self {
+            ControlAction::Refused { session, .. } => session.as_ref(),
             _ => None,
         }
     }
@@ -310,7 +373,18 @@ impl ControlAction {
                 kind,
                 subject,
                 detail,
+                ..
             } => format!("alert {alert} raised: {kind} {subject}: {detail}"),
+            ControlAction::AlertRepeated {
+                alert,
+                occurrence,
+                detail,
+                ..
+            } => format!("alert {alert} occurred again (#{occurrence}): {detail}"),
+            ControlAction::AlertResolved { alert, note } => {
+                format!("alert {alert} resolved: {note}")
+            }
+            ControlAction::Refused { rule, reason, .. } => format!("refused ({rule}): {reason}"),
             ControlAction::AlertCleared { alert } => format!("alert {alert} cleared"),
             ControlAction::AlertAcknowledged { alert } => format!("alert {alert} acknowledged"),
         }

@@ -842,6 +842,91 @@ pub enum Refusal {
     /// A malformed event.
     #[error("invalid event: {0}")]
     Invalid(String),
+    /// A station's work done by someone not signed in there.
+    #[error("{actor} is not signed in at {station}")]
+    NotAtStation {
+        /// Who tried.
+        actor: OperatorId,
+        /// The station.
+        station: StationId,
+    },
+    /// An operator named a job other than the one the line assigned (D.4: no self-selection).
+    #[error("operators do not choose jobs: the line assigned job {assigned} to {station}")]
+    ChoseWork {
+        /// The station.
+        station: StationId,
+        /// The job the line assigned.
+        assigned: JobId,
+        /// The job the operator named.
+        chosen: JobId,
+    },
+    /// A skip under the strict roll order policy.
+    #[error(
+        "this hall's policy is strict roll order: patch {patch} is out of order and cannot be \
+         used, whatever the reason; use the next patch on the roll"
+    )]
+    StrictRollOrder {
+        /// The scanned patch.
+        patch: Serial,
+    },
+    /// The booklet in the operator's hands is not the one the line assigned.
+    #[error(
+        "booklet {booklet} is not the one the line assigned to {station}: scan booklet {assigned}"
+    )]
+    WrongBooklet {
+        /// The booklet scanned.
+        booklet: Serial,
+        /// The station.
+        station: StationId,
+        /// The booklet of the assigned job.
+        assigned: Serial,
+    },
+    /// An operator acting on another operator's custody session.
+    #[error(
+        "{actor} is not the operator of session {session}: an operator acts only on their own custody session"
+    )]
+    NotOwnSession {
+        /// Who tried.
+        actor: OperatorId,
+        /// The session.
+        session: SessionId,
+    },
+    /// A serial set aside after a roll skip: it is returned or destroyed, never used.
+    #[error(
+        "patch {serial} was set aside in session {session} after a roll skip: return it to the vault or have it destroyed; it cannot be used"
+    )]
+    SetAside {
+        /// The serial.
+        serial: Serial,
+        /// The session holding it.
+        session: SessionId,
+    },
+    /// More items than the station's work needs.
+    #[error("{station} may hold at most {cap} {kind}s for its assigned work ({held} held, {asked} asked): issue at most {}", cap.saturating_sub(*held))]
+    IssueCap {
+        /// The station.
+        station: StationId,
+        /// Booklets or patches.
+        kind: ItemKind,
+        /// The cap.
+        cap: u64,
+        /// Already held.
+        held: u64,
+        /// Asked for.
+        asked: u64,
+    },
+    /// A co-signer's PIN was wrong.
+    #[error(
+        "the PIN of co-signer {cosigner} is wrong ({failures} wrong co-signer PIN(s) from {asker})"
+    )]
+    CosignerPin {
+        /// The co-signer named.
+        cosigner: OperatorId,
+        /// Who asked for the co-signature.
+        asker: OperatorId,
+        /// Consecutive failures of the asker.
+        failures: u32,
+    },
 }
 
 fn list(s: &[Serial]) -> String {
@@ -852,17 +937,159 @@ fn list(s: &[Serial]) -> String {
 }
 
 impl Refusal {
-    /// True when the refusal must alert the shift supervisor (BRIEF §3 patch gating): a duplicate,
-    /// an unknown serial, or a patch from another station's session.
-    pub fn raises_alert(&self) -> bool {
-        matches!(
+    /// The rule that refused, as named in records, alerts and `[alerts.severity]`
+    /// (`already_used`, `unbalanced`, ...).
+    pub fn rule(&self) -> &'static str {
+        match self {
+            Refusal::UnknownSerial { .. } => "unknown_serial",
+            Refusal::WrongKind { .. } => "wrong_kind",
+            Refusal::AlreadyUsed { .. } => "already_used",
+            Refusal::WrongSession { .. } => "wrong_session",
+            Refusal::NotIssued { .. } => "not_issued",
+            Refusal::OutOfRollOrder { .. } => "out_of_roll_order",
+            Refusal::LaminatorPrintedBooklet { .. } => "laminator_printed_booklet",
+            Refusal::QcNotThirdPerson { .. } => "qc_not_third_person",
+            Refusal::BookletAlreadyLaminated { .. } => "booklet_already_laminated",
+            Refusal::NotReady { .. } => "not_ready",
+            Refusal::AlreadyDispatched { .. } => "already_dispatched",
+            Refusal::JobMismatch { .. } => "job_mismatch",
+            Refusal::NotInVault { .. } => "not_in_vault",
+            Refusal::NotHeld { .. } => "not_held",
+            Refusal::NotSpoilable { .. } => "not_spoilable",
+            Refusal::NotSpoiled { .. } => "not_spoiled",
+            Refusal::NotMissable { .. } => "not_missable",
+            Refusal::WitnessInCustodyChain { .. } => "witness_in_custody_chain",
+            Refusal::SamePerson { .. } => "same_person",
+            Refusal::SelfSignedDiscrepancy { .. } => "self_signed_discrepancy",
+            Refusal::Unbalanced { .. } => "unbalanced",
+            Refusal::SessionClosed { .. } => "session_closed",
+            Refusal::UnknownSession { .. } => "unknown_session",
+            Refusal::NotSessionOperator { .. } => "not_session_operator",
+            Refusal::StationBusy { .. } => "station_busy",
+            Refusal::OperatorBusy { .. } => "operator_busy",
+            Refusal::Exists { .. } => "exists",
+            Refusal::Duplicate { .. } => "duplicate",
+            Refusal::Invalid(_) => "invalid",
+            Refusal::NotAtStation { .. } => "not_at_station",
+            Refusal::ChoseWork { .. } => "chose_work",
+            Refusal::StrictRollOrder { .. } => "strict_roll_order",
+            Refusal::WrongBooklet { .. } => "wrong_booklet",
+            Refusal::NotOwnSession { .. } => "not_own_session",
+            Refusal::SetAside { .. } => "set_aside",
+            Refusal::IssueCap { .. } => "issue_cap",
+            Refusal::CosignerPin { .. } => "cosigner_pin",
+        }
+    }
+
+    /// Every rule name, for `[alerts.severity]` and the docs.
+    pub const RULES: [&'static str; 37] = [
+        "unknown_serial",
+        "wrong_kind",
+        "already_used",
+        "wrong_session",
+        "not_issued",
+        "out_of_roll_order",
+        "laminator_printed_booklet",
+        "qc_not_third_person",
+        "booklet_already_laminated",
+        "not_ready",
+        "already_dispatched",
+        "job_mismatch",
+        "not_in_vault",
+        "not_held",
+        "not_spoilable",
+        "not_spoiled",
+        "not_missable",
+        "witness_in_custody_chain",
+        "same_person",
+        "self_signed_discrepancy",
+        "unbalanced",
+        "session_closed",
+        "unknown_session",
+        "not_session_operator",
+        "station_busy",
+        "operator_busy",
+        "exists",
+        "duplicate",
+        "invalid",
+        "not_at_station",
+        "chose_work",
+        "strict_roll_order",
+        "wrong_booklet",
+        "not_own_session",
+        "set_aside",
+        "issue_cap",
+        "cosigner_pin",
+    ];
+
+    /// True for a refusal of a custody, separation or gating rule: a fact to record and alert
+    /// (BRIEF §3), as against a malformed request (`invalid`, a serial listed twice, an id that
+    /// exists), which only its sender needs to hear about.
+    pub fn is_rule(&self) -> bool {
+        !matches!(
             self,
-            Refusal::UnknownSerial { .. }
-                | Refusal::AlreadyUsed { .. }
-                | Refusal::WrongSession { .. }
-                | Refusal::OutOfRollOrder { .. }
-                | Refusal::LaminatorPrintedBooklet { .. }
+            Refusal::Invalid(_) | Refusal::Duplicate { .. } | Refusal::Exists { .. }
         )
+    }
+
+    /// The serials the refusal names (the scanned item, the booklet it was meant for, the
+    /// unaccounted serials of a close...).
+    pub fn serials(&self) -> Vec<Serial> {
+        match self {
+            Refusal::UnknownSerial { serial }
+            | Refusal::WrongKind { serial, .. }
+            | Refusal::WrongSession { serial, .. }
+            | Refusal::NotIssued { serial, .. }
+            | Refusal::NotInVault { serial, .. }
+            | Refusal::NotHeld { serial, .. }
+            | Refusal::NotSpoilable { serial, .. }
+            | Refusal::NotSpoiled { serial, .. }
+            | Refusal::NotMissable { serial, .. }
+            | Refusal::WitnessInCustodyChain { serial, .. }
+            | Refusal::SetAside { serial, .. }
+            | Refusal::Duplicate { serial } => vec![serial.clone()],
+            Refusal::AlreadyUsed {
+                serial, partner, ..
+            } => std::iter::once(serial.clone())
+                .chain(partner.clone())
+                .collect(),
+            Refusal::OutOfRollOrder { expected, got } => vec![got.clone(), expected.clone()],
+            Refusal::LaminatorPrintedBooklet { booklet, .. }
+            | Refusal::QcNotThirdPerson { booklet, .. }
+            | Refusal::NotReady { booklet, .. }
+            | Refusal::AlreadyDispatched { booklet }
+            | Refusal::JobMismatch { booklet, .. } => vec![booklet.clone()],
+            Refusal::BookletAlreadyLaminated { booklet, patch } => {
+                vec![booklet.clone(), patch.clone()]
+            }
+            Refusal::StrictRollOrder { patch } => vec![patch.clone()],
+            Refusal::WrongBooklet {
+                booklet, assigned, ..
+            } => vec![booklet.clone(), assigned.clone()],
+            Refusal::Unbalanced {
+                unaccounted,
+                listed,
+                ..
+            } => {
+                let mut v = unaccounted.clone();
+                v.extend(listed.iter().filter(|s| !unaccounted.contains(s)).cloned());
+                v
+            }
+            Refusal::SamePerson { .. }
+            | Refusal::SelfSignedDiscrepancy { .. }
+            | Refusal::SessionClosed { .. }
+            | Refusal::UnknownSession { .. }
+            | Refusal::NotSessionOperator { .. }
+            | Refusal::StationBusy { .. }
+            | Refusal::OperatorBusy { .. }
+            | Refusal::Exists { .. }
+            | Refusal::Invalid(_)
+            | Refusal::NotAtStation { .. }
+            | Refusal::ChoseWork { .. }
+            | Refusal::NotOwnSession { .. }
+            | Refusal::IssueCap { .. }
+            | Refusal::CosignerPin { .. } => Vec::new(),
+        }
     }
 }
 

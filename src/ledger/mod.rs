@@ -1212,6 +1212,9 @@ fn index_keys(r: &Record, plan: &custody::Plan) -> Vec<Vec<u8>> {
             if let Some(st) = action.station() {
                 keys.push(ix::key(ix::STATION, st.as_str().as_bytes(), seq));
             }
+            if let Some(session) = action.session() {
+                keys.push(ix::key(ix::SESSION, session.as_str().as_bytes(), seq));
+            }
         }
     }
     // The serial keys carry values: see `trace_entries`.
@@ -1225,8 +1228,10 @@ fn named_serials(r: &Record) -> Vec<&Serial> {
     match &r.event {
         LedgerEvent::LotReceived { .. }
         | LedgerEvent::SessionOpened { .. }
-        | LedgerEvent::Reversal { .. }
-        | LedgerEvent::Action { .. } => Vec::new(),
+        | LedgerEvent::Reversal { .. } => Vec::new(),
+        // A refusal is on the trace of every serial it named (a known one: an unknown serial
+        // has no trace, and its refusals are found by station, operator and alert).
+        LedgerEvent::Action { action } => action.serials().iter().collect(),
         LedgerEvent::ItemsIssued { serials, .. }
         | LedgerEvent::ItemsReturned { serials, .. }
         | LedgerEvent::ItemsDestroyed { serials, .. } => serials.iter().collect(),

@@ -16,18 +16,20 @@ use hallctl_jobs::scheduler::{
 };
 use tokio::sync::{mpsc, watch};
 
-use super::alerts::{Alert, AlertBook, AlertKind, AlertList};
+use super::alerts::{Alert, AlertBook, AlertKind, AlertList, Occurrence, Severity};
 use super::jobs::{self as store_jobs, JobView, TrackingEntry};
 use super::monitor::{QueueStats, Throughput, predict_at_risk};
 use super::perf::{DeviceActivity, OperatorActivity, Perf, PerfReport, Period};
 use super::storage::{StorageState, StorageStatus, StorageWatch};
 use super::{
-    Bag, BagItem, BatchError, Cmd, Consumables, Device, LINE_ACTOR, LineError, LineSetup,
+    Attempt, Bag, BagItem, BatchError, Cmd, Consumables, Device, LINE_ACTOR, LineError, LineSetup,
     LineSnapshot, QcOutcome, StationKind, StationView, SubmitStatus, Submitted, WorkView, devices,
 };
 use crate::config::AlertConfig;
 use crate::ledger::event::Discrepancy;
-use crate::ledger::{ControlAction, ItemState, Ledger, LedgerEvent, Serial, SessionId, ShiftId};
+use crate::ledger::{
+    ControlAction, ItemState, Ledger, LedgerEvent, Refusal, Serial, SessionId, ShiftId,
+};
 use crate::status::StatusEvent;
 
 /// The most jobs one submission may carry.
@@ -471,6 +473,18 @@ impl Actor {
         actor: &OperatorId,
         events: Vec<LedgerEvent>,
         jobs: &[&JobRecord],
+        aux: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<Vec<crate::ledger::Receipt>, LineError> {
+        let entries = events.into_iter().map(|e| (actor.clone(), e)).collect();
+        self.persist_as(entries, jobs, aux)
+    }
+
+    /// [`Actor::persist`] with an actor per record (a refusal by an operator and the line's
+    /// alert about it, in one batch).
+    fn persist_as(
+        &self,
+        events: Vec<(OperatorId, LedgerEvent)>,
+        jobs: &[&JobRecord],
         mut aux: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     ) -> Result<Vec<crate::ledger::Receipt>, LineError> {
         if let Some(why) = self.ledger.unavailable() {
@@ -483,11 +497,11 @@ impl Actor {
         // only, never biodata); their sequence numbers come from the receipts.
         let pending: Vec<StatusEvent> = events
             .iter()
-            .map(|e| StatusEvent::record(0, now, actor, e))
+            .map(|(actor, e)| StatusEvent::record(0, now, actor, e))
             .collect();
         let entries = events
             .into_iter()
-            .map(|e| (now, actor.clone(), e))
+            .map(|(actor, e)| (now, actor, e))
             .collect();
         for j in jobs {
             aux.push((
@@ -792,17 +806,63 @@ impl Actor {
         }
     }
 
-    /// Raises an alert unless one of the same kind and subject is open. Never fails the
-    /// command that caused it: a storage failure is logged (and halts the line anyway).
+    /// The severity of an alert of `kind` (for a refusal, of `rule`): `[alerts.severity]`, or
+    /// the built-in default.
+    fn severity(&self, kind: AlertKind, rule: Option<&str>) -> Severity {
+        match rule {
+            Some(r) => self
+                .alert_cfg
+                .severity
+                .get(r)
+                .copied()
+                .unwrap_or_else(|| Severity::of_rule(r)),
+            None => self
+                .alert_cfg
+                .severity
+                .get(kind.name())
+                .copied()
+                .unwrap_or_else(|| kind.default_severity()),
+        }
+    }
+
+    /// Raises an alert. A condition is raised once while it lasts; an incident gathers every
+    /// occurrence ([`Actor::occur`]). Never fails the command that caused it: a storage
+    /// failure is logged (and halts the line anyway).
     fn raise(&mut self, kind: AlertKind, subject: &str, detail: String) {
-        let Some(alert) = self.alerts.prepare_raise(kind, subject, detail, Utc::now()) else {
+        self.raise_naming(kind, subject, detail, Vec::new());
+    }
+
+    /// [`Actor::raise`], naming serials.
+    fn raise_naming(
+        &mut self,
+        kind: AlertKind,
+        subject: &str,
+        detail: String,
+        serials: Vec<Serial>,
+    ) {
+        if !kind.is_condition() {
+            let o = Occurrence {
+                kind,
+                subject: subject.to_string(),
+                detail,
+                severity: self.severity(kind, None),
+                serials,
+                rule: None,
+            };
+            self.occur(&line_actor(), o, None);
+            return;
+        }
+        let Some(mut alert) = self.alerts.prepare_raise(kind, subject, detail, Utc::now()) else {
             return;
         };
+        alert.severity = self.severity(kind, None);
         let record = ControlAction::AlertRaised {
             alert: alert.id.clone(),
             kind: kind.name().to_string(),
             subject: alert.subject.clone(),
             detail: alert.detail.clone(),
+            severity: Some(alert.severity.name().to_string()),
+            serials,
         };
         match self.commit_alert(&line_actor(), record, alert) {
             Ok(a) => {
@@ -810,6 +870,115 @@ impl Actor {
             }
             Err(e) => tracing::error!(kind = kind.name(), %subject, "alert not recorded: {e}"),
         }
+    }
+
+    /// Adds an occurrence to its incident (raising the incident if none of its kind and subject
+    /// is open), in one batch with `fact` (a refusal, recorded with `who` as its actor). Every
+    /// occurrence is a record and a status event of its own: none is swallowed.
+    fn occur(&mut self, who: &OperatorId, o: Occurrence, fact: Option<ControlAction>) {
+        let now = Utc::now();
+        let (alert, repeat) = self.alerts.prepare_occurrence(&o, now);
+        let record = if repeat {
+            ControlAction::AlertRepeated {
+                alert: alert.id.clone(),
+                occurrence: alert.occurrences,
+                detail: o.detail.clone(),
+                serials: o.serials.clone(),
+            }
+        } else {
+            ControlAction::AlertRaised {
+                alert: alert.id.clone(),
+                kind: o.kind.name().to_string(),
+                subject: alert.subject.clone(),
+                detail: o.detail.clone(),
+                severity: Some(alert.severity.name().to_string()),
+                serials: o.serials.clone(),
+            }
+        };
+        let aux = match self.alerts.writes(&alert) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(kind = o.kind.name(), "alert not recorded: {e}");
+                return;
+            }
+        };
+        let mut entries = Vec::with_capacity(2);
+        if let Some(f) = fact {
+            entries.push((who.clone(), action(f)));
+        }
+        entries.push((line_actor(), action(record)));
+        match self.persist_as(entries, &[], aux) {
+            Ok(_) => {
+                tracing::warn!(
+                    alert = %alert.id,
+                    kind = o.kind.name(),
+                    subject = %alert.subject,
+                    occurrence = alert.occurrences,
+                    severity = alert.severity.name(),
+                    "alert: {}",
+                    o.detail
+                );
+                self.alerts.commit(alert);
+            }
+            Err(e) => {
+                tracing::error!(kind = o.kind.name(), subject = %o.subject, "alert not recorded: {e}")
+            }
+        }
+    }
+
+    /// Records a refusal of a custody, separation or gating rule as a fact (a `refused` record
+    /// with the person who tried as its actor) and an occurrence of the station's refusal
+    /// incident. Other errors (a malformed request, a state the line is not in) are only
+    /// answered.
+    pub(crate) fn refused(&mut self, at: &Attempt, e: &LineError) {
+        let (LineError::Refused(r) | LineError::Forbidden(r)) = e else {
+            return;
+        };
+        if !r.is_rule() {
+            return;
+        }
+        let session = at.session.clone().or_else(|| {
+            at.station
+                .as_ref()
+                .and_then(|st| self.ledger.open_session_at(st).ok().flatten())
+        });
+        let station = at.station.clone().or_else(|| {
+            session
+                .as_ref()
+                .and_then(|s| self.ledger.session(s).ok().flatten())
+                .map(|s| s.station)
+        });
+        let mut serials: Vec<Serial> = Vec::new();
+        for s in at.serials.iter().cloned().chain(r.serials()) {
+            if !serials.contains(&s) {
+                serials.push(s);
+            }
+        }
+        let rule = r.rule();
+        let reason = r.to_string();
+        let subject = station
+            .as_ref()
+            .map_or_else(|| at.actor.to_string(), ToString::to_string);
+        let o = Occurrence {
+            kind: AlertKind::Refusal,
+            subject,
+            detail: format!(
+                "{} refused at {}: {reason}",
+                at.actor,
+                station.as_ref().map_or("the hall", |s| s.as_str())
+            ),
+            severity: self.severity(AlertKind::Refusal, Some(rule)),
+            serials: serials.clone(),
+            rule: Some(rule.to_string()),
+        };
+        let fact = ControlAction::Refused {
+            rule: rule.to_string(),
+            station,
+            session,
+            serials,
+            reason,
+        };
+        self.occur(&at.actor, o, Some(fact));
     }
 
     /// Clears the open alert of `kind` about `subject`, if there is one.
@@ -955,16 +1124,13 @@ impl Actor {
                 Some(a) => a.detail = detail,
                 None => {
                     tracing::error!("storage fault: the line records nothing: {detail}");
-                    self.storage_alert = Some(Alert {
-                        id: STORAGE_ALERT.to_string(),
-                        kind: AlertKind::StorageFault,
-                        subject: "store".into(),
+                    self.storage_alert = Some(Alert::new(
+                        STORAGE_ALERT.to_string(),
+                        AlertKind::StorageFault,
+                        "store",
                         detail,
-                        raised_at: st.since.unwrap_or(now),
-                        open: true,
-                        acknowledged: None,
-                        cleared_at: None,
-                    });
+                        st.since.unwrap_or(now),
+                    ));
                 }
             }
             self.storage_seen = st.state;
@@ -1014,6 +1180,20 @@ impl Actor {
         self.commit_alert(actor, record, alert)
     }
 
+    pub(crate) fn resolve_alert(
+        &mut self,
+        actor: &OperatorId,
+        id: &str,
+        note: &str,
+    ) -> Result<Alert, LineError> {
+        let alert = self.alerts.prepare_resolve(id, actor, note, Utc::now())?;
+        let record = ControlAction::AlertResolved {
+            alert: alert.id.clone(),
+            note: note.to_string(),
+        };
+        self.commit_alert(actor, record, alert)
+    }
+
     pub(crate) fn performance(&self, period: &Period) -> PerfReport {
         self.perf.report(period, ms(Utc::now()))
     }
@@ -1031,9 +1211,10 @@ impl Actor {
     fn my_station(&self, actor: &OperatorId, station: &StationId) -> Result<usize, LineError> {
         let i = self.index(station)?;
         if self.stations[i].operator.as_ref() != Some(actor) {
-            return Err(LineError::Forbidden(format!(
-                "{actor} is not signed in at {station}"
-            )));
+            return Err(LineError::Forbidden(Refusal::NotAtStation {
+                actor: actor.clone(),
+                station: station.clone(),
+            }));
         }
         Ok(i)
     }
@@ -1046,13 +1227,10 @@ impl Actor {
             && let ItemState::Applied(b) = &item.state
             && b.by == *actor
         {
-            return Err(LineError::Forbidden(
-                crate::ledger::Refusal::LaminatorPrintedBooklet {
-                    booklet: booklet.clone(),
-                    operator: actor.clone(),
-                }
-                .to_string(),
-            ));
+            return Err(LineError::Forbidden(Refusal::LaminatorPrintedBooklet {
+                booklet: booklet.clone(),
+                operator: actor.clone(),
+            }));
         }
         Ok(())
     }
@@ -1646,7 +1824,7 @@ impl Actor {
                 if missing.len() > SHOWN {
                     list.push("…");
                 }
-                self.raise(
+                self.raise_naming(
                     AlertKind::Reconciliation,
                     session.as_str(),
                     format!(
@@ -1654,6 +1832,7 @@ impl Actor {
                         missing.len(),
                         list.join(", ")
                     ),
+                    missing.clone(),
                 );
             }
             A::RollSkip {
@@ -1661,14 +1840,38 @@ impl Actor {
                 expected,
                 got,
                 reason,
-            } => self.raise(
+            } => self.raise_naming(
                 AlertKind::RollSkip,
                 session.as_str(),
                 format!("patch {got} used out of roll order in {session} ({expected} was next): {reason}"),
+                vec![got.clone(), expected.clone()],
             ),
-            // Reported through the custody API, outside the line.
-            A::Missing { .. } => {}
+            A::Missing { serial } => self.raise_naming(
+                AlertKind::ItemMissing,
+                serial.as_str(),
+                format!("{serial} was reported missing"),
+                vec![serial.clone()],
+            ),
         }
+    }
+
+    /// Records a custody event that belongs to no station (a destruction, a missing report)
+    /// and raises what it asks for.
+    pub(crate) fn custody(
+        &mut self,
+        actor: &OperatorId,
+        event: LedgerEvent,
+    ) -> Result<crate::ledger::Receipt, LineError> {
+        let receipts = self.persist(actor, vec![event], &[], Vec::new())?;
+        for r in &receipts {
+            if let Some(alert) = &r.alert {
+                self.custody_alert(alert);
+            }
+        }
+        receipts
+            .into_iter()
+            .next_back()
+            .ok_or_else(|| LineError::Storage("the ledger acknowledged no record".into()))
     }
 
     pub(crate) fn issue(
@@ -1727,10 +1930,11 @@ impl Actor {
 
     fn no_choosing(step: &Step, job: Option<JobId>, station: &StationId) -> Result<(), LineError> {
         match job {
-            Some(j) if j != step.job => Err(LineError::Forbidden(format!(
-                "operators do not choose jobs: the line assigned job {} to {station}",
-                step.job
-            ))),
+            Some(j) if j != step.job => Err(LineError::Forbidden(Refusal::ChoseWork {
+                station: station.clone(),
+                assigned: step.job,
+                chosen: j,
+            })),
             _ => Ok(()),
         }
     }
@@ -1804,31 +2008,19 @@ impl Actor {
         let step = self.step_at(i, StationKind::Laminate, Phase::Assigned)?;
         Self::no_choosing(&step, job, station)?;
         if let Some(b) = &in_hand
-            && step.booklet.as_ref() != Some(b)
+            && let Some(assigned) = &step.booklet
+            && assigned != b
         {
-            return Err(LineError::Conflict(format!(
-                "booklet {b} is not the one the line assigned to {station}: scan booklet {}",
-                step.booklet
-                    .as_ref()
-                    .map_or_else(|| "of the assigned job".to_string(), ToString::to_string)
-            )));
+            return Err(LineError::Refused(Refusal::WrongBooklet {
+                booklet: b.clone(),
+                station: station.clone(),
+                assigned: assigned.clone(),
+            }));
         }
         let device = self.device_of(i)?;
         let session = self.session_at(station)?;
         if self.strict_roll_order && skip_reason.is_some() {
-            self.raise(
-                AlertKind::PatchRefused,
-                station.as_str(),
-                format!(
-                    "patch {patch} refused at {station}: out of roll order under the strict roll \
-                     order policy"
-                ),
-            );
-            return Err(LineError::Forbidden(
-                "this hall's policy is strict roll order: a patch out of order cannot be used, \
-                 whatever the reason; use the next patch on the roll"
-                    .into(),
-            ));
+            return Err(LineError::Forbidden(Refusal::StrictRollOrder { patch }));
         }
         let booklet = step.booklet.clone().ok_or_else(|| {
             LineError::Conflict(format!("job {} has no printed booklet", step.job))
@@ -1859,20 +2051,7 @@ impl Actor {
             &[&rec],
             Vec::new(),
         );
-        let receipts = match applied {
-            Ok(r) => r,
-            Err(LineError::Refused(r)) => {
-                if r.raises_alert() {
-                    self.raise(
-                        AlertKind::PatchRefused,
-                        station.as_str(),
-                        format!("patch {patch} refused at {station}: {r}"),
-                    );
-                }
-                return Err(LineError::Refused(r));
-            }
-            Err(e) => return Err(e),
-        };
+        let receipts = applied?;
         for r in &receipts {
             if let Some(alert) = &r.alert {
                 self.custody_alert(alert);

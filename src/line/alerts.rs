@@ -22,6 +22,7 @@ use hallctl_jobs::job::OperatorId;
 use serde::{Deserialize, Serialize};
 
 use super::LineError;
+use crate::ledger::Serial;
 use crate::store::Store;
 
 /// How many closed alerts are kept (in memory and in the store).
@@ -47,8 +48,18 @@ pub enum AlertKind {
     Reconciliation,
     /// A patch was used out of roll order (with a recorded reason).
     RollSkip,
-    /// The line refused a patch at the gate (unknown, used, another session's, out of order).
-    PatchRefused,
+    /// A custody, separation or gating rule refused what someone tried (a used, unknown or
+    /// foreign patch, a booklet one printed, a close that does not balance, work at another
+    /// station...): one incident per station gathers every refusal there.
+    Refusal,
+    /// Someone signed out (or was signed out) of a station whose session still holds items.
+    SessionAbandoned,
+    /// A custody session is still open at the end of its shift.
+    SessionOpenAtShiftEnd,
+    /// An item was reported missing.
+    ItemMissing,
+    /// Wrong co-signer PINs typed at a station or by one person.
+    CosignerFailures,
     /// The store records nothing (a write or fsync failed, or the disk is almost full): no
     /// patch or booklet is issued or applied. Shown from memory while it lasts (`AL-storage`),
     /// recorded raised and cleared when recording resumes.
@@ -59,14 +70,18 @@ pub enum AlertKind {
 
 impl AlertKind {
     /// Every kind.
-    pub const ALL: [AlertKind; 9] = [
+    pub const ALL: [AlertKind; 13] = [
         AlertKind::DeviceFault,
         AlertKind::DeviceOffline,
         AlertKind::Backlog,
         AlertKind::DueAtRisk,
         AlertKind::Reconciliation,
         AlertKind::RollSkip,
-        AlertKind::PatchRefused,
+        AlertKind::Refusal,
+        AlertKind::SessionAbandoned,
+        AlertKind::SessionOpenAtShiftEnd,
+        AlertKind::ItemMissing,
+        AlertKind::CosignerFailures,
         AlertKind::StorageFault,
         AlertKind::StorageLow,
     ];
@@ -80,13 +95,18 @@ impl AlertKind {
             AlertKind::DueAtRisk => "due_at_risk",
             AlertKind::Reconciliation => "reconciliation",
             AlertKind::RollSkip => "roll_skip",
-            AlertKind::PatchRefused => "patch_refused",
+            AlertKind::Refusal => "refusal",
+            AlertKind::SessionAbandoned => "session_abandoned",
+            AlertKind::SessionOpenAtShiftEnd => "session_open_at_shift_end",
+            AlertKind::ItemMissing => "item_missing",
+            AlertKind::CosignerFailures => "cosigner_failures",
             AlertKind::StorageFault => "storage_fault",
             AlertKind::StorageLow => "storage_low",
         }
     }
 
-    /// Whether the alert stands for a condition that ends by itself (and then clears).
+    /// Whether the alert stands for a condition that ends by itself (and then clears). The
+    /// others are incidents: they gather occurrences until a supervisor resolves them.
     pub fn is_condition(self) -> bool {
         matches!(
             self,
@@ -97,6 +117,79 @@ impl AlertKind {
                 | AlertKind::StorageFault
                 | AlertKind::StorageLow
         )
+    }
+
+    /// The severity of an alert of this kind unless `[alerts.severity]` says otherwise (for a
+    /// refusal: the rule's, see [`Severity::of_rule`]).
+    pub fn default_severity(self) -> Severity {
+        match self {
+            AlertKind::Backlog | AlertKind::DueAtRisk | AlertKind::RollSkip => Severity::Warning,
+            AlertKind::DeviceFault | AlertKind::DeviceOffline | AlertKind::StorageLow => {
+                Severity::Warning
+            }
+            AlertKind::CosignerFailures => Severity::Warning,
+            AlertKind::Refusal => Severity::Warning,
+            AlertKind::Reconciliation
+            | AlertKind::SessionAbandoned
+            | AlertKind::SessionOpenAtShiftEnd
+            | AlertKind::ItemMissing
+            | AlertKind::StorageFault => Severity::Critical,
+        }
+    }
+}
+
+/// How urgent an alert is for the supervisor and the monitoring room.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Worth knowing.
+    Info,
+    /// Someone should look this shift.
+    #[default]
+    Warning,
+    /// Someone must look now: an item may have left custody.
+    Critical,
+}
+
+impl Severity {
+    /// Its name (`info`, `warning`, `critical`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// Parses a name.
+    pub fn parse(s: &str) -> Option<Severity> {
+        [Severity::Info, Severity::Warning, Severity::Critical]
+            .into_iter()
+            .find(|v| v.name() == s)
+    }
+
+    /// The default severity of a refusal by `rule` (`Refusal::rule`): critical where an item
+    /// may be leaving custody or a separation rule was tried, a warning otherwise.
+    pub fn of_rule(rule: &str) -> Severity {
+        match rule {
+            "unknown_serial"
+            | "already_used"
+            | "wrong_session"
+            | "not_issued"
+            | "laminator_printed_booklet"
+            | "qc_not_third_person"
+            | "booklet_already_laminated"
+            | "unbalanced"
+            | "witness_in_custody_chain"
+            | "self_signed_discrepancy"
+            | "set_aside"
+            | "not_own_session"
+            | "job_mismatch"
+            | "already_dispatched" => Severity::Critical,
+            _ => Severity::Warning,
+        }
     }
 }
 
@@ -109,7 +202,18 @@ pub struct Acknowledgement {
     pub at: DateTime<Utc>,
 }
 
-/// One alert.
+/// A supervisor's resolution of an incident.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolution {
+    /// The supervisor.
+    pub by: OperatorId,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// What was found and done.
+    pub note: String,
+}
+
+/// One alert: a condition, or an incident that gathers occurrences.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Alert {
     /// Its id (`AL-17`).
@@ -118,19 +222,92 @@ pub struct Alert {
     pub kind: AlertKind,
     /// What it is about (a device, station, session, class, `queue_depth`, `oldest_queued`).
     pub subject: String,
-    /// What was seen, in words.
+    /// What was seen first, in words.
     pub detail: String,
+    /// How urgent: the most severe of its occurrences.
+    #[serde(default)]
+    pub severity: Severity,
     /// When it was raised.
     pub raised_at: DateTime<Utc>,
+    /// How many times it occurred (every occurrence is a record of its own).
+    #[serde(default = "one")]
+    pub occurrences: u32,
+    /// When it last occurred.
+    #[serde(default)]
+    pub last_at: Option<DateTime<Utc>>,
+    /// What was seen last, when it occurred more than once.
+    #[serde(default)]
+    pub last_detail: Option<String>,
+    /// Every serial its occurrences named, in the order first named (at most [`MAX_SERIALS`];
+    /// the records name them all).
+    #[serde(default)]
+    pub serials: Vec<Serial>,
+    /// The rules whose refusals it gathers, in the order first seen.
+    #[serde(default)]
+    pub rules: Vec<String>,
     /// Whether it is still open.
     pub open: bool,
     /// The supervisor who acknowledged it.
     pub acknowledged: Option<Acknowledgement>,
     /// When its condition ended.
     pub cleared_at: Option<DateTime<Utc>>,
+    /// How a supervisor resolved it (incidents).
+    #[serde(default)]
+    pub resolution: Option<Resolution>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Serials an incident lists at most (every occurrence's record names all of its own).
+pub const MAX_SERIALS: usize = 1000;
+
+/// One occurrence of an incident, as the line saw it.
+#[derive(Debug, Clone)]
+pub(crate) struct Occurrence {
+    /// What kind of incident.
+    pub kind: AlertKind,
+    /// What it is about.
+    pub subject: String,
+    /// What was seen.
+    pub detail: String,
+    /// How urgent this occurrence is.
+    pub severity: Severity,
+    /// The serials it named.
+    pub serials: Vec<Serial>,
+    /// The rule that refused, for a refusal.
+    pub rule: Option<String>,
 }
 
 impl Alert {
+    /// A new open alert, occurred once, with its kind's default severity.
+    pub(crate) fn new(
+        id: String,
+        kind: AlertKind,
+        subject: &str,
+        detail: String,
+        at: DateTime<Utc>,
+    ) -> Alert {
+        Alert {
+            id,
+            kind,
+            subject: subject.to_string(),
+            detail,
+            severity: kind.default_severity(),
+            raised_at: at,
+            occurrences: 1,
+            last_at: None,
+            last_detail: None,
+            serials: Vec::new(),
+            rules: Vec::new(),
+            open: true,
+            acknowledged: None,
+            cleared_at: None,
+            resolution: None,
+        }
+    }
+
     fn number(&self) -> u64 {
         number(&self.id).unwrap_or(0)
     }
@@ -222,16 +399,85 @@ impl AlertBook {
         if self.open_for(kind, subject).is_some() {
             return None;
         }
-        Some(Alert {
-            id: format!("AL-{}", self.next),
+        Some(Alert::new(
+            format!("AL-{}", self.next),
             kind,
-            subject: subject.to_string(),
+            subject,
             detail,
-            raised_at: now,
-            open: true,
-            acknowledged: None,
-            cleared_at: None,
-        })
+            now,
+        ))
+    }
+
+    /// The incident `o` belongs to, with `o` added: the open one of its kind and subject
+    /// (`true`: a repeat), or a new one (`false`).
+    pub(crate) fn prepare_occurrence(&self, o: &Occurrence, now: DateTime<Utc>) -> (Alert, bool) {
+        let (mut a, repeat) = match self.open_for(o.kind, &o.subject) {
+            Some(open) => {
+                let mut a = open.clone();
+                a.occurrences = a.occurrences.saturating_add(1);
+                a.last_at = Some(now);
+                a.last_detail = Some(o.detail.clone());
+                a.severity = a.severity.max(o.severity);
+                (a, true)
+            }
+            None => {
+                let mut a = self
+                    .prepare_raise(o.kind, &o.subject, o.detail.clone(), now)
+                    .unwrap_or_else(|| {
+                        unreachable!("no incident of this kind and subject is open")
+                    });
+                a.severity = o.severity;
+                (a, false)
+            }
+        };
+        for s in &o.serials {
+            if a.serials.len() < MAX_SERIALS && !a.serials.contains(s) {
+                a.serials.push(s.clone());
+            }
+        }
+        if let Some(rule) = &o.rule
+            && !a.rules.contains(rule)
+        {
+            a.rules.push(rule.clone());
+        }
+        (a, repeat)
+    }
+
+    /// Incident `id`, resolved by `by` with `note`.
+    ///
+    /// # Errors
+    /// [`LineError::NotFound`] for an id not open; [`LineError::Conflict`] for a condition
+    /// (it clears by itself).
+    pub(crate) fn prepare_resolve(
+        &self,
+        id: &str,
+        by: &OperatorId,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Alert, LineError> {
+        let found = number(id).and_then(|n| self.open.get(&n));
+        let Some(a) = found else {
+            if number(id).is_some_and(|n| self.recent.iter().any(|a| a.number() == n)) {
+                return Err(LineError::Conflict(format!("alert {id} is already closed")));
+            }
+            return Err(LineError::NotFound(format!(
+                "no open alert {id}: see GET /api/v1/alerts"
+            )));
+        };
+        if a.kind.is_condition() {
+            return Err(LineError::Conflict(format!(
+                "alert {id} is a condition ({}): it closes by itself when the condition ends",
+                a.kind.name()
+            )));
+        }
+        let mut a = a.clone();
+        a.open = false;
+        a.resolution = Some(Resolution {
+            by: by.clone(),
+            at: now,
+            note: note.to_string(),
+        });
+        Ok(a)
     }
 
     /// The open alert of `kind` about `subject`, cleared.
@@ -280,9 +526,6 @@ impl AlertBook {
             by: by.clone(),
             at: now,
         });
-        if !a.kind.is_condition() {
-            a.open = false;
-        }
         Ok(a)
     }
 
@@ -380,7 +623,7 @@ mod tests {
     }
 
     #[test]
-    fn acknowledging_closes_an_event_but_not_a_condition_and_twice_is_a_conflict() {
+    fn acknowledging_is_seen_resolving_closes_an_incident_and_twice_is_a_conflict() {
         let mut book = AlertBook {
             next: 1,
             ..AlertBook::default()
@@ -399,11 +642,28 @@ mod tests {
         assert!(a.open, "a condition stays open until it clears");
         book.commit(a);
         let b = book.prepare_ack("AL-2", &sup, now()).expect("ack");
-        assert!(!b.open, "an event closes when acknowledged");
+        assert!(b.open, "an incident stays open until resolved");
         book.commit(b);
         assert!(matches!(
             book.prepare_ack("AL-2", &sup, now()),
             Err(LineError::Conflict(m)) if m.contains("already acknowledged by S1")
+        ));
+        assert!(matches!(
+            book.prepare_resolve("AL-1", &sup, "fixed", now()),
+            Err(LineError::Conflict(m)) if m.contains("closes by itself")
+        ));
+        let r = book
+            .prepare_resolve("AL-2", &sup, "found in the tray", now())
+            .expect("resolve");
+        assert!(!r.open);
+        assert_eq!(
+            r.resolution.as_ref().map(|x| x.note.as_str()),
+            Some("found in the tray")
+        );
+        book.commit(r);
+        assert!(matches!(
+            book.prepare_resolve("AL-2", &sup, "again", now()),
+            Err(LineError::Conflict(m)) if m.contains("already closed")
         ));
         assert!(matches!(
             book.prepare_ack("AL-99", &sup, now()),
@@ -416,6 +676,66 @@ mod tests {
     }
 
     #[test]
+    fn an_incident_gathers_every_occurrence_its_serials_and_its_worst_severity() {
+        let mut book = AlertBook {
+            next: 1,
+            ..AlertBook::default()
+        };
+        let occ = |rule: &str, severity, serials: &[&str]| Occurrence {
+            kind: AlertKind::Refusal,
+            subject: "LAM-01".into(),
+            detail: format!("refused: {rule}"),
+            severity,
+            serials: serials.iter().map(|s| Serial::new(*s)).collect(),
+            rule: Some(rule.into()),
+        };
+        let (a, repeat) = book.prepare_occurrence(
+            &occ("out_of_roll_order", Severity::Warning, &["P2", "P1"]),
+            now(),
+        );
+        assert!(!repeat);
+        assert_eq!((a.id.as_str(), a.occurrences), ("AL-1", 1));
+        book.commit(a);
+        let (b, repeat) = book.prepare_occurrence(
+            &occ("already_used", Severity::Critical, &["P1", "P9"]),
+            now(),
+        );
+        assert!(repeat, "the open incident of LAM-01 takes it");
+        assert_eq!(b.id, "AL-1");
+        assert_eq!(b.occurrences, 2);
+        assert_eq!(b.severity, Severity::Critical);
+        assert_eq!(
+            b.serials,
+            ["P2", "P1", "P9"].map(Serial::new).to_vec(),
+            "every serial, once, in the order first named"
+        );
+        assert_eq!(b.rules, ["out_of_roll_order", "already_used"]);
+        assert_eq!(b.detail, "refused: out_of_roll_order", "the first stays");
+        assert_eq!(b.last_detail.as_deref(), Some("refused: already_used"));
+        book.commit(b);
+        // Another station is another incident; once resolved, a new one opens.
+        let (c, repeat) = book.prepare_occurrence(
+            &Occurrence {
+                subject: "LAM-02".into(),
+                ..occ("not_issued", Severity::Critical, &[])
+            },
+            now(),
+        );
+        assert!(!repeat);
+        assert_eq!(c.id, "AL-2");
+        book.commit(c);
+        let sup = OperatorId::new("S1");
+        let r = book
+            .prepare_resolve("AL-1", &sup, "checked", now())
+            .expect("resolve");
+        book.commit(r);
+        let (d, repeat) =
+            book.prepare_occurrence(&occ("already_used", Severity::Critical, &["P1"]), now());
+        assert!(!repeat);
+        assert_eq!((d.id.as_str(), d.occurrences), ("AL-3", 1));
+    }
+
+    #[test]
     fn the_oldest_closed_alert_is_dropped_from_the_store_when_the_list_is_full() {
         let mut book = AlertBook {
             next: 1,
@@ -423,26 +743,21 @@ mod tests {
         };
         for i in 0..=RECENT {
             let a = book
-                .prepare_raise(
-                    AlertKind::PatchRefused,
-                    &format!("LAM-{i}"),
-                    "x".into(),
-                    now(),
-                )
+                .prepare_raise(AlertKind::Refusal, &format!("LAM-{i}"), "x".into(), now())
                 .expect("new");
             book.commit(a);
         }
         let sup = OperatorId::new("S1");
         for i in 1..=RECENT as u64 {
             let a = book
-                .prepare_ack(&format!("AL-{i}"), &sup, now())
-                .expect("ack");
+                .prepare_resolve(&format!("AL-{i}"), &sup, "done", now())
+                .expect("resolve");
             assert_eq!(book.writes(&a).expect("writes").len(), 1);
             book.commit(a);
         }
         let last = book
-            .prepare_ack(&format!("AL-{}", RECENT + 1), &sup, now())
-            .expect("ack");
+            .prepare_resolve(&format!("AL-{}", RECENT + 1), &sup, "done", now())
+            .expect("resolve");
         let w = book.writes(&last).expect("writes");
         assert_eq!(w.len(), 2);
         assert_eq!(w[1], (key(1), None));

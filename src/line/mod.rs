@@ -45,11 +45,11 @@ use hallctl_jobs::scheduler::{DeviceReadiness, SlackPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use crate::ledger::{Ledger, LedgerError, Refusal, Serial, SessionId};
+use crate::ledger::{Ledger, LedgerError, LedgerEvent, Refusal, Serial, SessionId};
 use crate::status::{Numbered, StatusHub};
 
 pub use crate::config::StationKind;
-pub use alerts::{Alert, AlertKind, AlertList};
+pub use alerts::{Alert, AlertKind, AlertList, Severity};
 pub use devices::DeviceHandle;
 pub use jobs::{JobFilter, JobView, Page};
 pub use monitor::{ClassQueue, OnTime, ThroughputView};
@@ -104,6 +104,49 @@ pub struct LineSetup {
     pub min_free_disk: u64,
 }
 
+/// Who tried what, where: the context a refusal is recorded with.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// The person who tried.
+    pub actor: OperatorId,
+    /// Where.
+    pub station: Option<StationId>,
+    /// The custody session acted on.
+    pub session: Option<SessionId>,
+    /// The serials they scanned or named.
+    pub serials: Vec<Serial>,
+}
+
+impl Attempt {
+    /// `actor` at `station`, naming `serials`.
+    pub fn at(
+        actor: &OperatorId,
+        station: &StationId,
+        serials: impl IntoIterator<Item = Serial>,
+    ) -> Attempt {
+        Attempt {
+            actor: actor.clone(),
+            station: Some(station.clone()),
+            session: None,
+            serials: serials.into_iter().collect(),
+        }
+    }
+
+    /// `actor` acting on `session`, naming `serials`.
+    pub fn on(
+        actor: &OperatorId,
+        session: &SessionId,
+        serials: impl IntoIterator<Item = Serial>,
+    ) -> Attempt {
+        Attempt {
+            actor: actor.clone(),
+            station: None,
+            session: Some(session.clone()),
+            serials: serials.into_iter().collect(),
+        }
+    }
+}
+
 /// Why the line refused a command. Messages name what is wrong and never carry
 /// passport-holder data.
 #[derive(Debug, thiserror::Error)]
@@ -127,7 +170,7 @@ pub enum LineError {
     Conflict(String),
     /// The actor may not do this (not their station, separation of duties, choosing work).
     #[error("{0}")]
-    Forbidden(String),
+    Forbidden(Refusal),
     /// The ledger's custody rules refused it.
     #[error("{0}")]
     Refused(Refusal),
@@ -593,8 +636,9 @@ impl Line {
         operator: OperatorId,
         station: StationId,
     ) -> Result<SessionId, LineError> {
-        self.call(move |a| a.open_session(&operator, &station))
-            .await?
+        let at = Attempt::at(&operator, &station, []);
+        self.guarded(at, move |a| a.open_session(&operator, &station))
+            .await
     }
 
     /// Issues items to a session, counted by two distinct people (their PINs already
@@ -609,8 +653,9 @@ impl Line {
         serials: Vec<Serial>,
         counters: [OperatorId; 2],
     ) -> Result<u64, LineError> {
-        self.call(move |a| a.issue(&actor, &session, serials, counters))
-            .await?
+        let at = Attempt::on(&actor, &session, serials.iter().cloned());
+        self.guarded(at, move |a| a.issue(&actor, &session, serials, counters))
+            .await
     }
 
     /// Returns unused items from a session to the vault, counted by two people.
@@ -624,8 +669,11 @@ impl Line {
         serials: Vec<Serial>,
         counters: [OperatorId; 2],
     ) -> Result<u64, LineError> {
-        self.call(move |a| a.return_items(&actor, &session, serials, counters))
-            .await?
+        let at = Attempt::on(&actor, &session, serials.iter().cloned());
+        self.guarded(at, move |a| {
+            a.return_items(&actor, &session, serials, counters)
+        })
+        .await
     }
 
     /// Closes a session (balanced, or with a supervisor-signed discrepancy).
@@ -638,8 +686,10 @@ impl Line {
         session: SessionId,
         discrepancy: Option<crate::ledger::event::Discrepancy>,
     ) -> Result<u64, LineError> {
-        self.call(move |a| a.close_session(&actor, &session, discrepancy))
-            .await?
+        let named = discrepancy.iter().flat_map(|d| d.missing.clone());
+        let at = Attempt::on(&actor, &session, named.collect::<Vec<_>>());
+        self.guarded(at, move |a| a.close_session(&actor, &session, discrepancy))
+            .await
     }
 
     /// Print station: the operator scanned the booklet for the assigned job; the printer
@@ -654,8 +704,9 @@ impl Line {
         booklet: Serial,
         job: Option<JobId>,
     ) -> Result<StationView, LineError> {
-        self.call(move |a| a.scan_booklet(&actor, &station, booklet, job))
-            .await?
+        let at = Attempt::at(&actor, &station, [booklet.clone()]);
+        self.guarded(at, move |a| a.scan_booklet(&actor, &station, booklet, job))
+            .await
     }
 
     /// Lamination station: the operator scanned the patch (and, from a terminal, first the
@@ -675,8 +726,15 @@ impl Line {
         job: Option<JobId>,
         booklet: Option<Serial>,
     ) -> Result<StationView, LineError> {
-        self.call(move |a| a.scan_patch(&actor, &station, patch, skip_reason, job, booklet))
-            .await?
+        let at = Attempt::at(
+            &actor,
+            &station,
+            [Some(patch.clone()), booklet.clone()].into_iter().flatten(),
+        );
+        self.guarded(at, move |a| {
+            a.scan_patch(&actor, &station, patch, skip_reason, job, booklet)
+        })
+        .await
     }
 
     /// The operator confirms the finished print or lamination.
@@ -688,7 +746,8 @@ impl Line {
         actor: OperatorId,
         station: StationId,
     ) -> Result<StationView, LineError> {
-        self.call(move |a| a.confirm(&actor, &station)).await?
+        let at = Attempt::at(&actor, &station, []);
+        self.guarded(at, move |a| a.confirm(&actor, &station)).await
     }
 
     /// The operator reports a defect on the step's item: it is spoiled and the job goes back
@@ -702,8 +761,9 @@ impl Line {
         station: StationId,
         reason: String,
     ) -> Result<StationView, LineError> {
-        self.call(move |a| a.report_defect(&actor, &station, reason))
-            .await?
+        let at = Attempt::at(&actor, &station, []);
+        self.guarded(at, move |a| a.report_defect(&actor, &station, reason))
+            .await
     }
 
     /// QC: the MRZ read back from the booklet, compared with the job's.
@@ -717,8 +777,9 @@ impl Line {
         booklet: Serial,
         mrz: [String; 2],
     ) -> Result<QcOutcome, LineError> {
-        self.call(move |a| a.qc(&actor, &station, booklet, mrz))
-            .await?
+        let at = Attempt::at(&actor, &station, [booklet.clone()]);
+        self.guarded(at, move |a| a.qc(&actor, &station, booklet, mrz))
+            .await
     }
 
     /// Dispatch: the operator scanned the finished booklet; it goes into its destination's open
@@ -732,8 +793,9 @@ impl Line {
         station: StationId,
         booklet: Serial,
     ) -> Result<Bag, LineError> {
-        self.call(move |a| a.pack(&actor, &station, booklet))
-            .await?
+        let at = Attempt::at(&actor, &station, [booklet.clone()]);
+        self.guarded(at, move |a| a.pack(&actor, &station, booklet))
+            .await
     }
 
     /// Closes a bag: its manifest is final.
@@ -773,14 +835,82 @@ impl Line {
         self.call(|a| a.alerts()).await
     }
 
-    /// A supervisor acknowledges an alert (recorded in the ledger with `actor`). An event alert
-    /// closes; a condition stays open until it clears.
+    /// A supervisor acknowledges an alert (recorded in the ledger with `actor`): seen. It stays
+    /// open: a condition until it clears, an incident until it is resolved.
     ///
     /// # Errors
     /// [`LineError::NotFound`] for an unknown id, [`LineError::Conflict`] when it was
     /// acknowledged already; storage errors.
     pub async fn ack_alert(&self, actor: OperatorId, id: String) -> Result<Alert, LineError> {
         self.call(move |a| a.ack_alert(&actor, &id)).await?
+    }
+
+    /// A supervisor resolves an incident with a note (recorded with `actor`): it closes.
+    ///
+    /// # Errors
+    /// [`LineError::NotFound`] for an id not open; [`LineError::Conflict`] for a condition
+    /// or an incident already closed; storage errors.
+    pub async fn resolve_alert(
+        &self,
+        actor: OperatorId,
+        id: String,
+        note: String,
+    ) -> Result<Alert, LineError> {
+        self.call(move |a| a.resolve_alert(&actor, &id, &note))
+            .await?
+    }
+
+    /// Records a custody event outside any station (a destruction, a missing report) through
+    /// the line, so that a refusal is recorded and alerted and a missing report raises its
+    /// alert.
+    ///
+    /// # Errors
+    /// The ledger's refusal; storage errors.
+    pub async fn custody(
+        &self,
+        actor: OperatorId,
+        event: LedgerEvent,
+    ) -> Result<crate::ledger::Receipt, LineError> {
+        let serials: Vec<Serial> = match &event {
+            LedgerEvent::ItemsDestroyed { serials, .. } => serials.clone(),
+            LedgerEvent::ItemReportedMissing { serial, .. }
+            | LedgerEvent::ItemSpoiled { serial, .. } => vec![serial.clone()],
+            _ => Vec::new(),
+        };
+        let at = Attempt {
+            actor: actor.clone(),
+            station: None,
+            session: None,
+            serials,
+        };
+        self.guarded(at, move |a| a.custody(&actor, event)).await
+    }
+
+    /// Records a refusal made outside the line (an operator acting on another's session, a
+    /// wrong co-signer PIN) as a fact and an alert occurrence, like the line's own.
+    ///
+    /// # Errors
+    /// The line stopped.
+    pub async fn record_refusal(&self, at: Attempt, refusal: Refusal) -> Result<(), LineError> {
+        self.call(move |a| a.refused(&at, &LineError::Forbidden(refusal)))
+            .await
+    }
+
+    /// Runs `f` on the actor; a refusal of a rule it returns is recorded ([`Line::record_refusal`])
+    /// before the answer goes back.
+    async fn guarded<R: Send + 'static>(
+        &self,
+        at: Attempt,
+        f: impl FnOnce(&mut actor::Actor) -> Result<R, LineError> + Send + 'static,
+    ) -> Result<R, LineError> {
+        self.call(move |a| {
+            let r = f(a);
+            if let Err(e) = &r {
+                a.refused(&at, e);
+            }
+            r
+        })
+        .await?
     }
 
     /// Staff and machine performance over a shift or a day (supervisors and monitoring only:

@@ -755,6 +755,44 @@ pub fn ledger_head(c: Client, auditor: &str) -> u64 {
     head
 }
 
+/// The ledger's records but the facts of refusals and alerts about them (`refused`,
+/// `alert_raised`, `alert_repeated`): what a refused request must leave as it was.
+pub fn records_but_refusals(c: Client, auditor: &str) -> Vec<Value> {
+    records(c, auditor)
+        .into_iter()
+        .filter(|r| {
+            let kind = r["event"]["action"]["kind"].as_str().unwrap_or_default();
+            !matches!(kind, "refused" | "alert_raised" | "alert_repeated")
+        })
+        .collect()
+}
+
+/// The `refused` records after `seq`: (actor, rule, station, serials).
+pub fn refusals_after(
+    c: Client,
+    auditor: &str,
+    seq: u64,
+) -> Vec<(String, String, String, Vec<String>)> {
+    records(c, auditor)
+        .into_iter()
+        .filter(|r| r["seq"].as_u64() > Some(seq) && r["event"]["action"]["kind"] == "refused")
+        .map(|r| {
+            let a = &r["event"]["action"];
+            (
+                r["actor"].as_str().unwrap_or_default().to_string(),
+                a["rule"].as_str().unwrap_or_default().to_string(),
+                a["station"].as_str().unwrap_or_default().to_string(),
+                a["serials"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
 // ---- custody -------------------------------------------------------------------------------------
 
 pub const BOOKLETS: &str = "B1000100-B1000199";
