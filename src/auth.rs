@@ -1287,6 +1287,18 @@ impl Users {
     /// # Errors
     /// Ledger errors (the sessions stay listed for the next sweep).
     pub fn sweep_expired_at(&self, now: DateTime<Utc>) -> Result<usize, AuthError> {
+        Ok(self.sweep_expired_sessions_at(now)?.len())
+    }
+
+    /// [`Users::sweep_expired_at`], answering who was signed out, and where: the line signs
+    /// them out of their stations too (a session left holding items is abandoned).
+    ///
+    /// # Errors
+    /// As [`Users::sweep_expired_at`].
+    pub fn sweep_expired_sessions_at(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(OperatorId, Option<StationId>)>, AuthError> {
         let _w = lock(&self.write);
         let (expired, noticed) = {
             let st = lock(&self.state);
@@ -1301,7 +1313,7 @@ impl Users {
             (expired, noticed)
         };
         if expired.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let actions = expired
             .iter()
@@ -1318,7 +1330,7 @@ impl Users {
         }
         // `authenticate` may have noticed more meanwhile: keep those for the next sweep.
         st.expired.drain(..noticed);
-        Ok(expired.len())
+        Ok(expired.into_iter().map(|s| (s.user, s.station)).collect())
     }
 
     /// [`Users::sweep_expired_at`] now.

@@ -536,12 +536,25 @@ where
     println!("hallctl {}: listening on {scheme}://{addr}", config.hall.id);
     tracing::info!(%addr, hall = %config.hall.id, "serving");
     let users = hall.state.users.clone();
+    let line = hall.state.line.clone();
     let sweeper = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tick.tick().await;
             let u = users.clone();
-            let _ = tokio::task::spawn_blocking(move || u.sweep_expired()).await;
+            let swept = tokio::task::spawn_blocking(move || {
+                u.sweep_expired_sessions_at(chrono::Utc::now())
+            })
+            .await;
+            // An operator whose token expired has left their station: the line signs them
+            // out of it (a session left holding items is recorded abandoned and alerted).
+            for (user, station) in swept.ok().and_then(Result::ok).unwrap_or_default() {
+                if station.is_some()
+                    && let Err(e) = line.vacate(user.clone(), "token expired".into()).await
+                {
+                    tracing::warn!(%user, "an expired operator stays at their station: {e}");
+                }
+            }
         }
     });
     // Traces answered from memory: item states and trace values pulled into the store's cache

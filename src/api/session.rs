@@ -206,7 +206,9 @@ async fn sign_out(
     let c = credential(&method, &headers, &s.web)?;
     let p = s.users.authenticate(&c.token)?;
     if p.station.is_some() {
-        s.line.vacate(p.user.clone()).await?;
+        s.line
+            .vacate(p.user.clone(), "signed out".to_string())
+            .await?;
     }
     let users = s.users.clone();
     let token = c.token;

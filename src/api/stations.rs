@@ -303,7 +303,9 @@ async fn vacate(
             format!("nobody is signed in at {station}"),
         ));
     };
-    s.line.vacate(op.clone()).await?;
+    s.line
+        .vacate(op.clone(), format!("signed out by supervisor {}", p.user))
+        .await?;
     let ledger = s.ledger.clone();
     let (actor, st) = (p.user.clone(), station.clone());
     super::blocking(move || {

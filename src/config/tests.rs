@@ -607,6 +607,26 @@ fn error_cases() -> Vec<ErrorCase> {
             "101 is out of range 50..=100",
         ),
         (
+            "a severity that is not one",
+            edit(
+                "queue_depth = 5000\n",
+                "queue_depth = 5000\nseverity = { already_used = \"loud\" }\n",
+            ),
+            15,
+            "alerts.severity.already_used",
+            "\"loud\" is not a severity: write info, warning or critical",
+        ),
+        (
+            "a severity for a rule that does not exist",
+            edit(
+                "queue_depth = 5000\n",
+                "queue_depth = 5000\nseverity = { patch_refused = \"critical\" }\n",
+            ),
+            15,
+            "alerts.severity.patch_refused",
+            "neither an alert kind nor a refusal rule",
+        ),
+        (
             "unknown alert key",
             edit(
                 "queue_depth = 5000\n",

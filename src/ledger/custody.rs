@@ -465,6 +465,12 @@ pub struct Session {
     pub counts: SessionCounts,
     /// Serials it could not account for at close (signed discrepancy).
     pub discrepancy: Vec<Serial>,
+    /// Held serials set aside after a roll skip: accountable, returned or spoiled, never used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub set_aside: Vec<Serial>,
+    /// When its operator left it holding items (it stays open until closed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abandoned_at: Option<DateTime<Utc>>,
 }
 
 /// What happens to a session's items; see [`Session::apply`].
@@ -480,6 +486,15 @@ pub enum SessionChange {
     Returned(Vec<Serial>),
     /// A held item was reported missing.
     Missing(Serial),
+    /// Held serials are set aside (after a roll skip).
+    SetAside(Vec<Serial>),
+    /// The operator left holding `held`, which must be exactly what the session holds.
+    Abandon {
+        /// When.
+        at: DateTime<Utc>,
+        /// The serials listed.
+        held: Vec<Serial>,
+    },
     /// The session closes; `missing` must be exactly what it still holds.
     Close {
         /// When.
@@ -524,27 +539,63 @@ impl Session {
                 }),
             }
         };
+        let untake = |aside: &mut Vec<Serial>, s: &Serial| aside.retain(|a| a != s);
         match change {
+            SessionChange::SetAside(serials) => {
+                for s in serials {
+                    if !self.held.contains(s) {
+                        return Err(Refusal::NotHeld {
+                            serial: s.clone(),
+                            session: self.id.clone(),
+                            state: "not held by it".into(),
+                        });
+                    }
+                    if !next.set_aside.contains(s) {
+                        next.set_aside.push(s.clone());
+                    }
+                }
+            }
+            SessionChange::Abandon { at, held } => {
+                let want: BTreeSet<&Serial> = self.held.iter().collect();
+                let listed: BTreeSet<&Serial> = held.iter().collect();
+                if want != listed {
+                    return Err(Refusal::Invalid(format!(
+                        "an abandonment must list exactly what session {} holds ({})",
+                        self.id,
+                        list(&self.held)
+                    )));
+                }
+                next.abandoned_at = Some(*at);
+            }
             SessionChange::Issue(serials) => {
                 next.held.extend(serials.iter().cloned());
                 next.held.sort_by(roll_order);
                 next.counts.issued += serials.len() as u64;
             }
             SessionChange::Used(s) => {
+                if self.set_aside.contains(s) {
+                    return Err(Refusal::SetAside {
+                        serial: s.clone(),
+                        session: self.id.clone(),
+                    });
+                }
                 take(&mut next.held, s)?;
                 next.counts.applied += 1;
             }
             SessionChange::Spoiled(s) => {
                 take(&mut next.held, s)?;
+                untake(&mut next.set_aside, s);
                 next.counts.spoiled += 1;
             }
             SessionChange::Missing(s) => {
                 take(&mut next.held, s)?;
+                untake(&mut next.set_aside, s);
                 next.counts.missing += 1;
             }
             SessionChange::Returned(serials) => {
                 for s in serials {
                     take(&mut next.held, s)?;
+                    untake(&mut next.set_aside, s);
                 }
                 next.counts.returned += serials.len() as u64;
             }
@@ -561,6 +612,7 @@ impl Session {
                 next.counts.missing += missing.len() as u64;
                 next.discrepancy = missing.clone();
                 next.held.clear();
+                next.set_aside.clear();
                 next.closed_at = Some(*at);
             }
         }
@@ -1120,6 +1172,13 @@ pub enum Alert {
         /// The serial.
         serial: Serial,
     },
+    /// A session was left holding items.
+    Abandoned {
+        /// The session.
+        session: SessionId,
+        /// What it holds.
+        held: Vec<Serial>,
+    },
 }
 
 /// Read access to the current custody state.
@@ -1355,6 +1414,8 @@ pub fn plan<V: StateView>(view: &V, rec: &Record) -> Result<Plan, super::LedgerE
                 held: Vec::new(),
                 counts: SessionCounts::default(),
                 discrepancy: Vec::new(),
+                set_aside: Vec::new(),
+                abandoned_at: None,
             });
             d.plan
                 .station_open
@@ -1466,6 +1527,9 @@ pub fn plan<V: StateView>(view: &V, rec: &Record) -> Result<Plan, super::LedgerE
             for h in &s.held {
                 if h == patch {
                     break;
+                }
+                if s.set_aside.contains(h) {
+                    continue;
                 }
                 if d.item(h)?.lot == item.lot {
                     expected = Some(h.clone());
@@ -1606,6 +1670,31 @@ pub fn plan<V: StateView>(view: &V, rec: &Record) -> Result<Plan, super::LedgerE
             d.plan.station_open.push((closed.station.clone(), None));
             d.plan.operator_open.push((closed.operator.clone(), None));
             d.put_session(closed);
+        }
+        LedgerEvent::SessionAbandoned { session, held, .. } => {
+            let s = d.session(session)?;
+            let next = s.apply(&SessionChange::Abandon {
+                at,
+                held: held.clone(),
+            })?;
+            if !held.is_empty() {
+                d.plan.alert = Some(Alert::Abandoned {
+                    session: session.clone(),
+                    held: held.clone(),
+                });
+            }
+            d.put_session(next);
+        }
+        LedgerEvent::ItemsSetAside {
+            session, serials, ..
+        } => {
+            no_duplicates(serials)?;
+            if serials.is_empty() {
+                return Err(Refusal::Invalid("no serials to set aside".into()).into());
+            }
+            let s = d.session(session)?;
+            let next = s.apply(&SessionChange::SetAside(serials.clone()))?;
+            d.put_session(next);
         }
         LedgerEvent::ItemsDestroyed {
             serials,

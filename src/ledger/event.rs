@@ -265,6 +265,28 @@ pub enum LedgerEvent {
         /// Circumstances.
         note: String,
     },
+    /// The session's operator left the station (signed out, token expired, signed out by a
+    /// supervisor) while it still held items: it stays open, holding them, flagged abandoned,
+    /// and the supervisor is alerted with every serial.
+    SessionAbandoned {
+        /// The session.
+        session: SessionId,
+        /// Every serial it still held (exactly: the record names them all).
+        held: Vec<Serial>,
+        /// How the operator left.
+        reason: String,
+    },
+    /// Serials skipped on a roll are set aside in their session: still held by it and
+    /// accountable (to be returned to the vault or spoiled and destroyed), but never used, so
+    /// the roll goes on from the next serial.
+    ItemsSetAside {
+        /// The session holding them.
+        session: SessionId,
+        /// The serials.
+        serials: Vec<Serial>,
+        /// Why (the roll skip's reason).
+        reason: String,
+    },
     /// A correction: marks an earlier record as reversed. The earlier record stays in the chain;
     /// custody is never rewound (a mis-recorded item is corrected with a forward event such as a
     /// spoil), so a reversal cannot free a patch for a second use.
@@ -298,6 +320,8 @@ impl LedgerEvent {
             LedgerEvent::SessionClosed { .. } => "session_closed",
             LedgerEvent::ItemsDestroyed { .. } => "items_destroyed",
             LedgerEvent::ItemReportedMissing { .. } => "item_reported_missing",
+            LedgerEvent::SessionAbandoned { .. } => "session_abandoned",
+            LedgerEvent::ItemsSetAside { .. } => "items_set_aside",
             LedgerEvent::Reversal { .. } => "reversal",
             LedgerEvent::Action { action } => action.name(),
         }

@@ -1190,6 +1190,10 @@ fn index_keys(r: &Record, plan: &custody::Plan) -> Vec<Vec<u8>> {
                 }
             }
         }
+        LedgerEvent::SessionAbandoned { session, .. }
+        | LedgerEvent::ItemsSetAside { session, .. } => {
+            keys.push(ix::key(ix::SESSION, session.as_str().as_bytes(), seq));
+        }
         LedgerEvent::ItemsDestroyed { witnesses, .. } => {
             keys.push(ix::key(ix::DESTROYED, &[], seq));
             for w in witnesses {
@@ -1234,7 +1238,9 @@ fn named_serials(r: &Record) -> Vec<&Serial> {
         LedgerEvent::Action { action } => action.serials().iter().collect(),
         LedgerEvent::ItemsIssued { serials, .. }
         | LedgerEvent::ItemsReturned { serials, .. }
-        | LedgerEvent::ItemsDestroyed { serials, .. } => serials.iter().collect(),
+        | LedgerEvent::ItemsDestroyed { serials, .. }
+        | LedgerEvent::ItemsSetAside { serials, .. }
+        | LedgerEvent::SessionAbandoned { held: serials, .. } => serials.iter().collect(),
         LedgerEvent::BookletPrinted { booklet, .. }
         | LedgerEvent::QcChecked { booklet, .. }
         | LedgerEvent::Dispatched { booklet, .. } => vec![booklet],

@@ -298,6 +298,36 @@ pub(crate) fn describe(
         LedgerEvent::ItemReportedMissing { serial, note } => {
             (None, format!("{serial} reported missing: {note}"))
         }
+        LedgerEvent::SessionAbandoned {
+            session,
+            held,
+            reason,
+        } => (
+            st(session, sessions)?,
+            format!(
+                "session {session} abandoned ({reason}) holding {} item(s): {}",
+                held.len(),
+                held.iter()
+                    .map(Serial::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+        LedgerEvent::ItemsSetAside {
+            session,
+            serials,
+            reason,
+        } => (
+            st(session, sessions)?,
+            format!(
+                "{} set aside in session {session} after a roll skip ({reason}): to be returned or destroyed, never used",
+                serials
+                    .iter()
+                    .map(Serial::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
         LedgerEvent::Reversal { reverses, reason } => {
             (None, format!("record {reverses} reversed: {reason}"))
         }

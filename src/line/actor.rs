@@ -122,6 +122,8 @@ pub(crate) struct Actor {
     storage: watch::Receiver<StorageStatus>,
     /// The state the line last acted on (alerts raised or cleared).
     storage_seen: StorageState,
+    /// The shift whose open sessions were last checked (None: not yet, since the start).
+    shift_checked: Option<ShiftId>,
     /// The `storage_fault` alert while the store records nothing (it cannot be recorded then;
     /// it is, raised and cleared, when recording resumes).
     storage_alert: Option<Alert>,
@@ -184,6 +186,11 @@ pub(crate) fn shift_of(t: DateTime<Utc>) -> ShiftId {
         _ => (t.date_naive().pred_opt().unwrap_or(t.date_naive()), 'C'),
     };
     ShiftId::new(format!("{}{letter}", day.format("%Y-%m-%d")))
+}
+
+/// Whether `s` is open although its shift is over (`current` is another shift).
+fn open_past_its_shift(s: &crate::ledger::Session, current: &ShiftId) -> bool {
+    s.is_open() && s.shift != *current
 }
 
 impl Actor {
@@ -270,6 +277,7 @@ impl Actor {
             // keep the controller from starting and showing why).
             storage: watch::channel(StorageStatus::default()).1,
             storage_seen: StorageState::Ok,
+            shift_checked: None,
             storage_alert: None,
             _storage_watch: None,
             alert_cfg: setup.alerts,
@@ -683,6 +691,8 @@ impl Actor {
             applied: s.counts.applied,
             spoiled: s.counts.spoiled,
             returned: s.counts.returned,
+            set_aside: u32::try_from(s.set_aside.len()).unwrap_or(u32::MAX),
+            abandoned: s.abandoned_at.is_some(),
         });
         let st = &self.stations[i];
         if !matches!(st.kind, StationKind::Print | StationKind::Laminate) {
@@ -710,7 +720,10 @@ impl Actor {
         let held = self
             .ledger
             .session(&sid)?
-            .map_or(0, |s| u32::try_from(s.held.len()).unwrap_or(u32::MAX));
+            // Set-aside serials are held but never used: no work for them.
+            .map_or(0, |s| {
+                u32::try_from(s.held.len().saturating_sub(s.set_aside.len())).unwrap_or(u32::MAX)
+            });
         Ok(Some((sid, held)))
     }
 
@@ -765,6 +778,7 @@ impl Actor {
     fn tick(&mut self) {
         self.ticks += 1;
         self.storage_alerts(Utc::now());
+        self.shift_end_alerts(Utc::now());
         if self.ticks.is_multiple_of(5) {
             self.due_alerts(Utc::now());
             for i in 0..self.stations.len() {
@@ -773,6 +787,49 @@ impl Actor {
                 }
             }
         }
+    }
+
+    /// Once per shift (and at start, for a controller that was down at the change): every
+    /// custody session still open from an earlier shift raises an alert naming what it holds.
+    fn shift_end_alerts(&mut self, now: DateTime<Utc>) {
+        let current = shift_of(now);
+        if self.shift_checked.as_ref() == Some(&current) {
+            return;
+        }
+        let mut late = Vec::new();
+        for st in &self.stations {
+            match self.ledger.open_session_at(&st.id) {
+                Ok(Some(id)) => match self.ledger.session(&id) {
+                    Ok(Some(s)) if open_past_its_shift(&s, &current) => late.push(s),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!("session {id} not read for the shift check: {e}");
+                        return;
+                    }
+                },
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!("open sessions not read for the shift check: {e}");
+                    return;
+                }
+            }
+        }
+        for s in late {
+            self.raise_naming(
+                AlertKind::SessionOpenAtShiftEnd,
+                s.id.as_str(),
+                format!(
+                    "session {} of {} at {} (shift {}) is still open in shift {current}, holding {} item(s)",
+                    s.id,
+                    s.operator,
+                    s.station,
+                    s.shift,
+                    s.held.len()
+                ),
+                s.held.clone(),
+            );
+        }
+        self.shift_checked = Some(current);
     }
 
     fn track_activity(&mut self, now: Millis) {
@@ -1709,7 +1766,7 @@ impl Actor {
         self.refresh_consumables(i)
     }
 
-    pub(crate) fn vacate(&mut self, user: &OperatorId) -> Result<(), LineError> {
+    pub(crate) fn vacate(&mut self, user: &OperatorId, reason: &str) -> Result<(), LineError> {
         let Some(i) = self
             .stations
             .iter()
@@ -1753,6 +1810,21 @@ impl Actor {
                 next
             };
             self.end_step(i, next)?;
+        }
+        // Leaving items behind is never silent: the session stays open holding them, flagged
+        // abandoned, and the supervisor is told every serial.
+        let station = self.stations[i].id.clone();
+        if let Some(session) = self.ledger.open_session_at(&station)?
+            && let Some(s) = self.ledger.session(&session)?
+            && !s.held.is_empty()
+            && s.operator == *user
+        {
+            let event = LedgerEvent::SessionAbandoned {
+                session: session.clone(),
+                held: s.held.clone(),
+                reason: reason.to_string(),
+            };
+            self.session_record(user, &session, event)?;
         }
         let st = &mut self.stations[i];
         st.operator = None;
@@ -1846,6 +1918,22 @@ impl Actor {
                 format!("patch {got} used out of roll order in {session} ({expected} was next): {reason}"),
                 vec![got.clone(), expected.clone()],
             ),
+            A::Abandoned { session, held } => {
+                let mut list: Vec<&str> = held.iter().take(SHOWN).map(Serial::as_str).collect();
+                if held.len() > SHOWN {
+                    list.push("…");
+                }
+                self.raise_naming(
+                    AlertKind::SessionAbandoned,
+                    session.as_str(),
+                    format!(
+                        "session {session} was left holding {} item(s): {}",
+                        held.len(),
+                        list.join(", ")
+                    ),
+                    held.clone(),
+                );
+            }
             A::Missing { serial } => self.raise_naming(
                 AlertKind::ItemMissing,
                 serial.as_str(),
@@ -2038,20 +2126,31 @@ impl Actor {
         }
         let mut rec = self.live(step.job)?;
         rec.crew.patch = Some(patch.0.clone());
-        let applied = self.persist(
-            actor,
-            vec![LedgerEvent::PatchApplied {
-                patch: patch.clone(),
+        // A recorded skip sets the skipped serials aside in the same batch: still held and
+        // accountable, never used, so the roll goes on from the patch used.
+        let skipped = match skip_reason.as_deref().map(str::trim) {
+            Some(r) if !r.is_empty() => self.roll_gap(&session, &patch)?,
+            _ => Vec::new(),
+        };
+        let mut events = vec![LedgerEvent::PatchApplied {
+            patch: patch.clone(),
+            session: session.clone(),
+            booklet,
+            job: step.job,
+            device: device.id.clone(),
+            skip_reason: skip_reason.clone(),
+        }];
+        if !skipped.is_empty() {
+            events.push(LedgerEvent::ItemsSetAside {
                 session,
-                booklet,
-                job: step.job,
-                device: device.id.clone(),
-                skip_reason,
-            }],
-            &[&rec],
-            Vec::new(),
-        );
-        let receipts = applied?;
+                serials: skipped,
+                reason: format!(
+                    "skipped for patch {patch}: {}",
+                    skip_reason.as_deref().unwrap_or_default().trim()
+                ),
+            });
+        }
+        let receipts = self.persist(actor, events, &[&rec], Vec::new())?;
         for r in &receipts {
             if let Some(alert) = &r.alert {
                 self.custody_alert(alert);
@@ -2069,6 +2168,28 @@ impl Actor {
             devices::laminate(&device.handle, attempt, timeout).await
         });
         self.view(i)
+    }
+
+    /// The serials of `patch`'s roll that `session` holds ahead of it and has not set aside:
+    /// what a skip to `patch` leaves behind.
+    fn roll_gap(&self, session: &SessionId, patch: &Serial) -> Result<Vec<Serial>, LineError> {
+        let Some(s) = self.ledger.session(session)? else {
+            return Ok(Vec::new());
+        };
+        let Some(lot) = self.ledger.item(patch)?.map(|i| i.lot) else {
+            return Ok(Vec::new());
+        };
+        let mut gap = Vec::new();
+        for h in &s.held {
+            if h == patch {
+                return Ok(gap);
+            }
+            if !s.set_aside.contains(h) && self.ledger.item(h)?.is_some_and(|i| i.lot == lot) {
+                gap.push(h.clone());
+            }
+        }
+        // The patch is not held here: the gate refuses it, nothing is set aside.
+        Ok(Vec::new())
     }
 
     /// A fresh device reference for a step attempt.

@@ -276,6 +276,12 @@ pub struct Consumables {
     pub returned: u64,
     /// Items it still holds.
     pub left: u32,
+    /// Of those, serials set aside after a roll skip (to be returned or destroyed).
+    #[serde(default)]
+    pub set_aside: u32,
+    /// Its operator left it holding items.
+    #[serde(default)]
+    pub abandoned: bool,
 }
 
 /// The step a station was assigned.
@@ -610,13 +616,14 @@ impl Line {
         self.call(move |a| a.occupy(&user, &station)).await?
     }
 
-    /// Signs `user` out of whatever station they are at. An assigned step not yet started goes
-    /// back to the queue.
+    /// Signs `user` out of whatever station they are at (`reason`: how they left). An assigned
+    /// step not yet started goes back to the queue; a custody session left holding items is
+    /// recorded abandoned and alerted, naming every serial.
     ///
     /// # Errors
     /// [`LineError::Conflict`] while their device is running a step.
-    pub async fn vacate(&self, user: OperatorId) -> Result<(), LineError> {
-        self.call(move |a| a.vacate(&user)).await?
+    pub async fn vacate(&self, user: OperatorId, reason: String) -> Result<(), LineError> {
+        self.call(move |a| a.vacate(&user, &reason)).await?
     }
 
     /// A station's view (for its terminal).

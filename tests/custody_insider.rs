@@ -1,0 +1,351 @@
+//! Insider moves around custody sessions and rolls (issue 16, points 2 and 6), through the real
+//! binary and its API: walking away from a session holding items, a refused close, a session
+//! left open past its shift, a roll skip that sets the skipped serials aside. Each test checks
+//! the record, the alert (on the supervisor's status stream where it matters), and that nothing
+//! else changed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is the failure report
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+/// The first event on `sse` of the record `kind` (`alert_raised`...) whose alert kind, when
+/// given, is `alert_kind`.
+fn wait_record(sse: &mut SseStream, kind: &str, alert_kind: Option<&str>) -> Value {
+    let (_, v) = sse.until(2000, |name, v| {
+        name == kind && alert_kind.is_none_or(|k| v["alert"]["kind"] == k)
+    });
+    v
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_string))
+        .collect()
+}
+
+fn session(c: Client, tok: &str, id: &str) -> Value {
+    c.get(&format!("/custody/sessions/{id}"), Some(tok))
+        .expect(200, "the session")
+}
+
+fn open_alert(c: Client, sup: &str, kind: &str, subject: &str) -> Option<Value> {
+    let list = c.get("/alerts", Some(sup)).expect(200, "alerts");
+    list["open"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["kind"] == kind && a["subject"] == subject)
+        .cloned()
+}
+
+#[test]
+fn signing_out_holding_items_abandons_the_session_and_alerts_every_serial() {
+    let hall = spawn_hall(0.02);
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    let aud = hall.sign_in("AU1", None);
+    receive_lots(c, &sup);
+    let b1 = hall.sign_in("B1", Some("LAM-01"));
+    let id = open_and_issue(c, &b1, "B1", "LAM-01", "P2000100-P2000103");
+    let mut sse = c.stream(&sup);
+
+    c.delete("/session", Some(&b1))
+        .expect(204, "B1 signs out holding 4 patches");
+
+    let raised = wait_record(&mut sse, "alert_raised", Some("session_abandoned"));
+    let held = ["P2000100", "P2000101", "P2000102", "P2000103"];
+    assert_eq!(strings(&raised["alert"]["serials"]), held, "{raised}");
+    assert_eq!(raised["alert"]["severity"], "critical", "{raised}");
+    let s = session(c, &sup, &id);
+    assert!(s["closed_at"].is_null(), "the session stays open: {s}");
+    assert!(s["abandoned_at"].is_string(), "flagged abandoned: {s}");
+    assert_eq!(strings(&s["held"]), held, "it still holds them: {s}");
+    // The record names every serial, and each serial's trace shows it.
+    let t = c
+        .get("/ledger/trace/P2000102", Some(&aud))
+        .expect(200, "trace");
+    let step = t["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["event"] == "session_abandoned")
+        .unwrap_or_else(|| panic!("no session_abandoned on the trace: {t}"));
+    assert_eq!(step["station"], "LAM-01", "{step}");
+    assert!(
+        step["detail"].as_str().unwrap().contains("signed out"),
+        "{step}"
+    );
+    let alert = open_alert(c, &sup, "session_abandoned", &id).expect("an open alert");
+    assert_eq!(strings(&alert["serials"]), held, "{alert}");
+
+    // A supervisor signing someone out of a station is the same move.
+    let b1 = hall.sign_in("B1", Some("LAM-01"));
+    let a1 = hall.sign_in("A1", Some("LAM-02"));
+    let id2 = open_and_issue(c, &a1, "A1", "LAM-02", "P2000110-P2000111");
+    c.post("/stations/LAM-02/vacate", Some(&sup), &json!({}))
+        .expect(200, "S1 signs A1 out of LAM-02");
+    let raised = wait_record(&mut sse, "alert_raised", Some("session_abandoned"));
+    assert_eq!(raised["alert"]["subject"], id2.as_str(), "{raised}");
+    assert_eq!(
+        strings(&raised["alert"]["serials"]),
+        ["P2000110", "P2000111"]
+    );
+
+    // Back at the station, B1 returns the patches and closes: the session balances.
+    c.post(
+        &format!("/custody/sessions/{id}/return"),
+        Some(&b1),
+        &json!({"range": "P2000100-P2000103", "counters": [
+            {"user": "B1", "pin": pin("B1")}, {"user": "S1", "pin": pin("S1")},
+        ]}),
+    )
+    .expect(200, "return");
+    c.post(
+        &format!("/custody/sessions/{id}/close"),
+        Some(&b1),
+        &json!({}),
+    )
+    .expect(200, "close");
+}
+
+#[test]
+fn signing_out_with_nothing_held_abandons_nothing() {
+    let hall = spawn_hall(0.02);
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    let aud = hall.sign_in("AU1", None);
+    receive_lots(c, &sup);
+    let b1 = hall.sign_in("B1", Some("LAM-01"));
+    let id = open_and_issue(c, &b1, "B1", "LAM-01", "P2000100-P2000101");
+    c.post(
+        &format!("/custody/sessions/{id}/return"),
+        Some(&b1),
+        &json!({"range": "P2000100-P2000101", "counters": [
+            {"user": "B1", "pin": pin("B1")}, {"user": "S1", "pin": pin("S1")},
+        ]}),
+    )
+    .expect(200, "return");
+    c.delete("/session", Some(&b1)).expect(204, "sign out");
+    let kinds: Vec<String> = records(c, &aud)
+        .iter()
+        .map(|r| r["event"]["type"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(!kinds.iter().any(|k| k == "session_abandoned"), "{kinds:?}");
+    assert!(session(c, &sup, &id)["abandoned_at"].is_null());
+}
+
+#[test]
+fn a_refused_close_is_recorded_and_alerts_naming_the_unaccounted_serials() {
+    let hall = spawn_hall(0.02);
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    let aud = hall.sign_in("AU1", None);
+    receive_lots(c, &sup);
+    let b1 = hall.sign_in("B1", Some("LAM-01"));
+    let id = open_and_issue(c, &b1, "B1", "LAM-01", "P2000100-P2000101");
+    let before = (session(c, &sup, &id), records_but_refusals(c, &aud));
+    let head = ledger_head(c, &aud);
+    let mut sse = c.stream(&sup);
+
+    let r = c.post(
+        &format!("/custody/sessions/{id}/close"),
+        Some(&b1),
+        &json!({}),
+    );
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.body["error"]["rule"], "unbalanced", "{}", r.text);
+
+    let raised = wait_record(&mut sse, "alert_raised", Some("refusal"));
+    assert_eq!(raised["alert"]["subject"], "LAM-01", "{raised}");
+    assert_eq!(raised["alert"]["severity"], "critical", "{raised}");
+    assert_eq!(
+        strings(&raised["alert"]["serials"]),
+        ["P2000100", "P2000101"]
+    );
+    let facts = refusals_after(c, &aud, head);
+    assert_eq!(facts.len(), 1, "{facts:?}");
+    assert_eq!(
+        (
+            facts[0].0.as_str(),
+            facts[0].1.as_str(),
+            facts[0].2.as_str()
+        ),
+        ("B1", "unbalanced", "LAM-01")
+    );
+    assert_eq!(facts[0].3, ["P2000100", "P2000101"]);
+    assert_eq!(
+        (session(c, &sup, &id), records_but_refusals(c, &aud)),
+        before,
+        "a refused close changes nothing else"
+    );
+    // The refusal is on each serial's trace.
+    let t = c
+        .get("/ledger/trace/P2000101", Some(&aud))
+        .expect(200, "trace");
+    assert!(
+        t["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["event"] == "refused" && s["actor"] == "B1"),
+        "{t}"
+    );
+}
+
+#[test]
+fn a_session_open_from_an_earlier_shift_raises_an_alert_when_the_controller_starts() {
+    let mut hall = spawn_hall(0.02);
+    let sup = hall.sign_in("S1", None);
+    receive_lots(hall.client, &sup);
+    hall.kill9();
+    // A session of a shift long over, as a controller that was down at the change left it.
+    let ledger = hall.dir.path().join("data").join("ledger");
+    let append = |actor: &str, event: Value| {
+        let o = hallctl()
+            .args(["ledger", "append", "--actor", actor, "--event"])
+            .arg(event.to_string())
+            .env("HALLCTL_LEDGER", &ledger)
+            .output()
+            .expect("run hallctl ledger append");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    append(
+        "A2",
+        json!({"type": "session_opened", "session": "S-OLD-1", "station": "PRINT-02",
+               "operator": "A2", "shift": "2026-01-05B"}),
+    );
+    append(
+        "A2",
+        json!({"type": "items_issued", "session": "S-OLD-1", "serials": ["B1000150", "B1000151"],
+               "counters": ["A2", "S1"]}),
+    );
+    hall.restart();
+    let sup = hall.sign_in("S1", None);
+    let alert = wait_for(60, "the shift-end alert", || {
+        let a = open_alert(hall.client, &sup, "session_open_at_shift_end", "S-OLD-1");
+        (a.clone(), format!("{a:?}"))
+    });
+    assert_eq!(strings(&alert["serials"]), ["B1000150", "B1000151"]);
+    assert!(
+        alert["detail"]
+            .as_str()
+            .unwrap()
+            .contains("(shift 2026-01-05B)"),
+        "{alert}"
+    );
+}
+
+/// J prints at PRINT-01 (A1) and waits at LAM-01 (B1).
+fn printed(c: Client, sup: &str, a1: &str, booklet: &str, tracking: &str) -> u64 {
+    let j = submit(c, sup, &job_request(tracking, "Specimen", "L898902C3"));
+    wait_work(c, sup, "PRINT-01", j, "assigned");
+    c.post(
+        "/stations/PRINT-01/print",
+        Some(a1),
+        &json!({"booklet": booklet}),
+    )
+    .expect(200, "print");
+    wait_work(c, sup, "PRINT-01", j, "awaiting_confirmation");
+    c.post("/stations/PRINT-01/confirm", Some(a1), &json!({}))
+        .expect(200, "confirm the print");
+    wait_work(c, sup, "LAM-01", j, "assigned");
+    j
+}
+
+#[test]
+fn a_recorded_roll_skip_sets_the_skipped_serials_aside_and_the_roll_goes_on() {
+    let hall = spawn_hall(0.02);
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    let aud = hall.sign_in("AU1", None);
+    receive_lots(c, &sup);
+    let a1 = hall.sign_in("A1", Some("PRINT-01"));
+    open_and_issue(c, &a1, "A1", "PRINT-01", "B1000100-B1000103");
+    let b1 = hall.sign_in("B1", Some("LAM-01"));
+    let id = open_and_issue(c, &b1, "B1", "LAM-01", "P2000100-P2000105");
+
+    let j1 = printed(c, &sup, &a1, "B1000100", "TRK-SKIP-1");
+    c.post(
+        "/stations/LAM-01/laminate",
+        Some(&b1),
+        &json!({"patch": "P2000102", "skip_reason": "first two patches creased"}),
+    )
+    .expect(200, "a skip with a reason");
+    wait_work(c, &sup, "LAM-01", j1, "awaiting_confirmation");
+    c.post("/stations/LAM-01/confirm", Some(&b1), &json!({}))
+        .expect(200, "confirm");
+    let s = session(c, &sup, &id);
+    assert_eq!(
+        strings(&s["set_aside"]),
+        ["P2000100", "P2000101"],
+        "the skipped serials are set aside: {s}"
+    );
+    assert_eq!(
+        strings(&s["held"]),
+        ["P2000100", "P2000101", "P2000103", "P2000104", "P2000105"],
+        "and still held (accountable): {s}"
+    );
+    let t = c
+        .get("/ledger/trace/P2000100", Some(&aud))
+        .expect(200, "trace");
+    let aside = t["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["event"] == "items_set_aside")
+        .unwrap_or_else(|| panic!("the skipped serial's trace says it was set aside: {t}"));
+    assert!(
+        aside["detail"]
+            .as_str()
+            .unwrap()
+            .contains("first two patches creased"),
+        "{aside}"
+    );
+
+    // The roll goes on from P2000103: no second skip, no alert.
+    let j2 = printed(c, &sup, &a1, "B1000101", "TRK-SKIP-2");
+    let head = ledger_head(c, &aud);
+    c.post(
+        "/stations/LAM-01/laminate",
+        Some(&b1),
+        &json!({"patch": "P2000103"}),
+    )
+    .expect(200, "the next patch on the roll, without a reason");
+    wait_work(c, &sup, "LAM-01", j2, "awaiting_confirmation");
+    c.post("/stations/LAM-01/confirm", Some(&b1), &json!({}))
+        .expect(200, "confirm");
+    assert!(refusals_after(c, &aud, head).is_empty());
+
+    // A set-aside serial is never used: refused, recorded, alerted.
+    let j3 = printed(c, &sup, &a1, "B1000102", "TRK-SKIP-3");
+    let head = ledger_head(c, &aud);
+    let r = c.post(
+        "/stations/LAM-01/laminate",
+        Some(&b1),
+        &json!({"patch": "P2000100", "skip_reason": "looks fine after all"}),
+    );
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.body["error"]["rule"], "set_aside", "{}", r.text);
+    let facts = refusals_after(c, &aud, head);
+    assert_eq!(facts.len(), 1, "{facts:?}");
+    assert_eq!(facts[0].1, "set_aside");
+    assert!(facts[0].3.contains(&"P2000100".to_string()), "{facts:?}");
+    let _ = j3;
+
+    // They go back to the vault with a two-person count.
+    c.post(
+        &format!("/custody/sessions/{id}/return"),
+        Some(&b1),
+        &json!({"serials": ["P2000100", "P2000101"], "counters": [
+            {"user": "B1", "pin": pin("B1")}, {"user": "S1", "pin": pin("S1")},
+        ]}),
+    )
+    .expect(200, "return the set-aside serials");
+    let s = session(c, &sup, &id);
+    assert!(s["set_aside"].as_array().is_none_or(Vec::is_empty), "{s}");
+}
