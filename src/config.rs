@@ -60,6 +60,8 @@ pub struct HallConfig {
     pub alerts: AlertConfig,
     /// How staff and machine performance is measured.
     pub performance: PerformanceConfig,
+    /// How QC reads a booklet back.
+    pub qc: QcConfig,
     /// Where the hall publishes for central monitoring (`None`: it does not).
     pub mqtt: Option<MqttConfig>,
     /// RS-485 buses carrying Modbus RTU laminators, in file order.
@@ -316,6 +318,22 @@ impl PerformanceConfig {
             self.ideal_dispatch_secs,
         ]
         .map(|s| Duration::from_secs(u64::from(s)))
+    }
+}
+
+/// `[qc]`: how QC reads a booklet's MRZ back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QcConfig {
+    /// Readings of one booklet's MRZ that must disagree with the job's before QC spoils booklet
+    /// and patch: every mismatch before the last asks the operator to read it again (1: the
+    /// first mismatch spoils).
+    pub read_attempts: u32,
+}
+
+impl Default for QcConfig {
+    /// The defaults of `docs/config.md`.
+    fn default() -> Self {
+        QcConfig { read_attempts: 2 }
     }
 }
 

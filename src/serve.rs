@@ -358,6 +358,7 @@ pub async fn start(config: &HallConfig, opts: ServeOptions) -> anyhow::Result<Ha
         alerts: config.alerts.clone(),
         ideal_cycle: config.performance.ideal_cycle(),
         min_free_disk: config.server.min_free_disk_bytes(),
+        qc_read_attempts: config.qc.read_attempts,
     };
     let (line, line_thread) = Line::start(setup, ledger.clone())?;
     let state = AppState {
@@ -427,6 +428,7 @@ pub fn headless(data_dir: &Path, status: crate::status::StatusHub) -> anyhow::Re
             alerts: crate::config::AlertConfig::default(),
             ideal_cycle: crate::config::PerformanceConfig::default().ideal_cycle(),
             min_free_disk: 0,
+            qc_read_attempts: crate::config::QcConfig::default().read_attempts,
         },
         ledger.clone(),
         status,

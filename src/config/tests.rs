@@ -657,6 +657,47 @@ fn error_cases() -> Vec<ErrorCase> {
             "performance.ideal_dispatch_secs",
             "0 is out of range 1..=3600",
         ),
+        // [qc]
+        (
+            "qc read attempts zero",
+            edit(
+                "queue_depth = 5000\n",
+                "queue_depth = 5000\n\n[qc]\nread_attempts = 0\n",
+            ),
+            17,
+            "qc.read_attempts",
+            "0 is out of range 1..=5 (readings of a booklet's MRZ before a mismatch spoils it",
+        ),
+        (
+            "qc read attempts absurd",
+            edit(
+                "queue_depth = 5000\n",
+                "queue_depth = 5000\n\n[qc]\nread_attempts = 50\n",
+            ),
+            17,
+            "qc.read_attempts",
+            "50 is out of range 1..=5",
+        ),
+        (
+            "qc read attempts as text",
+            edit(
+                "queue_depth = 5000\n",
+                "queue_depth = 5000\n\n[qc]\nread_attempts = \"twice\"\n",
+            ),
+            17,
+            "qc.read_attempts",
+            "invalid type",
+        ),
+        (
+            "unknown qc key",
+            edit(
+                "queue_depth = 5000\n",
+                "queue_depth = 5000\n\n[qc]\nretries = 2\n",
+            ),
+            17,
+            "qc.retries",
+            "unknown field `retries`",
+        ),
         // [[buses]]
         (
             "duplicate bus id",
@@ -1030,6 +1071,7 @@ fn every_key() -> Vec<String> {
         ),
         ("RawAlerts", &["alerts"]),
         ("RawPerformance", &["performance"]),
+        ("RawQc", &["qc"]),
         ("RawMqtt", &["mqtt"]),
         ("RawBus", &["buses[]"]),
         ("RawStation", &["stations[]"]),
@@ -1239,6 +1281,8 @@ fn defaults_are_the_documented_ones() {
     );
     assert_eq!(c.alerts, AlertConfig::default());
     assert_eq!(c.performance, PerformanceConfig::default());
+    assert_eq!(c.qc, QcConfig { read_attempts: 2 });
+    assert_eq!(c.qc, QcConfig::default());
     assert_eq!(
         c.performance.ideal_cycle(),
         [60, 45, 30, 15].map(Duration::from_secs)
@@ -1569,4 +1613,20 @@ fn broker_urls_parse_as_documented() {
         let e = BrokerUrl::parse(text).expect_err(text);
         assert!(e.contains(fragment), "{text}: {e}");
     }
+}
+
+#[test]
+fn qc_read_attempts_is_read() {
+    let c = parse(&edit(
+        "queue_depth = 5000\n",
+        "queue_depth = 5000\n\n[qc]\nread_attempts = 1\n",
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.qc.read_attempts, 1);
+    let c = parse(&edit(
+        "queue_depth = 5000\n",
+        "queue_depth = 5000\n\n[qc]\nread_attempts = 5\n",
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.qc.read_attempts, 5);
 }

@@ -16,7 +16,7 @@ use super::source::{SpanIndex, join_key};
 use super::{
     AlertConfig, BridgeEndpoint, BrokerUrl, BusConfig, ConfigError, ConfigErrors, DeviceConfig,
     DriverConfig, HallConfig, HallIdentity, MqttConfig, PerClass, PerformanceConfig, PolicyConfig,
-    SerialLink, ServerConfig, StationConfig, StationKind, TlsFiles,
+    QcConfig, SerialLink, ServerConfig, StationConfig, StationKind, TlsFiles,
 };
 
 /// Baud rates a serial port may be set to.
@@ -31,6 +31,10 @@ pub(super) const ID_MAX_LEN: usize = 32;
 pub(super) const MQTT_CLIENT_ID_MAX_LEN: usize = 64;
 /// Longest hall name.
 pub(super) const NAME_MAX_LEN: usize = 100;
+
+/// `qc.read_attempts`: at least one reading; beyond five, a reader that cannot read a booklet
+/// is a reader to fix, not to retry.
+pub(super) const QC_READ_ATTEMPTS: RangeInclusive<u64> = 1..=5;
 
 /// Defaults of the per-driver keys.
 const PRINTER_BAUD: u64 = 115_200;
@@ -59,6 +63,7 @@ pub(super) fn validate(
     let policy = c.policy(raw.policy);
     let alerts = c.alerts(raw.alerts);
     let performance = c.performance(raw.performance);
+    let qc = c.qc(raw.qc);
     let mqtt = raw.mqtt.map(|m| c.mqtt(m, &hall.id));
     let buses = c.buses(raw.buses);
     let stations = c.stations(raw.stations, &buses);
@@ -69,6 +74,7 @@ pub(super) fn validate(
             policy,
             alerts,
             performance,
+            qc,
             mqtt,
             buses,
             stations,
@@ -215,6 +221,25 @@ impl Checker<'_> {
             id: raw.id,
             name: name.to_owned(),
             issuing_state: raw.issuing_state,
+        }
+    }
+
+    fn qc(&mut self, raw: super::raw::RawQc) -> QcConfig {
+        let range = QC_READ_ATTEMPTS;
+        if !range.contains(&raw.read_attempts) {
+            self.err(
+                "qc.read_attempts",
+                format!(
+                    "{} is out of range {}..={} (readings of a booklet's MRZ before a mismatch \
+                     spoils it; 1 spoils at the first mismatch)",
+                    raw.read_attempts,
+                    range.start(),
+                    range.end()
+                ),
+            );
+        }
+        QcConfig {
+            read_attempts: u32::try_from(raw.read_attempts).unwrap_or_default(),
         }
     }
 
