@@ -350,6 +350,7 @@ pub async fn start(config: &HallConfig, opts: ServeOptions) -> anyhow::Result<Ha
         slack: config.policy.slack(),
         stations,
         destinations: None,
+        issuing_states: config.hall.issuing_states.clone(),
         // A step may take a while on a real machine; scaled with simulated time, with a floor.
         step_timeout: Duration::from_secs(120)
             .mul_f64(opts.sim_time_scale.clamp(0.05, 1.0))
@@ -390,6 +391,9 @@ pub async fn start(config: &HallConfig, opts: ServeOptions) -> anyhow::Result<Ha
     })
 }
 
+/// The issuing state of the [`headless`] hall.
+pub const HEADLESS_STATE: &str = "PAK";
+
 /// A hall without devices, in process: the real ledger (in `data_dir`), user directory, line
 /// (one deviceless print, laminate, QC and dispatch station) and API state, publishing on
 /// `status`. For benchmarks and tests of the layers above the devices; nothing is assigned until
@@ -423,6 +427,7 @@ pub fn headless(data_dir: &Path, status: crate::status::StatusHub) -> anyhow::Re
             slack: hallctl_jobs::scheduler::SlackPolicy::default(),
             stations,
             destinations: None,
+            issuing_states: vec![HEADLESS_STATE.into()],
             step_timeout: Duration::from_secs(60),
             strict_roll_order: false,
             alerts: crate::config::AlertConfig::default(),
@@ -441,7 +446,7 @@ pub fn headless(data_dir: &Path, status: crate::status::StatusHub) -> anyhow::Re
             hall: Arc::new(HallInfo {
                 id: "headless".into(),
                 name: "headless hall".into(),
-                issuing_state: "PAK".into(),
+                issuing_state: HEADLESS_STATE.into(),
             }),
             limits: Limits {
                 body_bytes: 64 << 20,

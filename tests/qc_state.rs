@@ -22,8 +22,12 @@ struct Crew {
 }
 
 fn crew(hall: &Hall) -> Crew {
+    crew_of(hall, hall.sign_in("S1", None))
+}
+
+/// As [`crew`], with the supervisor signed in already.
+fn crew_of(hall: &Hall, sup: String) -> Crew {
     let c = hall.client;
-    let sup = hall.sign_in("S1", None);
     let aud = hall.sign_in("AU1", None);
     receive_lots(c, &sup);
     let a1 = hall.sign_in("A1", Some("PRINT-01"));
@@ -242,5 +246,133 @@ fn a_bad_read_attempts_value_stops_the_start_with_its_key() {
     assert!(
         err.contains("qc.read_attempts: 0 is out of range 1..=5"),
         "{err}"
+    );
+}
+
+// ---- point 8: the hall's state is the hall's ---------------------------------------------------
+
+fn for_state(tracking: &str, code: &str) -> JobRequest {
+    let mut r = job_request(tracking, "Eriksson", "ST0000001");
+    r.personalization.issuing_state = code.into();
+    r
+}
+
+#[test]
+fn a_hall_prints_only_for_its_own_state_and_a_german_hall_is_d() {
+    // The test hall issues for Germany, written D (`D<<`) in the MRZ.
+    assert!(HALL_TOML.contains("issuing_state = \"D\""));
+    let hall = spawn_hall(0.02);
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    for (i, code) in ["PAK", "GBR", "FRA", "EUE", "UTO"].iter().enumerate() {
+        let r = c.post(
+            "/jobs",
+            Some(&sup),
+            &json!({ "jobs": [for_state(&format!("TRK-ST-{i}"), code)] }),
+        );
+        assert_eq!(r.status, 422, "{code}: {}", r.text);
+        let (kind, message, field) = r.error(code);
+        assert_eq!(kind, "invalid_jobs", "{code}");
+        assert_eq!(
+            field.as_deref(),
+            Some("jobs[0].personalization.issuing_state"),
+            "{code}: {}",
+            r.text
+        );
+        let detail = r.body["error"]["errors"][0]["message"].as_str().unwrap();
+        assert!(
+            detail.contains("must be D") && detail.contains("hall.issuing_state"),
+            "{code}: {detail}"
+        );
+        assert!(message.contains("nothing was stored"), "{message}");
+    }
+    // ISO's DEU is no MRZ code: the message says what to write.
+    let r = c.post(
+        "/jobs",
+        Some(&sup),
+        &json!({ "jobs": [for_state("TRK-ST-DEU", "DEU")] }),
+    );
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.text.contains("written D in the MRZ"), "{}", r.text);
+    // A batch with one job for another state stores nothing, not even the good job.
+    let r = c.post(
+        "/jobs",
+        Some(&sup),
+        &json!({ "jobs": [for_state("TRK-ST-OK", "D"), for_state("TRK-ST-GB", "GBR")] }),
+    );
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(
+        r.body["error"]["field"], "jobs[1].personalization.issuing_state",
+        "{}",
+        r.text
+    );
+    let jobs = c.get("/jobs", Some(&sup)).expect(200, "jobs");
+    assert_eq!(
+        jobs["jobs"].as_array().map(Vec::len),
+        Some(0),
+        "nothing stored: {jobs}"
+    );
+
+    // A German job goes through, its MRZ with D<<, and QC passes its reading.
+    let w = crew_of(&hall, sup);
+    let req = for_state("TRK-ST-D", "D");
+    let mrz = mrz_of(&req);
+    assert_eq!(&mrz[0][..5], "P<D<<", "{}", &mrz[0][..5]);
+    to_qc(c, &w, &req, "B1000100", "P2000100");
+    let v = qc(c, &w, "B1000100", &mrz);
+    assert_eq!(v["outcome"], "passed", "{v}");
+}
+
+#[test]
+fn a_real_hall_cannot_be_configured_for_a_specimen_state_and_accepts_d() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |state: &str| {
+        let file = dir.path().join("hall.toml");
+        let toml = HALL_TOML.replacen(
+            "issuing_state = \"D\"",
+            &format!("issuing_state = {state}"),
+            1,
+        );
+        std::fs::write(&file, toml).unwrap();
+        let out = hallctl()
+            .args(["config", "check"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, err) = check("\"UTO\"");
+    assert!(!ok);
+    assert!(
+        err.contains("hall.issuing_state: \"UTO\" is ICAO's specimen state (Utopia)"),
+        "{err}"
+    );
+    let (ok, err) = check("\"DEU\"");
+    assert!(!ok);
+    assert!(err.contains("is written \"D\" in the MRZ"), "{err}");
+    for good in ["\"D\"", "\"PAK\"", "\"EUE\""] {
+        let (ok, err) = check(good);
+        assert!(ok, "{good}: {err}");
+    }
+    let file = dir.path().join("hall.toml");
+    let toml = HALL_TOML.replacen(
+        "issuing_state = \"D\"",
+        "issuing_states = [\"D\", \"UTO\"]",
+        1,
+    );
+    std::fs::write(&file, toml).unwrap();
+    let out = hallctl()
+        .args(["config", "check"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("hall.issuing_states[1]"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -26,13 +26,15 @@ pub(super) struct RawConfig {
     pub stations: Vec<RawStation>,
 }
 
-/// `[hall]`: no defaults, a hall must say who it is.
+/// `[hall]`: no defaults, a hall must say who it is. One of `issuing_state` and `issuing_states`
+/// is required (checked in [`super::validate`]).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHall {
     pub id: String,
     pub name: String,
-    pub issuing_state: String,
+    pub issuing_state: Option<String>,
+    pub issuing_states: Option<Vec<String>>,
 }
 
 /// `[server]`.

@@ -107,6 +107,8 @@ pub(crate) struct Actor {
     strict_roll_order: bool,
     /// `qc.read_attempts`: readings before a QC mismatch spoils.
     qc_read_attempts: u32,
+    /// The issuing states intake accepts (`hall.issuing_state(s)`).
+    issuing_states: Vec<String>,
     sched: Scheduler,
     jobs: HashMap<JobId, JobRecord>,
     next_id: u64,
@@ -258,6 +260,7 @@ impl Actor {
             step_timeout: setup.step_timeout,
             strict_roll_order: setup.strict_roll_order,
             qc_read_attempts: setup.qc_read_attempts,
+            issuing_states: setup.issuing_states,
             sched,
             jobs: HashMap::new(),
             next_id: 1,
@@ -1221,6 +1224,7 @@ impl Actor {
                 now,
                 job_id: JobId(id),
                 known_destinations: self.destinations.as_ref(),
+                issuing_states: Some(&self.issuing_states),
             };
             match validate(req, &ctx) {
                 Ok(job) => {

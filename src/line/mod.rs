@@ -91,6 +91,9 @@ pub struct LineSetup {
     pub stations: Vec<StationSetup>,
     /// Destination offices accepted at intake (`None`: any well-formed code).
     pub destinations: Option<BTreeSet<Destination>>,
+    /// The issuing states the hall prints for (`hall.issuing_state(s)`): intake refuses a job
+    /// for any other.
+    pub issuing_states: Vec<String>,
     /// How long a device step may take before it counts as a fault.
     pub step_timeout: Duration,
     /// `policy.roll_order = "strict"`: no patch out of roll order, even with a reason.
