@@ -46,6 +46,15 @@ pub const DEMO_TOML: &str = include_str!("../config/demo.toml");
 /// The documented example (`config/hall.example.toml`): real serial ports and a vendor bridge.
 pub const EXAMPLE_TOML: &str = include_str!("../config/hall.example.toml");
 
+/// Whether a specimen issuing state (ICAO's `UTO`) is accepted: by the embedded demo hall only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Specimens {
+    /// A real hall: specimen codes are refused.
+    Refused,
+    /// The demo hall.
+    Allowed,
+}
+
 /// A loaded, validated configuration. Built only by [`HallConfig::load`], [`HallConfig::parse`]
 /// or [`HallConfig::demo`], which guarantee every rule of `docs/config.md`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +69,8 @@ pub struct HallConfig {
     pub alerts: AlertConfig,
     /// How staff and machine performance is measured.
     pub performance: PerformanceConfig,
+    /// How QC reads a booklet back.
+    pub qc: QcConfig,
     /// Where the hall publishes for central monitoring (`None`: it does not).
     pub mqtt: Option<MqttConfig>,
     /// RS-485 buses carrying Modbus RTU laminators, in file order.
@@ -75,8 +86,12 @@ pub struct HallIdentity {
     pub id: String,
     /// Human-readable name for the hall UI.
     pub name: String,
-    /// ICAO 9303 code of the issuing state, written in the MRZ and the SLTD export (`PAK`).
+    /// ICAO 9303 code of the hall's issuing state as the MRZ writes it (`PAK`, `D`): the first of
+    /// [`HallIdentity::issuing_states`], and the country of the SLTD export.
     pub issuing_state: String,
+    /// Every state or organization the hall prints passports for (never empty, no repeats):
+    /// intake refuses a job for any other. A specimen code (`UTO`) only in the demo hall.
+    pub issuing_states: Vec<String>,
 }
 
 /// `[server]`: the HTTP service.
@@ -319,6 +334,22 @@ impl PerformanceConfig {
             self.ideal_dispatch_secs,
         ]
         .map(|s| Duration::from_secs(u64::from(s)))
+    }
+}
+
+/// `[qc]`: how QC reads a booklet's MRZ back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QcConfig {
+    /// Readings of one booklet's MRZ that must disagree with the job's before QC spoils booklet
+    /// and patch: every mismatch before the last asks the operator to read it again (1: the
+    /// first mismatch spoils).
+    pub read_attempts: u32,
+}
+
+impl Default for QcConfig {
+    /// The defaults of `docs/config.md`.
+    fn default() -> Self {
+        QcConfig { read_attempts: 2 }
     }
 }
 
@@ -660,16 +691,26 @@ impl HallConfig {
     /// # Errors
     /// Every problem found, each naming `file`, the line and the key.
     pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<Self, ConfigErrors> {
+        Self::parse_as(text, file, base_dir, Specimens::Refused)
+    }
+
+    fn parse_as(
+        text: &str,
+        file: &str,
+        base_dir: &Path,
+        specimens: Specimens,
+    ) -> Result<Self, ConfigErrors> {
         let (doc, index) = source::parse_document(text, file)?;
         let raw = raw::RawConfig::from_document(doc, &index)?;
-        validate::validate(raw, &index, base_dir)
+        validate::validate(raw, &index, base_dir, specimens)
     }
 
     /// The embedded demo hall ([`DEMO_TOML`]). Its data directory, `hallctl-demo-data`, stays
-    /// relative: it is resolved against the working directory of the process.
+    /// relative: it is resolved against the working directory of the process. The one hall that
+    /// may print for a specimen state (`UTO`).
     pub fn demo() -> Self {
         // The embedded text is checked by a unit test; a failure here is a build defect.
-        Self::parse(DEMO_TOML, "demo.toml", Path::new(""))
+        Self::parse_as(DEMO_TOML, "demo.toml", Path::new(""), Specimens::Allowed)
             .unwrap_or_else(|e| panic!("the embedded demo configuration is invalid:\n{e}"))
     }
 

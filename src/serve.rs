@@ -350,6 +350,7 @@ pub async fn start(config: &HallConfig, opts: ServeOptions) -> anyhow::Result<Ha
         slack: config.policy.slack(),
         stations,
         destinations: None,
+        issuing_states: config.hall.issuing_states.clone(),
         // A step may take a while on a real machine; scaled with simulated time, with a floor.
         step_timeout: Duration::from_secs(120)
             .mul_f64(opts.sim_time_scale.clamp(0.05, 1.0))
@@ -358,6 +359,7 @@ pub async fn start(config: &HallConfig, opts: ServeOptions) -> anyhow::Result<Ha
         alerts: config.alerts.clone(),
         ideal_cycle: config.performance.ideal_cycle(),
         min_free_disk: config.server.min_free_disk_bytes(),
+        qc_read_attempts: config.qc.read_attempts,
     };
     let (line, line_thread) = Line::start(setup, ledger.clone())?;
     let state = AppState {
@@ -388,6 +390,9 @@ pub async fn start(config: &HallConfig, opts: ServeOptions) -> anyhow::Result<Ha
         simulators: sims,
     })
 }
+
+/// The issuing state of the [`headless`] hall.
+pub const HEADLESS_STATE: &str = "PAK";
 
 /// A hall without devices, in process: the real ledger (in `data_dir`), user directory, line
 /// (one deviceless print, laminate, QC and dispatch station) and API state, publishing on
@@ -422,11 +427,13 @@ pub fn headless(data_dir: &Path, status: crate::status::StatusHub) -> anyhow::Re
             slack: hallctl_jobs::scheduler::SlackPolicy::default(),
             stations,
             destinations: None,
+            issuing_states: vec![HEADLESS_STATE.into()],
             step_timeout: Duration::from_secs(60),
             strict_roll_order: false,
             alerts: crate::config::AlertConfig::default(),
             ideal_cycle: crate::config::PerformanceConfig::default().ideal_cycle(),
             min_free_disk: 0,
+            qc_read_attempts: crate::config::QcConfig::default().read_attempts,
         },
         ledger.clone(),
         status,
@@ -439,7 +446,7 @@ pub fn headless(data_dir: &Path, status: crate::status::StatusHub) -> anyhow::Re
             hall: Arc::new(HallInfo {
                 id: "headless".into(),
                 name: "headless hall".into(),
-                issuing_state: "PAK".into(),
+                issuing_state: HEADLESS_STATE.into(),
             }),
             limits: Limits {
                 body_bytes: 64 << 20,

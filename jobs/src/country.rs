@@ -111,6 +111,16 @@ pub fn icao_replacement(code: &str) -> Option<&'static str> {
         .map(|(_, icao)| *icao)
 }
 
+/// Codes ICAO 9303 uses on specimen documents only: `UTO`, Utopia, the state of every specimen
+/// in Doc 9303. A real hall never issues for it (the demo hall may). The `XX?` codes need no
+/// entry: they are nationality statuses, never an issuing state ([`is_issuing_code`]).
+pub const SPECIMEN_CODES: &[&str] = &["UTO"];
+
+/// Whether `code` is a specimen code ([`SPECIMEN_CODES`]).
+pub fn is_specimen_code(code: &str) -> bool {
+    SPECIMEN_CODES.contains(&code)
+}
+
 /// Whether `code` may stand in the nationality field of an MRZ.
 pub fn is_nationality_code(code: &str) -> bool {
     icao_replacement(code).is_none() && (is_iso_alpha3(code) || special(code).is_some())
@@ -174,5 +184,19 @@ mod tests {
             assert_eq!(is_nationality_code(code), nationality, "nationality {code}");
             assert_eq!(is_issuing_code(code), issuing, "issuing {code}");
         }
+    }
+
+    #[test]
+    fn utopia_is_the_only_specimen() {
+        assert!(is_specimen_code("UTO"));
+        for code in ["PAK", "D", "DEU", "EUE", "XXA", "XXX", "uto", ""] {
+            assert!(!is_specimen_code(code), "{code}");
+        }
+        let specimens: Vec<&str> = ICAO_SPECIAL_CODES
+            .iter()
+            .map(|c| c.code)
+            .filter(|c| is_specimen_code(c))
+            .collect();
+        assert_eq!(specimens, ["UTO"]);
     }
 }

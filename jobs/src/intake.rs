@@ -136,6 +136,10 @@ pub struct IntakeContext<'a> {
     pub job_id: JobId,
     /// The destination offices configured for the hall; `None` checks the format only.
     pub known_destinations: Option<&'a BTreeSet<Destination>>,
+    /// The issuing states the hall prints for (`hall.issuing_state(s)`, MRZ codes such as `PAK`
+    /// or `D`); a job for any other is refused. `None` checks the code only (tools and tests
+    /// without a hall).
+    pub issuing_states: Option<&'a [String]>,
 }
 
 /// One invalid field.
@@ -380,6 +384,26 @@ fn code(s: &str, valid: fn(&str) -> bool, what: &str) -> Result<String, String> 
     Ok(s.to_string())
 }
 
+/// The issuing state must be one the hall prints for: a hall's blanks and patches are its
+/// state's, whatever the issuance system sends.
+fn hall_state(s: String, hall: Option<&[String]>) -> Result<String, String> {
+    match hall {
+        Some(states) if !states.contains(&s) => Err(match states {
+            [] => "this hall is configured to print for no issuing state".into(),
+            [one] => format!(
+                "must be {one}: the issuing state this hall prints passports for \
+                 (hall.issuing_state)"
+            ),
+            several => format!(
+                "must be one of {}: the issuing states this hall prints passports for \
+                 (hall.issuing_states)",
+                several.join(", ")
+            ),
+        }),
+        _ => Ok(s),
+    }
+}
+
 fn document_number(s: &str) -> Result<String, String> {
     let s = required(s)?;
     if s.len() > mrz::DOCUMENT_NUMBER_LEN
@@ -462,7 +486,8 @@ pub fn validate(req: &JobRequest, ctx: &IntakeContext<'_>) -> Result<Job, Intake
     );
     let issuing_state = r.check(
         "personalization.issuing_state",
-        code(&p.issuing_state, country::is_issuing_code, "issuing state"),
+        code(&p.issuing_state, country::is_issuing_code, "issuing state")
+            .and_then(|s| hall_state(s, ctx.issuing_states)),
     );
     let number = r.check(
         "personalization.document_number",
@@ -602,6 +627,7 @@ mod tests {
             now: now(),
             job_id: JobId(42),
             known_destinations: None,
+            issuing_states: None,
         }
     }
 
@@ -956,6 +982,48 @@ mod tests {
         let errors =
             validate(&with(|r| r.destination = "KHI-02".into()), &ctx).expect_err("unknown office");
         assert_eq!(errors.fields(), ["destination"]);
+    }
+
+    #[test]
+    fn the_issuing_state_must_be_one_the_hall_prints_for() {
+        let pak = ["PAK".to_string()];
+        let ctx_pak = IntakeContext {
+            issuing_states: Some(&pak),
+            ..ctx()
+        };
+        let state = |code: &str| with(|r| r.personalization.issuing_state = code.into());
+        assert!(validate(&state("PAK"), &ctx_pak).is_ok());
+        for code in ["GBR", "D", "FRA", "EUE", "UTO"] {
+            let e = validate(&state(code), &ctx_pak).expect_err(code);
+            assert_eq!(e.fields(), ["personalization.issuing_state"], "{code}");
+            assert_eq!(
+                e.0[0].message,
+                "must be PAK: the issuing state this hall prints passports for \
+                 (hall.issuing_state)",
+                "{code}"
+            );
+        }
+        // A code that is no issuing state at all keeps its own message.
+        let e = validate(&state("DEU"), &ctx_pak).expect_err("DEU");
+        assert!(e.0[0].message.contains("written D in the MRZ"), "{e}");
+        // A hall of several states.
+        let several = ["D".to_string(), "EUE".to_string()];
+        let ctx_several = IntakeContext {
+            issuing_states: Some(&several),
+            ..ctx()
+        };
+        let job = validate(&state("D"), &ctx_several).expect("D");
+        let m = mrz::generate(job.doc_type, &job.data).expect("printable");
+        assert_eq!(&m.line1()[..5], "P<D<<");
+        assert!(validate(&state("EUE"), &ctx_several).is_ok());
+        let e = validate(&state("PAK"), &ctx_several).expect_err("PAK");
+        assert_eq!(
+            e.0[0].message,
+            "must be one of D, EUE: the issuing states this hall prints passports for \
+             (hall.issuing_states)"
+        );
+        // Without a hall (format checks only) any issuing code passes.
+        assert!(validate(&state("UTO"), &ctx()).is_ok());
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! - [`sim`]: the discrete-event line simulator that plays a day on the same scheduler, side by side
 //!   with a FIFO baseline.
 //! - [`mrz`]: the ICAO 9303 TD3 machine readable zone: [`mrz::generate`] for printing,
-//!   [`mrz::parse`] for QC read-back, with per-field errors.
+//!   [`mrz::parse`] and [`mrz::compare_read_back`] for QC read-back, with per-field errors.
 //! - [`intake`]: [`intake::validate`] turns the issuance system's [`intake::JobRequest`] into a
 //!   [`job::Job`], or lists every invalid field; invalid jobs never reach the queue.
 //! - [`country`]: ISO 3166-1 alpha-3 and ICAO 9303 special codes for nationality and issuing state.

@@ -2,8 +2,11 @@
 //! characters).
 //!
 //! [`generate`] builds both lines from a job's [`Personalization`]; [`parse`] reads two lines back
-//! and checks every field, returning one error per bad field. QC compares what the reader saw with
-//! what we generated, so the two must agree exactly: the property tests below hold them to it.
+//! and checks every field, returning one error per bad field. QC reads like a document reader
+//! ([`compare_read_back`]): it parses what the reader saw, then compares it field by field with
+//! what we generated, naming the fields that differ; the only textual difference it accepts is the
+//! one Doc 9303 allows (`<` or `0` as the check digit of unused optional data). The property tests
+//! below hold generation, parsing and the comparison to each other.
 //!
 //! The rules, as Doc 9303 writes them:
 //! - Only `A`–`Z`, `0`–`9` and the filler `<` appear in the MRZ.
@@ -896,6 +899,106 @@ pub fn parse(line1: &str, line2: &str) -> Result<MrzFields, MrzErrors> {
     }
 }
 
+/// What QC learns from one reading of a printed MRZ, compared with the MRZ the job should carry.
+///
+/// Names fields only: it never holds a value read from the booklet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadBack {
+    /// A valid MRZ whose every field is the expected one. Its text may still differ in the one
+    /// place Doc 9303 allows two forms: the check digit of unused optional data (`<` or `0`).
+    Matches,
+    /// Not a valid MRZ: these fields are malformed or fail their check digits (a misread, or a
+    /// misprint).
+    Invalid(Vec<MrzField>),
+    /// A valid MRZ, but these fields differ from the expected ones, in MRZ order.
+    Differs(Vec<MrzField>),
+}
+
+impl ReadBack {
+    /// The fields at fault (empty for [`ReadBack::Matches`]).
+    pub fn fields(&self) -> &[MrzField] {
+        match self {
+            ReadBack::Matches => &[],
+            ReadBack::Invalid(f) | ReadBack::Differs(f) => f,
+        }
+    }
+}
+
+/// Compares a reading of the printed MRZ with `expected`, as a document reader would: the reading
+/// is parsed and its check digits verified ([`parse`]), then compared field by field.
+///
+/// Two MRZs are compared position by position within each field, so that a different layout of
+/// the same name (`ANNA<<MARIA` for `ANNA<MARIA`) is a difference, and so is a substitution the
+/// check digits cannot see (`C` for `M` in the document number). The one exception is Doc 9303's:
+/// the check digit of unused optional data may read `<` or `0`.
+pub fn compare_read_back(expected: &Mrz, line1: &str, line2: &str) -> ReadBack {
+    if let Err(e) = parse(line1, line2) {
+        return ReadBack::Invalid(e.fields());
+    }
+    let (want1, want2): (Vec<char>, Vec<char>) = (
+        expected.line1.chars().collect(),
+        expected.line2.chars().collect(),
+    );
+    let (got1, got2): (Vec<char>, Vec<char>) = (line1.chars().collect(), line2.chars().collect());
+    let empty_optional = |l: &[char]| {
+        l.get(28..42)
+            .is_some_and(|o| o.iter().all(|&c| c == FILLER))
+    };
+    // `<` and `0` are the same check digit of unused optional data.
+    let normalize = |l: &[char], c: char| {
+        if c == FILLER && empty_optional(l) {
+            '0'
+        } else {
+            c
+        }
+    };
+    let mut differs = Vec::new();
+    for (field, line, range) in FIELD_POSITIONS {
+        let (want, got) = if line == 1 {
+            (&want1, &got1)
+        } else {
+            (&want2, &got2)
+        };
+        let (Some(w), Some(g)) = (want.get(range.clone()), got.get(range)) else {
+            differs.push(field);
+            continue;
+        };
+        let same = if field == MrzField::OptionalDataCheck {
+            w.iter()
+                .map(|&c| normalize(want, c))
+                .eq(g.iter().map(|&c| normalize(got, c)))
+        } else {
+            w == g
+        };
+        if !same {
+            differs.push(field);
+        }
+    }
+    if differs.is_empty() {
+        ReadBack::Matches
+    } else {
+        ReadBack::Differs(differs)
+    }
+}
+
+/// Where each field of a TD3 MRZ stands: line (1 or 2) and positions, in MRZ order.
+const FIELD_POSITIONS: [(MrzField, u8, std::ops::Range<usize>); 14] = [
+    (MrzField::DocumentCode, 1, 0..2),
+    (MrzField::IssuingState, 1, 2..5),
+    (MrzField::Name, 1, 5..44),
+    (MrzField::DocumentNumber, 2, 0..9),
+    (MrzField::DocumentNumberCheck, 2, 9..10),
+    (MrzField::Nationality, 2, 10..13),
+    (MrzField::DateOfBirth, 2, 13..19),
+    (MrzField::DateOfBirthCheck, 2, 19..20),
+    (MrzField::Sex, 2, 20..21),
+    (MrzField::DateOfExpiry, 2, 21..27),
+    (MrzField::DateOfExpiryCheck, 2, 27..28),
+    (MrzField::OptionalData, 2, 28..42),
+    (MrzField::OptionalDataCheck, 2, 42..43),
+    (MrzField::CompositeCheck, 2, 43..44),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1417,6 +1520,130 @@ mod tests {
         assert!(parse(SPECIMEN_1, &l2).is_ok());
     }
 
+    // --- QC read-back -----------------------------------------------------------------------
+
+    fn specimen_mrz() -> Mrz {
+        generate(DocumentType::Ordinary, &specimen()).expect("valid")
+    }
+
+    #[test]
+    fn a_reading_identical_to_the_print_matches() {
+        let m = specimen_mrz();
+        assert_eq!(
+            compare_read_back(&m, SPECIMEN_1, SPECIMEN_2),
+            ReadBack::Matches
+        );
+    }
+
+    #[test]
+    fn both_forms_of_the_empty_optional_data_check_digit_match() {
+        let m = generate(
+            DocumentType::Ordinary,
+            &with(|p| p.personal_number = String::new()),
+        )
+        .expect("valid");
+        assert_eq!(&m.line2()[42..43], "<", "we print the filler form");
+        let zero = replace(m.line2(), 42, "0");
+        assert_eq!(compare_read_back(&m, m.line1(), &zero), ReadBack::Matches);
+        // And the other way round: had we printed `0`, a reader returning `<` is fine too.
+        let printed_zero = Mrz {
+            line2: zero.clone(),
+            ..m.clone()
+        };
+        assert_eq!(
+            compare_read_back(&printed_zero, m.line1(), m.line2()),
+            ReadBack::Matches
+        );
+    }
+
+    #[test]
+    fn a_zero_check_digit_is_no_filler_when_optional_data_is_used() {
+        // With optional data present only its computed check digit is valid.
+        let m = specimen_mrz();
+        let l2 = replace(SPECIMEN_2, 42, "<");
+        assert_eq!(
+            compare_read_back(&m, SPECIMEN_1, &l2),
+            ReadBack::Invalid(vec![MrzField::OptionalDataCheck, MrzField::CompositeCheck])
+        );
+    }
+
+    #[test]
+    fn a_valid_reading_of_other_data_names_each_differing_field() {
+        let m = specimen_mrz();
+        let other = generate(
+            DocumentType::Official,
+            &with(|p| {
+                p.surname = "ERIKSEN".into();
+                p.date_of_birth = date(1974, 8, 13);
+                p.issuing_state = "D".into();
+            }),
+        )
+        .expect("valid");
+        assert_eq!(
+            compare_read_back(&m, other.line1(), other.line2()),
+            ReadBack::Differs(vec![
+                MrzField::DocumentCode,
+                MrzField::IssuingState,
+                MrzField::Name,
+                MrzField::DateOfBirth,
+                // The composite check digit happens to come out the same.
+                MrzField::DateOfBirthCheck,
+            ])
+        );
+    }
+
+    #[test]
+    fn a_substitution_no_check_digit_sees_is_still_a_difference() {
+        // C and M weigh the same: the reading is a valid MRZ, but not the one printed.
+        let m = specimen_mrz();
+        let l2 = replace(SPECIMEN_2, 7, "M");
+        assert_eq!(
+            compare_read_back(&m, SPECIMEN_1, &l2),
+            ReadBack::Differs(vec![MrzField::DocumentNumber])
+        );
+    }
+
+    #[test]
+    fn a_name_with_the_same_words_laid_out_differently_differs() {
+        let m = specimen_mrz();
+        let l1 = "P<UTOERIKSSON<<ANNA<<MARIA<<<<<<<<<<<<<<<<<<";
+        assert_eq!(
+            compare_read_back(&m, l1, SPECIMEN_2),
+            ReadBack::Differs(vec![MrzField::Name])
+        );
+    }
+
+    #[test]
+    fn an_invalid_reading_names_the_fields_that_fail() {
+        let m = specimen_mrz();
+        let l2 = replace(SPECIMEN_2, 19, "3");
+        let r = compare_read_back(&m, SPECIMEN_1, &l2);
+        assert_eq!(
+            r,
+            ReadBack::Invalid(vec![MrzField::DateOfBirthCheck, MrzField::CompositeCheck])
+        );
+        assert_eq!(r.fields().len(), 2);
+        assert_eq!(
+            compare_read_back(&m, &SPECIMEN_1[..40], SPECIMEN_2),
+            ReadBack::Invalid(vec![MrzField::Line1Length])
+        );
+    }
+
+    #[test]
+    fn read_back_results_never_show_holder_data() {
+        let m = specimen_mrz();
+        let other = generate(
+            DocumentType::Ordinary,
+            &with(|p| p.surname = "NILSSON".into()),
+        )
+        .expect("valid");
+        let r = compare_read_back(&m, other.line1(), other.line2());
+        let text = format!("{r:?}");
+        for secret in ["ERIKSSON", "NILSSON", "ANNA", "740812", "ZE184226B"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
+
     // --- properties ---------------------------------------------------------------------------
 
     const CODES: [&str; 6] = ["UTO", "PAK", "D", "GBR", "XXA", "RKS"];
@@ -1525,6 +1752,32 @@ mod tests {
                     equivalent_filler || parse(mrz.line1(), &line2).is_err(),
                     "position {} changed from {} to {} undetected", at, original, replacement
                 );
+            }
+        }
+
+        #[test]
+        fn qc_accepts_its_own_print_and_refuses_any_other_character(
+            p in arb_personalization(),
+            line in 0usize..2,
+            at in 0usize..LINE_LEN,
+            replacement in prop::sample::select(
+                "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ<".chars().collect::<Vec<_>>()
+            ),
+        ) {
+            let mrz = generate(DocumentType::Ordinary, &p).expect("valid input");
+            prop_assert_eq!(compare_read_back(&mrz, mrz.line1(), mrz.line2()), ReadBack::Matches);
+            let mut lines = [mrz.line1().to_string(), mrz.line2().to_string()];
+            let original = lines[line].as_bytes()[at] as char;
+            prop_assume!(original != replacement);
+            lines[line].replace_range(at..=at, &replacement.to_string());
+            let equivalent_filler = line == 1 && at == 42 && p.personal_number.is_empty()
+                && matches!((original, replacement), ('<', '0') | ('0', '<'));
+            let r = compare_read_back(&mrz, &lines[0], &lines[1]);
+            if equivalent_filler {
+                prop_assert_eq!(r, ReadBack::Matches);
+            } else {
+                prop_assert!(r != ReadBack::Matches, "{} {} -> {} undetected", line, at, replacement);
+                prop_assert!(!r.fields().is_empty());
             }
         }
 

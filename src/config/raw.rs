@@ -20,18 +20,21 @@ pub(super) struct RawConfig {
     pub policy: RawPolicy,
     pub alerts: RawAlerts,
     pub performance: RawPerformance,
+    pub qc: RawQc,
     pub mqtt: Option<RawMqtt>,
     pub buses: Vec<RawBus>,
     pub stations: Vec<RawStation>,
 }
 
-/// `[hall]`: no defaults, a hall must say who it is.
+/// `[hall]`: no defaults, a hall must say who it is. One of `issuing_state` and `issuing_states`
+/// is required (checked in [`super::validate`]).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHall {
     pub id: String,
     pub name: String,
-    pub issuing_state: String,
+    pub issuing_state: Option<String>,
+    pub issuing_states: Option<Vec<String>>,
 }
 
 /// `[server]`.
@@ -162,6 +165,19 @@ impl Default for RawPerformance {
     }
 }
 
+/// `[qc]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawQc {
+    pub read_attempts: u64,
+}
+
+impl Default for RawQc {
+    fn default() -> Self {
+        Self { read_attempts: 2 }
+    }
+}
+
 /// `[mqtt]`: optional as a whole; when present, `url` is required.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -236,7 +252,7 @@ pub(super) struct RawDevice {
     pub address: Option<String>,
 }
 
-const SECTIONS: &str = "hall, server, policy, alerts, performance, mqtt, buses, stations";
+const SECTIONS: &str = "hall, server, policy, alerts, performance, qc, mqtt, buses, stations";
 
 impl RawConfig {
     /// Deserializes each section, and each bus and station, on its own, so that every one of
@@ -262,6 +278,7 @@ impl RawConfig {
                 "policy" => section(value, name, index, &mut errors, &mut raw.policy),
                 "alerts" => section(value, name, index, &mut errors, &mut raw.alerts),
                 "performance" => section(value, name, index, &mut errors, &mut raw.performance),
+                "qc" => section(value, name, index, &mut errors, &mut raw.qc),
                 "mqtt" => section(value, name, index, &mut errors, &mut raw.mqtt),
                 "buses" => raw.buses = elements(value, name, index, &mut errors),
                 "stations" => raw.stations = elements(value, name, index, &mut errors),

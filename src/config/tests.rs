@@ -122,18 +122,87 @@ fn error_cases() -> Vec<ErrorCase> {
             "must be 1-100 characters",
         ),
         (
-            "issuing state not 3 letters",
-            edit(r#""PAK""#, r#""PK""#),
+            "issuing state too long",
+            edit(r#""PAK""#, r#""PAKI""#),
             4,
             "hall.issuing_state",
-            "must be 3 upper-case letters",
+            "must be 1-3 upper-case letters",
         ),
         (
             "issuing state lower case",
             edit(r#""PAK""#, r#""pak""#),
             4,
             "hall.issuing_state",
-            "must be 3 upper-case letters",
+            "must be 1-3 upper-case letters",
+        ),
+        (
+            "issuing state in the ISO form ICAO replaces",
+            edit(r#""PAK""#, r#""DEU""#),
+            4,
+            "hall.issuing_state",
+            "\"DEU\" is written \"D\" in the MRZ (ICAO 9303): write \"D\"",
+        ),
+        (
+            "issuing state the ICAO specimen",
+            edit(r#""PAK""#, r#""UTO""#),
+            4,
+            "hall.issuing_state",
+            "\"UTO\" is ICAO's specimen state (Utopia): only the demo hall prints for it",
+        ),
+        (
+            "issuing state a nationality status",
+            edit(r#""PAK""#, r#""XXA""#),
+            4,
+            "hall.issuing_state",
+            "a nationality status, never an issuing state",
+        ),
+        (
+            "issuing states with a specimen",
+            edit(
+                r#"issuing_state = "PAK""#,
+                r#"issuing_states = ["PAK", "UTO"]"#,
+            ),
+            4,
+            "hall.issuing_states[1]",
+            "specimen state",
+        ),
+        (
+            "issuing states empty",
+            edit(r#"issuing_state = "PAK""#, r#"issuing_states = []"#),
+            4,
+            "hall.issuing_states",
+            "at least one ICAO 9303 code",
+        ),
+        (
+            "issuing states repeated",
+            edit(r#"issuing_state = "PAK""#, r#"issuing_states = ["D", "D"]"#),
+            4,
+            "hall.issuing_states[1]",
+            "\"D\" is listed twice",
+        ),
+        (
+            "issuing states not a list",
+            edit(r#"issuing_state = "PAK""#, r#"issuing_states = "PAK""#),
+            4,
+            "hall.issuing_states",
+            "invalid type",
+        ),
+        (
+            "issuing state and states both",
+            edit(
+                r#"issuing_state = "PAK""#,
+                "issuing_state = \"PAK\"\nissuing_states = [\"PAK\", \"EUE\"]",
+            ),
+            5,
+            "hall.issuing_states",
+            "give issuing_state or issuing_states, not both",
+        ),
+        (
+            "issuing state missing",
+            edit("issuing_state = \"PAK\"\n", ""),
+            1,
+            "hall",
+            "missing: issuing_state = \"...\" (or issuing_states = [...])",
         ),
         (
             "issuing state unknown",
@@ -677,6 +746,47 @@ fn error_cases() -> Vec<ErrorCase> {
             "performance.ideal_dispatch_secs",
             "0 is out of range 1..=3600",
         ),
+        // [qc]
+        (
+            "qc read attempts zero",
+            edit(
+                "queue_depth = 5000\n",
+                "queue_depth = 5000\n\n[qc]\nread_attempts = 0\n",
+            ),
+            17,
+            "qc.read_attempts",
+            "0 is out of range 1..=5 (readings of a booklet's MRZ before a mismatch spoils it",
+        ),
+        (
+            "qc read attempts absurd",
+            edit(
+                "queue_depth = 5000\n",
+                "queue_depth = 5000\n\n[qc]\nread_attempts = 50\n",
+            ),
+            17,
+            "qc.read_attempts",
+            "50 is out of range 1..=5",
+        ),
+        (
+            "qc read attempts as text",
+            edit(
+                "queue_depth = 5000\n",
+                "queue_depth = 5000\n\n[qc]\nread_attempts = \"twice\"\n",
+            ),
+            17,
+            "qc.read_attempts",
+            "invalid type",
+        ),
+        (
+            "unknown qc key",
+            edit(
+                "queue_depth = 5000\n",
+                "queue_depth = 5000\n\n[qc]\nretries = 2\n",
+            ),
+            17,
+            "qc.retries",
+            "unknown field `retries`",
+        ),
         // [[buses]]
         (
             "duplicate bus id",
@@ -1050,6 +1160,7 @@ fn every_key() -> Vec<String> {
         ),
         ("RawAlerts", &["alerts"]),
         ("RawPerformance", &["performance"]),
+        ("RawQc", &["qc"]),
         ("RawMqtt", &["mqtt"]),
         ("RawBus", &["buses[]"]),
         ("RawStation", &["stations[]"]),
@@ -1260,6 +1371,8 @@ fn defaults_are_the_documented_ones() {
     );
     assert_eq!(c.alerts, AlertConfig::default());
     assert_eq!(c.performance, PerformanceConfig::default());
+    assert_eq!(c.qc, QcConfig { read_attempts: 2 });
+    assert_eq!(c.qc, QcConfig::default());
     assert_eq!(
         c.performance.ideal_cycle(),
         [60, 45, 30, 15].map(Duration::from_secs)
@@ -1590,4 +1703,71 @@ fn broker_urls_parse_as_documented() {
         let e = BrokerUrl::parse(text).expect_err(text);
         assert!(e.contains(fragment), "{text}: {e}");
     }
+}
+
+#[test]
+fn qc_read_attempts_is_read() {
+    let c = parse(&edit(
+        "queue_depth = 5000\n",
+        "queue_depth = 5000\n\n[qc]\nread_attempts = 1\n",
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.qc.read_attempts, 1);
+    let c = parse(&edit(
+        "queue_depth = 5000\n",
+        "queue_depth = 5000\n\n[qc]\nread_attempts = 5\n",
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.qc.read_attempts, 5);
+}
+
+#[test]
+fn every_icao_issuing_code_is_accepted_including_d() {
+    let c = parse(&edit(r#""PAK""#, r#""D""#)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.hall.issuing_state, "D");
+    assert_eq!(c.hall.issuing_states, ["D"]);
+    for code in hallctl_jobs::country::ISO_3166_ALPHA3
+        .iter()
+        .chain(
+            hallctl_jobs::country::ICAO_SPECIAL_CODES
+                .iter()
+                .map(|c| &c.code),
+        )
+        .filter(|c| hallctl_jobs::country::is_issuing_code(c))
+        .filter(|c| !hallctl_jobs::country::is_specimen_code(c))
+    {
+        let c = parse(&edit(r#""PAK""#, &format!("{code:?}")))
+            .unwrap_or_else(|e| panic!("{code}: {e}"));
+        assert_eq!(c.hall.issuing_states, [*code]);
+    }
+}
+
+#[test]
+fn a_hall_may_print_for_several_states_the_first_its_own() {
+    let c = parse(&edit(
+        r#"issuing_state = "PAK""#,
+        r#"issuing_states = ["D", "EUE"]"#,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.hall.issuing_state, "D", "the first: the SLTD export's");
+    assert_eq!(c.hall.issuing_states, ["D", "EUE"]);
+}
+
+#[test]
+fn only_the_demo_hall_may_print_specimens() {
+    let text = edit(r#""PAK""#, r#""UTO""#);
+    assert!(parse(&text).is_err());
+    let c = HallConfig::parse_as(&text, "demo.toml", Path::new(""), Specimens::Allowed)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.hall.issuing_states, ["UTO"]);
+    // Everything else is checked the same.
+    assert!(
+        HallConfig::parse_as(
+            &edit(r#""PAK""#, r#""DEU""#),
+            "demo.toml",
+            Path::new(""),
+            Specimens::Allowed
+        )
+        .is_err()
+    );
 }

@@ -8,7 +8,9 @@ use std::ops::RangeInclusive;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use hallctl_jobs::country::is_issuing_code;
+use hallctl_jobs::country::{
+    icao_replacement, is_issuing_code, is_nationality_code, is_specimen_code,
+};
 use hallctl_jobs::job::{DeviceId, GroupTag, StationId};
 
 use super::raw::{DriverKind, RawBus, RawConfig, RawDevice, RawPerClass, RawStation};
@@ -16,7 +18,7 @@ use super::source::{SpanIndex, join_key};
 use super::{
     AlertConfig, BridgeEndpoint, BrokerUrl, BusConfig, ConfigError, ConfigErrors, DeviceConfig,
     DriverConfig, HallConfig, HallIdentity, MqttConfig, PerClass, PerformanceConfig, PolicyConfig,
-    SerialLink, ServerConfig, StationConfig, StationKind, TlsFiles,
+    QcConfig, SerialLink, ServerConfig, Specimens, StationConfig, StationKind, TlsFiles,
 };
 
 /// Baud rates a serial port may be set to.
@@ -31,6 +33,10 @@ pub(super) const ID_MAX_LEN: usize = 32;
 pub(super) const MQTT_CLIENT_ID_MAX_LEN: usize = 64;
 /// Longest hall name.
 pub(super) const NAME_MAX_LEN: usize = 100;
+
+/// `qc.read_attempts`: at least one reading; beyond five, a reader that cannot read a booklet
+/// is a reader to fix, not to retry.
+pub(super) const QC_READ_ATTEMPTS: RangeInclusive<u64> = 1..=5;
 
 /// Defaults of the per-driver keys.
 const PRINTER_BAUD: u64 = 115_200;
@@ -47,10 +53,12 @@ pub(super) fn validate(
     raw: RawConfig,
     index: &SpanIndex,
     base_dir: &Path,
+    specimens: Specimens,
 ) -> Result<HallConfig, ConfigErrors> {
     let mut c = Checker {
         index,
         base_dir,
+        specimens,
         errors: Vec::new(),
         ports: HashMap::new(),
     };
@@ -59,6 +67,7 @@ pub(super) fn validate(
     let policy = c.policy(raw.policy);
     let alerts = c.alerts(raw.alerts);
     let performance = c.performance(raw.performance);
+    let qc = c.qc(raw.qc);
     let mqtt = raw.mqtt.map(|m| c.mqtt(m, &hall.id));
     let buses = c.buses(raw.buses);
     let stations = c.stations(raw.stations, &buses);
@@ -69,6 +78,7 @@ pub(super) fn validate(
             policy,
             alerts,
             performance,
+            qc,
             mqtt,
             buses,
             stations,
@@ -83,6 +93,8 @@ pub(super) fn validate(
 struct Checker<'a> {
     index: &'a SpanIndex,
     base_dir: &'a Path,
+    /// Whether a specimen issuing state is accepted (the demo hall).
+    specimens: Specimens,
     errors: Vec<ConfigError>,
     /// Serial ports already taken (resolved path → who took it, at which line).
     ports: HashMap<PathBuf, (String, Option<usize>)>,
@@ -199,22 +211,93 @@ impl Checker<'_> {
                 format!("must be 1-{NAME_MAX_LEN} characters with no control characters"),
             );
         }
-        let state = &raw.issuing_state;
-        if state.len() != 3 || !state.bytes().all(|b| b.is_ascii_uppercase()) {
-            self.err(
-                "hall.issuing_state",
-                format!("{state:?} must be 3 upper-case letters (an ICAO 9303 code, e.g. PAK)"),
-            );
-        } else if !is_issuing_code(state) {
-            self.err(
-                "hall.issuing_state",
-                format!("{state:?} is not an ICAO 9303 issuing state code"),
-            );
-        }
+        let states = match (raw.issuing_state, raw.issuing_states) {
+            (Some(one), None) => {
+                self.issuing_code("hall.issuing_state", &one);
+                vec![one]
+            }
+            (None, Some(list)) => {
+                if list.is_empty() {
+                    self.err(
+                        "hall.issuing_states",
+                        "must list at least one ICAO 9303 code (e.g. [\"PAK\"])",
+                    );
+                }
+                for (i, code) in list.iter().enumerate() {
+                    let path = format!("hall.issuing_states[{i}]");
+                    if list[..i].contains(code) {
+                        self.err(path, format!("{code:?} is listed twice"));
+                    } else {
+                        self.issuing_code(&path, code);
+                    }
+                }
+                list
+            }
+            (Some(_), Some(_)) => {
+                self.err(
+                    "hall.issuing_states",
+                    "give issuing_state or issuing_states, not both (issuing_states = [...] \
+                     lists every state the hall prints for, its own first)",
+                );
+                Vec::new()
+            }
+            (None, None) => {
+                self.err(
+                    "hall",
+                    "missing: issuing_state = \"...\" (or issuing_states = [...]), the ICAO \
+                     9303 code of the state the hall prints passports for",
+                );
+                Vec::new()
+            }
+        };
         HallIdentity {
             id: raw.id,
             name: name.to_owned(),
-            issuing_state: raw.issuing_state,
+            issuing_state: states.first().cloned().unwrap_or_default(),
+            issuing_states: states,
+        }
+    }
+
+    /// One issuing state code as the MRZ writes it: every ICAO 9303 issuing code (`D` for
+    /// Germany), a specimen code (`UTO`) only in the demo hall.
+    fn issuing_code(&mut self, path: &str, code: &str) {
+        let well_formed =
+            (1..=3).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_uppercase());
+        let problem = if !well_formed {
+            format!(
+                "{code:?} must be 1-3 upper-case letters: an ICAO 9303 code as the MRZ writes it \
+                 (e.g. PAK, or D for Germany)"
+            )
+        } else if let Some(icao) = icao_replacement(code) {
+            format!("{code:?} is written {icao:?} in the MRZ (ICAO 9303): write {icao:?}")
+        } else if !is_issuing_code(code) && is_nationality_code(code) {
+            format!("{code:?} is a nationality status, never an issuing state")
+        } else if !is_issuing_code(code) {
+            format!("{code:?} is not an ICAO 9303 issuing state code")
+        } else if is_specimen_code(code) && self.specimens == Specimens::Refused {
+            format!("{code:?} is ICAO's specimen state (Utopia): only the demo hall prints for it")
+        } else {
+            return;
+        };
+        self.err(path, problem);
+    }
+
+    fn qc(&mut self, raw: super::raw::RawQc) -> QcConfig {
+        let range = QC_READ_ATTEMPTS;
+        if !range.contains(&raw.read_attempts) {
+            self.err(
+                "qc.read_attempts",
+                format!(
+                    "{} is out of range {}..={} (readings of a booklet's MRZ before a mismatch \
+                     spoils it; 1 spoils at the first mismatch)",
+                    raw.read_attempts,
+                    range.start(),
+                    range.end()
+                ),
+            );
+        }
+        QcConfig {
+            read_attempts: u32::try_from(raw.read_attempts).unwrap_or_default(),
         }
     }
 

@@ -405,6 +405,7 @@ fn seat(ctx: &Arc<Ctx>, station: Station, member: Member) -> Seat {
         display: ctx.display.clone(),
         leave: leave_rx,
         warned: false,
+        misprinted: None,
     };
     Seat {
         member,
@@ -588,6 +589,9 @@ struct Operator {
     display: watch::Receiver<Arc<Value>>,
     leave: watch::Receiver<bool>,
     warned: bool,
+    /// QC: the booklet whose MRZ came out misprinted; every reading of it disagrees, so the
+    /// line asks for a re-read and spoils it at the last.
+    misprinted: Option<String>,
 }
 
 /// The current shift's id (`2026-11-21A`), as the ledger writes it on a session.
@@ -824,9 +828,14 @@ impl Operator {
         if self.leaving() {
             return Ok(false);
         }
-        if self.dice.chance(DEFECTS[2]) {
-            // A misprinted check digit: the line spoils booklet and patch and prints again.
-            bump(&self.ctx.stats.defects);
+        let again = self.misprinted.as_deref() == Some(booklet.as_str());
+        if again || self.dice.chance(DEFECTS[2]) {
+            // A misprinted check digit: it reads the same every time, so the line asks for a
+            // re-read, then spoils booklet and patch and prints again.
+            if !again {
+                bump(&self.ctx.stats.defects);
+                self.misprinted = Some(booklet.clone());
+            }
             let l = &mut mrz[1];
             let last = if l.ends_with('0') { "1" } else { "0" };
             l.replace_range(l.len() - 1.., last);

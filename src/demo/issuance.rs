@@ -208,6 +208,7 @@ pub fn read_mrz(tracking: &str, issuing_state: &str) -> Option<[String; 2]> {
         now,
         job_id: JobId(1),
         known_destinations: None,
+        issuing_states: None,
     };
     let job = validate(&req, &ctx).ok()?;
     let mrz = hallctl_jobs::mrz::generate(job.doc_type, &job.data).ok()?;
@@ -225,10 +226,12 @@ mod tests {
         let now = Utc::now();
         let mut classes = std::collections::BTreeMap::new();
         for req in mix.batch(2_000, now, &mut dice) {
+            let pak = ["PAK".to_string()];
             let ctx = IntakeContext {
                 now,
                 job_id: JobId(1),
                 known_destinations: None,
+                issuing_states: Some(&pak),
             };
             let job =
                 validate(&req, &ctx).unwrap_or_else(|e| panic!("{}: {e}", req.tracking_number));

@@ -23,7 +23,8 @@ use super::perf::{DeviceActivity, OperatorActivity, Perf, PerfReport, Period};
 use super::storage::{StorageState, StorageStatus, StorageWatch};
 use super::{
     Attempt, Bag, BagItem, BatchError, Cmd, Consumables, Device, LINE_ACTOR, LineError, LineSetup,
-    LineSnapshot, QcOutcome, StationKind, StationView, SubmitStatus, Submitted, WorkView, devices,
+    LineSnapshot, QcOutcome, QcVerdict, StationKind, StationView, SubmitStatus, Submitted,
+    WorkView, devices,
 };
 use crate::config::AlertConfig;
 use crate::ledger::event::Discrepancy;
@@ -65,6 +66,8 @@ struct Step {
     booklet: Option<Serial>,
     patch: Option<Serial>,
     assigned_at: DateTime<Utc>,
+    /// QC: readings of the booklet that did not match so far (each asked for a re-read).
+    qc_mismatches: u32,
 }
 
 #[derive(Debug)]
@@ -104,6 +107,10 @@ pub(crate) struct Actor {
     destinations: Option<BTreeSet<Destination>>,
     step_timeout: Duration,
     strict_roll_order: bool,
+    /// `qc.read_attempts`: readings before a QC mismatch spoils.
+    qc_read_attempts: u32,
+    /// The issuing states intake accepts (`hall.issuing_state(s)`).
+    issuing_states: Vec<String>,
     sched: Scheduler,
     jobs: HashMap<JobId, JobRecord>,
     next_id: u64,
@@ -261,6 +268,8 @@ impl Actor {
             destinations: setup.destinations,
             step_timeout: setup.step_timeout,
             strict_roll_order: setup.strict_roll_order,
+            qc_read_attempts: setup.qc_read_attempts,
+            issuing_states: setup.issuing_states,
             sched,
             jobs: HashMap::new(),
             next_id: 1,
@@ -604,6 +613,7 @@ impl Actor {
             booklet,
             patch: None,
             assigned_at: now,
+            qc_mismatches: 0,
         });
         Ok(())
     }
@@ -1449,6 +1459,7 @@ impl Actor {
                 now,
                 job_id: JobId(id),
                 known_destinations: self.destinations.as_ref(),
+                issuing_states: Some(&self.issuing_states),
             };
             match validate(req, &ctx) {
                 Ok(job) => {
@@ -2350,39 +2361,77 @@ impl Actor {
         let rec = self.live(step.job)?;
         let expected = hallctl_jobs::mrz::generate(rec.job.doc_type, &rec.job.data)
             .map_err(|e| conflict(format!("the job's MRZ cannot be generated ({})", e.field())))?;
-        let passed = mrz[0].trim() == expected.line1() && mrz[1].trim() == expected.line2();
+        // Read like a document reader: parsed, check digits verified, compared field by field.
+        let reading = hallctl_jobs::mrz::compare_read_back(&expected, mrz[0].trim(), mrz[1].trim());
+        let read = step.qc_mismatches + 1;
+        let attempts = self.qc_read_attempts;
+        let verdict = super::qc_verdict(&reading, read, attempts);
+        let fields: Vec<String> = reading.fields().iter().map(|f| f.name().into()).collect();
+        let mismatch = super::qc_mismatch(&reading);
+        let outcome = |message: String| QcOutcome {
+            passed: verdict == QcVerdict::Passed,
+            outcome: verdict,
+            fields: fields.clone(),
+            read,
+            read_attempts: attempts,
+            message,
+        };
+        if verdict == QcVerdict::Reread {
+            // Nothing changes but the count: no ledger record, no spoil.
+            if let Some(s) = self.stations[i].step.as_mut() {
+                s.qc_mismatches = read;
+            }
+            tracing::info!(
+                station = %station, job = %step.job, booklet = %booklet, read, attempts,
+                "QC: the MRZ read back {mismatch}; asking for a re-read"
+            );
+            return Ok(outcome(format!(
+                "reading {read} of {attempts}: the MRZ read back from booklet {booklet} (job {}) \
+                 {mismatch}: read the booklet again (nothing was spoiled)",
+                step.job
+            )));
+        }
+        let passed = verdict == QcVerdict::Passed;
         let mut events = vec![LedgerEvent::QcChecked {
             booklet: booklet.clone(),
             job: step.job,
             station: station.clone(),
             passed,
         }];
+        let readings = if read == 1 {
+            "1 reading".to_string()
+        } else {
+            format!("{read} readings")
+        };
         let ev = if passed {
             JobEvent::Finish {
                 stage: Stage::Qc,
                 serial: None,
             }
         } else {
-            events
-                .extend(self.spoil_items(Some(&booklet), "QC: the MRZ read back does not match")?);
+            events.extend(self.spoil_items(
+                Some(&booklet),
+                &format!("QC: the MRZ read back {mismatch} ({readings})"),
+            )?);
             JobEvent::Spoil {
                 reason: SpoilReason::QcMismatch,
             }
         };
         let next = self.transition(actor, step.job, ev, events)?;
         self.end_step(i, next)?;
-        Ok(QcOutcome {
-            passed,
-            message: if passed {
-                format!("job {} passed QC: ready for dispatch", step.job)
-            } else {
-                format!(
-                    "the MRZ read back does not match job {}: booklet and patch spoiled, the \
-                     job goes back to printing",
-                    step.job
-                )
-            },
-        })
+        Ok(outcome(if passed {
+            format!("job {} passed QC: ready for dispatch", step.job)
+        } else {
+            tracing::warn!(
+                station = %station, job = %step.job, booklet = %booklet,
+                "QC: the MRZ read back {mismatch} ({readings}): booklet and patch spoiled"
+            );
+            format!(
+                "the MRZ read back from booklet {booklet} (job {}) {mismatch} ({readings}): \
+                 booklet and patch spoiled, the job goes back to printing",
+                step.job
+            )
+        }))
     }
 
     pub(crate) fn pack(

@@ -41,6 +41,7 @@ use hallctl_jobs::job::{
     Destination, DeviceId, InspectionVerdict, JobId, OperatorId, PriorityClass, Separation, Stage,
     StationId,
 };
+use hallctl_jobs::mrz::ReadBack;
 use hallctl_jobs::scheduler::{DeviceReadiness, SlackPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -90,6 +91,9 @@ pub struct LineSetup {
     pub stations: Vec<StationSetup>,
     /// Destination offices accepted at intake (`None`: any well-formed code).
     pub destinations: Option<BTreeSet<Destination>>,
+    /// The issuing states the hall prints for (`hall.issuing_state(s)`): intake refuses a job
+    /// for any other.
+    pub issuing_states: Vec<String>,
     /// How long a device step may take before it counts as a fault.
     pub step_timeout: Duration,
     /// `policy.roll_order = "strict"`: no patch out of roll order, even with a reason.
@@ -102,6 +106,9 @@ pub struct LineSetup {
     /// The line stops recording when the ledger's file system has fewer bytes free
     /// (`server.min_free_disk_mb`; 0: never, only a failed write stops it).
     pub min_free_disk: u64,
+    /// Readings of a booklet's MRZ that must disagree with the job's before QC spoils it
+    /// (`qc.read_attempts`, at least 1).
+    pub qc_read_attempts: u32,
 }
 
 /// Who tried what, where: the context a refusal is recorded with.
@@ -944,11 +951,95 @@ impl Line {
     }
 }
 
-/// The result of a QC check.
+/// The result of a QC check. Names MRZ fields, never their values.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QcOutcome {
-    /// Whether the MRZ read back matched.
+    /// Whether the MRZ read back matched (`outcome` is `passed`).
     pub passed: bool,
+    /// What the line did with the reading.
+    pub outcome: QcVerdict,
+    /// The MRZ fields that differ from the job's or fail their checks, in MRZ order
+    /// (`date_of_birth`, `composite_check`, ...); empty when the reading passed.
+    pub fields: Vec<String>,
+    /// Which reading of this booklet this was, from 1.
+    pub read: u32,
+    /// Readings a mismatch gets before it spoils the booklet (`qc.read_attempts`).
+    pub read_attempts: u32,
     /// What happens next, in words.
     pub message: String,
+}
+
+/// What QC does with one reading of a booklet's MRZ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QcVerdict {
+    /// The reading matches the job's MRZ field by field: the job is ready for dispatch.
+    Passed,
+    /// It does not match, and readings are left: the operator reads the booklet again. Nothing
+    /// changes: no ledger record, no spoil.
+    Reread,
+    /// It does not match on the last reading allowed: booklet and patch are spoiled and the job
+    /// goes back to printing.
+    Spoiled,
+}
+
+/// The verdict on reading number `read` (from 1) of a booklet, with `attempts` readings allowed
+/// before a mismatch spoils it (fewer than 1 counts as 1).
+pub fn qc_verdict(reading: &ReadBack, read: u32, attempts: u32) -> QcVerdict {
+    match reading {
+        ReadBack::Matches => QcVerdict::Passed,
+        ReadBack::Invalid(_) | ReadBack::Differs(_) if read < attempts => QcVerdict::Reread,
+        ReadBack::Invalid(_) | ReadBack::Differs(_) => QcVerdict::Spoiled,
+    }
+}
+
+/// How a reading fails, in words that name fields only (`differs in date_of_birth, ...`).
+pub fn qc_mismatch(reading: &ReadBack) -> String {
+    let names = reading
+        .fields()
+        .iter()
+        .map(|f| f.name())
+        .collect::<Vec<_>>()
+        .join(", ");
+    match reading {
+        ReadBack::Matches => "matches".into(),
+        ReadBack::Invalid(_) => format!("is not a valid MRZ (invalid: {names})"),
+        ReadBack::Differs(_) => format!("differs in {names}"),
+    }
+}
+
+#[cfg(test)]
+mod qc_tests {
+    use super::*;
+    use hallctl_jobs::mrz::MrzField;
+
+    #[test]
+    fn a_mismatch_is_read_again_until_the_last_attempt() {
+        let differs = ReadBack::Differs(vec![MrzField::DateOfBirth]);
+        let invalid = ReadBack::Invalid(vec![MrzField::CompositeCheck]);
+        for r in [&differs, &invalid] {
+            assert_eq!(qc_verdict(r, 1, 2), QcVerdict::Reread);
+            assert_eq!(qc_verdict(r, 2, 2), QcVerdict::Spoiled);
+            assert_eq!(qc_verdict(r, 1, 1), QcVerdict::Spoiled);
+            assert_eq!(qc_verdict(r, 1, 0), QcVerdict::Spoiled);
+            assert_eq!(qc_verdict(r, 4, 5), QcVerdict::Reread);
+        }
+        assert_eq!(qc_verdict(&ReadBack::Matches, 1, 2), QcVerdict::Passed);
+        assert_eq!(qc_verdict(&ReadBack::Matches, 2, 2), QcVerdict::Passed);
+    }
+
+    #[test]
+    fn a_mismatch_is_worded_by_field_names() {
+        assert_eq!(
+            qc_mismatch(&ReadBack::Differs(vec![
+                MrzField::DateOfBirth,
+                MrzField::DateOfBirthCheck
+            ])),
+            "differs in date_of_birth, date_of_birth_check"
+        );
+        assert_eq!(
+            qc_mismatch(&ReadBack::Invalid(vec![MrzField::CompositeCheck])),
+            "is not a valid MRZ (invalid: composite_check)"
+        );
+    }
 }

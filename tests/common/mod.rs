@@ -352,7 +352,7 @@ pub const HALL_TOML: &str = r#"
 [hall]
 id = "svc-test"
 name = "Service API test hall"
-issuing_state = "UTO"
+issuing_state = "D"
 
 [server]
 listen = "127.0.0.1:0"
@@ -646,11 +646,11 @@ pub fn job_request(tracking: &str, surname: &str, document_number: &str) -> JobR
         personalization: PersonalizationRequest {
             surname: surname.into(),
             given_names: "Anna Maria".into(),
-            nationality: "UTO".into(),
+            nationality: "D".into(),
             date_of_birth: format!("{}-08-12", today.year() - 40),
             sex: "female".into(),
             place_of_birth: "Zenith".into(),
-            issuing_state: "UTO".into(),
+            issuing_state: "D".into(),
             document_number: document_number.into(),
             date_of_issue: today.format("%Y-%m-%d").to_string(),
             date_of_expiry: expiry.format("%Y-%m-%d").to_string(),
@@ -666,6 +666,7 @@ pub fn mrz_of(req: &JobRequest) -> [String; 2] {
         now: Utc::now(),
         job_id: JobId(1),
         known_destinations: None,
+        issuing_states: None,
     };
     let job = validate(req, &ctx).expect("a valid request");
     let m = hallctl_jobs::mrz::generate(job.doc_type, &job.data).expect("an MRZ");

@@ -249,6 +249,7 @@ function task(v) {
     case 'qc':
       return [...head, scanForm(w, [['booklet', 'Scan the booklet'], ['mrz1', 'MRZ line 1 (read from the data page)'], ['mrz2', 'MRZ line 2']], async (f) => {
         const r = await api.post(`/stations/${v.id}/qc`, { booklet: f.booklet, mrz: [f.mrz1, f.mrz2] });
+        if (r.outcome === 'reread') throw new ApiError(409, 'qc_reread', r.message);
         if (!r.passed) throw new ApiError(409, 'qc_failed', r.message);
         return r.message;
       })];
@@ -562,7 +563,8 @@ function showRefusal(e) {
   const el = $('refusal');
   el.hidden = false;
   el.textContent = '';
-  el.append(h('strong', { text: e.code === 'qc_failed' ? 'QC failed: ' : 'Refused: ' }), e.message || String(e));
+  const label = { qc_failed: 'QC failed: ', qc_reread: 'Read it again: ' }[e.code] || 'Refused: ';
+  el.append(h('strong', { text: label }), e.message || String(e));
   el.dataset.code = e.code || '';
   $('done').textContent = '';
   $('announce').textContent = '';
