@@ -49,7 +49,9 @@ jam|ink-out|media-out|overheat|cover-open PRINTER   raise a printer fault
 jam|overheat|patch-out|reader-error LAMINATOR       raise a laminator fault
 silent|garbage|crc DEVICE on|off                    line faults
 slow DEVICE MS                                      delay answers by MS milliseconds (0 = off)
-unplug|plug DEVICE                                  pull the cable (a laminator's: its bus) / plug it back";
+unplug|plug DEVICE                                  pull the cable (a laminator's: its bus) / plug it back
+misfeed DEVICE SERIAL                               the next print/feed takes SERIAL, not the item scanned
+no-read DEVICE                                      the device's reader reads nothing on the next print/feed";
 
 impl Default for ServeOptions {
     fn default() -> Self {
