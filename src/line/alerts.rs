@@ -55,11 +55,15 @@ pub enum AlertKind {
     StorageFault,
     /// The disk holding the ledger is filling (below 4 × `server.min_free_disk_mb`).
     StorageLow,
+    /// **Critical.** A device's own reader contradicted the scan (issue 16): the laminator read
+    /// another patch, the printer read back another booklet, or either read nothing. The step
+    /// was stopped and the items are unaccounted for; stays open until acknowledged.
+    ReadMismatch,
 }
 
 impl AlertKind {
     /// Every kind.
-    pub const ALL: [AlertKind; 9] = [
+    pub const ALL: [AlertKind; 10] = [
         AlertKind::DeviceFault,
         AlertKind::DeviceOffline,
         AlertKind::Backlog,
@@ -69,6 +73,7 @@ impl AlertKind {
         AlertKind::PatchRefused,
         AlertKind::StorageFault,
         AlertKind::StorageLow,
+        AlertKind::ReadMismatch,
     ];
 
     /// The kind's name in records, the API and metrics.
@@ -83,6 +88,7 @@ impl AlertKind {
             AlertKind::PatchRefused => "patch_refused",
             AlertKind::StorageFault => "storage_fault",
             AlertKind::StorageLow => "storage_low",
+            AlertKind::ReadMismatch => "read_mismatch",
         }
     }
 
