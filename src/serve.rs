@@ -27,7 +27,7 @@ use crate::api::{AppState, HallInfo, Limits};
 use crate::auth::{AuthPolicy, Users};
 use crate::config::{BridgeEndpoint, DriverConfig, HallConfig, SerialLink};
 use crate::ledger::{Ledger, LedgerConfig};
-use crate::line::{Device, DeviceHandle, Line, LineSetup, LineThread, StationSetup};
+use crate::line::{Device, DeviceHandle, Line, LineSetup, LineThread, Loader, StationSetup};
 
 /// How long a graceful stop keeps sending the outbox before it publishes `offline` (what is
 /// left is sent after the next start).
@@ -49,7 +49,9 @@ jam|ink-out|media-out|overheat|cover-open PRINTER   raise a printer fault
 jam|overheat|patch-out|reader-error LAMINATOR       raise a laminator fault
 silent|garbage|crc DEVICE on|off                    line faults
 slow DEVICE MS                                      delay answers by MS milliseconds (0 = off)
-unplug|plug DEVICE                                  pull the cable (a laminator's: its bus) / plug it back";
+unplug|plug DEVICE                                  pull the cable (a laminator's: its bus) / plug it back
+misfeed DEVICE SERIAL                               the next print/feed takes SERIAL, not the item scanned
+no-read DEVICE                                      the device's reader reads nothing on the next print/feed";
 
 impl Default for ServeOptions {
     fn default() -> Self {
@@ -234,6 +236,8 @@ pub async fn start(config: &HallConfig, opts: ServeOptions) -> anyhow::Result<Ha
         }
     }
     let mut laminators: HashMap<String, DeviceHandle> = HashMap::new();
+    // Simulated devices: the operator's hands put the scanned item into them (`Device::loader`).
+    let mut loaders: HashMap<String, Loader> = HashMap::new();
     for (k, bus) in config.buses.iter().enumerate() {
         let units = bus_units.remove(&bus.id).unwrap_or_default();
         let connector = match &bus.link {
@@ -254,6 +258,13 @@ pub async fn start(config: &HallConfig, opts: ServeOptions) -> anyhow::Result<Ha
                 for (name, unit, _) in &units {
                     sims.laminator_order
                         .push((name.clone(), bus.id.clone(), *unit));
+                    if let Some(u) = sim.units.iter().find(|u| u.unit_id == *unit) {
+                        let u = u.clone();
+                        loaders.insert(
+                            name.clone(),
+                            Loader(Arc::new(move |serial: &str| u.load_patch(serial))),
+                        );
+                    }
                 }
                 sims.buses.insert(bus.id.clone(), sim);
                 c
@@ -300,6 +311,11 @@ pub async fn start(config: &HallConfig, opts: ServeOptions) -> anyhow::Result<Ha
                                     format!("cannot start the simulated printer {}", d.id)
                                 })?;
                                 let c = SerialConnector::new(sim.control.path(), 115_200);
+                                let ctl = sim.control.clone();
+                                loaders.insert(
+                                    d.id.as_str().to_string(),
+                                    Loader(Arc::new(move |serial: &str| ctl.load_booklet(serial))),
+                                );
                                 sims.printers.insert(d.id.as_str().to_string(), sim);
                                 sims.printer_order.push(d.id.as_str().to_string());
                                 c
@@ -336,6 +352,7 @@ pub async fn start(config: &HallConfig, opts: ServeOptions) -> anyhow::Result<Ha
                 Some(Device {
                     id: d.id.clone(),
                     handle,
+                    loader: loaders.remove(d.id.as_str()),
                 })
             }
         };

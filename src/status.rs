@@ -259,6 +259,7 @@ impl RecordEvent {
             LedgerEvent::SessionOpened { station, .. } => r.station = Some(station.clone()),
             LedgerEvent::BookletPrinted { job, .. }
             | LedgerEvent::PatchApplied { job, .. }
+            | LedgerEvent::DeviceReadMismatch { job, .. }
             | LedgerEvent::Dispatched { job, .. } => one(&mut r, *job),
             LedgerEvent::QcChecked { job, station, .. } => {
                 one(&mut r, *job);

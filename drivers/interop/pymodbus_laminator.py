@@ -8,7 +8,12 @@ serial port, from the document alone (no code shared with hallctl's own simulato
   holding registers 0-1: temperature set-point (0.1 C), speed set-point (mm/s)
   coils 0-3: start, stop, feed, fault reset
 
-Usage: pymodbus_laminator.py PORT UNIT [UNIT ...]
+Usage: pymodbus_laminator.py [--read SERIAL ...] PORT UNIT [UNIT ...]
+  --read SERIAL   the patch reader reads SERIAL on the next feed (of any unit), whatever patch was
+                  fed; repeat for the following feeds, in order. After them (or without any), a
+                  unit reads the next serial of its own roll (0041200, 0041201, ...; the next unit
+                  0141200, ...). This is how a test makes the device read another patch than the
+                  one the controller's operator scanned.
 Prints "ready" on stdout when it serves.
 """
 import asyncio
@@ -53,8 +58,9 @@ class Unit:
         # write (clearing it inside the write would make pymodbus echo the cleared value).
         asyncio.get_running_loop().call_later(0.05, self.coils.values.__setitem__, coil, False)
 
-    def __init__(self, first_patch):
+    def __init__(self, first_patch, reads):
         self.next_patch = first_patch
+        self.reads = reads
         self.inputs = ModbusSequentialDataBlock(
             1, [IDLE, 221, 0, 0, 0, 0, 0] + serial_regs("")
         )
@@ -86,8 +92,11 @@ class Unit:
             self.set_reg(3, count >> 16)
             self.set_reg(4, count)
             self.set_reg(6, self.reg(6) + 1)
-            self.inputs.setValues(8, serial_regs("%07d" % self.next_patch))
-            self.next_patch += 1
+            if self.reads:
+                self.inputs.setValues(8, serial_regs(self.reads.pop(0)))
+            else:
+                self.inputs.setValues(8, serial_regs("%07d" % self.next_patch))
+                self.next_patch += 1
             self.clear_coil_later(2)
         elif coil == 3:  # fault reset
             self.set_reg(5, 0)
@@ -98,9 +107,15 @@ class Unit:
 async def main():
     # The test polls an absent unit on purpose; pymodbus logs each such request as an error.
     pymodbus_apply_logging_config(logging.CRITICAL)
-    port = sys.argv[1]
-    ids = [int(a) for a in sys.argv[2:]]
-    units = {uid: Unit(41200 + 100000 * k).context for k, uid in enumerate(ids)}
+    args = sys.argv[1:]
+    reads = []
+    while "--read" in args:
+        i = args.index("--read")
+        reads.append(args[i + 1])
+        del args[i : i + 2]
+    port = args[0]
+    ids = [int(a) for a in args[1:]]
+    units = {uid: Unit(41200 + 100000 * k, reads).context for k, uid in enumerate(ids)}
     context = ModbusServerContext(devices=units, single=False)
     print("ready", flush=True)
     await StartAsyncSerialServer(

@@ -145,6 +145,51 @@ async fn printer_prints_a_job_and_reports_done_with_the_booklet_serial() {
     rig.finish().await;
 }
 
+/// The booklet serial of the next DONE for `job_ref`.
+async fn done_serial(
+    rx: &mut tokio::sync::broadcast::Receiver<PrinterEvent>,
+    job_ref: u32,
+) -> String {
+    loop {
+        match next_event(rx).await {
+            PrinterEvent::Done {
+                job_ref: r,
+                booklet_serial,
+            } if r == job_ref => return booklet_serial,
+            PrinterEvent::Done { .. } | PrinterEvent::Levels { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// Issue 16: the DONE event reads back the booklet the printer took: the one put in the feeder,
+/// another one when told to (`misfeed`), or nothing (`no-read`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn printer_reads_back_the_booklet_it_took_misfed_or_none() {
+    let rig = printer_rig().await;
+    let p = &rig.printer;
+    let mut events = p.subscribe();
+    let print = |n: u32| async move {
+        p.load_job(&job(n)).await.unwrap();
+        p.print(n).await.unwrap();
+    };
+    rig.sim.control.load_booklet("B1000100");
+    print(1).await;
+    assert_eq!(done_serial(&mut events, 1).await, "B1000100");
+    rig.sim.control.load_booklet("B1000101");
+    rig.sim.control.misfeed("B1000177");
+    print(2).await;
+    assert_eq!(done_serial(&mut events, 2).await, "B1000177", "misfed");
+    rig.sim.control.load_booklet("B1000102");
+    rig.sim.control.no_read();
+    print(3).await;
+    assert_eq!(done_serial(&mut events, 3).await, "", "nothing read");
+    // Without a booklet put in, the printer takes the next of its own stock.
+    print(4).await;
+    assert_eq!(done_serial(&mut events, 4).await, "BK-9001234");
+    rig.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn printer_machine_faults_jam_ink_out_overheat_are_reported_and_cleared() {
     let rig = printer_rig().await;
@@ -406,6 +451,41 @@ async fn laminator_heats_feeds_and_reports_the_patch_serial_it_read() {
         rig.lams[1].feed().await,
         Err(DriverError::ModbusException(_))
     ));
+    rig.finish().await;
+}
+
+/// Issue 16: the patch reader reads the patch fed: the one put in, another one when told to
+/// (`misfeed`); with `no-read`, PATCH_READ_SEQ does not move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn laminator_reader_reads_the_patch_fed_misfed_or_none() {
+    let rig = bus_rig(&[1]).await;
+    let (lam, unit) = (&rig.lams[0], &rig.sim.units[0]);
+    lam.start().await.unwrap();
+    let feed = |n: u32| async move {
+        wait_state(lam, LaminatorState::Ready).await;
+        lam.feed().await.unwrap();
+        let mut w = lam.watch();
+        let v = wait_for(&mut w, "a patch applied", |v| {
+            v.status
+                .as_ref()
+                .is_some_and(|s| s.patch_count == n && s.state == LaminatorState::Ready)
+        })
+        .await;
+        let s = v.status.unwrap();
+        (s.patch_read_seq, s.last_patch_serial)
+    };
+    unit.load_patch("P2000100");
+    assert_eq!(feed(1).await, (1, "P2000100".to_string()));
+    unit.load_patch("P2000101");
+    unit.misfeed("PT2000077");
+    assert_eq!(feed(2).await, (2, "PT2000077".to_string()), "misfed");
+    unit.load_patch("P2000102");
+    unit.no_read();
+    assert_eq!(
+        feed(3).await,
+        (2, "PT2000077".to_string()),
+        "no new reading: the sequence did not move"
+    );
     rig.finish().await;
 }
 

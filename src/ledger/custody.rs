@@ -84,6 +84,23 @@ pub enum ItemState {
         /// The record.
         seq: u64,
     },
+    /// Unaccounted for: a device's reader contradicted the record
+    /// ([`LedgerEvent::DeviceReadMismatch`]), so the item is not where the record put it. Blocks
+    /// every use; a supervisor finds it (spoil) or reports it missing.
+    Suspect {
+        /// The scanned serial of the step.
+        scanned: Serial,
+        /// What the device read instead (`None`: nothing).
+        read: Option<Serial>,
+        /// The job of the step.
+        job: JobId,
+        /// The device.
+        device: DeviceId,
+        /// When.
+        at: DateTime<Utc>,
+        /// The mismatch record.
+        seq: u64,
+    },
 }
 
 impl ItemState {
@@ -96,6 +113,16 @@ impl ItemState {
             ItemState::Spoiled { reason, .. } => format!("spoiled ({reason})"),
             ItemState::Destroyed { batch, .. } => format!("destroyed in batch {batch}"),
             ItemState::Missing { .. } => "reported missing".into(),
+            ItemState::Suspect {
+                scanned,
+                read,
+                job,
+                device,
+                ..
+            } => format!(
+                "unaccounted for: {device} read {} where {scanned} was scanned for job {job}",
+                read.as_ref().map_or("nothing", Serial::as_str)
+            ),
         }
     }
 }
@@ -184,6 +211,21 @@ pub enum ItemChange {
     },
     /// Reported missing.
     Missing {
+        /// When.
+        at: DateTime<Utc>,
+        /// The record.
+        seq: u64,
+    },
+    /// A device's reader contradicted the record: see [`ItemState::Suspect`].
+    Suspect {
+        /// The scanned serial of the step.
+        scanned: Serial,
+        /// What the device read instead.
+        read: Option<Serial>,
+        /// The job.
+        job: JobId,
+        /// The device.
+        device: DeviceId,
         /// When.
         at: DateTime<Utc>,
         /// The record.
@@ -345,7 +387,9 @@ impl Item {
                             scanned_in: session.clone().unwrap_or_else(|| SessionId::new("-")),
                         });
                     }
-                    (ItemState::InVault | ItemState::Applied(_), _) => {}
+                    // A suspect item that is found is spoiled (it cannot be trusted for use).
+                    (ItemState::InVault | ItemState::Applied(_) | ItemState::Suspect { .. }, _) => {
+                    }
                     (other, _) => {
                         return Err(Refusal::NotSpoilable {
                             serial: serial.clone(),
@@ -405,7 +449,10 @@ impl Item {
                     state: other.describe(),
                 });
             }
-            (ItemChange::Missing { at, seq }, ItemState::InVault | ItemState::Issued { .. }) => {
+            (
+                ItemChange::Missing { at, seq },
+                ItemState::InVault | ItemState::Issued { .. } | ItemState::Suspect { .. },
+            ) => {
                 next.state = ItemState::Missing { at: *at, seq: *seq };
             }
             (ItemChange::Missing { .. }, other) => {
@@ -413,6 +460,39 @@ impl Item {
                     serial: serial.clone(),
                     state: other.describe(),
                 });
+            }
+            // The scanned item (recorded as used) or the item read (it left the vault, a
+            // session, the spoiled stock or was missing, without a record): not where the
+            // record puts it. A destroyed item keeps its record; a suspect one stays suspect.
+            (
+                ItemChange::Suspect {
+                    scanned,
+                    read,
+                    job,
+                    device,
+                    at,
+                    seq,
+                },
+                ItemState::Applied(_)
+                | ItemState::InVault
+                | ItemState::Issued { .. }
+                | ItemState::Spoiled { .. }
+                | ItemState::Missing { .. },
+            ) => {
+                next.state = ItemState::Suspect {
+                    scanned: scanned.clone(),
+                    read: read.clone(),
+                    job: *job,
+                    device: device.clone(),
+                    at: *at,
+                    seq: *seq,
+                };
+            }
+            (ItemChange::Suspect { .. }, other) => {
+                return Err(Refusal::Invalid(format!(
+                    "{serial} cannot be flagged as unaccounted for: it is {}",
+                    other.describe()
+                )));
             }
         }
         Ok(next)
@@ -422,7 +502,7 @@ impl Item {
     pub fn is_accounted(&self) -> bool {
         !matches!(
             self.state,
-            ItemState::Issued { .. } | ItemState::Missing { .. }
+            ItemState::Issued { .. } | ItemState::Missing { .. } | ItemState::Suspect { .. }
         )
     }
 }
@@ -440,6 +520,9 @@ pub struct SessionCounts {
     pub returned: u64,
     /// Items reported missing while held.
     pub missing: u64,
+    /// Held items a device read although they were not scanned (flagged unaccounted for).
+    #[serde(default)]
+    pub suspect: u64,
 }
 
 /// A custody session: one operator at one station in one shift.
@@ -495,6 +578,8 @@ pub enum SessionChange {
         /// The serials listed.
         held: Vec<Serial>,
     },
+    /// A held item was read by a device without being scanned: it left the session.
+    Suspect(Serial),
     /// The session closes; `missing` must be exactly what it still holds.
     Close {
         /// When.
@@ -591,6 +676,10 @@ impl Session {
                 take(&mut next.held, s)?;
                 untake(&mut next.set_aside, s);
                 next.counts.missing += 1;
+            }
+            SessionChange::Suspect(s) => {
+                take(&mut next.held, s)?;
+                next.counts.suspect += 1;
             }
             SessionChange::Returned(serials) => {
                 for s in serials {
@@ -1583,6 +1672,7 @@ pub fn plan<V: StateView>(view: &V, rec: &Record) -> Result<Plan, super::LedgerE
             ..
         } => {
             check_job(&d, booklet, *job)?;
+            patch_verified(&d, booklet, "QC")?;
             d.change(
                 booklet,
                 &ItemChange::Qc {
@@ -1593,6 +1683,7 @@ pub fn plan<V: StateView>(view: &V, rec: &Record) -> Result<Plan, super::LedgerE
         }
         LedgerEvent::Dispatched { booklet, job, .. } => {
             check_job(&d, booklet, *job)?;
+            patch_verified(&d, booklet, "dispatch")?;
             d.change(booklet, &ItemChange::Dispatch)?;
         }
         LedgerEvent::ItemSpoiled {
@@ -1727,6 +1818,68 @@ pub fn plan<V: StateView>(view: &V, rec: &Record) -> Result<Plan, super::LedgerE
                 serial: serial.clone(),
             });
         }
+        LedgerEvent::DeviceReadMismatch {
+            device,
+            job,
+            session,
+            scanned,
+            read,
+            kind,
+        } => {
+            if read.as_ref() == Some(scanned) {
+                return Err(Refusal::Invalid(format!(
+                    "{device} read {scanned}, the serial scanned: not a mismatch"
+                ))
+                .into());
+            }
+            let item = d.item(scanned)?;
+            if item.kind != *kind {
+                return Err(Refusal::WrongKind {
+                    serial: scanned.clone(),
+                    actual: item.kind,
+                    expected: *kind,
+                }
+                .into());
+            }
+            // The scanned item was recorded as used for the job before the device ran.
+            match &item.state {
+                ItemState::Applied(b) if b.job == *job && b.session == *session => {}
+                other => {
+                    return Err(Refusal::Invalid(format!(
+                        "{scanned} is {}, not used for job {job} in session {session}",
+                        other.describe()
+                    ))
+                    .into());
+                }
+            }
+            let change = ItemChange::Suspect {
+                scanned: scanned.clone(),
+                read: read.clone(),
+                job: *job,
+                device: device.clone(),
+                at,
+                seq,
+            };
+            d.change(scanned, &change)?;
+            // The item read, when it is known and its record does not already say where it went
+            // (used elsewhere, destroyed, flagged before): fed without being scanned.
+            if let Some(r) = read
+                && let Some(ri) = view_item(&d, r)?
+                && matches!(
+                    ri.state,
+                    ItemState::InVault
+                        | ItemState::Issued { .. }
+                        | ItemState::Spoiled { .. }
+                        | ItemState::Missing { .. }
+                )
+            {
+                d.change(r, &change)?;
+                if let ItemState::Issued { session: holder } = &ri.state {
+                    let s = d.session(holder)?;
+                    d.put_session(s.apply(&SessionChange::Suspect(r.clone()))?);
+                }
+            }
+        }
         LedgerEvent::Reversal { reverses, reason } => {
             if *reverses == 0 || *reverses >= seq {
                 return Err(
@@ -1741,6 +1894,39 @@ pub fn plan<V: StateView>(view: &V, rec: &Record) -> Result<Plan, super::LedgerE
         LedgerEvent::Action { .. } => {}
     }
     Ok(d.plan)
+}
+
+/// The item `s` as the draft sees it, `None` when the serial is unknown.
+fn view_item<V: StateView>(
+    d: &Draft<'_, V>,
+    s: &Serial,
+) -> Result<Option<Item>, super::LedgerError> {
+    if let Some(i) = d.plan.items.iter().rev().find(|i| i.serial == *s) {
+        return Ok(Some(i.clone()));
+    }
+    d.view.item(s)
+}
+
+/// Refuses `step` for a booklet whose patch is unaccounted for (its laminator read another, or
+/// nothing): a booklet carrying an unknown patch never reaches QC or dispatch.
+fn patch_verified<V: StateView>(
+    d: &Draft<'_, V>,
+    booklet: &Serial,
+    step: &'static str,
+) -> Result<(), super::LedgerError> {
+    if let ItemState::Applied(b) = &d.item(booklet)?.state
+        && let Some(p) = &b.partner
+        && let Some(pi) = view_item(d, p)?
+        && matches!(pi.state, ItemState::Suspect { .. })
+    {
+        return Err(Refusal::NotReady {
+            booklet: booklet.clone(),
+            step,
+            missing: "a patch its laminator read back (the patch recorded on it is unaccounted for)",
+        }
+        .into());
+    }
+    Ok(())
 }
 
 fn check_job<V: StateView>(

@@ -287,6 +287,26 @@ pub enum LedgerEvent {
         /// Why (the roll skip's reason).
         reason: String,
     },
+    /// A device's own reader contradicted the record of a step (issue 16): the laminator's patch
+    /// reader or the printer's booklet read-back named another item than the one scanned, or
+    /// nothing. The step is not confirmed; the scanned item becomes
+    /// [`Suspect`](super::custody::ItemState::Suspect) (not where the record put it), and so does
+    /// the item read, when it is a known serial that was not already used or destroyed (it was
+    /// fed without being scanned). Recorded by the line.
+    DeviceReadMismatch {
+        /// The printer or laminator whose reader disagreed.
+        device: DeviceId,
+        /// The job of the step.
+        job: JobId,
+        /// The session that scanned the item.
+        session: SessionId,
+        /// What the operator scanned (recorded as printed or applied before the device ran).
+        scanned: Serial,
+        /// What the device read; `None`: it reported no reading (the step is unverified).
+        read: Option<Serial>,
+        /// Booklet (printer) or patch (laminator).
+        kind: ItemKind,
+    },
     /// A correction: marks an earlier record as reversed. The earlier record stays in the chain;
     /// custody is never rewound (a mis-recorded item is corrected with a forward event such as a
     /// spoil), so a reversal cannot free a patch for a second use.
@@ -322,6 +342,7 @@ impl LedgerEvent {
             LedgerEvent::ItemReportedMissing { .. } => "item_reported_missing",
             LedgerEvent::SessionAbandoned { .. } => "session_abandoned",
             LedgerEvent::ItemsSetAside { .. } => "items_set_aside",
+            LedgerEvent::DeviceReadMismatch { .. } => "device_read_mismatch",
             LedgerEvent::Reversal { .. } => "reversal",
             LedgerEvent::Action { action } => action.name(),
         }

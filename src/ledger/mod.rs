@@ -1203,6 +1203,10 @@ fn index_keys(r: &Record, plan: &custody::Plan) -> Vec<Vec<u8>> {
         LedgerEvent::ItemReportedMissing { serial: s, .. } => {
             keys.push(ix::key(ix::MISSING, s.as_str().as_bytes(), seq));
         }
+        LedgerEvent::DeviceReadMismatch { session, job, .. } => {
+            keys.push(ix::key(ix::SESSION, session.as_str().as_bytes(), seq));
+            keys.push(ix::key(ix::JOB, &job.0.to_be_bytes(), seq));
+        }
         LedgerEvent::Reversal { reverses, .. } => {
             keys.push(ix::key(ix::REVERSAL, &reverses.to_be_bytes(), seq));
         }
@@ -1245,6 +1249,9 @@ fn named_serials(r: &Record) -> Vec<&Serial> {
         | LedgerEvent::QcChecked { booklet, .. }
         | LedgerEvent::Dispatched { booklet, .. } => vec![booklet],
         LedgerEvent::PatchApplied { patch, booklet, .. } => vec![patch, booklet],
+        LedgerEvent::DeviceReadMismatch { scanned, read, .. } => {
+            std::iter::once(scanned).chain(read.as_ref()).collect()
+        }
         LedgerEvent::ItemSpoiled { serial, .. }
         | LedgerEvent::ItemReportedMissing { serial, .. } => {
             vec![serial]
@@ -1581,6 +1588,151 @@ mod tests {
             "{t:#?}"
         );
         assert!(!batch.legacy_trace && !single.legacy_trace);
+    }
+
+    /// Issue 16: a device's reader that contradicts the record flags the scanned item and the
+    /// item read as unaccounted for; neither can be used, a booklet with such a patch goes no
+    /// further, and both traces show the record.
+    #[test]
+    fn a_device_read_mismatch_flags_both_items_and_blocks_their_use() {
+        use hallctl_jobs::job::DeviceId;
+        let dir = tempfile::tempdir().expect("tmp");
+        let l = Ledger::open(dir.path(), LedgerConfig::default()).expect("open");
+        // Lots, sessions, issues, then job 1 printed (BK-001) and its patch 001 recorded.
+        let events: Vec<_> = line_events().into_iter().take(8).collect();
+        assert!(matches!(events[7].2, LedgerEvent::PatchApplied { .. }));
+        l.append_batch(events).expect("setup");
+        let line = OperatorId::new("LINE");
+        let (sl, sp) = (SessionId::new("SL"), SessionId::new("SP"));
+        let mismatch = |scanned: &str, read: Option<&str>, job: u64, kind, session: &SessionId| {
+            LedgerEvent::DeviceReadMismatch {
+                device: DeviceId::new(if kind == ItemKind::Patch {
+                    "LAM-1"
+                } else {
+                    "PRN-1"
+                }),
+                job: JobId(job),
+                session: session.clone(),
+                scanned: Serial::new(scanned),
+                read: read.map(Serial::new),
+                kind,
+            }
+        };
+        let refused = |r: Result<Receipt, LedgerError>, what: &str| {
+            assert!(matches!(r, Err(LedgerError::Refused(_))), "{what}: {r:?}");
+        };
+        // Not a mismatch; not the job's item; not used yet.
+        refused(
+            l.append(
+                line.clone(),
+                mismatch("001", Some("001"), 1, ItemKind::Patch, &sl),
+            ),
+            "the same serial",
+        );
+        refused(
+            l.append(
+                line.clone(),
+                mismatch("001", Some("003"), 2, ItemKind::Patch, &sl),
+            ),
+            "another job",
+        );
+        refused(
+            l.append(
+                line.clone(),
+                mismatch("002", Some("003"), 1, ItemKind::Patch, &sl),
+            ),
+            "an unused patch",
+        );
+
+        l.append(
+            line.clone(),
+            mismatch("001", Some("003"), 1, ItemKind::Patch, &sl),
+        )
+        .expect("the laminator read 003 where 001 was scanned");
+        for s in ["001", "003"] {
+            let item = l.item(&Serial::new(s)).expect("item").expect("known");
+            assert!(
+                matches!(item.state, ItemState::Suspect { .. }),
+                "{s}: {:?}",
+                item.state
+            );
+            assert!(!item.is_accounted(), "{s}");
+            let t = l.trace(&Serial::new(s)).expect("trace").expect("known");
+            assert!(t.state.contains("unaccounted"), "{s}: {}", t.state);
+            let step = t
+                .steps
+                .iter()
+                .find(|x| x.event == "device_read_mismatch")
+                .unwrap_or_else(|| panic!("{s}: no mismatch in {:#?}", t.steps));
+            assert!(
+                step.detail.contains("001") && step.detail.contains("003"),
+                "{}",
+                step.detail
+            );
+            assert_eq!(step.station.as_ref().map(StationId::as_str), Some("LAM-1"));
+        }
+        // 003 left the session (it was fed), unscanned; the session still balances its count.
+        let session = l.session(&sl).expect("session").expect("known");
+        assert_eq!(session.held, vec![Serial::new("002")]);
+        assert_eq!(session.counts.suspect, 1);
+        // Neither can be used again; the booklet carrying the unknown patch goes no further.
+        refused(
+            l.append(
+                OperatorId::new("B"),
+                LedgerEvent::PatchApplied {
+                    patch: Serial::new("003"),
+                    session: sl.clone(),
+                    booklet: Serial::new("BK-002"),
+                    job: JobId(2),
+                    device: DeviceId::new("LAM-1"),
+                    skip_reason: None,
+                },
+            ),
+            "the patch read",
+        );
+        refused(
+            l.append(
+                OperatorId::new("Q"),
+                LedgerEvent::QcChecked {
+                    booklet: Serial::new("BK-001"),
+                    job: JobId(1),
+                    station: StationId::new("QC-1"),
+                    passed: true,
+                },
+            ),
+            "QC of the booklet with an unaccounted patch",
+        );
+        // A printer that reads nothing: the scanned booklet is unaccounted for.
+        l.append(
+            OperatorId::new("A"),
+            LedgerEvent::BookletPrinted {
+                booklet: Serial::new("BK-002"),
+                session: sp.clone(),
+                job: JobId(2),
+                document_number: "AB2".into(),
+                device: DeviceId::new("PRN-1"),
+            },
+        )
+        .expect("print");
+        l.append(
+            line.clone(),
+            mismatch("BK-002", None, 2, ItemKind::Booklet, &sp),
+        )
+        .expect("no reading");
+        let t = l
+            .trace(&Serial::new("BK-002"))
+            .expect("trace")
+            .expect("known");
+        assert!(t.state.contains("read nothing"), "{}", t.state);
+        // A supervisor who cannot find it reports it missing.
+        l.append(
+            OperatorId::new("S"),
+            LedgerEvent::ItemReportedMissing {
+                serial: Serial::new("BK-002"),
+                note: "not found after the read mismatch".into(),
+            },
+        )
+        .expect("reported missing");
     }
 
     #[test]

@@ -328,6 +328,26 @@ pub(crate) fn describe(
                     .join(", ")
             ),
         ),
+        LedgerEvent::DeviceReadMismatch {
+            device,
+            job,
+            session,
+            scanned,
+            read,
+            kind,
+        } => (
+            st(session, sessions)?,
+            match read {
+                Some(r) => format!(
+                    "{device} read {kind} {r} where {scanned} was scanned for job {job}: step \
+                     stopped, both unaccounted for"
+                ),
+                None => format!(
+                    "{device} reported no reading of the {kind} where {scanned} was scanned for \
+                     job {job}: step stopped, {scanned} unaccounted for"
+                ),
+            },
+        ),
         LedgerEvent::Reversal { reverses, reason } => {
             (None, format!("record {reverses} reversed: {reason}"))
         }
@@ -633,6 +653,14 @@ impl Ledger {
                 LedgerEvent::ItemReportedMissing { serial: x, .. } => {
                     outcome.insert(x, "missing");
                 }
+                LedgerEvent::DeviceReadMismatch { scanned, read, .. } => {
+                    // Only the items this session used or held are its to report.
+                    for x in std::iter::once(scanned).chain(read) {
+                        if outcome.contains_key(&x) {
+                            outcome.insert(x, "suspect");
+                        }
+                    }
+                }
                 LedgerEvent::ItemsReturned { serials, .. } => {
                     for x in serials {
                         outcome.insert(x, "returned");
@@ -663,6 +691,7 @@ impl Ledger {
             spoiled: pick("spoiled"),
             returned: pick("returned"),
             missing: pick("missing"),
+            suspect: pick("suspect"),
             unaccounted: s.held.clone(),
             session: s,
         }))
@@ -680,6 +709,7 @@ impl Ledger {
             spoiled: Vec::new(),
             destroyed: Vec::new(),
             missing: Vec::new(),
+            suspect: Vec::new(),
         };
         for serial in lot.range.serials() {
             let Some(item) = self.item(&serial)? else {
@@ -693,6 +723,7 @@ impl Ledger {
                 ItemState::Spoiled { .. } => r.spoiled.push(serial),
                 ItemState::Destroyed { .. } => r.destroyed.push(serial),
                 ItemState::Missing { .. } => r.missing.push(serial),
+                ItemState::Suspect { .. } => r.suspect.push(serial),
             }
         }
         Ok(Some(r))
@@ -779,6 +810,9 @@ pub struct SessionReport {
     pub returned: Vec<Serial>,
     /// Serials missing (reported, or in the closing discrepancy).
     pub missing: Vec<Serial>,
+    /// Serials a device's reader contradicted: scanned but another (or nothing) was read, or
+    /// read without being scanned ([`ItemState::Suspect`]).
+    pub suspect: Vec<Serial>,
     /// Serials still held (an open session, or not yet accounted for).
     pub unaccounted: Vec<Serial>,
 }
@@ -800,6 +834,8 @@ pub struct LotReport {
     pub destroyed: Vec<Serial>,
     /// Missing.
     pub missing: Vec<Serial>,
+    /// Unaccounted for: a device's reader contradicted their record.
+    pub suspect: Vec<Serial>,
 }
 
 /// A reconciliation report.

@@ -1689,6 +1689,18 @@ impl Actor {
             Stage::Laminate => rec.crew.patch.clone(),
             Stage::Qc | Stage::Dispatch => None,
         };
+        // A step whose device read another item (or nothing) is neither done nor retried: the
+        // item bound to it is unaccounted for (issue 16).
+        if let Some(b) = &bound
+            && verdict != InspectionVerdict::Spoil
+            && let Some(item) = self.ledger.item(&Serial::new(b.as_str()))?
+            && matches!(item.state, ItemState::Suspect { .. })
+        {
+            return Err(LineError::Conflict(format!(
+                "{b} is {}: the step cannot be taken as done or retried; choose spoil",
+                item.state.describe()
+            )));
+        }
         match (verdict, stage) {
             (InspectionVerdict::RetryStep, _) if bound.is_some() => {
                 return Err(LineError::Conflict(format!(
@@ -1723,6 +1735,22 @@ impl Actor {
             InspectionVerdict::Spoil => {
                 let b = rec.crew.booklet.clone().map(Serial);
                 extra = self.spoil_items(b.as_ref(), "spoiled at inspection")?;
+                // An item a device read for this job without its being scanned, found on the
+                // job by the supervisor, is spoiled with it.
+                if let Some(s) = &serial
+                    && let Some(item) = self.ledger.item(&Serial::new(s.as_str()))?
+                    && matches!(&item.state, ItemState::Suspect { job, .. } if *job == id)
+                    && !extra
+                        .iter()
+                        .any(|e| matches!(e, LedgerEvent::ItemSpoiled { serial, .. } if serial == &item.serial))
+                {
+                    extra.push(LedgerEvent::ItemSpoiled {
+                        serial: item.serial,
+                        session: None,
+                        reason: "found on the job at inspection after a device read mismatch"
+                            .into(),
+                    });
+                }
             }
             InspectionVerdict::RetryStep => {}
         }
@@ -2077,12 +2105,14 @@ impl Actor {
             Vec::new(),
         )?;
         self.jobs.insert(step.job, rec);
+        let booklet_str = booklet.0.clone();
         if let Some(s) = self.stations[i].step.as_mut() {
             s.phase = Phase::Running;
             s.booklet = Some(booklet);
             s.attempt = attempt;
         }
         self.refresh_consumables(i)?;
+        device.load(booklet_str.as_str());
         self.spawn_step(station, step.job, attempt, move |timeout| async move {
             devices::print(&device.handle, data, timeout).await
         });
@@ -2169,6 +2199,8 @@ impl Actor {
         }
         self.jobs.insert(step.job, rec);
         let attempt = self.new_attempt();
+        // (A simulated laminator is handed the scanned patch; a real one gets it from the operator.)
+        device.load(patch.as_str());
         if let Some(s) = self.stations[i].step.as_mut() {
             s.phase = Phase::Running;
             s.patch = Some(patch);
@@ -2214,7 +2246,7 @@ impl Actor {
     fn spawn_step<F, Fut>(&self, station: &StationId, job: JobId, attempt: u32, run: F)
     where
         F: FnOnce(Duration) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = Result<(), String>> + Send,
+        Fut: std::future::Future<Output = Result<devices::Reading, String>> + Send,
     {
         let (tx, timeout, station) = (self.tx.clone(), self.step_timeout, station.clone());
         self.rt.spawn(async move {
@@ -2235,7 +2267,7 @@ impl Actor {
         station: &StationId,
         job: JobId,
         attempt: u32,
-        result: Result<(), String>,
+        result: Result<devices::Reading, String>,
     ) {
         let Ok(i) = self.index(station) else {
             return;
@@ -2246,9 +2278,18 @@ impl Actor {
         if step.job != job || step.attempt != attempt || step.phase != Phase::Running {
             return;
         }
-        let outcome = match result {
-            Ok(()) => self.device_finished(i, &step),
-            Err(fault) => self.device_faulted(i, &step, &fault),
+        // The device's reading is the last word (issue 16): it must name the scanned item.
+        let scanned = match step.stage {
+            Stage::Print => step.booklet.clone(),
+            Stage::Laminate => step.patch.clone(),
+            Stage::Qc | Stage::Dispatch => None,
+        };
+        let outcome = match (result, scanned) {
+            (Ok(read), Some(scanned)) if read.as_deref() != Some(scanned.as_str()) => {
+                self.device_read_mismatch(i, &step, scanned, read.map(Serial))
+            }
+            (Ok(_), _) => self.device_finished(i, &step),
+            (Err(fault), _) => self.device_faulted(i, &step, &fault),
         };
         if let Err(e) = outcome {
             tracing::error!(%station, %job, "device step not recorded: {e}");
@@ -2270,6 +2311,84 @@ impl Actor {
                 at: Utc::now(),
             }));
         Ok(())
+    }
+
+    /// The device read another item than the one scanned, or nothing: the step is not
+    /// confirmed. The ledger records both serials (`device_read_mismatch`: the scanned item, and
+    /// the one read if known, become unaccounted for), the job waits for a supervisor's
+    /// inspection, and a critical `read_mismatch` alert stays open until acknowledged.
+    fn device_read_mismatch(
+        &mut self,
+        i: usize,
+        step: &Step,
+        scanned: Serial,
+        read: Option<Serial>,
+    ) -> Result<(), LineError> {
+        let station = self.stations[i].id.clone();
+        let device = self.stations[i].device_id();
+        let kind = if step.stage == Stage::Print {
+            crate::ledger::ItemKind::Booklet
+        } else {
+            crate::ledger::ItemKind::Patch
+        };
+        // The session that recorded the scan (still open: a step in flight blocks its close).
+        let session = match self.ledger.item(&scanned)?.map(|it| it.state) {
+            Some(ItemState::Applied(b)) => b.session,
+            _ => self.session_at(&station)?,
+        };
+        let rec = self.live(step.job)?;
+        let next = rec
+            .apply(&JobEvent::Interrupt, &self.separation)
+            .map_err(conflict)?;
+        let record = LedgerEvent::DeviceReadMismatch {
+            device: device.clone(),
+            job: step.job,
+            session,
+            scanned: scanned.clone(),
+            read: read.clone(),
+            kind,
+        };
+        let interrupted = changed(step.job, JobEvent::Interrupt);
+        let recorded = match self.persist(
+            &line_actor(),
+            vec![record, interrupted.clone()],
+            &[&next],
+            Vec::new(),
+        ) {
+            Ok(_) => true,
+            // The record was refused (the custody state is not what the step recorded): the
+            // step stops all the same, and the alert says so.
+            Err(LineError::Refused(r)) => {
+                tracing::error!(%station, job = %step.job, "read mismatch not recorded: {r}");
+                self.persist(&line_actor(), vec![interrupted], &[&next], Vec::new())?;
+                false
+            }
+            Err(e) => return Err(e),
+        };
+        let what = match &read {
+            Some(r) => format!("read {kind} {r} where {scanned} was scanned"),
+            None => format!("gave no reading of the {kind} where {scanned} was scanned"),
+        };
+        let flagged = match (&read, recorded) {
+            (_, false) => "the mismatch could not be recorded: check the ledger".to_string(),
+            (Some(r), true) => format!("{scanned} and {r} are unaccounted for"),
+            (None, true) => format!("{scanned} is unaccounted for"),
+        };
+        // One incident per station: a second mismatch there is an occurrence of the first.
+        self.raise_naming(
+            AlertKind::ReadMismatch,
+            station.as_str(),
+            format!(
+                "{device} at {station} {what} for job {}: step stopped, the job waits for \
+                 inspection; {flagged}",
+                step.job
+            ),
+            std::iter::once(scanned.clone())
+                .chain(read.clone())
+                .collect(),
+        );
+        tracing::error!(%station, job = %step.job, "device read mismatch: {what}");
+        self.end_step(i, next)
     }
 
     fn device_faulted(&mut self, i: usize, step: &Step, fault: &str) -> Result<(), LineError> {

@@ -66,11 +66,15 @@ pub enum AlertKind {
     StorageFault,
     /// The disk holding the ledger is filling (below 4 × `server.min_free_disk_mb`).
     StorageLow,
+    /// **Critical.** A device's own reader contradicted the scan (issue 16): the laminator read
+    /// another patch, the printer read back another booklet, or either read nothing. The step
+    /// was stopped and the items are unaccounted for; stays open until acknowledged.
+    ReadMismatch,
 }
 
 impl AlertKind {
     /// Every kind.
-    pub const ALL: [AlertKind; 13] = [
+    pub const ALL: [AlertKind; 14] = [
         AlertKind::DeviceFault,
         AlertKind::DeviceOffline,
         AlertKind::Backlog,
@@ -84,6 +88,7 @@ impl AlertKind {
         AlertKind::CosignerFailures,
         AlertKind::StorageFault,
         AlertKind::StorageLow,
+        AlertKind::ReadMismatch,
     ];
 
     /// The kind's name in records, the API and metrics.
@@ -102,6 +107,7 @@ impl AlertKind {
             AlertKind::CosignerFailures => "cosigner_failures",
             AlertKind::StorageFault => "storage_fault",
             AlertKind::StorageLow => "storage_low",
+            AlertKind::ReadMismatch => "read_mismatch",
         }
     }
 
@@ -133,6 +139,7 @@ impl AlertKind {
             | AlertKind::SessionAbandoned
             | AlertKind::SessionOpenAtShiftEnd
             | AlertKind::ItemMissing
+            | AlertKind::ReadMismatch
             | AlertKind::StorageFault => Severity::Critical,
         }
     }

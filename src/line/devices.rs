@@ -2,7 +2,10 @@
 //! and the readiness each reports.
 //!
 //! A device step is a task on the tokio runtime. It reports its end to the line actor, which
-//! decides what it means for the job (a fault spoils the item and requeues the job).
+//! decides what it means for the job (a fault spoils the item and requeues the job). A step that
+//! ends well reports what the device's own reader read (the printer's booklet read-back, the
+//! laminator's patch reader, a bridge's `done` serial): the actor compares it with the scanned
+//! serial (issue 16).
 
 use std::time::Duration;
 
@@ -139,11 +142,22 @@ pub fn job_data(job: &Job, job_ref: u32) -> Result<JobData, String> {
     })
 }
 
-/// Prints one data page: load, print, and wait for the printer's DONE (or FAULT).
+/// What a step's device read of the item it took: the serial, or `None` when it reported no
+/// reading.
+pub type Reading = Option<String>;
+
+/// A reported serial, or `None` when it is empty.
+fn reading(serial: &str) -> Reading {
+    let s = serial.trim_matches(|c: char| c.is_whitespace() || c == '\0');
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+/// Prints one data page: load, print, and wait for the printer's DONE (or FAULT). Returns the
+/// DONE's booklet serial (the printer's read-back of the booklet it printed).
 ///
 /// # Errors
 /// The fault or link failure, in words.
-pub async fn print(h: &DeviceHandle, data: JobData, timeout: Duration) -> Result<(), String> {
+pub async fn print(h: &DeviceHandle, data: JobData, timeout: Duration) -> Result<Reading, String> {
     let job_ref = data.job_ref;
     match h {
         DeviceHandle::Printer(p) => {
@@ -158,8 +172,11 @@ pub async fn print(h: &DeviceHandle, data: JobData, timeout: Duration) -> Result
             let wait = async {
                 loop {
                     match events.recv().await {
-                        Ok(PrinterEvent::Done { job_ref: r, .. }) if r == job_ref => {
-                            return Ok(());
+                        Ok(PrinterEvent::Done {
+                            job_ref: r,
+                            booklet_serial,
+                        }) if r == job_ref => {
+                            return Ok(reading(&booklet_serial));
                         }
                         Ok(PrinterEvent::Fault { fault, .. }) => {
                             return Err(format!("printer fault: {fault:?}"));
@@ -184,17 +201,24 @@ pub async fn print(h: &DeviceHandle, data: JobData, timeout: Duration) -> Result
                 }
             }
         }
-        DeviceHandle::Bridge(b) => bridge_step(b, "print", job_ref, timeout).await,
+        DeviceHandle::Bridge(b) => {
+            bridge_step(b, "print", "booklet_serial", job_ref, timeout).await
+        }
         DeviceHandle::Laminator(_) => Err("a laminator cannot print".to_string()),
     }
 }
 
 /// Laminates one booklet: warm up if needed, FEED, and wait until the patch counter moves (or
-/// a fault).
+/// a fault). Returns what the laminator's patch reader read during the feed: LAST_PATCH_SERIAL
+/// when PATCH_READ_SEQ moved since the last poll before FEED, `None` when it did not.
 ///
 /// # Errors
 /// The fault or link failure, in words.
-pub async fn laminate(h: &DeviceHandle, job_ref: u32, timeout: Duration) -> Result<(), String> {
+pub async fn laminate(
+    h: &DeviceHandle,
+    job_ref: u32,
+    timeout: Duration,
+) -> Result<Reading, String> {
     match h {
         DeviceHandle::Laminator(l) => {
             let run = async {
@@ -209,7 +233,7 @@ pub async fn laminate(h: &DeviceHandle, job_ref: u32, timeout: Duration) -> Resu
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     s = l.status().await.map_err(|e| format!("status: {e}"))?;
                 }
-                let before = s.patch_count;
+                let (before, read_before) = (s.patch_count, s.patch_read_seq);
                 l.feed().await.map_err(|e| format!("feed failed: {e}"))?;
                 loop {
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -218,7 +242,12 @@ pub async fn laminate(h: &DeviceHandle, job_ref: u32, timeout: Duration) -> Resu
                         return Err(format!("laminator fault: {f:?}"));
                     }
                     if s.patch_count > before && s.state != LaminatorState::Running {
-                        return Ok(());
+                        // A new read is a new PATCH_READ_SEQ; an unchanged one is no reading.
+                        return Ok(if s.patch_read_seq == read_before {
+                            None
+                        } else {
+                            reading(&s.last_patch_serial)
+                        });
                     }
                 }
             };
@@ -233,19 +262,23 @@ pub async fn laminate(h: &DeviceHandle, job_ref: u32, timeout: Duration) -> Resu
                 }
             }
         }
-        DeviceHandle::Bridge(b) => bridge_step(b, "laminate", job_ref, timeout).await,
+        DeviceHandle::Bridge(b) => {
+            bridge_step(b, "laminate", "patch_serial", job_ref, timeout).await
+        }
         DeviceHandle::Printer(_) => Err("a printer cannot laminate".to_string()),
     }
 }
 
 /// A bridge step: call `method` with the job reference, then wait for its `done` (or `fault`)
-/// event, as `docs/drivers.md` recommends to bridge writers.
+/// event, as `docs/drivers.md` recommends to bridge writers. Returns the `done` event's
+/// `serial_key` (`booklet_serial`, `patch_serial`): what the device read.
 async fn bridge_step(
     b: &BridgeHandle,
     method: &str,
+    serial_key: &str,
     job_ref: u32,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<Reading, String> {
     let mut events = b.subscribe();
     b.call(method, serde_json::json!({ "job_ref": job_ref }))
         .await
@@ -253,7 +286,9 @@ async fn bridge_step(
     let wait = async {
         loop {
             match events.recv().await {
-                Ok(e) if e.event == "done" && e.data["job_ref"] == job_ref => return Ok(()),
+                Ok(e) if e.event == "done" && e.data["job_ref"] == job_ref => {
+                    return Ok(e.data[serial_key].as_str().and_then(reading));
+                }
                 Ok(e) if e.event == "fault" => {
                     let code = e.data["code"].as_str().unwrap_or("unknown").to_string();
                     return Err(format!("bridge fault: {code}"));

@@ -67,6 +67,29 @@ pub struct Device {
     pub id: DeviceId,
     /// The driver handle.
     pub handle: DeviceHandle,
+    /// For a simulated device only: the operator's hands, putting the item they scanned into the
+    /// simulator's feeder before the step starts (at a real device the operator does this). It
+    /// never talks to the device: what the device then reads comes back over its protocol.
+    pub loader: Option<Loader>,
+}
+
+/// Puts an item (by serial) into a simulated device's feeder: see [`Device::loader`].
+#[derive(Clone)]
+pub struct Loader(pub Arc<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for Loader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Loader")
+    }
+}
+
+impl Device {
+    /// Has the item `serial` put into a simulated device (nothing for a real one).
+    pub fn load(&self, serial: &str) {
+        if let Some(l) = &self.loader {
+            (l.0)(serial);
+        }
+    }
 }
 
 /// One station of the hall, as the line is built from the configuration.
@@ -395,7 +418,8 @@ pub(crate) enum Cmd {
         /// The device reference of this attempt: a late answer to an earlier attempt of the
         /// same job is ignored.
         attempt: u32,
-        result: Result<(), String>,
+        /// The serial the device's own reader read (`None`: no reading), or the fault.
+        result: Result<Option<String>, String>,
     },
     DeviceState {
         station: StationId,

@@ -37,6 +37,19 @@ pub enum FaultCommand {
         /// Plugged in after the command.
         plugged: bool,
     },
+    /// The device's next print or feed takes `serial` instead of the item put in, and its
+    /// reader reads it (`misfeed DEVICE SERIAL`: scan one item, feed another).
+    Misfeed {
+        /// The printer or laminator.
+        device: DeviceRef,
+        /// The booklet or patch it takes.
+        serial: String,
+    },
+    /// The device's reader reads nothing on its next print or feed (`no-read DEVICE`).
+    NoRead {
+        /// The printer or laminator.
+        device: DeviceRef,
+    },
 }
 
 /// Which simulated device.
@@ -67,7 +80,9 @@ jam|ink-out|media-out|overheat|cover-open PRN-n     raise a printer fault
 jam|overheat|patch-out|reader-error LAM-n           raise a laminator fault
 silent|garbage|crc DEVICE on|off                    line faults (DEVICE = PRN-n or LAM-n)
 slow DEVICE MS                                      delay answers by MS milliseconds (0 = off)
-unplug|plug DEVICE                                  pull the cable / plug it back";
+unplug|plug DEVICE                                  pull the cable / plug it back
+misfeed DEVICE SERIAL                               the next print/feed takes SERIAL, not the item put in
+no-read DEVICE                                      the device's reader reads nothing on the next print/feed";
 
 fn device(s: &str) -> Result<DeviceRef, String> {
     let up = s.to_ascii_uppercase();
@@ -113,7 +128,7 @@ pub fn parse_with(
     let verb = words.next().ok_or("empty command")?;
     let dev = device(words.next().ok_or("missing device")?)?;
     let arg = words.next();
-    let takes_arg = matches!(verb, "silent" | "garbage" | "crc" | "slow");
+    let takes_arg = matches!(verb, "silent" | "garbage" | "crc" | "slow" | "misfeed");
     if words.next().is_some() || (!takes_arg && arg.is_some()) {
         return Err("too many words".into());
     }
@@ -122,6 +137,17 @@ pub fn parse_with(
             device,
             plugged: verb == "plug",
         },
+        ("misfeed", device) => {
+            let serial = arg.ok_or("misfeed needs the serial the device takes instead")?;
+            if !serial.is_ascii() || serial.len() > 16 {
+                return Err("a serial is at most 16 ASCII characters".into());
+            }
+            FaultCommand::Misfeed {
+                device,
+                serial: serial.to_string(),
+            }
+        }
+        ("no-read", device) => FaultCommand::NoRead { device },
         ("silent", device) => FaultCommand::Line {
             device,
             fault: LineFault::Silent(on_off(arg)?),
@@ -211,6 +237,19 @@ mod tests {
                     plugged: false,
                 },
             ),
+            (
+                "misfeed LAM-1 PT2000077",
+                FaultCommand::Misfeed {
+                    device: DeviceRef::Laminator(1),
+                    serial: "PT2000077".into(),
+                },
+            ),
+            (
+                "no-read PRN-2",
+                FaultCommand::NoRead {
+                    device: DeviceRef::Printer(2),
+                },
+            ),
         ];
         for (line, want) in table {
             assert_eq!(parse(line).unwrap(), want, "{line}");
@@ -227,6 +266,8 @@ mod tests {
             ("silent PRN-1 maybe", "on or off"),
             ("slow PRN-1", "milliseconds"),
             ("jam PRN-1 now", "too many"),
+            ("misfeed LAM-1", "needs the serial"),
+            ("no-read LAM-1 P1", "too many"),
         ] {
             let err = parse(line).unwrap_err();
             assert!(err.contains(why), "{line:?}: {err}");

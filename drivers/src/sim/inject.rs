@@ -63,6 +63,20 @@ impl<'a> SimSet<'a> {
             FaultCommand::Printer { n, fault } => printer(n)?.control.inject(fault).await,
             FaultCommand::Laminator { n, fault } => unit(n)?.0.inject(fault),
             FaultCommand::Plug { device, plugged } => wire(device)?.set_plugged(plugged),
+            FaultCommand::Misfeed {
+                device: DeviceRef::Printer(n),
+                ref serial,
+            } => printer(n)?.control.misfeed(serial),
+            FaultCommand::Misfeed {
+                device: DeviceRef::Laminator(n),
+                ref serial,
+            } => unit(n)?.0.misfeed(serial),
+            FaultCommand::NoRead {
+                device: DeviceRef::Printer(n),
+            } => printer(n)?.control.no_read(),
+            FaultCommand::NoRead {
+                device: DeviceRef::Laminator(n),
+            } => unit(n)?.0.no_read(),
             // A laminator's own silence or slowness is per unit; noise and CRC errors are on the
             // shared bus, so they hit every unit on it.
             FaultCommand::Line {

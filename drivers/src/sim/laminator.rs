@@ -55,6 +55,13 @@ struct UnitState {
     feeding_left: Option<Duration>,
     next_patch: u64,
     faults: UnitFaults,
+    /// The patch the operator put in ([`LaminatorUnitControl::load_patch`]); without one the
+    /// unit takes the next patch of its own roll.
+    feeder: Option<String>,
+    /// Fault injection: the next feed takes this patch instead (scan one, feed another).
+    misfeed: Option<String>,
+    /// Fault injection: the reader takes no reading on the next feed (PATCH_READ_SEQ unchanged).
+    no_read: bool,
 }
 
 const AMBIENT_DC: u16 = 220;
@@ -78,6 +85,9 @@ impl UnitState {
             feeding_left: None,
             next_patch: first_patch,
             faults: UnitFaults::default(),
+            feeder: None,
+            misfeed: None,
+            no_read: false,
         }
     }
 
@@ -113,9 +123,18 @@ impl UnitState {
             if left <= dt {
                 self.feeding_left = None;
                 self.status.patch_count += 1;
-                self.status.patch_read_seq = self.status.patch_read_seq.wrapping_add(1);
-                self.status.last_patch_serial = format!("{:07}", self.next_patch);
-                self.next_patch += 1;
+                let patch = match (self.misfeed.take(), self.feeder.take()) {
+                    (Some(p), _) | (None, Some(p)) => p,
+                    (None, None) => {
+                        self.next_patch += 1;
+                        format!("{:07}", self.next_patch - 1)
+                    }
+                };
+                // The reader reads the patch fed (unless told to read nothing).
+                if !std::mem::take(&mut self.no_read) {
+                    self.status.patch_read_seq = self.status.patch_read_seq.wrapping_add(1);
+                    self.status.last_patch_serial = patch;
+                }
             } else {
                 self.feeding_left = Some(left - dt);
             }
@@ -291,6 +310,30 @@ impl LaminatorUnitControl {
                 u.status.temperature_dc = OVERHEAT_DC + 50;
             }
             u.raise(fault);
+        }
+    }
+
+    /// Puts `serial` in the unit, as the operator does with the patch they scanned: the next
+    /// feed takes it, and the reader reads it.
+    pub fn load_patch(&self, serial: &str) {
+        if let Ok(mut u) = self.state.lock() {
+            u.feeder = Some(serial.to_string());
+        }
+    }
+
+    /// Fault injection: the next feed takes patch `serial`, whatever was put in (an insider's
+    /// swap: scan one patch, feed another).
+    pub fn misfeed(&self, serial: &str) {
+        if let Ok(mut u) = self.state.lock() {
+            u.misfeed = Some(serial.to_string());
+        }
+    }
+
+    /// Fault injection: the reader takes no reading on the next feed (PATCH_READ_SEQ and
+    /// LAST_PATCH_SERIAL stay as they were).
+    pub fn no_read(&self) {
+        if let Ok(mut u) = self.state.lock() {
+            u.no_read = true;
         }
     }
 

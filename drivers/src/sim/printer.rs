@@ -50,6 +50,13 @@ struct Machine {
     event_seq: u8,
     /// Last request's (seq, cmd) and its reply, so a retransmission is answered, not executed.
     last: Option<(u8, u8, Vec<u8>)>,
+    /// The booklet the operator put in the feeder ([`PrinterSimControl::load_booklet`]); without
+    /// one the printer takes the next blank of its own stock (`BK-<n>`).
+    feeder: Option<String>,
+    /// Fault injection: the next print takes this booklet instead (scan one, print another).
+    misfeed: Option<String>,
+    /// Fault injection: the next print's read-back reads nothing.
+    no_read: bool,
 }
 
 impl Machine {
@@ -64,8 +71,13 @@ impl Machine {
         }
     }
 
+    /// The booklet in the feeder: the one injected, else the one put in, else the next of the
+    /// printer's own stock.
     fn booklet_serial(&self) -> String {
-        format!("BK-{:07}", self.next_booklet)
+        self.misfeed
+            .clone()
+            .or_else(|| self.feeder.clone())
+            .unwrap_or_else(|| format!("BK-{:07}", self.next_booklet))
     }
 
     fn raise(&mut self, fault: PrinterFault) -> PrinterEvent {
@@ -173,8 +185,15 @@ impl Machine {
         }
         self.print_done_at = None;
         let job_ref = self.loaded.take().map_or(0, |j| j.job_ref);
-        let booklet_serial = self.booklet_serial();
-        self.next_booklet += 1;
+        // The read-back of the booklet printed (empty: the reader read nothing).
+        let booklet_serial = if std::mem::take(&mut self.no_read) {
+            String::new()
+        } else {
+            self.booklet_serial()
+        };
+        if self.misfeed.take().is_none() && self.feeder.take().is_none() {
+            self.next_booklet += 1;
+        }
         self.printed += 1;
         self.media_count = self.media_count.saturating_sub(1);
         self.ink_percent = self.ink_percent.saturating_sub(1);
@@ -217,6 +236,30 @@ impl PrinterSimControl {
     pub fn set_ink(&self, percent: u8) {
         if let Ok(mut m) = self.machine.lock() {
             m.ink_percent = percent;
+        }
+    }
+
+    /// Puts `serial` in the feeder, as the operator does with the booklet they scanned: the next
+    /// print takes it (and its DONE reads it back).
+    pub fn load_booklet(&self, serial: &str) {
+        if let Ok(mut m) = self.machine.lock() {
+            m.feeder = Some(serial.to_string());
+        }
+    }
+
+    /// Fault injection: the next print takes booklet `serial`, whatever was put in the feeder
+    /// (an insider's swap: scan one booklet, print another).
+    pub fn misfeed(&self, serial: &str) {
+        if let Ok(mut m) = self.machine.lock() {
+            m.misfeed = Some(serial.to_string());
+        }
+    }
+
+    /// Fault injection: the next print's booklet read-back reads nothing (DONE with an empty
+    /// serial).
+    pub fn no_read(&self) {
+        if let Ok(mut m) = self.machine.lock() {
+            m.no_read = true;
         }
     }
 
@@ -269,6 +312,9 @@ pub fn spawn_printer_sim(
         print_done_at: None,
         event_seq: 0,
         last: None,
+        feeder: None,
+        misfeed: None,
+        no_read: false,
     }));
     let (inject, inject_rx) = mpsc::channel(8);
     let device = tokio::spawn(run_device(dev_io, machine.clone(), inject_rx, timing));
@@ -391,6 +437,9 @@ mod tests {
             print_done_at: None,
             event_seq: 0,
             last: None,
+            feeder: None,
+            misfeed: None,
+            no_read: false,
         }))
     }
 
