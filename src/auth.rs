@@ -96,6 +96,32 @@ pub enum AuthError {
         /// When sign-in is possible again.
         until: DateTime<Utc>,
     },
+    /// A co-signer's PIN was wrong. Counted against whoever asked (and their terminal), never
+    /// against the co-signer's account.
+    #[error("the PIN of co-signer {cosigner} is wrong ({failures} of {max} wrong co-signer PINs from {asker}{})", at.as_ref().map(|s| format!(" at {s}")).unwrap_or_default())]
+    CosignerPin {
+        /// The co-signer named.
+        cosigner: OperatorId,
+        /// Who asked for the co-signature.
+        asker: OperatorId,
+        /// Their station, if they asked from a terminal.
+        at: Option<StationId>,
+        /// Failures of the asker (or their terminal) within the lockout period.
+        failures: u32,
+        /// The limit.
+        max: u32,
+    },
+    /// Too many wrong co-signer PINs from this person or terminal: no co-signing from them until
+    /// `until`. The co-signers' own accounts are untouched.
+    #[error("too many wrong co-signer PINs from {asker}{}: co-signing from here is blocked until {} UTC", at.as_ref().map(|s| format!(" at {s}")).unwrap_or_default(), until.format("%H:%M"))]
+    CosignBlocked {
+        /// Who asked.
+        asker: OperatorId,
+        /// Their station.
+        at: Option<StationId>,
+        /// When they may ask again.
+        until: DateTime<Utc>,
+    },
     /// The session token belongs to an account that was disabled.
     #[error("the account is disabled")]
     Disabled,
@@ -158,6 +184,8 @@ impl AuthError {
         match self {
             AuthError::InvalidCredentials => "invalid_credentials",
             AuthError::Locked { .. } => "locked",
+            AuthError::CosignerPin { .. } => "cosigner_pin",
+            AuthError::CosignBlocked { .. } => "cosign_blocked",
             AuthError::Disabled => "disabled",
             AuthError::UnknownUser(_) => "unknown_user",
             AuthError::Exists(_) => "exists",
@@ -1067,6 +1095,96 @@ impl Users {
     /// As [`Users::verify_pin_at`].
     pub fn verify_pin(&self, id: &OperatorId, pin: &str) -> Result<User, AuthError> {
         self.verify_pin_at(id, pin, Utc::now())
+    }
+
+    /// Checks a co-signer's PIN typed at `asker`'s request (counts, returns, destruction
+    /// witnesses, discrepancies). Wrong PINs count against the asker and their terminal, within
+    /// the lockout period, never against the co-signer: nobody can lock anyone else out. At
+    /// [`AuthPolicy::max_failures`] the asker (or terminal) may not ask for co-signatures until
+    /// the period is over. The co-signer's own sign-in lockout does not stop a co-signature.
+    ///
+    /// # Errors
+    /// [`AuthError::CosignerPin`] (a wrong PIN, an unknown or disabled co-signer: the same
+    /// answer), [`AuthError::CosignBlocked`].
+    pub fn verify_cosigner_at(
+        &self,
+        asker: &OperatorId,
+        at: Option<&StationId>,
+        id: &OperatorId,
+        pin: &str,
+        now: DateTime<Utc>,
+    ) -> Result<User, AuthError> {
+        let keys: Vec<String> = std::iter::once(format!("cosign-by\0{asker}"))
+            .chain(at.map(|s| format!("cosign-at\0{s}")))
+            .collect();
+        let blocked = |until| AuthError::CosignBlocked {
+            asker: asker.clone(),
+            at: at.cloned(),
+            until,
+        };
+        let user = {
+            let mut st = lock(&self.state);
+            for k in &keys {
+                let f = st.failures.get(k).copied().unwrap_or_default();
+                if let Some(until) = f.locked_until.filter(|t| *t > now) {
+                    return Err(blocked(until));
+                }
+                // Checks in flight spend the budget up front (see `check_credentials`).
+                if f.count + f.pending >= self.policy.max_failures && f.last > now - self.lockout {
+                    return Err(blocked(now + self.lockout));
+                }
+            }
+            self.prune(&mut st, now);
+            for k in &keys {
+                let f = st.failures.entry(k.clone()).or_insert(Failures {
+                    last: now,
+                    ..Failures::default()
+                });
+                // Failures older than the period are forgotten.
+                if f.last <= now - self.lockout {
+                    f.count = 0;
+                    f.locked_until = None;
+                }
+                f.pending += 1;
+            }
+            st.users.get(id).cloned()
+        };
+        let ok = match &user {
+            Some(u) if !u.disabled && !u.is_service() => pin_matches(&u.pin_hash, pin),
+            _ => {
+                let _ = pin_matches(&self.dummy_hash, pin);
+                false
+            }
+        };
+        let mut st = lock(&self.state);
+        let mut failures = 0;
+        for k in &keys {
+            let Some(f) = st.failures.get_mut(k) else {
+                continue;
+            };
+            f.pending = f.pending.saturating_sub(1);
+            if ok {
+                continue;
+            }
+            f.count += 1;
+            f.last = now;
+            failures = failures.max(f.count);
+            if f.count >= self.policy.max_failures {
+                f.locked_until = Some(now + self.lockout);
+            }
+        }
+        match user {
+            Some(u) if ok => Ok(u),
+            // The failure that reaches the limit is still reported as the wrong PIN it was (with
+            // the count); the next attempt is answered blocked.
+            _ => Err(AuthError::CosignerPin {
+                cosigner: id.clone(),
+                asker: asker.clone(),
+                at: at.cloned(),
+                failures,
+                max: self.policy.max_failures,
+            }),
+        }
     }
 
     fn check_credentials(

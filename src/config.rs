@@ -226,6 +226,11 @@ pub struct PolicyConfig {
     pub aging_cap_hours: PerClass,
     /// Extra lead per boosted group tag (e.g. `HAJJ-2027`), in hours.
     pub boosted_groups: BTreeMap<GroupTag, u32>,
+    /// Items a session may hold beyond its share of the queued work (BRIEF §3: only the number
+    /// needed for the shift is issued; the margin covers spoilage).
+    pub issue_margin: u32,
+    /// Items a session may hold at most, whatever the work.
+    pub max_held_per_session: u32,
 }
 
 impl PolicyConfig {

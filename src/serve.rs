@@ -377,6 +377,10 @@ pub async fn start(config: &HallConfig, opts: ServeOptions) -> anyhow::Result<Ha
         ideal_cycle: config.performance.ideal_cycle(),
         min_free_disk: config.server.min_free_disk_bytes(),
         qc_read_attempts: config.qc.read_attempts,
+        issue_cap: (
+            config.policy.issue_margin,
+            config.policy.max_held_per_session,
+        ),
     };
     let (line, line_thread) = Line::start(setup, ledger.clone())?;
     let state = AppState {
@@ -451,6 +455,7 @@ pub fn headless(data_dir: &Path, status: crate::status::StatusHub) -> anyhow::Re
             ideal_cycle: crate::config::PerformanceConfig::default().ideal_cycle(),
             min_free_disk: 0,
             qc_read_attempts: crate::config::QcConfig::default().read_attempts,
+            issue_cap: (25, 500),
         },
         ledger.clone(),
         status,

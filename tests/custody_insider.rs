@@ -349,3 +349,114 @@ fn a_recorded_roll_skip_sets_the_skipped_serials_aside_and_the_roll_goes_on() {
     let s = session(c, &sup, &id);
     assert!(s["set_aside"].as_array().is_none_or(Vec::is_empty), "{s}");
 }
+
+#[test]
+fn wrong_cosigner_pins_count_against_the_asker_and_never_lock_the_supervisor_out() {
+    let hall = spawn_hall(0.02);
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    let aud = hall.sign_in("AU1", None);
+    receive_lots(c, &sup);
+    let b1 = hall.sign_in("B1", Some("LAM-01"));
+    let v = c
+        .post(
+            "/custody/sessions",
+            Some(&b1),
+            &json!({"station": "LAM-01"}),
+        )
+        .expect(200, "open");
+    let id = v["session"].as_str().unwrap().to_string();
+    let head = ledger_head(c, &aud);
+    let issue = |s1_pin: &str| {
+        c.post(
+            &format!("/custody/sessions/{id}/issue"),
+            Some(&b1),
+            &json!({"range": "P2000100-P2000101", "counters": [
+                {"user": "B1", "pin": pin("B1")}, {"user": "S1", "pin": s1_pin},
+            ]}),
+        )
+    };
+    // Five wrong PINs typed into the co-signer field (the hall's limit is 5).
+    for n in 1..=5 {
+        let r = issue("999999");
+        assert_eq!(r.status, 403, "wrong PIN {n}: {}", r.text);
+        assert_eq!(r.body["error"]["code"], "cosigner_pin", "{}", r.text);
+        assert_eq!(r.body["error"]["field"], "counters[1]", "{}", r.text);
+        assert_eq!(r.body["error"]["rule"], "cosigner_pin", "{}", r.text);
+    }
+    // Now B1 (and LAM-01's terminal) may not ask for co-signatures, even with the right PIN.
+    let r = issue(pin("S1"));
+    assert_eq!(r.status, 423, "{}", r.text);
+    assert_eq!(r.body["error"]["code"], "cosign_blocked", "{}", r.text);
+    // S1 is not locked out: S1 signs in, and co-signs for A1 at another station.
+    let s1_again = c.post("/session", None, &json!({"user": "S1", "pin": pin("S1")}));
+    assert_eq!(s1_again.status, 200, "S1 signs in: {}", s1_again.text);
+    let a1 = hall.sign_in("A1", Some("PRINT-01"));
+    open_and_issue(c, &a1, "A1", "PRINT-01", "B1000100-B1000101");
+    // Every wrong PIN is a fact, and one incident about B1 gathers them, critical at the limit.
+    let facts = refusals_after(c, &aud, head);
+    assert_eq!(facts.len(), 6, "{facts:?}");
+    assert!(
+        facts
+            .iter()
+            .all(|(a, r, s, _)| a == "B1" && r == "cosigner_pin" && s == "LAM-01"),
+        "{facts:?}"
+    );
+    let alert = open_alert(c, &sup, "cosigner_failures", "B1").expect("an incident about B1");
+    assert_eq!(alert["occurrences"], 6, "{alert}");
+    assert_eq!(alert["severity"], "critical", "{alert}");
+    // Nothing was issued.
+    assert_eq!(session(c, &sup, &id)["held"], json!([]));
+}
+
+#[test]
+fn a_session_gets_only_what_its_work_needs_and_a_refused_issue_is_recorded() {
+    let hall = spawn_hall(0.02);
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    let aud = hall.sign_in("AU1", None);
+    receive_lots(c, &sup);
+    let b1 = hall.sign_in("B1", Some("LAM-01"));
+    let v = c
+        .post(
+            "/custody/sessions",
+            Some(&b1),
+            &json!({"station": "LAM-01"}),
+        )
+        .expect(200, "open");
+    let id = v["session"].as_str().unwrap().to_string();
+    let issue = |range: &str| {
+        c.post(
+            &format!("/custody/sessions/{id}/issue"),
+            Some(&b1),
+            &json!({"range": range, "counters": [
+                {"user": "B1", "pin": pin("B1")}, {"user": "S1", "pin": pin("S1")},
+            ]}),
+        )
+    };
+    // No work queued: the margin (25 by default) is all a session may hold.
+    let head = ledger_head(c, &aud);
+    let r = issue("P2000100-P2000125");
+    assert_eq!(r.status, 409, "26 patches: {}", r.text);
+    assert_eq!(r.body["error"]["rule"], "issue_cap", "{}", r.text);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 25"),
+        "{}",
+        r.text
+    );
+    let facts = refusals_after(c, &aud, head);
+    assert_eq!(facts.len(), 1, "{facts:?}");
+    assert_eq!(
+        (facts[0].0.as_str(), facts[0].1.as_str()),
+        ("B1", "issue_cap")
+    );
+    assert_eq!(facts[0].3.len(), 26, "every serial asked for is named");
+    assert_eq!(session(c, &sup, &id)["held"], json!([]), "nothing issued");
+    assert!(open_alert(c, &sup, "refusal", "LAM-01").is_some());
+    issue("P2000100-P2000124").expect(200, "25 patches");
+    let r = issue("P2000125-P2000125");
+    assert_eq!(r.status, 409, "a 26th: {}", r.text);
+}

@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, Auth};
 use super::{AppState, serial};
-use crate::auth::parse_user_id;
+use crate::auth::{AuthError, parse_user_id};
 use crate::ledger::event::Discrepancy;
 use crate::ledger::{ItemKind, LedgerEvent, LotId, Refusal, Role, Serial, Session, SessionId};
 use crate::line::{Attempt, LineError};
@@ -174,20 +174,52 @@ fn parse_serials(c: &Count) -> Result<Vec<Serial>, ApiError> {
     }
 }
 
-/// Checks the co-signers' PINs (off the async workers: argon2 is slow on purpose).
+/// Checks the co-signers' PINs (off the async workers: argon2 is slow on purpose), typed at
+/// `auth`'s request for `session` (if any). A wrong PIN counts against the person who asked
+/// and their terminal, never against the co-signer (nobody can lock anyone else out), and is
+/// recorded and alerted (`cosigner_pin`, incident `cosigner_failures`).
 async fn cosign<const N: usize>(
     s: &AppState,
+    auth: &Auth,
+    session: Option<&SessionId>,
     field: &str,
     who: &[Cosigner; N],
 ) -> Result<[OperatorId; N], ApiError> {
+    let asker = auth.0.user.clone();
+    let station = auth.0.station.clone();
     let mut out = Vec::with_capacity(N);
     for (i, c) in who.iter().enumerate() {
         let id = parse_user_id(&c.user)
             .map_err(|_| ApiError::invalid(&format!("{field}[{i}]"), "invalid id or PIN"))?;
         let (users, pin, idc) = (s.users.clone(), c.pin.clone(), id.clone());
-        super::blocking(move || Ok(users.verify_pin(&idc, &pin)?))
-            .await
-            .map_err(|e| e.field(format!("{field}[{i}]")))?;
+        let (a, st) = (asker.clone(), station.clone());
+        let checked = super::blocking(move || {
+            Ok(users.verify_cosigner_at(&a, st.as_ref(), &idc, &pin, chrono::Utc::now()))
+        })
+        .await?;
+        if let Err(e) = checked {
+            let refusal = match &e {
+                AuthError::CosignerPin { failures, .. } => Some((*failures, false)),
+                AuthError::CosignBlocked { .. } => Some((0, true)),
+                _ => None,
+            };
+            if let Some((failures, blocked)) = refusal {
+                let at = Attempt {
+                    actor: asker.clone(),
+                    station: station.clone(),
+                    session: session.cloned(),
+                    serials: Vec::new(),
+                };
+                let r = Refusal::CosignerPin {
+                    cosigner: id.clone(),
+                    asker: asker.clone(),
+                    failures,
+                    blocked,
+                };
+                s.line.record_refusal(at, r).await?;
+            }
+            return Err(ApiError::from(e).field(format!("{field}[{i}]")));
+        }
         out.push(id);
     }
     out.try_into()
@@ -285,7 +317,8 @@ async fn issue(
     let p = auth.require(&[Role::Supervisor, Role::Operator])?;
     own_session(&s, &auth, &id).await?;
     let serials = parse_serials(&r)?;
-    let counters = cosign(&s, "counters", &r.counters).await?;
+    let sid = SessionId::new(id.clone());
+    let counters = cosign(&s, &auth, Some(&sid), "counters", &r.counters).await?;
     let seq = s
         .line
         .issue(
@@ -314,7 +347,8 @@ async fn return_items(
     let p = auth.require(&[Role::Supervisor, Role::Operator])?;
     own_session(&s, &auth, &id).await?;
     let serials = parse_serials(&r)?;
-    let counters = cosign(&s, "counters", &r.counters).await?;
+    let sid = SessionId::new(id.clone());
+    let counters = cosign(&s, &auth, Some(&sid), "counters", &r.counters).await?;
     let seq = s
         .line
         .return_items(
@@ -351,8 +385,11 @@ async fn close_session(
             ));
         }
         (Some(sup), _) => {
+            let sid = SessionId::new(id.clone());
             let [who] = cosign(
                 &s,
+                &auth,
+                Some(&sid),
                 "supervisor",
                 std::slice::from_ref(sup)
                     .try_into()
@@ -414,7 +451,7 @@ async fn destroy(
         .map_err(|_| ApiError::invalid("batch", "a batch id is 1–40 characters A–Z, 0–9 and -"))?;
     let method = super::text("method", &r.method)?;
     let certificate = super::text("certificate", &r.certificate)?;
-    let witnesses = cosign(&s, "witnesses", &r.witnesses).await?;
+    let witnesses = cosign(&s, &auth, None, "witnesses", &r.witnesses).await?;
     let receipt = s
         .line
         .custody(

@@ -132,7 +132,10 @@ impl From<AuthError> for ApiError {
             AuthError::InvalidCredentials | AuthError::Disabled | AuthError::Expired => {
                 StatusCode::UNAUTHORIZED
             }
-            AuthError::Locked { .. } => StatusCode::LOCKED,
+            AuthError::Locked { .. } | AuthError::CosignBlocked { .. } => StatusCode::LOCKED,
+            // Not 401: the asker's own session is fine (a terminal must not sign out on a
+            // co-signer's typo).
+            AuthError::CosignerPin { .. } => StatusCode::FORBIDDEN,
             AuthError::UnknownUser(_) => StatusCode::NOT_FOUND,
             AuthError::Exists(_) | AuthError::NoChange(_) => StatusCode::CONFLICT,
             AuthError::WeakPin { .. }
@@ -150,7 +153,14 @@ impl From<AuthError> for ApiError {
                 );
             }
         };
-        ApiError::new(status, e.code(), msg)
+        let mut a = ApiError::new(status, e.code(), msg);
+        if matches!(
+            e,
+            AuthError::CosignerPin { .. } | AuthError::CosignBlocked { .. }
+        ) {
+            a.body.rule = Some("cosigner_pin");
+        }
+        a
     }
 }
 

@@ -94,6 +94,8 @@ pub(super) struct RawPolicy {
     pub class_lead_hours: RawPerClass,
     pub aging_cap_hours: RawPerClass,
     pub boosted_groups: BTreeMap<String, u64>,
+    pub issue_margin: u64,
+    pub max_held_per_session: u64,
 }
 
 impl Default for RawPolicy {
@@ -115,6 +117,8 @@ impl Default for RawPolicy {
                 fast_track: 8,
             },
             boosted_groups: BTreeMap::new(),
+            issue_margin: 25,
+            max_held_per_session: 500,
         }
     }
 }

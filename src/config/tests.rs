@@ -396,6 +396,26 @@ fn error_cases() -> Vec<ErrorCase> {
             "0 is out of range 1..=20",
         ),
         (
+            "no issue margin",
+            edit(
+                "max_pin_failures = 5\n",
+                "max_pin_failures = 5\nissue_margin = 0\n",
+            ),
+            12,
+            "policy.issue_margin",
+            "0 is out of range 1..=10000",
+        ),
+        (
+            "a session may hold nothing",
+            edit(
+                "max_pin_failures = 5\n",
+                "max_pin_failures = 5\nmax_held_per_session = 0\n",
+            ),
+            12,
+            "policy.max_held_per_session",
+            "0 is out of range 1..=100000",
+        ),
+        (
             "lockout absurd",
             edit(
                 "max_pin_failures = 5\n",

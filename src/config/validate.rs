@@ -408,6 +408,12 @@ impl Checker<'_> {
         PolicyConfig {
             separation: raw.separation,
             roll_order: raw.roll_order,
+            issue_margin: self.ranged("policy.issue_margin", raw.issue_margin, 1..=10_000),
+            max_held_per_session: self.ranged(
+                "policy.max_held_per_session",
+                raw.max_held_per_session,
+                1..=100_000,
+            ),
             max_pin_failures: self.ranged("policy.max_pin_failures", raw.max_pin_failures, 1..=20),
             lockout_minutes: self.ranged("policy.lockout_minutes", raw.lockout_minutes, 1..=1440),
             token_ttl_minutes: self.ranged(

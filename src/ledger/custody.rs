@@ -1056,18 +1056,37 @@ pub enum Refusal {
         /// Asked for.
         asked: u64,
     },
-    /// A co-signer's PIN was wrong.
-    #[error(
-        "the PIN of co-signer {cosigner} is wrong ({failures} wrong co-signer PIN(s) from {asker})"
-    )]
+    /// A co-signer's PIN was wrong (or the asker may not ask any more: `blocked`).
+    #[error("{}", cosign_message(cosigner, asker, *failures, *blocked))]
     CosignerPin {
         /// The co-signer named.
         cosigner: OperatorId,
         /// Who asked for the co-signature.
         asker: OperatorId,
-        /// Consecutive failures of the asker.
+        /// Failures of the asker within the lockout period.
         failures: u32,
+        /// The asker reached the limit: no co-signing from them for a while.
+        blocked: bool,
     },
+}
+
+fn cosign_message(
+    cosigner: &OperatorId,
+    asker: &OperatorId,
+    failures: u32,
+    blocked: bool,
+) -> String {
+    if blocked {
+        format!(
+            "too many wrong co-signer PINs from {asker}: co-signing is blocked for a while \
+             (co-signer named: {cosigner})"
+        )
+    } else {
+        format!(
+            "the PIN of co-signer {cosigner} is wrong ({failures} wrong co-signer PIN(s) from \
+             {asker})"
+        )
+    }
 }
 
 fn list(s: &[Serial]) -> String {

@@ -109,6 +109,8 @@ pub(crate) struct Actor {
     strict_roll_order: bool,
     /// `qc.read_attempts`: readings before a QC mismatch spoils.
     qc_read_attempts: u32,
+    /// (margin over the work share, absolute maximum) of items a session may hold.
+    issue_cap: (u32, u32),
     /// The issuing states intake accepts (`hall.issuing_state(s)`).
     issuing_states: Vec<String>,
     sched: Scheduler,
@@ -195,6 +197,13 @@ pub(crate) fn shift_of(t: DateTime<Utc>) -> ShiftId {
     ShiftId::new(format!("{}{letter}", day.format("%Y-%m-%d")))
 }
 
+/// The most items one session may hold: its share of `work` (jobs queued for or running at its
+/// stage) among the `staffed` stations of its kind, rounded up, plus `margin`; at most `max`.
+fn issue_cap(work: usize, staffed: usize, margin: u32, max: u32) -> u64 {
+    let share = work.div_ceil(staffed.max(1)) as u64;
+    (share + u64::from(margin)).min(u64::from(max))
+}
+
 /// Whether `s` is open although its shift is over (`current` is another shift).
 fn open_past_its_shift(s: &crate::ledger::Session, current: &ShiftId) -> bool {
     s.is_open() && s.shift != *current
@@ -269,6 +278,7 @@ impl Actor {
             step_timeout: setup.step_timeout,
             strict_roll_order: setup.strict_roll_order,
             qc_read_attempts: setup.qc_read_attempts,
+            issue_cap: setup.issue_cap,
             issuing_states: setup.issuing_states,
             sched,
             jobs: HashMap::new(),
@@ -1026,15 +1036,29 @@ impl Actor {
         let subject = station
             .as_ref()
             .map_or_else(|| at.actor.to_string(), ToString::to_string);
+        // Wrong co-signer PINs gather on the person who asked (wherever they ask from), and
+        // turn critical when they reach the limit.
+        let (kind, subject, severity) = match r {
+            Refusal::CosignerPin { asker, blocked, .. } => {
+                let s = self.severity(AlertKind::CosignerFailures, Some(rule));
+                let s = if *blocked { Severity::Critical } else { s };
+                (AlertKind::CosignerFailures, asker.to_string(), s)
+            }
+            _ => (
+                AlertKind::Refusal,
+                subject,
+                self.severity(AlertKind::Refusal, Some(rule)),
+            ),
+        };
         let o = Occurrence {
-            kind: AlertKind::Refusal,
+            kind,
             subject,
             detail: format!(
                 "{} refused at {}: {reason}",
                 at.actor,
                 station.as_ref().map_or("the hall", |s| s.as_str())
             ),
-            severity: self.severity(AlertKind::Refusal, Some(rule)),
+            severity,
             serials: serials.clone(),
             rule: Some(rule.to_string()),
         };
@@ -2008,12 +2032,48 @@ impl Actor {
         serials: Vec<Serial>,
         counters: [OperatorId; 2],
     ) -> Result<u64, LineError> {
+        self.within_issue_cap(session, serials.len())?;
         let event = LedgerEvent::ItemsIssued {
             session: session.clone(),
             serials,
             counters,
         };
         self.session_record(actor, session, event)
+    }
+
+    /// BRIEF §3: only the number needed for the shift is issued. A session may hold its
+    /// station's share of the work queued for (or running at) its stage, plus
+    /// `[policy] issue_margin`, and never more than `max_held_per_session`.
+    fn within_issue_cap(&self, session: &SessionId, asked: usize) -> Result<(), LineError> {
+        let i = self.session_station(session)?;
+        let st = &self.stations[i];
+        let Some(stage) = st.kind.stage() else {
+            return Ok(());
+        };
+        let Some(s) = self.ledger.session(session)? else {
+            return Ok(());
+        };
+        let kind = match st.kind {
+            StationKind::Print => crate::ledger::ItemKind::Booklet,
+            _ => crate::ledger::ItemKind::Patch,
+        };
+        let same = self.stations.iter().filter(|x| x.kind == st.kind);
+        let staffed = same.clone().filter(|x| x.operator.is_some()).count().max(1);
+        let running = same.filter(|x| x.step.is_some()).count();
+        let work = self.sched.queued(stage) + running;
+        let (margin, max) = self.issue_cap;
+        let cap = issue_cap(work, staffed, margin, max);
+        let held = s.held.len() as u64;
+        if held + asked as u64 > cap {
+            return Err(LineError::Refused(Refusal::IssueCap {
+                station: st.id.clone(),
+                kind,
+                cap,
+                held,
+                asked: asked as u64,
+            }));
+        }
+        Ok(())
     }
 
     pub(crate) fn return_items(
@@ -2766,4 +2826,21 @@ impl Actor {
 
 fn bag_prefix(dest: &Destination, at: DateTime<Utc>) -> String {
     format!("BAG-{dest}-{}-", at.format("%Y%m%d"))
+}
+
+#[cfg(test)]
+mod cap_tests {
+    use super::issue_cap;
+
+    #[test]
+    fn a_session_holds_its_share_of_the_work_plus_the_margin_up_to_the_maximum() {
+        // No work: the margin only.
+        assert_eq!(issue_cap(0, 1, 25, 500), 25);
+        // 100 jobs among 3 staffed stations: 34 each (rounded up), plus the margin.
+        assert_eq!(issue_cap(100, 3, 25, 500), 59);
+        // Nobody staffed yet counts as one station.
+        assert_eq!(issue_cap(10, 0, 5, 500), 15);
+        // Never beyond the maximum.
+        assert_eq!(issue_cap(40_000, 1, 25, 500), 500);
+    }
 }

@@ -132,6 +132,9 @@ pub struct LineSetup {
     /// Readings of a booklet's MRZ that must disagree with the job's before QC spoils it
     /// (`qc.read_attempts`, at least 1).
     pub qc_read_attempts: u32,
+    /// `[policy] issue_margin` and `max_held_per_session`: the issue cap (see
+    /// [`crate::config::PolicyConfig`]).
+    pub issue_cap: (u32, u32),
 }
 
 /// Who tried what, where: the context a refusal is recorded with.
