@@ -273,13 +273,39 @@ function drawAlerts(alerts) {
   $('alert-count').textContent = alerts.length ? String(alerts.length) : '';
   render($('alerts'), alerts.length === 0
     ? h('li', { class: 'none', text: 'No open alert.' })
-    : alerts.map((a) => h('li', { class: `alert kind-${a.kind}`, 'data-alert': a.id },
+    : alerts.map((a) => h('li', { class: `alert kind-${a.kind} severity-${a.severity || 'warning'}`, 'data-alert': a.id },
       h('p', null, h('strong', { text: a.subject }), ` ${a.detail}`),
-      h('p', { class: 'meta' }, `${a.id} · ${a.kind.replace(/_/g, ' ')} · since ${clock(a.raised_at)}`,
+      (a.occurrences || 1) > 1
+        ? h('p', { class: 'occurrences' },
+          `${a.occurrences} occurrences, last at ${clock(a.last_at)}: ${a.last_detail || ''}`)
+        : null,
+      (a.serials || []).length
+        ? h('p', { class: 'serials' }, `Serials: ${a.serials.slice(0, 12).join(', ')}${a.serials.length > 12 ? ` … (${a.serials.length})` : ''}`)
+        : null,
+      h('p', { class: 'meta' }, `${a.id} · ${a.severity || 'warning'} · ${a.kind.replace(/_/g, ' ')} · since ${clock(a.raised_at)}`,
         a.acknowledged ? ` · acknowledged by ${a.acknowledged.by}` : ''),
       supervisor() && !a.acknowledged
         ? button(`Acknowledge`, `ack-${a.id}`, () => acknowledge(a.id))
+        : null,
+      supervisor() && !CONDITIONS.has(a.kind)
+        ? button(`Resolve…`, `resolve-${a.id}`, () => resolve(a.id))
         : null)));
+}
+
+/** Alert kinds that close by themselves; the others are incidents a supervisor resolves. */
+const CONDITIONS = new Set(['device_fault', 'device_offline', 'backlog', 'due_at_risk', 'storage_fault', 'storage_low']);
+
+async function resolve(id) {
+  // eslint-disable-next-line no-alert
+  const note = window.prompt(`Resolve ${id}: what was found and done?`);
+  if (note === null) return;
+  try {
+    await api.post(`/alerts/${encodeURIComponent(id)}/resolve`, { note });
+    announce(`Alert ${id} resolved`);
+    refreshSoon();
+  } catch (e) {
+    flash(e.message);
+  }
 }
 
 async function acknowledge(id) {
