@@ -567,7 +567,9 @@ where
     let users = hall.state.users.clone();
     let line = hall.state.line.clone();
     let sweeper = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        // Every 10 s: an expired operator is signed out of their station (and a session left
+        // holding items abandoned and alerted) at most 10 s after their token expired.
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
         loop {
             tick.tick().await;
             let u = users.clone();

@@ -460,3 +460,32 @@ fn a_session_gets_only_what_its_work_needs_and_a_refused_issue_is_recorded() {
     let r = issue("P2000125-P2000125");
     assert_eq!(r.status, 409, "a 26th: {}", r.text);
 }
+
+#[test]
+fn an_operator_whose_token_expires_holding_items_leaves_an_abandoned_session() {
+    // The shortest token life the configuration allows: one minute.
+    let hall = spawn_hall_with(0.02, "[policy]\ntoken_ttl_minutes = 1\n");
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    receive_lots(c, &sup);
+    let b1 = hall.sign_in("B1", Some("LAM-01"));
+    let id = open_and_issue(c, &b1, "B1", "LAM-01", "P2000100-P2000102");
+    // B1 walks away without signing out. A minute later the token expires; the controller
+    // signs B1 out of LAM-01 and the session is abandoned. (Every person's token expires in a
+    // minute here: the monitoring service's token, which does not, watches.)
+    let mon = hall.monitor_token.clone();
+    let alert = wait_for(180, "the session abandoned after the token expired", || {
+        let a = open_alert(c, &mon, "session_abandoned", &id);
+        (a.clone(), format!("{a:?}"))
+    });
+    assert!(
+        alert["detail"].as_str().unwrap().contains("3 item(s)"),
+        "{alert}"
+    );
+    let sup = hall.sign_in("S1", None);
+    let s = session(c, &sup, &id);
+    assert!(s["abandoned_at"].is_string(), "{s}");
+    assert_eq!(strings(&s["held"]), ["P2000100", "P2000101", "P2000102"]);
+    let station = c.get("/stations/LAM-01", Some(&sup)).expect(200, "LAM-01");
+    assert!(station["operator"].is_null(), "B1 left LAM-01: {station}");
+}

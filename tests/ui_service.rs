@@ -256,7 +256,20 @@ fn the_booklet_in_hand_is_checked_at_lamination_and_the_stream_says_when_a_devic
     );
     assert_eq!(r.status, 422, "{}", r.text);
     assert_eq!(r.error("bad serial").2.as_deref(), Some("booklet"));
-    assert_eq!(ledger_head(c, &aud), head, "the refusals recorded nothing");
+    // The two refusals of a rule are facts of their own (with their alerts); the malformed
+    // serial is only answered.
+    let facts = refusals_after(c, &aud, head);
+    let rules: Vec<&str> = facts.iter().map(|f| f.1.as_str()).collect();
+    assert_eq!(
+        rules,
+        ["laminator_printed_booklet", "wrong_booklet"],
+        "{facts:?}"
+    );
+    assert_eq!(
+        ledger_head(c, &aud),
+        head + 4,
+        "two refusals and their alerts, nothing else"
+    );
     assert_eq!(job_state(c, &sup, id), state_before);
 
     // The right booklet goes through.
