@@ -376,13 +376,20 @@ impl Suite {
                 v.last().copied().unwrap_or(f64::NAN)
             );
         }
-        println!(
-            "red team: {} moves, {} with an alert; figures in target/red-team.tsv",
+        let moves = |alerted: bool| {
             self.rows
                 .iter()
+                .filter(|r| r.sse_ms.is_some() == alerted)
                 .map(|r| r.name.split(" #").next().unwrap_or_default())
                 .collect::<std::collections::BTreeSet<_>>()
-                .len(),
+                .len()
+        };
+        println!(
+            "red team: {} moves ({} alerted, {} answered or recorded without an alert), {} alert \
+             occurrences timed; figures in target/red-team.tsv",
+            moves(true) + moves(false),
+            moves(true),
+            moves(false),
             self.rows.iter().filter(|r| r.sse_ms.is_some()).count()
         );
     }
