@@ -489,3 +489,144 @@ fn an_operator_whose_token_expires_holding_items_leaves_an_abandoned_session() {
     let station = c.get("/stations/LAM-01", Some(&sup)).expect(200, "LAM-01");
     assert!(station["operator"].is_null(), "B1 left LAM-01: {station}");
 }
+
+#[test]
+fn an_operator_signing_a_discrepancy_is_refused_recorded_and_alerted() {
+    let hall = spawn_hall(0.02);
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    let aud = hall.sign_in("AU1", None);
+    receive_lots(c, &sup);
+    let b1 = hall.sign_in("B1", Some("LAM-01"));
+    let id = open_and_issue(c, &b1, "B1", "LAM-01", "P2000100-P2000101");
+    let before = (session(c, &sup, &id), records_but_refusals(c, &aud));
+    let mut sse = c.stream(&sup);
+
+    // The operator signs their own write-off, then a fellow operator signs it.
+    for signer in ["B1", "B2"] {
+        let head = ledger_head(c, &aud);
+        let r = c.post(
+            &format!("/custody/sessions/{id}/close"),
+            Some(&b1),
+            &json!({"missing": ["P2000100", "P2000101"], "statement": "lost",
+                    "supervisor": {"user": signer, "pin": pin(signer)}}),
+        );
+        assert_eq!(r.status, 403, "{}", r.text);
+        assert_eq!(
+            r.body["error"]["rule"], "self_signed_discrepancy",
+            "{}",
+            r.text
+        );
+        assert_eq!(r.body["error"]["field"], "supervisor", "{}", r.text);
+        let facts = refusals_after(c, &aud, head);
+        assert_eq!(facts.len(), 1, "{facts:?}");
+        assert_eq!(
+            (
+                facts[0].0.as_str(),
+                facts[0].1.as_str(),
+                facts[0].2.as_str()
+            ),
+            ("B1", "self_signed_discrepancy", "LAM-01")
+        );
+        assert_eq!(facts[0].3, ["P2000100", "P2000101"]);
+    }
+    let raised = wait_record(&mut sse, "alert_raised", Some("refusal"));
+    assert_eq!(raised["alert"]["subject"], "LAM-01", "{raised}");
+    let again = wait_record(&mut sse, "alert_repeated", None);
+    assert_eq!(again["alert"]["id"], raised["alert"]["id"], "{again}");
+    assert_eq!(again["alert"]["occurrence"], 2, "{again}");
+    assert_eq!(
+        (session(c, &sup, &id), records_but_refusals(c, &aud)),
+        before,
+        "the refused write-offs change nothing else"
+    );
+}
+
+#[test]
+fn a_booklet_the_line_did_not_assign_is_refused_at_qc_and_dispatch_and_alerted() {
+    let hall = spawn_hall(0.02);
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    let aud = hall.sign_in("AU1", None);
+    receive_lots(c, &sup);
+    let a1 = hall.sign_in("A1", Some("PRINT-01"));
+    open_and_issue(c, &a1, "A1", "PRINT-01", "B1000100-B1000103");
+    let b1 = hall.sign_in("B1", Some("LAM-01"));
+    open_and_issue(c, &b1, "B1", "LAM-01", "P2000100-P2000103");
+    let c1 = hall.sign_in("C1", Some("QC-01"));
+    let d1 = hall.sign_in("D1", Some("DISPATCH-01"));
+    let through_lamination = |tracking: &str, booklet: &str, patch: &str| {
+        let j = printed(c, &sup, &a1, booklet, tracking);
+        c.post(
+            "/stations/LAM-01/laminate",
+            Some(&b1),
+            &json!({ "patch": patch }),
+        )
+        .expect(200, "laminate");
+        wait_work(c, &sup, "LAM-01", j, "awaiting_confirmation");
+        c.post("/stations/LAM-01/confirm", Some(&b1), &json!({}))
+            .expect(200, "confirm");
+        wait_work(c, &sup, "QC-01", j, "assigned");
+        j
+    };
+    let mrz = |tracking: &str| mrz_of(&job_request(tracking, "Specimen", "L898902C3"));
+
+    let j1 = through_lamination("TRK-GATE-1", "B1000100", "P2000100");
+    c.post(
+        "/stations/QC-01/qc",
+        Some(&c1),
+        &json!({"booklet": "B1000100", "mrz": mrz("TRK-GATE-1")}),
+    )
+    .expect(200, "QC");
+    wait_work(c, &sup, "DISPATCH-01", j1, "assigned");
+    c.post(
+        "/stations/DISPATCH-01/pack",
+        Some(&d1),
+        &json!({"booklet": "B1000100"}),
+    )
+    .expect(200, "pack");
+    let j2 = through_lamination("TRK-GATE-2", "B1000101", "P2000101");
+
+    // QC scans another booklet than the assigned one (the packed one).
+    let before = records_but_refusals(c, &aud);
+    let head = ledger_head(c, &aud);
+    let r = c.post(
+        "/stations/QC-01/qc",
+        Some(&c1),
+        &json!({"booklet": "B1000100", "mrz": mrz("TRK-GATE-1")}),
+    );
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.body["error"]["rule"], "wrong_booklet", "{}", r.text);
+    let facts = refusals_after(c, &aud, head);
+    assert_eq!(facts.len(), 1, "{facts:?}");
+    assert_eq!((facts[0].0.as_str(), facts[0].2.as_str()), ("C1", "QC-01"));
+    assert_eq!(facts[0].3, ["B1000100", "B1000101"]);
+    assert_eq!(records_but_refusals(c, &aud), before);
+    assert!(open_alert(c, &sup, "refusal", "QC-01").is_some());
+
+    // Dispatch scans a booklet already packed: refused the same way.
+    c.post(
+        "/stations/QC-01/qc",
+        Some(&c1),
+        &json!({"booklet": "B1000101", "mrz": mrz("TRK-GATE-2")}),
+    )
+    .expect(200, "QC");
+    wait_work(c, &sup, "DISPATCH-01", j2, "assigned");
+    let before = records_but_refusals(c, &aud);
+    let head = ledger_head(c, &aud);
+    let r = c.post(
+        "/stations/DISPATCH-01/pack",
+        Some(&d1),
+        &json!({"booklet": "B1000100"}),
+    );
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.body["error"]["rule"], "wrong_booklet", "{}", r.text);
+    let facts = refusals_after(c, &aud, head);
+    assert_eq!(facts.len(), 1, "{facts:?}");
+    assert_eq!(
+        (facts[0].0.as_str(), facts[0].2.as_str()),
+        ("D1", "DISPATCH-01")
+    );
+    assert_eq!(records_but_refusals(c, &aud), before);
+    assert!(open_alert(c, &sup, "refusal", "DISPATCH-01").is_some());
+}

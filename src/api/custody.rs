@@ -401,12 +401,18 @@ async fn close_session(
                 .get(&who)
                 .is_some_and(|u| u.role == Role::Supervisor);
             if !is_supervisor {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::FORBIDDEN,
-                    "forbidden",
-                    format!("{who} is not a supervisor"),
-                )
-                .field("supervisor"));
+                // An operator signing their own (or a colleague's) discrepancy is an insider's
+                // move: recorded and alerted, like the ledger's own refusal of a self-signature.
+                let sid = SessionId::new(id.as_str());
+                let (ledger, lookup) = (s.ledger.clone(), sid.clone());
+                let session = super::blocking(move || Ok(ledger.session(&lookup)?)).await?;
+                let refusal = Refusal::SelfSignedDiscrepancy {
+                    operator: session.map_or_else(|| p.user.clone(), |x| x.operator),
+                };
+                let named = r.missing.iter().filter_map(|m| serial("missing", m).ok());
+                let at = Attempt::on(&p.user, &sid, named);
+                s.line.record_refusal(at, refusal.clone()).await?;
+                return Err(ApiError::from(LineError::Forbidden(refusal)).field("supervisor"));
             }
             let missing = r
                 .missing

@@ -2126,6 +2126,30 @@ impl Actor {
         }
     }
 
+    /// The booklet scanned at QC or dispatch must be the assigned job's: another one (not
+    /// checked yet, already packed, printed elsewhere) is a refusal of the gate, recorded and
+    /// alerted like the wrong booklet at a laminator.
+    fn assigned_booklet(
+        step: &Step,
+        booklet: &Serial,
+        station: &StationId,
+    ) -> Result<(), LineError> {
+        match &step.booklet {
+            Some(assigned) if assigned != booklet => {
+                Err(LineError::Refused(Refusal::WrongBooklet {
+                    booklet: booklet.clone(),
+                    station: station.clone(),
+                    assigned: assigned.clone(),
+                }))
+            }
+            Some(_) => Ok(()),
+            None => Err(LineError::Conflict(format!(
+                "job {} has no printed booklet",
+                step.job
+            ))),
+        }
+    }
+
     fn device_of(&self, i: usize) -> Result<Device, LineError> {
         self.stations[i]
             .device
@@ -2531,12 +2555,7 @@ impl Actor {
     ) -> Result<QcOutcome, LineError> {
         let i = self.my_station(actor, station)?;
         let step = self.step_at(i, StationKind::Qc, Phase::Assigned)?;
-        if step.booklet.as_ref() != Some(&booklet) {
-            return Err(LineError::Conflict(format!(
-                "{booklet} is not the booklet of job {}, which the line assigned to {station}",
-                step.job
-            )));
-        }
+        Self::assigned_booklet(&step, &booklet, station)?;
         let rec = self.live(step.job)?;
         let expected = hallctl_jobs::mrz::generate(rec.job.doc_type, &rec.job.data)
             .map_err(|e| conflict(format!("the job's MRZ cannot be generated ({})", e.field())))?;
@@ -2621,12 +2640,7 @@ impl Actor {
     ) -> Result<Bag, LineError> {
         let i = self.my_station(actor, station)?;
         let step = self.step_at(i, StationKind::Dispatch, Phase::Assigned)?;
-        if step.booklet.as_ref() != Some(&booklet) {
-            return Err(LineError::Conflict(format!(
-                "{booklet} is not the booklet of job {}, which the line assigned to {station}",
-                step.job
-            )));
-        }
+        Self::assigned_booklet(&step, &booklet, station)?;
         let rec = self.live(step.job)?;
         let now = Utc::now();
         let dest = rec.job.destination.clone();

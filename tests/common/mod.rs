@@ -253,6 +253,25 @@ impl SseStream {
         }
     }
 
+    /// The next event, or `None` once the stream ends or fails (for a reader on a thread of its
+    /// own, which outlives its hall).
+    pub fn try_next(&mut self) -> Option<(String, Value)> {
+        loop {
+            if let Some(event) = next_sse_event(&mut self.buf) {
+                return Some(event);
+            }
+            let mut size = String::new();
+            self.reader.read_line(&mut size).ok()?;
+            let n = usize::from_str_radix(size.trim(), 16).ok()?;
+            if n == 0 {
+                return None;
+            }
+            let mut chunk = vec![0; n + 2];
+            self.reader.read_exact(&mut chunk).ok()?;
+            self.buf.push_str(std::str::from_utf8(&chunk[..n]).ok()?);
+        }
+    }
+
     /// Reads events until `f` accepts one; panics after `max` events.
     #[track_caller]
     pub fn until(
