@@ -377,6 +377,7 @@ pub async fn start(config: &HallConfig, opts: ServeOptions) -> anyhow::Result<Ha
         ideal_cycle: config.performance.ideal_cycle(),
         min_free_disk: config.server.min_free_disk_bytes(),
         qc_read_attempts: config.qc.read_attempts,
+        destroy_within: config.custody.destroy_within,
     };
     let (line, line_thread) = Line::start(setup, ledger.clone())?;
     let state = AppState {
@@ -451,6 +452,7 @@ pub fn headless(data_dir: &Path, status: crate::status::StatusHub) -> anyhow::Re
             ideal_cycle: crate::config::PerformanceConfig::default().ideal_cycle(),
             min_free_disk: 0,
             qc_read_attempts: crate::config::QcConfig::default().read_attempts,
+            destroy_within: None,
         },
         ledger.clone(),
         status,
