@@ -265,9 +265,9 @@ fn a_lamination_defect_waits_for_approval_then_for_witnessed_destruction() {
 
 #[test]
 fn a_rejected_print_defect_leaves_the_print_standing_and_the_job_goes_on() {
-    let hall = spawn_hall(0.02);
-    let c = hall.client;
+    let mut hall = spawn_hall(0.02);
     let w = crew(&hall);
+    let c = hall.client;
     let id = printed(c, &w, "TRK-SPOIL-2", "B1000100");
     c.post(
         "/stations/PRINT-01/defect",
@@ -276,6 +276,19 @@ fn a_rejected_print_defect_leaves_the_print_standing_and_the_job_goes_on() {
     )
     .expect(200, "the defect report");
     wait_job_state(c, &w.sup, id, &["defect_reported"]);
+
+    // A restart changes nothing: the report still waits, and so does the job.
+    hall.restart();
+    let c = hall.client;
+    let w = Crew {
+        sup: hall.sign_in("S1", None),
+        aud: hall.sign_in("AU1", None),
+        a1: hall.sign_in("A1", Some("PRINT-01")),
+        b1: hall.sign_in("B1", Some("LAM-01")),
+        ..w
+    };
+    assert_eq!(job_state(c, &w.sup, id), "defect_reported");
+    assert_eq!(pending(c, &w.sup).len(), 1);
     let st = station(c, &w.sup, "PRINT-01");
     assert_eq!(st["consumables"]["spoiled_pending"], 1, "{st}");
 
