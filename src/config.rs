@@ -71,6 +71,8 @@ pub struct HallConfig {
     pub performance: PerformanceConfig,
     /// How QC reads a booklet back.
     pub qc: QcConfig,
+    /// What custody of spoiled items allows.
+    pub custody: CustodyConfig,
     /// Where the hall publishes for central monitoring (`None`: it does not).
     pub mqtt: Option<MqttConfig>,
     /// RS-485 buses carrying Modbus RTU laminators, in file order.
@@ -356,6 +358,15 @@ impl Default for QcConfig {
     fn default() -> Self {
         QcConfig { read_attempts: 2 }
     }
+}
+
+/// `[custody]`: how long spoiled items may wait for their witnessed destruction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CustodyConfig {
+    /// A spoiled item (awaiting approval or approved) not destroyed this long after its spoil
+    /// raises a critical `spoilage_not_destroyed` alert (`destroy_within_secs`). `None` (the
+    /// default): by the end of the shift it was spoiled in.
+    pub destroy_within: Option<Duration>,
 }
 
 impl AlertConfig {

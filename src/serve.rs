@@ -381,6 +381,7 @@ pub async fn start(config: &HallConfig, opts: ServeOptions) -> anyhow::Result<Ha
             config.policy.issue_margin,
             config.policy.max_held_per_session,
         ),
+        destroy_within: config.custody.destroy_within,
     };
     let (line, line_thread) = Line::start(setup, ledger.clone())?;
     let state = AppState {
@@ -456,6 +457,7 @@ pub fn headless(data_dir: &Path, status: crate::status::StatusHub) -> anyhow::Re
             min_free_disk: 0,
             qc_read_attempts: crate::config::QcConfig::default().read_attempts,
             issue_cap: (25, 500),
+            destroy_within: None,
         },
         ledger.clone(),
         status,

@@ -67,6 +67,7 @@ enum Op {
     Close(u8, bool, usize),
     Destroy(Vec<u64>, bool, usize, usize),
     Missing(u64, bool),
+    Decide(u64, bool, bool, usize, bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -89,6 +90,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (serials, any::<bool>(), 0..8usize, 0..8usize)
             .prop_map(|(v, b, w1, w2)| Op::Destroy(v, b, w1, w2)),
         1 => (0..N, any::<bool>()).prop_map(|(x, b)| Op::Missing(x, b)),
+        1 => (0..N, any::<bool>(), any::<bool>(), 0..8usize, any::<bool>())
+            .prop_map(|(x, b, a, p, whole)| Op::Decide(x, b, a, p, whole)),
     ]
 }
 
@@ -271,6 +274,35 @@ fn event(op: &Op, st: &MemState) -> (OperatorId, LedgerEvent) {
                     serial,
                     session: held_by.or_else(|| (*s % 2 == 0).then(|| session(*s))),
                     reason: "jam".into(),
+                    // Every third spoil is an operator's report, awaiting approval.
+                    awaiting_approval: *s % 3 == 0,
+                },
+            )
+        }
+        Op::Decide(x, patches, approved, p, whole) => {
+            let serial = pick(st, *x, *patches, |s| {
+                matches!(s, ItemState::SpoilPending { .. })
+            });
+            // The whole report (with the partner awaiting too), or only the one serial.
+            let mut serials = vec![serial.clone()];
+            if *whole
+                && let Some(ItemState::SpoilPending { was, .. }) =
+                    st.items.get(&serial).map(|i| &i.state)
+                && let ItemState::Applied(b) = was.as_ref()
+                && let Some(partner) = &b.partner
+                && matches!(
+                    st.items.get(partner).map(|i| &i.state),
+                    Some(ItemState::SpoilPending { .. })
+                )
+            {
+                serials.push(partner.clone());
+            }
+            (
+                person(*p),
+                LedgerEvent::SpoilageDecided {
+                    serials,
+                    approved: *approved,
+                    note: String::new(),
                 },
             )
         }
@@ -339,11 +371,18 @@ fn check_invariants(st: &MemState) {
     // Conservation: every received item exists exactly once, in exactly one state.
     assert_eq!(st.items.len() as u64, 2 * N);
     for s in st.sessions.values() {
-        // A session's counts balance: what was issued is used, spoiled, returned, missing or held.
+        // A session's counts balance: what was issued is used, spoiled (or reported spoiled),
+        // returned, missing or held.
         let c = &s.counts;
         assert_eq!(
             c.issued,
-            c.applied + c.spoiled + c.returned + c.missing + s.held.len() as u64,
+            c.applied
+                + c.spoiled
+                + c.spoiled_pending
+                + c.returned
+                + c.missing
+                + c.suspect
+                + s.held.len() as u64,
             "session {} does not conserve its items: {c:?}, held {}",
             s.id,
             s.held.len()

@@ -867,7 +867,7 @@ async fn the_supervisor_commands_devices_jobs_alerts_and_custody_from_the_hall_v
     )
     .await;
 
-    // A1 prints a job and reports a defect at the terminal: the booklet is spoiled.
+    // A1 prints a job and reports a defect at the terminal: the booklet awaits approval.
     let id = submit(
         api,
         &sup,
@@ -900,8 +900,20 @@ async fn the_supervisor_commands_devices_jobs_alerts_and_custody_from_the_hall_v
     )
     .await;
 
-    // Two witnesses who never held it see the spoiled booklet destroyed.
+    // The supervisor approves the spoilage with the booklet scanned in hand.
     to(c, &hall_w).await;
+    type_into(c, "#spoilage-form input[name=serial]", "B1000100").await;
+    type_into(c, "#spoilage-form textarea[name=scanned]", "B1000100\n").await;
+    click(c, "#spoilage-form button[type=submit]").await;
+    wait_js(
+        c,
+        "the spoilage approved",
+        &text_of("#announce"),
+        "Spoilage of B1000100 approved",
+    )
+    .await;
+
+    // Two witnesses who never held it see the spoiled booklet destroyed.
     type_into(c, "#destroy-form input[name=batch]", "D-2026-47").await;
     // The witnesses scan each item as it goes into the shredder.
     type_into(c, "#destroy-form textarea[name=serials]", "B1000100\n").await;

@@ -393,6 +393,17 @@ pub enum JobState {
         /// The supervisor's reason.
         reason: String,
     },
+    /// The operator reported a defect on the step's items (print or lamination): they wait for a
+    /// supervisor's decision with the items in hand. Approved, the job is spoiled (printed
+    /// again on a new booklet); rejected, the step stands as done.
+    DefectReported {
+        /// The step the defect was reported at.
+        stage: Stage,
+        /// Who and where.
+        run: StepRun,
+        /// The defect.
+        reason: SpoilReason,
+    },
     /// A step was in flight when the controller stopped; a supervisor must look before the line
     /// touches the job again. Never silently re-run.
     NeedsInspection {
@@ -428,6 +439,17 @@ pub enum JobEvent {
         /// Why.
         reason: SpoilReason,
     },
+    /// The operator reported a defect on the running print or lamination: the job waits for a
+    /// supervisor's decision ([`JobState::DefectReported`]).
+    ReportDefect {
+        /// Why.
+        reason: SpoilReason,
+    },
+    /// A supervisor rejected the defect report: the step stands as finished.
+    RejectDefect {
+        /// The item serial scanned for the step (booklet at print, patch at lamination).
+        serial: Option<String>,
+    },
     /// Packed into a bag.
     Dispatch {
         /// The bag.
@@ -461,6 +483,8 @@ impl JobEvent {
             JobEvent::Start { .. } => "start",
             JobEvent::Finish { .. } => "finish",
             JobEvent::Spoil { .. } => "spoil",
+            JobEvent::ReportDefect { .. } => "report a defect",
+            JobEvent::RejectDefect { .. } => "reject a defect report",
             JobEvent::Dispatch { .. } => "dispatch",
             JobEvent::Hold => "hold",
             JobEvent::Release => "release",
@@ -500,6 +524,7 @@ impl JobState {
             JobState::Held { .. } => "held",
             JobState::Cancelled { .. } => "cancelled",
             JobState::NeedsInspection { .. } => "needs_inspection",
+            JobState::DefectReported { .. } => "defect_reported",
         }
     }
 
@@ -594,10 +619,24 @@ impl JobState {
                     Stage::Qc | Stage::Dispatch => S::Ready,
                 }
             }
-            // A defect found during a step, or on a booklet waiting between steps (or held):
-            // destroy and reproduce.
+            (S::Printing { run } | S::Laminating { run }, E::ReportDefect { reason }) => {
+                let (stage, _) = self.in_step().ok_or_else(|| refuse(String::new()))?;
+                S::DefectReported {
+                    stage,
+                    run: run.clone(),
+                    reason: *reason,
+                }
+            }
+            (S::DefectReported { stage, .. }, E::RejectDefect { .. }) => match stage {
+                Stage::Print => S::Printed,
+                Stage::Laminate => S::Laminated,
+                Stage::Qc | Stage::Dispatch => S::Ready,
+            },
+            // A defect found during a step, or on a booklet waiting between steps (or held), or
+            // a reported defect approved: destroy and reproduce.
             (
-                S::Printing { .. }
+                S::DefectReported { .. }
+                | S::Printing { .. }
                 | S::Laminating { .. }
                 | S::Qc { .. }
                 | S::Printed
@@ -797,6 +836,11 @@ impl JobRecord {
                     .map_err(|v| refuse(format!(": {v}")))?;
             }
             JobEvent::Finish { stage, serial } => needs_serial(*stage, serial)?,
+            JobEvent::RejectDefect { serial } => {
+                if let JobState::DefectReported { stage, .. } = &self.state {
+                    needs_serial(*stage, serial)?;
+                }
+            }
             JobEvent::Inspect {
                 verdict: InspectionVerdict::StepCompleted,
                 serial,
@@ -822,6 +866,19 @@ impl JobRecord {
             (JobState::Laminating { run }, JobEvent::Finish { serial, .. }) => {
                 next.crew.laminated = Some(run.clone());
                 next.crew.patch = serial.clone();
+            }
+            (JobState::DefectReported { stage, run, .. }, JobEvent::RejectDefect { serial }) => {
+                match stage {
+                    Stage::Print => {
+                        next.crew.printed = Some(run.clone());
+                        next.crew.booklet = serial.clone();
+                    }
+                    Stage::Laminate => {
+                        next.crew.laminated = Some(run.clone());
+                        next.crew.patch = serial.clone();
+                    }
+                    Stage::Qc | Stage::Dispatch => next.crew.checked = Some(run.clone()),
+                }
             }
             (JobState::Qc { run }, JobEvent::Finish { .. }) => {
                 next.crew.checked = Some(run.clone());
@@ -1363,5 +1420,74 @@ mod tests {
                 .is_err(),
             "nothing printed yet"
         );
+    }
+
+    #[test]
+    fn a_reported_defect_waits_for_the_decision_then_spoils_or_stands() {
+        let strict = Separation::strict();
+        let r = printed_by("A");
+        let lam = r
+            .apply(
+                &JobEvent::Start {
+                    stage: Stage::Laminate,
+                    run: run("B"),
+                },
+                &strict,
+            )
+            .expect("B laminates");
+        let report = JobEvent::ReportDefect {
+            reason: SpoilReason::LaminationDefect,
+        };
+        let reported = lam.apply(&report, &strict).expect("reported");
+        assert_eq!(reported.state.name(), "defect_reported");
+        assert_eq!(reported.spoiled, 0, "not spoiled on the operator's word");
+        assert!(reported.state.waiting().is_none() && reported.state.in_step().is_none());
+        // Nothing else happens to it while it waits: no hold, no cancel, no second report.
+        for e in [
+            JobEvent::Hold,
+            JobEvent::Cancel { reason: "x".into() },
+            report.clone(),
+        ] {
+            assert!(reported.apply(&e, &strict).is_err(), "{e:?}");
+        }
+        // Approved: spoiled once, back to printing with a fresh crew.
+        let spoiled = reported
+            .apply(
+                &JobEvent::Spoil {
+                    reason: SpoilReason::LaminationDefect,
+                },
+                &strict,
+            )
+            .expect("approved");
+        assert_eq!(spoiled.state.name(), "spoiled_requeued");
+        assert_eq!(
+            (spoiled.spoiled, spoiled.crew.clone()),
+            (1, Crew::default())
+        );
+        // Rejected: the lamination stands, with its patch and laminator.
+        assert!(
+            reported
+                .apply(&JobEvent::RejectDefect { serial: None }, &strict)
+                .is_err(),
+            "a lamination stands only with its patch"
+        );
+        let stands = reported
+            .apply(
+                &JobEvent::RejectDefect {
+                    serial: Some("0041200".into()),
+                },
+                &strict,
+            )
+            .expect("rejected");
+        assert_eq!(stands.state, JobState::Laminated);
+        assert_eq!(stands.spoiled, 0);
+        assert_eq!(stands.crew.patch.as_deref(), Some("0041200"));
+        assert_eq!(
+            stands.crew.laminated.as_ref().map(|r| r.operator.as_str()),
+            Some("B")
+        );
+        assert_eq!(stands.crew.booklet.as_deref(), Some("BK-9001234"));
+        // A QC step or a waiting job has no defect report.
+        assert!(JobState::Printed.apply(&report).is_err());
     }
 }

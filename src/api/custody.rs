@@ -16,7 +16,7 @@ use super::{AppState, serial};
 use crate::auth::{AuthError, parse_user_id};
 use crate::ledger::event::Discrepancy;
 use crate::ledger::{ItemKind, LedgerEvent, LotId, Refusal, Role, Serial, Session, SessionId};
-use crate::line::{Attempt, LineError};
+use crate::line::{Attempt, LineError, SpoilageDecision, SpoilageList, SpoilageReport};
 
 /// A co-signer: a person and their PIN (checked, never stored or logged).
 #[derive(Debug, Deserialize, ToSchema)]
@@ -106,6 +106,18 @@ pub struct Missing {
     pub note: String,
 }
 
+/// A supervisor's decision on reported spoilage, with the items scanned in hand.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SpoilageDecisionIn {
+    /// The serials scanned by the supervisor: every item of the report (the patch and the
+    /// booklet it is on, for a lamination defect), and only them.
+    pub scanned: Vec<String>,
+    /// The supervisor's note.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
 /// A recorded ledger entry.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Recorded {
@@ -130,6 +142,9 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(close_session))
         .routes(routes!(destroy))
         .routes(routes!(report_missing))
+        .routes(routes!(spoilage))
+        .routes(routes!(approve_spoilage))
+        .routes(routes!(reject_spoilage))
 }
 
 /// An operator acts only on their own session; supervisors on any.
@@ -501,4 +516,79 @@ async fn report_missing(
         session: None,
         alert: receipt.alert,
     }))
+}
+
+/// Spoilage not yet destroyed: reports awaiting a supervisor's decision (`pending`) and spoiled
+/// items awaiting witnessed destruction (`to_destroy`).
+#[utoipa::path(get, path = "/custody/spoilage",
+    responses((status = 200, body = SpoilageList), (status = 403, body = ErrorBody)))]
+async fn spoilage(State(s): State<AppState>, auth: Auth) -> Result<Json<SpoilageList>, ApiError> {
+    auth.require(&[Role::Supervisor, Role::Auditor])?;
+    Ok(Json(s.line.spoilage().await?))
+}
+
+async fn decide(
+    s: &AppState,
+    auth: &Auth,
+    id: &str,
+    r: SpoilageDecisionIn,
+    approved: bool,
+) -> Result<Json<SpoilageReport>, ApiError> {
+    let p = auth.require(&[Role::Supervisor])?;
+    let serial_id = serial("serial", id)?;
+    let scanned = r
+        .scanned
+        .iter()
+        .enumerate()
+        .map(|(i, x)| serial(&format!("scanned[{i}]"), x))
+        .collect::<Result<Vec<_>, _>>()?;
+    if scanned.is_empty() {
+        return Err(ApiError::invalid(
+            "scanned",
+            "scan every item of the report in hand",
+        ));
+    }
+    let note = super::text("note", r.note.as_deref().unwrap_or_default())?;
+    let report = s
+        .line
+        .decide_spoilage(
+            p.user.clone(),
+            serial_id,
+            SpoilageDecision {
+                approved,
+                scanned,
+                note,
+            },
+        )
+        .await?;
+    Ok(Json(report))
+}
+
+/// Approves the spoilage reported on `serial` (one of the report's items): the items, scanned
+/// in hand by the supervisor, wait for witnessed destruction; the job is printed again. The
+/// supervisor is never the one who reported it, and joins the items' custody chain.
+#[utoipa::path(post, path = "/custody/spoilage/{serial}/approve", params(("serial" = String, Path)),
+    request_body = SpoilageDecisionIn,
+    responses((status = 200, body = SpoilageReport), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn approve_spoilage(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(r): ApiJson<SpoilageDecisionIn>,
+) -> Result<Json<SpoilageReport>, ApiError> {
+    decide(&s, &auth, &id, r, true).await
+}
+
+/// Rejects the spoilage reported on `serial`: the items, scanned in hand, are back where they
+/// were (the print or lamination stands) and the job goes on.
+#[utoipa::path(post, path = "/custody/spoilage/{serial}/reject", params(("serial" = String, Path)),
+    request_body = SpoilageDecisionIn,
+    responses((status = 200, body = SpoilageReport), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn reject_spoilage(
+    State(s): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(r): ApiJson<SpoilageDecisionIn>,
+) -> Result<Json<SpoilageReport>, ApiError> {
+    decide(&s, &auth, &id, r, false).await
 }

@@ -603,8 +603,13 @@ pub fn render_reconciliation(r: &Reconciliation) -> String {
         ));
         for (name, list) in [
             ("spoiled", &s.spoiled),
+            ("  pending", &s.spoiled_pending),
+            ("  approved", &s.spoiled_approved),
+            ("  destroyed", &s.destroyed),
             ("returned", &s.returned),
             ("missing", &s.missing),
+            ("suspect", &s.suspect),
+            ("set aside", &s.set_aside),
             ("unaccounted", &s.unaccounted),
         ] {
             if !list.is_empty() {
@@ -632,8 +637,11 @@ pub fn render_reconciliation(r: &Reconciliation) -> String {
         for (name, list) in [
             ("issued", &l.issued),
             ("spoiled", &l.spoiled),
+            ("  pending", &l.spoiled_pending),
+            ("  approved", &l.spoiled_approved),
             ("destroyed", &l.destroyed),
             ("missing", &l.missing),
+            ("suspect", &l.suspect),
         ] {
             if !list.is_empty() {
                 o.push_str(&format!("  {name:<12} {}\n", compress(list)));

@@ -21,6 +21,7 @@ pub(super) struct RawConfig {
     pub alerts: RawAlerts,
     pub performance: RawPerformance,
     pub qc: RawQc,
+    pub custody: RawCustody,
     pub mqtt: Option<RawMqtt>,
     pub buses: Vec<RawBus>,
     pub stations: Vec<RawStation>,
@@ -182,6 +183,13 @@ impl Default for RawQc {
     }
 }
 
+/// `[custody]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawCustody {
+    pub destroy_within_secs: Option<u64>,
+}
+
 /// `[mqtt]`: optional as a whole; when present, `url` is required.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -256,7 +264,8 @@ pub(super) struct RawDevice {
     pub address: Option<String>,
 }
 
-const SECTIONS: &str = "hall, server, policy, alerts, performance, qc, mqtt, buses, stations";
+const SECTIONS: &str =
+    "hall, server, policy, alerts, performance, qc, custody, mqtt, buses, stations";
 
 impl RawConfig {
     /// Deserializes each section, and each bus and station, on its own, so that every one of
@@ -283,6 +292,7 @@ impl RawConfig {
                 "alerts" => section(value, name, index, &mut errors, &mut raw.alerts),
                 "performance" => section(value, name, index, &mut errors, &mut raw.performance),
                 "qc" => section(value, name, index, &mut errors, &mut raw.qc),
+                "custody" => section(value, name, index, &mut errors, &mut raw.custody),
                 "mqtt" => section(value, name, index, &mut errors, &mut raw.mqtt),
                 "buses" => raw.buses = elements(value, name, index, &mut errors),
                 "stations" => raw.stations = elements(value, name, index, &mut errors),

@@ -788,6 +788,16 @@ fn error_cases() -> Vec<ErrorCase> {
             "50 is out of range 1..=5",
         ),
         (
+            "destruction allowance zero",
+            edit(
+                "queue_depth = 5000\n",
+                "queue_depth = 5000\n\n[custody]\ndestroy_within_secs = 0\n",
+            ),
+            17,
+            "custody.destroy_within_secs",
+            "0 is out of range 1..=604800 (seconds a spoiled item may wait",
+        ),
+        (
             "qc read attempts as text",
             edit(
                 "queue_depth = 5000\n",
@@ -1181,6 +1191,7 @@ fn every_key() -> Vec<String> {
         ("RawAlerts", &["alerts"]),
         ("RawPerformance", &["performance"]),
         ("RawQc", &["qc"]),
+        ("RawCustody", &["custody"]),
         ("RawMqtt", &["mqtt"]),
         ("RawBus", &["buses[]"]),
         ("RawStation", &["stations[]"]),
@@ -1739,6 +1750,22 @@ fn qc_read_attempts_is_read() {
     ))
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.qc.read_attempts, 5);
+}
+
+#[test]
+fn custody_destroy_within_is_read_and_defaults_to_the_shift_end() {
+    let c = parse(&edit(
+        "queue_depth = 5000\n",
+        "queue_depth = 5000\n\n[custody]\ndestroy_within_secs = 3600\n",
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.custody.destroy_within,
+        Some(std::time::Duration::from_secs(3600))
+    );
+    let c = parse(&edit("queue_depth = 5000\n", "queue_depth = 5000\n"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.custody.destroy_within, None);
 }
 
 #[test]

@@ -16,9 +16,10 @@ use hallctl_jobs::job::{DeviceId, GroupTag, StationId};
 use super::raw::{DriverKind, RawBus, RawConfig, RawDevice, RawPerClass, RawStation};
 use super::source::{SpanIndex, join_key};
 use super::{
-    AlertConfig, BridgeEndpoint, BrokerUrl, BusConfig, ConfigError, ConfigErrors, DeviceConfig,
-    DriverConfig, HallConfig, HallIdentity, MqttConfig, PerClass, PerformanceConfig, PolicyConfig,
-    QcConfig, SerialLink, ServerConfig, Specimens, StationConfig, StationKind, TlsFiles,
+    AlertConfig, BridgeEndpoint, BrokerUrl, BusConfig, ConfigError, ConfigErrors, CustodyConfig,
+    DeviceConfig, DriverConfig, HallConfig, HallIdentity, MqttConfig, PerClass, PerformanceConfig,
+    PolicyConfig, QcConfig, SerialLink, ServerConfig, Specimens, StationConfig, StationKind,
+    TlsFiles,
 };
 
 /// Baud rates a serial port may be set to.
@@ -33,6 +34,9 @@ pub(super) const ID_MAX_LEN: usize = 32;
 pub(super) const MQTT_CLIENT_ID_MAX_LEN: usize = 64;
 /// Longest hall name.
 pub(super) const NAME_MAX_LEN: usize = 100;
+
+/// `custody.destroy_within_secs`: from a second (tests) to a week.
+const DESTROY_WITHIN_SECS: std::ops::RangeInclusive<u64> = 1..=604_800;
 
 /// `qc.read_attempts`: at least one reading; beyond five, a reader that cannot read a booklet
 /// is a reader to fix, not to retry.
@@ -68,6 +72,7 @@ pub(super) fn validate(
     let alerts = c.alerts(raw.alerts);
     let performance = c.performance(raw.performance);
     let qc = c.qc(raw.qc);
+    let custody = c.custody(raw.custody);
     let mqtt = raw.mqtt.map(|m| c.mqtt(m, &hall.id));
     let buses = c.buses(raw.buses);
     let stations = c.stations(raw.stations, &buses);
@@ -79,6 +84,7 @@ pub(super) fn validate(
             alerts,
             performance,
             qc,
+            custody,
             mqtt,
             buses,
             stations,
@@ -298,6 +304,25 @@ impl Checker<'_> {
         }
         QcConfig {
             read_attempts: u32::try_from(raw.read_attempts).unwrap_or_default(),
+        }
+    }
+
+    fn custody(&mut self, raw: super::raw::RawCustody) -> CustodyConfig {
+        if let Some(secs) = raw.destroy_within_secs
+            && !DESTROY_WITHIN_SECS.contains(&secs)
+        {
+            self.err(
+                "custody.destroy_within_secs",
+                format!(
+                    "{secs} is out of range {}..={} (seconds a spoiled item may wait for its \
+                     witnessed destruction; leave it out for \"by the end of the shift\")",
+                    DESTROY_WITHIN_SECS.start(),
+                    DESTROY_WITHIN_SECS.end()
+                ),
+            );
+        }
+        CustodyConfig {
+            destroy_within: raw.destroy_within_secs.map(Duration::from_secs),
         }
     }
 

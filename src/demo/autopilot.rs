@@ -13,7 +13,8 @@
 //!   packs and closes bags.
 //! - **The vault supervisor** co-signs every count and receives a new box or roll when the
 //!   shelves run low. **The floor supervisor** walks to a faulted device and clears it,
-//!   inspects jobs left in a step by a restart, and acknowledges device alerts.
+//!   inspects jobs left in a step by a restart, walks to each defect report and approves the
+//!   spoilage with the items scanned in hand, and acknowledges device alerts.
 //! - **Ending the shift** (Ctrl-C): every step on a device is finished, every session returns
 //!   what it holds and closes balanced, everyone signs out. A restart seats each operator whose
 //!   session was left open back at that station first.
@@ -484,6 +485,9 @@ async fn floor_supervisor(ctx: Arc<Ctx>, me: Member) {
     let mut walking: HashMap<String, Instant> = HashMap::new();
     let mut acked: HashMap<String, Instant> = HashMap::new();
     let mut inspected_at = Instant::now() - Duration::from_secs(60);
+    let mut spoilage_at = Instant::now();
+    // Spoil report (its first serial) → when the supervisor gets to the station.
+    let mut walking_to_spoilage: HashMap<String, Instant> = HashMap::new();
     loop {
         tokio::select! {
             r = display.changed() => if r.is_err() { return },
@@ -524,6 +528,10 @@ async fn floor_supervisor(ctx: Arc<Ctx>, me: Member) {
             inspected_at = now;
             inspect(&ctx, &mut t).await;
         }
+        if now.duration_since(spoilage_at) > Duration::from_secs(2) {
+            spoilage_at = now;
+            approve_spoilage(&ctx, &mut t, &mut dice, &mut walking_to_spoilage).await;
+        }
         for a in snap["alerts"].as_array().into_iter().flatten() {
             let (Some(id), Some(kind)) = (a["id"].as_str(), a["kind"].as_str()) else {
                 continue;
@@ -545,6 +553,58 @@ async fn floor_supervisor(ctx: Arc<Ctx>, me: Member) {
             }
         }
     }
+}
+
+/// Walks to each spoil report awaiting approval, looks at the items and approves it with them
+/// scanned in hand (the simulated defects are real ones). The spoiled items then wait for
+/// witnessed destruction, which the demo crew does not do.
+async fn approve_spoilage(
+    ctx: &Ctx,
+    t: &mut Terminal,
+    dice: &mut Dice,
+    walking: &mut HashMap<String, Instant>,
+) {
+    let Ok(list) = t.get("/custody/spoilage").await else {
+        return;
+    };
+    let now = Instant::now();
+    let mut open = Vec::new();
+    for r in list.body["pending"].as_array().into_iter().flatten() {
+        let serials: Vec<String> = r["serials"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect();
+        let Some(first) = serials.first().cloned() else {
+            continue;
+        };
+        open.push(first.clone());
+        let arrive = *walking
+            .entry(first.clone())
+            .or_insert_with(|| now + ctx.hall(WALK, dice));
+        if now < arrive {
+            continue;
+        }
+        match t
+            .post(
+                &format!("/custody/spoilage/{first}/approve"),
+                &json!({"scanned": serials, "note": "defect seen at the station"}),
+            )
+            .await
+        {
+            Ok(a) if a.ok() => {
+                println!(
+                    "floor supervisor: approved the spoilage of {} (job {})",
+                    serials.join(" and "),
+                    r["job"]
+                );
+            }
+            Ok(a) => tracing::debug!("approve spoilage {first}: {}", a.message()),
+            Err(e) => tracing::warn!("floor supervisor: {e}"),
+        }
+    }
+    walking.retain(|k, _| open.contains(k));
 }
 
 /// Decides every job waiting for inspection: a print or lamination whose item is bound to the

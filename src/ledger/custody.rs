@@ -55,7 +55,24 @@ pub enum ItemState {
     },
     /// Used: printed (booklet) or applied (patch).
     Applied(Binding),
-    /// Spoiled, awaiting destruction.
+    /// Reported spoiled on an operator's word (a defect report at a terminal): awaiting a
+    /// supervisor's decision, made with the item scanned in hand
+    /// ([`LedgerEvent::SpoilageDecided`]). Blocks every use and destruction; a rejection puts
+    /// the item back where it was.
+    SpoilPending {
+        /// Why.
+        reason: String,
+        /// Who reported it.
+        by: OperatorId,
+        /// When.
+        at: DateTime<Utc>,
+        /// The report.
+        seq: u64,
+        /// Where it was before the report (a used item: its binding).
+        was: Box<ItemState>,
+    },
+    /// Spoiled, awaiting witnessed destruction: still accountable (counted, reconciled) until
+    /// destroyed.
     Spoiled {
         /// Why.
         reason: String,
@@ -65,6 +82,10 @@ pub enum ItemState {
         at: DateTime<Utc>,
         /// The record.
         seq: u64,
+        /// The supervisor who approved an operator's report; `None` for a spoil on the line's
+        /// own evidence (a device fault, a QC reading) or made by a supervisor.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        approved_by: Option<OperatorId>,
     },
     /// Destroyed.
     Destroyed {
@@ -110,7 +131,17 @@ impl ItemState {
             ItemState::InVault => "in the vault".into(),
             ItemState::Issued { session } => format!("issued to session {session}"),
             ItemState::Applied(b) => format!("used for job {} at {}", b.job, hm(b.at)),
-            ItemState::Spoiled { reason, .. } => format!("spoiled ({reason})"),
+            ItemState::SpoilPending { reason, by, .. } => {
+                format!("reported spoiled by {by} ({reason}), awaiting a supervisor's approval")
+            }
+            ItemState::Spoiled {
+                reason,
+                approved_by: Some(s),
+                ..
+            } => format!("spoiled ({reason}), approved by {s}, awaiting destruction"),
+            ItemState::Spoiled { reason, .. } => {
+                format!("spoiled ({reason}), awaiting destruction")
+            }
             ItemState::Destroyed { batch, .. } => format!("destroyed in batch {batch}"),
             ItemState::Missing { .. } => "reported missing".into(),
             ItemState::Suspect {
@@ -176,10 +207,12 @@ pub enum ItemChange {
     },
     /// Packed for dispatch.
     Dispatch,
-    /// Spoiled.
+    /// Spoiled; `pending`: reported, awaiting a supervisor's approval.
     Spoil {
         /// The session named in the event, if any.
         session: Option<SessionId>,
+        /// Awaiting approval (only a used item's spoil can wait: see [`ItemState::SpoilPending`]).
+        pending: bool,
         /// Why.
         reason: String,
         /// Who.
@@ -188,6 +221,14 @@ pub enum ItemChange {
         at: DateTime<Utc>,
         /// The record.
         seq: u64,
+    },
+    /// A supervisor decided a reported spoil: approved (spoiled, to be destroyed) or rejected
+    /// (back where it was).
+    DecideSpoil {
+        /// The supervisor.
+        by: OperatorId,
+        /// Approved?
+        approved: bool,
     },
     /// Returned to the vault.
     Return {
@@ -370,6 +411,7 @@ impl Item {
             (
                 ItemChange::Spoil {
                     session,
+                    pending,
                     reason,
                     by,
                     at,
@@ -377,6 +419,15 @@ impl Item {
                 },
                 state,
             ) => {
+                if *pending && !matches!(state, ItemState::Applied(_)) {
+                    return Err(Refusal::NotSpoilable {
+                        serial: serial.clone(),
+                        state: format!(
+                            "{}; only a used item's spoil awaits approval",
+                            state.describe()
+                        ),
+                    });
+                }
                 match (state, session) {
                     (ItemState::Issued { session: held }, Some(s)) if held == s => {}
                     (ItemState::Issued { session: held }, _) => {
@@ -398,12 +449,60 @@ impl Item {
                     }
                 }
                 add_custody(&mut next.custody, by);
-                next.state = ItemState::Spoiled {
-                    reason: reason.clone(),
-                    by: by.clone(),
-                    at: *at,
-                    seq: *seq,
+                next.state = if *pending {
+                    ItemState::SpoilPending {
+                        reason: reason.clone(),
+                        by: by.clone(),
+                        at: *at,
+                        seq: *seq,
+                        was: Box::new(state.clone()),
+                    }
+                } else {
+                    ItemState::Spoiled {
+                        reason: reason.clone(),
+                        by: by.clone(),
+                        at: *at,
+                        seq: *seq,
+                        approved_by: None,
+                    }
                 };
+            }
+            (
+                ItemChange::DecideSpoil { by, approved },
+                ItemState::SpoilPending {
+                    reason,
+                    by: reporter,
+                    at,
+                    seq,
+                    was,
+                },
+            ) => {
+                // Separation: whoever reported the spoil does not decide it.
+                if by == reporter {
+                    return Err(Refusal::SelfApprovedSpoilage {
+                        serial: serial.clone(),
+                        operator: by.clone(),
+                    });
+                }
+                // The supervisor held it: in its custody chain, so never its witness.
+                add_custody(&mut next.custody, by);
+                next.state = if *approved {
+                    ItemState::Spoiled {
+                        reason: reason.clone(),
+                        by: reporter.clone(),
+                        at: *at,
+                        seq: *seq,
+                        approved_by: Some(by.clone()),
+                    }
+                } else {
+                    was.as_ref().clone()
+                };
+            }
+            (ItemChange::DecideSpoil { .. }, other) => {
+                return Err(Refusal::NotAwaitingApproval {
+                    serial: serial.clone(),
+                    state: other.describe(),
+                });
             }
             (ItemChange::Return { session, counters }, ItemState::Issued { session: held })
                 if held == session =>
@@ -451,7 +550,10 @@ impl Item {
             }
             (
                 ItemChange::Missing { at, seq },
-                ItemState::InVault | ItemState::Issued { .. } | ItemState::Suspect { .. },
+                ItemState::InVault
+                | ItemState::Issued { .. }
+                | ItemState::Suspect { .. }
+                | ItemState::Spoiled { .. },
             ) => {
                 next.state = ItemState::Missing { at: *at, seq: *seq };
             }
@@ -514,8 +616,12 @@ pub struct SessionCounts {
     pub issued: u64,
     /// Items printed or applied.
     pub applied: u64,
-    /// Items spoiled while held.
+    /// Items spoiled: while held, or after use (a used item spoiled later leaves `applied`).
     pub spoiled: u64,
+    /// Used items reported spoiled, awaiting a supervisor's approval (out of `applied` until
+    /// decided: approved, they count as `spoiled`; rejected, as `applied` again).
+    #[serde(default)]
+    pub spoiled_pending: u64,
     /// Items returned to the vault.
     pub returned: u64,
     /// Items reported missing while held.
@@ -580,6 +686,17 @@ pub enum SessionChange {
     },
     /// A held item was read by a device without being scanned: it left the session.
     Suspect(Serial),
+    /// An item this session used was spoiled (`pending`: reported, awaiting approval). Counted
+    /// even after the session closed: its report says what became of what it used.
+    UsedSpoiled {
+        /// Awaiting approval.
+        pending: bool,
+    },
+    /// A reported spoil of an item this session used was decided (also after the close).
+    SpoilDecided {
+        /// Approved (spoiled) or rejected (used again).
+        approved: bool,
+    },
     /// The session closes; `missing` must be exactly what it still holds.
     Close {
         /// When.
@@ -605,6 +722,32 @@ impl Session {
     /// # Errors
     /// The session is closed, or a close does not match what is held.
     pub fn apply(&self, change: &SessionChange) -> Result<Session, Refusal> {
+        // What became of the items it used is counted whether it is open or closed.
+        match change {
+            SessionChange::UsedSpoiled { pending } => {
+                let mut next = self.clone();
+                let c = &mut next.counts;
+                c.applied = c.applied.saturating_sub(1);
+                if *pending {
+                    c.spoiled_pending += 1;
+                } else {
+                    c.spoiled += 1;
+                }
+                return Ok(next);
+            }
+            SessionChange::SpoilDecided { approved } => {
+                let mut next = self.clone();
+                let c = &mut next.counts;
+                c.spoiled_pending = c.spoiled_pending.saturating_sub(1);
+                if *approved {
+                    c.spoiled += 1;
+                } else {
+                    c.applied += 1;
+                }
+                return Ok(next);
+            }
+            _ => {}
+        }
         if !self.is_open() {
             return Err(Refusal::SessionClosed {
                 session: self.id.clone(),
@@ -681,6 +824,7 @@ impl Session {
                 take(&mut next.held, s)?;
                 next.counts.suspect += 1;
             }
+            SessionChange::UsedSpoiled { .. } | SessionChange::SpoilDecided { .. } => {}
             SessionChange::Returned(serials) => {
                 for s in serials {
                     take(&mut next.held, s)?;
@@ -1056,6 +1200,35 @@ pub enum Refusal {
         /// Asked for.
         asked: u64,
     },
+    /// A spoilage decision without every item of the report in the supervisor's hands (or
+    /// with others).
+    #[error(
+        "approving or rejecting a spoil needs every item of the report scanned in hand, and only them: awaiting approval {}; scanned {}",
+        list(awaiting),
+        list(scanned)
+    )]
+    SpoilageNotInHand {
+        /// The report's items awaiting approval.
+        awaiting: Vec<Serial>,
+        /// What the supervisor scanned.
+        scanned: Vec<Serial>,
+    },
+    /// The person who reported a spoil deciding it.
+    #[error("{operator} reported {serial} spoiled; another supervisor must decide it")]
+    SelfApprovedSpoilage {
+        /// The item.
+        serial: Serial,
+        /// Who tried.
+        operator: OperatorId,
+    },
+    /// A spoilage decision on an item that awaits none.
+    #[error("{serial} awaits no spoilage decision: it is {state}")]
+    NotAwaitingApproval {
+        /// The item.
+        serial: Serial,
+        /// Its state.
+        state: String,
+    },
     /// A co-signer's PIN was wrong (or the asker may not ask any more: `blocked`).
     #[error("{}", cosign_message(cosigner, asker, *failures, *blocked))]
     CosignerPin {
@@ -1138,11 +1311,14 @@ impl Refusal {
             Refusal::SetAside { .. } => "set_aside",
             Refusal::IssueCap { .. } => "issue_cap",
             Refusal::CosignerPin { .. } => "cosigner_pin",
+            Refusal::SpoilageNotInHand { .. } => "spoilage_not_in_hand",
+            Refusal::SelfApprovedSpoilage { .. } => "self_approved_spoilage",
+            Refusal::NotAwaitingApproval { .. } => "not_awaiting_approval",
         }
     }
 
     /// Every rule name, for `[alerts.severity]` and the docs.
-    pub const RULES: [&'static str; 37] = [
+    pub const RULES: [&'static str; 40] = [
         "unknown_serial",
         "wrong_kind",
         "already_used",
@@ -1180,6 +1356,9 @@ impl Refusal {
         "set_aside",
         "issue_cap",
         "cosigner_pin",
+        "spoilage_not_in_hand",
+        "self_approved_spoilage",
+        "not_awaiting_approval",
     ];
 
     /// True for a refusal of a custody, separation or gating rule: a fact to record and alert
@@ -1207,7 +1386,14 @@ impl Refusal {
             | Refusal::NotMissable { serial, .. }
             | Refusal::WitnessInCustodyChain { serial, .. }
             | Refusal::SetAside { serial, .. }
+            | Refusal::SelfApprovedSpoilage { serial, .. }
+            | Refusal::NotAwaitingApproval { serial, .. }
             | Refusal::Duplicate { serial } => vec![serial.clone()],
+            Refusal::SpoilageNotInHand { awaiting, scanned } => {
+                let mut v = awaiting.clone();
+                v.extend(scanned.iter().filter(|s| !awaiting.contains(s)).cloned());
+                v
+            }
             Refusal::AlreadyUsed {
                 serial, partner, ..
             } => std::iter::once(serial.clone())
@@ -1709,24 +1895,88 @@ pub fn plan<V: StateView>(view: &V, rec: &Record) -> Result<Plan, super::LedgerE
             serial,
             session,
             reason,
+            awaiting_approval,
         } => {
             if reason.trim().is_empty() {
                 return Err(Refusal::Invalid("a spoil needs a reason".into()).into());
             }
-            let was_held = matches!(d.item(serial)?.state, ItemState::Issued { .. });
+            let before = d.item(serial)?.state;
             d.change(
                 serial,
                 &ItemChange::Spoil {
                     session: session.clone(),
+                    pending: *awaiting_approval,
                     reason: reason.clone(),
                     by: actor.clone(),
                     at,
                     seq,
                 },
             )?;
-            if let (true, Some(sid)) = (was_held, session) {
-                let s = d.session(sid)?;
-                d.put_session(s.apply(&SessionChange::Spoiled(serial.clone()))?);
+            match (&before, session) {
+                (ItemState::Issued { .. }, Some(sid)) => {
+                    let s = d.session(sid)?;
+                    d.put_session(s.apply(&SessionChange::Spoiled(serial.clone()))?);
+                }
+                // A used item: the session that used it counts it spoiled (or pending).
+                (ItemState::Applied(b), _) => {
+                    let s = d.session(&b.session)?;
+                    d.put_session(s.apply(&SessionChange::UsedSpoiled {
+                        pending: *awaiting_approval,
+                    })?);
+                }
+                _ => {}
+            }
+        }
+        LedgerEvent::SpoilageDecided {
+            serials, approved, ..
+        } => {
+            no_duplicates(serials)?;
+            // Every item of the report, and only them: a lamination report names the patch and
+            // the booklet it is on, each the other's partner.
+            let mut awaiting: Vec<Serial> = Vec::new();
+            for s in serials {
+                let item = d.item(s)?;
+                let ItemState::SpoilPending { was, .. } = &item.state else {
+                    return Err(Refusal::NotAwaitingApproval {
+                        serial: s.clone(),
+                        state: item.state.describe(),
+                    }
+                    .into());
+                };
+                if !awaiting.contains(s) {
+                    awaiting.push(s.clone());
+                }
+                if let ItemState::Applied(b) = was.as_ref()
+                    && let Some(p) = &b.partner
+                    && let Some(pi) = view_item(&d, p)?
+                    && matches!(pi.state, ItemState::SpoilPending { .. })
+                    && !awaiting.contains(p)
+                {
+                    awaiting.push(p.clone());
+                }
+            }
+            if awaiting.iter().any(|a| !serials.contains(a)) {
+                return Err(Refusal::SpoilageNotInHand {
+                    awaiting,
+                    scanned: serials.clone(),
+                }
+                .into());
+            }
+            let change = ItemChange::DecideSpoil {
+                by: actor.clone(),
+                approved: *approved,
+            };
+            for s in serials {
+                let before = d.item(s)?.state;
+                d.change(s, &change)?;
+                if let ItemState::SpoilPending { was, .. } = &before
+                    && let ItemState::Applied(b) = was.as_ref()
+                {
+                    let sess = d.session(&b.session)?;
+                    d.put_session(sess.apply(&SessionChange::SpoilDecided {
+                        approved: *approved,
+                    })?);
+                }
             }
         }
         LedgerEvent::ItemsReturned {
@@ -2023,5 +2273,312 @@ impl MemState {
                 None => self.operator_open.remove(&op),
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::LedgerError;
+
+    struct Hall {
+        st: MemState,
+        seq: u64,
+    }
+
+    fn at(seq: u64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_790_000_000 + seq as i64, 0).expect("time")
+    }
+
+    impl Hall {
+        fn try_do(&mut self, actor: &str, event: LedgerEvent) -> Result<(), Refusal> {
+            let rec = Record {
+                seq: self.seq + 1,
+                at: at(self.seq + 1),
+                actor: OperatorId::new(actor),
+                event,
+            };
+            match plan(&self.st, &rec) {
+                Ok(p) => {
+                    self.st.commit(p);
+                    self.seq += 1;
+                    Ok(())
+                }
+                Err(LedgerError::Refused(r)) => Err(r),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        fn exec(&mut self, actor: &str, event: LedgerEvent) {
+            if let Err(r) = self.try_do(actor, event) {
+                panic!("refused: {r}");
+            }
+        }
+        fn item(&self, s: &str) -> &Item {
+            &self.st.items[&Serial::new(s)]
+        }
+        fn counts(&self, s: &str) -> &SessionCounts {
+            &self.st.sessions[&SessionId::new(s)].counts
+        }
+    }
+
+    fn ids(v: &[&str]) -> Vec<Serial> {
+        v.iter().map(|s| Serial::new(*s)).collect()
+    }
+
+    /// Booklet B1 printed by A in session SA, patch P1 applied to it by B in session SB.
+    fn laminated() -> Hall {
+        let mut h = Hall {
+            st: MemState::default(),
+            seq: 0,
+        };
+        for (lot, kind, range) in [
+            ("BX", ItemKind::Booklet, "B1-B3"),
+            ("R", ItemKind::Patch, "P1-P3"),
+        ] {
+            h.exec(
+                "S",
+                LedgerEvent::LotReceived {
+                    lot: LotId::new(lot),
+                    kind,
+                    supplier: "X".into(),
+                    range: SerialRange::parse(range).expect("range"),
+                },
+            );
+        }
+        for (sess, station, op, serials) in [
+            ("SA", "PRN", "A", ["B1", "B2"]),
+            ("SB", "LAM", "B", ["P1", "P2"]),
+        ] {
+            h.exec(
+                op,
+                LedgerEvent::SessionOpened {
+                    session: SessionId::new(sess),
+                    station: StationId::new(station),
+                    operator: OperatorId::new(op),
+                    shift: ShiftId::new("N"),
+                },
+            );
+            h.exec(
+                op,
+                LedgerEvent::ItemsIssued {
+                    session: SessionId::new(sess),
+                    serials: ids(&serials),
+                    counters: [OperatorId::new(op), OperatorId::new("S")],
+                },
+            );
+        }
+        h.exec(
+            "A",
+            LedgerEvent::BookletPrinted {
+                booklet: Serial::new("B1"),
+                session: SessionId::new("SA"),
+                job: JobId(7),
+                document_number: "C01".into(),
+                device: DeviceId::new("PR"),
+            },
+        );
+        h.exec(
+            "B",
+            LedgerEvent::PatchApplied {
+                patch: Serial::new("P1"),
+                session: SessionId::new("SB"),
+                booklet: Serial::new("B1"),
+                job: JobId(7),
+                device: DeviceId::new("LM"),
+                skip_reason: None,
+            },
+        );
+        h
+    }
+
+    fn report(h: &mut Hall, who: &str, serial: &str, session: &str) -> Result<(), Refusal> {
+        h.try_do(
+            who,
+            LedgerEvent::ItemSpoiled {
+                serial: Serial::new(serial),
+                session: Some(SessionId::new(session)),
+                reason: "lamination defect: bubble".into(),
+                awaiting_approval: true,
+            },
+        )
+    }
+
+    fn decide(h: &mut Hall, who: &str, serials: &[&str], approved: bool) -> Result<(), Refusal> {
+        h.try_do(
+            who,
+            LedgerEvent::SpoilageDecided {
+                serials: ids(serials),
+                approved,
+                note: String::new(),
+            },
+        )
+    }
+
+    fn destroy(h: &mut Hall, serials: &[&str], w: [&str; 2]) -> Result<(), Refusal> {
+        h.try_do(
+            "S2",
+            LedgerEvent::ItemsDestroyed {
+                batch: "D".into(),
+                serials: ids(serials),
+                witnesses: w.map(OperatorId::new),
+                method: "shredding".into(),
+                certificate: "C".into(),
+            },
+        )
+    }
+
+    #[test]
+    fn a_reported_spoil_waits_for_a_supervisor_with_every_item_in_hand() {
+        let mut h = laminated();
+        let bound = h.item("P1").state.clone();
+        report(&mut h, "B", "P1", "SB").expect("reported");
+        report(&mut h, "B", "B1", "SB").expect("reported");
+        assert!(matches!(
+            &h.item("P1").state,
+            ItemState::SpoilPending { by, was, .. } if by.as_str() == "B" && **was == bound
+        ));
+        // The sessions that used them count them pending, out of `applied`.
+        for s in ["SA", "SB"] {
+            let c = h.counts(s);
+            assert_eq!((c.applied, c.spoiled_pending, c.spoiled), (0, 1, 0), "{s}");
+        }
+        assert!(h.item("P1").state.describe().contains("awaiting"));
+        // Nothing else happens to them while they wait.
+        assert_eq!(
+            destroy(&mut h, &["P1", "B1"], ["W1", "W2"]).map_err(|r| r.rule()),
+            Err("not_spoiled")
+        );
+        assert_eq!(
+            report(&mut h, "B", "P1", "SB").map_err(|r| r.rule()),
+            Err("not_spoilable")
+        );
+        // The reporter does not decide; a supervisor scans both or is refused; a serial that
+        // awaits nothing is refused.
+        assert_eq!(
+            decide(&mut h, "B", &["P1", "B1"], true).map_err(|r| r.rule()),
+            Err("self_approved_spoilage")
+        );
+        let r = decide(&mut h, "S", &["B1"], true).expect_err("the patch is missing");
+        assert_eq!(r.rule(), "spoilage_not_in_hand");
+        assert_eq!(r.serials(), ids(&["B1", "P1"]));
+        assert_eq!(
+            decide(&mut h, "S", &["P1", "B1", "P2"], true).map_err(|r| r.rule()),
+            Err("not_awaiting_approval")
+        );
+        assert_eq!(
+            decide(&mut h, "S", &["P1", "B1", "P1"], true).map_err(|r| r.rule()),
+            Err("duplicate")
+        );
+        // Only a used item's spoil waits: a held one is spoiled or returned, not reported.
+        assert_eq!(
+            report(&mut h, "B", "P2", "SB").map_err(|r| r.rule()),
+            Err("not_spoilable")
+        );
+
+        decide(&mut h, "S", &["P1", "B1"], true).expect("approved");
+        assert!(matches!(
+            &h.item("P1").state,
+            ItemState::Spoiled { approved_by: Some(s), by, .. } if s.as_str() == "S" && by.as_str() == "B"
+        ));
+        for s in ["SA", "SB"] {
+            let c = h.counts(s);
+            assert_eq!((c.applied, c.spoiled_pending, c.spoiled), (0, 0, 1), "{s}");
+        }
+        // Decided once.
+        assert_eq!(
+            decide(&mut h, "S", &["P1", "B1"], true).map_err(|r| r.rule()),
+            Err("not_awaiting_approval")
+        );
+        // The approving supervisor held them: never their witness.
+        assert!(h.item("B1").custody.contains(&OperatorId::new("S")));
+        assert_eq!(
+            destroy(&mut h, &["P1", "B1"], ["S", "W2"]).map_err(|r| r.rule()),
+            Err("witness_in_custody_chain")
+        );
+        destroy(&mut h, &["P1", "B1"], ["W1", "W2"]).expect("destroyed");
+        assert!(matches!(h.item("P1").state, ItemState::Destroyed { .. }));
+    }
+
+    #[test]
+    fn a_rejected_spoil_puts_the_items_back_where_they_were() {
+        let mut h = laminated();
+        let (p, b) = (h.item("P1").state.clone(), h.item("B1").state.clone());
+        report(&mut h, "B", "P1", "SB").expect("reported");
+        report(&mut h, "B", "B1", "SB").expect("reported");
+        decide(&mut h, "S", &["B1", "P1"], false).expect("rejected");
+        assert_eq!(h.item("P1").state, p);
+        assert_eq!(h.item("B1").state, b);
+        for s in ["SA", "SB"] {
+            let c = h.counts(s);
+            assert_eq!((c.applied, c.spoiled_pending, c.spoiled), (1, 0, 0), "{s}");
+        }
+        // The job goes on: QC of the laminated booklet by a third person.
+        h.exec(
+            "C",
+            LedgerEvent::QcChecked {
+                booklet: Serial::new("B1"),
+                job: JobId(7),
+                station: StationId::new("QC"),
+                passed: true,
+            },
+        );
+    }
+
+    #[test]
+    fn a_spoil_on_the_lines_evidence_needs_no_approval_and_counts_at_the_session_that_used_it() {
+        let mut h = laminated();
+        h.exec(
+            "LINE",
+            LedgerEvent::ItemSpoiled {
+                serial: Serial::new("P1"),
+                session: None,
+                reason: "QC: MRZ mismatch".into(),
+                awaiting_approval: false,
+            },
+        );
+        assert!(matches!(
+            h.item("P1").state,
+            ItemState::Spoiled {
+                approved_by: None,
+                ..
+            }
+        ));
+        let c = h.counts("SB");
+        assert_eq!((c.applied, c.spoiled), (0, 1));
+        // Counted also once the session closed.
+        h.exec(
+            "B",
+            LedgerEvent::ItemsReturned {
+                session: SessionId::new("SB"),
+                serials: ids(&["P2"]),
+                counters: [OperatorId::new("B"), OperatorId::new("S")],
+            },
+        );
+        h.exec(
+            "B",
+            LedgerEvent::SessionClosed {
+                session: SessionId::new("SB"),
+                discrepancy: None,
+            },
+        );
+        h.exec(
+            "LINE",
+            LedgerEvent::ItemSpoiled {
+                serial: Serial::new("B1"),
+                session: None,
+                reason: "QC: MRZ mismatch".into(),
+                awaiting_approval: false,
+            },
+        );
+        let c = h.counts("SA");
+        assert_eq!((c.applied, c.spoiled), (0, 1));
+        // A spoiled item not found is reported missing (for the SLTD export).
+        h.exec(
+            "S",
+            LedgerEvent::ItemReportedMissing {
+                serial: Serial::new("P1"),
+                note: "not at the destruction".into(),
+            },
+        );
     }
 }

@@ -228,6 +228,22 @@ pub enum LedgerEvent {
         session: Option<SessionId>,
         /// Why.
         reason: String,
+        /// Reported on an operator's word (a defect report): the item waits for a supervisor's
+        /// [`LedgerEvent::SpoilageDecided`] (only a used item). Absent in older records.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        awaiting_approval: bool,
+    },
+    /// A supervisor decided reported spoilage with the items scanned in hand (every item of the
+    /// report, and only them): approved, they are spoiled and wait for witnessed destruction
+    /// (the supervisor joins their custody chain); rejected, they are back where they were. The
+    /// supervisor (the record's actor) is never the one who reported them.
+    SpoilageDecided {
+        /// The serials the supervisor scanned.
+        serials: Vec<Serial>,
+        /// Approved (spoiled) or rejected.
+        approved: bool,
+        /// The supervisor's note.
+        note: String,
     },
     /// Unused items went back to the vault, counted by two people.
     ItemsReturned {
@@ -336,6 +352,7 @@ impl LedgerEvent {
             LedgerEvent::QcChecked { .. } => "qc_checked",
             LedgerEvent::Dispatched { .. } => "dispatched",
             LedgerEvent::ItemSpoiled { .. } => "item_spoiled",
+            LedgerEvent::SpoilageDecided { .. } => "spoilage_decided",
             LedgerEvent::ItemsReturned { .. } => "items_returned",
             LedgerEvent::SessionClosed { .. } => "session_closed",
             LedgerEvent::ItemsDestroyed { .. } => "items_destroyed",

@@ -1078,6 +1078,8 @@ pub(crate) mod ix {
     pub const DESTROYED: &[u8] = b"de";
     /// Serials reported missing (key: serial).
     pub const MISSING: &[u8] = b"ms";
+    /// Spoil records (key: serial): where the spoiled items still to destroy are found.
+    pub const SPOILED: &[u8] = b"sp";
     /// Reversals (key: reversed seq).
     pub const REVERSAL: &[u8] = b"rv";
     /// Lots received.
@@ -1173,11 +1175,17 @@ fn index_keys(r: &Record, plan: &custody::Plan) -> Vec<Vec<u8>> {
         LedgerEvent::Dispatched { job, .. } => {
             keys.push(ix::key(ix::JOB, &job.0.to_be_bytes(), seq));
         }
-        LedgerEvent::ItemSpoiled { session, .. } => {
+        LedgerEvent::ItemSpoiled {
+            session, serial, ..
+        } => {
             if let Some(session) = session {
                 keys.push(ix::key(ix::SESSION, session.as_str().as_bytes(), seq));
             }
+            keys.push(ix::key(ix::SPOILED, serial.as_str().as_bytes(), seq));
         }
+        // On the trace of each serial; the supervisor is the actor, the sessions that used the
+        // items are in the plan.
+        LedgerEvent::SpoilageDecided { .. } => {}
         LedgerEvent::SessionClosed {
             session,
             discrepancy,
@@ -1244,6 +1252,7 @@ fn named_serials(r: &Record) -> Vec<&Serial> {
         | LedgerEvent::ItemsReturned { serials, .. }
         | LedgerEvent::ItemsDestroyed { serials, .. }
         | LedgerEvent::ItemsSetAside { serials, .. }
+        | LedgerEvent::SpoilageDecided { serials, .. }
         | LedgerEvent::SessionAbandoned { held: serials, .. } => serials.iter().collect(),
         LedgerEvent::BookletPrinted { booklet, .. }
         | LedgerEvent::QcChecked { booklet, .. }

@@ -242,12 +242,42 @@ pub(crate) fn describe(
             serial,
             session,
             reason,
+            awaiting_approval,
         } => (
             match session {
                 Some(s) => st(s, sessions)?,
                 None => None,
             },
-            format!("{serial} spoiled: {reason}"),
+            if *awaiting_approval {
+                format!("{serial} reported spoiled: {reason}; awaiting a supervisor's approval")
+            } else {
+                format!("{serial} spoiled: {reason}")
+            },
+        ),
+        LedgerEvent::SpoilageDecided {
+            serials,
+            approved,
+            note,
+        } => (
+            None,
+            format!(
+                "spoilage of {} {} with the item(s) scanned in hand{}",
+                serials
+                    .iter()
+                    .map(Serial::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if *approved {
+                    "approved: to be destroyed before witnesses"
+                } else {
+                    "rejected: back where it was"
+                },
+                if note.trim().is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({note})")
+                }
+            ),
         ),
         LedgerEvent::ItemsReturned {
             session,
@@ -677,6 +707,24 @@ impl Ledger {
                 _ => {}
             }
         }
+        // What became of what it used or spoiled: the item's state now (a used item spoiled
+        // later, a spoil approved, rejected or destroyed).
+        for (serial, o) in &mut outcome {
+            if !matches!(*o, "applied" | "spoiled") {
+                continue;
+            }
+            if let Some(item) = self.item(serial)? {
+                *o = match item.state {
+                    ItemState::Applied(_) => "applied",
+                    ItemState::SpoilPending { .. } => "spoiled_pending",
+                    ItemState::Spoiled { .. } => "spoiled_approved",
+                    ItemState::Destroyed { .. } => "destroyed",
+                    ItemState::Missing { .. } => "missing",
+                    ItemState::Suspect { .. } => "suspect",
+                    ItemState::InVault | ItemState::Issued { .. } => o,
+                };
+            }
+        }
         let pick = |what: &str| -> Vec<Serial> {
             outcome
                 .iter()
@@ -688,7 +736,18 @@ impl Ledger {
             balanced: s.is_balanced() && s.discrepancy.is_empty(),
             open: s.is_open(),
             applied: pick("applied"),
-            spoiled: pick("spoiled"),
+            spoiled: {
+                let mut v = pick("spoiled");
+                v.extend(pick("spoiled_pending"));
+                v.extend(pick("spoiled_approved"));
+                v.extend(pick("destroyed"));
+                v.sort();
+                v
+            },
+            spoiled_pending: pick("spoiled_pending"),
+            spoiled_approved: pick("spoiled_approved"),
+            destroyed: pick("destroyed"),
+            set_aside: s.set_aside.clone(),
             returned: pick("returned"),
             missing: pick("missing"),
             suspect: pick("suspect"),
@@ -707,6 +766,8 @@ impl Ledger {
             issued: Vec::new(),
             applied: 0,
             spoiled: Vec::new(),
+            spoiled_pending: Vec::new(),
+            spoiled_approved: Vec::new(),
             destroyed: Vec::new(),
             missing: Vec::new(),
             suspect: Vec::new(),
@@ -720,13 +781,58 @@ impl Ledger {
                 ItemState::InVault => r.in_vault.push(serial),
                 ItemState::Issued { .. } => r.issued.push(serial),
                 ItemState::Applied(_) => r.applied += 1,
-                ItemState::Spoiled { .. } => r.spoiled.push(serial),
+                ItemState::SpoilPending { .. } => {
+                    r.spoiled.push(serial.clone());
+                    r.spoiled_pending.push(serial);
+                }
+                ItemState::Spoiled { .. } => {
+                    r.spoiled.push(serial.clone());
+                    r.spoiled_approved.push(serial);
+                }
                 ItemState::Destroyed { .. } => r.destroyed.push(serial),
                 ItemState::Missing { .. } => r.missing.push(serial),
                 ItemState::Suspect { .. } => r.suspect.push(serial),
             }
         }
         Ok(Some(r))
+    }
+
+    /// Every item spoiled and not yet destroyed: reported and awaiting a supervisor's decision
+    /// ([`ItemState::SpoilPending`]) or spoiled and awaiting witnessed destruction
+    /// ([`ItemState::Spoiled`]), in the order of their spoil records. Reads the spoil index
+    /// (one entry per spoil record ever) and each item's state: spoils are rare (well under
+    /// 1 % of items), so this stays small beside the ledger. Spoils recorded by versions before
+    /// the index are not listed.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn spoilage(&self) -> Result<Vec<Item>, LedgerError> {
+        let mut entries: Vec<(u64, Serial)> = Vec::new();
+        for k in self
+            .store
+            .index_scan(&[ix::SPOILED, &[0]].concat(), MAX_ROWS)?
+        {
+            let serial_bytes = &k[ix::SPOILED.len() + 1..k.len().saturating_sub(9)];
+            let serial = Serial(String::from_utf8_lossy(serial_bytes).into_owned());
+            entries.push((ix::seq_of(&k), serial));
+        }
+        entries.sort();
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for (_, serial) in entries {
+            if !seen.insert(serial.clone()) {
+                continue;
+            }
+            if let Some(item) = self.item(&serial)?
+                && matches!(
+                    item.state,
+                    ItemState::SpoilPending { .. } | ItemState::Spoiled { .. }
+                )
+            {
+                out.push(item);
+            }
+        }
+        Ok(out)
     }
 
     /// The destruction register: every destruction, with serials, witnesses, method and
@@ -804,8 +910,22 @@ pub struct SessionReport {
     pub balanced: bool,
     /// Serials used.
     pub applied: Vec<Serial>,
-    /// Serials spoiled.
+    /// Serials spoiled (while held or after use), whatever came of it since: the union of
+    /// `spoiled_pending`, `spoiled_approved` and `destroyed`.
     pub spoiled: Vec<Serial>,
+    /// Used serials reported spoiled, awaiting a supervisor's approval.
+    #[serde(default)]
+    pub spoiled_pending: Vec<Serial>,
+    /// Spoiled serials awaiting witnessed destruction (approved by a supervisor, or spoiled on
+    /// the line's evidence: a device fault, a QC reading).
+    #[serde(default)]
+    pub spoiled_approved: Vec<Serial>,
+    /// Spoiled serials destroyed before two witnesses.
+    #[serde(default)]
+    pub destroyed: Vec<Serial>,
+    /// Held serials set aside after a roll skip (still held: also in `unaccounted`).
+    #[serde(default)]
+    pub set_aside: Vec<Serial>,
     /// Serials returned.
     pub returned: Vec<Serial>,
     /// Serials missing (reported, or in the closing discrepancy).
@@ -828,8 +948,14 @@ pub struct LotReport {
     pub issued: Vec<Serial>,
     /// Number used.
     pub applied: u64,
-    /// Spoiled, awaiting destruction.
+    /// Spoiled, awaiting destruction or a decision: `spoiled_pending` and `spoiled_approved`.
     pub spoiled: Vec<Serial>,
+    /// Reported spoiled, awaiting a supervisor's approval.
+    #[serde(default)]
+    pub spoiled_pending: Vec<Serial>,
+    /// Spoiled (approved, or on the line's evidence), awaiting witnessed destruction.
+    #[serde(default)]
+    pub spoiled_approved: Vec<Serial>,
     /// Destroyed.
     pub destroyed: Vec<Serial>,
     /// Missing.

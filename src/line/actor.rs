@@ -23,8 +23,8 @@ use super::perf::{DeviceActivity, OperatorActivity, Perf, PerfReport, Period};
 use super::storage::{StorageState, StorageStatus, StorageWatch};
 use super::{
     Attempt, Bag, BagItem, BatchError, Cmd, Consumables, Device, LINE_ACTOR, LineError, LineSetup,
-    LineSnapshot, QcOutcome, QcVerdict, StationKind, StationView, SubmitStatus, Submitted,
-    WorkView, devices,
+    LineSnapshot, QcOutcome, QcVerdict, SpoilageDecision, SpoilageList, SpoilageReport,
+    StationKind, StationView, SubmitStatus, Submitted, WorkView, devices,
 };
 use crate::config::AlertConfig;
 use crate::ledger::event::Discrepancy;
@@ -111,6 +111,10 @@ pub(crate) struct Actor {
     qc_read_attempts: u32,
     /// (margin over the work share, absolute maximum) of items a session may hold.
     issue_cap: (u32, u32),
+    /// `custody.destroy_within_secs` (`None`: by the end of the shift).
+    destroy_within: Option<Duration>,
+    /// Spoiled serials already named by a `spoilage_not_destroyed` alert since the start.
+    overdue_alerted: HashSet<Serial>,
     /// The issuing states intake accepts (`hall.issuing_state(s)`).
     issuing_states: Vec<String>,
     sched: Scheduler,
@@ -279,6 +283,8 @@ impl Actor {
             strict_roll_order: setup.strict_roll_order,
             qc_read_attempts: setup.qc_read_attempts,
             issue_cap: setup.issue_cap,
+            destroy_within: setup.destroy_within,
+            overdue_alerted: HashSet::new(),
             issuing_states: setup.issuing_states,
             sched,
             jobs: HashMap::new(),
@@ -658,7 +664,10 @@ impl Actor {
     /// when the job moved on, spoiled when it went back to printing; a step handed back
     /// untouched (the operator signed out) is not counted.
     fn step_ended(&mut self, i: usize, step: &Step, next: &JobRecord, now: DateTime<Utc>) {
-        let good = !matches!(next.state, JobState::SpoiledRequeued { .. });
+        let good = !matches!(
+            next.state,
+            JobState::SpoiledRequeued { .. } | JobState::DefectReported { .. }
+        );
         let handed_back = !matches!(next.state, JobState::SpoiledRequeued { .. })
             && next
                 .state
@@ -710,6 +719,7 @@ impl Actor {
             issued: s.counts.issued,
             applied: s.counts.applied,
             spoiled: s.counts.spoiled,
+            spoiled_pending: s.counts.spoiled_pending,
             returned: s.counts.returned,
             set_aside: u32::try_from(s.set_aside.len()).unwrap_or(u32::MAX),
             abandoned: s.abandoned_at.is_some(),
@@ -801,6 +811,7 @@ impl Actor {
         self.shift_end_alerts(Utc::now());
         if self.ticks.is_multiple_of(5) {
             self.due_alerts(Utc::now());
+            self.spoilage_alerts(Utc::now());
             for i in 0..self.stations.len() {
                 if let Err(e) = self.refresh_consumables(i) {
                     tracing::warn!("consumables not refreshed: {e}");
@@ -1602,6 +1613,17 @@ impl Actor {
         booklet: Option<&Serial>,
         reason: &str,
     ) -> Result<Vec<LedgerEvent>, LineError> {
+        self.spoil_items_as(booklet, reason, false)
+    }
+
+    /// [`Actor::spoil_items`]; `awaiting_approval`: reported on an operator's word, the items
+    /// wait for a supervisor's decision.
+    fn spoil_items_as(
+        &self,
+        booklet: Option<&Serial>,
+        reason: &str,
+        awaiting_approval: bool,
+    ) -> Result<Vec<LedgerEvent>, LineError> {
         let mut out = Vec::new();
         let Some(b) = booklet else {
             return Ok(out);
@@ -1612,15 +1634,13 @@ impl Actor {
         }
         serials.push(b.clone());
         for s in serials {
-            let live = self
-                .ledger
-                .item(&s)?
-                .is_some_and(|i| matches!(i.state, ItemState::Applied(_)));
-            if live {
+            // The session that used it: the record is on its report and at its station.
+            if let Some(ItemState::Applied(b)) = self.ledger.item(&s)?.map(|i| i.state) {
                 out.push(LedgerEvent::ItemSpoiled {
                     serial: s,
-                    session: None,
+                    session: Some(b.session),
                     reason: reason.to_string(),
+                    awaiting_approval,
                 });
             }
         }
@@ -1773,6 +1793,7 @@ impl Actor {
                         session: None,
                         reason: "found on the job at inspection after a device read mismatch"
                             .into(),
+                        awaiting_approval: false,
                     });
                 }
             }
@@ -2540,10 +2561,267 @@ impl Actor {
                 format!("lamination defect: {reason}"),
             ),
         };
-        let extra = self.spoil_items(step.booklet.as_ref(), &text)?;
-        let next = self.transition(actor, step.job, JobEvent::Spoil { reason: spoil }, extra)?;
+        // On the operator's word alone nothing is spoiled: the items wait for a supervisor's
+        // approval with them in hand, and the job waits with them.
+        let extra = self.spoil_items_as(step.booklet.as_ref(), &text, true)?;
+        let serials: Vec<Serial> = extra
+            .iter()
+            .filter_map(|e| match e {
+                LedgerEvent::ItemSpoiled { serial, .. } => Some(serial.clone()),
+                _ => None,
+            })
+            .collect();
+        let next = self.transition(
+            actor,
+            step.job,
+            JobEvent::ReportDefect { reason: spoil },
+            extra,
+        )?;
         self.end_step(i, next)?;
+        self.raise_naming(
+            AlertKind::SpoilageAwaitingApproval,
+            station.as_str(),
+            format!(
+                "{actor} reported {} of job {} spoiled at {station} ({text}): a supervisor \
+                 approves or rejects it with the item(s) in hand",
+                serials
+                    .iter()
+                    .map(Serial::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+                step.job
+            ),
+            serials,
+        );
         self.view(i)
+    }
+
+    /// The spoil report `item` belongs to: its items (the item and, for a used item, its
+    /// partner when it is in the same state) as a [`SpoilageReport`].
+    fn report_of(&self, item: &crate::ledger::Item) -> Result<SpoilageReport, LineError> {
+        let (reason, by, at, approved_by, binding, status) = match &item.state {
+            ItemState::SpoilPending {
+                reason,
+                by,
+                at,
+                was,
+                ..
+            } => (
+                reason,
+                by,
+                at,
+                None,
+                match was.as_ref() {
+                    ItemState::Applied(b) => Some(b.clone()),
+                    _ => None,
+                },
+                "awaiting_approval",
+            ),
+            ItemState::Spoiled {
+                reason,
+                by,
+                at,
+                approved_by,
+                ..
+            } => (
+                reason,
+                by,
+                at,
+                approved_by.clone(),
+                None,
+                if approved_by.is_some() {
+                    "approved"
+                } else {
+                    "spoiled"
+                },
+            ),
+            other => {
+                return Err(LineError::Refused(Refusal::NotAwaitingApproval {
+                    serial: item.serial.clone(),
+                    state: other.describe(),
+                }));
+            }
+        };
+        let mut serials = vec![item.serial.clone()];
+        if let Some(p) = binding.as_ref().and_then(|b| b.partner.clone())
+            && let Some(pi) = self.ledger.item(&p)?
+            && matches!(pi.state, ItemState::SpoilPending { .. })
+        {
+            serials.push(p);
+        }
+        Ok(SpoilageReport {
+            job: binding.map(|b| b.job),
+            serials,
+            status: status.into(),
+            reason: reason.clone(),
+            reported_by: by.clone(),
+            reported_at: *at,
+            approved_by,
+        })
+    }
+
+    /// Spoilage not yet destroyed: reports awaiting a decision, items awaiting destruction.
+    pub(crate) fn spoilage(&self) -> Result<SpoilageList, LineError> {
+        let mut list = SpoilageList::default();
+        let mut seen: HashSet<Serial> = HashSet::new();
+        for item in self.ledger.spoilage()? {
+            if seen.contains(&item.serial) {
+                continue;
+            }
+            let r = self.report_of(&item)?;
+            seen.extend(r.serials.iter().cloned());
+            if r.status == "awaiting_approval" {
+                list.pending.push(r);
+            } else {
+                list.to_destroy.push(r);
+            }
+        }
+        Ok(list)
+    }
+
+    /// A supervisor decides the spoil report of `serial` with the items scanned in hand.
+    pub(crate) fn decide_spoilage(
+        &mut self,
+        actor: &OperatorId,
+        serial: &Serial,
+        d: SpoilageDecision,
+    ) -> Result<SpoilageReport, LineError> {
+        let item = self
+            .ledger
+            .item(serial)?
+            .ok_or_else(|| LineError::NotFound(format!("{serial} is not a known serial")))?;
+        let ItemState::SpoilPending { was, .. } = &item.state else {
+            return Err(LineError::Refused(Refusal::NotAwaitingApproval {
+                serial: serial.clone(),
+                state: item.state.describe(),
+            }));
+        };
+        let report = self.report_of(&item)?;
+        let want: BTreeSet<&Serial> = report.serials.iter().collect();
+        let got: BTreeSet<&Serial> = d.scanned.iter().collect();
+        if want != got || got.len() != d.scanned.len() {
+            return Err(LineError::Refused(Refusal::SpoilageNotInHand {
+                awaiting: report.serials.clone(),
+                scanned: d.scanned.clone(),
+            }));
+        }
+        let decided = LedgerEvent::SpoilageDecided {
+            serials: d.scanned.clone(),
+            approved: d.approved,
+            note: d.note.clone(),
+        };
+        // The job waits with its items: approved, it is printed again on a new booklet;
+        // rejected, the step stands.
+        let job = match was.as_ref() {
+            ItemState::Applied(b) => self
+                .jobs
+                .get(&b.job)
+                .filter(|r| matches!(r.state, JobState::DefectReported { .. }))
+                .cloned(),
+            _ => None,
+        };
+        match job {
+            Some(rec) => {
+                let JobState::DefectReported { stage, reason, .. } = &rec.state else {
+                    return Err(LineError::Storage(
+                        "a job changed under the decision".into(),
+                    ));
+                };
+                let ev = if d.approved {
+                    JobEvent::Spoil { reason: *reason }
+                } else {
+                    let kind = match stage {
+                        Stage::Print => crate::ledger::ItemKind::Booklet,
+                        _ => crate::ledger::ItemKind::Patch,
+                    };
+                    let mut step_item = None;
+                    for s in &report.serials {
+                        if self.ledger.item(s)?.is_some_and(|i| i.kind == kind) {
+                            step_item = Some(s.to_string());
+                        }
+                    }
+                    JobEvent::RejectDefect { serial: step_item }
+                };
+                let next = self.transition(actor, rec.job.id, ev, vec![decided])?;
+                if let Some(w) = next.state.waiting() {
+                    self.enqueue(queued(&next), w.next_stage())?;
+                }
+                self.jobs.insert(next.job.id, next);
+            }
+            None => {
+                self.persist(actor, vec![decided], &[], Vec::new())?;
+            }
+        }
+        for i in 0..self.stations.len() {
+            self.refresh_consumables(i)?;
+        }
+        let mut out = report;
+        out.status = if d.approved { "approved" } else { "rejected" }.into();
+        out.approved_by = d.approved.then(|| actor.clone());
+        tracing::info!(%serial, approved = d.approved, "spoilage decided by {actor}");
+        Ok(out)
+    }
+
+    /// Spoiled items not destroyed in time (`custody.destroy_within_secs`, or by the end of the
+    /// shift they were spoiled in): one critical alert naming them, once per item while the
+    /// controller runs.
+    fn spoilage_alerts(&mut self, now: DateTime<Utc>) {
+        let items = match self.ledger.spoilage() {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!("spoilage not read for the destruction check: {e}");
+                return;
+            }
+        };
+        let current = shift_of(now);
+        let mut pending = Vec::new();
+        let mut approved = Vec::new();
+        for item in items {
+            let (at, is_pending) = match &item.state {
+                ItemState::SpoilPending { at, .. } => (*at, true),
+                ItemState::Spoiled { at, .. } => (*at, false),
+                _ => continue,
+            };
+            let late = match self.destroy_within {
+                Some(d) => (now - at).to_std().is_ok_and(|age| age >= d),
+                None => shift_of(at) != current,
+            };
+            if !late || self.overdue_alerted.contains(&item.serial) {
+                continue;
+            }
+            if is_pending {
+                pending.push(item.serial);
+            } else {
+                approved.push(item.serial);
+            }
+        }
+        if pending.is_empty() && approved.is_empty() {
+            return;
+        }
+        let when = match self.destroy_within {
+            Some(d) => format!("within {} s", d.as_secs()),
+            None => "by the end of their shift".into(),
+        };
+        let names = |v: &[Serial]| v.iter().map(Serial::as_str).collect::<Vec<_>>().join(", ");
+        let mut parts = Vec::new();
+        if !approved.is_empty() {
+            parts.push(format!("spoiled, not destroyed: {}", names(&approved)));
+        }
+        if !pending.is_empty() {
+            parts.push(format!("still awaiting approval: {}", names(&pending)));
+        }
+        let serials: Vec<Serial> = approved.into_iter().chain(pending).collect();
+        self.overdue_alerted.extend(serials.iter().cloned());
+        self.raise_naming(
+            AlertKind::SpoilageNotDestroyed,
+            "spoilage",
+            format!(
+                "{} spoiled item(s) not destroyed before witnesses {when}: {}",
+                serials.len(),
+                parts.join("; ")
+            ),
+            serials,
+        );
     }
 
     pub(crate) fn qc(

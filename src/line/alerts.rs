@@ -70,11 +70,18 @@ pub enum AlertKind {
     /// another patch, the printer read back another booklet, or either read nothing. The step
     /// was stopped and the items are unaccounted for; stays open until acknowledged.
     ReadMismatch,
+    /// An operator reported items spoiled (a defect at a terminal): they wait for a
+    /// supervisor's approval with the items in hand. One incident per station.
+    SpoilageAwaitingApproval,
+    /// **Critical.** Spoiled items (awaiting approval, or approved) were not destroyed before
+    /// witnesses in time (`custody.destroy_within_secs`, or by the end of their shift): the
+    /// oldest theft path is declaring an item spoiled and keeping it.
+    SpoilageNotDestroyed,
 }
 
 impl AlertKind {
     /// Every kind.
-    pub const ALL: [AlertKind; 14] = [
+    pub const ALL: [AlertKind; 16] = [
         AlertKind::DeviceFault,
         AlertKind::DeviceOffline,
         AlertKind::Backlog,
@@ -89,6 +96,8 @@ impl AlertKind {
         AlertKind::StorageFault,
         AlertKind::StorageLow,
         AlertKind::ReadMismatch,
+        AlertKind::SpoilageAwaitingApproval,
+        AlertKind::SpoilageNotDestroyed,
     ];
 
     /// The kind's name in records, the API and metrics.
@@ -108,6 +117,8 @@ impl AlertKind {
             AlertKind::StorageFault => "storage_fault",
             AlertKind::StorageLow => "storage_low",
             AlertKind::ReadMismatch => "read_mismatch",
+            AlertKind::SpoilageAwaitingApproval => "spoilage_awaiting_approval",
+            AlertKind::SpoilageNotDestroyed => "spoilage_not_destroyed",
         }
     }
 
@@ -133,13 +144,14 @@ impl AlertKind {
             AlertKind::DeviceFault | AlertKind::DeviceOffline | AlertKind::StorageLow => {
                 Severity::Warning
             }
-            AlertKind::CosignerFailures => Severity::Warning,
+            AlertKind::CosignerFailures | AlertKind::SpoilageAwaitingApproval => Severity::Warning,
             AlertKind::Refusal => Severity::Warning,
             AlertKind::Reconciliation
             | AlertKind::SessionAbandoned
             | AlertKind::SessionOpenAtShiftEnd
             | AlertKind::ItemMissing
             | AlertKind::ReadMismatch
+            | AlertKind::SpoilageNotDestroyed
             | AlertKind::StorageFault => Severity::Critical,
         }
     }
@@ -194,6 +206,8 @@ impl Severity {
             | "set_aside"
             | "not_own_session"
             | "job_mismatch"
+            | "spoilage_not_in_hand"
+            | "self_approved_spoilage"
             | "already_dispatched" => Severity::Critical,
             _ => Severity::Warning,
         }

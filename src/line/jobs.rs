@@ -172,7 +172,7 @@ pub struct Page {
 }
 
 /// The state names a filter may use.
-pub const STATE_NAMES: [&str; 13] = [
+pub const STATE_NAMES: [&str; 14] = [
     "received",
     "queued",
     "spoiled_requeued",
@@ -186,6 +186,7 @@ pub const STATE_NAMES: [&str; 13] = [
     "held",
     "cancelled",
     "needs_inspection",
+    "defect_reported",
 ];
 
 /// Lists jobs from the store (every job, finished ones included), in id order.

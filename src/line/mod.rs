@@ -135,6 +135,9 @@ pub struct LineSetup {
     /// `[policy] issue_margin` and `max_held_per_session`: the issue cap (see
     /// [`crate::config::PolicyConfig`]).
     pub issue_cap: (u32, u32),
+    /// How long a spoiled item may wait for its witnessed destruction before a critical alert
+    /// (`custody.destroy_within_secs`; `None`: by the end of its shift).
+    pub destroy_within: Option<Duration>,
 }
 
 /// Who tried what, where: the context a refusal is recorded with.
@@ -303,8 +306,11 @@ pub struct Consumables {
     pub issued: u64,
     /// Items printed or applied.
     pub applied: u64,
-    /// Items spoiled while held.
+    /// Items spoiled, while held or after use (approved, or on the line's evidence).
     pub spoiled: u64,
+    /// Used items reported spoiled, awaiting a supervisor's approval.
+    #[serde(default)]
+    pub spoiled_pending: u64,
     /// Items returned to the vault.
     pub returned: u64,
     /// Items it still holds.
@@ -807,6 +813,41 @@ impl Line {
             .await
     }
 
+    /// Spoilage reported at terminals and not yet destroyed: awaiting a supervisor's decision,
+    /// or approved (or spoiled on the line's evidence) and awaiting witnessed destruction.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn spoilage(&self) -> Result<SpoilageList, LineError> {
+        self.call(|a| a.spoilage()).await?
+    }
+
+    /// A supervisor approves or rejects the spoilage reported on `serial`'s report, with the
+    /// serials they scanned in hand: exactly the report's items (the patch and the booklet it
+    /// is on, for a lamination). Approved, the items wait for witnessed destruction and the job
+    /// is printed again; rejected, they are back where they were and the job goes on.
+    ///
+    /// # Errors
+    /// Nothing awaits a decision on `serial`; the scanned serials are not the report's; the
+    /// supervisor reported it (all recorded as refusals); storage errors.
+    pub async fn decide_spoilage(
+        &self,
+        actor: OperatorId,
+        serial: Serial,
+        decision: SpoilageDecision,
+    ) -> Result<SpoilageReport, LineError> {
+        let mut serials = vec![serial.clone()];
+        serials.extend(decision.scanned.iter().filter(|s| **s != serial).cloned());
+        let at = Attempt {
+            actor: actor.clone(),
+            station: None,
+            session: None,
+            serials,
+        };
+        self.guarded(at, move |a| a.decide_spoilage(&actor, &serial, decision))
+            .await
+    }
+
     /// QC: the MRZ read back from the booklet, compared with the job's.
     ///
     /// # Errors
@@ -916,6 +957,7 @@ impl Line {
             LedgerEvent::ItemsDestroyed { serials, .. } => serials.clone(),
             LedgerEvent::ItemReportedMissing { serial, .. }
             | LedgerEvent::ItemSpoiled { serial, .. } => vec![serial.clone()],
+            LedgerEvent::SpoilageDecided { serials, .. } => serials.clone(),
             _ => Vec::new(),
         };
         let at = Attempt {
@@ -976,6 +1018,50 @@ impl Line {
         self.call(move |a| a.pause_device(&actor, &device, pause))
             .await?
     }
+}
+
+/// A supervisor's decision on reported spoilage.
+#[derive(Debug, Clone)]
+pub struct SpoilageDecision {
+    /// Approve (spoiled, to be destroyed) or reject (back where it was).
+    pub approved: bool,
+    /// The serials the supervisor scanned in hand.
+    pub scanned: Vec<Serial>,
+    /// Their note.
+    pub note: String,
+}
+
+/// One spoil report: its items, as they are now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SpoilageReport {
+    /// The job the items were used for, if known.
+    #[schema(value_type = Option<u64>)]
+    pub job: Option<JobId>,
+    /// The items (a lamination report: the patch and the booklet it is on).
+    #[schema(value_type = Vec<String>)]
+    pub serials: Vec<Serial>,
+    /// `awaiting_approval`, `approved` (awaiting witnessed destruction), `rejected` (back in
+    /// use) or `spoiled` (on the line's evidence, awaiting witnessed destruction).
+    pub status: String,
+    /// Why.
+    pub reason: String,
+    /// Who reported (or recorded) the spoil.
+    #[schema(value_type = String)]
+    pub reported_by: OperatorId,
+    /// When.
+    pub reported_at: DateTime<Utc>,
+    /// The supervisor who approved it.
+    #[schema(value_type = Option<String>)]
+    pub approved_by: Option<OperatorId>,
+}
+
+/// Spoilage not yet destroyed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SpoilageList {
+    /// Reports awaiting a supervisor's decision, oldest first.
+    pub pending: Vec<SpoilageReport>,
+    /// Spoiled items awaiting witnessed destruction (approved, or on the line's evidence).
+    pub to_destroy: Vec<SpoilageReport>,
 }
 
 /// The result of a QC check. Names MRZ fields, never their values.

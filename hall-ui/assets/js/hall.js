@@ -23,7 +23,7 @@ const STAGES = [
 ];
 const CLASSES = [['normal', 'normal'], ['urgent', 'urgent'], ['fast_track', 'fast-track']];
 const AGES = ['< 1 h', '1–4 h', '4–24 h', '≥ 24 h'];
-const JOB_STATES = ['queued', 'held', 'needs_inspection', 'received', 'spoiled_requeued', 'printing',
+const JOB_STATES = ['queued', 'held', 'needs_inspection', 'defect_reported', 'received', 'spoiled_requeued', 'printing',
   'printed', 'laminating', 'laminated', 'qc', 'ready', 'dispatched', 'cancelled'];
 
 const state = {
@@ -550,6 +550,26 @@ function buildCustodyForms() {
     return `Count recorded: ${f.direction} ${f.serials} for ${f.session}`;
   });
 
+  const sp = $('spoilage-form');
+  sp.append(
+    field('Report (one of its serials)', 'serial', { required: true, 'data-key': 'spoilage-serial', autocapitalize: 'characters' }),
+    textArea('Scan every item of the report in hand (one a line)', 'scanned', { required: true, 'data-key': 'spoilage-scanned', rows: 2 }),
+    select('Decision', 'decision', [['approve', 'approve: spoiled, to be destroyed before witnesses'], ['reject', 'reject: the item is fine, the job goes on']], { 'data-key': 'spoilage-decision' }),
+    field('Note', 'note', { 'data-key': 'spoilage-note', maxlength: 200 }),
+    h('button', { type: 'submit', text: 'Record the decision' }),
+    h('p', { class: 'form-error', role: 'alert' }));
+  onSubmit(sp, async (f, form) => {
+    const serial = f.serial.trim().toUpperCase();
+    const scanned = f.scanned.split(/\s+/).map((x) => x.trim().toUpperCase()).filter(Boolean);
+    await api.post(`/custody/spoilage/${encodeURIComponent(serial)}/${f.decision}`, { scanned, note: f.note });
+    form.reset();
+    refreshSoon();
+    drawSpoilage();
+    return f.decision === 'approve'
+      ? `Spoilage of ${scanned.join(', ')} approved: to be destroyed before two witnesses`
+      : `Spoilage of ${scanned.join(', ')} rejected: back in use`;
+  });
+
   const d = $('destroy-form');
   d.append(
     field('Destruction batch', 'batch', { required: true, 'data-key': 'destroy-batch' }),
@@ -604,7 +624,34 @@ function buildCustodyForms() {
   });
 }
 
+let spoilageAt = 0;
+/** The spoilage awaiting a decision or destruction (`GET /custody/spoilage`), at most every 2 s. */
+async function drawSpoilage() {
+  const now = Date.now();
+  if (now - spoilageAt < 2000) return;
+  spoilageAt = now;
+  try {
+    const list = await api.get('/custody/spoilage');
+    const rows = [...list.pending, ...list.to_destroy];
+    render($('spoilage'), table(null, [
+      ['Items', (r) => r.serials.join(', ')],
+      ['Job', (r) => (r.job == null ? '—' : jobId(r.job))],
+      ['Reason', (r) => r.reason],
+      ['Reported by', (r) => r.reported_by],
+      ['Status', (r) => h('span', { class: r.status === 'awaiting_approval' ? 'pill open' : 'pill bad', text: r.status.replace('_', ' ') })],
+      ['', (r) => (r.status === 'awaiting_approval' ? button('Decide', `spoilage-${r.serials[0]}`, () => {
+        const f = $('spoilage-form');
+        f.elements.serial.value = r.serials[0];
+        f.elements.scanned.focus();
+      }, 'quiet') : '')],
+    ], rows, { class: 'grid compact', 'data-report': 'spoilage' }));
+  } catch (e) {
+    showIn('spoilage')(e);
+  }
+}
+
 function drawSessions() {
+  drawSpoilage();
   const s = state.snap;
   if (!s) return;
   const open = s.stations.filter((st) => st.session);
@@ -617,6 +664,7 @@ function drawSessions() {
     ['Issued', (st) => String(st.consumables ? st.consumables.issued : '—')],
     ['Used', (st) => String(st.consumables ? st.consumables.applied : '—')],
     ['Spoiled', (st) => String(st.consumables ? st.consumables.spoiled : '—')],
+    ['Awaiting approval', (st) => String(st.consumables ? (st.consumables.spoiled_pending || 0) : '—')],
     ['Returned', (st) => String(st.consumables ? st.consumables.returned : '—')],
     ['Held', (st) => String(st.held)],
     ['', (st) => button('Co-sign', `cosign-${st.session}`, () => {

@@ -36,6 +36,8 @@ export function reconciliationView(rec) {
       ['Issued', (s) => String(s.session.counts.issued)],
       ['Used', (s) => String(s.session.counts.applied)],
       ['Spoiled', (s) => String(s.session.counts.spoiled)],
+      ['Awaiting approval', (s) => serialList(s.spoiled_pending || [])],
+      ['Destroyed', (s) => serialList(s.destroyed || [])],
       ['Returned', (s) => String(s.session.counts.returned)],
       ['Missing', (s) => serialList(s.missing)],
       ['Held / unaccounted', (s) => serialList(s.unaccounted)],
@@ -50,7 +52,8 @@ export function reconciliationView(rec) {
       ['In the vault', (l) => String(l.in_vault.length)],
       ['Issued', (l) => String(l.issued.length)],
       ['Used', (l) => String(l.applied)],
-      ['Spoiled', (l) => serialList(l.spoiled)],
+      ['Awaiting approval', (l) => serialList(l.spoiled_pending || [])],
+      ['Spoiled, to destroy', (l) => serialList(l.spoiled_approved || l.spoiled)],
       ['Destroyed', (l) => String(l.destroyed.length)],
       ['Missing', (l) => serialList(l.missing)],
     ], rec.lots || [], { 'data-report': 'lots' }));

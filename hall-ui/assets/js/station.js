@@ -360,12 +360,12 @@ function confirmStep(v, w) {
   const what = v.kind === 'print' ? 'print' : 'lamination';
   const defect = h('form', { class: 'defect', autocomplete: 'off', hidden: true },
     field(`What is wrong with the ${what}?`, 'reason', { 'data-key': 'defect-reason', required: true, maxlength: 200 }),
-    h('button', { type: 'submit', class: 'danger', 'data-key': 'defect-send' }, 'Spoil it and print again'),
+    h('button', { type: 'submit', class: 'danger', 'data-key': 'defect-send' }, 'Report it spoiled (a supervisor approves)'),
     h('p', { class: 'form-error', role: 'alert' }));
   onSubmit(defect, async (f) => {
     try {
       await api.post(`/stations/${v.id}/defect`, { reason: f.reason });
-      const said = `Defect recorded: the item is spoiled and job ${jobId(w.job)} goes back to printing`;
+      const said = `Defect recorded: a supervisor approves the spoilage with the item in hand; job ${jobId(w.job)} waits until then`;
       cleared(said);
       await refresh();
       return said;

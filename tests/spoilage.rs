@@ -1,0 +1,334 @@
+//! Spoilage is approved and ends in witnessed destruction (issue 16, point 3), through the real
+//! binary and its API: a defect report puts the items in `spoiled, awaiting approval`; a
+//! supervisor approves or rejects with the items scanned in hand; approved items stay accountable
+//! until two witnesses outside their custody chain see them destroyed; reconciliations show each
+//! state by serial, for the session, the shift and the lot.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is the failure report
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+struct Crew {
+    sup: String,
+    aud: String,
+    a1: String,
+    b1: String,
+    print_session: String,
+    lam_session: String,
+}
+
+fn crew(hall: &Hall) -> Crew {
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    let aud = hall.sign_in("AU1", None);
+    receive_lots(c, &sup);
+    let a1 = hall.sign_in("A1", Some("PRINT-01"));
+    let print_session = open_and_issue(c, &a1, "A1", "PRINT-01", "B1000100-B1000109");
+    let b1 = hall.sign_in("B1", Some("LAM-01"));
+    let lam_session = open_and_issue(c, &b1, "B1", "LAM-01", "P2000100-P2000109");
+    Crew {
+        sup,
+        aud,
+        a1,
+        b1,
+        print_session,
+        lam_session,
+    }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_string))
+        .collect()
+}
+
+/// Prints `booklet` for a new job and confirms it.
+fn printed(c: Client, w: &Crew, tracking: &str, booklet: &str) -> u64 {
+    let id = submit(c, &w.sup, &job_request(tracking, "Eriksson", "L898902C3"));
+    wait_work(c, &w.sup, "PRINT-01", id, "assigned");
+    c.post(
+        "/stations/PRINT-01/print",
+        Some(&w.a1),
+        &json!({ "booklet": booklet }),
+    )
+    .expect(200, "print");
+    wait_work(c, &w.sup, "PRINT-01", id, "awaiting_confirmation");
+    id
+}
+
+fn session_report(c: Client, aud: &str, session: &str) -> Value {
+    let r = c
+        .get(&format!("/ledger/reconcile?session={session}"), Some(aud))
+        .expect(200, "reconcile the session");
+    r["sessions"][0].clone()
+}
+
+fn shift_report(c: Client, aud: &str, session: &str) -> Value {
+    let s = session_report(c, aud, session);
+    let shift = s["session"]["shift"].as_str().unwrap().to_string();
+    let r = c
+        .get(&format!("/ledger/reconcile?shift={shift}"), Some(aud))
+        .expect(200, "reconcile the shift");
+    r["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["session"]["id"] == session)
+        .cloned()
+        .unwrap_or_else(|| panic!("{session} is in its shift's report: {r}"))
+}
+
+fn lot_report(c: Client, aud: &str, lot: &str) -> Value {
+    let r = c
+        .get(&format!("/ledger/reconcile?roll={lot}"), Some(aud))
+        .expect(200, "reconcile the lot");
+    r["lots"][0].clone()
+}
+
+fn pending(c: Client, sup: &str) -> Vec<Value> {
+    c.get("/custody/spoilage", Some(sup))
+        .expect(200, "the spoilage awaiting approval")["pending"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn open_alert(c: Client, sup: &str, kind: &str) -> Option<Value> {
+    let list = c.get("/alerts", Some(sup)).expect(200, "alerts");
+    list["open"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["kind"] == kind)
+        .cloned()
+}
+
+fn trace_state(c: Client, aud: &str, serial: &str) -> String {
+    c.get(&format!("/ledger/trace/{serial}"), Some(aud))
+        .expect(200, "trace")["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn a_lamination_defect_waits_for_approval_then_for_witnessed_destruction() {
+    let hall = spawn_hall_with(0.02, "[custody]\ndestroy_within_secs = 3\n");
+    let c = hall.client;
+    let w = crew(&hall);
+    let id = printed(c, &w, "TRK-SPOIL-1", "B1000100");
+    c.post("/stations/PRINT-01/confirm", Some(&w.a1), &json!({}))
+        .expect(200, "confirm the print");
+    wait_work(c, &w.sup, "LAM-01", id, "assigned");
+    c.post(
+        "/stations/LAM-01/laminate",
+        Some(&w.b1),
+        &json!({ "patch": "P2000100" }),
+    )
+    .expect(200, "laminate");
+    wait_work(c, &w.sup, "LAM-01", id, "awaiting_confirmation");
+
+    // B1 says the lamination is bad: nothing is spoiled on their word alone.
+    c.post(
+        "/stations/LAM-01/defect",
+        Some(&w.b1),
+        &json!({"reason": "air bubble under the patch"}),
+    )
+    .expect(200, "the defect report");
+    let j = wait_job_state(c, &w.sup, id, &["defect_reported"]);
+    assert_eq!(j["spoiled"].as_u64(), Some(0), "not spoiled yet: {j}");
+    let st = station(c, &w.sup, "LAM-01");
+    assert!(st["work"].is_null(), "the station is free: {st}");
+    assert_eq!(st["consumables"]["spoiled_pending"], 1, "{st}");
+    for s in ["P2000100", "B1000100"] {
+        let state = trace_state(c, &w.aud, s);
+        assert!(state.contains("awaiting"), "{s}: {state}");
+    }
+    let list = pending(c, &w.sup);
+    assert_eq!(list.len(), 1, "one report: {list:?}");
+    assert_eq!(list[0]["job"].as_u64(), Some(id), "{list:?}");
+    assert_eq!(list[0]["reported_by"], "B1", "{list:?}");
+    let mut serials = strings(&list[0]["serials"]);
+    serials.sort();
+    assert_eq!(serials, ["B1000100", "P2000100"], "{list:?}");
+    let alert = open_alert(c, &w.sup, "spoilage_awaiting_approval").expect("an alert");
+    let mut named = strings(&alert["serials"]);
+    named.sort();
+    assert_eq!(named, ["B1000100", "P2000100"], "{alert}");
+
+    // Each state, by serial, in the session, the shift and the lots.
+    for s in [
+        session_report(c, &w.aud, &w.lam_session),
+        shift_report(c, &w.aud, &w.lam_session),
+    ] {
+        assert_eq!(strings(&s["applied"]), Vec::<String>::new(), "{s}");
+        assert_eq!(strings(&s["spoiled_pending"]), ["P2000100"], "{s}");
+        assert_eq!(strings(&s["spoiled"]), ["P2000100"], "{s}");
+    }
+    let s = session_report(c, &w.aud, &w.print_session);
+    assert_eq!(strings(&s["spoiled_pending"]), ["B1000100"], "{s}");
+    let l = lot_report(c, &w.aud, "R-1");
+    assert_eq!(strings(&l["spoiled_pending"]), ["P2000100"], "{l}");
+
+    // Not destroyable before approval.
+    let witnesses = json!([{"user": "C1", "pin": pin("C1")}, {"user": "D1", "pin": pin("D1")}]);
+    let destroy = json!({"batch": "D-1", "serials": ["P2000100", "B1000100"],
+        "witnesses": witnesses, "method": "shredding", "certificate": "C-1"});
+    c.post("/custody/destructions", Some(&w.sup), &destroy)
+        .expect(409, "no destruction before approval");
+
+    // The supervisor scans only the booklet: the patch awaits approval too. Refused, recorded,
+    // nothing else changes.
+    let before = records_but_refusals(c, &w.aud);
+    let head = ledger_head(c, &w.aud);
+    let r = c.post(
+        "/custody/spoilage/P2000100/approve",
+        Some(&w.sup),
+        &json!({"scanned": ["B1000100"], "note": "bubble seen"}),
+    );
+    assert_eq!(r.status, 409, "{:?}", r.body);
+    let refused = refusals_after(c, &w.aud, head);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].0, "S1");
+    assert_eq!(refused[0].1, "spoilage_not_in_hand", "{refused:?}");
+    assert!(
+        refused[0].3.contains(&"P2000100".to_string()),
+        "{refused:?}"
+    );
+    assert_eq!(records_but_refusals(c, &w.aud), before);
+    // An operator does not approve.
+    c.post(
+        "/custody/spoilage/P2000100/approve",
+        Some(&w.a1),
+        &json!({"scanned": ["B1000100", "P2000100"]}),
+    )
+    .expect(403, "operators do not approve spoilage");
+
+    // With both in hand: approved. The job prints again on a new booklet.
+    c.post(
+        "/custody/spoilage/P2000100/approve",
+        Some(&w.sup),
+        &json!({"scanned": ["P2000100", "B1000100"], "note": "bubble seen"}),
+    )
+    .expect(200, "the approval");
+    let j = wait_job_state(c, &w.sup, id, &["spoiled_requeued", "printing"]);
+    assert_eq!(j["spoiled"].as_u64(), Some(1), "{j}");
+    assert!(pending(c, &w.sup).is_empty());
+    for s in [
+        session_report(c, &w.aud, &w.lam_session),
+        shift_report(c, &w.aud, &w.lam_session),
+    ] {
+        assert_eq!(strings(&s["applied"]), Vec::<String>::new(), "{s}");
+        assert_eq!(strings(&s["spoiled_pending"]), Vec::<String>::new(), "{s}");
+        assert_eq!(strings(&s["spoiled_approved"]), ["P2000100"], "{s}");
+    }
+    let l = lot_report(c, &w.aud, "BX-1");
+    assert_eq!(strings(&l["spoiled_approved"]), ["B1000100"], "{l}");
+    let st = station(c, &w.sup, "LAM-01");
+    assert_eq!(st["consumables"]["spoiled"], 1, "{st}");
+    assert_eq!(st["consumables"]["spoiled_pending"], 0, "{st}");
+    let t = c
+        .get("/ledger/trace/P2000100", Some(&w.aud))
+        .expect(200, "trace");
+    let decided = t["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["event"] == "spoilage_decided")
+        .unwrap_or_else(|| panic!("no spoilage_decided on the trace: {t}"));
+    assert_eq!(decided["actor"], "S1", "{decided}");
+
+    // Not destroyed within the allowance: a critical alert names the serials.
+    let alert = wait_for(30, "the not-destroyed alert", || {
+        let a = open_alert(c, &w.sup, "spoilage_not_destroyed");
+        (a.clone(), format!("{a:?}"))
+    });
+    assert_eq!(alert["severity"], "critical", "{alert}");
+    let mut named = strings(&alert["serials"]);
+    named.sort();
+    assert_eq!(named, ["B1000100", "P2000100"], "{alert}");
+
+    // Witnessed destruction by two people outside the chain.
+    c.post("/custody/destructions", Some(&w.sup), &destroy)
+        .expect(200, "the destruction");
+    let s = session_report(c, &w.aud, &w.lam_session);
+    assert_eq!(strings(&s["destroyed"]), ["P2000100"], "{s}");
+    assert_eq!(strings(&s["spoiled_approved"]), Vec::<String>::new(), "{s}");
+    let l = lot_report(c, &w.aud, "R-1");
+    assert_eq!(strings(&l["destroyed"]), ["P2000100"], "{l}");
+}
+
+#[test]
+fn a_rejected_print_defect_leaves_the_print_standing_and_the_job_goes_on() {
+    let mut hall = spawn_hall(0.02);
+    let w = crew(&hall);
+    let c = hall.client;
+    let id = printed(c, &w, "TRK-SPOIL-2", "B1000100");
+    c.post(
+        "/stations/PRINT-01/defect",
+        Some(&w.a1),
+        &json!({"reason": "smudged data page"}),
+    )
+    .expect(200, "the defect report");
+    wait_job_state(c, &w.sup, id, &["defect_reported"]);
+
+    // A restart changes nothing: the report still waits, and so does the job.
+    hall.restart();
+    let c = hall.client;
+    let w = Crew {
+        sup: hall.sign_in("S1", None),
+        aud: hall.sign_in("AU1", None),
+        a1: hall.sign_in("A1", Some("PRINT-01")),
+        b1: hall.sign_in("B1", Some("LAM-01")),
+        ..w
+    };
+    assert_eq!(job_state(c, &w.sup, id), "defect_reported");
+    assert_eq!(pending(c, &w.sup).len(), 1);
+    let st = station(c, &w.sup, "PRINT-01");
+    assert_eq!(st["consumables"]["spoiled_pending"], 1, "{st}");
+
+    // Scanning another booklet than the one reported is refused.
+    let head = ledger_head(c, &w.aud);
+    c.post(
+        "/custody/spoilage/B1000100/reject",
+        Some(&w.sup),
+        &json!({"scanned": ["B1000101"], "note": "looks fine"}),
+    )
+    .expect(409, "not the booklet reported");
+    let refused = refusals_after(c, &w.aud, head);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].1, "spoilage_not_in_hand", "{refused:?}");
+
+    c.post(
+        "/custody/spoilage/B1000100/reject",
+        Some(&w.sup),
+        &json!({"scanned": ["B1000100"], "note": "the page is clean"}),
+    )
+    .expect(200, "the rejection");
+    // The print stands: the job goes on to lamination with the same booklet.
+    wait_work(c, &w.sup, "LAM-01", id, "assigned");
+    let j = job(c, &w.sup, id);
+    assert_eq!(j["booklet"], "B1000100", "{j}");
+    assert_eq!(j["spoiled"].as_u64(), Some(0), "{j}");
+    assert!(trace_state(c, &w.aud, "B1000100").contains("used for job"));
+    let s = session_report(c, &w.aud, &w.print_session);
+    assert_eq!(strings(&s["applied"]), ["B1000100"], "{s}");
+    assert_eq!(strings(&s["spoiled_pending"]), Vec::<String>::new(), "{s}");
+    assert_eq!(strings(&s["spoiled"]), Vec::<String>::new(), "{s}");
+    let st = station(c, &w.sup, "PRINT-01");
+    assert_eq!(st["consumables"]["spoiled_pending"], 0, "{st}");
+    assert_eq!(st["consumables"]["applied"], 1, "{st}");
+    assert!(pending(c, &w.sup).is_empty());
+    // A decided report is not decided twice.
+    c.post(
+        "/custody/spoilage/B1000100/approve",
+        Some(&w.sup),
+        &json!({"scanned": ["B1000100"]}),
+    )
+    .expect(409, "nothing awaits approval");
+}
