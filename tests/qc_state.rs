@@ -228,6 +228,18 @@ fn one_read_attempt_spoils_at_the_first_mismatch() {
     assert_eq!(v["read_attempts"], 1, "{v}");
     assert!(fields(&v).contains(&"sex"), "{v}");
     wait_job_state(c, &w.sup, id, &["spoiled_requeued", "printing"]);
+    // A QC spoil rests on the QC operator's reading: the supervisor is told, naming both items.
+    let alerts = c.get("/alerts", Some(&w.sup)).expect(200, "alerts");
+    let spoil = alerts["open"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "qc_spoil" && a["subject"] == "QC-01")
+        .unwrap_or_else(|| panic!("no qc_spoil alert: {alerts}"))
+        .clone();
+    assert_eq!(spoil["serials"], json!(["B1000100", "P2000100"]), "{spoil}");
+    assert!(spoil["detail"].as_str().unwrap().contains("sex"), "{spoil}");
+    assert_no_holder_data(&spoil.to_string(), &req);
 }
 
 #[test]
@@ -311,6 +323,31 @@ fn a_hall_prints_only_for_its_own_state_and_a_german_hall_is_d() {
         jobs["jobs"].as_array().map(Vec::len),
         Some(0),
         "nothing stored: {jobs}"
+    );
+    // Each refused batch is a fact (the submitter as actor, the states asked for) and an
+    // occurrence of one critical incident about the submitter.
+    let aud = hall.sign_in("AU1", None);
+    let facts = refusals_after(c, &aud, 0);
+    assert_eq!(facts.len(), 7, "{facts:?}");
+    assert!(
+        facts
+            .iter()
+            .all(|(a, r, _, _)| a == "S1" && r == "issuing_state"),
+        "{facts:?}"
+    );
+    let alerts = c.get("/alerts", Some(&sup)).expect(200, "alerts");
+    let incident = alerts["open"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "refusal" && a["subject"] == "S1")
+        .unwrap_or_else(|| panic!("no refusal incident about S1: {alerts}"))
+        .clone();
+    assert_eq!(incident["occurrences"], 7, "{incident}");
+    assert_eq!(incident["severity"], "critical", "{incident}");
+    assert!(
+        incident["last_detail"].as_str().unwrap().contains("GBR"),
+        "{incident}"
     );
 
     // A German job goes through, its MRZ with D<<, and QC passes its reading.

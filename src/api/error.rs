@@ -99,6 +99,13 @@ impl From<LineError> for ApiError {
             LineError::Batch(errors) => {
                 let mut a = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_jobs", msg);
                 a.body.field = errors.first().map(|e| e.field.clone());
+                // Jobs for another issuing state are recorded and alerted (the line does it).
+                if errors
+                    .iter()
+                    .any(|e| e.field.ends_with("personalization.issuing_state"))
+                {
+                    a.body.rule = Some("issuing_state");
+                }
                 a.body.errors = errors;
                 a
             }

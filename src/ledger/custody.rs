@@ -1186,6 +1186,16 @@ pub enum Refusal {
         /// The session holding it.
         session: SessionId,
     },
+    /// Jobs for an issuing state the hall does not print for (refused at intake).
+    #[error("{jobs} job(s) for issuing state(s) {} refused: this hall prints for {allowed} only", states.join(", "))]
+    IssuingState {
+        /// The states asked for (codes as sent when they look like one, else `?`).
+        states: Vec<String>,
+        /// How many jobs of the batch.
+        jobs: usize,
+        /// The hall's issuing state(s).
+        allowed: String,
+    },
     /// More items than the station's work needs.
     #[error("{station} may hold at most {cap} {kind}s for its assigned work ({held} held, {asked} asked): issue at most {}", cap.saturating_sub(*held))]
     IssueCap {
@@ -1310,6 +1320,7 @@ impl Refusal {
             Refusal::NotOwnSession { .. } => "not_own_session",
             Refusal::SetAside { .. } => "set_aside",
             Refusal::IssueCap { .. } => "issue_cap",
+            Refusal::IssuingState { .. } => "issuing_state",
             Refusal::CosignerPin { .. } => "cosigner_pin",
             Refusal::SpoilageNotInHand { .. } => "spoilage_not_in_hand",
             Refusal::SelfApprovedSpoilage { .. } => "self_approved_spoilage",
@@ -1318,7 +1329,7 @@ impl Refusal {
     }
 
     /// Every rule name, for `[alerts.severity]` and the docs.
-    pub const RULES: [&'static str; 40] = [
+    pub const RULES: [&'static str; 41] = [
         "unknown_serial",
         "wrong_kind",
         "already_used",
@@ -1355,6 +1366,7 @@ impl Refusal {
         "not_own_session",
         "set_aside",
         "issue_cap",
+        "issuing_state",
         "cosigner_pin",
         "spoilage_not_in_hand",
         "self_approved_spoilage",
@@ -1434,6 +1446,7 @@ impl Refusal {
             | Refusal::ChoseWork { .. }
             | Refusal::NotOwnSession { .. }
             | Refusal::IssueCap { .. }
+            | Refusal::IssuingState { .. }
             | Refusal::CosignerPin { .. } => Vec::new(),
         }
     }

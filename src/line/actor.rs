@@ -1014,6 +1014,11 @@ impl Actor {
         }
     }
 
+    /// The issuing states the hall prints for.
+    pub(crate) fn issuing_states(&self) -> &[String] {
+        &self.issuing_states
+    }
+
     /// Records a refusal of a custody, separation or gating rule as a fact (a `refused` record
     /// with the person who tried as its actor) and an occurrence of the station's refusal
     /// incident. Other errors (a malformed request, a state the line is not in) are only
@@ -2893,8 +2898,25 @@ impl Actor {
                 reason: SpoilReason::QcMismatch,
             }
         };
+        // The patch on the booklet, read before the spoil changes the booklet's state.
+        let patch = self.ledger.item(&booklet)?.and_then(|it| match it.state {
+            ItemState::Applied(b) => b.partner,
+            _ => None,
+        });
         let next = self.transition(actor, step.job, ev, events)?;
         self.end_step(i, next)?;
+        if !passed {
+            self.raise_naming(
+                AlertKind::QcSpoil,
+                station.as_str(),
+                format!(
+                    "{actor} at {station}: the MRZ read back from booklet {booklet} (job {}) \
+                     {mismatch} ({readings}): booklet and patch spoiled",
+                    step.job
+                ),
+                std::iter::once(booklet.clone()).chain(patch).collect(),
+            );
+        }
         Ok(outcome(if passed {
             format!("job {} passed QC: ready for dispatch", step.job)
         } else {

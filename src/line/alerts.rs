@@ -77,11 +77,14 @@ pub enum AlertKind {
     /// witnesses in time (`custody.destroy_within_secs`, or by the end of their shift): the
     /// oldest theft path is declaring an item spoiled and keeping it.
     SpoilageNotDestroyed,
+    /// QC spoiled a booklet and its patch after a confirmed MRZ mismatch (one incident per QC
+    /// station): the spoil is the QC operator's reading, so a supervisor looks at it.
+    QcSpoil,
 }
 
 impl AlertKind {
     /// Every kind.
-    pub const ALL: [AlertKind; 16] = [
+    pub const ALL: [AlertKind; 17] = [
         AlertKind::DeviceFault,
         AlertKind::DeviceOffline,
         AlertKind::Backlog,
@@ -98,6 +101,7 @@ impl AlertKind {
         AlertKind::ReadMismatch,
         AlertKind::SpoilageAwaitingApproval,
         AlertKind::SpoilageNotDestroyed,
+        AlertKind::QcSpoil,
     ];
 
     /// The kind's name in records, the API and metrics.
@@ -119,6 +123,7 @@ impl AlertKind {
             AlertKind::ReadMismatch => "read_mismatch",
             AlertKind::SpoilageAwaitingApproval => "spoilage_awaiting_approval",
             AlertKind::SpoilageNotDestroyed => "spoilage_not_destroyed",
+            AlertKind::QcSpoil => "qc_spoil",
         }
     }
 
@@ -144,7 +149,9 @@ impl AlertKind {
             AlertKind::DeviceFault | AlertKind::DeviceOffline | AlertKind::StorageLow => {
                 Severity::Warning
             }
-            AlertKind::CosignerFailures | AlertKind::SpoilageAwaitingApproval => Severity::Warning,
+            AlertKind::CosignerFailures
+            | AlertKind::SpoilageAwaitingApproval
+            | AlertKind::QcSpoil => Severity::Warning,
             AlertKind::Refusal => Severity::Warning,
             AlertKind::Reconciliation
             | AlertKind::SessionAbandoned
@@ -204,6 +211,7 @@ impl Severity {
             | "witness_in_custody_chain"
             | "self_signed_discrepancy"
             | "set_aside"
+            | "issuing_state"
             | "not_own_session"
             | "job_mismatch"
             | "spoilage_not_in_hand"

@@ -557,7 +557,51 @@ impl Line {
         actor: OperatorId,
         jobs: Vec<JobRequest>,
     ) -> Result<Vec<Submitted>, LineError> {
-        self.call(move |a| a.submit(&actor, jobs)).await?
+        // The states asked for, as codes (never anything else the request carries).
+        let states: Vec<String> = jobs
+            .iter()
+            .map(|j| {
+                let s = &j.personalization.issuing_state;
+                let code = (1..=3).contains(&s.len()) && s.chars().all(|c| c.is_ascii_uppercase());
+                if code { s.clone() } else { "?".into() }
+            })
+            .collect();
+        let at = Attempt {
+            actor: actor.clone(),
+            station: None,
+            session: None,
+            serials: Vec::new(),
+        };
+        self.call(move |a| {
+            let r = a.submit(&actor, jobs);
+            // A job for another state is the hall's blanks used for a foreign passport: the
+            // batch is refused as any bad batch, and recorded and alerted once.
+            if let Err(LineError::Batch(errors)) = &r {
+                let foreign: Vec<&BatchError> = errors
+                    .iter()
+                    .filter(|e| e.field.ends_with("personalization.issuing_state"))
+                    .collect();
+                if !foreign.is_empty() {
+                    let mut named: Vec<String> = Vec::new();
+                    for e in &foreign {
+                        if let Some(s) = states.get(e.index)
+                            && !named.contains(s)
+                            && named.len() < 10
+                        {
+                            named.push(s.clone());
+                        }
+                    }
+                    let refusal = Refusal::IssuingState {
+                        states: named,
+                        jobs: foreign.len(),
+                        allowed: a.issuing_states().join(", "),
+                    };
+                    a.refused(&at, &LineError::Refused(refusal));
+                }
+            }
+            r
+        })
+        .await?
     }
 
     /// One job, read from the store (every transition is stored before the actor moves on, so
