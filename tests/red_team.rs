@@ -483,30 +483,30 @@ fn hall_a(s: &mut Suite) {
     let c1 = h.hall.sign_in("C1", Some("QC-01"));
     let d1 = h.hall.sign_in("D1", Some("DISPATCH-01"));
 
-    // 1. A job for another issuing state (a forged request through the issuance account).
+    // 1. A job for another issuing state (a forged request through the issuance account): the
+    // batch stores nothing, and the attempt is a fact and an alert about the submitter.
     {
-        eprintln!("red team: a job for another issuing state");
-        let before = state(&h, &[]);
-        let head = ledger_head(c, &h.aud);
         let mut req = job_request("TRK-RT-F", "Eriksson", "RT0000F01");
         req.personalization.issuing_state = "FRA".into();
         req.personalization.nationality = "FRA".into();
-        let r = c.post("/jobs", Some(&h.sup), &json!({ "jobs": [req] }));
-        assert_eq!(r.status, 422, "{}", r.text);
-        assert_eq!(
-            r.body["error"]["field"], "jobs[0].personalization.issuing_state",
-            "{}",
-            r.text
-        );
-        assert_eq!(ledger_head(c, &h.aud), head, "nothing recorded");
-        assert!(state(&h, &[]) == before);
-        s.rows.push(Row {
-            name: "a job for another issuing state".into(),
-            outcome: "422 invalid_jobs (issuing_state)".into(),
-            alert: "none (answered only)".into(),
-            sse_ms: None,
-            mqtt_ms: None,
+        let want = Refusal {
+            status: 422,
+            rule: "issuing_state",
+            actor: "S1",
+            station: None,
+            serials: &[],
+        };
+        let alert = s.refused(&h, "a job for another issuing state", want, &[], || {
+            c.post("/jobs", Some(&h.sup), &json!({ "jobs": [req] }))
         });
+        assert!(
+            alert["detail"].as_str().unwrap_or_default().contains("FRA"),
+            "{alert}"
+        );
+        assert!(
+            !alert.to_string().to_uppercase().contains("ERIKSSON"),
+            "no holder data: {alert}"
+        );
     }
 
     // J1 goes all the way; J2 waits at LAM-01.
@@ -738,10 +738,9 @@ fn hall_a(s: &mut Suite) {
     );
     pack("B1000101")().expect(200, "pack job 2");
 
-    // QC reads a wrong field twice: spoiled (a re-read first).
+    // QC reads a wrong field twice: spoiled (a re-read first), and the supervisor is told.
     wait_work(c, &h.sup, "QC-01", j3, "assigned");
     {
-        eprintln!("red team: QC read-back with a wrong field");
         let mut bad = req3.clone();
         bad.personalization.document_number = "RX0000003".into();
         let read = || {
@@ -756,40 +755,22 @@ fn hall_a(s: &mut Suite) {
         let v = read();
         assert_eq!(v["outcome"], "reread", "{v}");
         assert_eq!(ledger_head(c, &h.aud), head, "a re-read records nothing");
-        let v = read();
-        assert_eq!(v["outcome"], "spoiled", "{v}");
-        assert!(
-            strings(&v["fields"]).contains(&"document_number".to_string()),
-            "{v}"
+        s.recorded(
+            &h,
+            "QC read-back with a wrong field",
+            "re-read asked, then spoiled: qc_checked (failed), item_spoiled x2, job reprinted",
+            "qc_spoil",
+            Some("QC-01"),
+            &["B1000102"],
+            || {
+                let v = read();
+                assert_eq!(v["outcome"], "spoiled", "{v}");
+                assert!(
+                    strings(&v["fields"]).contains(&"document_number".to_string()),
+                    "{v}"
+                );
+            },
         );
-        let spoiled: Vec<Value> = records(c, &h.aud)
-            .into_iter()
-            .filter(|r| r["seq"].as_u64() > Some(head))
-            .collect();
-        let kinds: Vec<&str> = spoiled
-            .iter()
-            .map(|r| {
-                r["event"]["type"]
-                    .as_str()
-                    .or(r["event"]["action"]["kind"].as_str())
-                    .unwrap_or_default()
-            })
-            .collect();
-        assert!(kinds.contains(&"qc_checked"), "{kinds:?}");
-        assert!(kinds.contains(&"item_spoiled"), "{kinds:?}");
-        assert!(
-            !kinds.iter().any(|k| k.starts_with("alert_")),
-            "a QC spoil is a record, not an alert: {kinds:?}"
-        );
-        s.rows.push(Row {
-            name: "QC read-back with a wrong field".into(),
-            outcome:
-                "re-read asked, then spoiled: qc_checked (failed), item_spoiled x2, job reprinted"
-                    .into(),
-            alert: "none (a spoil is recorded, not alerted)".into(),
-            sse_ms: None,
-            mqtt_ms: None,
-        });
     }
     // The reprint of job 3 waits at PRINT-01 from now on.
     wait_work(c, &h.sup, "PRINT-01", j3, "assigned");
