@@ -630,3 +630,41 @@ fn a_booklet_the_line_did_not_assign_is_refused_at_qc_and_dispatch_and_alerted()
     assert_eq!(records_but_refusals(c, &aud), before);
     assert!(open_alert(c, &sup, "refusal", "DISPATCH-01").is_some());
 }
+
+#[test]
+fn severities_follow_the_configuration_by_rule_then_by_kind() {
+    let hall = spawn_hall_with(
+        0.02,
+        "[alerts.severity]\nunbalanced = \"info\"\nrefusal = \"warning\"\n",
+    );
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    receive_lots(c, &sup);
+    let b1 = hall.sign_in("B1", Some("LAM-01"));
+    let id = open_and_issue(c, &b1, "B1", "LAM-01", "P2000100-P2000100");
+    let r = c.post(
+        &format!("/custody/sessions/{id}/close"),
+        Some(&b1),
+        &json!({}),
+    );
+    assert_eq!(r.body["error"]["rule"], "unbalanced", "{}", r.text);
+    let a = wait_for(60, "the refusal incident", || {
+        let a = open_alert(c, &sup, "refusal", "LAM-01");
+        (a.clone(), format!("{a:?}"))
+    });
+    assert_eq!(a["severity"], "info", "the rule's setting: {a}");
+    // Closing another operator's session is critical by default; with no setting for its rule,
+    // the kind's (warning) applies: the incident's severity is the worst of its occurrences.
+    let a2 = hall.sign_in("A2", Some("LAM-02"));
+    let r = c.post(
+        &format!("/custody/sessions/{id}/close"),
+        Some(&a2),
+        &json!({}),
+    );
+    assert_eq!(r.body["error"]["rule"], "not_own_session", "{}", r.text);
+    let a = wait_for(60, "the second occurrence", || {
+        let a = open_alert(c, &sup, "refusal", "LAM-01").filter(|a| a["occurrences"] == 2);
+        (a.clone(), format!("{a:?}"))
+    });
+    assert_eq!(a["severity"], "warning", "the kind's setting: {a}");
+}

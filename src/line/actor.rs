@@ -898,10 +898,12 @@ impl Actor {
     /// the built-in default.
     fn severity(&self, kind: AlertKind, rule: Option<&str>) -> Severity {
         match rule {
+            // The rule's own setting, else the kind's, else the rule's default.
             Some(r) => self
                 .alert_cfg
                 .severity
                 .get(r)
+                .or_else(|| self.alert_cfg.severity.get(kind.name()))
                 .copied()
                 .unwrap_or_else(|| Severity::of_rule(r)),
             None => self
