@@ -32,10 +32,17 @@
 //!   exists either. The legitimate user learns when to try again.
 //! - Checks in flight spend the failure budget before the PIN is checked: parallel guesses cannot
 //!   get more than `max_failures` PINs checked ahead of the lock.
-//! - A known account's lockout is persisted (user record + a `LockedOut` ledger record whose
-//!   actor is the account); an unknown id's lock and all failure counters are kept **in memory
-//!   only**, so a restart forgets counts below the limit (an attacker gains at most
-//!   `max_failures - 1` tries per restart, and restarts are themselves visible).
+//! - **Nobody locks anyone else out.** A sign-in from a known place (the client's address:
+//!   [`Users::sign_in_from_at`]) counts and locks the id *at that place* only: wrong PINs typed
+//!   for a supervisor at an operator's terminal lock that terminal out of the supervisor's
+//!   account, not the supervisor at their own. Such a lock is kept in memory and recorded
+//!   (`LockedOut` with its `origin`). Wrong **co-signer** PINs count against whoever asked and
+//!   their terminal, never the co-signer ([`Users::verify_cosigner_at`]).
+//! - Without a place (console checks), a known account's lockout is the account's and is
+//!   persisted (user record + a `LockedOut` ledger record whose actor is the account); an unknown
+//!   id's lock and all failure counters are kept **in memory only**, so a restart forgets counts
+//!   below the limit (an attacker gains at most `max_failures - 1` tries per restart and place,
+//!   and restarts are themselves visible).
 //! - A lockout does not sign the account out of its current sessions, and never affects a service
 //!   token: typing wrong PINs for someone's id must not take their station or the monitoring room
 //!   offline.
@@ -636,6 +643,14 @@ struct State {
     expired: Vec<Session>,
 }
 
+/// The failure counter of `id`: the account's, or the account's at `origin` (a client address).
+fn failure_key(id: &OperatorId, origin: Option<&str>) -> String {
+    match origin {
+        Some(o) => format!("{id}\0{o}"),
+        None => id.as_str().to_string(),
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Account updates are applied after their ledger write succeeded, in a few assignments, and
     // the counters are advisory: a panic cannot leave the maps inconsistent in a way that matters.
@@ -1027,7 +1042,25 @@ impl Users {
         station: Option<StationId>,
         now: DateTime<Utc>,
     ) -> Result<Token, AuthError> {
-        let user = self.check_credentials(id, pin, now)?;
+        self.sign_in_from_at(id, pin, station, None, now)
+    }
+
+    /// [`Users::sign_in_at`] from `origin` (the client's address): wrong PINs count, and lock,
+    /// at that place only, so that nobody can lock anyone else out of the terminals they are not
+    /// at. Such a lock is kept in memory (a restart, itself recorded, forgets it) and recorded
+    /// (`LockedOut` with the origin).
+    ///
+    /// # Errors
+    /// As [`Users::sign_in_at`].
+    pub fn sign_in_from_at(
+        &self,
+        id: &OperatorId,
+        pin: &str,
+        station: Option<StationId>,
+        origin: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Token, AuthError> {
+        let user = self.check_credentials(id, pin, now, origin)?;
         let (token, hash) = new_token()?;
         let _w = lock(&self.write);
         // A disable or PIN reset may have run since the check: it holds `write`, so now is final.
@@ -1086,7 +1119,20 @@ impl Users {
         pin: &str,
         now: DateTime<Utc>,
     ) -> Result<User, AuthError> {
-        self.check_credentials(id, pin, now)
+        self.check_credentials(id, pin, now, None)
+    }
+
+    /// [`Users::verify_pin_at`] now, from `origin` (see [`Users::sign_in_from_at`]).
+    ///
+    /// # Errors
+    /// As [`Users::verify_pin_at`].
+    pub fn verify_pin_from(
+        &self,
+        id: &OperatorId,
+        pin: &str,
+        origin: Option<&str>,
+    ) -> Result<User, AuthError> {
+        self.check_credentials(id, pin, Utc::now(), origin)
     }
 
     /// [`Users::verify_pin_at`] now.
@@ -1192,14 +1238,18 @@ impl Users {
         id: &OperatorId,
         pin: &str,
         now: DateTime<Utc>,
+        origin: Option<&str>,
     ) -> Result<User, AuthError> {
+        let key = failure_key(id, origin);
         let user = {
             let mut st = lock(&self.state);
             let user = st.users.get(id).cloned();
-            let f = st.failures.get(id.as_str()).copied().unwrap_or_default();
-            let locked = match &user {
-                Some(u) => u.locked_until,
-                None => f.locked_until,
+            let f = st.failures.get(&key).copied().unwrap_or_default();
+            // From a known place (a terminal's address) the lock is that place's: nobody locks
+            // anyone else out of the terminals they are not at. Without one, the account's.
+            let locked = match (&user, origin) {
+                (Some(u), None) => u.locked_until,
+                _ => f.locked_until,
             };
             if let Some(until) = locked.filter(|t| *t > now) {
                 // Not even checked: a locked id must give no oracle for guessing its PIN.
@@ -1214,7 +1264,7 @@ impl Users {
             }
             self.prune(&mut st, now);
             st.failures
-                .entry(id.as_str().to_string())
+                .entry(key.clone())
                 .or_insert(Failures {
                     last: now,
                     ..Failures::default()
@@ -1233,16 +1283,16 @@ impl Users {
         match user {
             Some(u) if ok => {
                 let mut st = lock(&self.state);
-                if let Some(f) = st.failures.get_mut(id.as_str()) {
+                if let Some(f) = st.failures.get_mut(&key) {
                     f.pending = f.pending.saturating_sub(1);
                     f.count = 0;
                     if f.pending == 0 {
-                        st.failures.remove(id.as_str());
+                        st.failures.remove(&key);
                     }
                 }
                 Ok(u)
             }
-            _ => self.failed(id, now),
+            _ => self.failed(id, now, origin),
         }
     }
 
@@ -1257,18 +1307,22 @@ impl Users {
         }
     }
 
-    /// Counts a failed attempt on `id`; locks it at the limit. Always an error.
-    fn failed(&self, id: &OperatorId, now: DateTime<Utc>) -> Result<User, AuthError> {
+    /// Counts a failed attempt on `id` (from `origin`); locks it (there) at the limit. Always
+    /// an error.
+    fn failed(
+        &self,
+        id: &OperatorId,
+        now: DateTime<Utc>,
+        origin: Option<&str>,
+    ) -> Result<User, AuthError> {
+        let key = failure_key(id, origin);
         let _w = lock(&self.write);
         let mut st = lock(&self.state);
         let known = st.users.get(id).cloned();
-        let f = st
-            .failures
-            .entry(id.as_str().to_string())
-            .or_insert(Failures {
-                last: now,
-                ..Failures::default()
-            });
+        let f = st.failures.entry(key.clone()).or_insert(Failures {
+            last: now,
+            ..Failures::default()
+        });
         f.pending = f.pending.saturating_sub(1);
         f.count += 1;
         f.last = now;
@@ -1282,17 +1336,38 @@ impl Users {
             f.locked_until = Some(until);
             return Err(AuthError::Locked { until });
         };
+        if let Some(origin) = origin {
+            // The lock is this place's, in memory (a restart forgets it: restarts are
+            // recorded); the record says who was guessed at, from where.
+            f.locked_until = Some(until);
+            drop(st);
+            let action = ControlAction::UserChanged {
+                user: id.clone(),
+                change: UserChange::LockedOut {
+                    failures,
+                    origin: Some(origin.to_string()),
+                },
+            };
+            self.commit(now, id, vec![action], Vec::new())?;
+            if let Some(f) = lock(&self.state).failures.get_mut(&key) {
+                f.count = 0;
+            }
+            return Err(AuthError::Locked { until });
+        }
         drop(st);
         user.locked_until = Some(until);
         let action = ControlAction::UserChanged {
             user: id.clone(),
-            change: UserChange::LockedOut { failures },
+            change: UserChange::LockedOut {
+                failures,
+                origin: None,
+            },
         };
         let aux = vec![(user_key(id), Some(StoredUser::encode(&user)?))];
         // The count is reset only once the lock is durable: a failing ledger keeps refusing.
         self.commit(now, id, vec![action], aux)?;
         let mut st = lock(&self.state);
-        if let Some(f) = st.failures.get_mut(id.as_str()) {
+        if let Some(f) = st.failures.get_mut(&key) {
             f.count = 0;
         }
         st.users.insert(id.clone(), user);
@@ -1767,7 +1842,13 @@ mod tests {
         // The lock is recorded (actor: the account) and survives a restart.
         assert_eq!(
             changes_of(&h, "OP-1").last(),
-            Some(&("OP-1".to_string(), UserChange::LockedOut { failures: 3 }))
+            Some(&(
+                "OP-1".to_string(),
+                UserChange::LockedOut {
+                    failures: 3,
+                    origin: None
+                }
+            ))
         );
         let reopened = Users::open(Arc::clone(&h.ledger), policy).expect("reopen");
         assert!(matches!(
@@ -1781,6 +1862,52 @@ mod tests {
             reopened.sign_in_at(&id, "999111", None, t2),
             Err(AuthError::InvalidCredentials)
         ));
+    }
+
+    #[test]
+    fn wrong_pins_from_one_place_lock_the_account_there_only() {
+        let policy = AuthPolicy {
+            max_failures: 3,
+            ..AuthPolicy::default()
+        };
+        let h = hall(policy);
+        h.users
+            .add(&admin(), "SUP-1", "Supervisor One", Role::Supervisor, PIN)
+            .expect("add");
+        let id = op("SUP-1");
+        let t0 = Utc::now();
+        let (here, there) = (Some("10.0.0.21"), Some("10.0.0.22"));
+        for _ in 0..2 {
+            assert!(matches!(
+                h.users.sign_in_from_at(&id, "999111", None, here, t0),
+                Err(AuthError::InvalidCredentials)
+            ));
+        }
+        assert!(matches!(
+            h.users.sign_in_from_at(&id, "999111", None, here, t0),
+            Err(AuthError::Locked { .. })
+        ));
+        // Locked where the guesses came from, even with the right PIN...
+        assert!(matches!(
+            h.users.sign_in_from_at(&id, PIN, None, here, t0),
+            Err(AuthError::Locked { .. })
+        ));
+        // ...and nowhere else: the supervisor signs in at their own terminal.
+        h.users
+            .sign_in_from_at(&id, PIN, None, there, t0)
+            .expect("not locked out by someone else's guesses");
+        assert!(!h.users.get(&id).expect("the account").is_locked(t0));
+        // The lock is on the record, with where the guesses came from.
+        assert_eq!(
+            changes_of(&h, "SUP-1").last(),
+            Some(&(
+                "SUP-1".to_string(),
+                UserChange::LockedOut {
+                    failures: 3,
+                    origin: Some("10.0.0.21".into())
+                }
+            ))
+        );
     }
 
     #[test]
@@ -1838,7 +1965,13 @@ mod tests {
         ));
         assert_eq!(
             changes_of(&h, "OP-1").last(),
-            Some(&("OP-1".to_string(), UserChange::LockedOut { failures: 3 }))
+            Some(&(
+                "OP-1".to_string(),
+                UserChange::LockedOut {
+                    failures: 3,
+                    origin: None
+                }
+            ))
         );
     }
 

@@ -677,3 +677,57 @@ fn an_unusable_certificate_or_key_stops_the_start_naming_the_file() {
         );
     }
 }
+
+#[test]
+fn wrong_pins_typed_for_a_supervisor_at_one_terminal_do_not_lock_them_out_of_theirs() {
+    let hall = spawn_hall(0.02);
+    let addr = hall.client.addr;
+    let wrong = json!({"user": "S1", "pin": "000000"});
+    // An operator's terminal types five wrong PINs for S1 (the hall's limit).
+    let statuses: Vec<u16> = (0..5)
+        .map(|_| {
+            send_from(
+                [127, 0, 0, 31],
+                addr,
+                "POST",
+                "/api/v1/session",
+                Some(&wrong),
+            )
+            .status
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [401, 401, 401, 401, 423],
+        "locked there at the fifth"
+    );
+    let right = json!({"user": "S1", "pin": pin("S1")});
+    let a = send_from(
+        [127, 0, 0, 31],
+        addr,
+        "POST",
+        "/api/v1/session",
+        Some(&right),
+    );
+    assert_eq!(a.status, 423, "still locked at that terminal: {}", a.text);
+    // S1 at their own desk is not locked out.
+    send_from(
+        [127, 0, 0, 32],
+        addr,
+        "POST",
+        "/api/v1/session",
+        Some(&right),
+    )
+    .expect(200, "S1 signs in at another terminal");
+    // The lock is on the record, naming where the guesses came from.
+    let aud = hall.sign_in("AU1", None);
+    let locked: Vec<Value> = records(hall.client, &aud)
+        .into_iter()
+        .filter(|r| r["event"]["action"]["change"]["change"] == "locked_out")
+        .collect();
+    assert_eq!(locked.len(), 1, "{locked:?}");
+    assert_eq!(
+        locked[0]["event"]["action"]["change"]["origin"], "127.0.0.31",
+        "{locked:?}"
+    );
+}

@@ -157,7 +157,12 @@ async fn open_session(
     // The PIN first: nothing about stations or who is where is told to someone who has not
     // proved who they are.
     let (users, u, pin) = (s.users.clone(), user.clone(), req.pin.clone());
-    let account = super::blocking(move || Ok(users.verify_pin(&u, &pin)?)).await?;
+    // Wrong PINs count and lock at this address only: nobody locks anyone out of the
+    // terminals they are not at.
+    let origin = addr.map(|ip| ip.to_string());
+    let o = origin.clone();
+    let account =
+        super::blocking(move || Ok(users.verify_pin_from(&u, &pin, o.as_deref())?)).await?;
     if let Some(ip) = addr {
         s.web.signin().give_back(ip, Instant::now());
     }
@@ -182,7 +187,10 @@ async fn open_session(
     };
     let users = s.users.clone();
     let (u, pin, st) = (user.clone(), req.pin, station.clone());
-    let token = super::blocking(move || Ok(users.sign_in(&u, &pin, st)?)).await?;
+    let token = super::blocking(move || {
+        Ok(users.sign_in_from_at(&u, &pin, st, origin.as_deref(), chrono::Utc::now())?)
+    })
+    .await?;
     if let Some(st) = &station
         && let Err(e) = s.line.occupy(user, st.clone()).await
     {

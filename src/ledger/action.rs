@@ -80,6 +80,10 @@ pub enum UserChange {
     LockedOut {
         /// Consecutive failures that triggered it.
         failures: u32,
+        /// Where they came from (a client address): the lock holds there only. Absent: the
+        /// whole account (records before per-place locks, and checks with no place).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        origin: Option<String>,
     },
 }
 
@@ -352,9 +356,10 @@ impl ControlAction {
                 UserChange::Disabled => format!("user {user} disabled"),
                 UserChange::Enabled => format!("user {user} enabled"),
                 UserChange::PinReset => format!("PIN of {user} reset"),
-                UserChange::LockedOut { failures } => {
-                    format!("user {user} locked out after {failures} wrong PINs")
-                }
+                UserChange::LockedOut { failures, origin } => match origin {
+                    Some(o) => format!("user {user} locked out at {o} after {failures} wrong PINs"),
+                    None => format!("user {user} locked out after {failures} wrong PINs"),
+                },
             },
             ControlAction::SignedIn { user, station } => match station {
                 Some(s) => format!("{user} signed in at {s}"),
