@@ -85,7 +85,7 @@ pub struct AlertTag {
     /// What was seen (on `alert_raised` and `alert_repeated`).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub detail: Option<String>,
-    /// How urgent (on `alert_raised`).
+    /// How urgent (on `alert_raised`: the incident's; on `alert_repeated`: this occurrence's).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub severity: Option<String>,
     /// Which occurrence of the incident (on `alert_repeated`; the raising one is 1).
@@ -297,9 +297,12 @@ impl RecordEvent {
                         occurrence,
                         detail,
                         serials,
+                        severity,
+                        ..
                     } => {
                         r.alert = Some(AlertTag {
                             detail: Some(detail.clone()),
+                            severity: severity.clone(),
                             occurrence: Some(*occurrence),
                             serials: serials.clone(),
                             ..AlertTag::id(alert)

@@ -668,3 +668,53 @@ fn severities_follow_the_configuration_by_rule_then_by_kind() {
     });
     assert_eq!(a["severity"], "warning", "the kind's setting: {a}");
 }
+
+#[test]
+fn two_operators_cannot_count_items_out_of_or_into_the_vault_without_a_supervisor() {
+    let hall = spawn_hall(0.02);
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    let aud = hall.sign_in("AU1", None);
+    receive_lots(c, &sup);
+    let b1 = hall.sign_in("B1", Some("LAM-01"));
+    let id = open_and_issue(c, &b1, "B1", "LAM-01", "P2000100-P2000101");
+    let head = ledger_head(c, &aud);
+    // B1 and B2 "count" a return of B1's patches: the patches would be back in the vault on
+    // paper and in B1's pocket.
+    let r = c.post(
+        &format!("/custody/sessions/{id}/return"),
+        Some(&b1),
+        &json!({"range": "P2000100-P2000101", "counters": [
+            {"user": "B1", "pin": pin("B1")}, {"user": "B2", "pin": pin("B2")},
+        ]}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(
+        r.body["error"]["rule"], "count_without_supervisor",
+        "{}",
+        r.text
+    );
+    let facts = refusals_after(c, &aud, head);
+    assert_eq!(facts.len(), 1, "{facts:?}");
+    assert_eq!(facts[0].3, ["P2000100", "P2000101"], "{facts:?}");
+    let alert = open_alert(c, &sup, "refusal", "LAM-01").expect("an incident");
+    assert_eq!(alert["severity"], "critical", "{alert}");
+    assert_eq!(
+        strings(&session(c, &sup, &id)["held"]),
+        ["P2000100", "P2000101"],
+        "nothing returned"
+    );
+    // The same for an issue.
+    let r = c.post(
+        &format!("/custody/sessions/{id}/issue"),
+        Some(&b1),
+        &json!({"range": "P2000102-P2000103", "counters": [
+            {"user": "B1", "pin": pin("B1")}, {"user": "B2", "pin": pin("B2")},
+        ]}),
+    );
+    assert_eq!(
+        r.body["error"]["rule"], "count_without_supervisor",
+        "{}",
+        r.text
+    );
+}

@@ -852,6 +852,22 @@ fn hall_a(s: &mut Suite) {
             )
         },
     );
+    // The seed's two operators counting for each other: a count needs a supervisor.
+    let held_now = session_held(&h, &ls1);
+    let mine = held_now.last().expect("B1 holds patches").clone();
+    s.refused(
+        &h,
+        "two operators count a return of one's patches (no supervisor)",
+        on_ls1(403, "count_without_supervisor", "B1", &[mine.as_str()]),
+        &[mine.as_str()],
+        || {
+            c.post(
+                &format!("/custody/sessions/{ls1}/return"),
+                Some(&b1),
+                &json!({"serials": [mine.clone()], "counters": counters("B1", "B2")}),
+            )
+        },
+    );
     s.refused(
         &h,
         "issue an item that is not in the vault (applied)",
@@ -1450,27 +1466,21 @@ fn hall_c(s: &mut Suite) {
         &["P2000100", "B1000100"],
         decide(&h.sup, "approve", json!(["B1000100"])),
     );
-    // The reporter approving their own report: B1 is an operator, and only a supervisor
-    // decides spoilage (a supervisor never reports a defect: only operators work at stations),
-    // so the ledger's `self_approved_spoilage` is out of the API's reach. The role check answers,
-    // records nothing and raises nothing.
-    {
-        eprintln!("red team: the reporter (an operator) approves their own report");
-        let before = state(&h, &["P2000100", "B1000100"]);
-        let head = ledger_head(c, &h.aud);
-        let r = decide(&b1, "approve", json!(["P2000100", "B1000100"]))();
-        assert_eq!(r.status, 403, "{}", r.text);
-        assert_eq!(r.body["error"]["code"], "forbidden", "{}", r.text);
-        assert_eq!(ledger_head(c, &h.aud), head, "nothing recorded");
-        assert!(state(&h, &["P2000100", "B1000100"]) == before);
-        s.rows.push(Row {
-            name: "the reporter (an operator) approves their own report".into(),
-            outcome: "403 forbidden (role: supervisor only)".into(),
-            alert: "none (answered only)".into(),
-            sse_ms: None,
-            mqtt_ms: None,
-        });
-    }
+    // The reporter approving their own report (B1, an operator): refused as the ledger's
+    // `self_approved_spoilage` would, recorded and alerted.
+    s.refused(
+        &h,
+        "the reporter (an operator) approves their own report",
+        Refusal {
+            status: 403,
+            rule: "self_approved_spoilage",
+            actor: "B1",
+            station: Some("LAM-01"),
+            serials: &["P2000100"],
+        },
+        &["P2000100", "B1000100"],
+        decide(&b1, "approve", json!(["P2000100", "B1000100"])),
+    );
     s.refused(
         &h,
         "destroy an item still awaiting approval",

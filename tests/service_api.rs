@@ -717,6 +717,19 @@ fn a_printer_fault_mid_job_spoils_the_booklet_and_sends_the_job_back() {
     assert_eq!(j["spoiled"].as_u64(), Some(1), "one booklet spoiled: {j}");
     let st = station(c, &sup, "PRINT-01");
     assert!(st["work"].is_null(), "the station is free again: {st}");
+    // A fault that spoils an item is told at once, naming it: a fault an operator caused to
+    // keep a blank is seen within seconds.
+    let alert = wait_for(60, "a device_spoil alert", || {
+        let list = c.get("/alerts", Some(&sup)).expect(200, "alerts");
+        let a = list["open"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["kind"] == "device_spoil" && a["subject"] == "PRINT-01")
+            .cloned();
+        (a, list.to_string())
+    });
+    assert_eq!(alert["serials"], json!(["B1000100"]), "{alert}");
     let t = c
         .get("/ledger/trace/B1000100", Some(&aud))
         .expect(200, "trace of the booklet");

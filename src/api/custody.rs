@@ -241,6 +241,36 @@ async fn cosign<const N: usize>(
         .map_err(|_| ApiError::invalid(field, "wrong number of co-signers"))
 }
 
+/// One of the two counters of an issue or a return must be a supervisor: two operators must not
+/// be able to count each other's items out of and back into the vault (the seed's story). The
+/// same person twice is left to the ledger's `same_person`. A refusal is recorded and alerted.
+async fn supervisor_counts(
+    s: &AppState,
+    auth: &Auth,
+    session: &SessionId,
+    counters: &[OperatorId; 2],
+    serials: &[Serial],
+) -> Result<(), ApiError> {
+    if counters[0] == counters[1]
+        || counters
+            .iter()
+            .any(|c| s.users.get(c).is_some_and(|u| u.role == Role::Supervisor))
+    {
+        return Ok(());
+    }
+    let refusal = Refusal::CountWithoutSupervisor {
+        counters: counters.clone(),
+    };
+    let at = Attempt {
+        actor: auth.0.user.clone(),
+        station: auth.0.station.clone(),
+        session: Some(session.clone()),
+        serials: serials.to_vec(),
+    };
+    s.line.record_refusal(at, refusal.clone()).await?;
+    Err(ApiError::from(LineError::Forbidden(refusal)).field("counters"))
+}
+
 /// Receives a lot (box of booklets, roll of patches) into the vault.
 #[utoipa::path(post, path = "/custody/lots", request_body = LotIn,
     responses((status = 200, body = Recorded), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -334,6 +364,7 @@ async fn issue(
     let serials = parse_serials(&r)?;
     let sid = SessionId::new(id.clone());
     let counters = cosign(&s, &auth, Some(&sid), "counters", &r.counters).await?;
+    supervisor_counts(&s, &auth, &sid, &counters, &serials).await?;
     let seq = s
         .line
         .issue(
@@ -364,6 +395,7 @@ async fn return_items(
     let serials = parse_serials(&r)?;
     let sid = SessionId::new(id.clone());
     let counters = cosign(&s, &auth, Some(&sid), "counters", &r.counters).await?;
+    supervisor_counts(&s, &auth, &sid, &counters, &serials).await?;
     let seq = s
         .line
         .return_items(
@@ -534,6 +566,30 @@ async fn decide(
     r: SpoilageDecisionIn,
     approved: bool,
 ) -> Result<Json<SpoilageReport>, ApiError> {
+    if auth.0.role == Role::Operator
+        && let Ok(sid) = serial("serial", id)
+    {
+        // The operator who reported a spoil trying to decide it: the oldest theft path, tried.
+        let ledger = s.ledger.clone();
+        let lookup = sid.clone();
+        let item = super::blocking(move || Ok(ledger.item(&lookup)?)).await?;
+        if let Some(crate::ledger::ItemState::SpoilPending { by, .. }) = item.map(|i| i.state)
+            && by == auth.0.user
+        {
+            let refusal = Refusal::SelfApprovedSpoilage {
+                serial: sid.clone(),
+                operator: by,
+            };
+            let at = Attempt {
+                actor: auth.0.user.clone(),
+                station: auth.0.station.clone(),
+                session: None,
+                serials: vec![sid],
+            };
+            s.line.record_refusal(at, refusal.clone()).await?;
+            return Err(LineError::Forbidden(refusal).into());
+        }
+    }
     let p = auth.require(&[Role::Supervisor])?;
     let serial_id = serial("serial", id)?;
     let scanned = r

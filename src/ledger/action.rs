@@ -203,6 +203,13 @@ pub enum ControlAction {
         /// The serials this occurrence named.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         serials: Vec<Serial>,
+        /// This occurrence's own severity (a critical refusal inside an incident raised as a
+        /// warning says so itself).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        severity: Option<String>,
+        /// The rule that refused, for a refusal.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rule: Option<String>,
     },
     /// A supervisor resolved an incident, with a note.
     AlertResolved {

@@ -1186,6 +1186,13 @@ pub enum Refusal {
         /// The session holding it.
         session: SessionId,
     },
+    /// A count (issue, return) by two people none of whom is a supervisor: two operators could
+    /// count each other's items in and out of the vault.
+    #[error("a count needs a supervisor as one of the two counters ({} and {} are not)", counters[0], counters[1])]
+    CountWithoutSupervisor {
+        /// The two counters.
+        counters: [OperatorId; 2],
+    },
     /// Jobs for an issuing state the hall does not print for (refused at intake).
     #[error("{jobs} job(s) for issuing state(s) {} refused: this hall prints for {allowed} only", states.join(", "))]
     IssuingState {
@@ -1321,6 +1328,7 @@ impl Refusal {
             Refusal::SetAside { .. } => "set_aside",
             Refusal::IssueCap { .. } => "issue_cap",
             Refusal::IssuingState { .. } => "issuing_state",
+            Refusal::CountWithoutSupervisor { .. } => "count_without_supervisor",
             Refusal::CosignerPin { .. } => "cosigner_pin",
             Refusal::SpoilageNotInHand { .. } => "spoilage_not_in_hand",
             Refusal::SelfApprovedSpoilage { .. } => "self_approved_spoilage",
@@ -1329,7 +1337,7 @@ impl Refusal {
     }
 
     /// Every rule name, for `[alerts.severity]` and the docs.
-    pub const RULES: [&'static str; 41] = [
+    pub const RULES: [&'static str; 42] = [
         "unknown_serial",
         "wrong_kind",
         "already_used",
@@ -1367,6 +1375,7 @@ impl Refusal {
         "set_aside",
         "issue_cap",
         "issuing_state",
+        "count_without_supervisor",
         "cosigner_pin",
         "spoilage_not_in_hand",
         "self_approved_spoilage",
@@ -1447,6 +1456,7 @@ impl Refusal {
             | Refusal::NotOwnSession { .. }
             | Refusal::IssueCap { .. }
             | Refusal::IssuingState { .. }
+            | Refusal::CountWithoutSupervisor { .. }
             | Refusal::CosignerPin { .. } => Vec::new(),
         }
     }

@@ -974,6 +974,8 @@ impl Actor {
                 occurrence: alert.occurrences,
                 detail: o.detail.clone(),
                 serials: o.serials.clone(),
+                severity: Some(o.severity.name().to_string()),
+                rule: o.rule.clone(),
             }
         } else {
             ControlAction::AlertRaised {
@@ -2519,12 +2521,33 @@ impl Actor {
         );
         let _ = session;
         events.extend(self.spoil_items(step.booklet.as_ref(), &text)?);
+        let spoiled: Vec<Serial> = events
+            .iter()
+            .filter_map(|e| match e {
+                LedgerEvent::ItemSpoiled { serial, .. } => Some(serial.clone()),
+                _ => None,
+            })
+            .collect();
         let rec = self.live(step.job)?;
         let ev = JobEvent::Spoil { reason };
         let next = rec.apply(&ev, &self.separation).map_err(conflict)?;
         events.push(changed(step.job, ev));
         self.persist(&operator, events, &[&next], Vec::new())?;
         tracing::warn!(station = %self.stations[i].id, job = %step.job, "device fault: job sent back to printing");
+        if !spoiled.is_empty() {
+            let station = self.stations[i].id.clone();
+            let list: Vec<&str> = spoiled.iter().map(Serial::as_str).collect();
+            self.raise_naming(
+                AlertKind::DeviceSpoil,
+                station.as_str(),
+                format!(
+                    "{text}: {} spoiled (job {}, operator {operator})",
+                    list.join(", "),
+                    step.job
+                ),
+                spoiled,
+            );
+        }
         self.end_step(i, next)
     }
 

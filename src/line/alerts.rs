@@ -80,11 +80,15 @@ pub enum AlertKind {
     /// QC spoiled a booklet and its patch after a confirmed MRZ mismatch (one incident per QC
     /// station): the spoil is the QC operator's reading, so a supervisor looks at it.
     QcSpoil,
+    /// A device fault (a jam, a timeout, a cancel, a lost link) spoiled the step's items: one
+    /// incident per station, naming every serial, so that a fault an operator caused to keep a
+    /// blank is seen within seconds, not at the end of the shift.
+    DeviceSpoil,
 }
 
 impl AlertKind {
     /// Every kind.
-    pub const ALL: [AlertKind; 17] = [
+    pub const ALL: [AlertKind; 18] = [
         AlertKind::DeviceFault,
         AlertKind::DeviceOffline,
         AlertKind::Backlog,
@@ -102,6 +106,7 @@ impl AlertKind {
         AlertKind::SpoilageAwaitingApproval,
         AlertKind::SpoilageNotDestroyed,
         AlertKind::QcSpoil,
+        AlertKind::DeviceSpoil,
     ];
 
     /// The kind's name in records, the API and metrics.
@@ -124,6 +129,7 @@ impl AlertKind {
             AlertKind::SpoilageAwaitingApproval => "spoilage_awaiting_approval",
             AlertKind::SpoilageNotDestroyed => "spoilage_not_destroyed",
             AlertKind::QcSpoil => "qc_spoil",
+            AlertKind::DeviceSpoil => "device_spoil",
         }
     }
 
@@ -151,7 +157,7 @@ impl AlertKind {
             }
             AlertKind::CosignerFailures
             | AlertKind::SpoilageAwaitingApproval
-            | AlertKind::QcSpoil => Severity::Warning,
+            | AlertKind::DeviceSpoil => Severity::Warning,
             AlertKind::Refusal => Severity::Warning,
             AlertKind::Reconciliation
             | AlertKind::SessionAbandoned
@@ -159,6 +165,7 @@ impl AlertKind {
             | AlertKind::ItemMissing
             | AlertKind::ReadMismatch
             | AlertKind::SpoilageNotDestroyed
+            | AlertKind::QcSpoil
             | AlertKind::StorageFault => Severity::Critical,
         }
     }
@@ -212,6 +219,7 @@ impl Severity {
             | "self_signed_discrepancy"
             | "set_aside"
             | "issuing_state"
+            | "count_without_supervisor"
             | "not_own_session"
             | "job_mismatch"
             | "spoilage_not_in_hand"
