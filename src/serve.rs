@@ -583,7 +583,9 @@ where
             // out of it (a session left holding items is recorded abandoned and alerted).
             for (user, station) in swept.ok().and_then(Result::ok).unwrap_or_default() {
                 if station.is_some()
-                    && let Err(e) = line.vacate(user.clone(), "token expired".into()).await
+                    && let Err(e) = line
+                        .vacate(user.clone(), "token expired".into(), true)
+                        .await
                 {
                     tracing::warn!(%user, "an expired operator stays at their station: {e}");
                 }

@@ -718,3 +718,45 @@ fn two_operators_cannot_count_items_out_of_or_into_the_vault_without_a_superviso
         r.text
     );
 }
+
+#[test]
+fn leaving_with_a_step_in_flight_still_abandons_the_session_and_alerts() {
+    let hall = spawn_hall(0.02);
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    receive_lots(c, &sup);
+    let a1 = hall.sign_in("A1", Some("PRINT-01"));
+    open_and_issue(c, &a1, "A1", "PRINT-01", "B1000100-B1000101");
+    let b1 = hall.sign_in("B1", Some("LAM-01"));
+    let id = open_and_issue(c, &b1, "B1", "LAM-01", "P2000100-P2000103");
+    let j = printed(c, &sup, &a1, "B1000100", "TRK-GONE-1");
+    c.post(
+        "/stations/LAM-01/laminate",
+        Some(&b1),
+        &json!({"patch": "P2000100"}),
+    )
+    .expect(200, "laminate");
+    wait_work(c, &sup, "LAM-01", j, "awaiting_confirmation");
+    // B1 walks away without confirming; the supervisor signs B1 out. The step must be finished
+    // first (409), but the three patches B1 left are told now, not at the end of the shift.
+    let r = c.post("/stations/LAM-01/vacate", Some(&sup), &json!({}));
+    assert_eq!(r.status, 409, "{}", r.text);
+    let alert = wait_for(60, "the abandonment alert", || {
+        let a = open_alert(c, &sup, "session_abandoned", &id);
+        (a.clone(), format!("{a:?}"))
+    });
+    assert_eq!(
+        strings(&alert["serials"]),
+        ["P2000101", "P2000102", "P2000103"],
+        "{alert}"
+    );
+    assert!(
+        alert["detail"].as_str().unwrap().contains("3 item(s)"),
+        "{alert}"
+    );
+    // A second attempt does not flag it again.
+    let r = c.post("/stations/LAM-01/vacate", Some(&sup), &json!({}));
+    assert_eq!(r.status, 409, "{}", r.text);
+    let a = open_alert(c, &sup, "session_abandoned", &id).expect("still open");
+    assert_eq!(a["occurrences"], 1, "{a}");
+}

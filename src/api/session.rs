@@ -215,7 +215,7 @@ async fn sign_out(
     let p = s.users.authenticate(&c.token)?;
     if p.station.is_some() {
         s.line
-            .vacate(p.user.clone(), "signed out".to_string())
+            .vacate(p.user.clone(), "signed out".to_string(), false)
             .await?;
     }
     let users = s.users.clone();

@@ -304,7 +304,11 @@ async fn vacate(
         ));
     };
     s.line
-        .vacate(op.clone(), format!("signed out by supervisor {}", p.user))
+        .vacate(
+            op.clone(),
+            format!("signed out by supervisor {}", p.user),
+            true,
+        )
         .await?;
     let ledger = s.ledger.clone();
     let (actor, st) = (p.user.clone(), station.clone());

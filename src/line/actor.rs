@@ -1859,7 +1859,12 @@ impl Actor {
         self.refresh_consumables(i)
     }
 
-    pub(crate) fn vacate(&mut self, user: &OperatorId, reason: &str) -> Result<(), LineError> {
+    pub(crate) fn vacate(
+        &mut self,
+        user: &OperatorId,
+        reason: &str,
+        forced: bool,
+    ) -> Result<(), LineError> {
         let Some(i) = self
             .stations
             .iter()
@@ -1869,6 +1874,17 @@ impl Actor {
         };
         if let Some(step) = self.stations[i].step.clone() {
             if step.phase != Phase::Assigned {
+                // Gone (token expired, signed out by a supervisor) with a step in flight: the
+                // station stays theirs until the step ends, but items left behind are told now.
+                if forced {
+                    let why = format!(
+                        "{reason}, with job {} {} at {}",
+                        step.job,
+                        step.phase.name(),
+                        self.stations[i].id
+                    );
+                    self.abandon_if_holding(i, user, &why, true)?;
+                }
                 return Err(LineError::Conflict(format!(
                     "job {} is {} at {}: confirm it or report a defect before signing out",
                     step.job,
@@ -1904,21 +1920,7 @@ impl Actor {
             };
             self.end_step(i, next)?;
         }
-        // Leaving items behind is never silent: the session stays open holding them, flagged
-        // abandoned, and the supervisor is told every serial.
-        let station = self.stations[i].id.clone();
-        if let Some(session) = self.ledger.open_session_at(&station)?
-            && let Some(s) = self.ledger.session(&session)?
-            && !s.held.is_empty()
-            && s.operator == *user
-        {
-            let event = LedgerEvent::SessionAbandoned {
-                session: session.clone(),
-                held: s.held.clone(),
-                reason: reason.to_string(),
-            };
-            self.session_record(user, &session, event)?;
-        }
+        self.abandon_if_holding(i, user, reason, false)?;
         let st = &mut self.stations[i];
         st.operator = None;
         if st.kind.stage().is_some() {
@@ -1928,6 +1930,34 @@ impl Actor {
                 .map_err(conflict)?;
         }
         self.refresh_consumables(i)
+    }
+
+    /// Leaving items behind is never silent: the session at station `i` stays open holding
+    /// them, flagged abandoned, and the supervisor is told every serial. `unless_flagged`: not
+    /// again for a session already flagged (a supervisor's repeated attempts to sign out someone
+    /// whose step is still in flight are one departure).
+    fn abandon_if_holding(
+        &mut self,
+        i: usize,
+        user: &OperatorId,
+        reason: &str,
+        unless_flagged: bool,
+    ) -> Result<(), LineError> {
+        let station = self.stations[i].id.clone();
+        if let Some(session) = self.ledger.open_session_at(&station)?
+            && let Some(s) = self.ledger.session(&session)?
+            && !s.held.is_empty()
+            && s.operator == *user
+            && !(unless_flagged && s.abandoned_at.is_some())
+        {
+            let event = LedgerEvent::SessionAbandoned {
+                session: session.clone(),
+                held: s.held.clone(),
+                reason: reason.to_string(),
+            };
+            self.session_record(user, &session, event)?;
+        }
+        Ok(())
     }
 
     pub(crate) fn open_session(

@@ -702,12 +702,19 @@ impl Line {
 
     /// Signs `user` out of whatever station they are at (`reason`: how they left). An assigned
     /// step not yet started goes back to the queue; a custody session left holding items is
-    /// recorded abandoned and alerted, naming every serial.
+    /// recorded abandoned and alerted, naming every serial. `forced` (a token expired, a
+    /// supervisor signs them out): with a step in flight the station stays theirs until the step
+    /// ends, but the abandonment is recorded and alerted now.
     ///
     /// # Errors
     /// [`LineError::Conflict`] while their device is running a step.
-    pub async fn vacate(&self, user: OperatorId, reason: String) -> Result<(), LineError> {
-        self.call(move |a| a.vacate(&user, &reason)).await?
+    pub async fn vacate(
+        &self,
+        user: OperatorId,
+        reason: String,
+        forced: bool,
+    ) -> Result<(), LineError> {
+        self.call(move |a| a.vacate(&user, &reason, forced)).await?
     }
 
     /// A station's view (for its terminal).
