@@ -760,3 +760,48 @@ fn leaving_with_a_step_in_flight_still_abandons_the_session_and_alerts() {
     let a = open_alert(c, &sup, "session_abandoned", &id).expect("still open");
     assert_eq!(a["occurrences"], 1, "{a}");
 }
+
+#[test]
+fn an_operator_at_a_supervisors_route_is_recorded_and_alerted() {
+    let hall = spawn_hall(0.02);
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    let aud = hall.sign_in("AU1", None);
+    receive_lots(c, &sup);
+    let b1 = hall.sign_in("B1", Some("LAM-01"));
+    let head = ledger_head(c, &aud);
+    // B1 tries to report a vault patch missing (to cover a theft), then to hold a job.
+    let r = c.post(
+        "/custody/missing",
+        Some(&b1),
+        &json!({"serial": "P2000150", "note": "gone"}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(r.body["error"]["rule"], "role", "{}", r.text);
+    let r = c.post("/jobs/1/hold", Some(&b1), &json!({}));
+    assert_eq!(r.status, 403, "{}", r.text);
+    let facts = refusals_after(c, &aud, head);
+    let rules: Vec<(&str, &str, &str)> = facts
+        .iter()
+        .map(|(a, r, s, _)| (a.as_str(), r.as_str(), s.as_str()))
+        .collect();
+    assert_eq!(
+        rules,
+        [("B1", "role", "LAM-01"), ("B1", "role", "LAM-01")],
+        "{facts:?}"
+    );
+    let alert = open_alert(c, &sup, "refusal", "LAM-01").expect("an incident");
+    assert_eq!(alert["occurrences"], 2, "{alert}");
+    assert!(
+        alert["last_detail"]
+            .as_str()
+            .unwrap()
+            .contains("may not hold jobs"),
+        "{alert}"
+    );
+    // Nothing else changed: the patch is still in the vault.
+    let t = c
+        .get("/ledger/trace/P2000150", Some(&aud))
+        .expect(200, "trace");
+    assert!(t["state"].as_str().unwrap().contains("vault"), "{t}");
+}

@@ -51,7 +51,9 @@ async fn ack(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Alert>, ApiError> {
-    let p = auth.require(ACKNOWLEDGERS)?;
+    let p = auth
+        .require_recorded(&s, ACKNOWLEDGERS, "acknowledge alerts")
+        .await?;
     let id = id.trim();
     if id.is_empty() || id.len() > 32 {
         return Err(ApiError::invalid("id", "an alert id is like AL-17"));
@@ -81,7 +83,9 @@ async fn resolve(
     Path(id): Path<String>,
     ApiJson(r): ApiJson<Resolve>,
 ) -> Result<Json<Alert>, ApiError> {
-    let p = auth.require(ACKNOWLEDGERS)?;
+    let p = auth
+        .require_recorded(&s, ACKNOWLEDGERS, "resolve incidents")
+        .await?;
     let id = id.trim();
     if id.is_empty() || id.len() > 32 {
         return Err(ApiError::invalid("id", "an alert id is like AL-17"));

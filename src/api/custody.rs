@@ -279,7 +279,9 @@ async fn receive_lot(
     auth: Auth,
     ApiJson(r): ApiJson<LotIn>,
 ) -> Result<Json<Recorded>, ApiError> {
-    let p = auth.require(&[Role::Supervisor])?;
+    let p = auth
+        .require_recorded(&s, &[Role::Supervisor], "receive lots into the vault")
+        .await?;
     let range = super::serial_range("range", &r.range)?;
     let lot = serial("lot", &r.lot)
         .map_err(|_| ApiError::invalid("lot", "a lot id is 1–40 characters A–Z, 0–9 and -"))?;
@@ -493,7 +495,9 @@ async fn destroy(
     auth: Auth,
     ApiJson(r): ApiJson<Destroy>,
 ) -> Result<Json<Recorded>, ApiError> {
-    let p = auth.require(&[Role::Supervisor])?;
+    let p = auth
+        .require_recorded(&s, &[Role::Supervisor], "record a destruction")
+        .await?;
     let serials = r
         .serials
         .iter()
@@ -533,7 +537,9 @@ async fn report_missing(
     auth: Auth,
     ApiJson(r): ApiJson<Missing>,
 ) -> Result<Json<Recorded>, ApiError> {
-    let p = auth.require(&[Role::Supervisor])?;
+    let p = auth
+        .require_recorded(&s, &[Role::Supervisor], "report an item missing")
+        .await?;
     let serial = serial("serial", &r.serial)?;
     let note = super::text("note", &r.note)?;
     let receipt = s
@@ -590,7 +596,9 @@ async fn decide(
             return Err(LineError::Forbidden(refusal).into());
         }
     }
-    let p = auth.require(&[Role::Supervisor])?;
+    let p = auth
+        .require_recorded(s, &[Role::Supervisor], "decide spoilage")
+        .await?;
     let serial_id = serial("serial", id)?;
     let scanned = r
         .scanned

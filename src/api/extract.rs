@@ -27,6 +27,42 @@ impl Auth {
     }
 }
 
+impl Auth {
+    /// As [`Auth::require`], for a route whose refusal is an insider's move (an operator
+    /// acknowledging alerts, destroying items, holding jobs): a person refused here is recorded
+    /// and alerted (rule `role`, `what` they tried). A monitoring service is only answered.
+    ///
+    /// # Errors
+    /// As [`Auth::require`]; the line stopped.
+    pub async fn require_recorded(
+        &self,
+        s: &AppState,
+        roles: &[Role],
+        what: &str,
+    ) -> Result<&Principal, ApiError> {
+        let Err(e) = auth::require(&self.0, roles) else {
+            return Ok(&self.0);
+        };
+        let mut answer = ApiError::from(e);
+        if self.0.role != Role::Monitor {
+            let refusal = crate::ledger::Refusal::RoleRefused {
+                actor: self.0.user.clone(),
+                role: self.0.role,
+                action: what.to_string(),
+            };
+            let at = crate::line::Attempt {
+                actor: self.0.user.clone(),
+                station: self.0.station.clone(),
+                session: None,
+                serials: Vec::new(),
+            };
+            s.line.record_refusal(at, refusal).await?;
+            answer.body.rule = Some("role");
+        }
+        Err(answer)
+    }
+}
+
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 

@@ -151,7 +151,9 @@ async fn hold(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
-    let p = auth.require(&[Role::Supervisor])?;
+    let p = auth
+        .require_recorded(&s, &[Role::Supervisor], "hold jobs")
+        .await?;
     Ok(Json(s.line.hold(p.user.clone(), job_id(&id)?).await?))
 }
 
@@ -163,7 +165,9 @@ async fn release(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
-    let p = auth.require(&[Role::Supervisor])?;
+    let p = auth
+        .require_recorded(&s, &[Role::Supervisor], "release jobs")
+        .await?;
     Ok(Json(s.line.release(p.user.clone(), job_id(&id)?).await?))
 }
 
@@ -176,7 +180,9 @@ async fn cancel(
     Path(id): Path<String>,
     ApiJson(r): ApiJson<Reason>,
 ) -> Result<Json<JobView>, ApiError> {
-    let p = auth.require(&[Role::Supervisor])?;
+    let p = auth
+        .require_recorded(&s, &[Role::Supervisor], "cancel jobs")
+        .await?;
     let id = job_id(&id)?;
     let reason = super::text("reason", &r.reason)?;
     Ok(Json(s.line.cancel(p.user.clone(), id, reason).await?))
@@ -191,7 +197,9 @@ async fn reprioritise(
     Path(id): Path<String>,
     ApiJson(r): ApiJson<Reprioritise>,
 ) -> Result<Json<JobView>, ApiError> {
-    let p = auth.require(&[Role::Supervisor])?;
+    let p = auth
+        .require_recorded(&s, &[Role::Supervisor], "reprioritise jobs")
+        .await?;
     let id = job_id(&id)?;
     let reason = super::text("reason", &r.reason)?;
     Ok(Json(
@@ -210,7 +218,9 @@ async fn inspect(
     Path(id): Path<String>,
     ApiJson(r): ApiJson<Inspect>,
 ) -> Result<Json<JobView>, ApiError> {
-    let p = auth.require(&[Role::Supervisor])?;
+    let p = auth
+        .require_recorded(&s, &[Role::Supervisor], "decide an inspection")
+        .await?;
     let id = job_id(&id)?;
     let serial = r
         .serial

@@ -259,7 +259,9 @@ async fn pause(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<StationView>, ApiError> {
-    let p = auth.require(&[Role::Supervisor])?;
+    let p = auth
+        .require_recorded(&s, &[Role::Supervisor], "pause a device")
+        .await?;
     Ok(Json(
         s.line
             .pause_device(p.user.clone(), DeviceId::new(id), true)
@@ -275,7 +277,9 @@ async fn resume(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<StationView>, ApiError> {
-    let p = auth.require(&[Role::Supervisor])?;
+    let p = auth
+        .require_recorded(&s, &[Role::Supervisor], "resume a device")
+        .await?;
     Ok(Json(
         s.line
             .pause_device(p.user.clone(), DeviceId::new(id), false)
@@ -293,7 +297,9 @@ async fn vacate(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<StationView>, ApiError> {
-    let p = auth.require(&[Role::Supervisor])?;
+    let p = auth
+        .require_recorded(&s, &[Role::Supervisor], "sign someone out of a station")
+        .await?;
     let station = StationId::new(id);
     let view = s.line.station(station.clone()).await?;
     let Some(op) = view.operator else {

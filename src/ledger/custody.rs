@@ -1193,6 +1193,17 @@ pub enum Refusal {
         /// The two counters.
         counters: [OperatorId; 2],
     },
+    /// A person at a route their role does not admit (an operator acknowledging alerts,
+    /// destroying items, holding jobs...).
+    #[error("{actor} ({role}) may not {action}")]
+    RoleRefused {
+        /// Who tried.
+        actor: OperatorId,
+        /// Their role.
+        role: super::action::Role,
+        /// What they tried, in words.
+        action: String,
+    },
     /// Jobs for an issuing state the hall does not print for (refused at intake).
     #[error("{jobs} job(s) for issuing state(s) {} refused: this hall prints for {allowed} only", states.join(", "))]
     IssuingState {
@@ -1328,6 +1339,7 @@ impl Refusal {
             Refusal::SetAside { .. } => "set_aside",
             Refusal::IssueCap { .. } => "issue_cap",
             Refusal::IssuingState { .. } => "issuing_state",
+            Refusal::RoleRefused { .. } => "role",
             Refusal::CountWithoutSupervisor { .. } => "count_without_supervisor",
             Refusal::CosignerPin { .. } => "cosigner_pin",
             Refusal::SpoilageNotInHand { .. } => "spoilage_not_in_hand",
@@ -1337,7 +1349,7 @@ impl Refusal {
     }
 
     /// Every rule name, for `[alerts.severity]` and the docs.
-    pub const RULES: [&'static str; 42] = [
+    pub const RULES: [&'static str; 43] = [
         "unknown_serial",
         "wrong_kind",
         "already_used",
@@ -1375,6 +1387,7 @@ impl Refusal {
         "set_aside",
         "issue_cap",
         "issuing_state",
+        "role",
         "count_without_supervisor",
         "cosigner_pin",
         "spoilage_not_in_hand",
@@ -1456,6 +1469,7 @@ impl Refusal {
             | Refusal::NotOwnSession { .. }
             | Refusal::IssueCap { .. }
             | Refusal::IssuingState { .. }
+            | Refusal::RoleRefused { .. }
             | Refusal::CountWithoutSupervisor { .. }
             | Refusal::CosignerPin { .. } => Vec::new(),
         }
