@@ -83,6 +83,19 @@ fn signing_out_holding_items_abandons_the_session_and_alerts_every_serial() {
     let alert = open_alert(c, &sup, "session_abandoned", &id).expect("an open alert");
     assert_eq!(strings(&alert["serials"]), held, "{alert}");
 
+    // Away from the station (the hall UI), B1 cannot act on the session: recorded.
+    let b1_ui = hall.sign_in("B1", None);
+    let r = c.post(
+        &format!("/custody/sessions/{id}/return"),
+        Some(&b1_ui),
+        &json!({"range": "P2000100-P2000103", "counters": [
+            {"user": "B1", "pin": pin("B1")}, {"user": "S1", "pin": pin("S1")},
+        ]}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(r.body["error"]["rule"], "not_at_station", "{}", r.text);
+    c.delete("/session", Some(&b1_ui))
+        .expect(204, "B1 leaves the hall UI");
     // A supervisor signing someone out of a station is the same move.
     let b1 = hall.sign_in("B1", Some("LAM-01"));
     let a1 = hall.sign_in("A1", Some("LAM-02"));
@@ -284,6 +297,12 @@ fn a_recorded_roll_skip_sets_the_skipped_serials_aside_and_the_roll_goes_on() {
         strings(&s["set_aside"]),
         ["P2000100", "P2000101"],
         "the skipped serials are set aside: {s}"
+    );
+    let skip = open_alert(c, &sup, "roll_skip", &id).expect("the roll_skip alert");
+    assert_eq!(
+        strings(&skip["serials"]),
+        ["P2000102", "P2000100", "P2000101"],
+        "the alert names the patch used and every serial set aside: {skip}"
     );
     assert_eq!(
         strings(&s["held"]),

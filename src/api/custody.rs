@@ -157,7 +157,20 @@ async fn own_session(s: &AppState, auth: &Auth, id: &str) -> Result<(), ApiError
     let lookup = sid.clone();
     let session = super::blocking(move || Ok(ledger.session(&lookup)?)).await?;
     match session {
-        Some(x) if x.operator == auth.0.user => Ok(()),
+        // An operator acts on their session from its station's terminal only: not from the
+        // hall UI or another station after walking away from it.
+        Some(x) if x.operator == auth.0.user && auth.0.station.as_ref() == Some(&x.station) => {
+            Ok(())
+        }
+        Some(x) if x.operator == auth.0.user => {
+            let refusal = Refusal::NotAtStation {
+                actor: auth.0.user.clone(),
+                station: x.station.clone(),
+            };
+            let at = Attempt::on(&auth.0.user, &sid, []);
+            s.line.record_refusal(at, refusal.clone()).await?;
+            Err(LineError::Forbidden(refusal).into())
+        }
         Some(_) => {
             // Trying another operator's session is an insider's move: recorded and alerted.
             let refusal = Refusal::NotOwnSession {

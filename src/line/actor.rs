@@ -2328,7 +2328,7 @@ impl Actor {
         if !skipped.is_empty() {
             events.push(LedgerEvent::ItemsSetAside {
                 session,
-                serials: skipped,
+                serials: skipped.clone(),
                 reason: format!(
                     "skipped for patch {patch}: {}",
                     skip_reason.as_deref().unwrap_or_default().trim()
@@ -2337,8 +2337,30 @@ impl Actor {
         }
         let receipts = self.persist(actor, events, &[&rec], Vec::new())?;
         for r in &receipts {
-            if let Some(alert) = &r.alert {
-                self.custody_alert(alert);
+            match &r.alert {
+                // A skip names every serial it set aside, not only the one that was next.
+                Some(crate::ledger::Alert::RollSkip {
+                    session,
+                    expected,
+                    got,
+                    reason,
+                }) if skipped.len() > 1 => {
+                    let list: Vec<&str> = skipped.iter().map(Serial::as_str).collect();
+                    self.raise_naming(
+                        AlertKind::RollSkip,
+                        session.as_str(),
+                        format!(
+                            "patch {got} used out of roll order in {session} ({expected} was \
+                             next): {reason}; set aside: {}",
+                            list.join(", ")
+                        ),
+                        std::iter::once(got.clone())
+                            .chain(skipped.iter().cloned())
+                            .collect(),
+                    );
+                }
+                Some(alert) => self.custody_alert(alert),
+                None => {}
             }
         }
         self.jobs.insert(step.job, rec);
