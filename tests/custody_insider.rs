@@ -82,6 +82,16 @@ fn signing_out_holding_items_abandons_the_session_and_alerts_every_serial() {
     );
     let alert = open_alert(c, &sup, "session_abandoned", &id).expect("an open alert");
     assert_eq!(strings(&alert["serials"]), held, "{alert}");
+    // The record and its alert were written in one batch (one time for both): a power cut keeps
+    // both or neither.
+    let all = records(c, &aud);
+    let at = all
+        .iter()
+        .position(|r| r["event"]["type"] == "session_abandoned")
+        .expect("the record");
+    let next = &all[at + 1];
+    assert_eq!(next["event"]["action"]["kind"], "alert_raised", "{next}");
+    assert_eq!(next["at"], all[at]["at"], "one batch: {} {next}", all[at]);
 
     // Away from the station (the hall UI), B1 cannot act on the session: recorded.
     let b1_ui = hall.sign_in("B1", None);

@@ -208,6 +208,20 @@ fn issue_cap(work: usize, staffed: usize, margin: u32, max: u32) -> u64 {
     (share + u64::from(margin)).min(u64::from(max))
 }
 
+/// What an abandonment alert says: the session, how it was left, what it holds (the first 10).
+fn abandoned_detail(session: &SessionId, held: &[Serial], reason: &str) -> String {
+    const SHOWN: usize = 10;
+    let mut list: Vec<&str> = held.iter().take(SHOWN).map(Serial::as_str).collect();
+    if held.len() > SHOWN {
+        list.push("…");
+    }
+    format!(
+        "session {session} was left holding {} item(s) ({reason}): {}",
+        held.len(),
+        list.join(", ")
+    )
+}
+
 /// Whether `s` is open although its shift is over (`current` is another shift).
 fn open_past_its_shift(s: &crate::ledger::Session, current: &ShiftId) -> bool {
     s.is_open() && s.shift != *current
@@ -966,6 +980,24 @@ impl Actor {
     /// is open), in one batch with `fact` (a refusal, recorded with `who` as its actor). Every
     /// occurrence is a record and a status event of its own: none is swallowed.
     fn occur(&mut self, who: &OperatorId, o: Occurrence, fact: Option<ControlAction>) {
+        let facts = fact.map(|f| (who.clone(), action(f))).into_iter().collect();
+        if let Err(e) = self.occur_with(o, facts, &[]) {
+            tracing::error!("alert not recorded: {e}");
+        }
+    }
+
+    /// Records `facts` (each with its actor, and `jobs`' states) and the occurrence they raise
+    /// in **one batch**: a crash or power cut keeps both or neither, so no acknowledged fact
+    /// lacks its alert.
+    ///
+    /// # Errors
+    /// The ledger's refusal of a fact, or storage: then nothing of the batch was written.
+    fn occur_with(
+        &mut self,
+        o: Occurrence,
+        facts: Vec<(OperatorId, LedgerEvent)>,
+        jobs: &[&JobRecord],
+    ) -> Result<Vec<crate::ledger::Receipt>, LineError> {
         let now = Utc::now();
         let (alert, repeat) = self.alerts.prepare_occurrence(&o, now);
         let record = if repeat {
@@ -987,20 +1019,11 @@ impl Actor {
                 serials: o.serials.clone(),
             }
         };
-        let aux = match self.alerts.writes(&alert) {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::error!(kind = o.kind.name(), "alert not recorded: {e}");
-                return;
-            }
-        };
-        let mut entries = Vec::with_capacity(2);
-        if let Some(f) = fact {
-            entries.push((who.clone(), action(f)));
-        }
+        let aux = self.alerts.writes(&alert)?;
+        let mut entries = facts;
         entries.push((line_actor(), action(record)));
-        match self.persist_as(entries, &[], aux) {
-            Ok(_) => {
+        match self.persist_as(entries, jobs, aux) {
+            Ok(receipts) => {
                 tracing::warn!(
                     alert = %alert.id,
                     kind = o.kind.name(),
@@ -1011,9 +1034,11 @@ impl Actor {
                     o.detail
                 );
                 self.alerts.commit(alert);
+                Ok(receipts)
             }
             Err(e) => {
-                tracing::error!(kind = o.kind.name(), subject = %o.subject, "alert not recorded: {e}")
+                tracing::error!(kind = o.kind.name(), subject = %o.subject, "alert not recorded: {e}");
+                Err(e)
             }
         }
     }
@@ -1955,7 +1980,18 @@ impl Actor {
                 held: s.held.clone(),
                 reason: reason.to_string(),
             };
-            self.session_record(user, &session, event)?;
+            // The record and its alert in one batch (the record's own alert in its receipt is
+            // this one: not raised again).
+            let o = Occurrence {
+                kind: AlertKind::SessionAbandoned,
+                subject: session.to_string(),
+                detail: abandoned_detail(&session, &s.held, reason),
+                severity: self.severity(AlertKind::SessionAbandoned, None),
+                serials: s.held.clone(),
+                rule: None,
+            };
+            self.occur_with(o, vec![(user.clone(), event)], &[])?;
+            self.refresh_consumables(i)?;
         }
         Ok(())
     }
@@ -2515,44 +2551,45 @@ impl Actor {
             kind,
         };
         let interrupted = changed(step.job, JobEvent::Interrupt);
-        let recorded = match self.persist(
-            &line_actor(),
-            vec![record, interrupted.clone()],
-            &[&next],
-            Vec::new(),
-        ) {
-            Ok(_) => true,
-            // The record was refused (the custody state is not what the step recorded): the
-            // step stops all the same, and the alert says so.
-            Err(LineError::Refused(r)) => {
-                tracing::error!(%station, job = %step.job, "read mismatch not recorded: {r}");
-                self.persist(&line_actor(), vec![interrupted], &[&next], Vec::new())?;
-                false
-            }
-            Err(e) => return Err(e),
-        };
         let what = match &read {
             Some(r) => format!("read {kind} {r} where {scanned} was scanned"),
             None => format!("gave no reading of the {kind} where {scanned} was scanned"),
         };
-        let flagged = match (&read, recorded) {
-            (_, false) => "the mismatch could not be recorded: check the ledger".to_string(),
-            (Some(r), true) => format!("{scanned} and {r} are unaccounted for"),
-            (None, true) => format!("{scanned} is unaccounted for"),
-        };
         // One incident per station: a second mismatch there is an occurrence of the first.
-        self.raise_naming(
-            AlertKind::ReadMismatch,
-            station.as_str(),
-            format!(
+        let occurrence = |flagged: String, severity| Occurrence {
+            kind: AlertKind::ReadMismatch,
+            subject: station.to_string(),
+            detail: format!(
                 "{device} at {station} {what} for job {}: step stopped, the job waits for \
                  inspection; {flagged}",
                 step.job
             ),
-            std::iter::once(scanned.clone())
+            severity,
+            serials: std::iter::once(scanned.clone())
                 .chain(read.clone())
                 .collect(),
-        );
+            rule: None,
+        };
+        let severity = self.severity(AlertKind::ReadMismatch, None);
+        let flagged = match &read {
+            Some(r) => format!("{scanned} and {r} are unaccounted for"),
+            None => format!("{scanned} is unaccounted for"),
+        };
+        // The record, the job's interruption and the alert in one batch: a power cut keeps all
+        // three or none.
+        let facts = vec![(line_actor(), record), (line_actor(), interrupted.clone())];
+        match self.occur_with(occurrence(flagged, severity), facts, &[&next]) {
+            Ok(_) => {}
+            // The record was refused (the custody state is not what the step recorded): the
+            // step stops all the same, and the alert says so.
+            Err(LineError::Refused(r)) => {
+                tracing::error!(%station, job = %step.job, "read mismatch not recorded: {r}");
+                let flagged = "the mismatch could not be recorded: check the ledger".to_string();
+                let facts = vec![(line_actor(), interrupted)];
+                self.occur_with(occurrence(flagged, severity), facts, &[&next])?;
+            }
+            Err(e) => return Err(e),
+        }
         tracing::error!(%station, job = %step.job, "device read mismatch: {what}");
         self.end_step(i, next)
     }
