@@ -730,4 +730,20 @@ fn wrong_pins_typed_for_a_supervisor_at_one_terminal_do_not_lock_them_out_of_the
         locked[0]["event"]["action"]["change"]["origin"], "127.0.0.31",
         "{locked:?}"
     );
+    // The supervisor is told: someone is guessing at S1's PIN (the lock and the try during it).
+    let sup = hall.sign_in("S1", None);
+    let list = hall.client.get("/alerts", Some(&sup)).expect(200, "alerts");
+    let alert = list["open"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "signin_lockout" && a["subject"] == "S1")
+        .unwrap_or_else(|| panic!("no signin_lockout alert about S1: {list}"))
+        .clone();
+    assert_eq!(alert["severity"], "critical", "{alert}");
+    assert_eq!(alert["occurrences"], 2, "{alert}");
+    assert!(
+        alert["detail"].as_str().unwrap().contains("127.0.0.31"),
+        "{alert}"
+    );
 }

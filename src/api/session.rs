@@ -161,8 +161,30 @@ async fn open_session(
     // terminals they are not at.
     let origin = addr.map(|ip| ip.to_string());
     let o = origin.clone();
-    let account =
-        super::blocking(move || Ok(users.verify_pin_from(&u, &pin, o.as_deref())?)).await?;
+    let checked =
+        super::blocking(move || Ok(users.verify_pin_from(&u, &pin, o.as_deref()))).await?;
+    let account = match checked {
+        Ok(a) => a,
+        Err(e) => {
+            // A lock (and every try while it lasts) is someone guessing at this id here: the
+            // supervisor is told, whoever the id is (unknown ids too: the alert says nothing
+            // the record does not).
+            if let crate::auth::AuthError::Locked { until } = &e {
+                let place = origin.as_deref().unwrap_or("an unknown address");
+                s.line
+                    .raise_incident(
+                        crate::line::AlertKind::SigninLockout,
+                        user.to_string(),
+                        format!(
+                            "wrong PINs for {user} from {place}: sign-in there is locked until {} UTC",
+                            until.format("%H:%M")
+                        ),
+                    )
+                    .await?;
+            }
+            return Err(e.into());
+        }
+    };
     if let Some(ip) = addr {
         s.web.signin().give_back(ip, Instant::now());
     }

@@ -936,6 +936,11 @@ impl Actor {
         self.raise_naming(kind, subject, detail, Vec::new());
     }
 
+    /// An incident raised outside the line ([`super::Line::raise_incident`]).
+    pub(crate) fn raise_external(&mut self, kind: AlertKind, subject: &str, detail: String) {
+        self.raise(kind, subject, detail);
+    }
+
     /// [`Actor::raise`], naming serials.
     fn raise_naming(
         &mut self,

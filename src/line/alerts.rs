@@ -84,11 +84,14 @@ pub enum AlertKind {
     /// incident per station, naming every serial, so that a fault an operator caused to keep a
     /// blank is seen within seconds, not at the end of the shift.
     DeviceSpoil,
+    /// Wrong PINs for an id from one place locked sign-in there (and every try while it lasts):
+    /// someone is guessing at that account. Subject: the id.
+    SigninLockout,
 }
 
 impl AlertKind {
     /// Every kind.
-    pub const ALL: [AlertKind; 18] = [
+    pub const ALL: [AlertKind; 19] = [
         AlertKind::DeviceFault,
         AlertKind::DeviceOffline,
         AlertKind::Backlog,
@@ -107,6 +110,7 @@ impl AlertKind {
         AlertKind::SpoilageNotDestroyed,
         AlertKind::QcSpoil,
         AlertKind::DeviceSpoil,
+        AlertKind::SigninLockout,
     ];
 
     /// The kind's name in records, the API and metrics.
@@ -130,6 +134,7 @@ impl AlertKind {
             AlertKind::SpoilageNotDestroyed => "spoilage_not_destroyed",
             AlertKind::QcSpoil => "qc_spoil",
             AlertKind::DeviceSpoil => "device_spoil",
+            AlertKind::SigninLockout => "signin_lockout",
         }
     }
 
@@ -158,6 +163,8 @@ impl AlertKind {
             AlertKind::CosignerFailures
             | AlertKind::SpoilageAwaitingApproval
             | AlertKind::DeviceSpoil => Severity::Warning,
+            // Guessing at a PIN: a supervisor's gives every power of the role.
+            AlertKind::SigninLockout => Severity::Critical,
             AlertKind::Refusal => Severity::Warning,
             AlertKind::Reconciliation
             | AlertKind::SessionAbandoned

@@ -1020,6 +1020,21 @@ impl Line {
         self.guarded(at, move |a| a.custody(&actor, event)).await
     }
 
+    /// Raises an incident (or an occurrence of the open one) the line did not see itself (a
+    /// sign-in lockout).
+    ///
+    /// # Errors
+    /// The line stopped.
+    pub async fn raise_incident(
+        &self,
+        kind: AlertKind,
+        subject: String,
+        detail: String,
+    ) -> Result<(), LineError> {
+        self.call(move |a| a.raise_external(kind, &subject, detail))
+            .await
+    }
+
     /// Records a refusal made outside the line (an operator acting on another's session, a
     /// wrong co-signer PIN) as a fact and an alert occurrence, like the line's own.
     ///
