@@ -2114,12 +2114,29 @@ impl Actor {
         actor: &OperatorId,
         event: LedgerEvent,
     ) -> Result<crate::ledger::Receipt, LineError> {
-        let receipts = self.persist(actor, vec![event], &[], Vec::new())?;
-        for r in &receipts {
-            if let Some(alert) = &r.alert {
-                self.custody_alert(alert);
+        // A missing report and its alert in one batch.
+        let receipts = match &event {
+            LedgerEvent::ItemReportedMissing { serial, .. } => {
+                let o = Occurrence {
+                    kind: AlertKind::ItemMissing,
+                    subject: serial.to_string(),
+                    detail: format!("{serial} was reported missing by {actor}"),
+                    severity: self.severity(AlertKind::ItemMissing, None),
+                    serials: vec![serial.clone()],
+                    rule: None,
+                };
+                self.occur_with(o, vec![(actor.clone(), event)], &[])?
             }
-        }
+            _ => {
+                let receipts = self.persist(actor, vec![event], &[], Vec::new())?;
+                for r in &receipts {
+                    if let Some(alert) = &r.alert {
+                        self.custody_alert(alert);
+                    }
+                }
+                receipts
+            }
+        };
         receipts
             .into_iter()
             .next_back()
@@ -2358,6 +2375,7 @@ impl Actor {
             Some(r) if !r.is_empty() => self.roll_gap(&session, &patch)?,
             _ => Vec::new(),
         };
+        let skip_session = session.clone();
         let mut events = vec![LedgerEvent::PatchApplied {
             patch: patch.clone(),
             session: session.clone(),
@@ -2376,30 +2394,35 @@ impl Actor {
                 ),
             });
         }
-        let receipts = self.persist(actor, events, &[&rec], Vec::new())?;
+        let receipts = match skipped.first() {
+            None => self.persist(actor, events, &[&rec], Vec::new())?,
+            // A skip: the lamination, the serials set aside and the alert naming every one of
+            // them in one batch.
+            Some(expected) => {
+                let list: Vec<&str> = skipped.iter().map(Serial::as_str).collect();
+                let o = Occurrence {
+                    kind: AlertKind::RollSkip,
+                    subject: skip_session.to_string(),
+                    detail: format!(
+                        "patch {patch} used out of roll order in {skip_session} ({expected} was \
+                         next): {}; set aside: {}",
+                        skip_reason.as_deref().unwrap_or_default().trim(),
+                        list.join(", ")
+                    ),
+                    severity: self.severity(AlertKind::RollSkip, None),
+                    serials: std::iter::once(patch.clone())
+                        .chain(skipped.iter().cloned())
+                        .collect(),
+                    rule: None,
+                };
+                let facts = events.into_iter().map(|e| (actor.clone(), e)).collect();
+                self.occur_with(o, facts, &[&rec])?
+            }
+        };
         for r in &receipts {
             match &r.alert {
-                // A skip names every serial it set aside, not only the one that was next.
-                Some(crate::ledger::Alert::RollSkip {
-                    session,
-                    expected,
-                    got,
-                    reason,
-                }) if skipped.len() > 1 => {
-                    let list: Vec<&str> = skipped.iter().map(Serial::as_str).collect();
-                    self.raise_naming(
-                        AlertKind::RollSkip,
-                        session.as_str(),
-                        format!(
-                            "patch {got} used out of roll order in {session} ({expected} was \
-                             next): {reason}; set aside: {}",
-                            list.join(", ")
-                        ),
-                        std::iter::once(got.clone())
-                            .chain(skipped.iter().cloned())
-                            .collect(),
-                    );
-                }
+                // Raised with the record, above.
+                Some(crate::ledger::Alert::RollSkip { .. }) if !skipped.is_empty() => {}
                 Some(alert) => self.custody_alert(alert),
                 None => {}
             }
