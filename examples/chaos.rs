@@ -1118,7 +1118,7 @@ fn check(
     // where its records lead.
     let separation = config.policy.separation();
     let mut submitted: HashMap<JobId, u64> = HashMap::new();
-    let mut changes: HashMap<JobId, Vec<(u64, JobEvent)>> = HashMap::new();
+    let mut changes: HashMap<JobId, Vec<(u64, Replay)>> = HashMap::new();
     let mut printed: HashMap<Serial, Vec<u64>> = HashMap::new();
     let mut applied: HashMap<Serial, Vec<u64>> = HashMap::new();
     let mut patched: HashMap<Serial, Vec<u64>> = HashMap::new();
@@ -1143,7 +1143,7 @@ fn check(
             } => changes
                 .entry(*job)
                 .or_default()
-                .push((rec.seq, event.clone())),
+                .push((rec.seq, Replay::Job(event.clone()))),
             // An assignment starts the step (a dispatch assignment changes nothing: packing does).
             LedgerEvent::Action {
                 action:
@@ -1157,7 +1157,7 @@ fn check(
                     },
             } if *stage != Stage::Dispatch => changes.entry(*job).or_default().push((
                 rec.seq,
-                JobEvent::Start {
+                Replay::Job(JobEvent::Start {
                     stage: *stage,
                     run: StepRun {
                         station: station.clone(),
@@ -1165,14 +1165,29 @@ fn check(
                         operator: operator.clone(),
                         started_at: rec.at,
                     },
-                },
+                }),
             )),
-            LedgerEvent::BookletPrinted { booklet, .. } => {
+            // The scan binds the item to the job's crew at once (the gate), before the step ends:
+            // a job left between scan and end (awaiting a spoilage decision) shows it.
+            LedgerEvent::BookletPrinted { booklet, job, .. } => {
                 printed.entry(booklet.clone()).or_default().push(rec.seq);
+                changes
+                    .entry(*job)
+                    .or_default()
+                    .push((rec.seq, Replay::Booklet(booklet.as_str().to_string())));
             }
-            LedgerEvent::PatchApplied { patch, booklet, .. } => {
+            LedgerEvent::PatchApplied {
+                patch,
+                booklet,
+                job,
+                ..
+            } => {
                 applied.entry(patch.clone()).or_default().push(rec.seq);
                 patched.entry(booklet.clone()).or_default().push(rec.seq);
+                changes
+                    .entry(*job)
+                    .or_default()
+                    .push((rec.seq, Replay::Patch(patch.as_str().to_string())));
             }
             LedgerEvent::SessionOpened { session, .. } => sessions.push(session.clone()),
             LedgerEvent::LotReceived { lot, range, .. } => lots.push((lot.clone(), range.clone())),
@@ -1211,7 +1226,18 @@ fn check(
         let mut replay = JobRecord::new(job.job.clone())
             .apply(&JobEvent::Queue, &separation)
             .map_err(|e| anyhow!("job {id}: {e}"))?;
-        for (seq, ev) in changes.get(id).map(Vec::as_slice).unwrap_or_default() {
+        for (seq, step) in changes.get(id).map(Vec::as_slice).unwrap_or_default() {
+            let ev = match step {
+                Replay::Job(ev) => ev,
+                Replay::Booklet(b) => {
+                    replay.crew.booklet = Some(b.clone());
+                    continue;
+                }
+                Replay::Patch(p) => {
+                    replay.crew.patch = Some(p.clone());
+                    continue;
+                }
+            };
             match replay.apply(ev, &separation) {
                 Ok(next) => replay = next,
                 Err(e) => {
@@ -1343,6 +1369,14 @@ fn check(
 }
 
 /// `v` without any member named `key`, at any depth.
+/// What a job's records do to it, in record order: a change of its state, or a scan that binds
+/// an item to its crew.
+enum Replay {
+    Job(JobEvent),
+    Booklet(String),
+    Patch(String),
+}
+
 fn strip(v: &mut serde_json::Value, key: &str) {
     match v {
         serde_json::Value::Object(m) => {

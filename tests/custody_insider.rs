@@ -66,15 +66,7 @@ fn signing_out_holding_items_abandons_the_session_and_alerts_every_serial() {
     assert!(s["abandoned_at"].is_string(), "flagged abandoned: {s}");
     assert_eq!(strings(&s["held"]), held, "it still holds them: {s}");
     // The record names every serial, and each serial's trace shows it.
-    let t = c
-        .get("/ledger/trace/P2000102", Some(&aud))
-        .expect(200, "trace");
-    let step = t["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["event"] == "session_abandoned")
-        .unwrap_or_else(|| panic!("no session_abandoned on the trace: {t}"));
+    let step = trace_step(c, &aud, "P2000102", "session_abandoned");
     assert_eq!(step["station"], "LAM-01", "{step}");
     assert!(
         step["detail"].as_str().unwrap().contains("signed out"),
@@ -319,15 +311,8 @@ fn a_recorded_roll_skip_sets_the_skipped_serials_aside_and_the_roll_goes_on() {
         ["P2000100", "P2000101", "P2000103", "P2000104", "P2000105"],
         "and still held (accountable): {s}"
     );
-    let t = c
-        .get("/ledger/trace/P2000100", Some(&aud))
-        .expect(200, "trace");
-    let aside = t["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["event"] == "items_set_aside")
-        .unwrap_or_else(|| panic!("the skipped serial's trace says it was set aside: {t}"));
+    // The skipped serial's trace says it was set aside, and why.
+    let aside = trace_step(c, &aud, "P2000100", "items_set_aside");
     assert!(
         aside["detail"]
             .as_str()
@@ -387,14 +372,7 @@ fn wrong_cosigner_pins_count_against_the_asker_and_never_lock_the_supervisor_out
     let aud = hall.sign_in("AU1", None);
     receive_lots(c, &sup);
     let b1 = hall.sign_in("B1", Some("LAM-01"));
-    let v = c
-        .post(
-            "/custody/sessions",
-            Some(&b1),
-            &json!({"station": "LAM-01"}),
-        )
-        .expect(200, "open");
-    let id = v["session"].as_str().unwrap().to_string();
+    let id = open_session(c, &b1, "LAM-01");
     let head = ledger_head(c, &aud);
     let issue = |s1_pin: &str| {
         c.post(
@@ -446,14 +424,7 @@ fn a_session_gets_only_what_its_work_needs_and_a_refused_issue_is_recorded() {
     let aud = hall.sign_in("AU1", None);
     receive_lots(c, &sup);
     let b1 = hall.sign_in("B1", Some("LAM-01"));
-    let v = c
-        .post(
-            "/custody/sessions",
-            Some(&b1),
-            &json!({"station": "LAM-01"}),
-        )
-        .expect(200, "open");
-    let id = v["session"].as_str().unwrap().to_string();
+    let id = open_session(c, &b1, "LAM-01");
     let issue = |range: &str| {
         c.post(
             &format!("/custody/sessions/{id}/issue"),

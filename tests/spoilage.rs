@@ -232,15 +232,7 @@ fn a_lamination_defect_waits_for_approval_then_for_witnessed_destruction() {
     let st = station(c, &w.sup, "LAM-01");
     assert_eq!(st["consumables"]["spoiled"], 1, "{st}");
     assert_eq!(st["consumables"]["spoiled_pending"], 0, "{st}");
-    let t = c
-        .get("/ledger/trace/P2000100", Some(&w.aud))
-        .expect(200, "trace");
-    let decided = t["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["event"] == "spoilage_decided")
-        .unwrap_or_else(|| panic!("no spoilage_decided on the trace: {t}"));
+    let decided = trace_step(c, &w.aud, "P2000100", "spoilage_decided");
     assert_eq!(decided["actor"], "S1", "{decided}");
 
     // Not destroyed within the allowance: a critical alert names the serials.

@@ -813,6 +813,30 @@ pub fn refusals_after(
         .collect()
 }
 
+/// The step of `event` on the trace of `serial` (panics, showing the trace, when it has none).
+#[track_caller]
+pub fn trace_step(c: Client, auditor: &str, serial: &str, event: &str) -> Value {
+    let t = c
+        .get(&format!("/ledger/trace/{serial}"), Some(auditor))
+        .expect(200, "trace");
+    t["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["event"] == event)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {event} on the trace of {serial}: {t}"))
+}
+
+/// The operator (signed in at `st` with `tok`) opens a custody session there, with nothing
+/// issued yet. Returns its id.
+pub fn open_session(c: Client, tok: &str, st: &str) -> String {
+    let v = c
+        .post("/custody/sessions", Some(tok), &json!({"station": st}))
+        .expect(200, &format!("open a session at {st}"));
+    v["session"].as_str().expect("a session id").to_string()
+}
+
 // ---- custody -------------------------------------------------------------------------------------
 
 pub const BOOKLETS: &str = "B1000100-B1000199";
