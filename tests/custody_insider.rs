@@ -805,3 +805,44 @@ fn an_operator_at_a_supervisors_route_is_recorded_and_alerted() {
         .expect(200, "trace");
     assert!(t["state"].as_str().unwrap().contains("vault"), "{t}");
 }
+
+#[test]
+fn items_go_only_where_they_are_used() {
+    let hall = spawn_hall(0.02);
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    let aud = hall.sign_in("AU1", None);
+    receive_lots(c, &sup);
+    let count = |tok: &str, id: &str, range: &str, who: &str| {
+        c.post(
+            &format!("/custody/sessions/{id}/issue"),
+            Some(tok),
+            &json!({"range": range, "counters": [
+                {"user": who, "pin": pin(who)}, {"user": "S1", "pin": pin("S1")},
+            ]}),
+        )
+    };
+    // Patches to a printer's session: the wrong kind, whatever the count.
+    let a1 = hall.sign_in("A1", Some("PRINT-01"));
+    let print = open_session(c, &a1, "PRINT-01");
+    let r = count(&a1, &print, "P2000100-P2000101", "A1");
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.body["error"]["rule"], "wrong_kind", "{}", r.text);
+    // A QC station holds no custody items of its own: nothing may be issued to it.
+    let c1 = hall.sign_in("C1", Some("QC-01"));
+    let qc = open_session(c, &c1, "QC-01");
+    let head = ledger_head(c, &aud);
+    let r = count(&c1, &qc, "P2000102-P2000103", "C1");
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.body["error"]["rule"], "issue_cap", "{}", r.text);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 0 patches"),
+        "{}",
+        r.text
+    );
+    assert_eq!(refusals_after(c, &aud, head).len(), 1);
+    assert_eq!(session(c, &sup, &qc)["held"], json!([]));
+}

@@ -1215,7 +1215,7 @@ pub enum Refusal {
         allowed: String,
     },
     /// More items than the station's work needs.
-    #[error("{station} may hold at most {cap} {kind}s for its assigned work ({held} held, {asked} asked): issue at most {}", cap.saturating_sub(*held))]
+    #[error("{station} may hold at most {cap} {} for its assigned work ({held} held, {asked} asked): issue at most {}", plural(*kind), cap.saturating_sub(*held))]
     IssueCap {
         /// The station.
         station: StationId,
@@ -1269,6 +1269,14 @@ pub enum Refusal {
         /// The asker reached the limit: no co-signing from them for a while.
         blocked: bool,
     },
+}
+
+/// `booklets`, `patches`.
+fn plural(kind: ItemKind) -> &'static str {
+    match kind {
+        ItemKind::Booklet => "booklets",
+        ItemKind::Patch => "patches",
+    }
 }
 
 fn cosign_message(

@@ -2150,7 +2150,7 @@ impl Actor {
         serials: Vec<Serial>,
         counters: [OperatorId; 2],
     ) -> Result<u64, LineError> {
-        self.within_issue_cap(session, serials.len())?;
+        self.within_issue_cap(session, &serials)?;
         let event = LedgerEvent::ItemsIssued {
             session: session.clone(),
             serials,
@@ -2161,34 +2161,62 @@ impl Actor {
 
     /// BRIEF §3: only the number needed for the shift is issued. A session may hold its
     /// station's share of the work queued for (or running at) its stage, plus
-    /// `[policy] issue_margin`, and never more than `max_held_per_session`.
-    fn within_issue_cap(&self, session: &SessionId, asked: usize) -> Result<(), LineError> {
+    /// `[policy] issue_margin`, and never more than `max_held_per_session`; only the kind of
+    /// item its station uses, and nothing at a station that uses none.
+    fn within_issue_cap(&self, session: &SessionId, serials: &[Serial]) -> Result<(), LineError> {
         let i = self.session_station(session)?;
         let st = &self.stations[i];
-        let Some(stage) = st.kind.stage() else {
-            return Ok(());
-        };
         let Some(s) = self.ledger.session(session)? else {
             return Ok(());
         };
+        // What the station consumes: booklets at a printer, patches at a laminator, nothing
+        // elsewhere (the vault, QC and dispatch hold no custody items of their own).
         let kind = match st.kind {
-            StationKind::Print => crate::ledger::ItemKind::Booklet,
-            _ => crate::ledger::ItemKind::Patch,
+            StationKind::Print => Some(crate::ledger::ItemKind::Booklet),
+            StationKind::Laminate => Some(crate::ledger::ItemKind::Patch),
+            _ => None,
         };
-        let same = self.stations.iter().filter(|x| x.kind == st.kind);
-        let staffed = same.clone().filter(|x| x.operator.is_some()).count().max(1);
-        let running = same.filter(|x| x.step.is_some()).count();
-        let work = self.sched.queued(stage) + running;
-        let (margin, max) = self.issue_cap;
-        let cap = issue_cap(work, staffed, margin, max);
+        let first_kind = match serials.first() {
+            Some(x) => self.ledger.item(x)?.map(|it| it.kind),
+            None => None,
+        };
+        if let Some(want) = kind {
+            for x in serials {
+                if let Some(it) = self.ledger.item(x)?
+                    && it.kind != want
+                {
+                    return Err(LineError::Refused(Refusal::WrongKind {
+                        serial: x.clone(),
+                        actual: it.kind,
+                        expected: want,
+                    }));
+                }
+            }
+        }
+        let cap = match (kind, st.kind.stage()) {
+            (Some(_), Some(stage)) => {
+                // The station's share among all the stations of its kind (staffed or not: the
+                // first operator of a shift does not take the whole queue), plus the margin.
+                let same = self.stations.iter().filter(|x| x.kind == st.kind);
+                let stations = same.clone().count().max(1);
+                let running = same.filter(|x| x.step.is_some()).count();
+                let work = self.sched.queued(stage) + running;
+                let (margin, max) = self.issue_cap;
+                issue_cap(work, stations, margin, max)
+            }
+            _ => 0,
+        };
         let held = s.held.len() as u64;
-        if held + asked as u64 > cap {
+        let asked = serials.len() as u64;
+        if held + asked > cap {
             return Err(LineError::Refused(Refusal::IssueCap {
                 station: st.id.clone(),
-                kind,
+                kind: kind
+                    .or(first_kind)
+                    .unwrap_or(crate::ledger::ItemKind::Patch),
                 cap,
                 held,
-                asked: asked as u64,
+                asked,
             }));
         }
         Ok(())
