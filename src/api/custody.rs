@@ -16,7 +16,7 @@ use super::{AppState, serial};
 use crate::auth::{AuthError, parse_user_id};
 use crate::ledger::event::Discrepancy;
 use crate::ledger::{ItemKind, LedgerEvent, LotId, Refusal, Role, Serial, Session, SessionId};
-use crate::line::{Attempt, LineError, SpoilageDecision, SpoilageList, SpoilageReport};
+use crate::line::{Attempt, SpoilageDecision, SpoilageList, SpoilageReport};
 
 /// A co-signer: a person and their PIN (checked, never stored or logged).
 #[derive(Debug, Deserialize, ToSchema)]
@@ -168,8 +168,7 @@ async fn own_session(s: &AppState, auth: &Auth, id: &str) -> Result<(), ApiError
                 station: x.station.clone(),
             };
             let at = Attempt::on(&auth.0.user, &sid, []);
-            s.line.record_refusal(at, refusal.clone()).await?;
-            Err(LineError::Forbidden(refusal).into())
+            Err(s.line.refuse(at, refusal).await.into())
         }
         Some(_) => {
             // Trying another operator's session is an insider's move: recorded and alerted.
@@ -178,8 +177,7 @@ async fn own_session(s: &AppState, auth: &Auth, id: &str) -> Result<(), ApiError
                 session: sid.clone(),
             };
             let at = Attempt::on(&auth.0.user, &sid, []);
-            s.line.record_refusal(at, refusal.clone()).await?;
-            Err(LineError::Forbidden(refusal).into())
+            Err(s.line.refuse(at, refusal).await.into())
         }
         None => Err(ApiError::not_found("no such custody session")),
     }
@@ -280,8 +278,7 @@ async fn supervisor_counts(
         session: Some(session.clone()),
         serials: serials.to_vec(),
     };
-    s.line.record_refusal(at, refusal.clone()).await?;
-    Err(ApiError::from(LineError::Forbidden(refusal)).field("counters"))
+    Err(ApiError::from(s.line.refuse(at, refusal).await).field("counters"))
 }
 
 /// Receives a lot (box of booklets, roll of patches) into the vault.
@@ -473,8 +470,7 @@ async fn close_session(
                 };
                 let named = r.missing.iter().filter_map(|m| serial("missing", m).ok());
                 let at = Attempt::on(&p.user, &sid, named);
-                s.line.record_refusal(at, refusal.clone()).await?;
-                return Err(ApiError::from(LineError::Forbidden(refusal)).field("supervisor"));
+                return Err(ApiError::from(s.line.refuse(at, refusal).await).field("supervisor"));
             }
             let missing = r
                 .missing
@@ -605,8 +601,7 @@ async fn decide(
                 session: None,
                 serials: vec![sid],
             };
-            s.line.record_refusal(at, refusal.clone()).await?;
-            return Err(LineError::Forbidden(refusal).into());
+            return Err(s.line.refuse(at, refusal).await.into());
         }
     }
     let p = auth

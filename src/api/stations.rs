@@ -97,11 +97,11 @@ async fn at_station<'a>(
             station: station.clone(),
         };
         // Only a station the hall has is recorded: a made-up name is only answered.
-        if s.line.snapshot().stations.iter().any(|v| v.id == station) {
-            let at = crate::line::Attempt::at(&p.user, &station, []);
-            s.line.record_refusal(at, refusal.clone()).await?;
+        if !s.line.snapshot().stations.iter().any(|v| v.id == station) {
+            return Err(crate::line::LineError::Forbidden(refusal).into());
         }
-        return Err(crate::line::LineError::Forbidden(refusal).into());
+        let at = crate::line::Attempt::at(&p.user, &station, []);
+        return Err(s.line.refuse(at, refusal).await.into());
     }
     Ok(p)
 }

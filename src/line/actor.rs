@@ -208,17 +208,23 @@ fn issue_cap(work: usize, staffed: usize, margin: u32, max: u32) -> u64 {
     (share + u64::from(margin)).min(u64::from(max))
 }
 
-/// What an abandonment alert says: the session, how it was left, what it holds (the first 10).
-fn abandoned_detail(session: &SessionId, held: &[Serial], reason: &str) -> String {
+/// The first 10 of `serials`, comma-separated, then `…` when there are more: what an alert's
+/// detail lists (its `serials` name them all).
+fn first_serials(serials: &[Serial]) -> String {
     const SHOWN: usize = 10;
-    let mut list: Vec<&str> = held.iter().take(SHOWN).map(Serial::as_str).collect();
-    if held.len() > SHOWN {
+    let mut list: Vec<&str> = serials.iter().take(SHOWN).map(Serial::as_str).collect();
+    if serials.len() > SHOWN {
         list.push("…");
     }
+    list.join(", ")
+}
+
+/// What an abandonment alert says: the session, how it was left, what it holds (the first 10).
+fn abandoned_detail(session: &SessionId, held: &[Serial], reason: &str) -> String {
     format!(
         "session {session} was left holding {} item(s) ({reason}): {}",
         held.len(),
-        list.join(", ")
+        first_serials(held)
     )
 }
 
@@ -932,13 +938,8 @@ impl Actor {
     /// Raises an alert. A condition is raised once while it lasts; an incident gathers every
     /// occurrence ([`Actor::occur`]). Never fails the command that caused it: a storage
     /// failure is logged (and halts the line anyway).
-    fn raise(&mut self, kind: AlertKind, subject: &str, detail: String) {
+    pub(crate) fn raise(&mut self, kind: AlertKind, subject: &str, detail: String) {
         self.raise_naming(kind, subject, detail, Vec::new());
-    }
-
-    /// An incident raised outside the line ([`super::Line::raise_incident`]).
-    pub(crate) fn raise_external(&mut self, kind: AlertKind, subject: &str, detail: String) {
-        self.raise(kind, subject, detail);
     }
 
     /// [`Actor::raise`], naming serials.
@@ -2053,20 +2054,15 @@ impl Actor {
     /// Raises the alert a custody record asked for (a discrepancy at close, a roll skip).
     fn custody_alert(&mut self, alert: &crate::ledger::Alert) {
         use crate::ledger::Alert as A;
-        const SHOWN: usize = 10;
         match alert {
             A::Discrepancy { session, missing } => {
-                let mut list: Vec<&str> = missing.iter().take(SHOWN).map(Serial::as_str).collect();
-                if missing.len() > SHOWN {
-                    list.push("…");
-                }
                 self.raise_naming(
                     AlertKind::Reconciliation,
                     session.as_str(),
                     format!(
                         "session {session} closed with {} item(s) unaccounted for: {}",
                         missing.len(),
-                        list.join(", ")
+                        first_serials(missing)
                     ),
                     missing.clone(),
                 );
@@ -2083,17 +2079,13 @@ impl Actor {
                 vec![got.clone(), expected.clone()],
             ),
             A::Abandoned { session, held } => {
-                let mut list: Vec<&str> = held.iter().take(SHOWN).map(Serial::as_str).collect();
-                if held.len() > SHOWN {
-                    list.push("…");
-                }
                 self.raise_naming(
                     AlertKind::SessionAbandoned,
                     session.as_str(),
                     format!(
                         "session {session} was left holding {} item(s): {}",
                         held.len(),
-                        list.join(", ")
+                        first_serials(held)
                     ),
                     held.clone(),
                 );

@@ -1031,8 +1031,7 @@ impl Line {
         subject: String,
         detail: String,
     ) -> Result<(), LineError> {
-        self.call(move |a| a.raise_external(kind, &subject, detail))
-            .await
+        self.call(move |a| a.raise(kind, &subject, detail)).await
     }
 
     /// Records a refusal made outside the line (an operator acting on another's session, a
@@ -1043,6 +1042,15 @@ impl Line {
     pub async fn record_refusal(&self, at: Attempt, refusal: Refusal) -> Result<(), LineError> {
         self.call(move |a| a.refused(&at, &LineError::Forbidden(refusal)))
             .await
+    }
+
+    /// [`Line::record_refusal`], then the refusal as the answer (403): one call for the API's
+    /// own gates. A stopped line is answered as such.
+    pub async fn refuse(&self, at: Attempt, refusal: Refusal) -> LineError {
+        match self.record_refusal(at, refusal.clone()).await {
+            Ok(()) => LineError::Forbidden(refusal),
+            Err(e) => e,
+        }
     }
 
     /// Runs `f` on the actor; a refusal of a rule it returns is recorded ([`Line::record_refusal`])
