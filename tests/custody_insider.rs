@@ -759,6 +759,30 @@ fn leaving_with_a_step_in_flight_still_abandons_the_session_and_alerts() {
     assert_eq!(r.status, 409, "{}", r.text);
     let a = open_alert(c, &sup, "session_abandoned", &id).expect("still open");
     assert_eq!(a["occurrences"], 1, "{a}");
+
+    // B1 comes back, finishes the step and starts the next; walking away again is a second
+    // departure, told again (the session's old flag does not hide it).
+    c.post("/stations/LAM-01/confirm", Some(&b1), &json!({}))
+        .expect(200, "confirm");
+    let j2 = printed(c, &sup, &a1, "B1000101", "TRK-GONE-2");
+    c.post(
+        "/stations/LAM-01/laminate",
+        Some(&b1),
+        &json!({"patch": "P2000101"}),
+    )
+    .expect(200, "laminate the next");
+    wait_work(c, &sup, "LAM-01", j2, "awaiting_confirmation");
+    let r = c.post("/stations/LAM-01/vacate", Some(&sup), &json!({}));
+    assert_eq!(r.status, 409, "{}", r.text);
+    let a = wait_for(60, "the second departure's occurrence", || {
+        let a = open_alert(c, &sup, "session_abandoned", &id).filter(|a| a["occurrences"] == 2);
+        (a.clone(), format!("{a:?}"))
+    });
+    assert_eq!(
+        strings(&a["serials"]),
+        ["P2000101", "P2000102", "P2000103"],
+        "{a}"
+    );
 }
 
 #[test]

@@ -240,6 +240,52 @@ fn one_read_attempt_spoils_at_the_first_mismatch() {
     assert_eq!(spoil["serials"], json!(["B1000100", "P2000100"]), "{spoil}");
     assert!(spoil["detail"].as_str().unwrap().contains("sex"), "{spoil}");
     assert_no_holder_data(&spoil.to_string(), &req);
+
+    // A QC operator can type a wrong MRZ on purpose: the spoil waits for a supervisor with
+    // both items in hand, like a defect report, and cannot be rejected (the job went on).
+    let pending = c
+        .get("/custody/spoilage", Some(&w.sup))
+        .expect(200, "spoilage")["pending"]
+        .clone();
+    let report = pending
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["serials"].to_string().contains("B1000100"))
+        .unwrap_or_else(|| panic!("the QC spoil awaits approval: {pending}"))
+        .clone();
+    assert_eq!(report["reported_by"], "C1", "{report}");
+    assert_eq!(report["status"], "awaiting_approval", "{report}");
+    let head = ledger_head(c, &w.aud);
+    let r = c.post(
+        "/custody/spoilage/B1000100/reject",
+        Some(&w.sup),
+        &json!({"scanned": ["B1000100", "P2000100"], "note": "looks fine"}),
+    );
+    assert_eq!(r.status, 409, "{:?}", r.body);
+    assert!(
+        r.error("reject").1.contains("went back to printing"),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(
+        ledger_head(c, &w.aud),
+        head,
+        "a refused rejection writes nothing"
+    );
+    c.post(
+        "/custody/spoilage/B1000100/approve",
+        Some(&w.sup),
+        &json!({"scanned": ["P2000100", "B1000100"], "note": "seen"}),
+    )
+    .expect(200, "approved with both in hand");
+    for s in ["B1000100", "P2000100"] {
+        let t = c
+            .get(&format!("/ledger/trace/{s}"), Some(&w.aud))
+            .expect(200, "trace");
+        let state = t["state"].as_str().unwrap_or_default();
+        assert!(state.contains("destruction"), "{s}: {state}");
+    }
 }
 
 #[test]

@@ -268,6 +268,23 @@ fn a_rejected_print_defect_leaves_the_print_standing_and_the_job_goes_on() {
     )
     .expect(200, "the defect report");
     wait_job_state(c, &w.sup, id, &["defect_reported"]);
+    // The operator's words stay in the record; the alert, which is streamed to the hall and
+    // to MQTT, names the items and the stage, never the free text.
+    let alert = open_alert(c, &w.sup, "spoilage_awaiting_approval").expect("an alert");
+    assert!(
+        alert["detail"].as_str().unwrap().contains("print defect"),
+        "{alert}"
+    );
+    let streamed: Vec<Value> = records(c, &w.aud)
+        .into_iter()
+        .filter(|r| r.to_string().contains("spoilage_awaiting_approval"))
+        .collect();
+    assert!(!streamed.is_empty());
+    for text in [alert.to_string(), format!("{streamed:?}")] {
+        assert!(!text.contains("smudged"), "free text in an alert: {text}");
+    }
+    let spoil = trace_step(c, &w.aud, "B1000100", "item_spoiled");
+    assert!(spoil.to_string().contains("smudged"), "{spoil}");
 
     // A restart changes nothing: the report still waits, and so does the job.
     hall.restart();
@@ -323,4 +340,106 @@ fn a_rejected_print_defect_leaves_the_print_standing_and_the_job_goes_on() {
         &json!({"scanned": ["B1000100"]}),
     )
     .expect(409, "nothing awaits approval");
+}
+
+#[test]
+fn a_device_fault_spoil_waits_for_a_supervisor_with_the_item_in_hand() {
+    // A jam can be provoked (a cover opened, a booklet pulled): what it spoils is not taken on
+    // the device's word either.
+    let mut hall = spawn_hall(0.02);
+    let w = crew(&hall);
+    let c = hall.client;
+    let id = submit(
+        c,
+        &w.sup,
+        &job_request("TRK-SPOIL-3", "Eriksson", "L898902C3"),
+    );
+    wait_work(c, &w.sup, "PRINT-01", id, "assigned");
+    // Paused so that the step stays running until the jam.
+    c.post("/devices/PR-01/pause", Some(&w.sup), &json!({}))
+        .expect(200, "pause PR-01");
+    c.post(
+        "/stations/PRINT-01/print",
+        Some(&w.a1),
+        &json!({ "booklet": "B1000100" }),
+    )
+    .expect(200, "print");
+    wait_work(c, &w.sup, "PRINT-01", id, "running");
+    hall.inject("jam PR-01");
+    let j = wait_job_state(c, &w.sup, id, &["spoiled_requeued", "queued"]);
+    assert_eq!(j["spoiled"].as_u64(), Some(1), "{j}");
+
+    let list = pending(c, &w.sup);
+    assert_eq!(list.len(), 1, "the jam's spoil awaits approval: {list:?}");
+    assert_eq!(strings(&list[0]["serials"]), ["B1000100"], "{list:?}");
+    assert_eq!(list[0]["reported_by"], "A1", "{list:?}");
+    assert!(trace_state(c, &w.aud, "B1000100").contains("awaiting"));
+    let s = session_report(c, &w.aud, &w.print_session);
+    assert_eq!(strings(&s["spoiled_pending"]), ["B1000100"], "{s}");
+    let alert = open_alert(c, &w.sup, "device_spoil").expect("a device_spoil alert");
+    assert_eq!(strings(&alert["serials"]), ["B1000100"], "{alert}");
+    // The spoil and its alert are one batch (one append, one time): a power cut keeps both or
+    // neither.
+    let recs = records(c, &w.aud);
+    let spoil = recs
+        .iter()
+        .position(|r| r["event"]["type"] == "item_spoiled")
+        .unwrap_or_else(|| panic!("no item_spoiled: {recs:?}"));
+    let batch = &recs[spoil..(spoil + 3).min(recs.len())];
+    assert_eq!(
+        batch[1]["event"]["action"]["kind"], "job_changed",
+        "{batch:?}"
+    );
+    assert_eq!(
+        batch[2]["event"]["action"]["alert_kind"], "device_spoil",
+        "{batch:?}"
+    );
+    assert!(
+        batch.iter().all(|r| r["at"] == batch[0]["at"]),
+        "one batch: {batch:?}"
+    );
+
+    // The operator does not decide; a rejection cannot put the booklet back into a job that
+    // went on without it; both refusals change nothing.
+    let head = ledger_head(c, &w.aud);
+    c.post(
+        "/custody/spoilage/B1000100/approve",
+        Some(&w.a1),
+        &json!({"scanned": ["B1000100"]}),
+    )
+    .expect(403, "operators do not approve spoilage");
+    let before = records_but_refusals(c, &w.aud);
+    let r = c.post(
+        "/custody/spoilage/B1000100/reject",
+        Some(&w.sup),
+        &json!({"scanned": ["B1000100"], "note": "looks fine"}),
+    );
+    assert_eq!(r.status, 409, "{:?}", r.body);
+    assert!(
+        r.error("reject").1.contains("went back to printing"),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(records_but_refusals(c, &w.aud), before);
+    assert!(
+        ledger_head(c, &w.aud) > head,
+        "the operator's try is recorded"
+    );
+    // Not destroyable before approval.
+    let witnesses = json!([{"user": "C1", "pin": pin("C1")}, {"user": "D1", "pin": pin("D1")}]);
+    let destroy = json!({"batch": "D-3", "serials": ["B1000100"],
+        "witnesses": witnesses, "method": "shredding", "certificate": "C-3"});
+    c.post("/custody/destructions", Some(&w.sup), &destroy)
+        .expect(409, "no destruction before approval");
+    c.post(
+        "/custody/spoilage/B1000100/approve",
+        Some(&w.sup),
+        &json!({"scanned": ["B1000100"], "note": "jammed booklet seen"}),
+    )
+    .expect(200, "approved with the booklet in hand");
+    assert!(pending(c, &w.sup).is_empty());
+    c.post("/custody/destructions", Some(&w.sup), &destroy)
+        .expect(200, "the destruction");
+    let s = session_report(c, &w.aud, &w.print_session);
+    assert_eq!(strings(&s["destroyed"]), ["B1000100"], "{s}");
 }

@@ -83,6 +83,10 @@ struct StationRt {
     offline_since: Option<DateTime<Utc>>,
     /// The open custody session's counts, refreshed whenever custody changes here.
     consumables: Option<Consumables>,
+    /// The operator's departure with items held was recorded since they last took the
+    /// station (a supervisor's repeated attempts to sign them out are one departure; a return
+    /// and a second departure are two).
+    departure_flagged: bool,
 }
 
 impl StationRt {
@@ -99,6 +103,17 @@ impl StationRt {
             self.reported
         }
     }
+}
+
+/// The serials `events` spoil.
+fn spoiled_serials(events: &[LedgerEvent]) -> Vec<Serial> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            LedgerEvent::ItemSpoiled { serial, .. } => Some(serial.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 pub(crate) struct Actor {
@@ -266,6 +281,7 @@ impl Actor {
                 step: None,
                 offline_since: None,
                 consumables: None,
+                departure_flagged: false,
             };
             if let Some(stage) = s.kind.stage() {
                 sched
@@ -661,6 +677,8 @@ impl Actor {
         if let Some(step) = self.stations[i].step.take() {
             self.step_ended(i, &step, &next, now);
         }
+        // A departure flagged during this step was this step's; the next one is another.
+        self.stations[i].departure_flagged = false;
         let id = self.stations[i].id.clone();
         // Memory follows what is already durable first; the scheduler after.
         let queued_job = next
@@ -1611,6 +1629,25 @@ impl Actor {
         Ok(next)
     }
 
+    /// [`Actor::transition`] with the alert it raises in **one batch** (a spoil and the
+    /// supervisor's alert: a power cut keeps both or neither).
+    fn transition_alerting(
+        &mut self,
+        actor: &OperatorId,
+        id: JobId,
+        event: JobEvent,
+        extra: Vec<LedgerEvent>,
+        o: Occurrence,
+    ) -> Result<JobRecord, LineError> {
+        let rec = self.live(id)?;
+        let next = rec.apply(&event, &self.separation).map_err(conflict)?;
+        let mut facts: Vec<(OperatorId, LedgerEvent)> =
+            extra.into_iter().map(|e| (actor.clone(), e)).collect();
+        facts.push((actor.clone(), changed(id, event)));
+        self.occur_with(o, facts, &[&next])?;
+        Ok(next)
+    }
+
     /// Refuses a command on a job a station is working on (dispatch steps leave the job's state
     /// as it was, so the state alone does not say so).
     fn not_at_a_station(&self, id: JobId) -> Result<(), LineError> {
@@ -1656,8 +1693,9 @@ impl Actor {
         self.spoil_items_as(booklet, reason, false)
     }
 
-    /// [`Actor::spoil_items`]; `awaiting_approval`: reported on an operator's word, the items
-    /// wait for a supervisor's decision.
+    /// [`Actor::spoil_items`]; `awaiting_approval`: spoiled without a supervisor's word (an
+    /// operator's report, a device fault, a QC mismatch), the items wait for a supervisor's
+    /// decision with them in hand.
     fn spoil_items_as(
         &self,
         booklet: Option<&Serial>,
@@ -1887,6 +1925,7 @@ impl Actor {
                 .map_err(conflict)?;
         }
         self.stations[i].operator = Some(user.clone());
+        self.stations[i].departure_flagged = false;
         self.refresh_consumables(i)
     }
 
@@ -1965,8 +2004,9 @@ impl Actor {
 
     /// Leaving items behind is never silent: the session at station `i` stays open holding
     /// them, flagged abandoned, and the supervisor is told every serial. `unless_flagged`: not
-    /// again for a session already flagged (a supervisor's repeated attempts to sign out someone
-    /// whose step is still in flight are one departure).
+    /// again while the departure already recorded stands (a supervisor's repeated attempts to
+    /// sign out someone whose step is still in flight are one departure; the step's end or the
+    /// station taken again starts another).
     fn abandon_if_holding(
         &mut self,
         i: usize,
@@ -1979,7 +2019,7 @@ impl Actor {
             && let Some(s) = self.ledger.session(&session)?
             && !s.held.is_empty()
             && s.operator == *user
-            && !(unless_flagged && s.abandoned_at.is_some())
+            && !(unless_flagged && self.stations[i].departure_flagged)
         {
             let event = LedgerEvent::SessionAbandoned {
                 session: session.clone(),
@@ -1997,6 +2037,7 @@ impl Actor {
                 rule: None,
             };
             self.occur_with(o, vec![(user.clone(), event)], &[])?;
+            self.stations[i].departure_flagged = true;
             self.refresh_consumables(i)?;
         }
         Ok(())
@@ -2041,61 +2082,93 @@ impl Actor {
         event: LedgerEvent,
     ) -> Result<u64, LineError> {
         let i = self.session_station(session)?;
-        let r = self.persist(actor, vec![event], &[], Vec::new())?;
+        let r = self.record_custody(actor, event)?;
         self.refresh_consumables(i)?;
-        for receipt in &r {
-            if let Some(alert) = &receipt.alert {
-                self.custody_alert(alert);
-            }
-        }
         Ok(r.last().map_or(0, |r| r.seq))
     }
 
-    /// Raises the alert a custody record asked for (a discrepancy at close, a roll skip).
-    fn custody_alert(&mut self, alert: &crate::ledger::Alert) {
+    /// The alert occurrence a custody record asks for (a discrepancy at close, a roll skip, an
+    /// abandonment, a missing report). Free text the operator typed (a skip's reason) stays in
+    /// the record and is not repeated in the alert, which is streamed.
+    fn custody_occurrence(&self, actor: &OperatorId, alert: &crate::ledger::Alert) -> Occurrence {
         use crate::ledger::Alert as A;
-        match alert {
-            A::Discrepancy { session, missing } => {
-                self.raise_naming(
-                    AlertKind::Reconciliation,
-                    session.as_str(),
-                    format!(
-                        "session {session} closed with {} item(s) unaccounted for: {}",
-                        missing.len(),
-                        first_serials(missing)
-                    ),
-                    missing.clone(),
-                );
-            }
+        let (kind, subject, detail, serials) = match alert {
+            A::Discrepancy { session, missing } => (
+                AlertKind::Reconciliation,
+                session.to_string(),
+                format!(
+                    "session {session} closed with {} item(s) unaccounted for: {}",
+                    missing.len(),
+                    first_serials(missing)
+                ),
+                missing.clone(),
+            ),
             A::RollSkip {
                 session,
                 expected,
                 got,
-                reason,
-            } => self.raise_naming(
+                ..
+            } => (
                 AlertKind::RollSkip,
-                session.as_str(),
-                format!("patch {got} used out of roll order in {session} ({expected} was next): {reason}"),
+                session.to_string(),
+                format!(
+                    "patch {got} used out of roll order in {session} ({expected} was next): \
+                     the reason is in the record"
+                ),
                 vec![got.clone(), expected.clone()],
             ),
-            A::Abandoned { session, held } => {
-                self.raise_naming(
-                    AlertKind::SessionAbandoned,
-                    session.as_str(),
-                    format!(
-                        "session {session} was left holding {} item(s): {}",
-                        held.len(),
-                        first_serials(held)
-                    ),
-                    held.clone(),
-                );
-            }
-            A::Missing { serial } => self.raise_naming(
+            A::Abandoned { session, held } => (
+                AlertKind::SessionAbandoned,
+                session.to_string(),
+                format!(
+                    "session {session} was left holding {} item(s): {}",
+                    held.len(),
+                    first_serials(held)
+                ),
+                held.clone(),
+            ),
+            A::Missing { serial } => (
                 AlertKind::ItemMissing,
-                serial.as_str(),
-                format!("{serial} was reported missing"),
+                serial.to_string(),
+                format!("{serial} was reported missing by {actor}"),
                 vec![serial.clone()],
             ),
+        };
+        self.event_occurrence(kind, subject, detail, serials)
+    }
+
+    /// An occurrence of an event kind of alert, with its configured severity.
+    fn event_occurrence(
+        &self,
+        kind: AlertKind,
+        subject: String,
+        detail: String,
+        serials: Vec<Serial>,
+    ) -> Occurrence {
+        Occurrence {
+            kind,
+            subject,
+            detail,
+            severity: self.severity(kind, None),
+            serials,
+            rule: None,
+        }
+    }
+
+    /// Appends a custody record and the alert it asks for in **one batch**: the ledger is asked
+    /// first (the actor is its one writer, so the answer holds for the append), then the record
+    /// goes in alone or with its alert's occurrence.
+    fn record_custody(
+        &mut self,
+        actor: &OperatorId,
+        event: LedgerEvent,
+    ) -> Result<Vec<crate::ledger::Receipt>, LineError> {
+        match self.ledger.check(actor.clone(), event.clone())? {
+            Some(alert) => {
+                let o = self.custody_occurrence(actor, &alert);
+                self.occur_with(o, vec![(actor.clone(), event)], &[])
+            }
+            None => self.persist(actor, vec![event], &[], Vec::new()),
         }
     }
 
@@ -2106,29 +2179,8 @@ impl Actor {
         actor: &OperatorId,
         event: LedgerEvent,
     ) -> Result<crate::ledger::Receipt, LineError> {
-        // A missing report and its alert in one batch.
-        let receipts = match &event {
-            LedgerEvent::ItemReportedMissing { serial, .. } => {
-                let o = Occurrence {
-                    kind: AlertKind::ItemMissing,
-                    subject: serial.to_string(),
-                    detail: format!("{serial} was reported missing by {actor}"),
-                    severity: self.severity(AlertKind::ItemMissing, None),
-                    serials: vec![serial.clone()],
-                    rule: None,
-                };
-                self.occur_with(o, vec![(actor.clone(), event)], &[])?
-            }
-            _ => {
-                let receipts = self.persist(actor, vec![event], &[], Vec::new())?;
-                for r in &receipts {
-                    if let Some(alert) = &r.alert {
-                        self.custody_alert(alert);
-                    }
-                }
-                receipts
-            }
-        };
+        // The record and the alert it asks for (a missing report's) in one batch.
+        let receipts = self.record_custody(actor, event)?;
         receipts
             .into_iter()
             .next_back()
@@ -2423,10 +2475,10 @@ impl Actor {
                 let o = Occurrence {
                     kind: AlertKind::RollSkip,
                     subject: skip_session.to_string(),
+                    // The operator's reason stays in the record (free text is not streamed).
                     detail: format!(
                         "patch {patch} used out of roll order in {skip_session} ({expected} was \
-                         next): {}; set aside: {}",
-                        skip_reason.as_deref().unwrap_or_default().trim(),
+                         next); set aside: {}",
                         list.join(", ")
                     ),
                     severity: self.severity(AlertKind::RollSkip, None),
@@ -2443,7 +2495,11 @@ impl Actor {
             match &r.alert {
                 // Raised with the record, above.
                 Some(crate::ledger::Alert::RollSkip { .. }) if !skipped.is_empty() => {}
-                Some(alert) => self.custody_alert(alert),
+                // Not expected beside a lamination; raised all the same, never dropped.
+                Some(alert) => {
+                    let o = self.custody_occurrence(actor, alert);
+                    self.occur(&line_actor(), o, None);
+                }
                 None => {}
             }
         }
@@ -2644,47 +2700,36 @@ impl Actor {
 
     fn device_faulted(&mut self, i: usize, step: &Step, fault: &str) -> Result<(), LineError> {
         let operator = self.stations[i].operator.clone().unwrap_or_else(line_actor);
-        let session = self.ledger.open_session_at(&self.stations[i].id)?;
+        let station = self.stations[i].id.clone();
         let reason = if fault.contains("Jam") {
             SpoilReason::Jam
         } else {
             SpoilReason::DeviceFault
         };
-        let mut events = Vec::new();
-        let text = format!(
-            "{} fault at {}: {fault}",
-            step.stage.name(),
-            self.stations[i].id
-        );
-        let _ = session;
-        events.extend(self.spoil_items(step.booklet.as_ref(), &text)?);
-        let spoiled: Vec<Serial> = events
-            .iter()
-            .filter_map(|e| match e {
-                LedgerEvent::ItemSpoiled { serial, .. } => Some(serial.clone()),
-                _ => None,
-            })
-            .collect();
-        let rec = self.live(step.job)?;
+        let text = format!("{} fault at {station}: {fault}", step.stage.name());
+        // A fault can be provoked (a cover opened, a cancel): the items it spoils wait for a
+        // supervisor to see them in hand, like a defect report's.
+        let events = self.spoil_items_as(step.booklet.as_ref(), &text, true)?;
+        let spoiled = spoiled_serials(&events);
         let ev = JobEvent::Spoil { reason };
-        let next = rec.apply(&ev, &self.separation).map_err(conflict)?;
-        events.push(changed(step.job, ev));
-        self.persist(&operator, events, &[&next], Vec::new())?;
-        tracing::warn!(station = %self.stations[i].id, job = %step.job, "device fault: job sent back to printing");
-        if !spoiled.is_empty() {
-            let station = self.stations[i].id.clone();
-            let list: Vec<&str> = spoiled.iter().map(Serial::as_str).collect();
-            self.raise_naming(
-                AlertKind::DeviceSpoil,
-                station.as_str(),
-                format!(
-                    "{text}: {} spoiled (job {}, operator {operator})",
-                    list.join(", "),
-                    step.job
-                ),
-                spoiled,
+        let next = if spoiled.is_empty() {
+            self.transition(&operator, step.job, ev, events)?
+        } else {
+            let detail = format!(
+                "{text}: {} spoiled (job {}, operator {operator}); a supervisor approves it \
+                 with the item(s) in hand",
+                spoiled
+                    .iter()
+                    .map(Serial::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                step.job
             );
-        }
+            let o =
+                self.event_occurrence(AlertKind::DeviceSpoil, station.to_string(), detail, spoiled);
+            self.transition_alerting(&operator, step.job, ev, events, o)?
+        };
+        tracing::warn!(%station, job = %step.job, "device fault: job sent back to printing");
         self.end_step(i, next)
     }
 
@@ -2729,37 +2774,35 @@ impl Actor {
             ),
         };
         // On the operator's word alone nothing is spoiled: the items wait for a supervisor's
-        // approval with them in hand, and the job waits with them.
+        // approval with them in hand, and the job waits with them. The report and its alert in
+        // one batch; the operator's words stay in the record (free text is not streamed).
         let extra = self.spoil_items_as(step.booklet.as_ref(), &text, true)?;
-        let serials: Vec<Serial> = extra
-            .iter()
-            .filter_map(|e| match e {
-                LedgerEvent::ItemSpoiled { serial, .. } => Some(serial.clone()),
-                _ => None,
-            })
-            .collect();
-        let next = self.transition(
+        let serials = spoiled_serials(&extra);
+        let detail = format!(
+            "{actor} reported {} of job {} spoiled at {station} ({} defect): a supervisor \
+             approves or rejects it with the item(s) in hand",
+            serials
+                .iter()
+                .map(Serial::as_str)
+                .collect::<Vec<_>>()
+                .join(" and "),
+            step.job,
+            step.stage.name()
+        );
+        let o = self.event_occurrence(
+            AlertKind::SpoilageAwaitingApproval,
+            station.to_string(),
+            detail,
+            serials,
+        );
+        let next = self.transition_alerting(
             actor,
             step.job,
             JobEvent::ReportDefect { reason: spoil },
             extra,
+            o,
         )?;
         self.end_step(i, next)?;
-        self.raise_naming(
-            AlertKind::SpoilageAwaitingApproval,
-            station.as_str(),
-            format!(
-                "{actor} reported {} of job {} spoiled at {station} ({text}): a supervisor \
-                 approves or rejects it with the item(s) in hand",
-                serials
-                    .iter()
-                    .map(Serial::as_str)
-                    .collect::<Vec<_>>()
-                    .join(" and "),
-                step.job
-            ),
-            serials,
-        );
         self.view(i)
     }
 
@@ -2915,6 +2958,23 @@ impl Actor {
                 }
                 self.jobs.insert(next.job.id, next);
             }
+            // A spoil whose job went on without it (a device fault, QC): the items cannot go
+            // back to the job, which is printed again on a new booklet.
+            None if !d.approved && matches!(was.as_ref(), ItemState::Applied(_)) => {
+                return Err(LineError::Conflict(format!(
+                    "{} cannot be rejected: {} (recorded by {}), and its job went back to printing without \
+                     it; approve with the item(s) in hand, or report any that is not in hand \
+                     missing",
+                    report
+                        .serials
+                        .iter()
+                        .map(Serial::as_str)
+                        .collect::<Vec<_>>()
+                        .join(" and "),
+                    report.reason,
+                    report.reported_by
+                )));
+            }
             None => {
                 self.persist(actor, vec![decided], &[], Vec::new())?;
             }
@@ -3052,9 +3112,11 @@ impl Actor {
                 serial: None,
             }
         } else {
-            events.extend(self.spoil_items(
+            // Typed or read at QC without a supervisor: the items wait for one, in hand.
+            events.extend(self.spoil_items_as(
                 Some(&booklet),
                 &format!("QC: the MRZ read back {mismatch} ({readings})"),
+                true,
             )?);
             JobEvent::Spoil {
                 reason: SpoilReason::QcMismatch,
@@ -3065,20 +3127,21 @@ impl Actor {
             ItemState::Applied(b) => b.partner,
             _ => None,
         });
-        let next = self.transition(actor, step.job, ev, events)?;
-        self.end_step(i, next)?;
-        if !passed {
-            self.raise_naming(
-                AlertKind::QcSpoil,
-                station.as_str(),
-                format!(
-                    "{actor} at {station}: the MRZ read back from booklet {booklet} (job {}) \
-                     {mismatch} ({readings}): booklet and patch spoiled",
-                    step.job
-                ),
-                std::iter::once(booklet.clone()).chain(patch).collect(),
+        let next = if passed {
+            self.transition(actor, step.job, ev, events)?
+        } else {
+            // The spoil and its alert in one batch.
+            let detail = format!(
+                "{actor} at {station}: the MRZ read back from booklet {booklet} (job {}) \
+                 {mismatch} ({readings}): booklet and patch spoiled, awaiting a supervisor's \
+                 approval with them in hand",
+                step.job
             );
-        }
+            let serials = std::iter::once(booklet.clone()).chain(patch).collect();
+            let o = self.event_occurrence(AlertKind::QcSpoil, station.to_string(), detail, serials);
+            self.transition_alerting(actor, step.job, ev, events, o)?
+        };
+        self.end_step(i, next)?;
         Ok(outcome(if passed {
             format!("job {} passed QC: ready for dispatch", step.job)
         } else {
@@ -3088,7 +3151,8 @@ impl Actor {
             );
             format!(
                 "the MRZ read back from booklet {booklet} (job {}) {mismatch} ({readings}): \
-                 booklet and patch spoiled, the job goes back to printing",
+                 booklet and patch spoiled (a supervisor approves with them in hand), the job \
+                 goes back to printing",
                 step.job
             )
         }))
