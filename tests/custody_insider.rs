@@ -870,3 +870,52 @@ fn items_go_only_where_they_are_used() {
     assert_eq!(refusals_after(c, &aud, head).len(), 1);
     assert_eq!(session(c, &sup, &qc)["held"], json!([]));
 }
+
+#[test]
+fn a_serial_never_received_is_traced_to_the_attempts_that_named_it() {
+    // A forged or stolen-elsewhere patch scanned at a laminator: the auditor starts from the
+    // serial on the patch and finds who tried it, where and when.
+    let hall = spawn_hall(0.02);
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    let aud = hall.sign_in("AU1", None);
+    receive_lots(c, &sup);
+    let a1 = hall.sign_in("A1", Some("PRINT-01"));
+    open_and_issue(c, &a1, "A1", "PRINT-01", "B1000100-B1000101");
+    let b1 = hall.sign_in("B1", Some("LAM-01"));
+    open_and_issue(c, &b1, "B1", "LAM-01", "P2000100-P2000101");
+    c.get("/ledger/trace/P2999999", Some(&aud))
+        .expect(404, "nothing named it yet");
+    printed(c, &sup, &a1, "B1000100", "TRK-FORGED-1");
+    let r = c.post(
+        "/stations/LAM-01/laminate",
+        Some(&b1),
+        &json!({"patch": "P2999999"}),
+    );
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.body["error"]["rule"], "unknown_serial", "{}", r.text);
+
+    let t = c
+        .get("/ledger/trace/P2999999", Some(&aud))
+        .expect(200, "the trace of a serial only refusals named");
+    assert!(t["kind"].is_null(), "{t}");
+    assert!(
+        t["state"].as_str().unwrap().contains("never received"),
+        "{t}"
+    );
+    let steps = t["steps"].as_array().unwrap();
+    let refused = steps
+        .iter()
+        .find(|s| {
+            s["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("unknown_serial")
+        })
+        .unwrap_or_else(|| panic!("the refusal is on the serial's trace: {t}"));
+    assert_eq!(refused["actor"], "B1", "{refused}");
+    assert_eq!(refused["station"], "LAM-01", "{refused}");
+    // The evidence bundle of the serial carries those records.
+    c.get("/ledger/evidence/P2999999", Some(&aud))
+        .expect(200, "the evidence of the attempt");
+}

@@ -534,7 +534,10 @@ pub fn compress(serials: &[Serial]) -> String {
 /// A trace as text for the auditor.
 pub fn render_trace(t: &Trace) -> String {
     let mut o = String::new();
-    o.push_str(&format!("{} {}: {}\n", t.kind, t.serial, t.state));
+    let kind = t
+        .kind
+        .map_or_else(|| "serial".to_string(), |k| k.to_string());
+    o.push_str(&format!("{kind} {}: {}\n", t.serial, t.state));
     if let Some(l) = &t.lot {
         o.push_str(&format!(
             "  lot        {} ({}), received {} by {} from {}\n",
@@ -545,8 +548,8 @@ pub fn render_trace(t: &Trace) -> String {
             l.supplier
         ));
     }
-    if let Some(p) = &t.partner {
-        let what = match t.kind {
+    if let (Some(p), Some(kind)) = (&t.partner, t.kind) {
+        let what = match kind {
             ItemKind::Patch => "booklet",
             ItemKind::Booklet => "patch",
         };

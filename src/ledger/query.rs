@@ -40,8 +40,9 @@ pub struct TraceStep {
 pub struct Trace {
     /// The serial asked for.
     pub serial: Serial,
-    /// Booklet or patch.
-    pub kind: ItemKind,
+    /// Booklet or patch; `null` for a serial never received into the vault (a forgery, a
+    /// misread), whose trace lists the refused attempts that named it.
+    pub kind: Option<ItemKind>,
     /// Its current state, in words.
     pub state: String,
     /// The lot it came in.
@@ -395,7 +396,7 @@ impl Ledger {
     /// Storage errors or unreadable records. An unknown serial is `Ok(None)`.
     pub fn trace(&self, serial: &Serial) -> Result<Option<Trace>, LedgerError> {
         let Some(item) = self.item(serial)? else {
-            return Ok(None);
+            return self.trace_unknown(serial);
         };
         let (partner, job, document_number) = match &item.state {
             ItemState::Applied(b) => (b.partner.clone(), Some(b.job), b.document_number.clone()),
@@ -544,12 +545,46 @@ impl Ledger {
         }
         Ok(Some(Trace {
             serial: serial.clone(),
-            kind: item.kind,
+            kind: Some(item.kind),
             state: item.state.describe(),
             lot,
             partner,
             job,
             document_number,
+            steps,
+        }))
+    }
+
+    /// The trace of a serial no lot brought in: the records that named it (refused attempts,
+    /// alerts), or `None` when nothing ever did.
+    fn trace_unknown(&self, serial: &Serial) -> Result<Option<Trace>, LedgerError> {
+        let Some(v) = self.store.state_get(&super::trace_key(serial))? else {
+            return Ok(None);
+        };
+        let entries = super::trace_entries(&v).ok_or_else(|| {
+            LedgerError::Corrupt(format!("the trace value of {serial} is truncated"))
+        })?;
+        let mut steps = Vec::new();
+        for (seq, e) in entries {
+            let sv: StepValue = serde_json::from_slice(e)
+                .map_err(|e| LedgerError::Corrupt(format!("trace entry of record {seq}: {e}")))?;
+            steps.push(sv.step(seq, serial.clone()));
+        }
+        if steps.is_empty() {
+            return Ok(None);
+        }
+        steps.sort_by_key(|s| s.seq);
+        Ok(Some(Trace {
+            serial: serial.clone(),
+            kind: None,
+            state: format!(
+                "never received into the vault: named only by {} record(s) (refused attempts and their alerts)",
+                steps.len()
+            ),
+            lot: None,
+            partner: None,
+            job: None,
+            document_number: None,
             steps,
         }))
     }
