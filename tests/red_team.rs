@@ -123,7 +123,10 @@ fn state(h: &RtHall, serials: &[&str]) -> (Vec<Value>, Vec<Value>) {
         .iter()
         .map(|s| {
             let r = h.c.get(&format!("/ledger/trace/{s}"), Some(&h.aud));
-            if r.status == 200 {
+            if r.status == 200 && r.body["kind"].is_null() {
+                // Never received: a trace of the attempts that named it, no custody state.
+                json!(404)
+            } else if r.status == 200 {
                 r.body["state"].clone()
             } else {
                 json!(r.status)
@@ -796,6 +799,23 @@ fn hall_a(s: &mut Suite) {
     }
     // The reprint of job 3 waits at PRINT-01 from now on.
     wait_work(c, &h.sup, "PRINT-01", j3, "assigned");
+    // A QC spoil waits for a supervisor in hand: S1 takes booklet and patch and approves.
+    {
+        let list = c.get("/custody/spoilage", Some(&h.sup)).expect(200, "spoilage");
+        let report = list["pending"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| strings(&r["serials"]).contains(&"B1000102".to_string()))
+            .unwrap_or_else(|| panic!("the QC spoil awaits approval: {list}"))
+            .clone();
+        c.post(
+            "/custody/spoilage/B1000102/approve",
+            Some(&h.sup),
+            &json!({"scanned": report["serials"], "note": "QC spoil seen"}),
+        )
+        .expect(200, "approve the QC spoil in hand");
+    }
 
     // ---- custody (B1's session at LAM-01, B2's at LAM-02) ----
     let held_ls1 = session_held(&h, &ls1);
