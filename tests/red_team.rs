@@ -801,7 +801,9 @@ fn hall_a(s: &mut Suite) {
     wait_work(c, &h.sup, "PRINT-01", j3, "assigned");
     // A QC spoil waits for a supervisor in hand: S1 takes booklet and patch and approves.
     {
-        let list = c.get("/custody/spoilage", Some(&h.sup)).expect(200, "spoilage");
+        let list = c
+            .get("/custody/spoilage", Some(&h.sup))
+            .expect(200, "spoilage");
         let report = list["pending"]
             .as_array()
             .into_iter()
