@@ -268,10 +268,15 @@ fn one_read_attempt_spoils_at_the_first_mismatch() {
         "{:?}",
         r.body
     );
+    assert_eq!(r.body["error"]["rule"], "spoil_stands", "{:?}", r.body);
+    // Recorded as a refusal (and its alert), nothing else.
+    let refused = refusals_after(c, &w.aud, head);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].1, "spoil_stands", "{refused:?}");
     assert_eq!(
         ledger_head(c, &w.aud),
-        head,
-        "a refused rejection writes nothing"
+        head + 2,
+        "the refusal and its alert only"
     );
     c.post(
         "/custody/spoilage/B1000100/approve",

@@ -399,8 +399,36 @@ fn a_device_fault_spoil_waits_for_a_supervisor_with_the_item_in_hand() {
         "one batch: {batch:?}"
     );
 
-    // The operator does not decide; a rejection cannot put the booklet back into a job that
-    // went on without it; both refusals change nothing.
+    // The jam is cleared, the job is printed again on B1000101, and A1 reports a defect on the
+    // reprint: the job now waits for that report, not for the jam's.
+    c.post("/devices/PR-01/resume", Some(&w.sup), &json!({}))
+        .expect(200, "resume PR-01");
+    wait_for(30, "PR-01 reports faulted", || {
+        let st = station(c, &w.sup, "PRINT-01");
+        ((st["readiness"] == "faulted").then_some(()), st.to_string())
+    });
+    c.post("/devices/PR-01/clear-fault", Some(&w.a1), &json!({}))
+        .expect(200, "A1 clears the jam");
+    wait_work(c, &w.sup, "PRINT-01", id, "assigned");
+    c.post(
+        "/stations/PRINT-01/print",
+        Some(&w.a1),
+        &json!({ "booklet": "B1000101" }),
+    )
+    .expect(200, "the reprint");
+    wait_work(c, &w.sup, "PRINT-01", id, "awaiting_confirmation");
+    c.post(
+        "/stations/PRINT-01/defect",
+        Some(&w.a1),
+        &json!({"reason": "smudged"}),
+    )
+    .expect(200, "a defect on the reprint");
+    wait_job_state(c, &w.sup, id, &["defect_reported"]);
+    assert_eq!(pending(c, &w.sup).len(), 2, "two reports wait");
+
+    // The operator does not decide; a rejection of the jam's report cannot put the jammed
+    // booklet back into the job (which waits for the reprint's report): refused, recorded,
+    // nothing else changes.
     let head = ledger_head(c, &w.aud);
     c.post(
         "/custody/spoilage/B1000100/approve",
@@ -415,31 +443,49 @@ fn a_device_fault_spoil_waits_for_a_supervisor_with_the_item_in_hand() {
         &json!({"scanned": ["B1000100"], "note": "looks fine"}),
     );
     assert_eq!(r.status, 409, "{:?}", r.body);
+    assert_eq!(r.body["error"]["rule"], "spoil_stands", "{:?}", r.body);
     assert!(
         r.error("reject").1.contains("went back to printing"),
         "{:?}",
         r.body
     );
     assert_eq!(records_but_refusals(c, &w.aud), before);
-    assert!(
-        ledger_head(c, &w.aud) > head,
-        "the operator's try is recorded"
-    );
+    let refused = refusals_after(c, &w.aud, head);
+    let rules: Vec<&str> = refused.iter().map(|f| f.1.as_str()).collect();
+    assert!(rules.contains(&"spoil_stands"), "{refused:?}");
+    assert_eq!(job_state(c, &w.sup, id), "defect_reported");
     // Not destroyable before approval.
     let witnesses = json!([{"user": "C1", "pin": pin("C1")}, {"user": "D1", "pin": pin("D1")}]);
     let destroy = json!({"batch": "D-3", "serials": ["B1000100"],
         "witnesses": witnesses, "method": "shredding", "certificate": "C-3"});
     c.post("/custody/destructions", Some(&w.sup), &destroy)
         .expect(409, "no destruction before approval");
+    // Approving the jam's report leaves the job waiting for the reprint's.
     c.post(
         "/custody/spoilage/B1000100/approve",
         Some(&w.sup),
         &json!({"scanned": ["B1000100"], "note": "jammed booklet seen"}),
     )
     .expect(200, "approved with the booklet in hand");
-    assert!(pending(c, &w.sup).is_empty());
+    let j = job(c, &w.sup, id);
+    assert_eq!(j["state"]["state"], "defect_reported", "{j}");
+    assert_eq!(j["spoiled"].as_u64(), Some(1), "the jam counted once: {j}");
+    assert_eq!(
+        pending(c, &w.sup).len(),
+        1,
+        "the reprint's report still waits"
+    );
     c.post("/custody/destructions", Some(&w.sup), &destroy)
         .expect(200, "the destruction");
     let s = session_report(c, &w.aud, &w.print_session);
     assert_eq!(strings(&s["destroyed"]), ["B1000100"], "{s}");
+    // The reprint's report is the job's: rejected, the reprint stands and the job goes on.
+    c.post(
+        "/custody/spoilage/B1000101/reject",
+        Some(&w.sup),
+        &json!({"scanned": ["B1000101"], "note": "the page is clean"}),
+    )
+    .expect(200, "the reprint's report rejected");
+    wait_work(c, &w.sup, "LAM-01", id, "assigned");
+    assert_eq!(job(c, &w.sup, id)["booklet"], "B1000101");
 }

@@ -131,17 +131,16 @@ impl ItemState {
             ItemState::InVault => "in the vault".into(),
             ItemState::Issued { session } => format!("issued to session {session}"),
             ItemState::Applied(b) => format!("used for job {} at {}", b.job, hm(b.at)),
-            ItemState::SpoilPending { reason, by, .. } => {
-                format!("reported spoiled by {by} ({reason}), awaiting a supervisor's approval")
+            // The reason may be an operator's free text: it stays in the spoil's record (this
+            // description is quoted in refusals, which are streamed).
+            ItemState::SpoilPending { by, seq, .. } => {
+                format!("reported spoiled by {by} (record {seq}), awaiting a supervisor's approval")
             }
             ItemState::Spoiled {
-                reason,
                 approved_by: Some(s),
                 ..
-            } => format!("spoiled ({reason}), approved by {s}, awaiting destruction"),
-            ItemState::Spoiled { reason, .. } => {
-                format!("spoiled ({reason}), awaiting destruction")
-            }
+            } => format!("spoiled, approved by {s}, awaiting destruction"),
+            ItemState::Spoiled { .. } => "spoiled, awaiting destruction".into(),
             ItemState::Destroyed { batch, .. } => format!("destroyed in batch {batch}"),
             ItemState::Missing { .. } => "reported missing".into(),
             ItemState::Suspect {
@@ -553,6 +552,7 @@ impl Item {
                 ItemState::InVault
                 | ItemState::Issued { .. }
                 | ItemState::Suspect { .. }
+                | ItemState::SpoilPending { .. }
                 | ItemState::Spoiled { .. },
             ) => {
                 next.state = ItemState::Missing { at: *at, seq: *seq };
@@ -1249,6 +1249,19 @@ pub enum Refusal {
         /// Who tried.
         operator: OperatorId,
     },
+    /// A rejection of a spoil whose job went on without its items (a device fault, a QC
+    /// mismatch): they cannot go back to the job, which is printed again on a new booklet.
+    #[error(
+        "{} cannot be rejected: job {job} went back to printing without them; approve with them \
+         in hand, or report any that is not in hand missing",
+        list(items)
+    )]
+    SpoilStands {
+        /// The report's items.
+        items: Vec<Serial>,
+        /// The job that went on.
+        job: JobId,
+    },
     /// A spoilage decision on an item that awaits none.
     #[error("{serial} awaits no spoilage decision: it is {state}")]
     NotAwaitingApproval {
@@ -1353,11 +1366,12 @@ impl Refusal {
             Refusal::SpoilageNotInHand { .. } => "spoilage_not_in_hand",
             Refusal::SelfApprovedSpoilage { .. } => "self_approved_spoilage",
             Refusal::NotAwaitingApproval { .. } => "not_awaiting_approval",
+            Refusal::SpoilStands { .. } => "spoil_stands",
         }
     }
 
     /// Every rule name, for `[alerts.severity]` and the docs.
-    pub const RULES: [&'static str; 43] = [
+    pub const RULES: [&'static str; 44] = [
         "unknown_serial",
         "wrong_kind",
         "already_used",
@@ -1401,6 +1415,7 @@ impl Refusal {
         "spoilage_not_in_hand",
         "self_approved_spoilage",
         "not_awaiting_approval",
+        "spoil_stands",
     ];
 
     /// True for a refusal of a custody, separation or gating rule: a fact to record and alert
@@ -1431,6 +1446,7 @@ impl Refusal {
             | Refusal::SelfApprovedSpoilage { serial, .. }
             | Refusal::NotAwaitingApproval { serial, .. }
             | Refusal::Duplicate { serial } => vec![serial.clone()],
+            Refusal::SpoilStands { items, .. } => items.clone(),
             Refusal::SpoilageNotInHand { awaiting, scanned } => {
                 let mut v = awaiting.clone();
                 v.extend(scanned.iter().filter(|s| !awaiting.contains(s)).cloned());
@@ -2124,9 +2140,21 @@ pub fn plan<V: StateView>(view: &V, rec: &Record) -> Result<Plan, super::LedgerE
         LedgerEvent::ItemReportedMissing { serial, .. } => {
             let before = d.item(serial)?;
             d.change(serial, &ItemChange::Missing { at, seq })?;
-            if let ItemState::Issued { session } = &before.state {
-                let s = d.session(session)?;
-                d.put_session(s.apply(&SessionChange::Missing(serial.clone()))?);
+            match &before.state {
+                ItemState::Issued { session } => {
+                    let s = d.session(session)?;
+                    d.put_session(s.apply(&SessionChange::Missing(serial.clone()))?);
+                }
+                // A reported spoil whose item is not in hand: it leaves the session's pending
+                // count as spoiled (as a spoiled item reported missing stays counted spoiled);
+                // the item's own state says missing.
+                ItemState::SpoilPending { was, .. } => {
+                    if let ItemState::Applied(b) = was.as_ref() {
+                        let s = d.session(&b.session)?;
+                        d.put_session(s.apply(&SessionChange::SpoilDecided { approved: true })?);
+                    }
+                }
+                _ => {}
             }
             d.plan.alert = Some(Alert::Missing {
                 serial: serial.clone(),
@@ -2570,7 +2598,7 @@ mod tests {
     }
 
     #[test]
-    fn a_spoil_on_the_lines_evidence_needs_no_approval_and_counts_at_the_session_that_used_it() {
+    fn a_supervisors_spoil_needs_no_approval_and_counts_at_the_session_that_used_it() {
         let mut h = laminated();
         h.exec(
             "LINE",
@@ -2625,5 +2653,44 @@ mod tests {
                 note: "not at the destruction".into(),
             },
         );
+    }
+
+    #[test]
+    fn a_reported_spoil_not_in_hand_is_reported_missing_and_the_rest_decided() {
+        // A jam's patch and booklet await approval; the supervisor finds only the booklet.
+        let mut h = laminated();
+        report(&mut h, "B", "P1", "SB").expect("reported");
+        report(&mut h, "B", "B1", "SB").expect("reported");
+        h.exec(
+            "S",
+            LedgerEvent::ItemReportedMissing {
+                serial: Serial::new("P1"),
+                note: "not at the laminator".into(),
+            },
+        );
+        assert!(matches!(h.item("P1").state, ItemState::Missing { .. }));
+        // The session that used it counts it out of pending (spoiled, then missing).
+        let c = h.counts("SB");
+        assert_eq!(
+            (c.applied, c.spoiled_pending, c.spoiled),
+            (0, 0, 1),
+            "{c:?}"
+        );
+        // The booklet in hand is decided alone: its partner no longer awaits a decision.
+        assert_eq!(
+            decide(&mut h, "S", &["B1", "P1"], true).map_err(|r| r.rule()),
+            Err("not_awaiting_approval")
+        );
+        decide(&mut h, "S", &["B1"], true).expect("approved with the booklet in hand");
+        let c = h.counts("SA");
+        assert_eq!(
+            (c.applied, c.spoiled_pending, c.spoiled),
+            (0, 0, 1),
+            "{c:?}"
+        );
+        // A description quoted in a refusal carries no free text of the report.
+        for it in ["P1", "B1"] {
+            assert!(!h.item(it).state.describe().contains("bubble"), "{it}");
+        }
     }
 }

@@ -577,7 +577,8 @@ impl Ledger {
         Ok(Some(Trace {
             serial: serial.clone(),
             kind: None,
-            state: "never received into the vault: named only by refused attempts and their alerts"
+            state: "never received into the vault: named only by refused attempts (or a device's \
+                    reading)"
                 .into(),
             lot: None,
             partner: None,

@@ -2084,7 +2084,7 @@ impl Actor {
         let i = self.session_station(session)?;
         let r = self.record_custody(actor, event)?;
         self.refresh_consumables(i)?;
-        Ok(r.last().map_or(0, |r| r.seq))
+        Ok(r.seq)
     }
 
     /// The alert occurrence a custody record asks for (a discrepancy at close, a roll skip, an
@@ -2162,14 +2162,30 @@ impl Actor {
         &mut self,
         actor: &OperatorId,
         event: LedgerEvent,
-    ) -> Result<Vec<crate::ledger::Receipt>, LineError> {
-        match self.ledger.check(actor.clone(), event.clone())? {
+    ) -> Result<crate::ledger::Receipt, LineError> {
+        let checked = self.ledger.check(actor.clone(), event.clone())?;
+        let receipts = match &checked {
             Some(alert) => {
-                let o = self.custody_occurrence(actor, &alert);
-                self.occur_with(o, vec![(actor.clone(), event)], &[])
+                let o = self.custody_occurrence(actor, alert);
+                self.occur_with(o, vec![(actor.clone(), event)], &[])?
             }
-            None => self.persist(actor, vec![event], &[], Vec::new()),
+            None => self.persist(actor, vec![event], &[], Vec::new())?,
+        };
+        // The fact's receipt comes first (its alert's, if any, after it).
+        let receipt = receipts
+            .into_iter()
+            .next()
+            .ok_or_else(|| LineError::Storage("the ledger acknowledged no record".into()))?;
+        if receipt.alert != checked {
+            // Another writer changed the custody state between the check and the append: the
+            // alert the append asked for is raised all the same, never dropped.
+            tracing::error!(seq = receipt.seq, "a custody alert differed from its check");
+            if let Some(alert) = &receipt.alert {
+                let o = self.custody_occurrence(actor, alert);
+                self.occur(&line_actor(), o, None);
+            }
         }
+        Ok(receipt)
     }
 
     /// Records a custody event that belongs to no station (a destruction, a missing report)
@@ -2180,11 +2196,12 @@ impl Actor {
         event: LedgerEvent,
     ) -> Result<crate::ledger::Receipt, LineError> {
         // The record and the alert it asks for (a missing report's) in one batch.
-        let receipts = self.record_custody(actor, event)?;
-        receipts
-            .into_iter()
-            .next_back()
-            .ok_or_else(|| LineError::Storage("the ledger acknowledged no record".into()))
+        let receipt = self.record_custody(actor, event)?;
+        // A reported spoil reported missing leaves its session's pending count.
+        for i in 0..self.stations.len() {
+            self.refresh_consumables(i)?;
+        }
+        Ok(receipt)
     }
 
     pub(crate) fn issue(
@@ -2921,12 +2938,20 @@ impl Actor {
             note: d.note.clone(),
         };
         // The job waits with its items: approved, it is printed again on a new booklet;
-        // rejected, the step stands.
+        // rejected, the step stands. Only when it waits for *this* report: a job can wait on a
+        // newer defect report (on its reprint) while an older device or QC spoil of it is
+        // decided; its current booklet says which.
         let job = match was.as_ref() {
             ItemState::Applied(b) => self
                 .jobs
                 .get(&b.job)
                 .filter(|r| matches!(r.state, JobState::DefectReported { .. }))
+                .filter(|r| {
+                    r.crew
+                        .booklet
+                        .as_deref()
+                        .is_some_and(|bk| report.serials.iter().any(|s| s.as_str() == bk))
+                })
                 .cloned(),
             _ => None,
         };
@@ -2960,20 +2985,13 @@ impl Actor {
             }
             // A spoil whose job went on without it (a device fault, QC): the items cannot go
             // back to the job, which is printed again on a new booklet.
-            None if !d.approved && matches!(was.as_ref(), ItemState::Applied(_)) => {
-                return Err(LineError::Conflict(format!(
-                    "{} cannot be rejected: {} (recorded by {}), and its job went back to printing without \
-                     it; approve with the item(s) in hand, or report any that is not in hand \
-                     missing",
-                    report
-                        .serials
-                        .iter()
-                        .map(Serial::as_str)
-                        .collect::<Vec<_>>()
-                        .join(" and "),
-                    report.reason,
-                    report.reported_by
-                )));
+            None if !d.approved
+                && let ItemState::Applied(b) = was.as_ref() =>
+            {
+                return Err(LineError::Refused(Refusal::SpoilStands {
+                    items: report.serials.clone(),
+                    job: b.job,
+                }));
             }
             None => {
                 self.persist(actor, vec![decided], &[], Vec::new())?;

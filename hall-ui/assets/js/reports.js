@@ -80,10 +80,10 @@ export function traceView(t) {
   return h('div', { class: 'report trace', 'data-serial': t.serial },
     h('dl', { class: 'facts' },
       h('dt', { text: 'Serial' }), h('dd', { class: 'serial', text: t.serial }),
-      h('dt', { text: 'Kind' }), h('dd', { text: t.kind }),
+      h('dt', { text: 'Kind' }), h('dd', { text: t.kind || 'unknown (never received)' }),
       h('dt', { text: 'State' }), h('dd', { text: t.state }),
       h('dt', { text: 'Lot' }), h('dd', { text: t.lot ? `${t.lot.id} from ${t.lot.supplier}` : '—' }),
-      h('dt', { text: t.kind === 'patch' ? 'On booklet' : 'Patch' }), h('dd', { class: 'serial', text: t.partner || '—' }),
+      h('dt', { text: t.kind === 'patch' ? 'On booklet' : (t.kind ? 'Patch' : 'Partner') }), h('dd', { class: 'serial', text: t.partner || '—' }),
       h('dt', { text: 'Job' }), h('dd', { text: t.job ? jobId(t.job) : '—' }),
       h('dt', { text: 'Document number' }), h('dd', { text: t.document_number || '—' })),
     table('Every record about it and its partner', [
