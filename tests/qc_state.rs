@@ -47,24 +47,12 @@ fn crew_of(hall: &Hall, sup: String) -> Crew {
 /// Submits `req` and takes it through print (`booklet`) and lamination (`patch`) to QC.
 fn to_qc(c: Client, w: &Crew, req: &JobRequest, booklet: &str, patch: &str) -> u64 {
     let id = submit(c, &w.sup, req);
-    wait_work(c, &w.sup, "PRINT-01", id, "assigned");
-    c.post(
-        "/stations/PRINT-01/print",
-        Some(&w.a1),
-        &json!({ "booklet": booklet }),
-    )
-    .expect(200, "print");
-    wait_work(c, &w.sup, "PRINT-01", id, "awaiting_confirmation");
-    c.post("/stations/PRINT-01/confirm", Some(&w.a1), &json!({}))
-        .expect(200, "confirm the print");
-    wait_work(c, &w.sup, "LAM-01", id, "assigned");
-    c.post(
-        "/stations/LAM-01/laminate",
-        Some(&w.b1),
-        &json!({ "patch": patch }),
-    )
-    .expect(200, "laminate");
-    wait_work(c, &w.sup, "LAM-01", id, "awaiting_confirmation");
+    let crew = LineCrew {
+        sup: &w.sup,
+        printer: &w.a1,
+        laminator: &w.b1,
+    };
+    print_and_laminate(c, &crew, id, booklet, patch);
     c.post("/stations/LAM-01/confirm", Some(&w.b1), &json!({}))
         .expect(200, "confirm the lamination");
     wait_work(c, &w.sup, "QC-01", id, "assigned");

@@ -61,6 +61,19 @@ fn printed(c: Client, w: &Crew, tracking: &str, booklet: &str) -> u64 {
     id
 }
 
+/// Prints `booklet` for a new job, confirms it and laminates `patch` onto it at LAM-01: the
+/// lamination awaits B1's confirmation.
+fn laminated(c: Client, w: &Crew, tracking: &str, booklet: &str, patch: &str) -> u64 {
+    let id = submit(c, &w.sup, &job_request(tracking, "Eriksson", "L898902C3"));
+    let crew = LineCrew {
+        sup: &w.sup,
+        printer: &w.a1,
+        laminator: &w.b1,
+    };
+    print_and_laminate(c, &crew, id, booklet, patch);
+    id
+}
+
 fn session_report(c: Client, aud: &str, session: &str) -> Value {
     let r = c
         .get(&format!("/ledger/reconcile?session={session}"), Some(aud))
@@ -121,17 +134,7 @@ fn a_lamination_defect_waits_for_approval_then_for_witnessed_destruction() {
     let hall = spawn_hall_with(0.02, "[custody]\ndestroy_within_secs = 3\n");
     let c = hall.client;
     let w = crew(&hall);
-    let id = printed(c, &w, "TRK-SPOIL-1", "B1000100");
-    c.post("/stations/PRINT-01/confirm", Some(&w.a1), &json!({}))
-        .expect(200, "confirm the print");
-    wait_work(c, &w.sup, "LAM-01", id, "assigned");
-    c.post(
-        "/stations/LAM-01/laminate",
-        Some(&w.b1),
-        &json!({ "patch": "P2000100" }),
-    )
-    .expect(200, "laminate");
-    wait_work(c, &w.sup, "LAM-01", id, "awaiting_confirmation");
+    let id = laminated(c, &w, "TRK-SPOIL-1", "B1000100", "P2000100");
 
     // B1 says the lamination is bad: nothing is spoiled on their word alone.
     c.post(
@@ -488,4 +491,64 @@ fn a_device_fault_spoil_waits_for_a_supervisor_with_the_item_in_hand() {
     .expect(200, "the reprint's report rejected");
     wait_work(c, &w.sup, "LAM-01", id, "assigned");
     assert_eq!(job(c, &w.sup, id)["booklet"], "B1000101");
+}
+
+#[test]
+fn an_item_of_a_defect_report_not_in_hand_is_reported_missing_and_the_job_goes_on() {
+    // B1 reports a lamination defect; the supervisor finds the patch but not the booklet.
+    let hall = spawn_hall(0.02);
+    let c = hall.client;
+    let w = crew(&hall);
+    let id = laminated(c, &w, "TRK-SPOIL-4", "B1000100", "P2000100");
+    c.post(
+        "/stations/LAM-01/defect",
+        Some(&w.b1),
+        &json!({"reason": "bubble"}),
+    )
+    .expect(200, "the defect report");
+    wait_job_state(c, &w.sup, id, &["defect_reported"]);
+
+    // The booklet is not in hand: reported missing. The step cannot stand, so the job is
+    // printed again (not stuck waiting for a report that can no longer be decided whole).
+    let r = c
+        .post(
+            "/custody/missing",
+            Some(&w.sup),
+            &json!({"serial": "B1000100", "note": "not at the laminator"}),
+        )
+        .expect(200, "the missing report");
+    let recs = records(c, &w.aud);
+    let seq = r["seq"].as_u64().expect("the record's seq");
+    let rec = recs
+        .iter()
+        .find(|x| x["seq"].as_u64() == Some(seq))
+        .expect("the answered record");
+    assert_eq!(rec["event"]["type"], "item_reported_missing", "{rec}");
+    let j = wait_job_state(c, &w.sup, id, &["spoiled_requeued", "queued", "printing"]);
+    assert_eq!(j["spoiled"].as_u64(), Some(1), "{j}");
+    assert!(trace_state(c, &w.aud, "B1000100").contains("missing"));
+    // What is left of the report, the patch, is approved in hand; it cannot be rejected.
+    let list = pending(c, &w.sup);
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(strings(&list[0]["serials"]), ["P2000100"], "{list:?}");
+    let r = c.post(
+        "/custody/spoilage/P2000100/reject",
+        Some(&w.sup),
+        &json!({"scanned": ["P2000100"], "note": "fine"}),
+    );
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.body["error"]["rule"], "spoil_stands", "{}", r.text);
+    c.post(
+        "/custody/spoilage/P2000100/approve",
+        Some(&w.sup),
+        &json!({"scanned": ["P2000100"], "note": "patch seen"}),
+    )
+    .expect(200, "the patch approved in hand");
+    assert!(pending(c, &w.sup).is_empty());
+    let s = session_report(c, &w.aud, &w.lam_session);
+    assert_eq!(strings(&s["spoiled_approved"]), ["P2000100"], "{s}");
+    let st = station(c, &w.sup, "LAM-01");
+    assert_eq!(st["consumables"]["spoiled_pending"], 0, "{st}");
+    // The job is printed again on a new booklet.
+    wait_work(c, &w.sup, "PRINT-01", id, "assigned");
 }

@@ -2195,6 +2195,42 @@ impl Actor {
         actor: &OperatorId,
         event: LedgerEvent,
     ) -> Result<crate::ledger::Receipt, LineError> {
+        // An item of the defect report a job waits for, not in hand: the step cannot stand, so
+        // the job is spoiled (printed again on a new booklet) with the missing report, in one
+        // batch with its alert; what is left of the report is approved in hand.
+        if let LedgerEvent::ItemReportedMissing { serial, .. } = &event
+            && let Some(item) = self.ledger.item(serial)?
+            && let Some(rec) = self.job_waiting_on(&item)
+            && let JobState::DefectReported { reason, .. } = &rec.state
+        {
+            let ev = JobEvent::Spoil { reason: *reason };
+            let next = rec.apply(&ev, &self.separation).map_err(conflict)?;
+            let o = match self.ledger.check(actor.clone(), event.clone())? {
+                Some(alert) => self.custody_occurrence(actor, &alert),
+                None => self.event_occurrence(
+                    AlertKind::ItemMissing,
+                    serial.to_string(),
+                    format!("{serial} was reported missing by {actor}"),
+                    vec![serial.clone()],
+                ),
+            };
+            let facts = vec![
+                (actor.clone(), event),
+                (actor.clone(), changed(rec.job.id, ev)),
+            ];
+            let receipts = self.occur_with(o, facts, &[&next])?;
+            if let Some(w) = next.state.waiting() {
+                self.enqueue(queued(&next), w.next_stage())?;
+            }
+            self.jobs.insert(next.job.id, next);
+            for i in 0..self.stations.len() {
+                self.refresh_consumables(i)?;
+            }
+            return receipts
+                .into_iter()
+                .next()
+                .ok_or_else(|| LineError::Storage("the ledger acknowledged no record".into()));
+        }
         // The record and the alert it asks for (a missing report's) in one batch.
         let receipt = self.record_custody(actor, event)?;
         // A reported spoil reported missing leaves its session's pending count.
@@ -2906,6 +2942,28 @@ impl Actor {
         Ok(list)
     }
 
+    /// The job that waits for the spoil report `item` belongs to: `defect_reported`, with the
+    /// report's booklet (the item, or the booklet the patch is on, whatever became of it since)
+    /// as its current booklet. A job can wait on a newer defect report (on its reprint) while an
+    /// older device or QC spoil of it is decided: that one is not its report.
+    fn job_waiting_on(&self, item: &crate::ledger::Item) -> Option<JobRecord> {
+        let ItemState::SpoilPending { was, .. } = &item.state else {
+            return None;
+        };
+        let ItemState::Applied(b) = was.as_ref() else {
+            return None;
+        };
+        let booklet = match item.kind {
+            crate::ledger::ItemKind::Booklet => Some(&item.serial),
+            crate::ledger::ItemKind::Patch => b.partner.as_ref(),
+        }?;
+        self.jobs
+            .get(&b.job)
+            .filter(|r| matches!(r.state, JobState::DefectReported { .. }))
+            .filter(|r| r.crew.booklet.as_deref() == Some(booklet.as_str()))
+            .cloned()
+    }
+
     /// A supervisor decides the spoil report of `serial` with the items scanned in hand.
     pub(crate) fn decide_spoilage(
         &mut self,
@@ -2938,23 +2996,9 @@ impl Actor {
             note: d.note.clone(),
         };
         // The job waits with its items: approved, it is printed again on a new booklet;
-        // rejected, the step stands. Only when it waits for *this* report: a job can wait on a
-        // newer defect report (on its reprint) while an older device or QC spoil of it is
-        // decided; its current booklet says which.
-        let job = match was.as_ref() {
-            ItemState::Applied(b) => self
-                .jobs
-                .get(&b.job)
-                .filter(|r| matches!(r.state, JobState::DefectReported { .. }))
-                .filter(|r| {
-                    r.crew
-                        .booklet
-                        .as_deref()
-                        .is_some_and(|bk| report.serials.iter().any(|s| s.as_str() == bk))
-                })
-                .cloned(),
-            _ => None,
-        };
+        // rejected, the step stands. Only when it waits for *this* report (see
+        // [`Actor::job_waiting_on`]).
+        let job = self.job_waiting_on(&item);
         match job {
             Some(rec) => {
                 let JobState::DefectReported { stage, reason, .. } = &rec.state else {
@@ -2985,15 +3029,15 @@ impl Actor {
             }
             // A spoil whose job went on without it (a device fault, QC): the items cannot go
             // back to the job, which is printed again on a new booklet.
-            None if !d.approved
-                && let ItemState::Applied(b) = was.as_ref() =>
-            {
-                return Err(LineError::Refused(Refusal::SpoilStands {
-                    items: report.serials.clone(),
-                    job: b.job,
-                }));
-            }
             None => {
+                if !d.approved
+                    && let ItemState::Applied(b) = was.as_ref()
+                {
+                    return Err(LineError::Refused(Refusal::SpoilStands {
+                        items: report.serials.clone(),
+                        job: b.job,
+                    }));
+                }
                 self.persist(actor, vec![decided], &[], Vec::new())?;
             }
         }

@@ -231,6 +231,7 @@ impl Severity {
             | "job_mismatch"
             | "spoilage_not_in_hand"
             | "self_approved_spoilage"
+            | "spoil_stands"
             | "already_dispatched" => Severity::Critical,
             _ => Severity::Warning,
         }

@@ -911,6 +911,38 @@ pub fn open_and_issue(c: Client, tok: &str, user: &str, st: &str, range: &str) -
     session
 }
 
+/// The crew of one job's print and lamination: the supervisor watching, the printer's
+/// operator at PRINT-01 and the laminator's at LAM-01.
+pub struct LineCrew<'a> {
+    pub sup: &'a str,
+    pub printer: &'a str,
+    pub laminator: &'a str,
+}
+
+/// Takes submitted job `id` through print (`booklet`, confirmed at PRINT-01) and lamination
+/// (`patch` at LAM-01), up to the lamination awaiting its operator's confirmation.
+#[allow(dead_code)] // not every test binary uses every helper
+pub fn print_and_laminate(c: Client, w: &LineCrew<'_>, id: u64, booklet: &str, patch: &str) {
+    wait_work(c, w.sup, "PRINT-01", id, "assigned");
+    c.post(
+        "/stations/PRINT-01/print",
+        Some(w.printer),
+        &json!({ "booklet": booklet }),
+    )
+    .expect(200, "print");
+    wait_work(c, w.sup, "PRINT-01", id, "awaiting_confirmation");
+    c.post("/stations/PRINT-01/confirm", Some(w.printer), &json!({}))
+        .expect(200, "confirm the print");
+    wait_work(c, w.sup, "LAM-01", id, "assigned");
+    c.post(
+        "/stations/LAM-01/laminate",
+        Some(w.laminator),
+        &json!({ "patch": patch }),
+    )
+    .expect(200, "laminate");
+    wait_work(c, w.sup, "LAM-01", id, "awaiting_confirmation");
+}
+
 /// Takes the next complete SSE event (name, JSON data) off the front of `buf`, skipping
 /// keep-alive comments; `None` until a whole event has arrived.
 pub fn next_sse_event(buf: &mut String) -> Option<(String, Value)> {
