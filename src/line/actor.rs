@@ -797,6 +797,10 @@ impl Actor {
 
     fn publish(&mut self) {
         let now = Utc::now();
+        // The snapshot's storage state and its alerts agree: the storage watch may have changed
+        // since the last tick, and a snapshot saying "halted" without its storage alert (or the
+        // alert list lagging a tick behind it) misleads whoever reads both.
+        let storage = self.storage_alerts(now);
         let mut snap = LineSnapshot::default();
         for (i, s) in Stage::ALL.iter().enumerate() {
             snap.queued[i] = u32::try_from(self.sched.queued(*s)).unwrap_or(u32::MAX);
@@ -822,7 +826,7 @@ impl Actor {
             .chain(self.alerts.open())
             .cloned()
             .collect();
-        snap.storage = self.storage.borrow().clone();
+        snap.storage = storage;
         snap.performance = Some(self.perf.summary(ms(now)));
         self.status.publish(snap);
     }
@@ -845,7 +849,7 @@ impl Actor {
     /// consumables, which custody requests outside the line can change too.
     fn tick(&mut self) {
         self.ticks += 1;
-        self.storage_alerts(Utc::now());
+        let _ = self.storage_alerts(Utc::now());
         self.shift_end_alerts(Utc::now());
         if self.ticks.is_multiple_of(5) {
             self.due_alerts(Utc::now());
@@ -1272,9 +1276,11 @@ impl Actor {
     }
 
     /// The storage watch's alerts: `storage_fault` (in memory while nothing can be recorded,
-    /// recorded raised and cleared once recording resumes) and `storage_low`.
-    fn storage_alerts(&mut self, now: DateTime<Utc>) {
+    /// recorded raised and cleared once recording resumes) and `storage_low`. Returns the
+    /// storage status they were decided on.
+    fn storage_alerts(&mut self, now: DateTime<Utc>) -> StorageStatus {
         let st = self.storage.borrow().clone();
+        let seen = st.clone();
         if st.state != self.storage_seen {
             self.status.emit(StatusEvent::Storage(st.clone()));
         }
@@ -1294,7 +1300,7 @@ impl Actor {
                 }
             }
             self.storage_seen = st.state;
-            return;
+            return seen;
         }
         if let Some(a) = self.storage_alert.take() {
             self.raise(
@@ -1316,6 +1322,7 @@ impl Actor {
             }
         }
         self.storage_seen = st.state;
+        seen
     }
 
     pub(crate) fn alerts(&self) -> AlertList {
