@@ -2170,13 +2170,28 @@ impl Actor {
         actor: &OperatorId,
         event: LedgerEvent,
     ) -> Result<crate::ledger::Receipt, LineError> {
+        self.record_custody_with(actor, event, Vec::new(), &[])
+    }
+
+    /// [`Actor::record_custody`] with `also` (records the fact brings about, such as a job's
+    /// change) and `jobs`' new states in the same batch.
+    fn record_custody_with(
+        &mut self,
+        actor: &OperatorId,
+        event: LedgerEvent,
+        also: Vec<LedgerEvent>,
+        jobs: &[&JobRecord],
+    ) -> Result<crate::ledger::Receipt, LineError> {
         let checked = self.ledger.check(actor.clone(), event.clone())?;
+        let mut facts = vec![event];
+        facts.extend(also);
         let receipts = match &checked {
             Some(alert) => {
                 let o = self.custody_occurrence(actor, alert);
-                self.occur_with(o, vec![(actor.clone(), event)], &[])?
+                let facts = facts.into_iter().map(|e| (actor.clone(), e)).collect();
+                self.occur_with(o, facts, jobs)?
             }
-            None => self.persist(actor, vec![event], &[], Vec::new())?,
+            None => self.persist(actor, facts, jobs, Vec::new())?,
         };
         // The fact's receipt comes first (its alert's, if any, after it).
         let receipt = receipts
@@ -2212,20 +2227,8 @@ impl Actor {
         {
             let ev = JobEvent::Spoil { reason: *reason };
             let next = rec.apply(&ev, &self.separation).map_err(conflict)?;
-            let o = match self.ledger.check(actor.clone(), event.clone())? {
-                Some(alert) => self.custody_occurrence(actor, &alert),
-                None => self.event_occurrence(
-                    AlertKind::ItemMissing,
-                    serial.to_string(),
-                    format!("{serial} was reported missing by {actor}"),
-                    vec![serial.clone()],
-                ),
-            };
-            let facts = vec![
-                (actor.clone(), event),
-                (actor.clone(), changed(rec.job.id, ev)),
-            ];
-            let receipts = self.occur_with(o, facts, &[&next])?;
+            let also = vec![changed(rec.job.id, ev)];
+            let receipt = self.record_custody_with(actor, event, also, &[&next])?;
             if let Some(w) = next.state.waiting() {
                 self.enqueue(queued(&next), w.next_stage())?;
             }
@@ -2233,10 +2236,7 @@ impl Actor {
             for i in 0..self.stations.len() {
                 self.refresh_consumables(i)?;
             }
-            return receipts
-                .into_iter()
-                .next()
-                .ok_or_else(|| LineError::Storage("the ledger acknowledged no record".into()));
+            return Ok(receipt);
         }
         // The record and the alert it asks for (a missing report's) in one batch.
         let receipt = self.record_custody(actor, event)?;
