@@ -163,7 +163,12 @@ async fn find(c: &Client, css: &str) -> Element {
 /// Polls until `f` (run in the page) returns a string containing `want`; panics with what it
 /// last saw.
 async fn wait_js(c: &Client, what: &str, script: &str, want: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    wait_js_within(c, 60, what, script, want).await
+}
+
+/// As [`wait_js`], with a deadline of `secs`.
+async fn wait_js_within(c: &Client, secs: u64, what: &str, script: &str, want: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let v = c.execute(script, vec![]).await.expect("run a script");
         let seen = v.as_str().unwrap_or_default().to_string();
@@ -960,4 +965,65 @@ async fn the_supervisor_commands_devices_jobs_alerts_and_custody_from_the_hall_v
         no_page_errors(c, page).await;
         labelled(c, page).await;
     }
+}
+
+// ---- a dead session ---------------------------------------------------------------------------
+
+/// What was seen: after a controller restart the terminals stayed on "reconnecting…" (the
+/// controller answers 403: the CSRF token belongs to no session of this browser). Now the page
+/// shows the sign-in at once, without a reload, with its station kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium: run by scripts/test-all"]
+async fn after_a_controller_restart_a_terminal_shows_the_sign_in_at_once_keeping_its_station() {
+    let mut hall = spawn_hall(0.02);
+    let base = format!("http://{}", hall.client.addr);
+    let browser = Browser::start().await;
+    let c = browser.c();
+    browser.fit_viewport().await;
+    c.goto(&format!("{base}/station?station=PRINT-01"))
+        .await
+        .unwrap();
+    sign_in(c, "A1", None).await;
+    wait_js(c, "A1 at PRINT-01", &text_of("#st-id"), "PRINT-01").await;
+    wait_js(
+        c,
+        "the stream",
+        &attr_of("#st-stream", "data-state"),
+        "live",
+    )
+    .await;
+    c.execute("window.__notReloaded = 'yes';", vec![])
+        .await
+        .unwrap();
+
+    hall.restart_at_the_same_address();
+    wait_js_within(
+        c,
+        10,
+        "the sign-in after the restart",
+        "return String(document.getElementById('signin').hidden);",
+        "false",
+    )
+    .await;
+    let kept = c
+        .execute(
+            "return [window.__notReloaded || 'reloaded', document.getElementById('si-station').value].join(' ');",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(kept, json!("yes PRINT-01"), "no reload, the station kept");
+    screenshot(c, "station-session-ended").await;
+
+    // A1 signs in again, at the same station, and the terminal is live.
+    sign_in(c, "A1", None).await;
+    wait_js(c, "A1 at PRINT-01 again", &text_of("#st-id"), "PRINT-01").await;
+    wait_js(
+        c,
+        "the stream",
+        &attr_of("#st-stream", "data-state"),
+        "live",
+    )
+    .await;
+    no_page_errors(c, "A1's terminal").await;
 }

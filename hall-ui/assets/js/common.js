@@ -12,6 +12,22 @@ export class ApiError extends Error {
     this.code = code;
     this.field = field || null;
   }
+
+  /** Whether this answer means the page's session is gone (see `sessionDead`). */
+  get sessionDead() {
+    return sessionDead(this.status, this.code);
+  }
+}
+
+/**
+ * Whether an answer means the page's session is dead, so that the page must sign in again:
+ * 401 (no such session, or it expired), or 403 `csrf` (the CSRF token matches no session of
+ * this browser: the controller restarted, or the session ended elsewhere). Any other 403 is a
+ * refusal of one request by a signed-in user (a co-signer's wrong PIN, a custody rule) and keeps
+ * the session.
+ */
+export function sessionDead(status, code) {
+  return status === 401 || (status === 403 && code === 'csrf');
 }
 
 /**
@@ -76,7 +92,7 @@ export class Api {
       const err = e
         ? new ApiError(r.status, e.code, e.message, e.field)
         : new ApiError(r.status, 'http', `the controller answered ${r.status}`);
-      if (r.status === 401 && this.session && path !== '/session') this.forget();
+      if (err.sessionDead && this.session && path !== '/session') this.forget();
       throw err;
     }
     return v;
@@ -168,9 +184,18 @@ export function openStream(api, onEvent, onState) {
           cache: 'no-store',
           credentials: 'same-origin',
         });
-        if (r.status === 401) {
-          api.forget();
-          return;
+        if (r.status === 401 || r.status === 403) {
+          // A dead session is not retried: the page signs in again at once.
+          let code = null;
+          try {
+            code = (await r.json()).error.code;
+          } catch (e) {
+            code = null;
+          }
+          if (sessionDead(r.status, code)) {
+            api.forget();
+            return;
+          }
         }
         if (!r.ok || !r.body) throw new Error(`the stream answered ${r.status}`);
         onState('live');

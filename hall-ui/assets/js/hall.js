@@ -147,7 +147,7 @@ const refreshSoon = debounce(async () => {
   try {
     setSnapshot(await api.get('/line'));
   } catch (e) {
-    if (!(e instanceof ApiError) || e.status !== 401) announce(`Could not refresh the line: ${e.message}`);
+    if (!(e instanceof ApiError) || !e.sessionDead) announce(`Could not refresh the line: ${e.message}`);
   }
 }, 200);
 

@@ -134,7 +134,7 @@ function onEvent(name, data) {
 const refreshSoon = debounce(() => refresh().catch(quiet), 150);
 
 function quiet(e) {
-  if (!(e instanceof ApiError) || e.status !== 401) announce(`Could not refresh: ${e.message}`);
+  if (!(e instanceof ApiError) || !e.sessionDead) announce(`Could not refresh: ${e.message}`);
 }
 
 async function refresh() {
