@@ -151,7 +151,11 @@ fn a_jam_raises_a_device_alert_on_the_stream_and_only_a_supervisor_acknowledges_
 
 #[test]
 fn a_backlog_alert_over_a_low_threshold_survives_a_restart_and_clears_when_the_queue_shrinks() {
-    let mut hall = spawn_hall_with(0.02, "[alerts]\nqueue_depth = 2\n");
+    // Raised at once; cleared once the queue has been short for 10 s (the hysteresis).
+    let mut hall = spawn_hall_with(
+        0.02,
+        "[alerts]\nqueue_depth = 2\nraise_after_secs = 0\nclear_after_secs = 10\n",
+    );
     let c = hall.client;
     let sup = hall.sign_in("S1", None);
     let ids: Vec<u64> = (0..3)
@@ -213,7 +217,14 @@ fn a_backlog_alert_over_a_low_threshold_survives_a_restart_and_clears_when_the_q
         )
         .expect(200, "cancel");
     }
-    wait_for(30, "the backlog alert cleared", || {
+    // Not at once: the queue has to stay short for a while.
+    assert!(
+        open_alerts(c, &sup)
+            .iter()
+            .any(|a| a["id"] == id.as_str() && a["kind"] == "backlog"),
+        "the backlog alert is still open right after the queue shrank"
+    );
+    wait_for(40, "the backlog alert cleared", || {
         let recs = alert_records(c, &aud, "alert_cleared", &id);
         ((recs.len() == 1).then_some(()), format!("{recs:?}"))
     });

@@ -6,9 +6,10 @@
 //! ([`ControlAction::AlertRaised`](crate::ledger::ControlAction::AlertRaised)) with the alert's
 //! state in the same batch (aux keyspace, `alert/<n>`), so an open alert survives a restart.
 //! *Conditions* (a device fault or offline, a backlog, due times at risk) clear themselves when
-//! the condition ends (`AlertCleared`); *events* (a reconciliation difference, a refused patch, a
-//! roll skip) stay open until a supervisor acknowledges them (`AlertAcknowledged`, with the
-//! supervisor as actor). Acknowledging a condition marks it seen; it stays open until it clears.
+//! the condition ends (`AlertCleared`; a backlog and due times at risk with some hysteresis,
+//! `alerts.raise_after_secs` and `alerts.clear_after_secs`, so that they do not flap);
+//! *events* (a reconciliation difference, a refused patch, a roll skip) stay open until a
+//! supervisor acknowledges them (`AlertAcknowledged`, with the supervisor as actor). Acknowledging a condition marks it seen; it stays open until it clears.
 //! The last [`RECENT`] closed alerts are kept for `GET /api/v1/alerts`.
 //!
 //! # Privacy
@@ -40,9 +41,13 @@ pub enum AlertKind {
     /// answers again.
     DeviceOffline,
     /// Too many jobs queued (`alerts.queue_depth`) or the oldest waiting too long
-    /// (`alerts.oldest_queued_minutes`). Clears below `alerts.clear_percent` of the threshold.
+    /// (`alerts.oldest_queued_minutes`), for `alerts.raise_after_secs`. Clears at or below
+    /// `alerts.clear_percent` of the threshold, for `alerts.clear_after_secs`.
     Backlog,
-    /// Jobs of a class predicted to miss their due time at the current rate. Clears when none is.
+    /// Jobs of a class predicted to miss their due time at the current rate, once there is
+    /// enough data for a rate (`alerts.due_at_risk_min_completions`,
+    /// `alerts.due_at_risk_min_window_secs`), for `alerts.raise_after_secs`. Clears when none
+    /// has been for `alerts.clear_after_secs`.
     DueAtRisk,
     /// A custody session closed with items unaccounted for (a signed discrepancy).
     Reconciliation,
@@ -623,6 +628,110 @@ impl AlertBook {
     }
 }
 
+/// Milliseconds since the epoch (the line's clock, passed in: nothing here reads it).
+type Millis = i64;
+
+/// When a condition's alert (`backlog`, `due_at_risk`) is raised and cleared, so that a
+/// condition that comes and goes does not raise a new alert every few seconds: it is raised once
+/// the condition has held for `raise_after` without a break, and cleared once it has been over
+/// for `clear_after` without a break (`alerts.raise_after_secs`, `alerts.clear_after_secs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hysteresis {
+    /// How long the condition holds before its alert is raised.
+    pub raise_after: Millis,
+    /// How long the condition is over before its alert clears.
+    pub clear_after: Millis,
+}
+
+/// What to do with a condition's alert now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Raise it.
+    Raise,
+    /// Clear it.
+    Clear,
+    /// Leave it as it is (open or not).
+    Keep,
+}
+
+impl Hysteresis {
+    /// The verdict on one condition seen at `now`: `open` whether its alert is open (the alert
+    /// book's word, so that an alert open at a restart is cleared as any other); `holds`
+    /// whether the condition holds (`None`: nobody can tell, e.g. no rate to predict from yet,
+    /// or a backlog between its clearing level and its threshold: the alert stays as it is and
+    /// a change under way is neither confirmed nor dropped); `pending` the change under way
+    /// (the state asked for and since when), kept by the caller between calls.
+    pub(crate) fn decide(
+        &self,
+        open: bool,
+        holds: Option<bool>,
+        pending: &mut Option<(bool, Millis)>,
+        now: Millis,
+    ) -> Verdict {
+        if pending.is_some_and(|(want, _)| want == open) {
+            // The alert changed by itself (a restart, another path): start again.
+            *pending = None;
+        }
+        let Some(holds) = holds else {
+            return Verdict::Keep;
+        };
+        if holds == open {
+            *pending = None;
+            return Verdict::Keep;
+        }
+        let since = pending.get_or_insert((holds, now)).1;
+        let wait = if holds {
+            self.raise_after
+        } else {
+            self.clear_after
+        };
+        if now - since < wait {
+            return Verdict::Keep;
+        }
+        *pending = None;
+        if holds {
+            Verdict::Raise
+        } else {
+            Verdict::Clear
+        }
+    }
+}
+
+/// The changes under way of the line's conditions, by kind and subject.
+#[derive(Debug)]
+pub(crate) struct ConditionGates {
+    hysteresis: Hysteresis,
+    pending: HashMap<(AlertKind, String), (bool, Millis)>,
+}
+
+impl ConditionGates {
+    pub(crate) fn new(hysteresis: Hysteresis) -> Self {
+        ConditionGates {
+            hysteresis,
+            pending: HashMap::new(),
+        }
+    }
+
+    /// [`Hysteresis::decide`] for the condition of `kind` about `subject`.
+    pub(crate) fn decide(
+        &mut self,
+        kind: AlertKind,
+        subject: &str,
+        open: bool,
+        holds: Option<bool>,
+        now: Millis,
+    ) -> Verdict {
+        let key = (kind, subject.to_string());
+        let mut pending = self.pending.get(&key).copied();
+        let v = self.hysteresis.decide(open, holds, &mut pending, now);
+        match pending {
+            Some(p) => self.pending.insert(key, p),
+            None => self.pending.remove(&key),
+        };
+        v
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -806,5 +915,207 @@ mod tests {
         let w = book.writes(&last).expect("writes");
         assert_eq!(w.len(), 2);
         assert_eq!(w[1], (key(1), None));
+    }
+
+    const S: Millis = 1000;
+
+    #[test]
+    fn a_condition_is_raised_after_it_held_and_cleared_after_it_ended_each_for_a_while() {
+        use Verdict::{Clear, Keep, Raise};
+        let h = Hysteresis {
+            raise_after: 60 * S,
+            clear_after: 300 * S,
+        };
+        // (case, alert open, the condition holds, pending before, now, verdict, pending after)
+        type Row = (
+            &'static str,
+            bool,
+            Option<bool>,
+            Option<(bool, Millis)>,
+            Millis,
+            Verdict,
+            Option<(bool, Millis)>,
+        );
+        let rows: [Row; 12] = [
+            ("quiet", false, Some(false), None, 0, Keep, None),
+            (
+                "it starts to hold",
+                false,
+                Some(true),
+                None,
+                10 * S,
+                Keep,
+                Some((true, 10 * S)),
+            ),
+            (
+                "held 59 s",
+                false,
+                Some(true),
+                Some((true, 10 * S)),
+                69 * S,
+                Keep,
+                Some((true, 10 * S)),
+            ),
+            (
+                "held 60 s: raise",
+                false,
+                Some(true),
+                Some((true, 10 * S)),
+                70 * S,
+                Raise,
+                None,
+            ),
+            (
+                "a break before 60 s",
+                false,
+                Some(false),
+                Some((true, 10 * S)),
+                30 * S,
+                Keep,
+                None,
+            ),
+            (
+                "unknown: kept, the change still under way",
+                false,
+                None,
+                Some((true, 10 * S)),
+                30 * S,
+                Keep,
+                Some((true, 10 * S)),
+            ),
+            (
+                "open and holding: hold",
+                true,
+                Some(true),
+                None,
+                100 * S,
+                Keep,
+                None,
+            ),
+            (
+                "it ends",
+                true,
+                Some(false),
+                None,
+                100 * S,
+                Keep,
+                Some((false, 100 * S)),
+            ),
+            (
+                "over for 299 s",
+                true,
+                Some(false),
+                Some((false, 100 * S)),
+                399 * S,
+                Keep,
+                Some((false, 100 * S)),
+            ),
+            (
+                "over for 300 s: clear",
+                true,
+                Some(false),
+                Some((false, 100 * S)),
+                400 * S,
+                Clear,
+                None,
+            ),
+            (
+                "it comes back before: hold",
+                true,
+                Some(true),
+                Some((false, 100 * S)),
+                200 * S,
+                Keep,
+                None,
+            ),
+            (
+                "the alert changed by itself",
+                true,
+                Some(false),
+                Some((true, 10 * S)),
+                100 * S,
+                Keep,
+                Some((false, 100 * S)),
+            ),
+        ];
+        for (case, open, holds, before, now, verdict, after) in rows {
+            let mut pending = before;
+            assert_eq!(h.decide(open, holds, &mut pending, now), verdict, "{case}");
+            assert_eq!(pending, after, "{case}");
+        }
+        // With no delay (a test hall), the first sighting decides.
+        let instant = Hysteresis {
+            raise_after: 0,
+            clear_after: 0,
+        };
+        assert_eq!(instant.decide(false, Some(true), &mut None, 5), Raise);
+        assert_eq!(instant.decide(true, Some(false), &mut None, 5), Clear);
+    }
+
+    /// Runs `signal` (the condition, every 5 s) through the gates as the actor does and counts
+    /// the alerts raised and cleared.
+    fn run(h: Hysteresis, signal: impl Iterator<Item = Option<bool>>) -> (u32, u32, bool) {
+        let mut gates = ConditionGates::new(h);
+        let (mut open, mut raised, mut cleared) = (false, 0, 0);
+        for (i, holds) in signal.enumerate() {
+            let now = i64::try_from(i).unwrap_or(0) * 5 * S;
+            match gates.decide(AlertKind::DueAtRisk, "urgent", open, holds, now) {
+                Verdict::Raise => (open, raised) = (true, raised + 1),
+                Verdict::Clear => (open, cleared) = (false, cleared + 1),
+                Verdict::Keep => {}
+            }
+        }
+        (raised, cleared, open)
+    }
+
+    #[test]
+    fn a_condition_oscillating_near_its_threshold_does_not_flap() {
+        let h = Hysteresis {
+            raise_after: 60 * S,
+            clear_after: 300 * S,
+        };
+        let no_delay = Hysteresis {
+            raise_after: 0,
+            clear_after: 0,
+        };
+        // Four minutes of a condition that holds 10 s out of every 25 s (the demo's due times
+        // at risk came and went so: AL-1 to AL-27 in 4 minutes).
+        let flicker = || (0..48).map(|i| Some(i % 5 < 2));
+        assert_eq!(
+            run(no_delay, flicker()),
+            (10, 10, false),
+            "without hysteresis"
+        );
+        assert_eq!(run(h, flicker()), (0, 0, false), "it never held a minute");
+        // Held for two minutes, then flickering for an hour: raised once, never cleared.
+        let held_then_flicker = (0..24)
+            .map(|_| Some(true))
+            .chain((0..720).map(|i| Some(i % 5 < 2)));
+        assert_eq!(run(h, held_then_flicker), (1, 0, true));
+        // ... and cleared five minutes after it ended for good.
+        let ended = (0..24)
+            .map(|_| Some(true))
+            .chain((0..60).map(|_| Some(false)));
+        assert_eq!(run(h, ended.clone()), (1, 0, true), "over for 4 min 55 s");
+        assert_eq!(
+            run(h, ended.chain([Some(false)])),
+            (1, 1, false),
+            "over for 5 min"
+        );
+        // A backlog between its clearing level and its threshold (`None`) changes nothing.
+        let band = (0..24)
+            .map(|_| Some(true))
+            .chain((0..1000).map(|i| if i % 2 == 0 { None } else { Some(true) }));
+        assert_eq!(run(h, band), (1, 0, true));
+        // Conditions of different subjects are gated apart.
+        let mut gates = ConditionGates::new(no_delay);
+        assert_eq!(
+            gates.decide(AlertKind::DueAtRisk, "urgent", false, Some(true), 0),
+            Verdict::Raise
+        );
+        assert_eq!(
+            gates.decide(AlertKind::DueAtRisk, "normal", false, Some(false), 0),
+            Verdict::Keep
+        );
     }
 }
