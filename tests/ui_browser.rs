@@ -365,6 +365,99 @@ async fn labelled(c: &Client, page: &str) {
     assert_eq!(v, json!(""), "{page}: controls without a label or name");
 }
 
+/// The page links its icon and the controller serves it, as it serves `/favicon.ico`: the
+/// browser asks for no icon that is not there, and no asset the page loaded was a 404.
+async fn icon_served(c: &Client, page: &str) {
+    let v = c
+        .execute_async(
+            r#"const done = arguments[arguments.length - 1];
+            const link = document.querySelector('link[rel=icon]');
+            if (!link) { done('no <link rel=icon>'); return; }
+            const get = (u) => fetch(u).then((r) => `${r.status} ${r.headers.get('content-type')}`);
+            Promise.all([get(link.href), get('/favicon.ico')]).then((got) => {
+              const lost = performance.getEntriesByType('resource')
+                .filter((e) => e.responseStatus === 404 && !new URL(e.name).pathname.startsWith('/api/'))
+                .map((e) => e.name);
+              done(JSON.stringify({ got, lost }));
+            }, (e) => done(String(e)));"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        v,
+        json!(r#"{"got":["200 image/svg+xml","200 image/svg+xml"],"lost":[]}"#),
+        "{page}: its icon"
+    );
+}
+
+/// How many times `text` is shown on the page: visible elements whose own text holds it (an
+/// element hidden, or visually hidden for screen readers only, does not count).
+async fn times_shown(c: &Client, text: &str) -> u64 {
+    c.execute(
+        r#"const want = arguments[0];
+        const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+        const seen = new Set();
+        for (let t = walk.nextNode(); t; t = walk.nextNode()) {
+          if (!t.data.includes(want)) continue;
+          const el = t.parentElement;
+          const r = el.getBoundingClientRect();
+          const st = getComputedStyle(el);
+          const clipped = st.clip.startsWith('rect(0') || st.clipPath !== 'none';
+          if (r.width > 1 && r.height > 1 && st.visibility !== 'hidden' && !clipped) seen.add(el);
+        }
+        return seen.size;"#,
+        vec![json!(text)],
+    )
+    .await
+    .unwrap()
+    .as_u64()
+    .unwrap_or(0)
+}
+
+/// A success message is shown once on the page (it was shown twice at the terminals: in the
+/// task's line and in the bar above). Waits for it, then a second, in case a second copy comes
+/// after the page refreshed.
+async fn shown_once(c: &Client, what: &str, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while times_shown(c, text).await == 0 {
+        assert!(Instant::now() < deadline, "{what}: {text:?} never shown");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        times_shown(c, text).await,
+        1,
+        "{what}: {text:?} shown more than once"
+    );
+}
+
+/// Every region of the page that scrolls can be reached from the keyboard: it takes the focus
+/// (with a name) or holds something that does (axe's `scrollable-region-focusable`).
+async fn scrollables_reachable(c: &Client, page: &str) {
+    let v = c
+        .execute(
+            r#"const bad = [];
+            for (const el of document.body.querySelectorAll('*')) {
+              const st = getComputedStyle(el);
+              if (!['auto', 'scroll'].includes(st.overflowY) || !el.getClientRects().length) continue;
+              if (el.scrollHeight <= el.clientHeight + 1) continue;
+              const inside = el.querySelector('a[href], button:not([disabled]), input, select, textarea, [tabindex]');
+              const named = el.getAttribute('aria-label') || el.getAttribute('aria-labelledby');
+              if (!inside && !(el.tabIndex >= 0 && named)) bad.push(el.id || el.className);
+            }
+            return bad.join(', ');"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        v,
+        json!(""),
+        "{page}: scrolling regions the keyboard cannot reach"
+    );
+}
+
 async fn open_window(b: &Browser, url: &str) -> WindowHandle {
     let c = b.c();
     let w = c.new_window(false).await.expect("a new window").handle;
@@ -431,6 +524,7 @@ async fn two_operators_move_a_job_through_print_and_lamination_and_the_hall_view
         "BX-1 received",
     )
     .await;
+    shown_once(c, "the hall view", "Lot BX-1 received into the vault").await;
     type_into(c, "#lot-form input[name=lot]", "R-1").await;
     click(c, "#lot-form select[name=kind] option[value=patch]").await;
     type_into(c, "#lot-form input[name=supplier]", "Specimen Films").await;
@@ -498,6 +592,7 @@ async fn two_operators_move_a_job_through_print_and_lamination_and_the_hall_view
     screenshot(c, "station-print-confirm").await;
     click(c, "button[data-key=confirm]").await;
     wait_js(c, "the print confirmed", &text_of("#done"), "confirmed").await;
+    shown_once(c, "A1's terminal", &format!("Print of {job} confirmed")).await;
 
     // The hall view: the job left PRINT-01 and is at LAM-01 now, without a reload.
     to(c, &hall_w).await;
@@ -529,6 +624,7 @@ async fn two_operators_move_a_job_through_print_and_lamination_and_the_hall_view
     unfold(c, "close").await;
     click(c, "button[data-key=close-send]").await;
     wait_js(c, "the session closed", &text_of("#done"), "closed").await;
+    shown_once(c, "A1's terminal", "closed: issued 10, used 1").await;
     click(c, "#sign-out").await;
     wait_js(
         c,
@@ -566,6 +662,20 @@ async fn two_operators_move_a_job_through_print_and_lamination_and_the_hall_view
         state_before,
         "the refused scan changed nothing"
     );
+    // A1 tries again: refused again, and the hall view shows one incident at LAM-02 with its
+    // two occurrences.
+    scan(c, "#task input[name=booklet]", "B1000100").await;
+    scan(c, "#task input[name=patch]", "P2000110").await;
+    to(c, &hall_w).await;
+    let incident = wait_js(
+        c,
+        "the refusals at LAM-02 as one incident",
+        &text_of("#alerts li.kind-refusal"),
+        "2 occurrences",
+    )
+    .await;
+    assert!(incident.contains("LAM-02"), "{incident}");
+    to(c, &a_w).await;
 
     // B1 laminates it: the booklet, then the first patch of B1's roll; B1 confirms.
     to(c, &b_w).await;
@@ -578,6 +688,12 @@ async fn two_operators_move_a_job_through_print_and_lamination_and_the_hall_view
     .await;
     scan(c, "#task input[name=booklet]", "B1000100").await;
     scan(c, "#task input[name=patch]", "P2000100").await;
+    shown_once(
+        c,
+        "B1's terminal",
+        "Patch P2000100 applied to booklet B1000100",
+    )
+    .await;
     wait_js(
         c,
         "the lamination done",
@@ -661,6 +777,20 @@ async fn two_operators_move_a_job_through_print_and_lamination_and_the_hall_view
     )
     .await;
     screenshot(c, "hall-view").await;
+    // The recent activity scrolls once it is long: the keyboard reaches it, and it says what it
+    // is (axe: "scrollable region not focusable").
+    let activity = c
+        .execute(
+            r#"const a = document.getElementById('activity');
+            a.focus();
+            const name = (a.getAttribute('aria-labelledby') || '').split(' ')
+              .map((id) => (document.getElementById(id) || {}).textContent || '').join(' ').trim();
+            return `${document.activeElement === a} ${name}`;"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(activity, json!("true Recent activity"), "the activity list");
 
     // The ledger agrees: A1 printed it, B1 laminated it, C1 checked it.
     let v = common::job(api, &sup, id);
@@ -706,6 +836,8 @@ async fn two_operators_move_a_job_through_print_and_lamination_and_the_hall_view
         to(c, w).await;
         no_page_errors(c, page).await;
         labelled(c, page).await;
+        icon_served(c, page).await;
+        scrollables_reachable(c, page).await;
         let html = c.source().await.unwrap().to_uppercase();
         assert!(
             !html.contains("ERIKSSON") && !html.contains("ANNA MARIA"),
@@ -997,6 +1129,8 @@ async fn the_supervisor_commands_devices_jobs_alerts_and_custody_from_the_hall_v
         to(c, w).await;
         no_page_errors(c, page).await;
         labelled(c, page).await;
+        icon_served(c, page).await;
+        scrollables_reachable(c, page).await;
     }
 }
 

@@ -441,8 +441,8 @@ function showJob(j) {
   const box = $('job-actions');
   box.hidden = false;
   $('job-actions-title').textContent = `${jobId(j.id)} · ${j.tracking_number} · ${className(j.class)} · ${j.state.state.replace(/_/g, ' ')}`;
+  // The form announces what this returns (once).
   const after = async (v, said) => {
-    announce(said);
     await loadJobs().catch(() => {});
     showJob(v);
     return said;

@@ -311,12 +311,11 @@ function scanForm(w, inputs, send) {
   onSubmit(form, async (f) => {
     for (const k of Object.keys(f)) f[k] = f[k].toUpperCase();
     try {
-      const said = await send(f);
-      cleared(said);
+      cleared(await send(f));
       form.reset();
       await refresh();
       focusTask(true);
-      return said;
+      return null;
     } catch (e) {
       showRefusal(e);
       form.reset();
@@ -385,7 +384,7 @@ function laminateForm(v, w) {
       chooser.hidden = true;
       await refresh();
       focusTask(true);
-      return said;
+      return null;
     } catch (e) {
       showRefusal(e);
       if (e.rule === 'out_of_roll_order') {
@@ -421,8 +420,7 @@ function laminateForm(v, w) {
     const reason = reasonSelect.selectedOptions[0].text;
     skipButton.disabled = true;
     try {
-      const said = await send({ ...refused, skip_reason: reason });
-      if (said) announce(said);
+      await send({ ...refused, skip_reason: reason });
     } finally {
       skipButton.disabled = false;
     }
@@ -443,7 +441,7 @@ function confirmStep(v, w) {
       cleared(said);
       await refresh();
       focusTask(true);
-      return said;
+      return null;
     } catch (e) {
       showRefusal(e);
       // The reason is what to fix (a scan cannot land in it: see `takeScan`).
@@ -456,7 +454,6 @@ function confirmStep(v, w) {
       await api.post(`/stations/${v.id}/confirm`);
       const said = `${what === 'print' ? 'Print' : 'Lamination'} of ${jobId(w.job)} confirmed`;
       cleared(said);
-      announce(said);
       await refresh();
     } catch (e) {
       showRefusal(e);
@@ -584,7 +581,7 @@ function countForm(key, title, verb, path, said, open) {
     state.view = null;
     await refresh();
     focusTask(true);
-    return said(n);
+    return null;
   });
   return disclosure(key, title, open, form);
 }
@@ -634,7 +631,7 @@ function closeForm(v, c) {
     cleared(said);
     await refresh();
     focusTask(true);
-    return said;
+    return null;
   });
   return disclosure('close', 'Close the session', false, form);
 }
@@ -685,7 +682,11 @@ function showRefusal(e) {
   $('announce').textContent = '';
 }
 
-/** A success: the refusal box is cleared. */
+/**
+ * A success, said once: in `#done` (a live region, so a screen reader says it too), never also
+ * in the bar's `#announce`, which is for the rest (a sign-in message, a refresh that failed).
+ * The refusal box is cleared.
+ */
 function cleared(said) {
   const el = $('refusal');
   el.hidden = true;
