@@ -159,6 +159,17 @@ fn a_filling_disk_stops_patches_before_it_is_full_says_why_and_resumes_when_free
         ((s["state"] == "halted").then(|| s.clone()), s.to_string())
     });
     assert!(st["detail"].as_str().unwrap().contains("MB free"), "{st}");
+    // The snapshot that says "halted" carries the storage alert, and so does the alert list
+    // read after it (they used to disagree for up to a tick, which failed this test under load).
+    let line = c.get("/line", Some(&sup)).expect(200, "the line");
+    assert!(
+        line["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "storage_fault"),
+        "{line}"
+    );
     let alerts = c.get("/alerts", Some(&sup)).expect(200, "alerts");
     let open = alerts["open"].as_array().unwrap();
     assert!(

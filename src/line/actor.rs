@@ -806,6 +806,10 @@ impl Actor {
 
     fn publish(&mut self) {
         let now = Utc::now();
+        // The snapshot's storage state and its alerts agree: the storage watch may have changed
+        // since the last tick, and a snapshot saying "halted" without its storage alert (or the
+        // alert list lagging a tick behind it) misleads whoever reads both.
+        let storage = self.storage_alerts(now);
         let mut snap = LineSnapshot::default();
         for (i, s) in Stage::ALL.iter().enumerate() {
             snap.queued[i] = u32::try_from(self.sched.queued(*s)).unwrap_or(u32::MAX);
@@ -831,7 +835,7 @@ impl Actor {
             .chain(self.alerts.open())
             .cloned()
             .collect();
-        snap.storage = self.storage.borrow().clone();
+        snap.storage = storage;
         snap.performance = Some(self.perf.summary(ms(now)));
         self.status.publish(snap);
     }
@@ -854,7 +858,7 @@ impl Actor {
     /// consumables, which custody requests outside the line can change too.
     fn tick(&mut self) {
         self.ticks += 1;
-        self.storage_alerts(Utc::now());
+        let _ = self.storage_alerts(Utc::now());
         self.shift_end_alerts(Utc::now());
         if self.ticks.is_multiple_of(5) {
             // A backlog's hysteresis runs on time alone too.
@@ -1325,9 +1329,11 @@ impl Actor {
     }
 
     /// The storage watch's alerts: `storage_fault` (in memory while nothing can be recorded,
-    /// recorded raised and cleared once recording resumes) and `storage_low`.
-    fn storage_alerts(&mut self, now: DateTime<Utc>) {
+    /// recorded raised and cleared once recording resumes) and `storage_low`. Returns the
+    /// storage status they were decided on.
+    fn storage_alerts(&mut self, now: DateTime<Utc>) -> StorageStatus {
         let st = self.storage.borrow().clone();
+        let seen = st.clone();
         if st.state != self.storage_seen {
             self.status.emit(StatusEvent::Storage(st.clone()));
         }
@@ -1347,7 +1353,7 @@ impl Actor {
                 }
             }
             self.storage_seen = st.state;
-            return;
+            return seen;
         }
         if let Some(a) = self.storage_alert.take() {
             self.raise(
@@ -1369,6 +1375,7 @@ impl Actor {
             }
         }
         self.storage_seen = st.state;
+        seen
     }
 
     pub(crate) fn alerts(&self) -> AlertList {
@@ -2216,13 +2223,28 @@ impl Actor {
         actor: &OperatorId,
         event: LedgerEvent,
     ) -> Result<crate::ledger::Receipt, LineError> {
+        self.record_custody_with(actor, event, Vec::new(), &[])
+    }
+
+    /// [`Actor::record_custody`] with `also` (records the fact brings about, such as a job's
+    /// change) and `jobs`' new states in the same batch.
+    fn record_custody_with(
+        &mut self,
+        actor: &OperatorId,
+        event: LedgerEvent,
+        also: Vec<LedgerEvent>,
+        jobs: &[&JobRecord],
+    ) -> Result<crate::ledger::Receipt, LineError> {
         let checked = self.ledger.check(actor.clone(), event.clone())?;
+        let mut facts = vec![event];
+        facts.extend(also);
         let receipts = match &checked {
             Some(alert) => {
                 let o = self.custody_occurrence(actor, alert);
-                self.occur_with(o, vec![(actor.clone(), event)], &[])?
+                let facts = facts.into_iter().map(|e| (actor.clone(), e)).collect();
+                self.occur_with(o, facts, jobs)?
             }
-            None => self.persist(actor, vec![event], &[], Vec::new())?,
+            None => self.persist(actor, facts, jobs, Vec::new())?,
         };
         // The fact's receipt comes first (its alert's, if any, after it).
         let receipt = receipts
@@ -2258,20 +2280,8 @@ impl Actor {
         {
             let ev = JobEvent::Spoil { reason: *reason };
             let next = rec.apply(&ev, &self.separation).map_err(conflict)?;
-            let o = match self.ledger.check(actor.clone(), event.clone())? {
-                Some(alert) => self.custody_occurrence(actor, &alert),
-                None => self.event_occurrence(
-                    AlertKind::ItemMissing,
-                    serial.to_string(),
-                    format!("{serial} was reported missing by {actor}"),
-                    vec![serial.clone()],
-                ),
-            };
-            let facts = vec![
-                (actor.clone(), event),
-                (actor.clone(), changed(rec.job.id, ev)),
-            ];
-            let receipts = self.occur_with(o, facts, &[&next])?;
+            let also = vec![changed(rec.job.id, ev)];
+            let receipt = self.record_custody_with(actor, event, also, &[&next])?;
             if let Some(w) = next.state.waiting() {
                 self.enqueue(queued(&next), w.next_stage())?;
             }
@@ -2279,10 +2289,7 @@ impl Actor {
             for i in 0..self.stations.len() {
                 self.refresh_consumables(i)?;
             }
-            return receipts
-                .into_iter()
-                .next()
-                .ok_or_else(|| LineError::Storage("the ledger acknowledged no record".into()));
+            return Ok(receipt);
         }
         // The record and the alert it asks for (a missing report's) in one batch.
         let receipt = self.record_custody(actor, event)?;
