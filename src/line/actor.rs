@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::alerts::{
     Alert, AlertBook, AlertKind, AlertList, ConditionGates, Hysteresis, Occurrence, Severity,
-    Verdict,
+    Verdict, level_holds,
 };
 use super::jobs::{self as store_jobs, JobView, TrackingEntry};
 use super::monitor::{QueueStats, RateMinimum, Throughput, predict_at_risk};
@@ -1242,38 +1242,41 @@ impl Actor {
         }
     }
 
-    /// `backlog`: above its threshold the condition holds; at or below `clear_percent` of it,
-    /// it is over; in between, it stays as it is. Then the hysteresis of [`Actor::gate`].
+    /// `backlog`: before its alert is raised the condition holds above its threshold; once
+    /// raised, above `clear_percent` of it ([`level_holds`]). Then the hysteresis of
+    /// [`Actor::gate`].
     fn backlog_alerts(&mut self, now: DateTime<Utc>) {
         let cfg = self.alert_cfg.clone();
-        let band = |value: u64, threshold: u64| {
-            if value > threshold {
-                Some(true)
-            } else if value <= threshold * u64::from(cfg.clear_percent) / 100 {
-                Some(false)
-            } else {
-                None
-            }
+        let open = |alerts: &AlertBook, subject: &str| {
+            alerts.open_for(AlertKind::Backlog, subject).is_some()
         };
         let depth = self.queue.len() as u64;
         let limit = u64::from(cfg.queue_depth);
-        self.gate(
-            AlertKind::Backlog,
-            "queue_depth",
-            band(depth, limit),
-            now,
-            || format!("{depth} jobs queued (threshold {limit})"),
+        let holds = level_holds(
+            depth,
+            limit,
+            cfg.clear_percent,
+            open(&self.alerts, "queue_depth"),
         );
+        self.gate(AlertKind::Backlog, "queue_depth", Some(holds), now, || {
+            format!("{depth} jobs queued (threshold {limit})")
+        });
         let age_secs = self
             .queue
             .oldest()
             .map_or(0, |t| (ms(now) - t).max(0) / 1000);
         let limit = u64::from(cfg.oldest_queued_minutes) * 60;
         let age = u64::try_from(age_secs).unwrap_or(0);
+        let holds = level_holds(
+            age,
+            limit,
+            cfg.clear_percent,
+            open(&self.alerts, "oldest_queued"),
+        );
         self.gate(
             AlertKind::Backlog,
             "oldest_queued",
-            band(age, limit),
+            Some(holds),
             now,
             || {
                 format!(

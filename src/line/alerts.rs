@@ -657,9 +657,9 @@ pub(crate) enum Verdict {
 impl Hysteresis {
     /// The verdict on one condition seen at `now`: `open` whether its alert is open (the alert
     /// book's word, so that an alert open at a restart is cleared as any other); `holds`
-    /// whether the condition holds (`None`: nobody can tell, e.g. no rate to predict from yet,
-    /// or a backlog between its clearing level and its threshold: the alert stays as it is and
-    /// a change under way is neither confirmed nor dropped); `pending` the change under way
+    /// whether the condition holds (`None`: nobody can tell, e.g. no rate to predict from yet:
+    /// the alert stays as it is and a change under way is neither confirmed nor dropped; a
+    /// backlog is always known, see [`level_holds`]); `pending` the change under way
     /// (the state asked for and since when), kept by the caller between calls.
     pub(crate) fn decide(
         &self,
@@ -695,6 +695,21 @@ impl Hysteresis {
             Verdict::Clear
         }
     }
+}
+
+/// Whether a level condition (a backlog: the queue's depth, the oldest queued job's age) holds,
+/// `value` against its `threshold`, its alert being `open` or not: a Schmitt trigger. Until the
+/// alert is raised the condition holds above the threshold (a dip under it is a break in the
+/// wait to raise); once it is raised, above the clearing level (`clear_percent` of the
+/// threshold: a rise over that is a break in the wait to clear). Always known (never `None`
+/// to [`Hysteresis::decide`], which would keep a wait alive across a value that broke it).
+pub(crate) fn level_holds(value: u64, threshold: u64, clear_percent: u32, open: bool) -> bool {
+    let level = if open {
+        threshold * u64::from(clear_percent) / 100
+    } else {
+        threshold
+    };
+    value > level
 }
 
 /// The changes under way of the line's conditions, by kind and subject.
@@ -1102,7 +1117,7 @@ mod tests {
             (1, 1, false),
             "over for 5 min"
         );
-        // A backlog between its clearing level and its threshold (`None`) changes nothing.
+        // A condition nobody can tell (`None`) changes nothing.
         let band = (0..24)
             .map(|_| Some(true))
             .chain((0..1000).map(|i| if i % 2 == 0 { None } else { Some(true) }));
@@ -1117,5 +1132,62 @@ mod tests {
             gates.decide(AlertKind::DueAtRisk, "normal", false, Some(false), 0),
             Verdict::Keep
         );
+    }
+
+    /// What was seen: a queue above its threshold for one look, then just under it (but above
+    /// its clearing level) for 59 s, then above it for one look again, raised `backlog`: a dip
+    /// under the threshold did not count as a break. A backlog holds above its threshold until
+    /// its alert is raised, and above its clearing level while the alert is open.
+    #[test]
+    fn a_backlog_that_dips_under_its_threshold_breaks_the_wait_to_raise_and_one_over_its_clearing_level_the_wait_to_clear()
+     {
+        let h = Hysteresis {
+            raise_after: 60 * S,
+            clear_after: 300 * S,
+        };
+        // Depth every 5 s against a threshold of 100 cleared at 90%, through the gates as the
+        // actor runs them; (raised, cleared, open at the end).
+        let run = |depths: &[u64]| {
+            let mut gates = ConditionGates::new(h);
+            let (mut open, mut raised, mut cleared) = (false, 0, 0);
+            for (i, d) in depths.iter().enumerate() {
+                let now = i64::try_from(i).unwrap_or(0) * 5 * S;
+                let holds = Some(level_holds(*d, 100, 90, open));
+                match gates.decide(AlertKind::Backlog, "queue_depth", open, holds, now) {
+                    Verdict::Raise => (open, raised) = (true, raised + 1),
+                    Verdict::Clear => (open, cleared) = (false, cleared + 1),
+                    Verdict::Keep => {}
+                }
+            }
+            (raised, cleared, open)
+        };
+        let mut dip = vec![101];
+        dip.extend([95; 12]);
+        dip.push(101);
+        assert_eq!(run(&dip), (0, 0, false), "above for two looks only");
+        // Above for a minute: raised; then at 95 (over the clearing level) for an hour: it holds.
+        let mut held = vec![101; 13];
+        held.extend([95; 720]);
+        assert_eq!(run(&held), (1, 0, true), "raised, and not cleared at 95");
+        // At 90 for 5 min with a look at 95 in the middle: the wait to clear starts again.
+        let mut back = vec![101; 13];
+        back.extend([90; 30]);
+        back.push(95);
+        back.extend([90; 30]);
+        assert_eq!(run(&back), (1, 0, true), "a look at 95 breaks the wait");
+        back.extend([90; 31]);
+        assert_eq!(run(&back), (1, 1, false), "at 90 for 5 min: cleared");
+        // The level itself: a Schmitt trigger.
+        for (value, open, want) in [
+            (101, false, true),
+            (100, false, false),
+            (95, false, false),
+            (95, true, true),
+            (91, true, true),
+            (90, true, false),
+            (0, true, false),
+        ] {
+            assert_eq!(level_holds(value, 100, 90, open), want, "{value} {open}");
+        }
     }
 }
