@@ -1465,3 +1465,103 @@ async fn after_a_controller_restart_a_terminal_shows_the_sign_in_at_once_keeping
     .await;
     no_page_errors(c, "A1's terminal").await;
 }
+
+/// Installs, in the page, a `fetch` that keeps a handle on each status stream (so that a test
+/// can break it: `window.__streams`) and answers 401 to every POST while `window.__dead` is set
+/// (a session that ended at the controller: expired, or signed out elsewhere).
+const FETCH_SPY: &str = "
+    const real = window.fetch;
+    window.__streams = [];
+    window.__dead = false;
+    window.fetch = (url, opts) => {
+      const o = opts || {};
+      if (String(url).includes('/api/v1/stream')) {
+        const ctl = new AbortController();
+        if (o.signal) o.signal.addEventListener('abort', () => ctl.abort());
+        window.__streams.push(ctl);
+        return real(url, { ...o, signal: ctl.signal });
+      }
+      if (window.__dead && o.method === 'POST') {
+        return Promise.resolve(new Response(
+          JSON.stringify({ error: { code: 'unauthorized', message: 'no such session' } }),
+          { status: 401, headers: { 'Content-Type': 'application/json' } }));
+      }
+      return real(url, o);
+    };";
+
+/// A1 at the PRINT-01 terminal (with [`FETCH_SPY`]), a session of five booklets, and a job
+/// printed and waiting for A1's confirmation. Returns the job's id.
+async fn a1_with_a_print_to_confirm(
+    c: &Client,
+    api: common::Client,
+    sup: &str,
+    base: &str,
+    tracking: &str,
+) -> u64 {
+    c.goto(&format!("{base}/station?station=PRINT-01"))
+        .await
+        .unwrap();
+    c.execute(FETCH_SPY, vec![]).await.unwrap();
+    sign_in(c, "A1", None).await;
+    click(c, "button[data-key=open-session]").await;
+    wait_js(c, "A1's session", &text_of(".session-id"), "S-PRINT-01").await;
+    count(c, "receive", "B1000100-B1000104", "A1").await;
+    wait_eq(c, "A1's booklets", &text_of("[data-count=held]"), "5").await;
+    let id = submit(api, sup, &job_request(tracking, "Specimen", "L898902C3"));
+    wait_js(
+        c,
+        "the job at PRINT-01",
+        &attr_of("#task", "data-job"),
+        &format!("J-{id:08}"),
+    )
+    .await;
+    wait_eq(c, "the cursor on the job", ACTIVE, "booklet").await;
+    scanner(c, "B1000100").await;
+    wait_js(
+        c,
+        "the print done",
+        &attr_of("#task", "data-phase"),
+        "awaiting_confirmation",
+    )
+    .await;
+    id
+}
+
+/// What was seen: with a print waiting for confirmation, "Sign out" was refused by the
+/// controller (409), yet the terminal showed the sign-in as if signed out: the page forgot a
+/// session that was still open and still held the station. Now the refusal is shown and the
+/// operator is still signed in, and can confirm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium: run by scripts/test-all"]
+async fn a_refused_sign_out_keeps_the_terminal_signed_in_and_says_why() {
+    let hall = spawn_hall(0.02);
+    let api = hall.client;
+    let base = format!("http://{}", api.addr);
+    let sup = hall.sign_in("S1", None);
+    receive_lots(api, &sup);
+    let browser = Browser::start().await;
+    let c = browser.c();
+    browser.fit_viewport().await;
+    let id = a1_with_a_print_to_confirm(c, api, &sup, &base, "TRK-UI-SIGNOUT-1").await;
+
+    click(c, "#sign-out").await;
+    wait_js(c, "the refusal", &text_of("#refusal"), "before signing out").await;
+    assert_eq!(
+        c.execute(&hidden_of("#signin"), vec![]).await.unwrap(),
+        json!("true"),
+        "still signed in: no sign-in form"
+    );
+    assert_eq!(
+        c.execute(&hidden_of("#refusal"), vec![]).await.unwrap(),
+        json!("false"),
+        "the refusal is shown"
+    );
+    click(c, "button[data-key=confirm]").await;
+    wait_js(c, "the print confirmed", &text_of("#done"), "confirmed").await;
+    assert_ne!(
+        station(api, &sup, "PRINT-01")["work"]["job"],
+        json!(id),
+        "the print left PRINT-01"
+    );
+    no_page_errors(c, "A1's terminal").await;
+}

@@ -117,12 +117,18 @@ export class Api {
     return this.session;
   }
 
+  /**
+   * Signs out. A refusal by the controller (409: a step is running on the station's device)
+   * keeps the session, which is still open there, and is thrown; a dead session, or a
+   * controller that does not answer, is forgotten all the same.
+   */
   async signOut() {
     try {
       if (this.session) await this.call('DELETE', '/session');
-    } finally {
-      this.forget();
+    } catch (e) {
+      if (e instanceof ApiError && e.status !== 0 && !e.sessionDead) throw e;
     }
+    this.forget();
   }
 
   forget() {
