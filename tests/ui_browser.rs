@@ -1565,3 +1565,56 @@ async fn a_refused_sign_out_keeps_the_terminal_signed_in_and_says_why() {
     );
     no_page_errors(c, "A1's terminal").await;
 }
+
+/// What was seen: A1 typed a defect's reason; the status stream broke and came back, and the
+/// cursor was moved to "Confirm the print" (the task's main button): A1's next Enter would have
+/// confirmed the print instead of reporting it spoiled. Now a cursor in a field stays there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium: run by scripts/test-all"]
+async fn a_stream_reconnection_leaves_the_cursor_in_the_defect_reason_being_typed() {
+    let hall = spawn_hall(0.02);
+    let api = hall.client;
+    let base = format!("http://{}", api.addr);
+    let sup = hall.sign_in("S1", None);
+    receive_lots(api, &sup);
+    let browser = Browser::start().await;
+    let c = browser.c();
+    browser.fit_viewport().await;
+    a1_with_a_print_to_confirm(c, api, &sup, &base, "TRK-UI-RECONNECT-1").await;
+
+    click(c, "button[data-key=defect]").await;
+    wait_eq(c, "the cursor in the reason", ACTIVE, "reason").await;
+    typed(c, "input[name=reason]", "smudged", false).await;
+    let streams = c
+        .execute("return window.__streams.length;", vec![])
+        .await
+        .unwrap();
+    c.execute(
+        "window.__streams[window.__streams.length - 1].abort();",
+        vec![],
+    )
+    .await
+    .unwrap();
+    wait_eq(
+        c,
+        "the stream back",
+        &format!(
+            "return String(window.__streams.length > {streams} \
+             && document.getElementById('st-stream').dataset.state === 'live');"
+        ),
+        "true",
+    )
+    .await;
+    // The redraw that follows a reconnection has had its moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_eq(c, "the cursor still in the reason", ACTIVE, "reason").await;
+    enter_as_a_person(c, "input[name=reason]", " data page").await;
+    wait_js(
+        c,
+        "the defect recorded",
+        &text_of("#done"),
+        "Defect recorded",
+    )
+    .await;
+    no_page_errors(c, "A1's terminal").await;
+}

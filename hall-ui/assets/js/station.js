@@ -120,11 +120,14 @@ function onStreamState(s) {
   const el = $('st-stream');
   el.textContent = { live: 'live', connecting: 'connecting…', down: 'reconnecting…' }[s] || s;
   el.dataset.state = s;
-  // Back after a break: the cursor goes back to the task (unless a custody form is being typed).
+  // Back after a break: a cursor lost in the break (on nothing) goes back to the task. One in a
+  // field stays where it is being typed: moved from the defect's reason to the task's main
+  // button, the operator's next Enter would confirm the step instead of reporting the defect.
   if (s === 'down') state.streamBroke = true;
   if (s === 'live' && state.streamBroke) {
     state.streamBroke = false;
-    focusTask();
+    const a = document.activeElement;
+    if (!a || a === document.body || !a.isConnected) focusTask();
   }
 }
 
