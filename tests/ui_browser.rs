@@ -1618,3 +1618,51 @@ async fn a_stream_reconnection_leaves_the_cursor_in_the_defect_reason_being_type
     .await;
     no_page_errors(c, "A1's terminal").await;
 }
+
+/// What was seen: an action answered 401 (the session had ended at the controller): the page
+/// showed the sign-in with "Your session ended", then the action's refusal wiped that message
+/// and filled the terminal's refusal box, shown again, stale, after the next sign-in. Now the
+/// sign-in says why, once, and the refusal box stays empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium: run by scripts/test-all"]
+async fn an_action_refused_for_a_dead_session_shows_the_sign_in_and_its_reason_only() {
+    let hall = spawn_hall(0.02);
+    let api = hall.client;
+    let base = format!("http://{}", api.addr);
+    let browser = Browser::start().await;
+    let c = browser.c();
+    browser.fit_viewport().await;
+    c.goto(&format!("{base}/station?station=PRINT-01"))
+        .await
+        .unwrap();
+    c.execute(FETCH_SPY, vec![]).await.unwrap();
+    sign_in(c, "A1", None).await;
+    find(c, "button[data-key=open-session]").await;
+    c.execute("window.__dead = true;", vec![]).await.unwrap();
+    click(c, "button[data-key=open-session]").await;
+    wait_eq(
+        c,
+        "the sign-in",
+        "return String(document.getElementById('signin').hidden);",
+        "false",
+    )
+    .await;
+    // The action's own handling has run by now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        c.execute(&text_of("#announce"), vec![]).await.unwrap(),
+        json!("Your session ended: sign in again."),
+        "the sign-in says why"
+    );
+    assert_eq!(
+        c.execute(
+            "const r = document.getElementById('refusal'); return [String(r.hidden), r.textContent].join('|');",
+            vec![]
+        )
+        .await
+        .unwrap(),
+        json!("true|"),
+        "no refusal waits in the terminal"
+    );
+    no_page_errors(c, "A1's terminal").await;
+}

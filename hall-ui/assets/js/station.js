@@ -674,6 +674,9 @@ function takeScan(code) {
 
 /** A refusal, in the controller's words, big and in red; the last success is cleared. */
 function showRefusal(e) {
+  // A dead session already shows the sign-in and says why: a refusal here would wipe that, and
+  // show, stale, in the terminal of the next sign-in.
+  if (e instanceof ApiError && e.sessionDead) return;
   const el = $('refusal');
   el.hidden = false;
   el.textContent = '';
