@@ -287,6 +287,16 @@ pub struct AlertConfig {
     /// this percentage of its threshold, so that a queue hovering at the threshold does not
     /// raise and clear an alert every few seconds.
     pub clear_percent: u32,
+    /// The due-at-risk prediction waits for this many jobs dispatched since the controller
+    /// started...
+    pub due_at_risk_min_completions: u32,
+    /// ... and for this many seconds watched since it started: before both, it predicts nothing.
+    pub due_at_risk_min_window_secs: u32,
+    /// A `backlog` or `due_at_risk` condition raises its alert once it has held this long
+    /// without a break (0: at once).
+    pub raise_after_secs: u32,
+    /// ... and clears it once it has been over this long without a break (0: at once).
+    pub clear_after_secs: u32,
     /// Severity by alert kind or refusal rule (`[alerts.severity]`), over the built-in ones.
     pub severity: std::collections::BTreeMap<String, crate::line::Severity>,
 }
@@ -300,6 +310,10 @@ impl Default for AlertConfig {
             device_offline_secs: 10,
             due_at_risk_minutes: 60,
             clear_percent: 90,
+            due_at_risk_min_completions: 20,
+            due_at_risk_min_window_secs: 900,
+            raise_after_secs: 60,
+            clear_after_secs: 300,
             severity: std::collections::BTreeMap::new(),
         }
     }

@@ -151,7 +151,11 @@ fn a_jam_raises_a_device_alert_on_the_stream_and_only_a_supervisor_acknowledges_
 
 #[test]
 fn a_backlog_alert_over_a_low_threshold_survives_a_restart_and_clears_when_the_queue_shrinks() {
-    let mut hall = spawn_hall_with(0.02, "[alerts]\nqueue_depth = 2\n");
+    // Raised at once; cleared once the queue has been short for 10 s (the hysteresis).
+    let mut hall = spawn_hall_with(
+        0.02,
+        "[alerts]\nqueue_depth = 2\nraise_after_secs = 0\nclear_after_secs = 10\n",
+    );
     let c = hall.client;
     let sup = hall.sign_in("S1", None);
     let ids: Vec<u64> = (0..3)
@@ -213,7 +217,14 @@ fn a_backlog_alert_over_a_low_threshold_survives_a_restart_and_clears_when_the_q
         )
         .expect(200, "cancel");
     }
-    wait_for(30, "the backlog alert cleared", || {
+    // Not at once: the queue has to stay short for a while.
+    assert!(
+        open_alerts(c, &sup)
+            .iter()
+            .any(|a| a["id"] == id.as_str() && a["kind"] == "backlog"),
+        "the backlog alert is still open right after the queue shrank"
+    );
+    wait_for(40, "the backlog alert cleared", || {
         let recs = alert_records(c, &aud, "alert_cleared", &id);
         ((recs.len() == 1).then_some(()), format!("{recs:?}"))
     });
@@ -633,4 +644,81 @@ fn an_unplugged_printer_raises_an_offline_alert_and_a_session_closed_short_raise
         )
         .expect(200, "resolve");
     assert_eq!(resolved["open"], false, "{resolved}");
+}
+
+/// An urgent job due in 30 minutes, inside the 60-minute margin of `due_at_risk`.
+fn urgent_soon(tracking: &str, number: &str) -> hallctl_jobs::intake::JobRequest {
+    let mut req = job_request(tracking, "Eriksson", number);
+    req.class = "urgent".into();
+    req.due = (chrono::Utc::now() + chrono::Duration::minutes(30))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    req
+}
+
+#[test]
+fn due_at_risk_predicts_nothing_before_a_rate_then_raises_and_clears_when_the_job_is_done() {
+    // Enough data after one job dispatched (no minimum window); no delay to raise or clear.
+    let hall = spawn_hall_with(
+        0.02,
+        "[alerts]\ndue_at_risk_min_completions = 1\ndue_at_risk_min_window_secs = 0\n\
+         raise_after_secs = 0\nclear_after_secs = 0\n",
+    );
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    let aud = hall.sign_in("AU1", None);
+    receive_lots(c, &sup);
+    let ops = Ops {
+        a1: hall.sign_in("A1", Some("PRINT-01")),
+        b1: hall.sign_in("B1", Some("LAM-01")),
+        c1: hall.sign_in("C1", Some("QC-01")),
+        d1: hall.sign_in("D1", Some("DISPATCH-01")),
+    };
+    open_and_issue(c, &ops.a1, "A1", "PRINT-01", "B1000100-B1000109");
+    open_and_issue(c, &ops.b1, "B1", "LAM-01", "P2000100-P2000109");
+    let due_alerts = |c: Client| -> Vec<Value> {
+        open_alerts(c, &sup)
+            .into_iter()
+            .filter(|a| a["kind"] == "due_at_risk")
+            .collect()
+    };
+
+    // Nothing dispatched yet: no rate, no prediction (it was "1 urgent job(s) predicted to miss
+    // their due time at 0.0 jobs/h"). The line evaluates it every 5 s: two rounds.
+    let first = urgent_soon("TRK-DUE-1", "L898901C3");
+    let id = submit(c, &sup, &first);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(11);
+    while std::time::Instant::now() < deadline {
+        assert_eq!(due_alerts(c), Vec::<Value>::new(), "no prediction yet");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    run_job(c, &sup, &ops, id, &first, "B1000100", "P2000100");
+
+    // One job dispatched: a rate. The next urgent job due in 30 minutes is at risk.
+    let second = urgent_soon("TRK-DUE-2", "L898902C3");
+    let id = submit(c, &sup, &second);
+    let alert = wait_alert(c, &sup, "due_at_risk", "urgent");
+    let detail = alert["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("1 urgent job(s) predicted to miss their due time at "),
+        "{detail}"
+    );
+    assert!(
+        !detail.contains(" at 0.0 jobs/h"),
+        "a measured rate: {detail}"
+    );
+    let alert_id = alert["id"].as_str().unwrap().to_string();
+
+    // Dispatched: the condition is over, and the alert clears (no job left).
+    run_job(c, &sup, &ops, id, &second, "B1000101", "P2000101");
+    wait_for(30, "the due_at_risk alert cleared", || {
+        let recs = alert_records(c, &aud, "alert_cleared", &alert_id);
+        ((recs.len() == 1).then_some(()), format!("{recs:?}"))
+    });
+    assert_eq!(due_alerts(c), Vec::<Value>::new());
+    let raised: Vec<Value> = alert_records(c, &aud, "alert_raised", "")
+        .into_iter()
+        .filter(|r| r["event"]["action"]["alert_kind"] == "due_at_risk")
+        .collect();
+    assert_eq!(raised.len(), 1, "raised once: {raised:?}");
 }

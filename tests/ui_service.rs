@@ -97,6 +97,9 @@ fn the_pages_and_assets_are_served_from_the_binary_with_types_and_caching_header
         ),
         ("/ui/vendor/uplot/uPlot.min.css", "text/css; charset=utf-8"),
         ("/ui/vendor/uplot/LICENSE", "text/plain; charset=utf-8"),
+        // The icon every page links, and where a browser looks for one anyway: no 404.
+        ("/ui/favicon.svg", "image/svg+xml"),
+        ("/favicon.ico", "image/svg+xml"),
     ] {
         let (status, h, body) = get(addr, path, &[]);
         assert_eq!(status, 200, "{path}");

@@ -13,6 +13,8 @@
 //!   (`common.js`: the API client, the status stream, DOM helpers).
 //! - `css/ui.css`: one style sheet.
 //! - `vendor/uplot/`: uPlot (MIT, with its licence), for the throughput chart.
+//! - `favicon.svg`: the pages' icon (`<link rel="icon">` in each), also served at
+//!   `/favicon.ico` for whatever asks there ([`favicon`]): no page requests a 404.
 //!
 //! # Caching
 //! Every response carries a strong `ETag` (the content's SHA-256) and `Cache-Control:
@@ -78,6 +80,11 @@ pub fn asset(path: &str) -> Option<Asset> {
         return None;
     }
     load(path, false)
+}
+
+/// The icon every page links (`/ui/favicon.svg`), for `/favicon.ico` too.
+pub fn favicon() -> Option<Asset> {
+    load("favicon.svg", false)
 }
 
 /// Every asset file name (for tests and the codemap).
@@ -168,6 +175,22 @@ mod tests {
             }
         }
         assert!(checked >= 6, "the pages and modules reference each other");
+    }
+
+    #[test]
+    fn every_page_links_the_icon_that_is_served() {
+        for (_, file, _) in PAGES {
+            assert!(
+                text(file)
+                    .contains(r#"<link rel="icon" href="/ui/favicon.svg" type="image/svg+xml">"#),
+                "{file} links no icon: the browser would ask for /favicon.ico"
+            );
+        }
+        let icon = favicon().expect("the icon");
+        assert_eq!(icon.content_type, "image/svg+xml");
+        assert!(!icon.is_page);
+        assert!(String::from_utf8_lossy(&icon.body).starts_with("<svg "));
+        assert!(asset("favicon.svg").is_some());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The hall UI's pages and assets (see [`hallctl_ui`]): `/` (hall view), `/station` (station
-//! terminal), `/audit` (auditor view) and `/ui/...`. They need no sign-in: they carry no data,
-//! and every request they make goes to the API in the user's cookie session (see [`super::web`]).
+//! terminal), `/audit` (auditor view), `/ui/...` and `/favicon.ico` (the pages' icon). They
+//! need no sign-in: they carry no data, and every request they make goes to the API in the
+//! user's cookie session (see [`super::web`]).
 
 use axum::Router;
 use axum::extract::Path;
@@ -12,7 +13,9 @@ use super::AppState;
 use super::error::ApiError;
 
 pub(super) fn router() -> Router<AppState> {
-    let mut r = Router::new().route("/ui/{*path}", get(asset));
+    let mut r = Router::new()
+        .route("/ui/{*path}", get(asset))
+        .route("/favicon.ico", get(favicon));
     for (route, _, _) in hallctl_ui::PAGES {
         r = r.route(
             route,
@@ -33,6 +36,14 @@ async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
     match hallctl_ui::asset(&path) {
         Some(a) => send(a, &headers),
         None => ApiError::not_found(format!("no UI asset {path}")).into_response(),
+    }
+}
+
+/// The pages link `/ui/favicon.svg`; a browser that asks `/favicon.ico` anyway gets it too.
+async fn favicon(headers: HeaderMap) -> Response {
+    match hallctl_ui::favicon() {
+        Some(a) => send(a, &headers),
+        None => ApiError::not_found("no icon").into_response(),
     }
 }
 

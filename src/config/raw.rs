@@ -133,6 +133,10 @@ pub(super) struct RawAlerts {
     pub device_offline_secs: u64,
     pub due_at_risk_minutes: u64,
     pub clear_percent: u64,
+    pub due_at_risk_min_completions: u64,
+    pub due_at_risk_min_window_secs: u64,
+    pub raise_after_secs: u64,
+    pub clear_after_secs: u64,
     pub severity: BTreeMap<String, String>,
 }
 
@@ -144,6 +148,10 @@ impl Default for RawAlerts {
             device_offline_secs: 10,
             due_at_risk_minutes: 60,
             clear_percent: 90,
+            due_at_risk_min_completions: 20,
+            due_at_risk_min_window_secs: 900,
+            raise_after_secs: 60,
+            clear_after_secs: 300,
             severity: BTreeMap::new(),
         }
     }

@@ -574,6 +574,46 @@ fn error_cases() -> Vec<ErrorCase> {
             "0 is out of range 1..=10080",
         ),
         (
+            "a condition raised after more than an hour",
+            edit(
+                "queue_depth = 5000\n",
+                "queue_depth = 5000\nraise_after_secs = 3601\n",
+            ),
+            15,
+            "alerts.raise_after_secs",
+            "3601 is out of range 0..=3600",
+        ),
+        (
+            "a condition cleared after more than an hour",
+            edit(
+                "queue_depth = 5000\n",
+                "queue_depth = 5000\nclear_after_secs = 7200\n",
+            ),
+            15,
+            "alerts.clear_after_secs",
+            "7200 is out of range 0..=3600",
+        ),
+        (
+            "a prediction after more than a day",
+            edit(
+                "queue_depth = 5000\n",
+                "queue_depth = 5000\ndue_at_risk_min_window_secs = 86401\n",
+            ),
+            15,
+            "alerts.due_at_risk_min_window_secs",
+            "86401 is out of range 0..=86400",
+        ),
+        (
+            "a prediction from no completion at all",
+            edit(
+                "queue_depth = 5000\n",
+                "queue_depth = 5000\ndue_at_risk_min_completions = 0\n",
+            ),
+            15,
+            "alerts.due_at_risk_min_completions",
+            "0 is out of range 1..=100000",
+        ),
+        (
             "due at risk above a week",
             edit(
                 "queue_depth = 5000\n",
@@ -1397,6 +1437,10 @@ fn defaults_are_the_documented_ones() {
             device_offline_secs: 10,
             due_at_risk_minutes: 60,
             clear_percent: 90,
+            due_at_risk_min_completions: 20,
+            due_at_risk_min_window_secs: 900,
+            raise_after_secs: 60,
+            clear_after_secs: 300,
             severity: std::collections::BTreeMap::new(),
         }
     );

@@ -479,6 +479,26 @@ impl Checker<'_> {
                 1..=10_080,
             ),
             clear_percent: self.ranged("alerts.clear_percent", raw.clear_percent, 50..=100),
+            due_at_risk_min_completions: self.ranged(
+                "alerts.due_at_risk_min_completions",
+                raw.due_at_risk_min_completions,
+                1..=100_000,
+            ),
+            due_at_risk_min_window_secs: self.ranged(
+                "alerts.due_at_risk_min_window_secs",
+                raw.due_at_risk_min_window_secs,
+                0..=86_400,
+            ),
+            raise_after_secs: self.ranged(
+                "alerts.raise_after_secs",
+                raw.raise_after_secs,
+                0..=3600,
+            ),
+            clear_after_secs: self.ranged(
+                "alerts.clear_after_secs",
+                raw.clear_after_secs,
+                0..=3600,
+            ),
             severity: self.severities(raw.severity),
         }
     }

@@ -94,6 +94,7 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let mut config = HallConfig::demo();
+    config.alerts = alerts_in_hall_time(&config.alerts, opts.speed);
     config.server.data_dir = data_dir.clone();
     if let Some(l) = opts.listen {
         config.server.listen = l;
@@ -113,6 +114,24 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
     // Everything durable is done by now.
     rt.shutdown_timeout(Duration::from_secs(1));
     result
+}
+
+/// The alert thresholds that are hall time (a due time's margin, a queued job's age, how long a
+/// condition holds or is over before its alert is raised or cleared, how long the line is
+/// watched before predicting), for a hall whose time runs `speed` times as fast as the clock.
+/// The controller counts real time; the demo shrinks due times by `speed`, and so must these:
+/// at speed 20 an urgent job is due 36 real minutes after it arrives, and with the 60-minute
+/// margin unscaled every one was "at risk" from the start, whatever the rate.
+fn alerts_in_hall_time(a: &crate::config::AlertConfig, speed: f64) -> crate::config::AlertConfig {
+    let scale = |v: u32, min: u32| ((f64::from(v) / speed).round() as u32).max(min);
+    crate::config::AlertConfig {
+        oldest_queued_minutes: scale(a.oldest_queued_minutes, 1),
+        due_at_risk_minutes: scale(a.due_at_risk_minutes, 1),
+        due_at_risk_min_window_secs: scale(a.due_at_risk_min_window_secs, 0),
+        raise_after_secs: scale(a.raise_after_secs, 0),
+        clear_after_secs: scale(a.clear_after_secs, 0),
+        ..a.clone()
+    }
 }
 
 async fn run_hall(config: HallConfig, opts: DemoOptions) -> anyhow::Result<()> {
@@ -427,4 +446,42 @@ async fn banner(addr: SocketAddr, opts: &DemoOptions, known_staff: bool, first_s
     }
     println!("Ctrl-C ends the shift and stops the hall; run the same command again to continue.");
     println!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AlertConfig;
+
+    #[test]
+    fn the_demo_scales_the_alert_thresholds_that_are_hall_time() {
+        let a = AlertConfig::default();
+        assert_eq!(alerts_in_hall_time(&a, 1.0), a);
+        let fast = alerts_in_hall_time(&a, 20.0);
+        assert_eq!(
+            (
+                fast.oldest_queued_minutes,
+                fast.due_at_risk_minutes,
+                fast.due_at_risk_min_window_secs,
+                fast.raise_after_secs,
+                fast.clear_after_secs
+            ),
+            (12, 3, 45, 3, 15)
+        );
+        // Counts and device timings are not hall time.
+        assert_eq!(
+            (
+                fast.due_at_risk_min_completions,
+                fast.device_offline_secs,
+                fast.queue_depth
+            ),
+            (20, 10, 5000)
+        );
+        // At any speed, the margin stays under the demo's shortest due time (2 real minutes).
+        let fastest = alerts_in_hall_time(&a, 1000.0);
+        assert_eq!(
+            (fastest.due_at_risk_minutes, fastest.raise_after_secs),
+            (1, 0)
+        );
+    }
 }

@@ -16,9 +16,12 @@ use hallctl_jobs::scheduler::{
 };
 use tokio::sync::{mpsc, watch};
 
-use super::alerts::{Alert, AlertBook, AlertKind, AlertList, Occurrence, Severity};
+use super::alerts::{
+    Alert, AlertBook, AlertKind, AlertList, ConditionGates, Hysteresis, Occurrence, Severity,
+    Verdict, level_holds,
+};
 use super::jobs::{self as store_jobs, JobView, TrackingEntry};
-use super::monitor::{QueueStats, Throughput, predict_at_risk};
+use super::monitor::{QueueStats, RateMinimum, Throughput, predict_at_risk};
 use super::perf::{DeviceActivity, OperatorActivity, Perf, PerfReport, Period};
 use super::storage::{StorageState, StorageStatus, StorageWatch};
 use super::{
@@ -159,6 +162,8 @@ pub(crate) struct Actor {
     _storage_watch: Option<StorageWatch>,
     alert_cfg: AlertConfig,
     alerts: AlertBook,
+    /// The changes under way of the `backlog` and `due_at_risk` conditions (hysteresis).
+    gates: ConditionGates,
     /// Jobs in the scheduler's queues, by class and age.
     queue: QueueStats,
     /// Dispatched jobs per hour and shift; on-time counts; the current rate.
@@ -341,6 +346,10 @@ impl Actor {
             shift_checked: None,
             storage_alert: None,
             _storage_watch: None,
+            gates: ConditionGates::new(Hysteresis {
+                raise_after: i64::from(setup.alerts.raise_after_secs) * 1000,
+                clear_after: i64::from(setup.alerts.clear_after_secs) * 1000,
+            }),
             alert_cfg: setup.alerts,
             alerts,
             queue: QueueStats::default(),
@@ -852,6 +861,8 @@ impl Actor {
         let _ = self.storage_alerts(Utc::now());
         self.shift_end_alerts(Utc::now());
         if self.ticks.is_multiple_of(5) {
+            // A backlog's hysteresis runs on time alone too.
+            self.backlog_alerts(Utc::now());
             self.due_alerts(Utc::now());
             self.spoilage_alerts(Utc::now());
             for i in 0..self.stations.len() {
@@ -1212,66 +1223,111 @@ impl Actor {
         }
     }
 
+    /// Runs a condition's signal through its hysteresis and raises or clears its alert.
+    /// `holds`: whether the condition holds (`None`: cannot tell, the alert stays as it is);
+    /// `detail` is asked for only to raise.
+    fn gate(
+        &mut self,
+        kind: AlertKind,
+        subject: &str,
+        holds: Option<bool>,
+        now: DateTime<Utc>,
+        detail: impl FnOnce() -> String,
+    ) {
+        let open = self.alerts.open_for(kind, subject).is_some();
+        match self.gates.decide(kind, subject, open, holds, ms(now)) {
+            Verdict::Raise => self.raise(kind, subject, detail()),
+            Verdict::Clear => self.clear(kind, subject),
+            Verdict::Keep => {}
+        }
+    }
+
+    /// `backlog`: before its alert is raised the condition holds above its threshold; once
+    /// raised, above `clear_percent` of it ([`level_holds`]). Then the hysteresis of
+    /// [`Actor::gate`].
     fn backlog_alerts(&mut self, now: DateTime<Utc>) {
         let cfg = self.alert_cfg.clone();
-        let keep = |threshold: u64| threshold * u64::from(cfg.clear_percent) / 100;
+        let open = |alerts: &AlertBook, subject: &str| {
+            alerts.open_for(AlertKind::Backlog, subject).is_some()
+        };
         let depth = self.queue.len() as u64;
         let limit = u64::from(cfg.queue_depth);
-        if depth > limit {
-            self.raise(
-                AlertKind::Backlog,
-                "queue_depth",
-                format!("{depth} jobs queued (threshold {limit})"),
-            );
-        } else if depth <= keep(limit) {
-            self.clear(AlertKind::Backlog, "queue_depth");
-        }
+        let holds = level_holds(
+            depth,
+            limit,
+            cfg.clear_percent,
+            open(&self.alerts, "queue_depth"),
+        );
+        self.gate(AlertKind::Backlog, "queue_depth", Some(holds), now, || {
+            format!("{depth} jobs queued (threshold {limit})")
+        });
         let age_secs = self
             .queue
             .oldest()
             .map_or(0, |t| (ms(now) - t).max(0) / 1000);
         let limit = u64::from(cfg.oldest_queued_minutes) * 60;
         let age = u64::try_from(age_secs).unwrap_or(0);
-        if age > limit {
-            self.raise(
-                AlertKind::Backlog,
-                "oldest_queued",
+        let holds = level_holds(
+            age,
+            limit,
+            cfg.clear_percent,
+            open(&self.alerts, "oldest_queued"),
+        );
+        self.gate(
+            AlertKind::Backlog,
+            "oldest_queued",
+            Some(holds),
+            now,
+            || {
                 format!(
                     "the oldest queued job has waited {} min (threshold {} min)",
                     age / 60,
                     limit / 60
-                ),
-            );
-        } else if age <= keep(limit) {
-            self.clear(AlertKind::Backlog, "oldest_queued");
-        }
+                )
+            },
+        );
     }
 
+    /// `due_at_risk`, per class: predicted from the dispatch rate once there is enough data
+    /// for one ([`super::monitor::usable_rate`]); before, nothing is predicted (an open alert
+    /// stays, unless no job is left). Then the hysteresis of [`Actor::gate`].
     fn due_alerts(&mut self, now: DateTime<Utc>) {
-        let rate = self.throughput.rate_per_hour(ms(now));
-        let margin = i64::from(self.alert_cfg.due_at_risk_minutes) * 60_000;
-        let jobs = &self.jobs;
-        let by_due = self
-            .by_due
-            .iter()
-            .filter_map(|(due, id)| jobs.get(id).map(|r| (*due, *id, r.job.class)));
-        let risk = predict_at_risk(ms(now), rate, margin, self.by_due.len(), by_due);
+        let cfg = &self.alert_cfg;
+        let min = RateMinimum {
+            completions: u64::from(cfg.due_at_risk_min_completions),
+            window: i64::from(cfg.due_at_risk_min_window_secs) * 1000,
+        };
+        let margin = i64::from(cfg.due_at_risk_minutes) * 60_000;
+        let capacity = self.perf.capacity_per_hour(ms(now) - 3_600_000, ms(now));
+        let rate = self.throughput.usable_rate(ms(now), capacity, min);
+        let risk = rate.map(|rate| {
+            let jobs = &self.jobs;
+            let by_due = self
+                .by_due
+                .iter()
+                .filter_map(|(due, id)| jobs.get(id).map(|r| (*due, *id, r.job.class)));
+            predict_at_risk(ms(now), rate, margin, self.by_due.len(), by_due)
+        });
+        let none_left = self.by_due.is_empty();
         for class in hallctl_jobs::job::PriorityClass::ALL {
             let subject = class.name();
-            match risk[class.index()] {
-                Some(r) => self.raise(
-                    AlertKind::DueAtRisk,
-                    subject,
-                    format!(
-                        "{} {subject} job(s) predicted to miss their due time at {rate:.1} jobs/h; \
-                         first: job {} due {}",
-                        r.count,
-                        r.first,
-                        super::monitor::at(r.first_due).format("%Y-%m-%d %H:%M UTC")
-                    ),
+            let at_risk = risk.map(|r| r[class.index()]);
+            let holds = match at_risk {
+                Some(r) => Some(r.is_some()),
+                None if none_left => Some(false),
+                None => None,
+            };
+            let detail = || match (at_risk.flatten(), rate) {
+                (Some(r), Some(rate)) => format!(
+                    "{} {subject} job(s) predicted to miss their due time at {rate:.1} jobs/h; \
+                     first: job {} due {}",
+                    r.count,
+                    r.first,
+                    super::monitor::at(r.first_due).format("%Y-%m-%d %H:%M UTC")
                 ),
-                None => self.clear(AlertKind::DueAtRisk, subject),
-            }
+                _ => format!("{subject} jobs predicted to miss their due time"),
+            };
+            self.gate(AlertKind::DueAtRisk, subject, holds, now, detail);
         }
     }
 

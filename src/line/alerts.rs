@@ -6,9 +6,10 @@
 //! ([`ControlAction::AlertRaised`](crate::ledger::ControlAction::AlertRaised)) with the alert's
 //! state in the same batch (aux keyspace, `alert/<n>`), so an open alert survives a restart.
 //! *Conditions* (a device fault or offline, a backlog, due times at risk) clear themselves when
-//! the condition ends (`AlertCleared`); *events* (a reconciliation difference, a refused patch, a
-//! roll skip) stay open until a supervisor acknowledges them (`AlertAcknowledged`, with the
-//! supervisor as actor). Acknowledging a condition marks it seen; it stays open until it clears.
+//! the condition ends (`AlertCleared`; a backlog and due times at risk with some hysteresis,
+//! `alerts.raise_after_secs` and `alerts.clear_after_secs`, so that they do not flap);
+//! *events* (a reconciliation difference, a refused patch, a roll skip) stay open until a
+//! supervisor acknowledges them (`AlertAcknowledged`, with the supervisor as actor). Acknowledging a condition marks it seen; it stays open until it clears.
 //! The last [`RECENT`] closed alerts are kept for `GET /api/v1/alerts`.
 //!
 //! # Privacy
@@ -40,9 +41,13 @@ pub enum AlertKind {
     /// answers again.
     DeviceOffline,
     /// Too many jobs queued (`alerts.queue_depth`) or the oldest waiting too long
-    /// (`alerts.oldest_queued_minutes`). Clears below `alerts.clear_percent` of the threshold.
+    /// (`alerts.oldest_queued_minutes`), for `alerts.raise_after_secs`. Clears at or below
+    /// `alerts.clear_percent` of the threshold, for `alerts.clear_after_secs`.
     Backlog,
-    /// Jobs of a class predicted to miss their due time at the current rate. Clears when none is.
+    /// Jobs of a class predicted to miss their due time at the current rate, once there is
+    /// enough data for a rate (`alerts.due_at_risk_min_completions`,
+    /// `alerts.due_at_risk_min_window_secs`), for `alerts.raise_after_secs`. Clears when none
+    /// has been for `alerts.clear_after_secs`.
     DueAtRisk,
     /// A custody session closed with items unaccounted for (a signed discrepancy).
     Reconciliation,
@@ -623,6 +628,125 @@ impl AlertBook {
     }
 }
 
+/// Milliseconds since the epoch (the line's clock, passed in: nothing here reads it).
+type Millis = i64;
+
+/// When a condition's alert (`backlog`, `due_at_risk`) is raised and cleared, so that a
+/// condition that comes and goes does not raise a new alert every few seconds: it is raised once
+/// the condition has held for `raise_after` without a break, and cleared once it has been over
+/// for `clear_after` without a break (`alerts.raise_after_secs`, `alerts.clear_after_secs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hysteresis {
+    /// How long the condition holds before its alert is raised.
+    pub raise_after: Millis,
+    /// How long the condition is over before its alert clears.
+    pub clear_after: Millis,
+}
+
+/// What to do with a condition's alert now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Raise it.
+    Raise,
+    /// Clear it.
+    Clear,
+    /// Leave it as it is (open or not).
+    Keep,
+}
+
+impl Hysteresis {
+    /// The verdict on one condition seen at `now`: `open` whether its alert is open (the alert
+    /// book's word, so that an alert open at a restart is cleared as any other); `holds`
+    /// whether the condition holds (`None`: nobody can tell, e.g. no rate to predict from yet:
+    /// the alert stays as it is and a change under way is neither confirmed nor dropped; a
+    /// backlog is always known, see [`level_holds`]); `pending` the change under way
+    /// (the state asked for and since when), kept by the caller between calls.
+    pub(crate) fn decide(
+        &self,
+        open: bool,
+        holds: Option<bool>,
+        pending: &mut Option<(bool, Millis)>,
+        now: Millis,
+    ) -> Verdict {
+        if pending.is_some_and(|(want, _)| want == open) {
+            // The alert changed by itself (a restart, another path): start again.
+            *pending = None;
+        }
+        let Some(holds) = holds else {
+            return Verdict::Keep;
+        };
+        if holds == open {
+            *pending = None;
+            return Verdict::Keep;
+        }
+        let since = pending.get_or_insert((holds, now)).1;
+        let wait = if holds {
+            self.raise_after
+        } else {
+            self.clear_after
+        };
+        if now - since < wait {
+            return Verdict::Keep;
+        }
+        *pending = None;
+        if holds {
+            Verdict::Raise
+        } else {
+            Verdict::Clear
+        }
+    }
+}
+
+/// Whether a level condition (a backlog: the queue's depth, the oldest queued job's age) holds,
+/// `value` against its `threshold`, its alert being `open` or not: a Schmitt trigger. Until the
+/// alert is raised the condition holds above the threshold (a dip under it is a break in the
+/// wait to raise); once it is raised, above the clearing level (`clear_percent` of the
+/// threshold: a rise over that is a break in the wait to clear). Always known (never `None`
+/// to [`Hysteresis::decide`], which would keep a wait alive across a value that broke it).
+pub(crate) fn level_holds(value: u64, threshold: u64, clear_percent: u32, open: bool) -> bool {
+    let level = if open {
+        threshold * u64::from(clear_percent) / 100
+    } else {
+        threshold
+    };
+    value > level
+}
+
+/// The changes under way of the line's conditions, by kind and subject.
+#[derive(Debug)]
+pub(crate) struct ConditionGates {
+    hysteresis: Hysteresis,
+    pending: HashMap<(AlertKind, String), (bool, Millis)>,
+}
+
+impl ConditionGates {
+    pub(crate) fn new(hysteresis: Hysteresis) -> Self {
+        ConditionGates {
+            hysteresis,
+            pending: HashMap::new(),
+        }
+    }
+
+    /// [`Hysteresis::decide`] for the condition of `kind` about `subject`.
+    pub(crate) fn decide(
+        &mut self,
+        kind: AlertKind,
+        subject: &str,
+        open: bool,
+        holds: Option<bool>,
+        now: Millis,
+    ) -> Verdict {
+        let key = (kind, subject.to_string());
+        let mut pending = self.pending.get(&key).copied();
+        let v = self.hysteresis.decide(open, holds, &mut pending, now);
+        match pending {
+            Some(p) => self.pending.insert(key, p),
+            None => self.pending.remove(&key),
+        };
+        v
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -806,5 +930,264 @@ mod tests {
         let w = book.writes(&last).expect("writes");
         assert_eq!(w.len(), 2);
         assert_eq!(w[1], (key(1), None));
+    }
+
+    const S: Millis = 1000;
+
+    #[test]
+    fn a_condition_is_raised_after_it_held_and_cleared_after_it_ended_each_for_a_while() {
+        use Verdict::{Clear, Keep, Raise};
+        let h = Hysteresis {
+            raise_after: 60 * S,
+            clear_after: 300 * S,
+        };
+        // (case, alert open, the condition holds, pending before, now, verdict, pending after)
+        type Row = (
+            &'static str,
+            bool,
+            Option<bool>,
+            Option<(bool, Millis)>,
+            Millis,
+            Verdict,
+            Option<(bool, Millis)>,
+        );
+        let rows: [Row; 12] = [
+            ("quiet", false, Some(false), None, 0, Keep, None),
+            (
+                "it starts to hold",
+                false,
+                Some(true),
+                None,
+                10 * S,
+                Keep,
+                Some((true, 10 * S)),
+            ),
+            (
+                "held 59 s",
+                false,
+                Some(true),
+                Some((true, 10 * S)),
+                69 * S,
+                Keep,
+                Some((true, 10 * S)),
+            ),
+            (
+                "held 60 s: raise",
+                false,
+                Some(true),
+                Some((true, 10 * S)),
+                70 * S,
+                Raise,
+                None,
+            ),
+            (
+                "a break before 60 s",
+                false,
+                Some(false),
+                Some((true, 10 * S)),
+                30 * S,
+                Keep,
+                None,
+            ),
+            (
+                "unknown: kept, the change still under way",
+                false,
+                None,
+                Some((true, 10 * S)),
+                30 * S,
+                Keep,
+                Some((true, 10 * S)),
+            ),
+            (
+                "open and holding: hold",
+                true,
+                Some(true),
+                None,
+                100 * S,
+                Keep,
+                None,
+            ),
+            (
+                "it ends",
+                true,
+                Some(false),
+                None,
+                100 * S,
+                Keep,
+                Some((false, 100 * S)),
+            ),
+            (
+                "over for 299 s",
+                true,
+                Some(false),
+                Some((false, 100 * S)),
+                399 * S,
+                Keep,
+                Some((false, 100 * S)),
+            ),
+            (
+                "over for 300 s: clear",
+                true,
+                Some(false),
+                Some((false, 100 * S)),
+                400 * S,
+                Clear,
+                None,
+            ),
+            (
+                "it comes back before: hold",
+                true,
+                Some(true),
+                Some((false, 100 * S)),
+                200 * S,
+                Keep,
+                None,
+            ),
+            (
+                "the alert changed by itself",
+                true,
+                Some(false),
+                Some((true, 10 * S)),
+                100 * S,
+                Keep,
+                Some((false, 100 * S)),
+            ),
+        ];
+        for (case, open, holds, before, now, verdict, after) in rows {
+            let mut pending = before;
+            assert_eq!(h.decide(open, holds, &mut pending, now), verdict, "{case}");
+            assert_eq!(pending, after, "{case}");
+        }
+        // With no delay (a test hall), the first sighting decides.
+        let instant = Hysteresis {
+            raise_after: 0,
+            clear_after: 0,
+        };
+        assert_eq!(instant.decide(false, Some(true), &mut None, 5), Raise);
+        assert_eq!(instant.decide(true, Some(false), &mut None, 5), Clear);
+    }
+
+    /// Runs `signal` (the condition, every 5 s) through the gates as the actor does and counts
+    /// the alerts raised and cleared.
+    fn run(h: Hysteresis, signal: impl Iterator<Item = Option<bool>>) -> (u32, u32, bool) {
+        let mut gates = ConditionGates::new(h);
+        let (mut open, mut raised, mut cleared) = (false, 0, 0);
+        for (i, holds) in signal.enumerate() {
+            let now = i64::try_from(i).unwrap_or(0) * 5 * S;
+            match gates.decide(AlertKind::DueAtRisk, "urgent", open, holds, now) {
+                Verdict::Raise => (open, raised) = (true, raised + 1),
+                Verdict::Clear => (open, cleared) = (false, cleared + 1),
+                Verdict::Keep => {}
+            }
+        }
+        (raised, cleared, open)
+    }
+
+    #[test]
+    fn a_condition_oscillating_near_its_threshold_does_not_flap() {
+        let h = Hysteresis {
+            raise_after: 60 * S,
+            clear_after: 300 * S,
+        };
+        let no_delay = Hysteresis {
+            raise_after: 0,
+            clear_after: 0,
+        };
+        // Four minutes of a condition that holds 10 s out of every 25 s (the demo's due times
+        // at risk came and went so: AL-1 to AL-27 in 4 minutes).
+        let flicker = || (0..48).map(|i| Some(i % 5 < 2));
+        assert_eq!(
+            run(no_delay, flicker()),
+            (10, 10, false),
+            "without hysteresis"
+        );
+        assert_eq!(run(h, flicker()), (0, 0, false), "it never held a minute");
+        // Held for two minutes, then flickering for an hour: raised once, never cleared.
+        let held_then_flicker = (0..24)
+            .map(|_| Some(true))
+            .chain((0..720).map(|i| Some(i % 5 < 2)));
+        assert_eq!(run(h, held_then_flicker), (1, 0, true));
+        // ... and cleared five minutes after it ended for good.
+        let ended = (0..24)
+            .map(|_| Some(true))
+            .chain((0..60).map(|_| Some(false)));
+        assert_eq!(run(h, ended.clone()), (1, 0, true), "over for 4 min 55 s");
+        assert_eq!(
+            run(h, ended.chain([Some(false)])),
+            (1, 1, false),
+            "over for 5 min"
+        );
+        // A condition nobody can tell (`None`) changes nothing.
+        let band = (0..24)
+            .map(|_| Some(true))
+            .chain((0..1000).map(|i| if i % 2 == 0 { None } else { Some(true) }));
+        assert_eq!(run(h, band), (1, 0, true));
+        // Conditions of different subjects are gated apart.
+        let mut gates = ConditionGates::new(no_delay);
+        assert_eq!(
+            gates.decide(AlertKind::DueAtRisk, "urgent", false, Some(true), 0),
+            Verdict::Raise
+        );
+        assert_eq!(
+            gates.decide(AlertKind::DueAtRisk, "normal", false, Some(false), 0),
+            Verdict::Keep
+        );
+    }
+
+    /// What was seen: a queue above its threshold for one look, then just under it (but above
+    /// its clearing level) for 59 s, then above it for one look again, raised `backlog`: a dip
+    /// under the threshold did not count as a break. A backlog holds above its threshold until
+    /// its alert is raised, and above its clearing level while the alert is open.
+    #[test]
+    fn a_backlog_that_dips_under_its_threshold_breaks_the_wait_to_raise_and_one_over_its_clearing_level_the_wait_to_clear()
+     {
+        let h = Hysteresis {
+            raise_after: 60 * S,
+            clear_after: 300 * S,
+        };
+        // Depth every 5 s against a threshold of 100 cleared at 90%, through the gates as the
+        // actor runs them; (raised, cleared, open at the end).
+        let run = |depths: &[u64]| {
+            let mut gates = ConditionGates::new(h);
+            let (mut open, mut raised, mut cleared) = (false, 0, 0);
+            for (i, d) in depths.iter().enumerate() {
+                let now = i64::try_from(i).unwrap_or(0) * 5 * S;
+                let holds = Some(level_holds(*d, 100, 90, open));
+                match gates.decide(AlertKind::Backlog, "queue_depth", open, holds, now) {
+                    Verdict::Raise => (open, raised) = (true, raised + 1),
+                    Verdict::Clear => (open, cleared) = (false, cleared + 1),
+                    Verdict::Keep => {}
+                }
+            }
+            (raised, cleared, open)
+        };
+        let mut dip = vec![101];
+        dip.extend([95; 12]);
+        dip.push(101);
+        assert_eq!(run(&dip), (0, 0, false), "above for two looks only");
+        // Above for a minute: raised; then at 95 (over the clearing level) for an hour: it holds.
+        let mut held = vec![101; 13];
+        held.extend([95; 720]);
+        assert_eq!(run(&held), (1, 0, true), "raised, and not cleared at 95");
+        // At 90 for 5 min with a look at 95 in the middle: the wait to clear starts again.
+        let mut back = vec![101; 13];
+        back.extend([90; 30]);
+        back.push(95);
+        back.extend([90; 30]);
+        assert_eq!(run(&back), (1, 0, true), "a look at 95 breaks the wait");
+        back.extend([90; 31]);
+        assert_eq!(run(&back), (1, 1, false), "at 90 for 5 min: cleared");
+        // The level itself: a Schmitt trigger.
+        for (value, open, want) in [
+            (101, false, true),
+            (100, false, false),
+            (95, false, false),
+            (95, true, true),
+            (91, true, true),
+            (90, true, false),
+            (0, true, false),
+        ] {
+            assert_eq!(level_holds(value, 100, 90, open), want, "{value} {open}");
+        }
     }
 }

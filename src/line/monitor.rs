@@ -205,13 +205,37 @@ impl Throughput {
         }
     }
 
-    /// Jobs per hour over the last hour (or since the start, at least ten minutes).
-    pub(crate) fn rate_per_hour(&mut self, now: Millis) -> f64 {
+    /// Forgets the completions more than an hour before `now`.
+    fn prune(&mut self, now: Millis) {
         while self.last_hour.front().is_some_and(|t| now - t > HOUR_MS) {
             self.last_hour.pop_front();
         }
+    }
+
+    /// Jobs per hour over the last hour (or since the start, at least ten minutes), as the
+    /// snapshot shows it.
+    pub(crate) fn rate_per_hour(&mut self, now: Millis) -> f64 {
+        self.prune(now);
         let window = (now - self.started).clamp(MIN_RATE_WINDOW_MS, HOUR_MS);
         self.last_hour.len() as f64 * HOUR_MS as f64 / window as f64
+    }
+
+    /// The rate the due-at-risk prediction may use ([`usable_rate`]): `None` until `min` is met.
+    pub(crate) fn usable_rate(
+        &mut self,
+        now: Millis,
+        capacity_per_hour: Option<f64>,
+        min: RateMinimum,
+    ) -> Option<f64> {
+        self.prune(now);
+        let total: u64 = self.on_time.iter().map(|c| u64::from(c.0)).sum();
+        usable_rate(
+            self.last_hour.len(),
+            now - self.started,
+            total,
+            capacity_per_hour,
+            min,
+        )
     }
 
     pub(crate) fn view(&mut self, now: Millis) -> ThroughputView {
@@ -262,6 +286,47 @@ impl Throughput {
     }
 }
 
+/// How much the line must have been watched before its rate predicts anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RateMinimum {
+    /// Jobs dispatched since the controller started (`alerts.due_at_risk_min_completions`).
+    pub completions: u64,
+    /// Time watched since the controller started (`alerts.due_at_risk_min_window_secs`).
+    pub window: Millis,
+}
+
+/// The dispatch rate (jobs per hour) the due-at-risk prediction may use, or `None` while there
+/// is not enough data to predict anything.
+///
+/// - Not enough data: fewer than `min.completions` jobs dispatched since the start
+///   (`total`), or watched for less than `min.window` (`watched`).
+/// - The rate: the `in_window` completions of the last hour over the time they were counted
+///   in, the hour or the time since the start if shorter, which is at least `min.window` by
+///   then. The snapshot's figure ([`Throughput::rate_per_hour`]) divides the completions of the
+///   first ten minutes by a fixed ten minutes, so it grows with every completion whatever the
+///   pace: the "9300 jobs/h" of a demo hall at speed 20 was its 1550 jobs of the first three
+///   minutes.
+/// - At most `capacity_per_hour`, what the line's stations could do at the pace they showed
+///   ([`super::perf::line_capacity`]): the jobs still to finish go through the slowest stage,
+///   whatever a burst of dispatches from the work in progress suggests.
+pub(crate) fn usable_rate(
+    in_window: usize,
+    watched: Millis,
+    total: u64,
+    capacity_per_hour: Option<f64>,
+    min: RateMinimum,
+) -> Option<f64> {
+    if total < min.completions || watched < min.window || watched <= 0 {
+        return None;
+    }
+    let window = watched.min(HOUR_MS);
+    let rate = in_window as f64 * HOUR_MS as f64 / window as f64;
+    Some(match capacity_per_hour {
+        Some(cap) if cap.is_finite() && cap >= 0.0 => rate.min(cap),
+        _ => rate,
+    })
+}
+
 pub(crate) fn at(t: Millis) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(t).single().unwrap_or_default()
 }
@@ -286,8 +351,9 @@ pub(crate) struct AtRisk {
 /// `by_due` lists every unfinished job in due order (the order the scheduler roughly follows,
 /// since it ranks by slack): the job at position `k` is predicted to finish after `k + 1` jobs'
 /// worth of line time, `now + (k + 1) / rate`. It is at risk when that prediction plus the
-/// safety `margin` passes its due time. With no measured rate yet (`rate_per_hour` 0), only
-/// jobs already within the margin of their due time are at risk. The walk stops at the first
+/// safety `margin` passes its due time. With a rate of 0 (nothing dispatched in the last hour),
+/// only jobs already within the margin of their due time are at risk. The caller passes a rate
+/// only once there is enough data for one ([`usable_rate`]). The walk stops at the first
 /// due time no prediction can reach, so a long queue of far-off work is not rescanned.
 pub(crate) fn predict_at_risk<'a>(
     now: Millis,
@@ -394,6 +460,105 @@ mod tests {
         // A day later the ring has forgotten those hours.
         let v = th.view(t + 25 * HOUR_MS);
         assert!(v.hourly.iter().all(|h| h.completed == 0));
+    }
+
+    #[test]
+    fn a_rate_is_usable_only_with_enough_data_and_never_beyond_the_stations() {
+        let min = RateMinimum {
+            completions: 20,
+            window: 15 * MIN,
+        };
+        // (case, completions of the last hour, watched, since the start, capacity, rate)
+        type Case = (&'static str, usize, Millis, u64, Option<f64>, Option<f64>);
+        let cases: [Case; 10] = [
+            ("nothing yet", 0, 0, 0, None, None),
+            ("a burst at the start", 30, 2 * MIN, 30, None, None),
+            (
+                "watched long enough, too few jobs",
+                19,
+                20 * MIN,
+                19,
+                None,
+                None,
+            ),
+            (
+                "enough jobs, not watched long enough",
+                200,
+                14 * MIN,
+                200,
+                None,
+                None,
+            ),
+            (
+                "both: over the 15 minutes watched",
+                20,
+                15 * MIN,
+                20,
+                None,
+                Some(80.0),
+            ),
+            (
+                "over the last hour",
+                120,
+                5 * HOUR_MS,
+                900,
+                None,
+                Some(120.0),
+            ),
+            (
+                "the line stopped an hour ago",
+                0,
+                5 * HOUR_MS,
+                900,
+                None,
+                Some(0.0),
+            ),
+            (
+                "below the stations' capacity",
+                120,
+                HOUR_MS,
+                120,
+                Some(600.0),
+                Some(120.0),
+            ),
+            // The demo hall at speed 20: 1550 jobs dispatched in its first three minutes read
+            // 1550 / 10 min = 9300 jobs/h. Now no figure until 15 minutes are watched, and then
+            // never more than the stations showed they could do.
+            (
+                "9300 jobs/h: the first minutes",
+                1550,
+                3 * MIN,
+                1550,
+                Some(600.0),
+                None,
+            ),
+            (
+                "9300 jobs/h: capped",
+                2325,
+                15 * MIN,
+                2325,
+                Some(600.0),
+                Some(600.0),
+            ),
+        ];
+        for (case, in_window, watched, total, cap, want) in cases {
+            assert_eq!(
+                usable_rate(in_window, watched, total, cap, min),
+                want,
+                "{case}"
+            );
+        }
+        // The snapshot's figure for the first case of the demo hall was 9300.
+        let t = 1_000 * HOUR_MS;
+        let mut th = Throughput::new(t);
+        for i in 0..1550 {
+            th.completed(t + i * 100, t + HOUR_MS, PriorityClass::Urgent);
+        }
+        assert!((th.rate_per_hour(t + 3 * MIN) - 9300.0).abs() < 1e-6);
+        assert_eq!(th.usable_rate(t + 3 * MIN, None, min), None);
+        assert_eq!(th.usable_rate(t + 15 * MIN, Some(600.0), min), Some(600.0));
+        // An hour later, with nothing dispatched since: a measured 0.
+        assert_eq!(th.usable_rate(t + 2 * HOUR_MS, Some(600.0), min), Some(0.0));
     }
 
     fn jobs(list: &[(Millis, u64, PriorityClass)]) -> Vec<(Millis, JobId, PriorityClass)> {

@@ -571,6 +571,19 @@ impl Perf {
         }
     }
 
+    /// What the line's stations could dispatch per hour at the pace they showed since `from`
+    /// (whole hours): see [`line_capacity`].
+    pub(crate) fn capacity_per_hour(&self, from: Millis, now: Millis) -> Option<f64> {
+        let sums = self.sums(from, now, now);
+        line_capacity(self.devices.iter().map(|d| {
+            let b = sums
+                .get(&Who::Device(d.id.clone()))
+                .copied()
+                .unwrap_or_default();
+            (d.stage, b.completed + b.spoiled, b.cycle_ms)
+        }))
+    }
+
     /// Per-device OEE of the current shift, for the snapshot.
     pub(crate) fn summary(&self, now: Millis) -> PerfSummary {
         let period = Period::shift_at(at(now));
@@ -592,6 +605,36 @@ impl Perf {
                 .collect(),
         }
     }
+}
+
+/// What a line could complete per hour if every station that worked were busy all the time at
+/// the pace it showed: per station (stage, steps ended, their summed time from assignment to
+/// end), a station's pace is steps per hour of step time; a stage's capacity is the sum of its
+/// stations'; the line's is the slowest stage's, since every job goes through every stage.
+/// A stage with no step timed (or steps of no duration) sets no bound; `None` when no stage
+/// does. Pure: the actor passes the perf tracker's figures.
+pub(crate) fn line_capacity(stations: impl Iterator<Item = (Stage, u32, i64)>) -> Option<f64> {
+    // Per stage: the summed pace, or None while unbounded.
+    let mut stages: [Option<f64>; 4] = [Some(0.0); 4];
+    let mut timed = [false; 4];
+    for (stage, steps, cycle_ms) in stations {
+        if steps == 0 {
+            continue;
+        }
+        let i = stage.index();
+        timed[i] = true;
+        stages[i] = match stages[i] {
+            Some(sum) if cycle_ms > 0 => {
+                Some(sum + f64::from(steps) * HOUR_MS as f64 / cycle_ms as f64)
+            }
+            _ => None,
+        };
+    }
+    stages
+        .iter()
+        .zip(timed)
+        .filter_map(|(c, t)| if t { *c } else { None })
+        .reduce(f64::min)
 }
 
 #[cfg(test)]
@@ -740,5 +783,51 @@ mod tests {
             );
         }
         assert!(Period::parse_day("21/11/2026").is_err());
+    }
+
+    #[test]
+    fn the_line_capacity_is_its_slowest_stage_at_the_pace_its_stations_showed() {
+        use Stage::{Dispatch, Laminate, Print, Qc};
+        let s = |stage, steps, secs: i64| (stage, steps, secs * 1000);
+        // (case, stations, capacity per hour)
+        type Case = (&'static str, Vec<(Stage, u32, i64)>, Option<f64>);
+        let cases: Vec<Case> = vec![
+            ("nothing timed", vec![], None),
+            (
+                "a station that did nothing bounds nothing",
+                vec![s(Print, 0, 0)],
+                None,
+            ),
+            // Two printers at 60 s a step: 120/h; a laminator at 30 s: 120/h; QC at 10 s: 360/h.
+            (
+                "the slowest stage",
+                vec![
+                    s(Print, 10, 600),
+                    s(Print, 5, 300),
+                    s(Laminate, 20, 600),
+                    s(Qc, 30, 300),
+                ],
+                Some(120.0),
+            ),
+            (
+                "a stage of instant steps bounds nothing",
+                vec![s(Print, 10, 600), s(Dispatch, 10, 0)],
+                Some(60.0),
+            ),
+        ];
+        for (case, stations, want) in cases {
+            let got = line_capacity(stations.into_iter());
+            match (got, want) {
+                (Some(g), Some(w)) => assert!((g - w).abs() < 1e-9, "{case}: {g} != {w}"),
+                _ => assert_eq!(got, want, "{case}"),
+            }
+        }
+        // From the tracker: one printer, two steps of 30 s each, in the current hour.
+        let (mut p, d, op) = tracker();
+        let t = t0();
+        p.step(&d, Some(&op), Stage::Print, t, t + 30_000, true);
+        p.step(&d, Some(&op), Stage::Print, t + 60_000, t + 90_000, false);
+        let cap = p.capacity_per_hour(t + 2 * MIN - HOUR_MS, t + 2 * MIN);
+        assert_eq!(cap, Some(120.0));
     }
 }

@@ -464,6 +464,25 @@ impl Hall {
         self.client = Client { addr };
     }
 
+    /// Starts the service again on the same data directory and at the same address, as a real
+    /// hall's controller restarts: the pages open in a browser keep talking to it.
+    pub fn restart_at_the_same_address(&mut self) {
+        let addr = self.client.addr;
+        let toml = std::fs::read_to_string(self.config()).expect("the configuration");
+        let pinned = toml.replacen(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"{addr}\""),
+            1,
+        );
+        assert_ne!(
+            pinned, toml,
+            "the configuration listens on a port of its choice"
+        );
+        std::fs::write(self.config(), pinned).expect("write the configuration");
+        self.restart();
+        assert_eq!(self.client.addr, addr, "the service listens where it did");
+    }
+
     pub fn sign_in(&self, user: &str, station: Option<&str>) -> String {
         let mut body = json!({"user": user, "pin": pin(user)});
         if let Some(s) = station {

@@ -17,7 +17,8 @@ onSubmit($('signin-form'), async (v, form) => {
 });
 
 $('sign-out').addEventListener('click', async () => {
-  await api.signOut().catch(() => {});
+  // Refused or not, this page signs out (only a station's session can be refused).
+  await api.signOut().catch(() => api.forget());
   showSignIn('Signed out.');
 });
 

@@ -4,14 +4,31 @@
 // helpers that only ever set text (never HTML built from data), formatting, and the page's
 // error catcher.
 
-/** One refusal or failure, with the API's own words. */
+/** One refusal or failure, with the API's own words (`rule`: the custody rule that refused). */
 export class ApiError extends Error {
-  constructor(status, code, message, field) {
+  constructor(status, code, message, field, rule) {
     super(message);
     this.status = status;
     this.code = code;
     this.field = field || null;
+    this.rule = rule || null;
   }
+
+  /** Whether this answer means the page's session is gone (see `sessionDead`). */
+  get sessionDead() {
+    return sessionDead(this.status, this.code);
+  }
+}
+
+/**
+ * Whether an answer means the page's session is dead, so that the page must sign in again:
+ * 401 (no such session, or it expired), or 403 `csrf` (the CSRF token matches no session of
+ * this browser: the controller restarted, or the session ended elsewhere). Any other 403 is a
+ * refusal of one request by a signed-in user (a co-signer's wrong PIN, a custody rule) and keeps
+ * the session.
+ */
+export function sessionDead(status, code) {
+  return status === 401 || (status === 403 && code === 'csrf');
 }
 
 /**
@@ -74,9 +91,9 @@ export class Api {
     if (!r.ok) {
       const e = v && v.error;
       const err = e
-        ? new ApiError(r.status, e.code, e.message, e.field)
+        ? new ApiError(r.status, e.code, e.message, e.field, e.rule)
         : new ApiError(r.status, 'http', `the controller answered ${r.status}`);
-      if (r.status === 401 && this.session && path !== '/session') this.forget();
+      if (err.sessionDead && this.session && path !== '/session') this.forget();
       throw err;
     }
     return v;
@@ -100,12 +117,18 @@ export class Api {
     return this.session;
   }
 
+  /**
+   * Signs out. A refusal by the controller (409: a step is running on the station's device)
+   * keeps the session, which is still open there, and is thrown; a dead session, or a
+   * controller that does not answer, is forgotten all the same.
+   */
   async signOut() {
     try {
       if (this.session) await this.call('DELETE', '/session');
-    } finally {
-      this.forget();
+    } catch (e) {
+      if (e instanceof ApiError && e.status !== 0 && !e.sessionDead) throw e;
     }
+    this.forget();
   }
 
   forget() {
@@ -168,9 +191,18 @@ export function openStream(api, onEvent, onState) {
           cache: 'no-store',
           credentials: 'same-origin',
         });
-        if (r.status === 401) {
-          api.forget();
-          return;
+        if (r.status === 401 || r.status === 403) {
+          // A dead session is not retried: the page signs in again at once.
+          let code = null;
+          try {
+            code = (await r.json()).error.code;
+          } catch (e) {
+            code = null;
+          }
+          if (sessionDead(r.status, code)) {
+            api.forget();
+            return;
+          }
         }
         if (!r.ok || !r.body) throw new Error(`the stream answered ${r.status}`);
         onState('live');
@@ -322,6 +354,59 @@ export function showError(out, e, form) {
     const el = form.elements.namedItem(name);
     if (el && el.focus) el.focus();
   }
+}
+
+// ---- barcode scanners --------------------------------------------------------------------------
+
+/** Longest pause (ms) between a scanner's keystrokes; a person typing is far slower. */
+export const SCAN_GAP_MS = 50;
+/** Fewest characters a scan has (the shortest serial or badge is longer). */
+export const SCAN_MIN_CHARS = 4;
+
+/**
+ * Keeps barcode scans out of the wrong place. A scanner is a keyboard that types its code fast
+ * (each key a few ms after the last) and then Enter, into whatever has the focus: a free-text
+ * field (the scan would become its text and the Enter send it), a button (the Enter would press
+ * it), a select (the keys would change the choice) or nothing at all.
+ *
+ * So, while the focus is anywhere but where `mayTakeScan(el)` says a scan may go: keystrokes are
+ * watched; when at least SCAN_MIN_CHARS characters, then Enter, each came within SCAN_GAP_MS of
+ * the one before, that was a scan. Its Enter is stopped (nothing is sent, nothing pressed), the
+ * element it was typed into gets its value back as it was before the scan, and the code goes to
+ * `onScan(code)`. Slower typing is not touched: a person typing a reason and pressing Enter sends
+ * that form as always. A scan into a scan field is left to that field.
+ */
+export function routeScans(mayTakeScan, onScan) {
+  let burst = null; // { code, last: time of the last key, el, before: el's value before it }
+  window.addEventListener('keydown', (e) => {
+    const el = document.activeElement;
+    if (mayTakeScan(el)) {
+      burst = null;
+      return;
+    }
+    if (e.key === 'Shift') return; // a scanner holds Shift for capitals
+    const quick = burst !== null && e.timeStamp - burst.last <= SCAN_GAP_MS;
+    if (e.key === 'Enter') {
+      const scan = quick && burst.code.length >= SCAN_MIN_CHARS ? burst : null;
+      burst = null;
+      if (!scan) return;
+      e.preventDefault();
+      e.stopImmediatePropagation();
+      if (scan.before !== null && scan.el.isConnected) scan.el.value = scan.before;
+      onScan(scan.code);
+      return;
+    }
+    if (e.key.length !== 1 || e.ctrlKey || e.metaKey || e.altKey) {
+      burst = null;
+      return;
+    }
+    if (!quick) {
+      const keepsText = el && ['INPUT', 'TEXTAREA', 'SELECT'].includes(el.tagName);
+      burst = { code: '', el, before: keepsText ? el.value : null };
+    }
+    burst.code += e.key;
+    burst.last = e.timeStamp;
+  }, true);
 }
 
 /** A labelled input: `<label>text <input name=...></label>`. */

@@ -47,7 +47,8 @@ onSubmit($('signin-form'), async (v, form) => {
 });
 
 $('sign-out').addEventListener('click', async () => {
-  await api.signOut().catch(() => {});
+  // Refused or not, this page signs out (only a station's session can be refused).
+  await api.signOut().catch(() => api.forget());
   stop();
   showSignIn('Signed out.');
 });
@@ -147,7 +148,7 @@ const refreshSoon = debounce(async () => {
   try {
     setSnapshot(await api.get('/line'));
   } catch (e) {
-    if (!(e instanceof ApiError) || e.status !== 401) announce(`Could not refresh the line: ${e.message}`);
+    if (!(e instanceof ApiError) || !e.sessionDead) announce(`Could not refresh the line: ${e.message}`);
   }
 }, 200);
 
@@ -441,8 +442,8 @@ function showJob(j) {
   const box = $('job-actions');
   box.hidden = false;
   $('job-actions-title').textContent = `${jobId(j.id)} · ${j.tracking_number} · ${className(j.class)} · ${j.state.state.replace(/_/g, ' ')}`;
+  // The form announces what this returns (once).
   const after = async (v, said) => {
-    announce(said);
     await loadJobs().catch(() => {});
     showJob(v);
     return said;

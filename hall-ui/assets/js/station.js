@@ -2,10 +2,16 @@
 // scanner types into the focused field and sends Enter). It shows only this station's assigned
 // work, says every refusal in the controller's own words, and opens and closes the operator's
 // custody session with its two-person counts.
+//
+// Scanner-safe: after every action the cursor is back in the task's scan field, and a scan that
+// arrives anywhere else (a button, the skip chooser, the defect's reason, nowhere) is taken out
+// of there and sent from the task's scan field (`takeScan`). Fields a scan may go into as typed
+// carry `data-scan`: the task's scan fields, the custody serials and the ids of people (not the
+// PINs: a badge scanned into a PIN field would count as a wrong PIN).
 
 import {
-  Api, ApiError, $, h, render, announce, onSubmit, showError, field, openStream, jobId,
-  className, clock, READINESS, catchPageErrors, debounce, parseSerials, showStorage,
+  Api, ApiError, $, h, render, announce, onSubmit, showError, field, select, openStream, jobId,
+  className, clock, READINESS, catchPageErrors, debounce, parseSerials, showStorage, routeScans,
 } from './common.js';
 
 catchPageErrors();
@@ -23,6 +29,8 @@ const state = {
   stopStream: null,
   poll: null,
   lastBag: null,
+  /** The status stream broke and has not been live since. */
+  streamBroke: false,
 };
 
 // ---- sign in / out ---------------------------------------------------------------------------
@@ -101,6 +109,7 @@ function stop() {
   if (state.poll) clearInterval(state.poll);
   state.stopStream = null;
   state.poll = null;
+  state.streamBroke = false;
   state.view = null;
   state.session = null;
 }
@@ -111,6 +120,15 @@ function onStreamState(s) {
   const el = $('st-stream');
   el.textContent = { live: 'live', connecting: 'connecting…', down: 'reconnecting…' }[s] || s;
   el.dataset.state = s;
+  // Back after a break: a cursor lost in the break (on nothing) goes back to the task. One in a
+  // field stays where it is being typed: moved from the defect's reason to the task's main
+  // button, the operator's next Enter would confirm the step instead of reporting the defect.
+  if (s === 'down') state.streamBroke = true;
+  if (s === 'live' && state.streamBroke) {
+    state.streamBroke = false;
+    const a = document.activeElement;
+    if (!a || a === document.body || !a.isConnected) focusTask();
+  }
 }
 
 /** Only what concerns this station (or its job) leads to a refresh. */
@@ -134,13 +152,14 @@ function onEvent(name, data) {
 const refreshSoon = debounce(() => refresh().catch(quiet), 150);
 
 function quiet(e) {
-  if (!(e instanceof ApiError) || e.status !== 401) announce(`Could not refresh: ${e.message}`);
+  if (!(e instanceof ApiError) || !e.sessionDead) announce(`Could not refresh: ${e.message}`);
 }
 
+/** Fetches the station's view and draws it (done when it is drawn). */
 async function refresh() {
   if (!api.session) return;
   const v = await api.get(`/stations/${encodeURIComponent(api.session.station)}`);
-  setView(v);
+  await setView(v);
 }
 
 async function setView(v) {
@@ -198,12 +217,18 @@ function drawCustody(v) {
   if (hint) hint.replaceWith(closeHint(c));
 }
 
-/** The cursor goes to the task's first field (unless the operator is busy in a custody form). */
-function focusTask() {
+/**
+ * The cursor goes to the task's scan field (else its main button, else the task): where the next
+ * scan is expected. A live redraw leaves an operator typing in a custody form alone; after an
+ * action of the operator's own (`afterAction`) the cursor always goes back to the task.
+ */
+function focusTask(afterAction) {
   const a = document.activeElement;
-  if (a && $('custody').contains(a) && a.tagName !== 'BUTTON') return;
-  const first = $('task-body').querySelector('input, button.primary');
-  if (first) first.focus();
+  if (!afterAction && a && $('custody').contains(a) && a.tagName !== 'BUTTON') return;
+  if ($('terminal').hidden) return;
+  const body = $('task-body');
+  const first = body.querySelector('input[data-scan]') || body.querySelector('button.primary');
+  (first || $('task')).focus();
 }
 
 function workLine(w) {
@@ -277,6 +302,7 @@ function scanForm(w, inputs, send) {
   const form = h('form', { class: 'scan', autocomplete: 'off' },
     inputs.map(([name, label]) => field(label, name, {
       'data-key': `scan-${name}`,
+      'data-scan': true,
       class: name.startsWith('mrz') ? 'mono' : 'scan-input',
       autocapitalize: 'characters',
       required: true,
@@ -288,16 +314,15 @@ function scanForm(w, inputs, send) {
   onSubmit(form, async (f) => {
     for (const k of Object.keys(f)) f[k] = f[k].toUpperCase();
     try {
-      const said = await send(f);
-      cleared(said);
+      cleared(await send(f));
       form.reset();
       await refresh();
-      return said;
+      focusTask(true);
+      return null;
     } catch (e) {
       showRefusal(e);
       form.reset();
-      const first = form.querySelector('input');
-      if (first) first.focus();
+      focusTask(true);
       return null;
     }
   });
@@ -317,42 +342,92 @@ function chainEnter(form) {
   });
 }
 
-/** Lamination: the booklet in hand, then the patch; a patch out of roll order needs a reason. */
+/** Why a patch may be skipped: a fixed list, so that a scan can never become the reason. The
+ *  controller records the words. */
+const SKIP_REASONS = [
+  ['damaged', 'damaged patch'],
+  ['misprinted', 'misprinted patch'],
+  ['liner', 'patch stuck to the liner'],
+  ['torn-roll', 'torn roll'],
+];
+
+/**
+ * Lamination: the booklet in hand, then the patch. A patch out of roll order is refused; the
+ * scans are kept, the cursor is back in the patch field with its text selected (the next scan,
+ * the right patch, replaces it) and the skip chooser shows. Enter (a scan) always sends the
+ * scans as they are, without a reason; only the chooser's own button skips to the refused patch,
+ * with the reason chosen from the list.
+ */
 function laminateForm(v, w) {
-  const reason = field('Why skip to this patch? (out of roll order: the supervisor is alerted)', 'skip_reason', { 'data-key': 'skip-reason' });
-  reason.hidden = true;
+  /** The scans refused as out of roll order: what the skip button would send. */
+  let refused = null;
+  const reasonField = select('Why skip? (the supervisor is alerted)', 'skip_choice',
+    [['', 'Choose a reason…'], ...SKIP_REASONS], { 'data-key': 'skip-reason' });
+  const skipButton = h('button', { type: 'button', class: 'danger', 'data-key': 'skip-send', on: { click: skip } },
+    'Skip anyway');
+  const chooser = h('fieldset', { class: 'roll-skip', hidden: true },
+    h('legend', { text: 'Out of roll order: scan the right patch, or skip with a reason' }), reasonField, skipButton);
   const form = h('form', { class: 'scan', autocomplete: 'off' },
-    field('Scan the booklet in your hands', 'booklet', { 'data-key': 'scan-booklet', class: 'scan-input', required: true, maxlength: 40 }),
-    field('Scan the next patch from your roll', 'patch', { 'data-key': 'scan-patch', class: 'scan-input', required: true, maxlength: 40 }),
-    reason,
+    field('Scan the booklet in your hands', 'booklet', { 'data-key': 'scan-booklet', 'data-scan': true, class: 'scan-input', required: true, maxlength: 40 }),
+    field('Scan the next patch from your roll', 'patch', { 'data-key': 'scan-patch', 'data-scan': true, class: 'scan-input', required: true, maxlength: 40 }),
     h('button', { type: 'submit', class: 'primary', 'data-key': 'scan-send' }, 'Send'),
+    chooser,
     h('p', { class: 'form-error', role: 'alert' }));
+  const patchField = form.elements.namedItem('patch');
+  const reasonSelect = reasonField.querySelector('select');
   chainEnter(form);
-  onSubmit(form, async (f) => {
-    const body = withJob({ booklet: f.booklet.toUpperCase(), patch: f.patch.toUpperCase() }, w);
-    if (!reason.hidden && f.skip_reason) body.skip_reason = f.skip_reason;
+
+  async function send(body) {
     try {
-      await api.post(`/stations/${v.id}/laminate`, body);
+      await api.post(`/stations/${v.id}/laminate`, withJob(body, w));
       const said = `Patch ${body.patch} applied to booklet ${body.booklet}: laminating`;
       cleared(said);
       form.reset();
-      reason.hidden = true;
+      refused = null;
+      chooser.hidden = true;
       await refresh();
-      return said;
+      focusTask(true);
+      return null;
     } catch (e) {
       showRefusal(e);
-      if (/out of roll order/.test(e.message) && reason.hidden) {
-        // Keep the scans: the operator adds a reason and sends again, or scans the right patch.
-        reason.hidden = false;
-        reason.querySelector('input').focus();
+      if (e.rule === 'out_of_roll_order') {
+        refused = { booklet: body.booklet, patch: body.patch };
+        skipButton.textContent = `Skip to ${body.patch} anyway`;
+        reasonSelect.value = '';
+        chooser.hidden = false;
+        patchField.focus();
+        patchField.select();
       } else {
         form.reset();
-        reason.hidden = true;
-        form.querySelector('input').focus();
+        refused = null;
+        chooser.hidden = true;
+        focusTask(true);
       }
       return null;
     }
-  });
+  }
+
+  // Enter or Send: the scans, never a skip.
+  onSubmit(form, (f) => send({ booklet: f.booklet.toUpperCase(), patch: f.patch.toUpperCase() }));
+
+  // The explicit skip: the refused scans, with the chosen reason's words.
+  async function skip() {
+    const out = form.querySelector('.form-error');
+    out.textContent = '';
+    if (!refused) return;
+    if (!reasonSelect.value) {
+      out.textContent = 'Choose why the patch is skipped.';
+      reasonSelect.focus();
+      return;
+    }
+    const reason = reasonSelect.selectedOptions[0].text;
+    skipButton.disabled = true;
+    try {
+      await send({ ...refused, skip_reason: reason });
+    } finally {
+      skipButton.disabled = false;
+    }
+  }
   return form;
 }
 
@@ -368,9 +443,12 @@ function confirmStep(v, w) {
       const said = `Defect recorded: a supervisor approves the spoilage with the item in hand; job ${jobId(w.job)} waits until then`;
       cleared(said);
       await refresh();
-      return said;
+      focusTask(true);
+      return null;
     } catch (e) {
       showRefusal(e);
+      // The reason is what to fix (a scan cannot land in it: see `takeScan`).
+      defect.elements.reason.focus();
       return null;
     }
   });
@@ -379,11 +457,11 @@ function confirmStep(v, w) {
       await api.post(`/stations/${v.id}/confirm`);
       const said = `${what === 'print' ? 'Print' : 'Lamination'} of ${jobId(w.job)} confirmed`;
       cleared(said);
-      announce(said);
       await refresh();
     } catch (e) {
       showRefusal(e);
     }
+    focusTask(true);
   };
   return [
     workLine(w),
@@ -409,10 +487,10 @@ function bagLine() {
       state.lastBag = null;
       cleared(`Bag ${r.id} closed with ${r.items.length} passport(s)`);
       draw();
-      focusTask();
     } catch (e) {
       showRefusal(e);
     }
+    focusTask(true);
   };
   return h('p', { class: 'hint' }, `Last bag: ${b.id} for ${b.destination}, ${b.items.length} passport(s). `,
     h('button', { type: 'button', 'data-key': 'close-bag', on: { click: close } }, 'Close this bag'));
@@ -425,11 +503,10 @@ async function openSession() {
     const r = await api.post('/custody/sessions', { station: api.session.station });
     cleared(`Session ${r.session} opened: now receive your items, counted by two`);
     await refresh();
-    const first = $('custody-body').querySelector('input');
-    if (first) first.focus();
   } catch (e) {
     showRefusal(e);
   }
+  focusTask(true);
 }
 
 function counts(c) {
@@ -477,9 +554,9 @@ function disclosure(key, title, open, form) {
 
 function countForm(key, title, verb, path, said, open) {
   const form = h('form', { autocomplete: 'off', 'data-form': key },
-    field('Serials: a range first-last, or scan each', 'serials', { 'data-key': `${key}-serials`, required: true }),
+    field('Serials: a range first-last, or scan each', 'serials', { 'data-key': `${key}-serials`, 'data-scan': true, required: true }),
     field('Your PIN (first counter)', 'pin1', { type: 'password', inputmode: 'numeric', 'data-key': `${key}-pin1`, required: true }),
-    field('Second counter: id', 'user2', { 'data-key': `${key}-user2`, required: true, autocapitalize: 'characters' }),
+    field('Second counter: id', 'user2', { 'data-key': `${key}-user2`, 'data-scan': true, required: true, autocapitalize: 'characters' }),
     field('Second counter: PIN', 'pin2', { type: 'password', inputmode: 'numeric', 'data-key': `${key}-pin2`, required: true }),
     h('button', { type: 'submit', 'data-key': `${key}-send` }, verb),
     h('p', { class: 'form-error', role: 'alert' }));
@@ -492,6 +569,10 @@ function countForm(key, title, verb, path, said, open) {
     const n = body.range ? `Items ${body.range}` : `${body.serials.length} item(s)`;
     try {
       await api.post(path, body);
+    } catch (e) {
+      // Refused: the PINs are typed again (the form says why).
+      fm.elements.pin1.focus();
+      throw e;
     } finally {
       fm.elements.pin1.value = '';
       fm.elements.pin2.value = '';
@@ -502,7 +583,8 @@ function countForm(key, title, verb, path, said, open) {
     cleared(said(n));
     state.view = null;
     await refresh();
-    return said(n);
+    focusTask(true);
+    return null;
   });
   return disclosure(key, title, open, form);
 }
@@ -524,7 +606,7 @@ function closeForm(v, c) {
     h('legend', { text: 'Close with a discrepancy (signed by a supervisor)' }),
     field('Missing serials (exactly what the session still holds)', 'missing', { 'data-key': 'close-missing' }),
     field('Statement', 'statement', { 'data-key': 'close-statement' }),
-    field('Supervisor id', 'sup', { 'data-key': 'close-sup', autocapitalize: 'characters' }),
+    field('Supervisor id', 'sup', { 'data-key': 'close-sup', 'data-scan': true, autocapitalize: 'characters' }),
     field('Supervisor PIN', 'sup_pin', { type: 'password', inputmode: 'numeric', 'data-key': 'close-sup-pin' }));
   const form = h('form', { class: 'close-form', autocomplete: 'off', 'data-form': 'close' },
     closeHint(c),
@@ -551,26 +633,66 @@ function closeForm(v, c) {
     const said = `Session ${v.session} closed: issued ${k.issued}, used ${k.applied}, spoiled ${k.spoiled}, returned ${k.returned}`;
     cleared(said);
     await refresh();
-    return said;
+    focusTask(true);
+    return null;
   });
   return disclosure('close', 'Close the session', false, form);
+}
+
+// ---- scans that arrive outside a scan field ----------------------------------------------------
+
+// Signed out there is no task to send a scan from: the sign-in form is left alone.
+routeScans((el) => $('terminal').hidden || (!!el && el.matches('input[data-scan]')), takeScan);
+
+/**
+ * A scan typed where no scan goes (see `routeScans`): it goes into the task's scan field (the
+ * first still empty, else the last: after a refusal that is the one to scan again) and is sent
+ * from there, as Enter in that field would. When the step takes no scan, it is said so; the scan
+ * itself is not shown (an MRZ reading carries the holder's name).
+ */
+function takeScan(code) {
+  const form = $('task-body').querySelector('form.scan');
+  const inputs = form ? [...form.querySelectorAll('input[data-scan]')] : [];
+  if (inputs.length === 0) {
+    const v = state.view;
+    const w = v && v.work;
+    let next = 'this step takes none';
+    if (v && !v.session && v.kind !== 'qc' && v.kind !== 'dispatch') next = 'open a custody session first';
+    else if (w && w.phase === 'running') next = 'wait for the device, then confirm or report a defect';
+    else if (w && w.phase === 'awaiting_confirmation') next = 'confirm the step or report a defect first';
+    showRefusal(new ApiError(0, 'scan_unused', `a scan arrived, but ${next}.`));
+    return;
+  }
+  const target = inputs.find((i) => !i.value.trim()) || inputs[inputs.length - 1];
+  target.value = code;
+  const i = inputs.indexOf(target);
+  if (i < inputs.length - 1) inputs[i + 1].focus();
+  else form.requestSubmit();
 }
 
 // ---- messages --------------------------------------------------------------------------------
 
 /** A refusal, in the controller's words, big and in red; the last success is cleared. */
 function showRefusal(e) {
+  // A dead session already shows the sign-in and says why: a refusal here would wipe that, and
+  // show, stale, in the terminal of the next sign-in.
+  if (e instanceof ApiError && e.sessionDead) return;
   const el = $('refusal');
   el.hidden = false;
   el.textContent = '';
-  const label = { qc_failed: 'QC failed: ', qc_reread: 'Read it again: ' }[e.code] || 'Refused: ';
+  const label = { qc_failed: 'QC failed: ', qc_reread: 'Read it again: ', scan_unused: 'Scan not used: ' }[e.code]
+    || 'Refused: ';
   el.append(h('strong', { text: label }), e.message || String(e));
   el.dataset.code = e.code || '';
   $('done').textContent = '';
   $('announce').textContent = '';
 }
 
-/** A success: the refusal box is cleared. */
+/**
+ * A success, said once: in `#done` (a live region, so a screen reader says it too), never also
+ * in the bar's `#announce`, which is for the rest (a sign-in message, a refresh that failed).
+ * The refusal box is cleared.
+ */
 function cleared(said) {
   const el = $('refusal');
   el.hidden = true;
