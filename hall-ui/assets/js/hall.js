@@ -9,6 +9,9 @@
 // attributes that changed are set. An element under the pointer is never replaced, so a press
 // and its release land on the same button (they did not when the view was built anew on every
 // snapshot, and most clicks on "Pause" were lost).
+//
+// `?wall=1`: the wall screen, for the hall's big screen: large type, every station in view, no
+// commands and no controls.
 
 import {
   Api, ApiError, $, h, render, announce, onSubmit, field, select, openStream, jobId,
@@ -19,6 +22,10 @@ import { table, reconciliationView } from './reports.js';
 import uPlot from '../vendor/uplot/uPlot.esm.js';
 
 catchPageErrors();
+
+/** The wall screen (`?wall=1`): large type, no commands, no controls. */
+const WALL = ['1', 'true', 'yes', ''].includes(new URLSearchParams(window.location.search).get('wall'));
+if (WALL) document.body.classList.add('wall');
 
 const api = new Api('hallctl.hall');
 const STAGES = [
@@ -41,7 +48,7 @@ const state = {
   tab: 'line',
 };
 
-const supervisor = () => api.session && api.session.role === 'supervisor';
+const supervisor = () => !WALL && api.session && api.session.role === 'supervisor';
 
 // ---- sign in / out ---------------------------------------------------------------------------
 
@@ -82,7 +89,7 @@ async function start() {
   }
   $('signin').hidden = true;
   $('app').hidden = false;
-  $('tabs').hidden = false;
+  $('tabs').hidden = WALL;
   $('sign-out').hidden = false;
   $('who').textContent = `${me.user} (${me.role})`;
   document.body.dataset.role = me.role;
