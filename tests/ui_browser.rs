@@ -1764,6 +1764,30 @@ async fn all_24_stations_are_in_view_at_1440x900_legible_at_1024x768_and_on_the_
     stations_legible(c, "1024×768").await;
     screenshot(c, "hall-1024x768").await;
 
+    // The activity feed at speed 50: one line per kind of event and second, with its count.
+    // (Before: one line per event, a dozen of the same second.)
+    let feed = c
+        .execute(
+            r#"const out = [];
+            const items = [...document.querySelectorAll('#activity li')];
+            const seen = new Set();
+            for (const li of items) {
+              const k = `${li.dataset.kind} at ${li.dataset.second}`;
+              if (seen.has(k)) out.push(`${k} on two lines`);
+              seen.add(k);
+            }
+            return JSON.stringify({ bad: out, lines: items.map((li) => li.textContent) });"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    let feed: serde_json::Value = serde_json::from_str(feed.as_str().unwrap()).unwrap();
+    assert_eq!(feed["bad"], json!([]), "the feed groups: {feed}");
+    assert!(
+        !feed["lines"].as_array().unwrap().is_empty(),
+        "the feed shows the line's activity"
+    );
+
     // The wall screen: the same hall, large type, nothing to press.
     browser.viewport(1920, 1080).await;
     c.goto(&format!("{}/?wall=1", demo.base)).await.unwrap();
@@ -1799,4 +1823,104 @@ async fn all_24_stations_are_in_view_at_1440x900_legible_at_1024x768_and_on_the_
     stations_legible(c, "1920×1080 (wall)").await;
     screenshot(c, "hall-wall-1920x1080").await;
     no_page_errors(c, "the wall screen").await;
+}
+
+/// What was seen (issue 17): at speed 20 the feed showed 12 entries of the same second, and
+/// the chart's y-axis showed ".000" for 1,000. Now consecutive events of one kind in one second
+/// are one line with their count, holder data never appears, and the y-axis labels are whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium: run by scripts/test-all"]
+async fn the_feed_groups_a_burst_into_one_line_and_the_chart_shows_1000_whole() {
+    let hall = spawn_hall(0.02);
+    let base = format!("http://{}", hall.client.addr);
+    let browser = Browser::start().await;
+    let c = browser.c();
+    browser.fit_viewport().await;
+    c.goto(&format!("{base}/")).await.unwrap();
+    sign_in(c, "S1", None).await;
+    find(c, "[data-station=\"PRINT-01\"]").await;
+
+    // Twelve patches applied in one second, then a device paused: two lines.
+    let grouped = c
+        .execute_async(
+            r#"const done = arguments[arguments.length - 1];
+            import('/ui/js/activity.js').then(({ Activity }) => {
+              const a = new Activity(12);
+              for (let i = 0; i < 12; i++) {
+                a.add('patch_applied', { at: `2026-03-02T10:04:05.${String(i).padStart(3, '0')}Z`, job: 40 + i,
+                  station: 'LAM-01', surname: 'ERIKSSON', given_names: 'ANNA', birth_date: '1980-01-01' });
+              }
+              a.add('device_state', { at: '2026-03-02T10:04:05.900Z', device: 'PR-01', station: 'PRINT-01', readiness: 'paused' });
+              a.add('patch_applied', { at: '2026-03-02T10:04:06.100Z', job: 60, station: 'LAM-02' });
+              done(JSON.stringify(a.lines().map((l) => `${l.count} ${l.kind} ${l.second} | ${l.text}`)));
+            }, (e) => done(String(e)));"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    let lines: Vec<String> = serde_json::from_str(grouped.as_str().unwrap())
+        .unwrap_or_else(|e| panic!("{grouped}: {e}"));
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines[0].starts_with("1 patch_applied 2026-03-02T10:04:06"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with("1 device_state 2026-03-02T10:04:05"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[2].starts_with("12 patch_applied 2026-03-02T10:04:05")
+            && lines[2].contains("patch applied ×12"),
+        "{lines:?}"
+    );
+    for l in &lines {
+        for holder in ["ERIKSSON", "ANNA", "1980"] {
+            assert!(!l.contains(holder), "holder data in the feed: {l}");
+        }
+    }
+
+    // The chart of a busy hall: 1,000 an hour.
+    let axis = c
+        .execute(
+            r#"const box = document.createElement('div');
+            box.style.width = '350px';
+            document.getElementById('throughput').after(box);
+            const hour = Date.UTC(2026, 2, 2, 10) / 1000;
+            return import('/ui/js/throughput.js').then(({ throughputChart }) => {
+              const hourly = [0, 1, 2, 3].map((i) => ({ hour: new Date((hour + i * 3600) * 1000).toISOString(), completed: [200, 640, 1000, 870][i] }));
+              const u = throughputChart(box, hourly);
+              // uPlot lays its axes out after the current task.
+              return new Promise((res) => setTimeout(() => res(u), 100));
+            }).then((u) => {
+              const ax = u.axes[1];
+              const ctx = document.createElement('canvas').getContext('2d');
+              ctx.font = ax.font[0];
+              const px = devicePixelRatio;
+              const labels = ax._values.map(String);
+              const widest = Math.max(...labels.map((l) => ctx.measureText(l).width / px));
+              box.remove();
+              return JSON.stringify({ labels, widest, room: ax._size - ax.ticks.size - ax.gap });
+            });"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    let axis: serde_json::Value =
+        serde_json::from_str(axis.as_str().unwrap()).unwrap_or_else(|e| panic!("{axis}: {e}"));
+    let labels: Vec<&str> = axis["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l.as_str())
+        .collect();
+    assert!(
+        labels.iter().any(|l| *l == "1,000" || *l == "1k"),
+        "the y-axis names 1,000: {axis}"
+    );
+    assert!(
+        axis["widest"].as_f64().unwrap() <= axis["room"].as_f64().unwrap(),
+        "every y-axis label fits its axis: {axis}"
+    );
+    no_page_errors(c, "the hall view").await;
 }

@@ -19,7 +19,8 @@ import {
   expandRange, showStorage, setText, setAttr, setHidden, keyedList,
 } from './common.js';
 import { table, reconciliationView } from './reports.js';
-import uPlot from '../vendor/uplot/uPlot.esm.js';
+import { Activity } from './activity.js';
+import { throughputChart, chartData, HEIGHT } from './throughput.js';
 
 catchPageErrors();
 
@@ -172,38 +173,23 @@ function setSnapshot(s) {
   if (state.tab === 'custody') drawSessions();
 }
 
-// ---- recent activity: the events as they come (ids and names only) ------------------------
+// ---- recent activity: the events as they come (ids and names only), a burst as one line ----
 
-const activity = [];
-
-function describe(name, d) {
-  const words = name.replace(/_/g, ' ');
-  switch (name) {
-    case 'device_state':
-      return `${d.device || d.station} (${d.station}) is ${READINESS[d.readiness] || d.readiness}`;
-    case 'step_phase':
-      return `${d.station}: ${jobId(d.job)} ${PHASE[d.phase] || d.phase}`;
-    case 'storage':
-      return d.state === 'ok' ? 'the store records again' : `the store is ${d.state}`;
-    default: {
-      const parts = [name === 'job_changed' && d.change ? `job ${d.change.replace(/_/g, ' ')}` : words];
-      if (d.job) parts.push(jobId(d.job));
-      else if (d.jobs > 1) parts.push(`${d.jobs} jobs`);
-      if (d.stage) parts.push(`(${d.stage})`);
-      if (d.station) parts.push(`at ${d.station}`);
-      if (d.alert) parts.push(d.alert.kind ? `${d.alert.id} (${d.alert.kind.replace(/_/g, ' ')}, ${d.alert.subject})` : d.alert.id);
-      if (d.actor) parts.push(`by ${d.actor}`);
-      return parts.join(' ');
-    }
-  }
-}
+const activity = new Activity(12);
 
 function noteActivity(name, d) {
-  activity.unshift({ at: d.at, text: describe(name, d) });
-  activity.length = Math.min(activity.length, 12);
-  render($('activity'), activity.map((a) => h('li', null,
-    h('time', { datetime: a.at || '', text: a.at ? new Date(a.at).toLocaleTimeString([], { hourCycle: 'h23' }) : '' }),
-    ` ${a.text}`)));
+  activity.add(name, d);
+  keyedList($('activity'), activity.lines(), (a) => a.id,
+    () => h('li', null, h('time'), h('span', { class: 'text' })),
+    (li, a) => {
+      setAttr(li, 'data-kind', a.kind);
+      setAttr(li, 'data-second', a.second);
+      setAttr(li, 'data-count', a.count);
+      const t = li.firstElementChild;
+      setAttr(t, 'datetime', a.at || '');
+      setText(t, a.at ? new Date(a.at).toLocaleTimeString([], { hourCycle: 'h23' }) : '');
+      setText(li.lastElementChild, ` ${a.text}`);
+    });
 }
 
 // ---- the line --------------------------------------------------------------------------------
@@ -408,34 +394,11 @@ function drawQueues(s) {
 function drawThroughput(s) {
   const tp = s.throughput || { hourly: [], shifts: [], rate_per_hour: 0 };
   setText($('tp-rate'), `${tp.rate_per_hour.toFixed(0)}/h now`);
-  const xs = tp.hourly.map((x) => Date.parse(x.hour) / 1000);
-  const ys = tp.hourly.map((x) => x.completed);
+  const [xs, ys] = chartData(tp.hourly);
   const key = JSON.stringify([xs[0], ys]);
   const box = $('throughput');
   if (!state.chart || !box.contains(state.chart.root)) {
-    box.replaceChildren();
-    state.chart = new uPlot({
-      width: Math.max(280, box.clientWidth || 400),
-      height: 130,
-      legend: { show: false },
-      cursor: { show: false },
-      // Half an hour of margin each side: the first and the current hour's bars show whole.
-      scales: {
-        x: { time: true, range: (u, min, max) => [min - 1800, max + 1800] },
-        y: { range: (u, min, max) => [0, Math.max(4, max)] },
-      },
-      axes: [
-        { stroke: '#1f2933', grid: { show: false }, values: (u, v) => v.map((t) => `${new Date(t * 1000).getHours()}h`) },
-        { stroke: '#1f2933', grid: { stroke: '#d9dee3' }, size: 40 },
-      ],
-      series: [{}, {
-        label: 'dispatched',
-        stroke: '#0b5394',
-        fill: 'rgba(11, 83, 148, 0.35)',
-        paths: uPlot.paths.bars({ size: [0.8, 40] }),
-        points: { show: false },
-      }],
-    }, [xs, ys], box);
+    state.chart = throughputChart(box, tp.hourly);
     state.chartKey = key;
   } else if (key !== state.chartKey) {
     state.chart.setData([xs, ys]);
@@ -460,7 +423,7 @@ function drawThroughput(s) {
 window.addEventListener('resize', () => {
   if (state.chart) {
     const box = $('throughput');
-    state.chart.setSize({ width: Math.max(280, box.clientWidth), height: 130 });
+    state.chart.setSize({ width: Math.max(280, box.clientWidth), height: HEIGHT });
   }
 });
 
