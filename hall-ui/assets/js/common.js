@@ -306,6 +306,57 @@ export function render(container, nodes) {
   }
 }
 
+/**
+ * Live views change in place: an element under the pointer or with the focus must stay the same
+ * element (one built anew between a button's press and its release loses the click). These set
+ * only what differs, so an unchanged element is not touched at all.
+ */
+export function setText(el, text) {
+  const t = text === null || text === undefined ? '' : String(text);
+  if (el.textContent !== t) el.textContent = t;
+}
+
+/** Sets (or, for null, undefined and false, removes) an attribute, if it differs. */
+export function setAttr(el, name, value) {
+  if (value === null || value === undefined || value === false) {
+    if (el.hasAttribute(name)) el.removeAttribute(name);
+    return;
+  }
+  const v = String(value);
+  if (el.getAttribute(name) !== v) el.setAttribute(name, v);
+}
+
+/** Shows or hides an element, if that changes anything. */
+export function setHidden(el, hidden) {
+  if (el.hidden !== !!hidden) el.hidden = !!hidden;
+}
+
+/**
+ * Makes `container`'s children the elements of `items`, in order, keyed by `key(item)`: an item
+ * shown before keeps its element, updated by `update(el, item)`; a new one gets `create(item)`;
+ * an element whose item is gone is removed. Elements move only when out of order.
+ */
+export function keyedList(container, items, key, create, update) {
+  const old = new Map();
+  for (const el of container.children) if (el.dataset.item !== undefined) old.set(el.dataset.item, el);
+  const keep = new Set();
+  let prev = null;
+  for (const item of items) {
+    const k = String(key(item));
+    let el = old.get(k);
+    if (!el) {
+      el = create(item);
+      el.dataset.item = k;
+    }
+    update(el, item);
+    keep.add(el);
+    const want = prev ? prev.nextElementSibling : container.firstElementChild;
+    if (want !== el) container.insertBefore(el, want);
+    prev = el;
+  }
+  for (const el of [...container.children]) if (!keep.has(el)) el.remove();
+}
+
 /** Says `text` to screen readers (polite) and shows it in the page's status line. */
 export function announce(text) {
   const el = document.getElementById('announce');

@@ -3,16 +3,30 @@
 // device pause/resume, job hold/release/reprioritise/cancel, custody co-signing, destruction
 // witnessing, the shift's reconciliation. Other roles (auditor, admin, monitor) see the line
 // without the commands.
+//
+// The line changes several times a second on a busy hall, and the view changes with it in
+// place: station cards are keyed by station, alerts by alert id, and only the text and
+// attributes that changed are set. An element under the pointer is never replaced, so a press
+// and its release land on the same button (they did not when the view was built anew on every
+// snapshot, and most clicks on "Pause" were lost).
+//
+// `?wall=1`: the wall screen, for the hall's big screen: large type, every station in view, no
+// commands and no controls.
 
 import {
   Api, ApiError, $, h, render, announce, onSubmit, field, select, openStream, jobId,
   className, clock, age, shiftOf, READINESS, PHASE, catchPageErrors, debounce, parseSerials,
-  expandRange, showStorage,
+  expandRange, showStorage, setText, setAttr, setHidden, keyedList,
 } from './common.js';
 import { table, reconciliationView } from './reports.js';
-import uPlot from '../vendor/uplot/uPlot.esm.js';
+import { Activity } from './activity.js';
+import { throughputChart, chartData, HEIGHT } from './throughput.js';
 
 catchPageErrors();
+
+/** The wall screen (`?wall=1`): large type, no commands, no controls. */
+const WALL = ['1', 'true', 'yes', ''].includes(new URLSearchParams(window.location.search).get('wall'));
+if (WALL) document.body.classList.add('wall');
 
 const api = new Api('hallctl.hall');
 const STAGES = [
@@ -35,7 +49,7 @@ const state = {
   tab: 'line',
 };
 
-const supervisor = () => api.session && api.session.role === 'supervisor';
+const supervisor = () => !WALL && api.session && api.session.role === 'supervisor';
 
 // ---- sign in / out ---------------------------------------------------------------------------
 
@@ -77,7 +91,7 @@ async function start() {
   }
   $('signin').hidden = true;
   $('app').hidden = false;
-  $('tabs').hidden = false;
+  $('tabs').hidden = WALL;
   $('sign-out').hidden = false;
   $('who').textContent = `${me.user} (${me.role})`;
   document.body.dataset.role = me.role;
@@ -160,91 +174,110 @@ function setSnapshot(s) {
   if (state.tab === 'custody') drawSessions();
 }
 
-// ---- recent activity: the events as they come (ids and names only) ------------------------
+// ---- recent activity: the events as they come (ids and names only), a burst as one line ----
 
-const activity = [];
-
-function describe(name, d) {
-  const words = name.replace(/_/g, ' ');
-  switch (name) {
-    case 'device_state':
-      return `${d.device || d.station} (${d.station}) is ${READINESS[d.readiness] || d.readiness}`;
-    case 'step_phase':
-      return `${d.station}: ${jobId(d.job)} ${PHASE[d.phase] || d.phase}`;
-    case 'storage':
-      return d.state === 'ok' ? 'the store records again' : `the store is ${d.state}`;
-    default: {
-      const parts = [name === 'job_changed' && d.change ? `job ${d.change.replace(/_/g, ' ')}` : words];
-      if (d.job) parts.push(jobId(d.job));
-      else if (d.jobs > 1) parts.push(`${d.jobs} jobs`);
-      if (d.stage) parts.push(`(${d.stage})`);
-      if (d.station) parts.push(`at ${d.station}`);
-      if (d.alert) parts.push(d.alert.kind ? `${d.alert.id} (${d.alert.kind.replace(/_/g, ' ')}, ${d.alert.subject})` : d.alert.id);
-      if (d.actor) parts.push(`by ${d.actor}`);
-      return parts.join(' ');
-    }
-  }
-}
+const activity = new Activity(12);
 
 function noteActivity(name, d) {
-  activity.unshift({ at: d.at, text: describe(name, d) });
-  activity.length = Math.min(activity.length, 12);
-  render($('activity'), activity.map((a) => h('li', null,
-    h('time', { datetime: a.at || '', text: a.at ? new Date(a.at).toLocaleTimeString([], { hourCycle: 'h23' }) : '' }),
-    ` ${a.text}`)));
+  activity.add(name, d);
+  keyedList($('activity'), activity.lines(), (a) => a.id,
+    () => h('li', null, h('time'), h('span', { class: 'text' })),
+    (li, a) => {
+      setAttr(li, 'data-kind', a.kind);
+      setAttr(li, 'data-second', a.second);
+      setAttr(li, 'data-count', a.count);
+      const t = li.firstElementChild;
+      setAttr(t, 'datetime', a.at || '');
+      setText(t, a.at ? new Date(a.at).toLocaleTimeString([], { hourCycle: 'h23' }) : '');
+      setText(li.lastElementChild, ` ${a.text}`);
+    });
 }
 
 // ---- the line --------------------------------------------------------------------------------
 
 function drawLine() {
   const s = state.snap;
-  render($('diagram'), STAGES.map(([kind, title], i) => {
-    const stations = s.stations.filter((st) => st.kind === kind);
-    return h('section', { class: 'stage', 'aria-labelledby': `stage-${kind}` },
-      h('h2', { id: `stage-${kind}` }, title,
-        h('span', { class: 'count', 'data-queued': kind, text: `${s.queued[i]} waiting` })),
-      h('ol', { class: 'stations' }, stations.map((st) => h('li', null, stationCard(st)))));
-  }));
+  keyedList($('diagram'), STAGES.map(([kind, title], i) => ({ kind, title, i })), (g) => g.kind,
+    (g) => h('section', { class: 'stage', 'data-stage': g.kind, 'aria-labelledby': `stage-${g.kind}` },
+      h('h2', { id: `stage-${g.kind}` }, g.title, h('span', { class: 'count', 'data-queued': g.kind })),
+      h('ol', { class: 'stations' })),
+    (section, g) => {
+      setText(section.querySelector('.count'), `${s.queued[g.i]} waiting`);
+      keyedList(section.querySelector('ol'), s.stations.filter((st) => st.kind === g.kind), (st) => st.id,
+        newStationCard, updateStationCard);
+    });
   showStorage(s.storage);
   drawAlerts(s.alerts || []);
   drawQueues(s);
   drawThroughput(s);
 }
 
-function stationCard(st) {
+/** A step's phase on a card, in few words (the card's label has the whole phrase). */
+const CARD_PHASE = { assigned: 'assigned', running: 'working', awaiting_confirmation: 'to be confirmed' };
+
+/** A station's card, empty: `updateStationCard` fills it. */
+function newStationCard() {
+  return h('li', null, h('article', { class: 'station' },
+    h('header', null, h('h3'), h('span', { class: 'badge' })),
+    h('div', { class: 'op-line' },
+      h('p', { class: 'op' }, h('span', { class: 'who' }), h('span', { class: 'held' })),
+      h('div', { class: 'actions' },
+        h('button', { type: 'button', class: 'quiet', 'data-role': 'toggle' }),
+        h('button', { type: 'button', 'data-role': 'clear', 'data-verb': 'clear-fault', text: 'Clear fault' }))),
+    h('p', { class: 'job' }, h('strong', { class: 'job-id' }), h('span', { class: 'class' }), h('span', { class: 'phase' }))));
+}
+
+function updateStationCard(li, st) {
+  const card = li.firstElementChild;
   const w = st.work;
   const ready = st.readiness;
-  const actions = [];
-  if (supervisor() && st.device) {
-    if (ready === 'paused') {
-      actions.push(button(`Resume ${st.device}`, `resume-${st.device}`, () => deviceCommand(st.device, 'resume')));
-    } else {
-      actions.push(button(`Pause ${st.device}`, `pause-${st.device}`, () => deviceCommand(st.device, 'pause'), 'quiet'));
-    }
-    if (ready === 'faulted') {
-      actions.push(button(`Clear fault`, `clear-${st.device}`, () => deviceCommand(st.device, 'clear-fault')));
-    }
-  }
-  return h('article', {
-    class: `station ready-${ready}`,
-    'data-station': st.id,
-    'data-readiness': ready,
-    'data-phase': w ? w.phase : 'idle',
-    'data-job': w ? jobId(w.job) : '',
-    'aria-label': `${st.id}: ${READINESS[ready] || ready}${st.operator ? `, ${st.operator}` : ', nobody signed in'}${w ? `, job ${jobId(w.job)} ${PHASE[w.phase] || w.phase}` : ', idle'}`,
-  },
-  h('header', null,
-    h('h3', { text: st.id }),
-    st.device ? h('span', { class: `badge state-${ready}`, text: `${st.device} ${READINESS[ready] || ready}` }) : null),
-  h('p', { class: 'op' }, st.operator ? h('span', { class: 'operator', text: st.operator }) : h('span', { class: 'none', text: 'no operator' }),
-    st.session ? h('span', { class: 'held', text: ` · ${st.held} held` }) : null),
-  w
-    ? h('p', { class: `job class-${w.class}` },
-      h('strong', { class: 'job-id', text: jobId(w.job) }), ` ${className(w.class)} · `,
-      h('span', { class: 'phase', text: PHASE[w.phase] || w.phase }))
-    : h('p', { class: 'job idle', text: 'idle' }),
-  actions.length ? h('div', { class: 'actions' }, actions) : null);
+  const word = READINESS[ready] || ready;
+  const phase = w ? PHASE[w.phase] || w.phase : '';
+  setAttr(card, 'class', `station ready-${ready}`);
+  setAttr(card, 'data-station', st.id);
+  setAttr(card, 'data-readiness', ready);
+  setAttr(card, 'data-phase', w ? w.phase : 'idle');
+  setAttr(card, 'data-job', w ? jobId(w.job) : '');
+  setAttr(card, 'aria-label', `${st.id}: ${word}${st.operator ? `, ${st.operator}` : ', nobody signed in'}${w ? `, job ${jobId(w.job)} ${phase}` : ', idle'}`);
+  setText(card.querySelector('h3'), st.id);
+  const badge = card.querySelector('.badge');
+  setHidden(badge, !st.device);
+  setAttr(badge, 'class', `badge state-${ready}`);
+  setText(badge, st.device ? `${st.device} ${word}` : '');
+  const who = card.querySelector('.op .who');
+  setAttr(who, 'class', st.operator ? 'who operator' : 'who none');
+  setText(who, st.operator || 'no operator');
+  setText(card.querySelector('.op .held'), st.session ? ` · ${st.held} held` : '');
+  // The buttons stay the same elements; what they do is read from them when clicked.
+  const commands = supervisor() && st.device;
+  const toggle = card.querySelector('[data-role=toggle]');
+  const verb = ready === 'paused' ? 'resume' : 'pause';
+  setHidden(toggle, !commands);
+  setAttr(toggle, 'data-verb', commands ? verb : null);
+  setAttr(toggle, 'data-device', commands ? st.device : null);
+  setAttr(toggle, 'data-key', commands ? `${verb}-${st.device}` : null);
+  setAttr(toggle, 'class', verb === 'pause' ? 'quiet' : '');
+  setText(toggle, `${verb === 'pause' ? 'Pause' : 'Resume'} ${st.device || st.id}`);
+  const clear = card.querySelector('[data-role=clear]');
+  const clearing = commands && ready === 'faulted';
+  setHidden(clear, !clearing);
+  setAttr(clear, 'data-device', clearing ? st.device : null);
+  setAttr(clear, 'data-key', clearing ? `clear-${st.device}` : null);
+  setHidden(card.querySelector('.actions'), !commands);
+  const job = card.querySelector('p.job');
+  setAttr(job, 'class', w ? `job class-${w.class}` : 'job idle');
+  setText(job.querySelector('.job-id'), w ? jobId(w.job) : '');
+  setText(job.querySelector('.class'), w ? ` ${className(w.class)} · ` : 'idle');
+  const ph = job.querySelector('.phase');
+  setText(ph, w ? CARD_PHASE[w.phase] || phase : '');
+  setAttr(ph, 'title', w ? phase : null);
 }
+
+// One listener for every card's buttons: a button keeps its element while its command changes.
+$('diagram').addEventListener('click', (e) => {
+  const b = e.target.closest('button[data-verb][data-device]');
+  if (b && !b.hidden) deviceCommand(b.dataset.device, b.dataset.verb);
+});
 
 function button(text, key, fn, cls) {
   return h('button', { type: 'button', class: cls || '', 'data-key': key, on: { click: fn } }, text);
@@ -271,27 +304,54 @@ function flash(message) {
 }
 
 function drawAlerts(alerts) {
-  $('alert-count').textContent = alerts.length ? String(alerts.length) : '';
-  render($('alerts'), alerts.length === 0
-    ? h('li', { class: 'none', text: 'No open alert.' })
-    : alerts.map((a) => h('li', { class: `alert kind-${a.kind} severity-${a.severity || 'warning'}`, 'data-alert': a.id },
-      h('p', null, h('strong', { text: a.subject }), ` ${a.detail}`),
-      (a.occurrences || 1) > 1
-        ? h('p', { class: 'occurrences' },
-          `${a.occurrences} occurrences, last at ${clock(a.last_at)}: ${a.last_detail || ''}`)
-        : null,
-      (a.serials || []).length
-        ? h('p', { class: 'serials' }, `Serials: ${a.serials.slice(0, 12).join(', ')}${a.serials.length > 12 ? ` … (${a.serials.length})` : ''}`)
-        : null,
-      h('p', { class: 'meta' }, `${a.id} · ${a.severity || 'warning'} · ${a.kind.replace(/_/g, ' ')} · since ${clock(a.raised_at)}`,
-        a.acknowledged ? ` · acknowledged by ${a.acknowledged.by}` : ''),
-      supervisor() && !a.acknowledged
-        ? button(`Acknowledge`, `ack-${a.id}`, () => acknowledge(a.id))
-        : null,
-      supervisor() && !CONDITIONS.has(a.kind)
-        ? button(`Resolve…`, `resolve-${a.id}`, () => resolve(a.id))
-        : null)));
+  setText($('alert-count'), alerts.length ? String(alerts.length) : '');
+  const items = alerts.length === 0 ? [{ id: '' }] : alerts;
+  keyedList($('alerts'), items, (a) => a.id || 'none',
+    (a) => (a.id
+      ? h('li', null,
+        h('p', null, h('strong'), h('span', { class: 'detail' })),
+        h('p', { class: 'occurrences' }),
+        h('p', { class: 'serials' }),
+        h('p', { class: 'meta' }),
+        h('button', { type: 'button', 'data-verb': 'ack', text: 'Acknowledge' }),
+        h('button', { type: 'button', 'data-verb': 'resolve', text: 'Resolve…' }))
+      : h('li', { class: 'none', text: 'No open alert.' })),
+    (li, a) => {
+      if (a.id) updateAlert(li, a);
+    });
 }
+
+function updateAlert(li, a) {
+  setAttr(li, 'class', `alert kind-${a.kind} severity-${a.severity || 'warning'}`);
+  setAttr(li, 'data-alert', a.id);
+  setText(li.querySelector('strong'), a.subject);
+  setText(li.querySelector('.detail'), ` ${a.detail}`);
+  const many = (a.occurrences || 1) > 1;
+  const occ = li.querySelector('.occurrences');
+  setHidden(occ, !many);
+  setText(occ, many ? `${a.occurrences} occurrences, last at ${clock(a.last_at)}: ${a.last_detail || ''}` : '');
+  const serials = a.serials || [];
+  const sp = li.querySelector('.serials');
+  setHidden(sp, !serials.length);
+  setText(sp, serials.length ? `Serials: ${serials.slice(0, 12).join(', ')}${serials.length > 12 ? ` … (${serials.length})` : ''}` : '');
+  setText(li.querySelector('.meta'), `${a.id} · ${a.severity || 'warning'} · ${a.kind.replace(/_/g, ' ')} · since ${clock(a.raised_at)}${a.acknowledged ? ` · acknowledged by ${a.acknowledged.by}` : ''}`);
+  const ack = li.querySelector('[data-verb=ack]');
+  const acking = supervisor() && !a.acknowledged;
+  setHidden(ack, !acking);
+  setAttr(ack, 'data-key', acking ? `ack-${a.id}` : null);
+  const res = li.querySelector('[data-verb=resolve]');
+  const resolving = supervisor() && !CONDITIONS.has(a.kind);
+  setHidden(res, !resolving);
+  setAttr(res, 'data-key', resolving ? `resolve-${a.id}` : null);
+}
+
+$('alerts').addEventListener('click', (e) => {
+  const b = e.target.closest('button[data-verb]');
+  const li = b && b.closest('li[data-alert]');
+  if (!li || b.hidden) return;
+  if (b.dataset.verb === 'ack') acknowledge(li.dataset.alert);
+  if (b.dataset.verb === 'resolve') resolve(li.dataset.alert);
+});
 
 /** Alert kinds that close by themselves; the others are incidents a supervisor resolves. */
 const CONDITIONS = new Set(['device_fault', 'device_offline', 'backlog', 'due_at_risk', 'storage_fault', 'storage_low']);
@@ -334,35 +394,12 @@ function drawQueues(s) {
 
 function drawThroughput(s) {
   const tp = s.throughput || { hourly: [], shifts: [], rate_per_hour: 0 };
-  $('tp-rate').textContent = `${tp.rate_per_hour.toFixed(0)}/h now`;
-  const xs = tp.hourly.map((x) => Date.parse(x.hour) / 1000);
-  const ys = tp.hourly.map((x) => x.completed);
+  setText($('tp-rate'), `${tp.rate_per_hour.toFixed(0)}/h now`);
+  const [xs, ys] = chartData(tp.hourly);
   const key = JSON.stringify([xs[0], ys]);
   const box = $('throughput');
   if (!state.chart || !box.contains(state.chart.root)) {
-    box.replaceChildren();
-    state.chart = new uPlot({
-      width: Math.max(280, box.clientWidth || 400),
-      height: 130,
-      legend: { show: false },
-      cursor: { show: false },
-      // Half an hour of margin each side: the first and the current hour's bars show whole.
-      scales: {
-        x: { time: true, range: (u, min, max) => [min - 1800, max + 1800] },
-        y: { range: (u, min, max) => [0, Math.max(4, max)] },
-      },
-      axes: [
-        { stroke: '#1f2933', grid: { show: false }, values: (u, v) => v.map((t) => `${new Date(t * 1000).getHours()}h`) },
-        { stroke: '#1f2933', grid: { stroke: '#d9dee3' }, size: 40 },
-      ],
-      series: [{}, {
-        label: 'dispatched',
-        stroke: '#0b5394',
-        fill: 'rgba(11, 83, 148, 0.35)',
-        paths: uPlot.paths.bars({ size: [0.8, 40] }),
-        points: { show: false },
-      }],
-    }, [xs, ys], box);
+    state.chart = throughputChart(box, tp.hourly);
     state.chartKey = key;
   } else if (key !== state.chartKey) {
     state.chart.setData([xs, ys]);
@@ -387,7 +424,7 @@ function drawThroughput(s) {
 window.addEventListener('resize', () => {
   if (state.chart) {
     const box = $('throughput');
-    state.chart.setSize({ width: Math.max(280, box.clientWidth), height: 130 });
+    state.chart.setSize({ width: Math.max(280, box.clientWidth), height: HEIGHT });
   }
 });
 
