@@ -869,6 +869,20 @@ async fn choose(c: &Client, select_css: &str, value: &str) {
 /// Clicks the element; a live page may redraw it between the find and the click (a station's
 /// card on a new snapshot): then it is found again.
 async fn click(c: &Client, css: &str) {
+    // As a person does, wait until the button has stood still: the hall view does not send a
+    // click on a button that moved or changed its command in the last moment (`unsteadyClick`).
+    wait_js(
+        c,
+        &format!("{css} standing still"),
+        &format!(
+            "const b = document.querySelector({});
+             const at = b && b.dataset.movedAt;
+             return !at || performance.now() - Number(at) > 800 ? 'still' : 'moving';",
+            json!(css)
+        ),
+        "still",
+    )
+    .await;
     for _ in 0..5 {
         match find(c, css).await.click().await {
             Ok(()) => return,
@@ -2123,5 +2137,137 @@ async fn the_feed_groups_a_burst_into_one_line_and_the_chart_shows_1000_whole() 
         axis["widest"].as_f64().unwrap() <= axis["room"].as_f64().unwrap(),
         "every y-axis label fits its axis: {axis}"
     );
+    no_page_errors(c, "the hall view").await;
+}
+
+/// What a review found after the hall view began to change in place: a button that keeps its
+/// element while its command changes can send the opposite of what was aimed at. Pressed on
+/// "Pause PR-01", released after the line (another supervisor) paused it and the button became
+/// "Resume PR-01": that release must not resume it. An impatient second click just after the
+/// first one's effect, and a click on a button that a shift of the page had just moved under
+/// the pointer, are not sent either. Each is refused in the page, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium: run by scripts/test-all"]
+async fn a_click_on_a_button_that_just_changed_or_moved_is_not_sent() {
+    let demo = DemoHall::start(20);
+    let sup = demo.sign_in("SUP-1");
+    let browser = Browser::start().await;
+    let c = browser.c();
+    browser.viewport(1440, 900).await;
+    demo_hall_view(c, &demo, "/").await;
+    // "Just" is 700 ms for a person. Here it is a minute where a click must be refused, so that
+    // a slow machine cannot make it pass, and nothing where a deliberate click must be sent.
+    let just = |ms: u32| async move {
+        c.execute(&format!("window.hallctlSteadyMs = {ms};"), vec![])
+            .await
+            .unwrap();
+    };
+    let readiness = |printer: &str| {
+        station(demo.api, &sup, printer)["readiness"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let not_sent = |what: &'static str| async move {
+        wait_js(
+            c,
+            what,
+            "return document.getElementById('flash').textContent;",
+            "Not sent",
+        )
+        .await;
+        c.execute(
+            "const f = document.getElementById('flash'); f.hidden = true; f.textContent = '';",
+            vec![],
+        )
+        .await
+        .unwrap();
+    };
+
+    // 1. Pressed on "Pause PR-01"; the device is paused by someone else; then released.
+    just(60_000).await;
+    assert_eq!(readiness("PRINT-01"), "ready", "PR-01 runs at the start");
+    let at = c
+        .execute(
+            "const r = document.querySelector('button[data-key=\"pause-PR-01\"]').getBoundingClientRect();
+             return [Math.round(r.left + r.width / 2), Math.round(r.top + r.height / 2)];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let (x, y) = (at[0].as_f64().unwrap(), at[1].as_f64().unwrap());
+    let down = MouseActions::new("mouse".into())
+        .then(PointerAction::MoveTo {
+            duration: Some(Duration::from_millis(50)),
+            x,
+            y,
+        })
+        .then(PointerAction::Down {
+            button: MOUSE_BUTTON_LEFT,
+        });
+    c.perform_actions(down).await.expect("pointer down");
+    demo.api
+        .post("/devices/PR-01/pause", Some(&sup), &json!({}))
+        .expect(200, "another supervisor pauses PR-01");
+    find(c, "button[data-key=\"resume-PR-01\"]").await;
+    let up = MouseActions::new("mouse".into()).then(PointerAction::Up {
+        button: MOUSE_BUTTON_LEFT,
+    });
+    c.perform_actions(up).await.expect("pointer up");
+    c.release_actions().await.expect("the mouse released");
+    not_sent("the release on a button that changed refused in the page").await;
+    assert_eq!(
+        readiness("PRINT-01"),
+        "paused",
+        "a press on Pause released on Resume resumed nothing"
+    );
+
+    // 2. A click on "Pause PR-02", then a second one just after it became "Resume PR-02".
+    just(0).await;
+    realistic_click(c, "button[data-key=\"pause-PR-02\"]")
+        .await
+        .expect("the first click");
+    wait_for(30, "PR-02 paused by the click", || {
+        let r = readiness("PRINT-02");
+        ((r == "paused").then_some(()), r)
+    });
+    find(c, "button[data-key=\"resume-PR-02\"]").await;
+    just(60_000).await;
+    realistic_click(c, "button[data-key=\"resume-PR-02\"]")
+        .await
+        .expect("the impatient second click");
+    not_sent("the impatient second click refused in the page").await;
+    assert_eq!(
+        readiness("PRINT-02"),
+        "paused",
+        "the second click of an impatient double click resumed nothing"
+    );
+
+    // 3. The page shifts (as a banner or a growing list above it would) just before a click.
+    c.execute(
+        "document.getElementById('diagram').style.marginTop = '60px';",
+        vec![],
+    )
+    .await
+    .unwrap();
+    realistic_click(c, "button[data-key=\"pause-PR-03\"]")
+        .await
+        .expect("the click on a button that moved");
+    not_sent("the click on a button that had just moved refused in the page").await;
+    assert_eq!(
+        readiness("PRINT-03"),
+        "ready",
+        "a click on a button that had just moved paused nothing"
+    );
+
+    // A deliberate click, once the button stands still, is sent.
+    just(0).await;
+    realistic_click(c, "button[data-key=\"pause-PR-03\"]")
+        .await
+        .expect("the deliberate click");
+    wait_for(30, "PR-03 paused by a deliberate click", || {
+        let r = readiness("PRINT-03");
+        ((r == "paused").then_some(()), r)
+    });
     no_page_errors(c, "the hall view").await;
 }

@@ -341,8 +341,15 @@ export function keyedList(container, items, key, create, update) {
   for (const el of container.children) if (el.dataset.item !== undefined) old.set(el.dataset.item, el);
   const keep = new Set();
   let prev = null;
+  const seen = new Set();
   for (const item of items) {
     const k = String(key(item));
+    // Two items with one key would share one element and flicker between them: the first wins.
+    if (seen.has(k)) {
+      console.warn(`keyedList: a second item with key ${k} is not shown`);
+      continue;
+    }
+    seen.add(k);
     let el = old.get(k);
     if (!el) {
       el = create(item);
@@ -355,6 +362,73 @@ export function keyedList(container, items, key, create, update) {
     prev = el;
   }
   for (const el of [...container.children]) if (!keep.has(el)) el.remove();
+}
+
+/**
+ * How long a button must have stood still, with the same command, before a pointer click on it
+ * counts (ms): about a double-click's interval. A live view moves and relabels buttons; a
+ * person aims before pressing, so a click within this time of a change was aimed at something
+ * else.
+ */
+export const STEADY_MS = 700;
+
+const steady = new WeakMap(); // button -> { x, y, label, movedAt }
+const pressed = new WeakMap(); // button -> its label when the pointer went down on it
+
+/** What a button does, as a person reads it: its command and its text. */
+function labelOf(b) {
+  return `${b.dataset.verb || ''}|${b.dataset.device || ''}|${b.textContent}`;
+}
+
+/**
+ * Notes where each button in `container` stands and what it says, after a live update:
+ * a button that moved, appeared or changed its command is unsteady for `STEADY_MS`.
+ */
+export function noteButtons(container, now = performance.now()) {
+  for (const b of container.querySelectorAll('button')) {
+    const r = b.getBoundingClientRect();
+    const label = labelOf(b);
+    const was = steady.get(b);
+    if (!was) {
+      steady.set(b, { x: r.left, y: r.top, label, movedAt: -Infinity });
+    } else if (Math.abs(was.x - r.left) > 2 || Math.abs(was.y - r.top) > 2 || was.label !== label) {
+      steady.set(b, { x: r.left, y: r.top, label, movedAt: now });
+      b.dataset.movedAt = String(Math.round(now)); // (what a test waits on, as a person looks)
+    }
+  }
+}
+
+document.addEventListener('pointerdown', (e) => {
+  const b = e.target instanceof Element && e.target.closest('button');
+  if (b) pressed.set(b, labelOf(b));
+}, true);
+
+/**
+ * Why a click on button `b` must not count, or null when it may: the pointer went down on a
+ * button that said something else (a snapshot turned "Pause" into "Resume" between press and
+ * release), or the button moved or changed less than `STEADY_MS` ago (a list shifted under a
+ * resting pointer, an impatient second click after the first one's effect). A click from the
+ * keyboard (`detail` 0) is the focused button's own and always counts.
+ */
+export function unsteadyClick(e, b, now = performance.now()) {
+  if (e.detail === 0) return null;
+  const label = labelOf(b);
+  const down = pressed.get(b);
+  pressed.delete(b);
+  if (down !== undefined && down !== label) return 'the button changed while it was pressed';
+  const st = steady.get(b);
+  if (!st) return null;
+  // A move the last update has not noted yet (a banner, a list growing above it) counts too.
+  const r = b.getBoundingClientRect();
+  if (Math.abs(st.x - r.left) > 2 || Math.abs(st.y - r.top) > 2) {
+    steady.set(b, { x: r.left, y: r.top, label, movedAt: now });
+    b.dataset.movedAt = String(Math.round(now));
+    return 'the button had just moved';
+  }
+  // (A test may lengthen the wait, to make "just" independent of its machine's speed.)
+  const wait = window.hallctlSteadyMs ?? STEADY_MS;
+  if (now - st.movedAt < wait) return 'the button had just moved or changed';
+  return null;
 }
 
 /** Says `text` to screen readers (polite) and shows it in the page's status line. */

@@ -16,7 +16,7 @@
 import {
   Api, ApiError, $, h, render, announce, onSubmit, field, select, openStream, jobId,
   className, clock, age, shiftOf, READINESS, PHASE, catchPageErrors, debounce, parseSerials,
-  expandRange, showStorage, setText, setAttr, setHidden, keyedList,
+  expandRange, showStorage, setText, setAttr, setHidden, keyedList, noteButtons, unsteadyClick,
 } from './common.js';
 import { table, reconciliationView } from './reports.js';
 import { Activity } from './activity.js';
@@ -210,6 +210,8 @@ function drawLine() {
   drawAlerts(s.alerts || []);
   drawQueues(s);
   drawThroughput(s);
+  noteButtons($('diagram'));
+  noteButtons($('alerts'));
 }
 
 /** A step's phase on a card, in few words (the card's label has the whole phrase). */
@@ -221,9 +223,10 @@ function newStationCard() {
     h('header', null, h('h3'), h('span', { class: 'badge' })),
     h('div', { class: 'op-line' },
       h('p', { class: 'op' }, h('span', { class: 'who' }), h('span', { class: 'held' })),
+      // "Clear fault" comes and goes left of the toggle, which keeps its place at the right.
       h('div', { class: 'actions' },
-        h('button', { type: 'button', class: 'quiet', 'data-role': 'toggle' }),
-        h('button', { type: 'button', 'data-role': 'clear', 'data-verb': 'clear-fault', text: 'Clear fault' }))),
+        h('button', { type: 'button', 'data-role': 'clear', 'data-verb': 'clear-fault', text: 'Clear fault' }),
+        h('button', { type: 'button', class: 'quiet', 'data-role': 'toggle' }))),
     h('p', { class: 'job' }, h('strong', { class: 'job-id' }), h('span', { class: 'class' }), h('span', { class: 'phase' }))));
 }
 
@@ -274,10 +277,22 @@ function updateStationCard(li, st) {
 }
 
 // One listener for every card's buttons: a button keeps its element while its command changes.
+// A click on a button that had just changed or moved is not sent (see `unsteadyClick`).
 $('diagram').addEventListener('click', (e) => {
   const b = e.target.closest('button[data-verb][data-device]');
-  if (b && !b.hidden) deviceCommand(b.dataset.device, b.dataset.verb);
+  if (!b || b.hidden || notSent(e, b)) return;
+  deviceCommand(b.dataset.device, b.dataset.verb);
 });
+
+/** Refuses, in the page, a click that was aimed at something else; true when refused. */
+function notSent(e, b) {
+  const why = unsteadyClick(e, b);
+  if (!why) return false;
+  const text = `Not sent: "${b.textContent}": ${why}. Click again if you mean it.`;
+  announce(text);
+  flash(text, '');
+  return true;
+}
 
 function button(text, key, fn, cls) {
   return h('button', { type: 'button', class: cls || '', 'data-key': key, on: { click: fn } }, text);
@@ -295,10 +310,10 @@ async function deviceCommand(device, verb) {
 }
 
 /** A refusal of a command given from the line diagram: shown at the top of the alerts. */
-function flash(message) {
+function flash(message, prefix = 'Refused: ') {
   const el = $('flash');
   el.hidden = false;
-  el.textContent = `Refused: ${message}`;
+  el.textContent = `${prefix}${message}`;
   clearTimeout(flash.t);
   flash.t = setTimeout(() => { el.hidden = true; }, 10000);
 }
@@ -348,7 +363,7 @@ function updateAlert(li, a) {
 $('alerts').addEventListener('click', (e) => {
   const b = e.target.closest('button[data-verb]');
   const li = b && b.closest('li[data-alert]');
-  if (!li || b.hidden) return;
+  if (!li || b.hidden || notSent(e, b)) return;
   if (b.dataset.verb === 'ack') acknowledge(li.dataset.alert);
   if (b.dataset.verb === 'resolve') resolve(li.dataset.alert);
 });
@@ -693,6 +708,11 @@ function drawSessions() {
   const s = state.snap;
   if (!s) return;
   const open = s.stations.filter((st) => st.session);
+  // Rebuilt only when what it shows changed: a snapshot several times a second would otherwise
+  // replace the "Co-sign" buttons under the pointer and close the session list being typed in.
+  const shown = JSON.stringify(open.map((st) => [st.id, st.operator, st.session, st.consumables, st.held]));
+  if (shown === drawSessions.shown) return;
+  drawSessions.shown = shown;
   const dl = document.getElementById('open-sessions');
   if (dl) dl.replaceChildren(...open.map((st) => h('option', { value: st.session, text: `${st.id} (${st.operator || 'no operator'})` })));
   render($('sessions'), table(null, [
