@@ -205,7 +205,9 @@ fn valid_query(q: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'))
 }
 
-/// Lists jobs from the store (every job, finished ones included), in id order.
+/// Lists jobs from the store (every job, finished ones included), in id order: ascending from
+/// `after`, or descending from `before` with `order=newest`; `q` keeps the job(s) whose tracking
+/// number, current booklet or current patch it is.
 pub(crate) fn list(store: &Store, f: &JobFilter) -> Result<Page, LineError> {
     let limit = f.limit.unwrap_or(100);
     if limit == 0 || limit > MAX_PAGE {
