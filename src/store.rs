@@ -674,6 +674,29 @@ impl Store {
     }
 
     /// Calls `f` with every operational entry (key without the keyspace byte, value) whose key
+    /// is < `before` and starts with `prefix`, in reverse key order, until it returns `false`.
+    ///
+    /// # Errors
+    /// sled failed while reading.
+    pub fn aux_for_each_rev(
+        &self,
+        prefix: &[u8],
+        before: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        if before <= prefix {
+            return Ok(());
+        }
+        for kv in self.tree.range(pk(A, prefix)..pk(A, before)).rev() {
+            let (k, v) = kv?;
+            if !k[1..].starts_with(prefix) || !f(&k[1..], &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `f` with every operational entry (key without the keyspace byte, value) whose key
     /// is ≥ `from` and starts with `prefix`, in key order, until it returns `false`.
     ///
     /// # Errors

@@ -2271,3 +2271,101 @@ async fn a_click_on_a_button_that_just_changed_or_moved_is_not_sent() {
     });
     no_page_errors(c, "the hall view").await;
 }
+
+// ---- the Jobs tab (issue 17, point 5) ------------------------------------------------------------
+
+/// The text of the `n`th row (1-based) of the jobs table.
+fn job_row(n: usize) -> String {
+    text_of(&format!("[data-report=jobs] tbody tr:nth-child({n})"))
+}
+
+const JOB_ROWS: &str =
+    "return String(document.querySelectorAll('[data-report=jobs] tbody tr').length);";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium: run by scripts/test-all"]
+async fn the_jobs_tab_shows_the_newest_first_finds_a_booklet_and_the_open_job_follows_live() {
+    let hall = spawn_hall(0.02);
+    let api = hall.client;
+    let base = format!("http://{}", api.addr);
+    let sup = hall.sign_in("S1", None);
+    receive_lots(api, &sup);
+    let a1 = hall.sign_in("A1", Some("PRINT-01"));
+    open_and_issue(api, &a1, "A1", "PRINT-01", "B1000100-B1000109");
+    let b1 = hall.sign_in("B1", Some("LAM-01"));
+    open_and_issue(api, &b1, "B1", "LAM-01", "P2000100-P2000109");
+    let first = printed(api, &sup, &a1, "B1000100", "TRK-UI-J-1");
+    submit(
+        api,
+        &sup,
+        &job_request("TRK-UI-J-2", "Specimen", "L898902C3"),
+    );
+    let third = submit(
+        api,
+        &sup,
+        &job_request("TRK-UI-J-3", "Specimen", "L898902C3"),
+    );
+
+    let browser = Browser::start().await;
+    let c = browser.c();
+    browser.fit_viewport().await;
+    c.goto(&format!("{base}/")).await.unwrap();
+    sign_in(c, "S1", None).await;
+    find(c, "[data-station=\"PRINT-01\"]").await;
+
+    // Newest first: the last job submitted heads the list.
+    click(c, "#tab-jobs").await;
+    wait_js(c, "the newest job first", &job_row(1), "TRK-UI-J-3").await;
+    wait_js(c, "then the one before", &job_row(2), "TRK-UI-J-2").await;
+    wait_js(c, "the oldest last", &job_row(3), "TRK-UI-J-1").await;
+
+    // A booklet serial finds the job it was printed for, and only that one.
+    type_into(c, "#jobs-filter input[name=q]", "B1000100").await;
+    click(c, "#jobs-filter button[type=submit]").await;
+    wait_eq(c, "one job found", JOB_ROWS, "1").await;
+    wait_js(c, "the booklet's job", &job_row(1), "TRK-UI-J-1").await;
+    wait_js(c, "its id", &job_row(1), &format!("{first}")).await;
+
+    // The open job's panel follows the job: held elsewhere (here, through the API), it says
+    // so and offers Release, with nothing clicked in this page.
+    type_into(c, "#jobs-filter input[name=q]", "TRK-UI-J-3").await;
+    click(c, "#jobs-filter button[type=submit]").await;
+    wait_js(c, "the third job found", &job_row(1), "TRK-UI-J-3").await;
+    click(c, &format!("button[data-key=act-{third}]")).await;
+    wait_js(
+        c,
+        "the panel open",
+        &attr_of("#job-actions", "data-job"),
+        &third.to_string(),
+    )
+    .await;
+    let before = c
+        .execute(&attr_of("#job-actions", "data-state"), vec![])
+        .await
+        .unwrap();
+    assert_ne!(before.as_str(), Some("held"), "{before}");
+    wait_js(
+        c,
+        "the Hold button",
+        &text_of("form[data-form=hold] button"),
+        "Hold",
+    )
+    .await;
+    api.post(&format!("/jobs/{third}/hold"), Some(&sup), &json!({}))
+        .expect(200, "hold, from elsewhere");
+    wait_js(
+        c,
+        "the panel shows held",
+        &attr_of("#job-actions", "data-state"),
+        "held",
+    )
+    .await;
+    wait_js(
+        c,
+        "the Release button",
+        &text_of("form[data-form=hold] button"),
+        "Release",
+    )
+    .await;
+    no_page_errors(c, "the hall view").await;
+}

@@ -102,12 +102,17 @@ async fn submit(
     Ok(Json(Accepted { jobs }))
 }
 
-/// Lists jobs, in id order, one page at a time.
+/// Lists jobs, in id order (oldest first, or newest first with `order=newest`), one page at a
+/// time; `q` finds the job(s) of a tracking number, a booklet serial or a patch serial.
 #[utoipa::path(get, path = "/jobs",
     params(("state" = Option<String>, Query, description = "a job state (`queued`, `printing`, `needs_inspection`, ...)"),
         ("class" = Option<String>, Query, description = "`normal`, `urgent` or `fast_track`"),
         ("destination" = Option<String>, Query),
-        ("after" = Option<u64>, Query, minimum = 0, description = "the previous page's `next` (at most 2^63 - 1)"),
+        ("order" = Option<String>, Query, pattern = "^(oldest|newest)$", description = "`oldest` (default) or `newest`"),
+        ("after" = Option<u64>, Query, minimum = 0, maximum = 9223372036854775807_u64, description = "oldest first: the previous page's `next` (at most 2^63 - 1)"),
+        ("before" = Option<u64>, Query, minimum = 1, maximum = 9223372036854775807_u64, description = "with `order=newest`: the previous page's `next` (1 to 2^63 - 1)"),
+        ("q" = Option<String>, Query, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._/-]+$",
+            description = "a tracking number, booklet serial or patch serial: only the job(s) it belongs to"),
         ("limit" = Option<usize>, Query, minimum = 1, maximum = 500, description = "page size (default 100)")),
     responses((status = 200, body = Object), (status = 422, body = ErrorBody)))]
 async fn list(

@@ -153,8 +153,14 @@ pub struct JobFilter {
     pub class: Option<PriorityClass>,
     /// Only this destination.
     pub destination: Option<String>,
-    /// Start after this job id (the previous page's `next`).
+    /// `oldest` (the default: ascending ids) or `newest` (descending ids).
+    pub order: Option<String>,
+    /// Oldest first: start after this job id (the previous page's `next`).
     pub after: Option<u64>,
+    /// Newest first: start before this job id (the previous page's `next`).
+    pub before: Option<u64>,
+    /// Only the job(s) a tracking number, a booklet serial or a patch serial belongs to.
+    pub q: Option<String>,
     /// Page size (1–500, default 100).
     pub limit: Option<usize>,
 }
@@ -165,9 +171,9 @@ pub const MAX_PAGE: usize = 500;
 /// One page of jobs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Page {
-    /// The jobs, in id order.
+    /// The jobs, in id order (descending for `order=newest`).
     pub jobs: Vec<JobView>,
-    /// Pass as `after` for the next page; absent on the last.
+    /// Pass as `after` (or `before` for `order=newest`) for the next page; absent on the last.
     pub next: Option<u64>,
 }
 
@@ -189,7 +195,19 @@ pub const STATE_NAMES: [&str; 14] = [
     "defect_reported",
 ];
 
-/// Lists jobs from the store (every job, finished ones included), in id order.
+/// The longest search (`q`) a list accepts.
+pub const MAX_QUERY: usize = 64;
+
+fn valid_query(q: &str) -> bool {
+    !q.is_empty()
+        && q.len() <= MAX_QUERY
+        && q.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'))
+}
+
+/// Lists jobs from the store (every job, finished ones included), in id order: ascending from
+/// `after`, or descending from `before` with `order=newest`; `q` keeps the job(s) whose tracking
+/// number, current booklet or current patch it is.
 pub(crate) fn list(store: &Store, f: &JobFilter) -> Result<Page, LineError> {
     let limit = f.limit.unwrap_or(100);
     if limit == 0 || limit > MAX_PAGE {
@@ -213,34 +231,81 @@ pub(crate) fn list(store: &Store, f: &JobFilter) -> Result<Page, LineError> {
             format!("unknown state; one of {}", STATE_NAMES.join(", ")),
         ));
     }
-    let from = job_key(JobId(f.after.map_or(0, |a| a.saturating_add(1))));
+    let newest = match f.order.as_deref() {
+        None | Some("oldest") => false,
+        Some("newest") => true,
+        Some(_) => {
+            return Err(LineError::invalid("order", "one of `oldest`, `newest`"));
+        }
+    };
+    if f.before
+        .is_some_and(|b| b == 0 || b > i64::MAX.unsigned_abs())
+    {
+        return Err(LineError::invalid(
+            "before",
+            format!("a job id between 1 and {}", i64::MAX),
+        ));
+    }
+    if f.before.is_some() && !newest {
+        return Err(LineError::invalid("before", "only with `order=newest`"));
+    }
+    if f.after.is_some() && newest {
+        return Err(LineError::invalid("after", "only with `order=oldest`"));
+    }
+    let q = match f.q.as_deref() {
+        None => None,
+        Some(q) if valid_query(q) => Some(q),
+        Some(_) => {
+            return Err(LineError::invalid(
+                "q",
+                format!(
+                    "a tracking number, booklet or patch serial: 1 to {MAX_QUERY} letters, \
+                     digits, `-`, `_`, `.` or `/`"
+                ),
+            ));
+        }
+    };
     let mut out = Vec::new();
     let mut error = None;
     let mut more = false;
-    store
-        .aux_for_each(JOB, &from, |_, v| {
-            let r = match decode_job(v) {
-                Ok(r) => r,
-                Err(e) => {
-                    error = Some(e);
-                    return false;
-                }
-            };
-            let keep = f.state.as_deref().is_none_or(|s| r.state.name() == s)
-                && f.class.is_none_or(|c| r.job.class == c)
-                && f.destination
-                    .as_deref()
-                    .is_none_or(|d| r.job.destination.as_str() == d);
-            if keep {
-                if out.len() == limit {
-                    more = true;
-                    return false;
-                }
-                out.push(JobView::from(&r));
+    let mut visit = |_: &[u8], v: &[u8]| {
+        let r = match decode_job(v) {
+            Ok(r) => r,
+            Err(e) => {
+                error = Some(e);
+                return false;
             }
-            true
-        })
-        .map_err(|e| LineError::Storage(e.to_string()))?;
+        };
+        let keep = f.state.as_deref().is_none_or(|s| r.state.name() == s)
+            && f.class.is_none_or(|c| r.job.class == c)
+            && f.destination
+                .as_deref()
+                .is_none_or(|d| r.job.destination.as_str() == d)
+            && q.is_none_or(|q| {
+                r.job.tracking.as_str() == q
+                    || r.crew.booklet.as_deref() == Some(q)
+                    || r.crew.patch.as_deref() == Some(q)
+            });
+        if keep {
+            if out.len() == limit {
+                more = true;
+                return false;
+            }
+            out.push(JobView::from(&r));
+        }
+        true
+    };
+    if newest {
+        let before = f
+            .before
+            .map_or_else(|| job_key(JobId(u64::MAX)), |b| job_key(JobId(b)));
+        // `job/<u64::MAX>` itself is never an id the API can name (ids are at most 2^63 - 1).
+        store.aux_for_each_rev(JOB, &before, &mut visit)
+    } else {
+        let from = job_key(JobId(f.after.map_or(0, |a| a.saturating_add(1))));
+        store.aux_for_each(JOB, &from, &mut visit)
+    }
+    .map_err(|e| LineError::Storage(e.to_string()))?;
     if let Some(e) = error {
         return Err(e);
     }

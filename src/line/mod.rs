@@ -615,8 +615,8 @@ impl Line {
             .ok_or_else(|| LineError::NotFound(format!("no job {id}")))
     }
 
-    /// Jobs by filter, in id order, one page, read from the store without holding up the
-    /// line. Blocking: call it off the async workers.
+    /// Jobs by filter, in id order (ascending, or descending for `order=newest`), one page,
+    /// read from the store without holding up the line. Blocking: call it off the async workers.
     ///
     /// # Errors
     /// An invalid filter; storage errors.

@@ -103,7 +103,12 @@ function stop() {
   if (state.stopStream) state.stopStream();
   state.stopStream = null;
   state.snap = null;
+  openJob = null;
 }
+
+// Events move the open job on; a short poll catches a change no event names (and a stream
+// that is reconnecting).
+setInterval(() => refreshOpenJob(), 5000);
 
 // ---- tabs (arrow keys move between them, as WAI-ARIA tabs do) --------------------------------
 
@@ -156,6 +161,7 @@ function onEvent(name, data) {
   noteActivity(name, data);
   // Events name what changed; the snapshot has the whole picture: fetch it, once per burst.
   refreshSoon();
+  refreshOpenJob();
 }
 
 const refreshSoon = debounce(async () => {
@@ -455,10 +461,12 @@ function buildForms() {
     select('State', 'state', [['', 'any'], ...JOB_STATES.map((s) => [s, s.replace(/_/g, ' ')])], { 'data-key': 'jobs-state' }),
     select('Class', 'class', [['', 'any'], ...CLASSES], { 'data-key': 'jobs-class' }),
     field('Destination', 'destination', { 'data-key': 'jobs-destination', autocapitalize: 'characters' }),
+    field('Search: tracking number, booklet or patch serial', 'q', { 'data-key': 'jobs-q', spellcheck: 'false' }),
     field('Or a job id', 'id', { 'data-key': 'jobs-id', placeholder: 'J-00000042' }),
     h('button', { type: 'submit', text: 'Show' }),
     h('p', { class: 'form-error', role: 'alert' }));
-  onSubmit(filter, () => loadJobs());
+  // A new filter starts again at the newest job.
+  onSubmit(filter, () => { jobsPage.cursors = []; return loadJobs(); });
   buildCustodyForms();
   const rf = $('reconcile-form');
   rf.append(field('Shift (date and A 06–14, B 14–22, C 22–06 UTC)', 'shift', { value: shiftOf(new Date()), 'data-key': 'rec-shift' }),
@@ -466,19 +474,38 @@ function buildForms() {
   onSubmit(rf, () => loadReconciliation());
 }
 
+/** The jobs list's paging: newest first; `cursors` holds the `before` of each page shown
+ * after the first (so "Newer" goes back one), `next` the cursor of the next older page. */
+const jobsPage = { cursors: [], next: null };
+const JOBS_PER_PAGE = 50;
+
 async function loadJobs() {
   const f = Object.fromEntries(new FormData($('jobs-filter')).entries());
   let jobs;
   if (f.id && f.id.trim()) {
     jobs = [await api.get(`/jobs/${encodeURIComponent(f.id.trim())}`)];
+    jobsPage.cursors = [];
+    jobsPage.next = null;
   } else {
-    const q = new URLSearchParams({ limit: '200' });
+    const q = new URLSearchParams({ order: 'newest', limit: String(JOBS_PER_PAGE) });
     if (f.state) q.set('state', f.state);
     if (f.class) q.set('class', f.class);
     if (f.destination && f.destination.trim()) q.set('destination', f.destination.trim().toUpperCase());
-    jobs = (await api.get(`/jobs?${q}`)).jobs;
+    if (f.q && f.q.trim()) q.set('q', f.q.trim());
+    const before = jobsPage.cursors[jobsPage.cursors.length - 1];
+    if (before) q.set('before', String(before));
+    const page = await api.get(`/jobs?${q}`);
+    jobs = page.jobs;
+    jobsPage.next = page.next ?? null;
   }
-  render($('jobs-table'), table(`${jobs.length} job(s)`, [
+  const pageNo = jobsPage.cursors.length + 1;
+  const pager = h('nav', { class: 'inline-form', 'aria-label': 'Job pages', 'data-pager': 'jobs' },
+    button('Newer', 'jobs-newer', () => { jobsPage.cursors.pop(); loadJobs().catch(showIn('jobs-table')); }),
+    h('span', { text: `page ${pageNo}, newest first` }),
+    button('Older', 'jobs-older', () => { jobsPage.cursors.push(jobsPage.next); loadJobs().catch(showIn('jobs-table')); }));
+  pager.querySelector('[data-key="jobs-newer"]').disabled = pageNo === 1;
+  pager.querySelector('[data-key="jobs-older"]').disabled = jobsPage.next === null;
+  render($('jobs-table'), [pager, table(`${jobs.length} job(s)`, [
     ['Job', (j) => jobId(j.id)],
     ['Tracking', (j) => j.tracking_number],
     ['Class', (j) => className(j.class)],
@@ -486,19 +513,51 @@ async function loadJobs() {
     ['Due', (j) => clock(j.due)],
     ['Destination', (j) => j.destination],
     ['Booklet', (j) => j.booklet || '—'],
-    ['', (j) => button(`Act on ${jobId(j.id)}`, `act-${j.id}`, () => showJob(j))],
-  ], jobs, { 'data-report': 'jobs' }));
+    ['', (j) => button(`Act on ${jobId(j.id)}`, `act-${j.id}`, () => showJob(j, null, true))],
+  ], jobs, { 'data-report': 'jobs' })]);
 }
 
-function showJob(j) {
+/** The job the panel shows, as last read from the controller. */
+let openJob = null;
+
+/** Re-reads the open job and redraws the panel when it moved on (state, class, crew...). */
+const refreshOpenJob = debounce(async () => {
+  if (!openJob || $('job-actions').hidden || $('panel-jobs').hidden) return;
+  try {
+    const v = await api.get(`/jobs/${openJob.id}`);
+    if (openJob && v.id === openJob.id && JSON.stringify(v) !== JSON.stringify(openJob)) showJob(v);
+  } catch (e) {
+    if (!(e instanceof ApiError) || !e.sessionDead) announce(`Could not refresh ${jobId(openJob.id)}: ${e.message}`);
+  }
+}, 300);
+
+function showJob(j, refusal, focus) {
+  openJob = j;
   const box = $('job-actions');
   box.hidden = false;
+  box.dataset.job = String(j.id);
+  box.dataset.state = j.state.state;
   $('job-actions-title').textContent = `${jobId(j.id)} · ${j.tracking_number} · ${className(j.class)} · ${j.state.state.replace(/_/g, ' ')}`;
   // The form announces what this returns (once).
   const after = async (v, said) => {
     await loadJobs().catch(() => {});
     showJob(v);
     return said;
+  };
+  // A refused command (the job moved on since the panel was drawn): say so where the buttons
+  // are, and redraw them for the job as it is now.
+  const act = async (verb, body, said) => {
+    let v;
+    try {
+      v = await api.post(`/jobs/${j.id}/${verb}`, body);
+    } catch (e) {
+      if (!(e instanceof ApiError) || e.sessionDead || e.status !== 409) throw e;
+      const now = await api.get(`/jobs/${j.id}`).catch(() => j);
+      await loadJobs().catch(() => {});
+      showJob(now, `The controller refused to ${verb} ${jobId(j.id)}: ${e.message}`);
+      return null;
+    }
+    return after(v, said);
   };
   const forms = [];
   if (!supervisor()) {
@@ -509,8 +568,7 @@ function showJob(j) {
       h('p', { class: 'form-error', role: 'alert' }));
     onSubmit(hold, async () => {
       const verb = j.state.state === 'held' ? 'release' : 'hold';
-      const v = await api.post(`/jobs/${j.id}/${verb}`);
-      return after(v, `${jobId(j.id)} ${verb === 'hold' ? 'held' : 'released'}`);
+      return act(verb, undefined, `${jobId(j.id)} ${verb === 'hold' ? 'held' : 'released'}`);
     });
     const rep = h('form', { class: 'inline-form', 'data-form': 'reprioritise' },
       select('New class', 'class', CLASSES),
@@ -518,16 +576,14 @@ function showJob(j) {
       h('button', { type: 'submit', text: 'Reprioritise' }),
       h('p', { class: 'form-error', role: 'alert' }));
     onSubmit(rep, async (f) => {
-      const v = await api.post(`/jobs/${j.id}/reprioritise`, { class: f.class, reason: f.reason });
-      return after(v, `${jobId(j.id)} is now ${className(f.class)}`);
+      return act('reprioritise', { class: f.class, reason: f.reason }, `${jobId(j.id)} is now ${className(f.class)}`);
     });
     const cancel = h('form', { class: 'inline-form', 'data-form': 'cancel' },
       field('Why cancel', 'reason', { required: true }),
       h('button', { type: 'submit', class: 'danger', text: 'Cancel the job' }),
       h('p', { class: 'form-error', role: 'alert' }));
     onSubmit(cancel, async (f) => {
-      const v = await api.post(`/jobs/${j.id}/cancel`, { reason: f.reason });
-      return after(v, `${jobId(j.id)} cancelled`);
+      return act('cancel', { reason: f.reason }, `${jobId(j.id)} cancelled`);
     });
     forms.push(hold, rep, cancel);
     if (j.state.state === 'needs_inspection') {
@@ -539,14 +595,17 @@ function showJob(j) {
       onSubmit(insp, async (f) => {
         const body = { verdict: f.verdict };
         if (f.serial) body.serial = f.serial.toUpperCase();
-        const v = await api.post(`/jobs/${j.id}/inspect`, body);
-        return after(v, `${jobId(j.id)}: ${f.verdict.replace(/_/g, ' ')}`);
+        return act('inspect', body, `${jobId(j.id)}: ${f.verdict.replace(/_/g, ' ')}`);
       });
       forms.push(insp);
     }
   }
   render($('job-actions-body'), [
+    refusal ? h('p', { class: 'form-error', role: 'alert', 'data-refusal': 'job', text: refusal }) : [],
     h('dl', { class: 'facts' },
+      h('dt', { text: 'State' }), h('dd', { 'data-field': 'state', text: j.state.state.replace(/_/g, ' ') }),
+      h('dt', { text: 'Booklet' }), h('dd', { text: j.booklet || '—' }),
+      h('dt', { text: 'Patch' }), h('dd', { text: j.patch || '—' }),
       h('dt', { text: 'Due' }), h('dd', { text: clock(j.due) }),
       h('dt', { text: 'Destination' }), h('dd', { text: j.destination }),
       h('dt', { text: 'Printed by' }), h('dd', { text: j.printed_by || '—' }),
@@ -555,7 +614,8 @@ function showJob(j) {
       h('dt', { text: 'Spoiled so far' }), h('dd', { text: String(j.spoiled) })),
     forms,
   ]);
-  box.focus && box.querySelector('button') && box.querySelector('button').focus();
+  // Focus moves to the panel only when a person opened it, never on a live redraw.
+  if (focus && box.querySelector('button')) box.querySelector('button').focus();
 }
 
 // ---- custody ---------------------------------------------------------------------------------
