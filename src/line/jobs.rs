@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::LineError;
+use crate::ledger::{ItemState, Ledger, Serial};
 use crate::store::Store;
 
 pub(super) const JOB: &[u8] = b"job/";
@@ -208,7 +209,8 @@ fn valid_query(q: &str) -> bool {
 /// Lists jobs from the store (every job, finished ones included), in id order: ascending from
 /// `after`, or descending from `before` with `order=newest`; `q` keeps the job(s) whose tracking
 /// number, current booklet or current patch it is.
-pub(crate) fn list(store: &Store, f: &JobFilter) -> Result<Page, LineError> {
+pub(crate) fn list(ledger: &Ledger, f: &JobFilter) -> Result<Page, LineError> {
+    let store = ledger.store();
     let limit = f.limit.unwrap_or(100);
     if limit == 0 || limit > MAX_PAGE {
         return Err(LineError::invalid(
@@ -265,6 +267,16 @@ pub(crate) fn list(store: &Store, f: &JobFilter) -> Result<Page, LineError> {
             ));
         }
     };
+    let keep = |r: &JobRecord| {
+        f.state.as_deref().is_none_or(|s| r.state.name() == s)
+            && f.class.is_none_or(|c| r.job.class == c)
+            && f.destination
+                .as_deref()
+                .is_none_or(|d| r.job.destination.as_str() == d)
+    };
+    if let Some(q) = q {
+        return search(ledger, q, newest, f, limit, keep);
+    }
     let mut out = Vec::new();
     let mut error = None;
     let mut more = false;
@@ -276,17 +288,7 @@ pub(crate) fn list(store: &Store, f: &JobFilter) -> Result<Page, LineError> {
                 return false;
             }
         };
-        let keep = f.state.as_deref().is_none_or(|s| r.state.name() == s)
-            && f.class.is_none_or(|c| r.job.class == c)
-            && f.destination
-                .as_deref()
-                .is_none_or(|d| r.job.destination.as_str() == d)
-            && q.is_none_or(|q| {
-                r.job.tracking.as_str() == q
-                    || r.crew.booklet.as_deref() == Some(q)
-                    || r.crew.patch.as_deref() == Some(q)
-            });
-        if keep {
+        if keep(&r) {
             if out.len() == limit {
                 more = true;
                 return false;
@@ -315,4 +317,71 @@ pub(crate) fn list(store: &Store, f: &JobFilter) -> Result<Page, LineError> {
         None
     };
     Ok(Page { jobs: out, next })
+}
+
+/// The jobs a search names, looked up, never scanned for (a hall keeps millions of jobs): the
+/// tracking number's index entry, and the job a booklet or patch is bound to now (printed or
+/// applied, reported spoiled after use, or suspect). Then the filters, the order, the cursor and
+/// the page, as for a listing.
+fn search(
+    ledger: &Ledger,
+    q: &str,
+    newest: bool,
+    f: &JobFilter,
+    limit: usize,
+    keep: impl Fn(&JobRecord) -> bool,
+) -> Result<Page, LineError> {
+    let store = ledger.store();
+    let mut ids = std::collections::BTreeSet::new();
+    if let Some(t) = load_tracking(store, q)? {
+        ids.insert(t.job);
+    }
+    let item = ledger
+        .item(&Serial::new(q))
+        .map_err(|e| LineError::Storage(e.to_string()))?;
+    if let Some(item) = item {
+        let mut state = &item.state;
+        loop {
+            match state {
+                ItemState::Applied(b) => {
+                    ids.insert(b.job);
+                }
+                ItemState::Suspect { job, .. } => {
+                    ids.insert(*job);
+                }
+                ItemState::SpoilPending { was, .. } => {
+                    state = was;
+                    continue;
+                }
+                _ => {}
+            }
+            break;
+        }
+    }
+    let in_range = |id: &JobId| {
+        if newest {
+            f.before.is_none_or(|b| id.0 < b)
+        } else {
+            f.after.is_none_or(|a| id.0 > a)
+        }
+    };
+    let mut found = Vec::new();
+    for id in ids.into_iter().filter(in_range) {
+        if let Some(r) = load_job(store, id)?
+            && keep(&r)
+        {
+            found.push(JobView::from(&r));
+        }
+    }
+    if newest {
+        found.reverse();
+    }
+    let more = found.len() > limit;
+    found.truncate(limit);
+    let next = if more {
+        found.last().map(|j| j.id.0)
+    } else {
+        None
+    };
+    Ok(Page { jobs: found, next })
 }

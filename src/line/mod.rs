@@ -621,7 +621,7 @@ impl Line {
     /// # Errors
     /// An invalid filter; storage errors.
     pub fn jobs(ledger: &Ledger, filter: &JobFilter) -> Result<Page, LineError> {
-        jobs::list(ledger.store(), filter)
+        jobs::list(ledger, filter)
     }
 
     /// Holds a waiting job.
