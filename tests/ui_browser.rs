@@ -2367,5 +2367,45 @@ async fn the_jobs_tab_shows_the_newest_first_finds_a_booklet_and_the_open_job_fo
         "Release",
     )
     .await;
+
+    // A supervisor typing a reason is not interrupted: the job moves on (released elsewhere),
+    // the panel says so and keeps the reason and the cursor; the new state is shown on request.
+    type_into(
+        c,
+        "form[data-form=cancel] input[name=reason]",
+        "duplicate application",
+    )
+    .await;
+    api.post(&format!("/jobs/{third}/release"), Some(&sup), &json!({}))
+        .expect(200, "release, from elsewhere");
+    wait_js(
+        c,
+        "the panel says the job changed",
+        &text_of("#job-actions-body [data-changed=job]"),
+        "changed since this panel was drawn",
+    )
+    .await;
+    let kept = c
+        .execute(
+            "const i = document.querySelector('form[data-form=cancel] input[name=reason]');
+             return `${i.value}|${document.activeElement === i}|${document.getElementById('job-actions').dataset.state}`;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        kept,
+        json!("duplicate application|true|held"),
+        "the reason typed, the cursor in it, the panel as it was drawn"
+    );
+    click(c, "button[data-key=job-redraw]").await;
+    wait_js(
+        c,
+        "the panel shows the job as it is now (released: no longer held)",
+        "const s = document.getElementById('job-actions').dataset.state;
+         return s === 'held' ? 'still held' : `now ${s}`;",
+        "now ",
+    )
+    .await;
     no_page_errors(c, "the hall view").await;
 }

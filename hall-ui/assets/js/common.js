@@ -382,15 +382,18 @@ function labelOf(b) {
 
 /**
  * Notes where each button in `container` stands and what it says, after a live update:
- * a button that moved, appeared or changed its command is unsteady for `STEADY_MS`.
+ * a button that moved or changed its command, or that a live update drew anew
+ * (`drawnAnew`), is unsteady for `STEADY_MS`.
  */
-export function noteButtons(container, now = performance.now()) {
+export function noteButtons(container, now = performance.now(), drawnAnew = false) {
   for (const b of container.querySelectorAll('button')) {
     const r = b.getBoundingClientRect();
     const label = labelOf(b);
     const was = steady.get(b);
     if (!was) {
-      steady.set(b, { x: r.left, y: r.top, label, movedAt: -Infinity });
+      // A button drawn anew by a live update (not by the person's own action) counts as moved.
+      steady.set(b, { x: r.left, y: r.top, label, movedAt: drawnAnew ? now : -Infinity });
+      if (drawnAnew) b.dataset.movedAt = String(Math.round(now));
     } else if (Math.abs(was.x - r.left) > 2 || Math.abs(was.y - r.top) > 2 || was.label !== label) {
       steady.set(b, { x: r.left, y: r.top, label, movedAt: now });
       b.dataset.movedAt = String(Math.round(now)); // (what a test waits on, as a person looks)

@@ -479,7 +479,7 @@ function buildForms() {
 const jobsPage = { cursors: [], next: null };
 const JOBS_PER_PAGE = 50;
 
-async function loadJobs() {
+async function loadJobs(cursors = jobsPage.cursors) {
   const f = Object.fromEntries(new FormData($('jobs-filter')).entries());
   let jobs;
   if (f.id && f.id.trim()) {
@@ -492,17 +492,24 @@ async function loadJobs() {
     if (f.class) q.set('class', f.class);
     if (f.destination && f.destination.trim()) q.set('destination', f.destination.trim().toUpperCase());
     if (f.q && f.q.trim()) q.set('q', f.q.trim());
-    const before = jobsPage.cursors[jobsPage.cursors.length - 1];
+    const before = cursors[cursors.length - 1];
     if (before) q.set('before', String(before));
     const page = await api.get(`/jobs?${q}`);
     jobs = page.jobs;
+    // The page moves only once it has loaded (a failed load stays on the page shown).
+    jobsPage.cursors = cursors;
     jobsPage.next = page.next ?? null;
   }
   const pageNo = jobsPage.cursors.length + 1;
   const pager = h('nav', { class: 'inline-form', 'aria-label': 'Job pages', 'data-pager': 'jobs' },
-    button('Newer', 'jobs-newer', () => { jobsPage.cursors.pop(); loadJobs().catch(showIn('jobs-table')); }),
+    button('Newer', 'jobs-newer', () => turn(jobsPage.cursors.slice(0, -1))),
     h('span', { text: `page ${pageNo}, newest first` }),
-    button('Older', 'jobs-older', () => { jobsPage.cursors.push(jobsPage.next); loadJobs().catch(showIn('jobs-table')); }));
+    button('Older', 'jobs-older', () => turn([...jobsPage.cursors, jobsPage.next])));
+  // One turn at a time: a second click before the page has loaded turns nothing.
+  function turn(cursors) {
+    for (const b of pager.querySelectorAll('button')) b.disabled = true;
+    loadJobs(cursors).catch(showIn('jobs-table'));
+  }
   pager.querySelector('[data-key="jobs-newer"]').disabled = pageNo === 1;
   pager.querySelector('[data-key="jobs-older"]').disabled = jobsPage.next === null;
   render($('jobs-table'), [pager, table(`${jobs.length} job(s)`, [
@@ -520,19 +527,61 @@ async function loadJobs() {
 /** The job the panel shows, as last read from the controller. */
 let openJob = null;
 
-/** Re-reads the open job and redraws the panel when it moved on (state, class, crew...). */
+/** Each drawing of the job panel: an answer asked for before the latest drawing is stale. */
+let jobDrawn = 0;
+
+/**
+ * Re-reads the open job and, when it moved on (state, class, crew...), redraws the panel; but
+ * not under a supervisor who is using it (the cursor in it, or a reason typed): then the panel
+ * says the job changed and offers to show it as it is now, keeping what was typed.
+ */
 const refreshOpenJob = debounce(async () => {
-  if (!openJob || $('job-actions').hidden || $('panel-jobs').hidden) return;
+  if (!openJob || document.hidden || $('job-actions').hidden || $('panel-jobs').hidden) return;
+  const drawn = jobDrawn;
   try {
     const v = await api.get(`/jobs/${openJob.id}`);
-    if (openJob && v.id === openJob.id && JSON.stringify(v) !== JSON.stringify(openJob)) showJob(v);
+    if (drawn !== jobDrawn || !openJob || v.id !== openJob.id) return;
+    if (JSON.stringify(v) === JSON.stringify(openJob)) return;
+    const box = $('job-actions');
+    const typed = [...box.querySelectorAll('input')].some((i) => i.value.trim() !== '');
+    const typing = box.contains(document.activeElement) && document.activeElement.matches('input, select, textarea');
+    if (typing || typed) {
+      jobChanged(v);
+      return;
+    }
+    // The keyboard's place in the panel is kept (its first button, as when it was opened).
+    showJob(v, null, box.contains(document.activeElement));
+    // A button drawn under a resting pointer was not what it was aimed at: not sent for a moment.
+    noteButtons($('job-actions-body'), performance.now(), true);
   } catch (e) {
     if (!(e instanceof ApiError) || !e.sessionDead) announce(`Could not refresh ${jobId(openJob.id)}: ${e.message}`);
   }
 }, 300);
 
+/** Says, in the panel, that its job changed; the supervisor chooses when to see it anew. */
+function jobChanged(v) {
+  const note = $('job-actions-body').querySelector('[data-changed=job]');
+  const text = `${jobId(v.id)} changed since this panel was drawn: it is now ${v.state.state.replace(/_/g, ' ')}.`;
+  if (note) {
+    note.firstChild.textContent = `${text} `;
+    return;
+  }
+  $('job-actions-body').prepend(h('p', { class: 'form-error', role: 'status', 'data-changed': 'job' }, `${text} `,
+    button('Show it as it is now', 'job-redraw', () => showJob(v, null, true), 'quiet')));
+}
+
+// A click on a panel button that had just been drawn under the pointer is not sent.
+$('job-actions-body').addEventListener('click', (e) => {
+  const b = e.target.closest('button');
+  if (b && notSent(e, b)) {
+    e.preventDefault();
+    e.stopPropagation();
+  }
+}, true);
+
 function showJob(j, refusal, focus) {
   openJob = j;
+  jobDrawn += 1;
   const box = $('job-actions');
   box.hidden = false;
   box.dataset.job = String(j.id);
