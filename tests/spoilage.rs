@@ -410,8 +410,19 @@ fn a_device_fault_spoil_waits_for_a_supervisor_with_the_item_in_hand() {
         let st = station(c, &w.sup, "PRINT-01");
         ((st["readiness"] == "faulted").then_some(()), st.to_string())
     });
+    wait_for(30, "the jam's device_fault alert open", || {
+        let a = open_alert(c, &w.sup, "device_fault");
+        (a.is_some().then_some(()), "none".to_string())
+    });
     c.post("/devices/PR-01/clear-fault", Some(&w.a1), &json!({}))
         .expect(200, "A1 clears the jam");
+    // The fault's alert closes when the line sees the printer ready again, in its own time:
+    // wait for it, so that its `alert_cleared` record cannot land inside the "nothing changed"
+    // comparison below (it once did, under load).
+    wait_for(30, "the jam's device_fault alert cleared", || {
+        let a = open_alert(c, &w.sup, "device_fault");
+        (a.is_none().then_some(()), format!("{a:?}"))
+    });
     wait_work(c, &w.sup, "PRINT-01", id, "assigned");
     c.post(
         "/stations/PRINT-01/print",
