@@ -375,6 +375,20 @@ export const STEADY_MS = 700;
 const steady = new WeakMap(); // button -> { x, y, label, movedAt }
 const pressed = new WeakMap(); // button -> its label when the pointer went down on it
 
+/**
+ * Where a button stands on the page (scrolling the page, the person's own doing, moves nothing)
+ * and whether it moved from `was` far enough for the pointer to be on something else: by half
+ * its width or height. A few pixels of drift (a scroll bar appearing, a font loading) do not
+ * count; a list shifting by a row does.
+ */
+function placeOf(b) {
+  const r = b.getBoundingClientRect();
+  return { x: r.left + window.scrollX, y: r.top + window.scrollY, w: r.width, h: r.height };
+}
+function movedFrom(was, p) {
+  return Math.abs(was.x - p.x) > Math.max(p.w, 4) / 2 || Math.abs(was.y - p.y) > Math.max(p.h, 4) / 2;
+}
+
 /** What a button does, as a person reads it: its command and its text. */
 function labelOf(b) {
   return `${b.dataset.verb || ''}|${b.dataset.device || ''}|${b.textContent}`;
@@ -387,16 +401,18 @@ function labelOf(b) {
  */
 export function noteButtons(container, now = performance.now(), drawnAnew = false) {
   for (const b of container.querySelectorAll('button')) {
-    const r = b.getBoundingClientRect();
+    const p = placeOf(b);
     const label = labelOf(b);
     const was = steady.get(b);
     if (!was) {
       // A button drawn anew by a live update (not by the person's own action) counts as moved.
-      steady.set(b, { x: r.left, y: r.top, label, movedAt: drawnAnew ? now : -Infinity });
+      steady.set(b, { ...p, label, movedAt: drawnAnew ? now : -Infinity });
       if (drawnAnew) b.dataset.movedAt = String(Math.round(now));
-    } else if (Math.abs(was.x - r.left) > 2 || Math.abs(was.y - r.top) > 2 || was.label !== label) {
-      steady.set(b, { x: r.left, y: r.top, label, movedAt: now });
+    } else if (movedFrom(was, p) || was.label !== label) {
+      steady.set(b, { ...p, label, movedAt: now });
       b.dataset.movedAt = String(Math.round(now)); // (what a test waits on, as a person looks)
+    } else {
+      steady.set(b, { ...p, label, movedAt: was.movedAt }); // drift: followed, not counted
     }
   }
 }
@@ -422,9 +438,9 @@ export function unsteadyClick(e, b, now = performance.now()) {
   const st = steady.get(b);
   if (!st) return null;
   // A move the last update has not noted yet (a banner, a list growing above it) counts too.
-  const r = b.getBoundingClientRect();
-  if (Math.abs(st.x - r.left) > 2 || Math.abs(st.y - r.top) > 2) {
-    steady.set(b, { x: r.left, y: r.top, label, movedAt: now });
+  const p = placeOf(b);
+  if (movedFrom(st, p)) {
+    steady.set(b, { ...p, label, movedAt: now });
     b.dataset.movedAt = String(Math.round(now));
     return 'the button had just moved';
   }
