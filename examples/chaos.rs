@@ -1287,9 +1287,7 @@ fn check(
         // Applied, or spoiled with its booklet (and perhaps destroyed since): never back in
         // the vault or a session, where it could be applied again.
         match ledger.item(serial)?.map(|i| i.state) {
-            Some(
-                ItemState::Applied(_) | ItemState::Spoiled { .. } | ItemState::Destroyed { .. },
-            ) => {}
+            Some(s) if s.follows_use() => {}
             other => v.push(format!(
                 "patch {serial} has a patch_applied record but it is {}",
                 other.map_or("unknown".into(), |s| s.describe())
@@ -1311,7 +1309,8 @@ fn check(
             + l.applied
             + l.spoiled.len() as u64
             + l.destroyed.len() as u64
-            + l.missing.len() as u64;
+            + l.missing.len() as u64
+            + l.suspect.len() as u64;
         if total != range.len() {
             v.push(format!(
                 "lot {lot} does not add up: {total} serials accounted of {}",

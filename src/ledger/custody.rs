@@ -125,6 +125,21 @@ pub enum ItemState {
 }
 
 impl ItemState {
+    /// Whether a used item (a printed booklet, an applied patch) may be in this state: still
+    /// bound to its job, or on its way out with a spoiled document (reported and awaiting a
+    /// supervisor, spoiled, destroyed). Never back in the vault or a session, where it could be
+    /// used again, and never missing or unaccounted for without a record saying so.
+    pub fn follows_use(&self) -> bool {
+        match self {
+            ItemState::Applied(_) | ItemState::Spoiled { .. } | ItemState::Destroyed { .. } => true,
+            ItemState::SpoilPending { was, .. } => matches!(**was, ItemState::Applied(_)),
+            ItemState::InVault
+            | ItemState::Issued { .. }
+            | ItemState::Missing { .. }
+            | ItemState::Suspect { .. } => false,
+        }
+    }
+
     /// A short description for messages ("in the vault", "spoiled", ...).
     pub fn describe(&self) -> String {
         match self {
@@ -2498,6 +2513,41 @@ mod tests {
                 certificate: "C".into(),
             },
         )
+    }
+
+    /// The chaos run's check "no applied patch is ever usable again" asks this of every patch
+    /// with a `patch_applied` record; a defect report on a good lamination must pass it (a chaos
+    /// run in CI was failed so).
+    #[test]
+    fn a_used_item_follows_its_use_through_report_approval_and_destruction_only() {
+        let mut h = laminated();
+        assert!(h.item("P1").state.follows_use(), "applied");
+        report(&mut h, "B", "P1", "SB").expect("reported");
+        report(&mut h, "B", "B1", "SB").expect("reported");
+        assert!(
+            h.item("P1").state.follows_use(),
+            "reported, awaiting approval"
+        );
+        decide(&mut h, "S", &["P1", "B1"], true).expect("approved");
+        assert!(h.item("P1").state.follows_use(), "spoiled");
+        destroy(&mut h, &["P1", "B1"], ["W1", "W2"]).expect("destroyed");
+        assert!(h.item("P1").state.follows_use(), "destroyed");
+        // What a used item must never be: held, in the vault, missing, unaccounted for; nor a
+        // pending report of an item that was only held.
+        for s in ["P2", "P3"] {
+            assert!(!h.item(s).state.follows_use(), "{s}");
+        }
+        assert!(!ItemState::InVault.follows_use());
+        assert!(
+            !ItemState::SpoilPending {
+                reason: String::new(),
+                by: OperatorId::new("B"),
+                at: at(1),
+                seq: 1,
+                was: Box::new(h.item("P2").state.clone()),
+            }
+            .follows_use()
+        );
     }
 
     #[test]
