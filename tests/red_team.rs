@@ -136,15 +136,6 @@ fn state(h: &RtHall, serials: &[&str]) -> (Vec<Value>, Vec<Value>) {
     (records_but_refusals(h.c, &h.aud), traces)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    // Nearest rank.
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    sorted[rank.min(sorted.len()) - 1]
-}
-
 impl Suite {
     fn start() -> Suite {
         let broker = Broker::start();

@@ -162,6 +162,17 @@ fn assert_common_headers(a: &Answer, what: &str) {
         None,
         "{what}: HSTS over plain HTTP"
     );
+    // How long the controller took, for the browser's timings (the scan benchmark's server
+    // share): `app;dur=<ms>`.
+    let took = a
+        .header("server-timing")
+        .and_then(|v| v.strip_prefix("app;dur="))
+        .and_then(|ms| ms.parse::<f64>().ok());
+    assert!(
+        took.is_some_and(|ms| ms >= 0.0),
+        "{what}: no Server-Timing app;dur=<ms>: {:?}",
+        a.headers
+    );
 }
 
 #[test]

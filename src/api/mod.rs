@@ -347,7 +347,24 @@ async fn method_not_allowed() -> ApiError {
 
 /// Every request gets a deadline; a late one is answered with the one error body. (A command
 /// already handed to the line still completes there: it is durable or refused, never half.)
+///
+/// Every answer says how long the controller took over it (`Server-Timing: app;dur=<ms>`): the
+/// browser shows it in its network timings, beside the time the request took end to end, so the
+/// server's share of a terminal's scan-to-answer time can be told from the loopback's and the
+/// page's.
 async fn deadline(State(limits): State<Limits>, req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let mut response = deadline_inner(limits, req, next).await;
+    let took = started.elapsed().as_secs_f64() * 1000.0;
+    if let Ok(v) = axum::http::HeaderValue::from_str(&format!("app;dur={took:.2}")) {
+        response
+            .headers_mut()
+            .insert(axum::http::HeaderName::from_static("server-timing"), v);
+    }
+    response
+}
+
+async fn deadline_inner(limits: Limits, req: Request, next: Next) -> Response {
     // An online verification takes as long as the ledger is long (a full one of 10 M records,
     // tens of seconds): it reports its progress on the status stream instead, and ends by itself.
     if req.uri().path() == "/api/v1/ledger/verify" {

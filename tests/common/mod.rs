@@ -982,3 +982,12 @@ pub fn next_sse_event(buf: &mut String) -> Option<(String, Value)> {
     }
     None
 }
+
+/// The `p`th percentile of `sorted` (ascending), by nearest rank; NaN when it is empty.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1]
+}
