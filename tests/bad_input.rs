@@ -328,7 +328,7 @@ fn every_route_family_refuses_bad_input_and_changes_nothing() {
             "/jobs?limit=-1",
             &sup,
             Body::None,
-            (422, "invalid", None),
+            invalid("limit"),
         ),
         bad(
             "jobs: after past the 64-bit signed range",
@@ -344,7 +344,7 @@ fn every_route_family_refuses_bad_input_and_changes_nothing() {
             "/jobs?colour=red",
             &sup,
             Body::None,
-            (422, "invalid", None),
+            invalid("colour"),
         ),
         bad(
             "reprioritise: an unknown class",
@@ -737,7 +737,7 @@ fn every_route_family_refuses_bad_input_and_changes_nothing() {
             "/ledger/records?from=yesterday",
             &aud,
             Body::None,
-            invalid("query"),
+            invalid("from"),
         ),
         bad(
             "records: an unknown filter",
@@ -745,7 +745,7 @@ fn every_route_family_refuses_bad_input_and_changes_nothing() {
             "/ledger/records?device=PR-01",
             &aud,
             Body::None,
-            invalid("query"),
+            invalid("device"),
         ),
         bad(
             "reconcile: two scopes",

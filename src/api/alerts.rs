@@ -3,14 +3,14 @@
 //! operators at stations.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, Auth};
+use super::extract::{ApiJson, ApiQuery, Auth};
 use crate::ledger::Role;
 use crate::line::{Alert, AlertList, PerfReport, Period};
 
@@ -124,16 +124,9 @@ pub struct PeriodQuery {
 async fn performance(
     State(s): State<AppState>,
     auth: Auth,
-    q: Result<Query<PeriodQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(q): ApiQuery<PeriodQuery>,
 ) -> Result<Json<PerfReport>, ApiError> {
     auth.require(PERFORMANCE_READERS)?;
-    let Query(q) = q.map_err(|e| {
-        ApiError::new(
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid",
-            super::error::redact_serde(&e.body_text()),
-        )
-    })?;
     let period = match (q.shift, q.day) {
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid(

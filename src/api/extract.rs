@@ -1,13 +1,13 @@
 //! Extractors: the authenticated principal (deny by default: no token, no access; a bearer
-//! token, or the hall UI's session cookie with its CSRF token, see [`super::web`]) and JSON
-//! bodies whose rejections use the one error body.
+//! token, or the hall UI's session cookie with its CSRF token, see [`super::web`]), JSON
+//! bodies and query strings whose rejections use the one error body.
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, redact_serde};
 pub(crate) use super::web::credential;
 use crate::auth::{self, Principal};
 use crate::ledger::Role;
@@ -83,5 +83,64 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for ApiJson<T> {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let axum::Json(v) = axum::Json::<T>::from_request(req, state).await?;
         Ok(ApiJson(v))
+    }
+}
+
+/// A query string. A parameter that does not parse is refused with the one error body naming it
+/// (`field` and the message: "limit: invalid digit found in string"); axum's `Query` says only
+/// what went wrong, not where.
+#[derive(Debug, Clone)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        query(parts.uri.query().unwrap_or_default()).map(ApiQuery)
+    }
+}
+
+/// Parses the query string `q` (as axum's `Query` does), naming the parameter that does not.
+///
+/// # Errors
+/// 422 `invalid`, its `field` the parameter when it is known.
+pub(crate) fn query<T: DeserializeOwned>(q: &str) -> Result<T, ApiError> {
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let why = redact_serde(&e.inner().to_string());
+        if field.is_empty() || field == "." {
+            ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                format!("the query string: {why}"),
+            )
+        } else {
+            ApiError::invalid(&field, format!("{field}: {why}"))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)] // only parsed
+    struct Q {
+        limit: Option<usize>,
+        order: Option<String>,
+    }
+
+    #[test]
+    fn a_query_parameter_that_does_not_parse_is_named() {
+        let e = super::query::<Q>("order=newest&limit=abc").expect_err("not a number");
+        assert_eq!(e.body.field.as_deref(), Some("limit"));
+        assert!(e.body.message.starts_with("limit: "), "{}", e.body.message);
+        let e = super::query::<Q>("limt=5").expect_err("unknown");
+        assert!(e.body.message.contains("limt"), "{}", e.body.message);
+        assert_eq!(super::query::<Q>("limit=5").expect("parses").limit, Some(5));
+        assert_eq!(super::query::<Q>("").expect("empty").limit, None);
     }
 }

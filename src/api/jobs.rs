@@ -2,7 +2,7 @@
 //! commands.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use hallctl_jobs::intake::JobRequest;
 use hallctl_jobs::job::{InspectionVerdict, JobId, PriorityClass};
 use serde::Deserialize;
@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, Auth};
+use super::extract::{ApiJson, ApiQuery, Auth};
 use crate::ledger::Role;
 use crate::line::{JobFilter, JobView, Line, Page, Submitted};
 
@@ -118,16 +118,9 @@ async fn submit(
 async fn list(
     State(s): State<AppState>,
     auth: Auth,
-    filter: Result<Query<JobFilter>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(filter): ApiQuery<JobFilter>,
 ) -> Result<Json<Page>, ApiError> {
     auth.require(READERS)?;
-    let Query(filter) = filter.map_err(|e| {
-        ApiError::new(
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid",
-            super::error::redact_serde(&e.body_text()),
-        )
-    })?;
     let ledger = s.ledger.clone();
     let page = super::blocking(move || Ok(Line::jobs(&ledger, &filter)?)).await?;
     Ok(Json(page))

@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use super::extract::Auth;
+use super::extract::{ApiQuery, Auth};
 use crate::ledger::query::{MissingItem, Reconciliation, RecordFilter, Scope, SltdRow, Trace};
 use crate::ledger::verify::{VerifyMode, VerifyOptions, VerifyReport};
 use crate::ledger::{Checkpoint, LotId, Record, Role, Serial, SessionId, ShiftId};
@@ -240,11 +240,9 @@ async fn trace(
 async fn reconcile(
     State(s): State<AppState>,
     auth: Auth,
-    q: Result<Query<ReconcileQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(q): ApiQuery<ReconcileQuery>,
 ) -> Result<Json<Reconciliation>, ApiError> {
     auth.require(AUDIT)?;
-    let Query(q) =
-        q.map_err(|e| ApiError::invalid("query", super::error::redact_serde(&e.body_text())))?;
     let scope = match (q.shift, q.session, q.roll) {
         (Some(x), None, None) => Scope::Shift(ShiftId::new(x)),
         (None, Some(x), None) => Scope::Session(SessionId::new(x)),
@@ -270,11 +268,9 @@ async fn reconcile(
 async fn records(
     State(s): State<AppState>,
     auth: Auth,
-    q: Result<Query<RecordsQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(q): ApiQuery<RecordsQuery>,
 ) -> Result<Json<Vec<Record>>, ApiError> {
     auth.require(AUDIT)?;
-    let Query(q) =
-        q.map_err(|e| ApiError::invalid("query", super::error::redact_serde(&e.body_text())))?;
     let limit = q.limit.unwrap_or(1000);
     if limit == 0 || limit > 10_000 {
         return Err(ApiError::invalid("limit", "between 1 and 10000"));
