@@ -129,3 +129,66 @@ fn a_bad_jobs_query_is_a_422_naming_the_parameter() {
     let all = c.get("/jobs", Some(&sup)).expect(200, "list");
     assert_eq!(ids(&all).len(), 1, "nothing changed: {all}");
 }
+
+/// What was seen: a search for a booklet spoiled on an earlier attempt (the job printed again on
+/// another) found nothing, and a serial typed in small letters found nothing. A supervisor
+/// searches with what is in their hand, as they type it.
+#[test]
+fn jobs_search_finds_a_job_by_a_booklet_spoiled_on_an_earlier_attempt_and_in_small_letters() {
+    let (hall, sup, [j1, j2, j3]) = hall_with_three_jobs();
+    let c = hall.client;
+    let a1 = hall.sign_in("A1", Some("PRINT-01"));
+    // j3 waits (held), so that PRINT-01 takes j2 again after its spoil.
+    wait_work(c, &sup, "PRINT-01", j2, "assigned");
+    c.post(
+        &format!("/jobs/{j3}/hold"),
+        Some(&sup),
+        &serde_json::json!({}),
+    )
+    .expect(200, "hold j3");
+    // j2 prints on B1000101, which the operator finds smudged: spoiled, approved with the
+    // booklet in hand, and j2 prints again on B1000102.
+    c.post(
+        "/stations/PRINT-01/print",
+        Some(&a1),
+        &serde_json::json!({ "booklet": "B1000101" }),
+    )
+    .expect(200, "the print");
+    wait_work(c, &sup, "PRINT-01", j2, "awaiting_confirmation");
+    c.post(
+        "/stations/PRINT-01/defect",
+        Some(&a1),
+        &serde_json::json!({"reason": "smudged data page"}),
+    )
+    .expect(200, "the defect report");
+    wait_job_state(c, &sup, j2, &["defect_reported"]);
+    c.post(
+        "/custody/spoilage/B1000101/approve",
+        Some(&sup),
+        &serde_json::json!({"scanned": ["B1000101"]}),
+    )
+    .expect(200, "approved");
+    wait_work(c, &sup, "PRINT-01", j2, "assigned");
+    c.post(
+        "/stations/PRINT-01/print",
+        Some(&a1),
+        &serde_json::json!({ "booklet": "B1000102" }),
+    )
+    .expect(200, "the reprint");
+
+    let find = |q: &str| {
+        let v = c
+            .get(&format!("/jobs?order=newest&q={q}"), Some(&sup))
+            .expect(200, &format!("search {q}"));
+        ids(&v)
+    };
+    assert_eq!(find("B1000101"), vec![j2], "the spoiled booklet");
+    assert_eq!(find("B1000102"), vec![j2], "the reprint's booklet");
+    assert_eq!(find("b1000101"), vec![j2], "in small letters");
+    assert_eq!(find("p2000100"), vec![j1], "a patch in small letters");
+    assert_eq!(
+        find("trk-l-2"),
+        vec![j2],
+        "a tracking number in small letters"
+    );
+}

@@ -364,6 +364,19 @@ impl LedgerEvent {
             LedgerEvent::Action { action } => action.name(),
         }
     }
+
+    /// The job a custody step of the event belongs to (a print, a lamination, a QC reading, a
+    /// dispatch, a reader's mismatch); `None` for the rest.
+    pub fn job(&self) -> Option<JobId> {
+        match self {
+            LedgerEvent::BookletPrinted { job, .. }
+            | LedgerEvent::PatchApplied { job, .. }
+            | LedgerEvent::QcChecked { job, .. }
+            | LedgerEvent::Dispatched { job, .. }
+            | LedgerEvent::DeviceReadMismatch { job, .. } => Some(*job),
+            _ => None,
+        }
+    }
 }
 
 /// One journal record: the canonical body that is hashed into the chain.

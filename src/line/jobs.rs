@@ -320,9 +320,11 @@ pub(crate) fn list(ledger: &Ledger, f: &JobFilter) -> Result<Page, LineError> {
 }
 
 /// The jobs a search names, looked up, never scanned for (a hall keeps millions of jobs): the
-/// tracking number's index entry, and the job a booklet or patch is bound to now (printed or
-/// applied, reported spoiled after use, or suspect). Then the filters, the order, the cursor and
-/// the page, as for a listing.
+/// tracking number's index entry, and every job a booklet or patch took part in: the one it is
+/// bound to now, and the attempts it was printed, applied or read on before it was spoiled (its
+/// trace: one read of its entries, then a record each). A serial is looked up as scanned and in
+/// capitals (serials are); a tracking number also as typed. Then the filters, the order, the
+/// cursor and the page, as for a listing.
 fn search(
     ledger: &Ledger,
     q: &str,
@@ -332,30 +334,40 @@ fn search(
     keep: impl Fn(&JobRecord) -> bool,
 ) -> Result<Page, LineError> {
     let store = ledger.store();
+    let storage = |e: crate::ledger::LedgerError| LineError::Storage(e.to_string());
     let mut ids = std::collections::BTreeSet::new();
-    if let Some(t) = load_tracking(store, q)? {
-        ids.insert(t.job);
+    let upper = q.to_ascii_uppercase();
+    let spellings: &[&str] = if upper == q { &[q] } else { &[q, &upper] };
+    for t in spellings {
+        if let Some(t) = load_tracking(store, t)? {
+            ids.insert(t.job);
+        }
     }
-    let item = ledger
-        .item(&Serial::new(q))
-        .map_err(|e| LineError::Storage(e.to_string()))?;
-    if let Some(item) = item {
+    let serial = Serial::new(upper.as_str());
+    if let Some(item) = ledger.item(&serial).map_err(storage)? {
         let mut state = &item.state;
-        loop {
-            match state {
-                ItemState::Applied(b) => {
-                    ids.insert(b.job);
-                }
-                ItemState::Suspect { job, .. } => {
-                    ids.insert(*job);
-                }
-                ItemState::SpoilPending { was, .. } => {
-                    state = was;
-                    continue;
-                }
-                _ => {}
+        while let ItemState::SpoilPending { was, .. } = state {
+            state = was;
+        }
+        match state {
+            ItemState::Applied(b) => {
+                ids.insert(b.job);
             }
-            break;
+            ItemState::Suspect { job, .. } => {
+                ids.insert(*job);
+            }
+            _ => {}
+        }
+        if let Some(trace) = ledger.trace(&serial).map_err(storage)? {
+            for step in trace.steps.iter().filter(|s| s.serial == serial) {
+                if let Some(job) = ledger
+                    .record(step.seq)
+                    .map_err(storage)?
+                    .and_then(|r| r.event.job())
+                {
+                    ids.insert(job);
+                }
+            }
         }
     }
     let in_range = |id: &JobId| {
