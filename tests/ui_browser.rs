@@ -2086,7 +2086,7 @@ async fn the_feed_groups_a_burst_into_one_line_and_the_chart_shows_1000_whole() 
     );
     assert!(
         lines[2].starts_with("12 patch_applied 2026-03-02T10:04:05")
-            && lines[2].contains("patch applied ×12"),
+            && lines[2].contains("patch applied ×12 at LAM-01: J-"),
         "{lines:?}"
     );
     for l in &lines {

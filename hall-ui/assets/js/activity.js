@@ -2,7 +2,7 @@
 // ids only: an event's other fields, whatever they hold, are never shown, so passport-holder
 // data cannot reach the feed), newest first. A busy line sends a burst of one kind of event in
 // one second (a dozen patches applied at speed 20): the events of one kind in one second are
-// one line with their count, "patch applied ×12: J-…, J-…, J-…, …".
+// one line with their count and stations, "patch applied ×12 at LAM-01: J-…, J-…, J-…, …".
 
 import { jobId, READINESS, PHASE } from './common.js';
 
@@ -44,16 +44,33 @@ function label(name, d) {
   return name.replace(/_/g, ' ');
 }
 
-/** What one event of a group was about, in a word or two (a job, else a station or device). */
+/** What one event of a group was about, in a word or two (a job, an alert, else a device). */
 function subjectOf(name, d) {
   if (name === 'device_state') return `${d.device || d.station} ${READINESS[d.readiness] || d.readiness}`;
   if (d.job) return jobId(d.job);
   if (d.alert) return d.alert.id;
-  return d.station || d.device || '';
+  // The station is named as the group's place.
+  return d.station ? '' : (d.device || '');
 }
 
-/** How many subjects a grouped line names before "…". */
+/** How many subjects (and stations) a grouped line names before "…". */
 const NAMED = 3;
+
+/** The first `NAMED` of `list`, then "…" if there are more. */
+function some(list, total) {
+  const named = list.slice(0, NAMED).join(', ');
+  return total > NAMED ? `${named}, …` : named;
+}
+
+/**
+ * A group's line: its kind and count, where (the stations: a supervisor looks for the place
+ * first), then what ("patch applied ×12 at LAM-01, LAM-02: J-…40, J-…41, J-…42, …").
+ */
+function groupText(words, g) {
+  const where = g.stations.length ? ` at ${some(g.stations, g.stations.length)}` : '';
+  const what = g.subjects.length ? `: ${some(g.subjects, g.count)}` : '';
+  return `${words} ×${g.count}${where}${what}`;
+}
 
 /**
  * The feed: at most `max` lines, newest first. Each line: `id` (stable while the line is
@@ -79,8 +96,8 @@ export class Activity {
       head.count += 1;
       head.at = d.at;
       if (subject && head.subjects.length <= NAMED) head.subjects.push(subject);
-      const named = head.subjects.slice(0, NAMED).join(', ');
-      head.text = `${label(name, d)} ×${head.count}${named ? `: ${named}${head.count > NAMED ? ', …' : ''}` : ''}`;
+      if (d.station && !head.stations.includes(d.station)) head.stations.push(d.station);
+      head.text = groupText(label(name, d), head);
       return head;
     }
     const line = {
@@ -90,6 +107,7 @@ export class Activity {
       at: d.at,
       count: 1,
       subjects: subject ? [subject] : [],
+      stations: d.station ? [d.station] : [],
       text: describe(name, d),
     };
     this.next += 1;
