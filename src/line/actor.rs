@@ -21,7 +21,7 @@ use super::alerts::{
     Verdict, level_holds,
 };
 use super::jobs::{self as store_jobs, JobView, TrackingEntry};
-use super::monitor::{QueueStats, RateMinimum, Throughput, predict_at_risk};
+use super::monitor::{QueueStats, RateMinimum, THROUGHPUT_KEY, Throughput, predict_at_risk};
 use super::perf::{DeviceActivity, OperatorActivity, Perf, PerfReport, Period};
 use super::storage::{StorageState, StorageStatus, StorageWatch};
 use super::{
@@ -209,6 +209,79 @@ fn conflict(e: impl std::fmt::Display) -> LineError {
     LineError::Conflict(e.to_string())
 }
 
+/// The throughput counts as saved ([`Actor::save_throughput`]), with the dispatches recorded
+/// after them counted (what a kill -9 or a power cut left uncounted); with none saved, the last
+/// 24 hours' dispatches; fresh ones when they cannot be read (said in the log: counts are figures, not facts; the ledger
+/// keeps the facts).
+fn restore_throughput(ledger: &Ledger, now: Millis) -> Throughput {
+    let saved = match ledger.store().meta_get(THROUGHPUT_KEY) {
+        Ok(Some(v)) => serde_json::from_slice::<Throughput>(&v)
+            .map_err(|e| {
+                tracing::warn!(
+                    "the saved throughput counts are unreadable ({e}); counting from now"
+                )
+            })
+            .ok(),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!("the saved throughput counts cannot be read ({e}); counting from now");
+            None
+        }
+    };
+    let (mut th, from) = match saved {
+        Some(th) => {
+            let from = th.seq.saturating_add(1);
+            (th, from)
+        }
+        // None saved (a data directory of an earlier version): the last 24 hours' dispatches,
+        // from the time index, once.
+        None => {
+            let day_ago = super::monitor::at(now - 24 * 3_600_000);
+            let first = ledger
+                .records(
+                    &crate::ledger::query::RecordFilter {
+                        from: Some(day_ago),
+                        ..Default::default()
+                    },
+                    1,
+                )
+                .ok()
+                .and_then(|r| r.first().map(|r| r.seq));
+            let Some(first) = first else {
+                return Throughput::new(now);
+            };
+            (Throughput::new(now - 24 * 3_600_000), first)
+        }
+    };
+    let head = ledger.head();
+    for seq in from..=head {
+        let rec = match ledger.record(seq) {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!("throughput: record {seq} unreadable ({e}); counts may be short");
+                continue;
+            }
+        };
+        if let LedgerEvent::Dispatched { job, .. } = rec.event {
+            match super::jobs::load_job(ledger.store(), job) {
+                Ok(Some(j)) => th.completed(ms(rec.at), ms(j.job.due), j.job.class),
+                _ => tracing::warn!("throughput: job {job} of record {seq} not found"),
+            }
+        }
+    }
+    tracing::info!(
+        "throughput counts: {} from record {from} to {head}",
+        if from > 1 && th.seq > 0 {
+            "saved ones, with the dispatches recorded"
+        } else {
+            "the dispatches recorded"
+        }
+    );
+    th.seq = head;
+    th
+}
+
 /// The shift a moment belongs to: A 06–14, B 14–22, C 22–06 (dated by the day it started).
 pub(crate) fn shift_of(t: DateTime<Utc>) -> ShiftId {
     let h = t.hour();
@@ -316,6 +389,7 @@ impl Actor {
             }
         }
         let alerts = AlertBook::load(ledger.store())?;
+        let ledger_for_counts = ledger.clone();
         let mut a = Actor {
             ledger,
             separation: setup.separation,
@@ -353,7 +427,7 @@ impl Actor {
             alert_cfg: setup.alerts,
             alerts,
             queue: QueueStats::default(),
-            throughput: Throughput::new(ms(now)),
+            throughput: restore_throughput(&ledger_for_counts, ms(now)),
             by_due: BTreeSet::new(),
             perf,
             ticks: 0,
@@ -541,7 +615,32 @@ impl Actor {
     }
 
     pub(crate) fn stop(&mut self) {
+        self.save_throughput();
         self.stopping = true;
+    }
+
+    /// Saves the throughput counts with the ledger record they include up to: every dispatch
+    /// recorded so far has been counted (the actor counts its own, right after recording them).
+    fn save_throughput(&mut self) {
+        let head = self.ledger.head();
+        if head == self.throughput.seq {
+            return;
+        }
+        self.throughput.seq = head;
+        let saved = serde_json::to_vec(&self.throughput)
+            .map_err(|e| e.to_string())
+            .and_then(|v| {
+                self.ledger
+                    .store()
+                    .meta_set(THROUGHPUT_KEY, &v)
+                    .map_err(|e| e.to_string())
+            });
+        // Made durable now: a kill -9 must not take back counts the next start would not
+        // count again (it counts only the dispatches after the saved record).
+        let saved = saved.and_then(|()| self.ledger.store().sync().map_err(|e| e.to_string()));
+        if let Err(e) = saved {
+            tracing::warn!("throughput counts not saved: {e}");
+        }
     }
 
     // ---- persistence ----------------------------------------------------------------------
@@ -828,7 +927,7 @@ impl Actor {
         snap.queues = self.queue.view(ms(now));
         snap.oldest_queued = self.queue.oldest().map(super::monitor::at);
         snap.throughput = self.throughput.view(ms(now));
-        snap.on_time = self.throughput.on_time();
+        snap.on_time = self.throughput.on_time(ms(now));
         snap.alerts = self
             .storage_alert
             .iter()
@@ -858,6 +957,9 @@ impl Actor {
     /// consumables, which custody requests outside the line can change too.
     fn tick(&mut self) {
         self.ticks += 1;
+        if self.ticks.is_multiple_of(10) {
+            self.save_throughput();
+        }
         let _ = self.storage_alerts(Utc::now());
         self.shift_end_alerts(Utc::now());
         if self.ticks.is_multiple_of(5) {

@@ -133,7 +133,7 @@ pub struct ShiftCount {
 pub struct OnTime {
     /// The class.
     pub class: PriorityClass,
-    /// Jobs dispatched since the controller started.
+    /// Jobs dispatched in the last 24 hours (counted across restarts).
     pub completed: u32,
     /// Of those, dispatched no later than their due time.
     pub on_time: u32,
@@ -152,32 +152,61 @@ pub struct ThroughputView {
     pub rate_per_hour: f64,
 }
 
-/// Completed jobs: a ring of 24 hourly buckets, the last three shifts, the completions of the
-/// last hour (for the rate) and on-time counts per class. Counted from what the actor sees
-/// since it started.
-#[derive(Debug)]
+/// Completed jobs: a ring of 24 hourly buckets (each with its on-time counts per class), the
+/// last three shifts, and the completions of the last hour by minute (for the rate).
+///
+/// The counts survive a restart: the actor saves them with the ledger record they include up to
+/// ([`Throughput::seq`]), every few seconds and when it stops; a restart loads them and counts
+/// the dispatches recorded after that record (what a kill -9 or a power cut left uncounted).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Throughput {
+    /// When counting began (the first start of this data directory's line).
     started: Millis,
-    /// Slot `h % 24` holds hour `h` (hours since the epoch) and its count.
-    ring: [(Millis, u32); 24],
+    /// Slot `h % 24` holds hour `h` (hours since the epoch).
+    ring: [HourSlot; 24],
     shifts: VecDeque<(ShiftId, u32)>,
-    last_hour: VecDeque<Millis>,
+    /// (minute since the epoch, completions in it), oldest first, the last hour only.
+    last_hour: VecDeque<(Millis, u32)>,
+    /// Every completion counted (the rate is trusted only after enough).
+    total: u64,
+    /// The ledger record the counts include up to, as saved.
+    pub(crate) seq: u64,
+}
+
+/// One hour of completions.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct HourSlot {
+    /// Hours since the epoch (`-1`: never used).
+    hour: Millis,
+    completed: u32,
     /// Per class: (completed, on time).
     on_time: [(u32, u32); 3],
 }
+
+const EMPTY_HOUR: HourSlot = HourSlot {
+    hour: -1,
+    completed: 0,
+    on_time: [(0, 0); 3],
+};
 
 /// The shortest window the rate is measured over: a rate from the first minutes after a start
 /// would swing wildly.
 const MIN_RATE_WINDOW_MS: Millis = 10 * 60_000;
 
+const MINUTE_MS: Millis = 60_000;
+
+/// The store's key of the saved counts (its `meta` tree).
+pub(crate) const THROUGHPUT_KEY: &str = "line/throughput";
+
 impl Throughput {
     pub(crate) fn new(now: Millis) -> Self {
         Throughput {
             started: now,
-            ring: [(-1, 0); 24],
+            ring: [EMPTY_HOUR; 24],
             shifts: VecDeque::new(),
             last_hour: VecDeque::new(),
-            on_time: [(0, 0); 3],
+            total: 0,
+            seq: 0,
         }
     }
 
@@ -185,31 +214,48 @@ impl Throughput {
     pub(crate) fn completed(&mut self, now: Millis, due: Millis, class: PriorityClass) {
         let hour = now.div_euclid(HOUR_MS);
         let slot = &mut self.ring[usize::try_from(hour.rem_euclid(24)).unwrap_or(0)];
-        if slot.0 != hour {
-            *slot = (hour, 0);
+        if slot.hour != hour {
+            *slot = HourSlot { hour, ..EMPTY_HOUR };
         }
-        slot.1 += 1;
-        let shift = shift_at(now);
-        match self.shifts.front_mut() {
-            Some((s, n)) if *s == shift => *n += 1,
-            _ => {
-                self.shifts.push_front((shift, 1));
-                self.shifts.truncate(3);
-            }
-        }
-        self.last_hour.push_back(now);
-        let c = &mut self.on_time[class.index()];
+        slot.completed += 1;
+        let c = &mut slot.on_time[class.index()];
         c.0 += 1;
         if now <= due {
             c.1 += 1;
         }
+        let shift = shift_at(now);
+        match self.shifts.iter_mut().find(|(s, _)| *s == shift) {
+            Some((_, n)) => *n += 1,
+            None => {
+                // Counts replayed after a restart may be older than the newest shift kept.
+                let at = self.shifts.iter().position(|(s, _)| *s < shift);
+                self.shifts
+                    .insert(at.unwrap_or(self.shifts.len()), (shift, 1));
+                self.shifts.truncate(3);
+            }
+        }
+        let minute = now.div_euclid(MINUTE_MS);
+        match self.last_hour.back_mut() {
+            Some((m, n)) if *m == minute => *n += 1,
+            _ => self.last_hour.push_back((minute, 1)),
+        }
+        self.total += 1;
     }
 
-    /// Forgets the completions more than an hour before `now`.
+    /// Forgets the completions more than an hour before `now` (by whole minutes).
     fn prune(&mut self, now: Millis) {
-        while self.last_hour.front().is_some_and(|t| now - t > HOUR_MS) {
+        let minute = now.div_euclid(MINUTE_MS);
+        while self
+            .last_hour
+            .front()
+            .is_some_and(|(m, _)| minute - m >= 60)
+        {
             self.last_hour.pop_front();
         }
+    }
+
+    fn in_last_hour(&self) -> usize {
+        self.last_hour.iter().map(|(_, n)| *n as usize).sum()
     }
 
     /// Jobs per hour over the last hour (or since the start, at least ten minutes), as the
@@ -217,7 +263,7 @@ impl Throughput {
     pub(crate) fn rate_per_hour(&mut self, now: Millis) -> f64 {
         self.prune(now);
         let window = (now - self.started).clamp(MIN_RATE_WINDOW_MS, HOUR_MS);
-        self.last_hour.len() as f64 * HOUR_MS as f64 / window as f64
+        self.in_last_hour() as f64 * HOUR_MS as f64 / window as f64
     }
 
     /// The rate the due-at-risk prediction may use ([`usable_rate`]): `None` until `min` is met.
@@ -228,11 +274,10 @@ impl Throughput {
         min: RateMinimum,
     ) -> Option<f64> {
         self.prune(now);
-        let total: u64 = self.on_time.iter().map(|c| u64::from(c.0)).sum();
         usable_rate(
-            self.last_hour.len(),
+            self.in_last_hour(),
             now - self.started,
-            total,
+            self.total,
             capacity_per_hour,
             min,
         )
@@ -241,12 +286,9 @@ impl Throughput {
     pub(crate) fn view(&mut self, now: Millis) -> ThroughputView {
         let hour = now.div_euclid(HOUR_MS);
         let hourly = (hour - 23..=hour)
-            .map(|h| {
-                let slot = self.ring[usize::try_from(h.rem_euclid(24)).unwrap_or(0)];
-                HourCount {
-                    hour: at(h * HOUR_MS),
-                    completed: if slot.0 == h { slot.1 } else { 0 },
-                }
+            .map(|h| HourCount {
+                hour: at(h * HOUR_MS),
+                completed: self.slot(h).map_or(0, |s| s.completed),
             })
             .collect();
         let current = shift_at(now);
@@ -269,11 +311,21 @@ impl Throughput {
         }
     }
 
-    pub(crate) fn on_time(&self) -> Vec<OnTime> {
+    /// Hour `h`'s slot, if the ring still holds it.
+    fn slot(&self, h: Millis) -> Option<&HourSlot> {
+        Some(&self.ring[usize::try_from(h.rem_euclid(24)).ok()?]).filter(|s| s.hour == h)
+    }
+
+    /// On-time completion per class over the last 24 hours.
+    pub(crate) fn on_time(&self, now: Millis) -> Vec<OnTime> {
+        let hour = now.div_euclid(HOUR_MS);
         PriorityClass::ALL
             .iter()
             .map(|c| {
-                let (completed, on_time) = self.on_time[c.index()];
+                let (completed, on_time) = (hour - 23..=hour)
+                    .filter_map(|h| self.slot(h))
+                    .map(|s| s.on_time[c.index()])
+                    .fold((0, 0), |(a, b), (x, y)| (a + x, b + y));
                 OnTime {
                     class: *c,
                     completed,
@@ -452,7 +504,7 @@ mod tests {
         );
         // Two completions within the last hour (14:30 and 13:10 is 80 min ago: out).
         assert!((v.rate_per_hour - 1.0).abs() < 1e-9, "{}", v.rate_per_hour);
-        let ot = th.on_time();
+        let ot = th.on_time(t + 90 * MIN);
         assert_eq!((ot[0].completed, ot[0].on_time), (2, 1));
         assert_eq!(ot[0].percent, Some(50.0));
         assert_eq!(ot[1].percent, Some(100.0));
@@ -460,6 +512,50 @@ mod tests {
         // A day later the ring has forgotten those hours.
         let v = th.view(t + 25 * HOUR_MS);
         assert!(v.hourly.iter().all(|h| h.completed == 0));
+    }
+
+    #[test]
+    fn throughput_counts_saved_and_loaded_are_the_same_and_late_counts_find_their_shift() {
+        // 2026-11-21 13:00 UTC (shift A), then 14:30 (shift B).
+        let t = Utc
+            .with_ymd_and_hms(2026, 11, 21, 13, 0, 0)
+            .unwrap()
+            .timestamp_millis();
+        let mut th = Throughput::new(t - 2 * HOUR_MS);
+        th.completed(t, t + HOUR_MS, PriorityClass::Normal);
+        th.completed(t + 90 * MIN, t, PriorityClass::Urgent); // late, shift B
+        th.seq = 42;
+        let json = serde_json::to_vec(&th).expect("saved");
+        let mut back: Throughput = serde_json::from_slice(&json).expect("loaded");
+        assert_eq!(back.seq, 42);
+        let now = t + 91 * MIN;
+        assert_eq!(back.view(now), th.view(now));
+        assert_eq!(back.on_time(now), th.on_time(now));
+        // A dispatch of shift A counted after a restart in shift B (replayed from the ledger)
+        // goes to shift A, and the current shift stays first.
+        back.completed(t + 30 * MIN, t + HOUR_MS, PriorityClass::Normal);
+        let shifts: Vec<(String, u32)> = back
+            .view(now)
+            .shifts
+            .iter()
+            .map(|s| (s.shift.as_str().to_string(), s.completed))
+            .collect();
+        assert_eq!(
+            shifts,
+            [
+                ("2026-11-21B".to_string(), 1),
+                ("2026-11-21A".to_string(), 2)
+            ]
+        );
+        let ot = back.on_time(now);
+        assert_eq!((ot[0].completed, ot[0].on_time), (2, 2));
+        assert_eq!((ot[1].completed, ot[1].on_time), (1, 0));
+        // On time is the last 24 hours': a day later, nothing.
+        assert!(
+            back.on_time(now + 25 * HOUR_MS)
+                .iter()
+                .all(|o| o.completed == 0)
+        );
     }
 
     #[test]

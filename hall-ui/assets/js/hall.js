@@ -430,7 +430,7 @@ function drawThroughput(s) {
   const shifts = (tp.shifts || []).map((x) => `${x.shift}: ${x.completed}`).join(' · ');
   render($('ontime'), [
     table(null, [
-      ['On time', (o) => className(o.class)],
+      ['On time, last 24 h', (o) => className(o.class)],
       ['Dispatched', (o) => String(o.completed)],
       ['By due time', (o) => String(o.on_time)],
       ['%', (o) => h('strong', {
