@@ -2625,3 +2625,124 @@ async fn axe_finds_nothing_critical_or_serious_in_the_hall_view_on_every_tab_and
     axe_clean(c, "the wall screen").await;
     no_page_errors(c, "the hall view").await;
 }
+// ---- a stalled stream (issue 17, point 2) ----------------------------------------------------
+
+/// Stops (SIGSTOP) or continues (SIGCONT) the hall's controller process.
+fn signal_hall(hall: &Hall, signal: &str) {
+    let pid = hall.child.as_ref().expect("the controller runs").id();
+    let ok = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(ok.success(), "kill -{signal} {pid}");
+}
+
+/// What was missing (issue 17): a controller that stops answering without closing the stream
+/// (hung, or a network path that drops packets) left every page saying "live" with its last
+/// tasks, for as long as it lasted. Now a page that gets no event or heartbeat for 5 s says
+/// "offline" and the terminal stops showing its task; when the controller is back the page
+/// is live again and shows the task anew, without a reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium: run by scripts/test-all"]
+async fn a_stalled_stream_shows_offline_clears_the_task_and_comes_back_without_a_reload() {
+    let hall = spawn_hall(0.02);
+    let api = hall.client;
+    let base = format!("http://{}", api.addr);
+    let sup = hall.sign_in("S1", None);
+    receive_lots(api, &sup);
+    let browser = Browser::start().await;
+    let c = browser.c();
+    browser.fit_viewport().await;
+    a1_with_a_print_to_confirm(c, api, &sup, &base, "TRK-UI-STALL-1").await;
+    let terminal = c.window().await.unwrap();
+    let hall_w = open_window(&browser, &format!("{base}/")).await;
+    sign_in(c, "S1", None).await;
+    find(c, "[data-station=\"PRINT-01\"]").await;
+    for w in [&terminal, &hall_w] {
+        to(c, w).await;
+        c.execute("window.__notReloaded = 'yes';", vec![])
+            .await
+            .unwrap();
+    }
+    // A quiet line stays live: the controller's heartbeats keep the stream alive.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    for (w, indicator) in [(&hall_w, "#stream"), (&terminal, "#st-stream")] {
+        to(c, w).await;
+        let s = c.execute(&attr_of(indicator, "data-state"), vec![]).await;
+        assert_eq!(s.unwrap(), json!("live"), "{indicator} on a quiet line");
+    }
+    signal_hall(&hall, "STOP");
+    wait_js_within(
+        c,
+        10,
+        "the terminal offline",
+        &attr_of("#st-stream", "data-state"),
+        "offline",
+    )
+    .await;
+    wait_js(c, "the task cleared", &text_of("#task-body"), "Offline:").await;
+    assert_eq!(
+        c.execute(
+            "return document.querySelectorAll('#task-body button').length;",
+            vec![]
+        )
+        .await
+        .unwrap(),
+        json!(0),
+        "no button of a task that may be gone"
+    );
+    let stale = c
+        .execute(
+            "return [document.getElementById('done').textContent, String(document.getElementById('st-device').hidden)].join('|');",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(stale, json!("|true"), "no last answer, no device readiness");
+    screenshot(c, "station-offline").await;
+    axe_clean(c, "the terminal, offline").await;
+    to(c, &hall_w).await;
+    wait_js_within(
+        c,
+        10,
+        "the hall view offline",
+        &attr_of("#stream", "data-state"),
+        "offline",
+    )
+    .await;
+    // Offline stays offline while the controller is away (no flicker through "connecting").
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let s = c.execute(&attr_of("#stream", "data-state"), vec![]).await;
+    assert_eq!(s.unwrap(), json!("offline"), "the hall view, still stalled");
+
+    signal_hall(&hall, "CONT");
+    wait_js(
+        c,
+        "the hall view live",
+        &attr_of("#stream", "data-state"),
+        "live",
+    )
+    .await;
+    to(c, &terminal).await;
+    wait_js(
+        c,
+        "the terminal live",
+        &attr_of("#st-stream", "data-state"),
+        "live",
+    )
+    .await;
+    find(c, "button[data-key=confirm]").await;
+    click(c, "button[data-key=confirm]").await;
+    wait_js(c, "the print confirmed", &text_of("#done"), "confirmed").await;
+    for w in [&terminal, &hall_w] {
+        to(c, w).await;
+        assert_eq!(
+            c.execute("return window.__notReloaded || 'reloaded';", vec![])
+                .await
+                .unwrap(),
+            json!("yes"),
+            "no reload"
+        );
+        no_page_errors(c, "after the stall").await;
+    }
+}
