@@ -13,9 +13,6 @@ mod broker;
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Stdio};
 use std::sync::Arc;
 
 use broker::*;
@@ -408,50 +405,6 @@ fn after_a_broker_outage_the_outbox_drains_in_order_and_loses_nothing() {
 }
 
 // ---- (d) the central view ------------------------------------------------------------------------
-
-/// `hallctl central` on a free port; killed when dropped.
-struct Central {
-    child: Child,
-    client: Client,
-}
-
-impl Drop for Central {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_central(broker: &Broker) -> Central {
-    let mut child = hallctl()
-        .args([
-            "central",
-            "--mqtt",
-            &broker.url(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start hallctl central");
-    let out = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(out)
-        .read_line(&mut line)
-        .expect("central's first line");
-    let addr: SocketAddr = line
-        .split("listening on http://")
-        .nth(1)
-        .unwrap_or_else(|| panic!("central says where it listens: {line:?}"))
-        .trim()
-        .parse()
-        .expect("an address");
-    Central {
-        child,
-        client: Client { addr },
-    }
-}
 
 #[test]
 #[ignore = "needs mosquitto: run by scripts/test-all"]

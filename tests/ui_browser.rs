@@ -16,6 +16,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // in tests a panic is the failure report
 
+#[path = "common/broker.rs"]
+mod broker;
 mod common;
 
 use std::net::TcpListener;
@@ -2599,4 +2601,339 @@ async fn bench_scan_to_answer_in_the_page() {
     }
     eprintln!("scan bench: figures in {}", out.display());
     no_page_errors(c, "A1's terminal").await;
+}
+
+// ---- accessibility: axe-core on every page (issue 17, point 8) -----------------------------------
+
+/// axe-core's script: `scripts/test-all` fetches it from the npm registry (pinned, its integrity
+/// hash checked) into `target/axe/`. Missing, the test fails: an unchecked page is no pass.
+fn axe_script() -> String {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let path = target.join("axe").join("axe.min.js");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "axe-core is missing ({}: {e}): scripts/test-all fetches it (npm pack axe-core, pinned and hash-checked)",
+            path.display()
+        )
+    })
+}
+
+/// Runs axe-core (its default rules: WCAG 2 A and AA and best practices) on the page as it is
+/// now and fails on any critical or serious violation, naming each rule, its impact and the
+/// elements it found.
+async fn axe_clean(c: &Client, page: &str) {
+    let loaded = c
+        .execute("return typeof window.axe === 'object';", vec![])
+        .await
+        .unwrap();
+    if loaded != json!(true) {
+        c.execute(&axe_script(), vec![])
+            .await
+            .expect("inject axe-core");
+    }
+    let v = c
+        .execute_async(
+            r#"const done = arguments[arguments.length - 1];
+            axe.run(document, { resultTypes: ['violations'] }).then((r) => done(JSON.stringify({
+              version: axe.version,
+              rules: r.passes.length + r.violations.length,
+              bad: r.violations.filter((v) => v.impact === 'critical' || v.impact === 'serious')
+                .map((v) => ({ id: v.id, impact: v.impact, help: v.help,
+                               targets: v.nodes.map((n) => n.target.join(' ')) })),
+            })), (e) => done(JSON.stringify({ error: String(e) })));"#,
+            vec![],
+        )
+        .await
+        .expect("run axe");
+    let v: serde_json::Value =
+        serde_json::from_str(v.as_str().expect("axe's answer")).expect("axe's JSON");
+    assert!(v["error"].is_null(), "{page}: axe failed: {}", v["error"]);
+    let rules = v["rules"].as_u64().unwrap_or(0);
+    assert!(rules >= 10, "{page}: axe-core applied only {rules} rules");
+    let bad = v["bad"].as_array().expect("violations");
+    let report: Vec<String> = bad
+        .iter()
+        .map(|b| {
+            format!(
+                "  {} ({}): {}\n    at {}",
+                b["id"].as_str().unwrap_or_default(),
+                b["impact"].as_str().unwrap_or_default(),
+                b["help"].as_str().unwrap_or_default(),
+                b["targets"]
+                    .as_array()
+                    .map(|t| t
+                        .iter()
+                        .map(|s| s.as_str().unwrap_or_default())
+                        .collect::<Vec<_>>()
+                        .join(", "))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    assert!(
+        report.is_empty(),
+        "{page}: axe-core {} found {} critical or serious violation(s):\n{}",
+        v["version"],
+        report.len(),
+        report.join("\n")
+    );
+    eprintln!(
+        "axe-core {}: {page}: {rules} rules applied, no critical or serious violation",
+        v["version"]
+    );
+}
+
+/// Every page but the hall view's (below), with something on it: the terminal signed out, A1
+/// at PRINT-01 with a print to confirm, B1 at LAM-01 with the job to laminate, the auditor page
+/// with a trace, and the central overview with this hall publishing to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium, mosquitto and axe-core: run by scripts/test-all"]
+async fn axe_finds_nothing_critical_or_serious_at_the_terminals_the_auditor_page_and_central() {
+    let broker = broker::Broker::start();
+    let hall = spawn_hall_as(0.02, &broker::hall_toml("axe-1", &broker), PEOPLE);
+    let api = hall.client;
+    let base = format!("http://{}", api.addr);
+    let sup = hall.sign_in("S1", None);
+    receive_lots(api, &sup);
+    let browser = Browser::start().await;
+    let c = browser.c();
+    browser.fit_viewport().await;
+
+    c.goto(&format!("{base}/station")).await.unwrap();
+    find(c, "#si-station").await;
+    axe_clean(c, "the terminal, signed out").await;
+    type_into(c, "#si-station", "PRINT-01").await;
+    type_into(c, "#si-user", "A1").await;
+    scan(c, "#si-pin", "000000").await;
+    wait_js(
+        c,
+        "the wrong PIN said",
+        "return document.querySelector('#signin .form-error').textContent ? 'said' : '';",
+        "said",
+    )
+    .await;
+    axe_clean(c, "the terminal, a wrong PIN").await;
+
+    let id = a1_with_a_print_to_confirm(c, api, &sup, &base, "TRK-UI-AXE-1").await;
+    for form in ["receive", "return", "close"] {
+        unfold(c, form).await;
+    }
+    axe_clean(
+        c,
+        "A1 at PRINT-01, a print to confirm, the custody forms open",
+    )
+    .await;
+    click(c, "button[data-key=defect]").await;
+    find(c, "input[data-key=defect-reason]").await;
+    axe_clean(c, "A1 at PRINT-01, a defect being reported").await;
+    c.goto(&format!("{base}/station?station=PRINT-01"))
+        .await
+        .unwrap();
+    find(c, "button[data-key=confirm]").await;
+    click(c, "button[data-key=confirm]").await;
+    wait_js(c, "the print confirmed", &text_of("#done"), "confirmed").await;
+    axe_clean(c, "A1 at PRINT-01, the print confirmed").await;
+
+    open_window(&browser, &format!("{base}/station?station=LAM-01")).await;
+    sign_in(c, "B1", None).await;
+    click(c, "button[data-key=open-session]").await;
+    wait_js(c, "B1's session", &text_of(".session-id"), "S-LAM-01").await;
+    count(c, "receive", "P2000100-P2000104", "B1").await;
+    wait_js(
+        c,
+        "the job at LAM-01",
+        &attr_of("#task", "data-job"),
+        &format!("J-{id:08}"),
+    )
+    .await;
+    axe_clean(c, "B1 at LAM-01, a job to laminate").await;
+    scan(c, "#task input[name=booklet]", "B1000100").await;
+    scan(c, "#task input[name=patch]", "P2000199").await;
+    wait_js(c, "a refusal", &hidden_of("#refusal"), "false").await;
+    axe_clean(c, "B1 at LAM-01, a scan refused").await;
+
+    open_window(&browser, &format!("{base}/audit")).await;
+    axe_clean(c, "the auditor page, signed out").await;
+    sign_in(c, "AU1", None).await;
+    scan(c, "#tr-serial", "B1000100").await;
+    wait_js(c, "the booklet's trace", &text_of("#trace"), "B1000100").await;
+    axe_clean(c, "the auditor page, a trace").await;
+
+    let central = broker::start_central(&broker);
+    open_window(&browser, &format!("http://{}/", central.client.addr)).await;
+    wait_js(c, "the hall in central", &text_of("#halls"), "axe-1").await;
+    axe_clean(c, "central's overview").await;
+    no_page_errors(c, "the auditor page").await;
+}
+
+/// The hall view of the busy demo hall: signed out, each tab, the job panel, the wall screen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and axe-core: run by scripts/test-all"]
+async fn axe_finds_nothing_critical_or_serious_in_the_hall_view_on_every_tab_and_the_wall_screen() {
+    let demo = DemoHall::start(20);
+    let browser = Browser::start().await;
+    let c = browser.c();
+    browser.fit_viewport().await;
+    c.goto(&format!("{}/", demo.base)).await.unwrap();
+    find(c, "#si-user").await;
+    axe_clean(c, "the hall view, signed out").await;
+
+    demo_hall_view(c, &demo, "/").await;
+    axe_clean(c, "the hall view: Line").await;
+    click(c, "#tab-jobs").await;
+    find(c, "[data-report=jobs] tbody tr").await;
+    axe_clean(c, "the hall view: Jobs").await;
+    click(
+        c,
+        "[data-report=jobs] tbody tr:first-child button[data-key^=act-]",
+    )
+    .await;
+    wait_js(c, "the job panel", &hidden_of("#job-actions"), "false").await;
+    axe_clean(c, "the hall view: Jobs, a job open").await;
+    click(c, "#tab-custody").await;
+    find(c, "#cosign-form input").await;
+    axe_clean(c, "the hall view: Custody").await;
+    click(c, "#tab-reconcile").await;
+    wait_js(
+        c,
+        "the shift's reconciliation",
+        "return String(document.getElementById('reconcile').children.length > 0);",
+        "true",
+    )
+    .await;
+    axe_clean(c, "the hall view: Reconciliation").await;
+
+    c.goto(&format!("{}/?wall=1", demo.base)).await.unwrap();
+    wait_eq(
+        c,
+        "the 24 stations on the wall screen",
+        "return String(document.querySelectorAll('article.station').length);",
+        "24",
+    )
+    .await;
+    axe_clean(c, "the wall screen").await;
+    no_page_errors(c, "the hall view").await;
+}
+// ---- a stalled stream (issue 17, point 2) ----------------------------------------------------
+
+/// Stops (SIGSTOP) or continues (SIGCONT) the hall's controller process.
+fn signal_hall(hall: &Hall, signal: &str) {
+    let pid = hall.child.as_ref().expect("the controller runs").id();
+    let ok = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(ok.success(), "kill -{signal} {pid}");
+}
+
+/// What was missing (issue 17): a controller that stops answering without closing the stream
+/// (hung, or a network path that drops packets) left every page saying "live" with its last
+/// tasks, for as long as it lasted. Now a page that gets no event or heartbeat for 5 s says
+/// "offline" and the terminal stops showing its task; when the controller is back the page
+/// is live again and shows the task anew, without a reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium: run by scripts/test-all"]
+async fn a_stalled_stream_shows_offline_clears_the_task_and_comes_back_without_a_reload() {
+    let hall = spawn_hall(0.02);
+    let api = hall.client;
+    let base = format!("http://{}", api.addr);
+    let sup = hall.sign_in("S1", None);
+    receive_lots(api, &sup);
+    let browser = Browser::start().await;
+    let c = browser.c();
+    browser.fit_viewport().await;
+    a1_with_a_print_to_confirm(c, api, &sup, &base, "TRK-UI-STALL-1").await;
+    let terminal = c.window().await.unwrap();
+    let hall_w = open_window(&browser, &format!("{base}/")).await;
+    sign_in(c, "S1", None).await;
+    find(c, "[data-station=\"PRINT-01\"]").await;
+    for w in [&terminal, &hall_w] {
+        to(c, w).await;
+        c.execute("window.__notReloaded = 'yes';", vec![])
+            .await
+            .unwrap();
+    }
+    // A quiet line stays live: the controller's heartbeats keep the stream alive.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    for (w, indicator) in [(&hall_w, "#stream"), (&terminal, "#st-stream")] {
+        to(c, w).await;
+        let s = c.execute(&attr_of(indicator, "data-state"), vec![]).await;
+        assert_eq!(s.unwrap(), json!("live"), "{indicator} on a quiet line");
+    }
+    signal_hall(&hall, "STOP");
+    wait_js_within(
+        c,
+        10,
+        "the terminal offline",
+        &attr_of("#st-stream", "data-state"),
+        "offline",
+    )
+    .await;
+    wait_js(c, "the task cleared", &text_of("#task-body"), "Offline:").await;
+    assert_eq!(
+        c.execute(
+            "return document.querySelectorAll('#task-body button').length;",
+            vec![]
+        )
+        .await
+        .unwrap(),
+        json!(0),
+        "no button of a task that may be gone"
+    );
+    let stale = c
+        .execute(
+            "return [document.getElementById('done').textContent, String(document.getElementById('st-device').hidden)].join('|');",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(stale, json!("|true"), "no last answer, no device readiness");
+    screenshot(c, "station-offline").await;
+    axe_clean(c, "the terminal, offline").await;
+    to(c, &hall_w).await;
+    wait_js_within(
+        c,
+        10,
+        "the hall view offline",
+        &attr_of("#stream", "data-state"),
+        "offline",
+    )
+    .await;
+    // Offline stays offline while the controller is away (no flicker through "connecting").
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let s = c.execute(&attr_of("#stream", "data-state"), vec![]).await;
+    assert_eq!(s.unwrap(), json!("offline"), "the hall view, still stalled");
+
+    signal_hall(&hall, "CONT");
+    wait_js(
+        c,
+        "the hall view live",
+        &attr_of("#stream", "data-state"),
+        "live",
+    )
+    .await;
+    to(c, &terminal).await;
+    wait_js(
+        c,
+        "the terminal live",
+        &attr_of("#st-stream", "data-state"),
+        "live",
+    )
+    .await;
+    find(c, "button[data-key=confirm]").await;
+    click(c, "button[data-key=confirm]").await;
+    wait_js(c, "the print confirmed", &text_of("#done"), "confirmed").await;
+    for w in [&terminal, &hall_w] {
+        to(c, w).await;
+        assert_eq!(
+            c.execute("return window.__notReloaded || 'reloaded';", vec![])
+                .await
+                .unwrap(),
+            json!("yes"),
+            "no reload"
+        );
+        no_page_errors(c, "after the stall").await;
+    }
 }

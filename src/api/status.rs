@@ -79,8 +79,8 @@ fn status_event(n: &Numbered) -> Event {
 /// `alert_acknowledged`, each with an `alert` object: id, and kind, subject and detail when
 /// raised). Operators get snapshots without the performance summary. A client that falls
 /// behind is not waited for: the events it missed
-/// are dropped and it gets a fresh `event: snapshot` with `resync: true`. Comments keep the
-/// connection alive. Token in `Authorization: Bearer`, `?token=` or the hall UI's session cookie; supervisors, auditors,
+/// are dropped and it gets a fresh `event: snapshot` with `resync: true`. A comment every 2 s
+/// of quiet is the stream's heartbeat (the pages say offline after 5 s without). Token in `Authorization: Bearer`, `?token=` or the hall UI's session cookie; supervisors, auditors,
 /// admins, monitors, and operators signed in at a station.
 #[utoipa::path(get, path = "/stream", params(StreamQuery), tag = "status",
     responses(
@@ -102,8 +102,15 @@ async fn stream(
     let rx = hub.subscribe();
     // Performance figures are for supervisors and monitoring, never for a station.
     let with_performance = p.role != Role::Operator;
-    Ok(Sse::new(events(hub, rx, with_performance)).keep_alive(KeepAlive::default()))
+    Ok(
+        Sse::new(events(hub, rx, with_performance))
+            .keep_alive(KeepAlive::new().interval(HEARTBEAT)),
+    )
 }
+
+/// How often a quiet stream gets a heartbeat (an SSE comment): the pages say "offline" after
+/// 5 s without one (`STREAM_SILENCE_MS` in hall-ui's common.js).
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn admit_watcher(p: &Principal) -> Result<(), ApiError> {
     if p.role == Role::Operator && p.station.is_some() {

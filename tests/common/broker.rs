@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use hallctl::mqtt::EventMessage;
 use rumqttc::{Event, Incoming, MqttOptions, QoS};
 
-use crate::common::{HALL_TOML, wait_for};
+use crate::common::{Client, HALL_TOML, hallctl, wait_for};
 
 // ---- the broker -----------------------------------------------------------------------------------
 
@@ -321,4 +321,52 @@ pub fn hall_toml(id: &str, broker: &Broker) -> String {
         "{toml}\n[mqtt]\nurl = \"{}\"\nkeep_alive_secs = 5\n",
         broker.url()
     )
+}
+
+// ---- central -------------------------------------------------------------------------------------
+
+/// `hallctl central` on a free port, reading the broker; killed when dropped (`tests/mqtt.rs`,
+/// the browser tests).
+pub struct Central {
+    pub child: Child,
+    pub client: Client,
+}
+
+impl Drop for Central {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn start_central(broker: &Broker) -> Central {
+    use std::io::BufRead;
+    let mut child = hallctl()
+        .args([
+            "central",
+            "--mqtt",
+            &broker.url(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start hallctl central");
+    let out = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    std::io::BufReader::new(out)
+        .read_line(&mut line)
+        .expect("central's first line");
+    let addr: std::net::SocketAddr = line
+        .split("listening on http://")
+        .nth(1)
+        .unwrap_or_else(|| panic!("central says where it listens: {line:?}"))
+        .trim()
+        .parse()
+        .expect("an address");
+    Central {
+        child,
+        client: Client { addr },
+    }
 }

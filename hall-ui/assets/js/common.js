@@ -171,19 +171,49 @@ export function saveBlob(blob, name) {
 }
 
 /**
+ * How long the status stream may be silent before the page says it is offline (ms). The
+ * controller sends a heartbeat every 2 s when it has no event (`src/api/status.rs`).
+ */
+export const STREAM_SILENCE_MS = 5000;
+
+/**
  * The line's status stream (`GET /api/v1/stream`): calls `onEvent(name, data)` for each event
- * (the first is `snapshot`) and `onState('live' | 'connecting' | 'down', detail)`. Reconnects
- * with a growing pause; a reconnect starts with a fresh snapshot, so nothing is missed.
- * Returns a function that stops it.
+ * (the first is `snapshot`) and `onState('live' | 'connecting' | 'down' | 'offline', detail)`.
+ * Reconnects with a growing pause; a reconnect starts with a fresh snapshot, so nothing is
+ * missed. A stream that brings nothing, not even a heartbeat, for `STREAM_SILENCE_MS` (a hung
+ * controller, a network path that drops packets: the connection stays open) is given up and
+ * opened anew, and the page is `offline` until the stream is live again: what it shows may be
+ * stale. Returns a function that stops it.
  */
 export function openStream(api, onEvent, onState) {
   let stopped = false;
   let ctl = null;
   let pause = 1000;
+  // The last sign of the controller: a byte of the stream or its answer. And the start of the
+  // current attempt to connect (null between attempts).
+  let lastSign = performance.now();
+  let attemptAt = null;
+  let offline = false;
+  const say = (s, detail) => {
+    if (s === 'live') offline = false;
+    else if (offline) return; // offline until live again, without flicker through "connecting"
+    onState(s, detail);
+  };
+  const watchdog = setInterval(() => {
+    const now = performance.now();
+    if (!offline && now - lastSign >= STREAM_SILENCE_MS) {
+      offline = true;
+      onState('offline', `no event or heartbeat from the controller for ${STREAM_SILENCE_MS / 1000} s`);
+    }
+    // A silent stream, or an attempt to connect that got no answer: start again.
+    const since = attemptAt === null ? now : Math.max(lastSign, attemptAt);
+    if (ctl && now - since >= STREAM_SILENCE_MS) ctl.abort();
+  }, 500);
   async function run() {
     while (!stopped) {
-      onState('connecting');
+      say('connecting');
       ctl = new AbortController();
+      attemptAt = performance.now();
       try {
         const r = await fetch('/api/v1/stream', {
           headers: api.authHeaders({ Accept: 'text/event-stream' }),
@@ -205,14 +235,18 @@ export function openStream(api, onEvent, onState) {
           }
         }
         if (!r.ok || !r.body) throw new Error(`the stream answered ${r.status}`);
-        onState('live');
+        lastSign = performance.now();
+        say('live');
         pause = 1000;
-        await readEvents(r.body, onEvent);
-        if (!stopped) onState('down', 'the stream ended');
+        await readEvents(r.body, onEvent, () => {
+          lastSign = performance.now();
+        });
+        if (!stopped) say('down', 'the stream ended');
       } catch (e) {
         if (stopped) return;
-        onState('down', e.message || String(e));
+        say('down', e.message || String(e));
       }
+      attemptAt = null;
       await new Promise((res) => setTimeout(res, pause));
       pause = Math.min(pause * 2, 10000);
     }
@@ -220,18 +254,23 @@ export function openStream(api, onEvent, onState) {
   run();
   return () => {
     stopped = true;
+    clearInterval(watchdog);
     if (ctl) ctl.abort();
   };
 }
 
-/** Splits a text/event-stream body into events (comments and keep-alives skipped). */
-async function readEvents(body, onEvent) {
+/**
+ * Splits a text/event-stream body into events (comments and keep-alives skipped); `onBytes()`
+ * on every chunk read (a heartbeat too).
+ */
+async function readEvents(body, onEvent, onBytes) {
   const reader = body.getReader();
   const dec = new TextDecoder();
   let buf = '';
   for (;;) {
     const { value, done } = await reader.read();
     if (done) return;
+    onBytes();
     buf += dec.decode(value, { stream: true }).replace(/\r\n?/g, '\n');
     let end;
     while ((end = buf.indexOf('\n\n')) >= 0) {

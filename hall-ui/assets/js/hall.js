@@ -145,9 +145,9 @@ function showIn(id) {
 
 function onStreamState(s, detail) {
   const el = $('stream');
-  el.textContent = { live: 'live', connecting: 'connecting…', down: 'reconnecting…' }[s] || s;
+  el.textContent = { live: 'live', connecting: 'connecting…', down: 'reconnecting…', offline: 'offline' }[s] || s;
   el.dataset.state = s;
-  if (s === 'down' && detail) el.title = detail;
+  el.title = s === 'down' || s === 'offline' ? detail || '' : '';
 }
 
 function onEvent(name, data) {

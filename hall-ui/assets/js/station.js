@@ -31,6 +31,8 @@ const state = {
   lastBag: null,
   /** The status stream broke and has not been live since. */
   streamBroke: false,
+  /** The stream has been silent too long: no task is shown until it is live again. */
+  offline: false,
 };
 
 // ---- sign in / out ---------------------------------------------------------------------------
@@ -110,25 +112,47 @@ function stop() {
   state.stopStream = null;
   state.poll = null;
   state.streamBroke = false;
+  state.offline = false;
   state.view = null;
   state.session = null;
 }
 
 // ---- live updates ----------------------------------------------------------------------------
 
-function onStreamState(s) {
+function onStreamState(s, detail) {
   const el = $('st-stream');
-  el.textContent = { live: 'live', connecting: 'connecting…', down: 'reconnecting…' }[s] || s;
+  el.textContent = { live: 'live', connecting: 'connecting…', down: 'reconnecting…', offline: 'offline' }[s] || s;
   el.dataset.state = s;
+  el.title = s === 'down' || s === 'offline' ? detail || '' : '';
+  if (s === 'offline') showOffline();
   // Back after a break: a cursor lost in the break (on nothing) goes back to the task. One in a
   // field stays where it is being typed: moved from the defect's reason to the task's main
   // button, the operator's next Enter would confirm the step instead of reporting the defect.
-  if (s === 'down') state.streamBroke = true;
+  if (s === 'down' || s === 'offline') state.streamBroke = true;
+  if (s === 'live') state.offline = false;
   if (s === 'live' && state.streamBroke) {
     state.streamBroke = false;
     const a = document.activeElement;
     if (!a || a === document.body || !a.isConnected) focusTask();
   }
+}
+
+/**
+ * The controller is not answering: the task shown may be done or gone by now, so none is shown
+ * (its buttons would send nothing), nor the last answer or the device's readiness, until the
+ * stream is live again; its snapshot draws them anew.
+ */
+function showOffline() {
+  state.offline = true;
+  state.taskKey = null;
+  $('done').textContent = '';
+  $('refusal').hidden = true;
+  $('st-device').hidden = true;
+  render($('task-body'), [
+    h('p', { class: 'prompt offline', text: 'Offline: the controller is not answering.' }),
+    h('p', { class: 'hint', text: 'The task shows here again as soon as it answers; nothing confirmed is lost.' }),
+  ]);
+  $('task').dataset.phase = 'offline';
 }
 
 /** Only what concerns this station (or its job) leads to a refresh. */
@@ -184,6 +208,7 @@ function draw() {
     dev.textContent = `${v.device}: ${READINESS[v.readiness] || v.readiness}`;
     dev.dataset.state = v.readiness;
   }
+  if (state.offline) return; // (an answer that comes in meanwhile waits for the stream)
   // The task is drawn again only when it changed: a scan being typed is never wiped.
   const key = JSON.stringify([v.work, v.session, v.device && v.readiness === 'ready', state.lastBag && state.lastBag.id]);
   if (key !== state.taskKey) {
