@@ -1099,10 +1099,23 @@ async fn the_supervisor_commands_devices_jobs_alerts_and_custody_from_the_hall_v
     )
     .await;
 
-    // The supervisor approves the spoilage with the booklet scanned in hand.
+    // The supervisor approves the spoilage with the booklet scanned in hand: "Decide" on the
+    // report's row puts the cursor where the scan goes; the scanner's Enter sends nothing.
     to(c, &hall_w).await;
-    type_into(c, "#spoilage-form input[name=serial]", "B1000100").await;
-    type_into(c, "#spoilage-form textarea[name=scanned]", "B1000100\n").await;
+    click(c, "button[data-key=\"spoilage-B1000100\"]").await;
+    wait_eq(c, "the cursor in the scan field", ACTIVE, "scanned").await;
+    scanner(c, "B1000100").await;
+    assert_eq!(
+        c.execute(
+            "const f = document.getElementById('spoilage-form');
+             return [f.elements.serial.value, f.elements.scanned.value].join('|');",
+            vec![]
+        )
+        .await
+        .unwrap(),
+        json!("B1000100|B1000100\n"),
+        "the report and the scanned item, nothing sent yet"
+    );
     click(c, "#spoilage-form button[type=submit]").await;
     wait_js(
         c,
