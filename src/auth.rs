@@ -73,6 +73,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::ledger::{ControlAction, Ledger, LedgerError, LedgerEvent, Role, UserChange};
+use crate::roster::Shift;
 
 /// The actor of account changes made on the command line by someone with shell access to the
 /// data directory (this is how the first admin is created). Reserved: no account may take it.
@@ -166,6 +167,10 @@ pub enum AuthError {
     /// The session token expired: sign in again.
     #[error("the session expired: sign in again")]
     Expired,
+    /// The PIN was right but the account is not rostered for the shift now (nor within the
+    /// grace either side of one of its shifts).
+    #[error("{0}")]
+    NotRostered(crate::roster::NotRostered),
     /// The principal's role is not admitted here.
     #[error("role {role} may not do this (allowed: {allowed})")]
     Forbidden {
@@ -202,6 +207,7 @@ impl AuthError {
             AuthError::AccountKind(_) => "account_kind",
             AuthError::NoChange(_) => "no_change",
             AuthError::Expired => "expired",
+            AuthError::NotRostered(_) => "not_rostered",
             AuthError::Forbidden { .. } => "forbidden",
             AuthError::Policy(_) => "policy",
             AuthError::Crypto(_) => "internal",
@@ -267,6 +273,8 @@ pub struct User {
     pin_hash: String,
     /// Locked for sign-in until then (may lie in the past: the lock is over).
     pub locked_until: Option<DateTime<Utc>>,
+    /// The shifts it signs in for; empty: any.
+    pub shifts: Vec<Shift>,
 }
 
 impl fmt::Debug for User {
@@ -278,6 +286,7 @@ impl fmt::Debug for User {
             .field("disabled", &self.disabled)
             .field("pin_hash", &"<redacted>")
             .field("locked_until", &self.locked_until)
+            .field("shifts", &self.shifts)
             .finish()
     }
 }
@@ -302,6 +311,7 @@ impl User {
             disabled: self.disabled,
             service: self.is_service(),
             locked_until: self.locked_until,
+            shifts: crate::roster::names(&self.shifts),
         }
     }
 }
@@ -321,6 +331,9 @@ pub struct UserSummary {
     pub service: bool,
     /// Sign-in locked until then (may lie in the past).
     pub locked_until: Option<DateTime<Utc>>,
+    /// The shifts it signs in for: `["any"]`, or some of `A`, `B`, `C`.
+    #[serde(default)]
+    pub shifts: Vec<String>,
 }
 
 /// The stored form of an account (aux `user/<id>`).
@@ -333,6 +346,9 @@ struct StoredUser {
     disabled: bool,
     pin_hash: String,
     locked_until: Option<DateTime<Utc>>,
+    /// Absent (records before rosters) or empty: any shift.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    shifts: Vec<Shift>,
 }
 
 impl StoredUser {
@@ -345,6 +361,7 @@ impl StoredUser {
             disabled: u.disabled,
             pin_hash: u.pin_hash.clone(),
             locked_until: u.locked_until,
+            shifts: u.shifts.clone(),
         })
         .map_err(|e| LedgerError::Corrupt(format!("user {}: {e}", u.id)).into())
     }
@@ -368,6 +385,7 @@ impl StoredUser {
             disabled: s.disabled,
             pin_hash: s.pin_hash,
             locked_until: s.locked_until,
+            shifts: s.shifts,
         })
     }
 }
@@ -813,6 +831,7 @@ impl Users {
             disabled: false,
             pin_hash: hash_pin(pin)?,
             locked_until: None,
+            shifts: Vec::new(),
         };
         self.insert_new(actor, user, None)
     }
@@ -838,6 +857,7 @@ impl Users {
             disabled: false,
             pin_hash: String::new(),
             locked_until: None,
+            shifts: Vec::new(),
         };
         let user = self.insert_new(actor, user, Some(h))?;
         Ok((user, token))
@@ -930,6 +950,38 @@ impl Users {
         let user = self.change(actor, user, UserChange::PinReset, "PIN reset", false)?;
         lock(&self.state).failures.remove(id.as_str());
         Ok(user)
+    }
+
+    /// Rosters a person's account to `shifts` (empty: any shift). Recorded as `Rostered`. Its
+    /// sessions are not signed out: the roster is checked at sign-in.
+    ///
+    /// # Errors
+    /// [`AuthError::UnknownUser`], [`AuthError::AccountKind`] for a service account,
+    /// [`AuthError::NoChange`] when it is rostered so already, ledger errors.
+    pub fn set_shifts(
+        &self,
+        actor: &OperatorId,
+        id: &OperatorId,
+        shifts: Vec<Shift>,
+    ) -> Result<User, AuthError> {
+        let _w = lock(&self.write);
+        let mut user = self.existing(id)?;
+        if user.is_service() {
+            return Err(AuthError::AccountKind(
+                "a service account does not sign in by shift: it has no roster",
+            ));
+        }
+        if user.shifts == shifts {
+            return Err(AuthError::NoChange(format!(
+                "user {id} is already rostered for shift(s) {}",
+                crate::roster::describe(&shifts)
+            )));
+        }
+        user.shifts = shifts;
+        let change = UserChange::Rostered {
+            shifts: crate::roster::names(&user.shifts),
+        };
+        self.change(actor, user, change, "", false)
     }
 
     /// Replaces a service account's token: the old one stops working, the new one is returned
@@ -1064,12 +1116,14 @@ impl Users {
         let (token, hash) = new_token()?;
         let _w = lock(&self.write);
         // A disable or PIN reset may have run since the check: it holds `write`, so now is final.
-        if self
+        let Some(current) = self
             .get(id)
-            .is_none_or(|u| u.disabled || u.pin_hash != user.pin_hash)
-        {
+            .filter(|u| !u.disabled && u.pin_hash == user.pin_hash)
+        else {
             return Err(AuthError::InvalidCredentials);
-        }
+        };
+        // The PIN was right: who this is may be told why they cannot sign in now.
+        crate::roster::may_sign_in(&current.shifts, now).map_err(AuthError::NotRostered)?;
         let action = ControlAction::SignedIn {
             user: user.id.clone(),
             station: station.clone(),
@@ -2046,6 +2100,73 @@ mod tests {
         h.users.enable(&admin(), &id).expect("enable");
         let t = h.users.sign_in(&id, PIN, None).expect("sign in again");
         h.users.authenticate(&t.token).expect("works");
+    }
+
+    #[test]
+    fn a_rostered_account_signs_in_only_near_its_shifts_and_the_roster_is_kept() {
+        use chrono::TimeZone;
+        let h = hall(AuthPolicy::default());
+        h.users
+            .add(&admin(), "OP-1", "Ayesha Khan", Role::Operator, PIN)
+            .expect("add");
+        let id = op("OP-1");
+        let at = |hh, mm| Utc.with_ymd_and_hms(2026, 12, 7, hh, mm, 0).unwrap();
+        // Any shift by default: 03:00 is fine.
+        h.users.sign_in_at(&id, PIN, None, at(3, 0)).expect("any");
+        h.users
+            .set_shifts(&admin(), &id, vec![Shift::A])
+            .expect("roster");
+        let before = digest(&h);
+        match h.users.sign_in_at(&id, PIN, None, at(3, 0)) {
+            Err(AuthError::NotRostered(e)) => {
+                assert_eq!((e.now, e.shifts), (Shift::C, vec![Shift::A]));
+            }
+            other => panic!("not rostered at 03:00: {other:?}"),
+        }
+        assert_eq!(digest(&h), before, "a refused sign-in writes nothing here");
+        // The grace: 05:30 is in; the right PIN is checked first (a wrong one says nothing).
+        h.users
+            .sign_in_at(&id, PIN, None, at(5, 30))
+            .expect("grace");
+        assert!(matches!(
+            h.users.sign_in_at(&id, "730518", None, at(3, 0)),
+            Err(AuthError::InvalidCredentials)
+        ));
+        // The same roster again is no change; a service account has none.
+        assert!(matches!(
+            h.users.set_shifts(&admin(), &id, vec![Shift::A]),
+            Err(AuthError::NoChange(_))
+        ));
+        let (svc, _) = h
+            .users
+            .add_service(&admin(), "MON-1", "Central")
+            .expect("service");
+        assert!(matches!(
+            h.users.set_shifts(&admin(), &svc.id, vec![Shift::B]),
+            Err(AuthError::AccountKind(_))
+        ));
+        assert_eq!(
+            changes_of(&h, "OP-1").last(),
+            Some(&(
+                "ADM-1".to_string(),
+                UserChange::Rostered {
+                    shifts: vec!["A".to_string()]
+                }
+            ))
+        );
+        let reopened = Users::open(Arc::clone(&h.ledger), AuthPolicy::default()).expect("reopen");
+        assert_eq!(reopened.get(&id).expect("OP-1").shifts, vec![Shift::A]);
+    }
+
+    #[test]
+    fn an_account_stored_before_rosters_reads_as_any_shift() {
+        let old = br#"{"v":1,"id":"OP-1","name":"Ayesha Khan","role":"operator","disabled":false,"pin_hash":"","locked_until":null}"#;
+        let u = StoredUser::decode(b"user/OP-1", old).expect("an old record");
+        assert!(u.shifts.is_empty());
+        assert_eq!(u.summary().shifts, vec!["any".to_string()]);
+        // And an account of any shift is stored as before: no `shifts` field.
+        let again = StoredUser::encode(&u).expect("encode");
+        assert!(!String::from_utf8_lossy(&again).contains("shifts"));
     }
 
     #[test]

@@ -53,6 +53,7 @@ pub mod https;
 pub mod ledger;
 pub mod line;
 pub mod mqtt;
+pub mod roster;
 pub mod serve;
 pub mod status;
 pub mod store;

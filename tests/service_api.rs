@@ -623,6 +623,18 @@ fn wrong_role_on_each_route_is_refused_and_changes_nothing() {
                 json!({}),
                 vec![op, s, au, mo],
             ),
+            (
+                "POST",
+                "/users/A2/shifts".into(),
+                json!({"shifts": ["A"]}),
+                vec![op, au, mo],
+            ),
+            (
+                "POST",
+                "/users/AU1/shifts".into(),
+                json!({"shifts": ["A"]}),
+                vec![op, s, au, mo],
+            ),
             // Reads by roles they are not for.
             ("GET", "/jobs".into(), Value::Null, vec![op]),
             ("GET", format!("/jobs/{j}"), Value::Null, vec![op]),
@@ -1288,4 +1300,284 @@ fn sigterm_stops_the_service_cleanly_and_a_restart_continues_from_the_stored_sta
             && r["event"]["action"]["kind"] == "job_changed"),
         "no job changed across a clean restart"
     );
+}
+
+// ---- 7. accounts and shift rosters ---------------------------------------------------------------
+
+/// `GET /users`, the account `id`.
+fn account(c: Client, tok: &str, id: &str) -> Value {
+    let all = c.get("/users", Some(tok)).expect(200, "GET /users");
+    all.as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["id"] == id)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+fn sign_in_status(c: Client, user: &str, pin: &str, station: Option<&str>) -> Resp {
+    let mut body = json!({"user": user, "pin": pin});
+    if let Some(s) = station {
+        body["station"] = json!(s);
+    }
+    c.post("/session", None, &body)
+}
+
+/// A supervisor adds an operator whose PIN the controller generates (answered once), disables
+/// and enables them, resets their PIN (generated again), and rosters them; bad input is refused
+/// naming what is wrong and changes nothing.
+#[test]
+fn a_supervisor_adds_disables_resets_and_rosters_an_operator_and_bad_input_changes_nothing() {
+    let hall = spawn_hall(0.02);
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    let aud = hall.sign_in("AU1", None);
+
+    let added = c
+        .post(
+            "/users",
+            Some(&sup),
+            &json!({"id": "OP-9", "name": "Nine", "role": "operator", "generate_pin": true}),
+        )
+        .expect(200, "add OP-9 with a generated PIN");
+    let pin = added["pin"]
+        .as_str()
+        .expect("the generated PIN")
+        .to_string();
+    assert!(
+        pin.len() == 8 && pin.bytes().all(|b| b.is_ascii_digit()),
+        "{added}"
+    );
+    assert_eq!(added["user"]["shifts"], json!(["any"]), "{added}");
+    let listed = account(c, &sup, "OP-9");
+    assert_eq!(listed["disabled"], false, "{listed}");
+    assert_eq!(listed["shifts"], json!(["any"]), "{listed}");
+    assert!(
+        listed.get("pin").is_none(),
+        "the list shows no PIN: {listed}"
+    );
+    let op9 = sign_in_status(c, "OP-9", &pin, Some("PRINT-01")).expect(200, "OP-9 signs in");
+    c.delete("/session", op9["token"].as_str())
+        .expect(204, "OP-9 signs out");
+
+    // Bad input: refused, naming the field; nothing changes.
+    let before = records_but_refusals(c, &aud);
+    let users_before = c.get("/users", Some(&sup)).expect(200, "users");
+    let bad: Vec<(&str, String, Value, &str, &str)> = vec![
+        (
+            "a PIN and generate_pin",
+            "/users".into(),
+            json!({"id": "OP-10", "name": "Ten", "role": "operator", "pin": "583920", "generate_pin": true}),
+            "generate_pin",
+            "not both",
+        ),
+        (
+            "reset with neither a PIN nor generate_pin",
+            "/users/OP-9/reset-pin".into(),
+            json!({}),
+            "pin",
+            "needs a PIN",
+        ),
+        (
+            "a shift that is not one",
+            "/users/OP-9/shifts".into(),
+            json!({"shifts": ["A", "D"]}),
+            "shifts",
+            "\"D\" is not a shift",
+        ),
+        (
+            "a shift twice",
+            "/users/OP-9/shifts".into(),
+            json!({"shifts": ["B", "B"]}),
+            "shifts",
+            "named twice",
+        ),
+        (
+            "no shift",
+            "/users/OP-9/shifts".into(),
+            json!({"shifts": []}),
+            "shifts",
+            "at least one shift",
+        ),
+        (
+            "any with a shift",
+            "/users/OP-9/shifts".into(),
+            json!({"shifts": ["any", "C"]}),
+            "shifts",
+            "stands alone",
+        ),
+    ];
+    for (what, path, body, field, says) in bad {
+        let r = c.post(&path, Some(&sup), &body);
+        assert_eq!(r.status, 422, "{what}: {}", r.text);
+        let (_, message, f) = r.error(what);
+        assert_eq!(f.as_deref(), Some(field), "{what}: {}", r.text);
+        assert!(message.contains(says), "{what}: {message}");
+    }
+    // A supervisor rosters operators only.
+    let r = c.post("/users/AU1/shifts", Some(&sup), &json!({"shifts": ["A"]}));
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(
+        c.get("/users", Some(&sup)).expect(200, "users"),
+        users_before,
+        "the accounts are as they were"
+    );
+    assert_eq!(
+        records_but_refusals(c, &aud),
+        before,
+        "nothing was recorded"
+    );
+    sign_in_status(c, "OP-9", &pin, None).expect(200, "the PIN still works");
+
+    // Disable: OP-9 can no longer sign in; enable: they can again.
+    let d = c
+        .post("/users/OP-9/disable", Some(&sup), &json!({}))
+        .expect(200, "disable");
+    assert_eq!(d["disabled"], true, "{d}");
+    let r = sign_in_status(c, "OP-9", &pin, Some("PRINT-01"));
+    assert_eq!(
+        r.status, 401,
+        "a disabled account cannot sign in: {}",
+        r.text
+    );
+    c.post("/users/OP-9/enable", Some(&sup), &json!({}))
+        .expect(200, "enable");
+
+    // Reset with a generated PIN: the old one stops working, the new one works.
+    let reset = c
+        .post(
+            "/users/OP-9/reset-pin",
+            Some(&sup),
+            &json!({"generate_pin": true}),
+        )
+        .expect(200, "reset");
+    let new_pin = reset["pin"].as_str().expect("the new PIN").to_string();
+    assert_eq!(reset["id"], "OP-9", "{reset}");
+    assert_ne!(new_pin, pin);
+    let r = sign_in_status(c, "OP-9", &pin, None);
+    assert_eq!(r.status, 401, "the old PIN: {}", r.text);
+    sign_in_status(c, "OP-9", &new_pin, None).expect(200, "the new PIN");
+
+    // Roster: stored, listed, recorded; the same again is no change.
+    let r = c
+        .post(
+            "/users/OP-9/shifts",
+            Some(&sup),
+            &json!({"shifts": ["C", "A"]}),
+        )
+        .expect(200, "roster");
+    assert_eq!(r["shifts"], json!(["A", "C"]), "{r}");
+    assert_eq!(account(c, &sup, "OP-9")["shifts"], json!(["A", "C"]));
+    let r = c.post(
+        "/users/OP-9/shifts",
+        Some(&sup),
+        &json!({"shifts": ["A", "C"]}),
+    );
+    assert_eq!(r.status, 409, "{}", r.text);
+    let changes: Vec<Value> = records(c, &aud)
+        .into_iter()
+        .filter(|r| r["event"]["action"]["kind"] == "user_changed")
+        .filter(|r| r["event"]["action"]["user"] == "OP-9")
+        .map(|r| r["event"]["action"]["change"].clone())
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            json!({"change": "added", "role": "operator"}),
+            json!({"change": "disabled"}),
+            json!({"change": "enabled"}),
+            json!({"change": "pin_reset"}),
+            json!({"change": "rostered", "shifts": ["A", "C"]}),
+        ],
+    );
+    // The roster is kept across a restart.
+    let mut hall = hall;
+    hall.restart();
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    assert_eq!(account(c, &sup, "OP-9")["shifts"], json!(["A", "C"]));
+}
+
+/// A shift (A 06–14, B 14–22, C 22–06 UTC) whose sign-in window (30 minutes either side) does
+/// not hold this moment, and the shift now.
+fn a_shift_out_of_reach() -> (char, char) {
+    use chrono::Timelike;
+    let now = chrono::Utc::now();
+    let minute = now.hour() * 60 + now.minute();
+    let starts = [('A', 6 * 60), ('B', 14 * 60), ('C', 22 * 60)];
+    let covers = |start: u32| (minute + 24 * 60 - (start - 30)) % (24 * 60) < 9 * 60;
+    let current = starts
+        .iter()
+        .find(|(_, s)| (minute + 24 * 60 - s) % (24 * 60) < 8 * 60)
+        .unwrap()
+        .0;
+    let away = starts.iter().find(|(_, s)| !covers(*s)).unwrap().0;
+    (away, current)
+}
+
+/// An operator rostered for another shift signs in with the right PIN and is refused
+/// (`not_rostered`, naming the shift now and theirs), recorded and alerted; the station stays
+/// free. Rostered for the shift now, they sign in.
+#[test]
+fn an_operator_outside_their_roster_is_refused_recorded_and_alerted() {
+    let hall = spawn_hall(0.02);
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    let aud = hall.sign_in("AU1", None);
+    let (away, now) = a_shift_out_of_reach();
+    c.post(
+        "/users/A1/shifts",
+        Some(&sup),
+        &json!({"shifts": [away.to_string()]}),
+    )
+    .expect(200, "roster A1");
+    let head = ledger_head(c, &aud);
+
+    let r = sign_in_status(c, "A1", pin("A1"), Some("PRINT-01"));
+    assert_eq!(r.status, 403, "{}", r.text);
+    let (code, message, _) = r.error("not rostered");
+    assert_eq!(code, "not_rostered", "{}", r.text);
+    assert_eq!(r.body["error"]["rule"], "not_rostered", "{}", r.text);
+    assert!(
+        message.contains(&format!("shift {now} ")) && message.contains(&format!("shift(s) {away}")),
+        "names the shift now and A1's: {message}"
+    );
+    let st = station(c, &sup, "PRINT-01");
+    assert!(st["operator"].is_null(), "the station stays free: {st}");
+    let refused = refusals_after(c, &aud, head);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(
+        (refused[0].0.as_str(), refused[0].1.as_str()),
+        ("A1", "not_rostered")
+    );
+    let alerts = c.get("/alerts", Some(&sup)).expect(200, "alerts");
+    assert!(
+        alerts["open"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "refusal"
+                && a["subject"] == "A1"
+                && a["detail"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("PRINT-01")),
+        "the supervisor is told: {alerts}"
+    );
+    // No session was opened: nothing signed in.
+    assert!(
+        !records(c, &aud)
+            .iter()
+            .any(|r| r["seq"].as_u64() > Some(head) && r["event"]["action"]["kind"] == "signed_in"),
+        "A1 did not sign in"
+    );
+
+    // Rostered for the shift now (or any), A1 signs in.
+    c.post(
+        "/users/A1/shifts",
+        Some(&sup),
+        &json!({"shifts": [now.to_string()]}),
+    )
+    .expect(200, "roster A1 for now");
+    hall.sign_in("A1", Some("PRINT-01"));
 }

@@ -149,7 +149,7 @@ impl From<AuthError> for ApiError {
             | AuthError::InvalidId { .. }
             | AuthError::InvalidName { .. }
             | AuthError::AccountKind(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            AuthError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            AuthError::Forbidden { .. } | AuthError::NotRostered(_) => StatusCode::FORBIDDEN,
             AuthError::Ledger(LedgerError::Refused(_)) => StatusCode::CONFLICT,
             AuthError::Policy(_) | AuthError::Crypto(_) | AuthError::Ledger(_) => {
                 tracing::error!("{msg}");
@@ -166,6 +166,9 @@ impl From<AuthError> for ApiError {
             AuthError::CosignerPin { .. } | AuthError::CosignBlocked { .. }
         ) {
             a.body.rule = Some("cosigner_pin");
+        }
+        if matches!(e, AuthError::NotRostered(_)) {
+            a.body.rule = Some("not_rostered");
         }
         a
     }

@@ -103,7 +103,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
     responses((status = 200, body = SessionToken,
             headers(("Set-Cookie" = String, description = "with \"cookie\": true: hallctl_session_<id>=<token>; Path=/api/v1; Max-Age=...; HttpOnly; SameSite=Strict (; Secure over HTTPS)"))),
         (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody, description = "a cookie sign-in from another origin"),
+        (status = 403, body = ErrorBody, description = "a cookie sign-in from another origin; `not_rostered`: the PIN was right, but the account is not rostered for the shift now (30 minutes' grace either side of its shifts)"),
         (status = 409, body = ErrorBody, description = "station taken, or operator elsewhere"),
         (status = 423, body = ErrorBody, description = "locked after repeated failures"),
         (status = 429, body = ErrorBody, description = "too many attempts from this address",
@@ -202,17 +202,29 @@ async fn open_session(
             }
             let st = StationId::new(st.trim());
             s.line.station(st.clone()).await?;
+            rostered(s, &account, Some(&st)).await?;
             s.line.can_occupy(user.clone(), st.clone()).await?;
             Some(st)
         }
-        _ => None,
+        _ => {
+            rostered(s, &account, None).await?;
+            None
+        }
     };
     let users = s.users.clone();
     let (u, pin, st) = (user.clone(), req.pin, station.clone());
-    let token = super::blocking(move || {
-        Ok(users.sign_in_from_at(&u, &pin, st, origin.as_deref(), chrono::Utc::now())?)
+    let signed = super::blocking(move || {
+        Ok(users.sign_in_from_at(&u, &pin, st, origin.as_deref(), chrono::Utc::now()))
     })
     .await?;
+    let token = match signed {
+        Ok(t) => t,
+        // A shift's edge passed between the check above and this one.
+        Err(crate::auth::AuthError::NotRostered(e)) => {
+            return Err(not_rostered(s, &user, station.as_ref(), e).await);
+        }
+        Err(e) => return Err(e.into()),
+    };
     if let Some(st) = &station
         && let Err(e) = s.line.occupy(user, st.clone()).await
     {
@@ -221,6 +233,42 @@ async fn open_session(
         return Err(e.into());
     }
     Ok(token)
+}
+
+/// Refuses (recorded and alerted, like any refusal of a rule) a person whose PIN was right but
+/// who is not rostered for the shift now (see [`crate::roster`]).
+async fn rostered(
+    s: &AppState,
+    account: &crate::auth::User,
+    at: Option<&StationId>,
+) -> Result<(), ApiError> {
+    match crate::roster::may_sign_in(&account.shifts, chrono::Utc::now()) {
+        Ok(()) => Ok(()),
+        Err(e) => Err(not_rostered(s, &account.id, at, e).await),
+    }
+}
+
+async fn not_rostered(
+    s: &AppState,
+    user: &OperatorId,
+    at: Option<&StationId>,
+    e: crate::roster::NotRostered,
+) -> ApiError {
+    let refusal = crate::ledger::Refusal::NotRostered {
+        actor: user.clone(),
+        at: at.cloned(),
+        why: e.to_string(),
+    };
+    let attempt = crate::line::Attempt {
+        actor: user.clone(),
+        station: None,
+        session: None,
+        serials: Vec::new(),
+    };
+    if let Err(stopped) = s.line.record_refusal(attempt, refusal).await {
+        return stopped.into();
+    }
+    crate::auth::AuthError::NotRostered(e).into()
 }
 
 /// Signs out (and leaves the station; a step the device is running must be finished first).

@@ -85,6 +85,11 @@ pub enum UserChange {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         origin: Option<String>,
     },
+    /// The shifts the account signs in for were set: `["any"]`, or some of `A`, `B`, `C`.
+    Rostered {
+        /// The new roster.
+        shifts: Vec<String>,
+    },
 }
 
 /// A controller action recorded in the ledger.
@@ -367,6 +372,9 @@ impl ControlAction {
                     Some(o) => format!("user {user} locked out at {o} after {failures} wrong PINs"),
                     None => format!("user {user} locked out after {failures} wrong PINs"),
                 },
+                UserChange::Rostered { shifts } => {
+                    format!("user {user} rostered for shift(s) {}", shifts.join(", "))
+                }
             },
             ControlAction::SignedIn { user, station } => match station {
                 Some(s) => format!("{user} signed in at {s}"),

@@ -1297,6 +1297,16 @@ pub enum Refusal {
         /// The asker reached the limit: no co-signing from them for a while.
         blocked: bool,
     },
+    /// A sign-in with the right PIN outside the account's rostered shifts.
+    #[error("{actor} may not sign in{}: {why}", at.as_ref().map(|s| format!(" at {s}")).unwrap_or_default())]
+    NotRostered {
+        /// Who.
+        actor: OperatorId,
+        /// The station they tried, if any.
+        at: Option<StationId>,
+        /// The shift now and theirs, in words.
+        why: String,
+    },
 }
 
 /// `booklets`, `patches`.
@@ -1382,11 +1392,12 @@ impl Refusal {
             Refusal::SelfApprovedSpoilage { .. } => "self_approved_spoilage",
             Refusal::NotAwaitingApproval { .. } => "not_awaiting_approval",
             Refusal::SpoilStands { .. } => "spoil_stands",
+            Refusal::NotRostered { .. } => "not_rostered",
         }
     }
 
     /// Every rule name, for `[alerts.severity]` and the docs.
-    pub const RULES: [&'static str; 44] = [
+    pub const RULES: [&'static str; 45] = [
         "unknown_serial",
         "wrong_kind",
         "already_used",
@@ -1431,6 +1442,7 @@ impl Refusal {
         "self_approved_spoilage",
         "not_awaiting_approval",
         "spoil_stands",
+        "not_rostered",
     ];
 
     /// True for a refusal of a custody, separation or gating rule: a fact to record and alert
@@ -1510,7 +1522,8 @@ impl Refusal {
             | Refusal::IssuingState { .. }
             | Refusal::RoleRefused { .. }
             | Refusal::CountWithoutSupervisor { .. }
-            | Refusal::CosignerPin { .. } => Vec::new(),
+            | Refusal::CosignerPin { .. }
+            | Refusal::NotRostered { .. } => Vec::new(),
         }
     }
 }

@@ -284,13 +284,13 @@ fn restore_throughput(ledger: &Ledger, now: Millis) -> Throughput {
 
 /// The shift a moment belongs to: A 06–14, B 14–22, C 22–06 (dated by the day it started).
 pub(crate) fn shift_of(t: DateTime<Utc>) -> ShiftId {
-    let h = t.hour();
-    let (day, letter) = match h {
-        6..=13 => (t.date_naive(), 'A'),
-        14..=21 => (t.date_naive(), 'B'),
-        22..=23 => (t.date_naive(), 'C'),
-        _ => (t.date_naive().pred_opt().unwrap_or(t.date_naive()), 'C'),
+    // The small hours belong to the C shift that began the evening before.
+    let day = if t.hour() < 6 {
+        t.date_naive().pred_opt().unwrap_or(t.date_naive())
+    } else {
+        t.date_naive()
     };
+    let letter = crate::roster::Shift::at(t).letter();
     ShiftId::new(format!("{}{letter}", day.format("%Y-%m-%d")))
 }
 

@@ -1,7 +1,8 @@
 // The supervisor's hall view: the line live (stations, devices, current jobs, operators),
 // queues by class and age, throughput and on-time, alerts; and the supervisor's commands:
 // device pause/resume, job hold/release/reprioritise/cancel, custody co-signing, destruction
-// witnessing, the shift's reconciliation. Other roles (auditor, admin, monitor) see the line
+// witnessing, the shift's reconciliation; the people (accounts and their shift rosters: a
+// supervisor manages operators, an admin everyone). Other roles (auditor, admin, monitor) see the line
 // without the commands.
 //
 // The line changes several times a second on a busy hall, and the view changes with it in
@@ -50,6 +51,8 @@ const state = {
 };
 
 const supervisor = () => !WALL && api.session && api.session.role === 'supervisor';
+/** Who manages accounts: supervisors (operators') and admins (everyone's). */
+const manager = () => !WALL && api.session && ['supervisor', 'admin'].includes(api.session.role);
 
 // ---- sign in / out ---------------------------------------------------------------------------
 
@@ -96,6 +99,8 @@ async function start() {
   $('who').textContent = `${me.user} (${me.role})`;
   document.body.dataset.role = me.role;
   buildForms();
+  setHidden($('tab-people'), !manager());
+  setRoles();
   state.stopStream = openStream(api, onEvent, onStreamState);
 }
 
@@ -104,6 +109,10 @@ function stop() {
   state.stopStream = null;
   state.snap = null;
   openJob = null;
+  forgetPin();
+  people.list = [];
+  keyedList($('people'), [], (u) => u.id, () => h('tr'), () => {});
+  if (state.tab === 'people') showTab('line', false);
 }
 
 // Events move the open job on; a short poll catches a change no event names (and a stream
@@ -125,15 +134,17 @@ function showTab(id, focus) {
   if (id === 'jobs') loadJobs().catch(showIn('jobs-table'));
   if (id === 'reconcile') loadReconciliation().catch(showIn('reconcile'));
   if (id === 'custody') drawSessions();
+  if (id === 'people') loadPeople().catch(showPeopleError);
 }
 for (const t of tabs) {
   t.addEventListener('click', () => showTab(t.id.slice(4), false));
   t.addEventListener('keydown', (e) => {
-    const i = tabs.indexOf(t);
-    const next = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: tabs.length - 1 }[e.key];
+    const shown = tabs.filter((x) => !x.hidden);
+    const i = shown.indexOf(t);
+    const next = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: shown.length - 1 }[e.key];
     if (next === undefined) return;
     e.preventDefault();
-    showTab(tabs[(next + tabs.length) % tabs.length].id.slice(4), true);
+    showTab(shown[(next + shown.length) % shown.length].id.slice(4), true);
   });
 }
 
@@ -472,6 +483,7 @@ function buildForms() {
   rf.append(field('Shift (date and A 06–14, B 14–22, C 22–06 UTC)', 'shift', { value: shiftOf(new Date()), 'data-key': 'rec-shift' }),
     h('button', { type: 'submit', text: 'Show' }), h('p', { class: 'form-error', role: 'alert' }));
   onSubmit(rf, () => loadReconciliation());
+  buildPeopleForm();
 }
 
 /** The jobs list's paging: newest first; `cursors` holds the `before` of each page shown
@@ -848,6 +860,200 @@ async function loadReconciliation() {
   const shift = $('reconcile-form').elements.shift.value.trim() || shiftOf(new Date());
   const rec = await api.get(`/ledger/reconcile?shift=${encodeURIComponent(shift)}`);
   render($('reconcile'), reconciliationView(rec));
+}
+
+// ---- people: accounts and shift rosters -----------------------------------------------------
+//
+// The list is read again every few seconds while shown; rows are keyed by account and change in
+// place (a roster being ticked is left as the supervisor ticked it). A PIN, new or reset, is
+// chosen by the controller and shown once, in the notice, until "I have noted it" takes it out
+// of the page: it is never announced, logged or kept.
+
+const SHIFTS = ['A', 'B', 'C'];
+const ROLES = ['operator', 'supervisor', 'auditor', 'admin'];
+const people = { list: [] };
+
+/** Whether the signed-in person may change the account `u`. */
+function mayManage(u) {
+  const r = api.session && api.session.role;
+  return !WALL && (r === 'admin' || (r === 'supervisor' && u.role === 'operator'));
+}
+
+function showPin(user, pin) {
+  setText($('pin-for'), `The new PIN of ${user} is`);
+  setText($('pin-shown'), pin);
+  setHidden($('pin-notice'), false);
+  $('pin-noted').focus();
+}
+
+function forgetPin() {
+  setText($('pin-shown'), '');
+  setText($('pin-for'), '');
+  setHidden($('pin-notice'), true);
+}
+
+$('pin-noted').addEventListener('click', () => {
+  forgetPin();
+  announce('The PIN is no longer shown.');
+});
+
+function showPeopleError(e) {
+  setText($('people-error'), e.message || String(e));
+}
+
+/** The role choices of the add form: a supervisor adds operators, an admin anyone. */
+function setRoles() {
+  const sel = $('add-user-form').elements.role;
+  if (!sel) return;
+  const roles = api.session && api.session.role === 'admin' ? ROLES : ['operator'];
+  sel.replaceChildren(...roles.map((r) => h('option', { value: r, text: r })));
+}
+
+function buildPeopleForm() {
+  const f = $('add-user-form');
+  f.append(
+    field('Id (staff number: A-Z, 0-9, -)', 'id', { required: true, autocapitalize: 'characters', 'data-key': 'add-user-id' }),
+    field('Name', 'name', { required: true, maxlength: 100, 'data-key': 'add-user-name' }),
+    select('Role', 'role', [['operator', 'operator']], { 'data-key': 'add-user-role' }),
+    h('button', { type: 'submit', text: 'Add, with a new PIN' }),
+    h('p', { class: 'form-error', role: 'alert' }));
+  onSubmit(f, async (v, form) => {
+    const r = await api.post('/users', { id: v.id.toUpperCase(), name: v.name, role: v.role, generate_pin: true });
+    form.reset();
+    await loadPeople().catch(showPeopleError);
+    if (r.pin) showPin(r.user.id, r.pin);
+    return `${r.user.id} added (${r.user.role})`;
+  });
+}
+
+async function loadPeople(live = false) {
+  if (!manager()) return;
+  people.list = await api.get('/users');
+  setText($('people-error'), '');
+  drawPeople(live);
+}
+
+// Read again while shown: a lockout or another supervisor's change shows without a reload.
+setInterval(() => {
+  if (state.tab === 'people' && !document.hidden && api.signedIn) loadPeople(true).catch(() => {});
+}, 5000);
+
+function drawPeople(live) {
+  const body = $('people');
+  keyedList(body, people.list, (u) => u.id, newPersonRow, updatePersonRow);
+  // A button a live update drew (or moved) under a resting pointer is not sent for a moment.
+  noteButtons(body, performance.now(), live);
+}
+
+function newPersonRow() {
+  return h('tr', null,
+    h('td', { class: 'serial', 'data-field': 'id' }),
+    h('td', { 'data-field': 'name' }),
+    h('td', { 'data-field': 'role' }),
+    h('td', null, h('span', { 'data-field': 'status' })),
+    h('td', null,
+      h('span', { 'data-field': 'shifts' }),
+      h('fieldset', { class: 'shifts' }, h('legend'),
+        SHIFTS.map((x) => h('label', null, h('input', { type: 'checkbox', value: x }), ` ${x}`)),
+        h('button', { type: 'button', class: 'quiet', 'data-verb': 'shifts', text: 'Save shifts' }))),
+    h('td', null, h('div', { class: 'actions' },
+      h('button', { type: 'button', 'data-verb': 'disable' }),
+      h('button', { type: 'button', class: 'quiet', 'data-verb': 'reset', text: 'Reset PIN…' }),
+      h('span', { class: 'question', 'data-field': 'question' }),
+      h('button', { type: 'button', class: 'danger', 'data-verb': 'confirm' }),
+      h('button', { type: 'button', class: 'quiet', 'data-verb': 'cancel', text: 'Keep as it is' }))));
+}
+
+/** The shifts ticked in a row: `any` when none. */
+function ticked(tr) {
+  const t = [...tr.querySelectorAll('fieldset.shifts input:checked')].map((b) => b.value);
+  return t.length ? t : ['any'];
+}
+
+function updatePersonRow(tr, u) {
+  const manage = mayManage(u);
+  const locked = u.locked_until && Date.parse(u.locked_until) > Date.now();
+  setAttr(tr, 'data-user', u.id);
+  setAttr(tr, 'data-disabled', String(u.disabled));
+  setText(tr.querySelector('[data-field=id]'), u.id);
+  setText(tr.querySelector('[data-field=name]'), u.name);
+  setText(tr.querySelector('[data-field=role]'), u.service ? `${u.role} (service)` : u.role);
+  const st = tr.querySelector('[data-field=status]');
+  setAttr(st, 'class', u.disabled ? 'pill bad' : locked ? 'pill open' : 'pill good');
+  setText(st, u.disabled ? 'disabled' : locked ? `locked until ${clock(u.locked_until)}` : 'active');
+  const roster = (u.shifts && u.shifts.length ? u.shifts : ['any']).join(', ');
+  setText(tr.querySelector('[data-field=shifts]'), u.service ? '—' : roster);
+  const fs = tr.querySelector('fieldset.shifts');
+  setHidden(fs, !manage || u.service);
+  setText(fs.querySelector('legend'), `Shifts of ${u.id}`);
+  // A roster being ticked (differing from what was last shown) is left as it is.
+  if (tr.dataset.roster === undefined || ticked(tr).join(', ') === tr.dataset.roster) {
+    for (const b of fs.querySelectorAll('input')) b.checked = (u.shifts || []).includes(b.value);
+  }
+  tr.dataset.roster = roster;
+  // Disable and reset ask first, in the row: "Yes, ..." or "Keep as it is".
+  const asking = manage ? tr.dataset.confirm || '' : '';
+  const toggle = tr.querySelector('[data-verb=disable], [data-verb=enable]');
+  setHidden(tr.querySelector('.actions'), !manage);
+  setAttr(toggle, 'data-verb', u.disabled ? 'enable' : 'disable');
+  setText(toggle, u.disabled ? `Enable ${u.id}` : `Disable ${u.id}…`);
+  setAttr(toggle, 'class', u.disabled ? '' : 'danger');
+  setHidden(toggle, Boolean(asking));
+  setHidden(tr.querySelector('[data-verb=reset]'), Boolean(asking) || u.service);
+  const q = tr.querySelector('[data-field=question]');
+  setHidden(q, !asking);
+  setText(q, asking === 'disable' ? `Disable ${u.id}? They are signed out and cannot sign in until enabled.`
+    : asking === 'reset' ? `Reset the PIN of ${u.id}? Their old PIN stops working and they are signed out.` : '');
+  const yes = tr.querySelector('[data-verb=confirm]');
+  setHidden(yes, !asking);
+  setText(yes, asking === 'disable' ? `Yes, disable ${u.id}` : asking === 'reset' ? `Yes, reset the PIN of ${u.id}` : 'Yes');
+  setHidden(tr.querySelector('[data-verb=cancel]'), !asking);
+}
+
+$('people').addEventListener('click', (e) => {
+  const b = e.target.closest('button[data-verb]');
+  const tr = b && b.closest('tr[data-user]');
+  if (!tr || b.hidden || notSent(e, b)) return;
+  personCommand(tr, b.dataset.verb).catch(showPeopleError);
+});
+
+async function personCommand(tr, verb) {
+  const id = tr.dataset.user;
+  const path = `/users/${encodeURIComponent(id)}`;
+  setText($('people-error'), '');
+  if (verb === 'disable' || verb === 'reset' || verb === 'cancel') {
+    if (verb === 'cancel') delete tr.dataset.confirm;
+    else tr.dataset.confirm = verb;
+    drawPeople(false);
+    const next = tr.querySelector(verb === 'cancel' ? '[data-verb=disable], [data-verb=enable]' : '[data-verb=confirm]');
+    if (next) next.focus();
+    return;
+  }
+  try {
+    if (verb === 'confirm') {
+      const what = tr.dataset.confirm;
+      delete tr.dataset.confirm;
+      if (what === 'disable') {
+        await api.post(`${path}/disable`);
+        announce(`${id} disabled: signed out, and cannot sign in until enabled`);
+      } else if (what === 'reset') {
+        const r = await api.post(`${path}/reset-pin`, { generate_pin: true });
+        showPin(id, r.pin);
+        announce(`The PIN of ${id} was reset`);
+      }
+    } else if (verb === 'enable') {
+      await api.post(`${path}/enable`);
+      announce(`${id} enabled`);
+    } else if (verb === 'shifts') {
+      const shifts = ticked(tr);
+      await api.post(`${path}/shifts`, { shifts });
+      announce(`${id} rostered for shift(s) ${shifts.join(', ')}`);
+    }
+  } catch (e) {
+    if (e instanceof ApiError && e.sessionDead) return;
+    setText($('people-error'), `${id}: ${e.message}`);
+  }
+  await loadPeople().catch(showPeopleError);
 }
 
 // ---- start -----------------------------------------------------------------------------------
