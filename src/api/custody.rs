@@ -371,26 +371,10 @@ async fn issue(
     Path(id): Path<String>,
     ApiJson(r): ApiJson<Count>,
 ) -> Result<Json<Recorded>, ApiError> {
-    let p = auth.require(&[Role::Supervisor, Role::Operator])?;
-    own_session(&s, &auth, &id).await?;
-    let serials = parse_serials(&r)?;
-    let sid = SessionId::new(id.clone());
-    let counters = cosign(&s, &auth, Some(&sid), "counters", &r.counters).await?;
-    supervisor_counts(&s, &auth, &sid, &counters, &serials).await?;
-    let seq = s
-        .line
-        .issue(
-            p.user.clone(),
-            SessionId::new(id.clone()),
-            serials,
-            counters,
-        )
-        .await?;
-    Ok(Json(Recorded {
-        seq,
-        session: Some(SessionId::new(id)),
-        alert: None,
-    }))
+    let c = counted(&s, &auth, &id, &r).await?;
+    let session = c.session.clone();
+    let seq = s.line.issue(c.by, c.session, c.serials, c.counters).await?;
+    Ok(Json(recorded(seq, session)))
 }
 
 /// Returns unused items from a session to the vault, counted by two distinct people.
@@ -402,26 +386,51 @@ async fn return_items(
     Path(id): Path<String>,
     ApiJson(r): ApiJson<Count>,
 ) -> Result<Json<Recorded>, ApiError> {
-    let p = auth.require(&[Role::Supervisor, Role::Operator])?;
-    own_session(&s, &auth, &id).await?;
-    let serials = parse_serials(&r)?;
-    let sid = SessionId::new(id.clone());
-    let counters = cosign(&s, &auth, Some(&sid), "counters", &r.counters).await?;
-    supervisor_counts(&s, &auth, &sid, &counters, &serials).await?;
+    let c = counted(&s, &auth, &id, &r).await?;
+    let session = c.session.clone();
     let seq = s
         .line
-        .return_items(
-            p.user.clone(),
-            SessionId::new(id.clone()),
-            serials,
-            counters,
-        )
+        .return_items(c.by, c.session, c.serials, c.counters)
         .await?;
-    Ok(Json(Recorded {
+    Ok(Json(recorded(seq, session)))
+}
+
+/// A count of items into or out of a session, admitted: who asks, the session, the serials and
+/// the two counters who signed.
+struct Counted {
+    by: OperatorId,
+    session: SessionId,
+    serials: Vec<Serial>,
+    counters: [OperatorId; 2],
+}
+
+/// The answer to a count: its record, in its session.
+fn recorded(seq: u64, session: SessionId) -> Recorded {
+    Recorded {
         seq,
-        session: Some(SessionId::new(id)),
+        session: Some(session),
         alert: None,
-    }))
+    }
+}
+
+/// What an issue and a return check first: a supervisor or the session's own operator, the
+/// serials, the counters' PINs, and a supervisor among the counters.
+async fn counted(s: &AppState, auth: &Auth, id: &str, r: &Count) -> Result<Counted, ApiError> {
+    let by = auth
+        .require(&[Role::Supervisor, Role::Operator])?
+        .user
+        .clone();
+    own_session(s, auth, id).await?;
+    let serials = parse_serials(r)?;
+    let session = SessionId::new(id);
+    let counters = cosign(s, auth, Some(&session), "counters", &r.counters).await?;
+    supervisor_counts(s, auth, &session, &counters, &serials).await?;
+    Ok(Counted {
+        by,
+        session,
+        serials,
+        counters,
+    })
 }
 
 /// Closes a session: balanced, or with a supervisor-signed discrepancy listing the serials.
