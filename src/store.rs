@@ -734,6 +734,36 @@ impl Store {
         Ok(out)
     }
 
+    /// Calls `f` with every index key in `[from, to)` (without the keyspace byte), in key order
+    /// or, when `reverse`, from the last down, until it returns `false`: a page of a large range
+    /// without reading the whole range first.
+    ///
+    /// # Errors
+    /// sled failed while reading.
+    pub fn index_range_each(
+        &self,
+        from: &[u8],
+        to: &[u8],
+        reverse: bool,
+        mut f: impl FnMut(&[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        if to <= from {
+            return Ok(());
+        }
+        let range = self.tree.range(pk(X, from)..pk(X, to));
+        let keys: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if reverse {
+            Box::new(range.rev())
+        } else {
+            Box::new(range)
+        };
+        for kv in keys {
+            if !f(&kv?.0[1..]) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// All stored checkpoints, by sequence number.
     ///
     /// # Errors

@@ -14,6 +14,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::Auth;
+use crate::ledger::event::RECORD_KINDS;
 use crate::ledger::query::{MissingItem, Reconciliation, RecordFilter, Scope, SltdRow, Trace};
 use crate::ledger::verify::{VerifyMode, VerifyOptions, VerifyReport};
 use crate::ledger::{Checkpoint, LotId, Record, Role, Serial, SessionId, ShiftId};
@@ -47,6 +48,25 @@ pub struct RecordsQuery {
     pub to: Option<DateTime<Utc>>,
     /// At most this many (1–10,000, default 1,000).
     pub limit: Option<usize>,
+    /// Of this kind: the event's `type` (`patch_applied`, `item_spoiled`, ...), `action` for
+    /// any controller action, or an action's `kind` (`refused`, `signed_in`, ...).
+    pub kind: Option<String>,
+    /// Oldest first, after this record's sequence number: the next page's cursor is the last
+    /// record's `seq`.
+    pub after: Option<String>,
+    /// Newest first, before this record's sequence number: the next (older) page's cursor is
+    /// the last record's `seq`. Not with `after`.
+    pub before: Option<String>,
+}
+
+/// A cursor (`after`, `before`): a record's sequence number.
+fn cursor(name: &str, v: Option<String>) -> Result<Option<u64>, ApiError> {
+    v.map(|v| {
+        v.trim()
+            .parse::<u64>()
+            .map_err(|_| ApiError::invalid(name, "a record's sequence number (0 or more)"))
+    })
+    .transpose()
 }
 
 /// Missing items, with the fields of INTERPOL's SLTD database.
@@ -262,10 +282,17 @@ async fn reconcile(
     ))
 }
 
-/// Records by operator, station and time range (indexed).
+/// Records by operator, station, time range and kind: a page, oldest first (from just after
+/// `after`) or newest first (from just before `before`). The next page's cursor is the last
+/// record's `seq`; a page shorter than `limit` is the last. Records name staff, stations,
+/// serials and document numbers only.
 #[utoipa::path(get, path = "/ledger/records",
     params(("operator" = Option<String>, Query), ("station" = Option<String>, Query),
-        ("from" = Option<String>, Query), ("to" = Option<String>, Query), ("limit" = Option<usize>, Query, minimum = 1, maximum = 10_000, description = "at most this many (default 1,000)")),
+        ("from" = Option<String>, Query, description = "RFC 3339, inclusive"), ("to" = Option<String>, Query, description = "RFC 3339, exclusive"),
+        ("limit" = Option<usize>, Query, minimum = 1, maximum = 10_000, description = "at most this many (default 1,000)"),
+        ("kind" = Option<String>, Query, description = "the event's type (patch_applied, item_spoiled, ...), action for any controller action, or an action's kind (refused, signed_in, ...)"),
+        ("after" = Option<u64>, Query, description = "oldest first, after this sequence number (the cursor of the next page: the last record's seq)"),
+        ("before" = Option<u64>, Query, description = "newest first, before this sequence number (the cursor of the next, older page); not with after")),
     responses((status = 200, body = Vec<Object>), (status = 422, body = ErrorBody)))]
 async fn records(
     State(s): State<AppState>,
@@ -279,11 +306,33 @@ async fn records(
     if limit == 0 || limit > 10_000 {
         return Err(ApiError::invalid("limit", "between 1 and 10000"));
     }
+    let kind = match q.kind {
+        Some(k) if !RECORD_KINDS.contains(&k.trim()) => {
+            return Err(ApiError::invalid(
+                "kind",
+                format!(
+                    "not a kind of record: use one of {}",
+                    RECORD_KINDS.join(", ")
+                ),
+            ));
+        }
+        k => k.map(|k| k.trim().to_string()),
+    };
+    let (after, before) = (cursor("after", q.after)?, cursor("before", q.before)?);
+    if after.is_some() && before.is_some() {
+        return Err(ApiError::invalid(
+            "before",
+            "give after (oldest first) or before (newest first), not both",
+        ));
+    }
     let filter = RecordFilter {
         operator: q.operator.map(OperatorId::new),
         station: q.station.map(StationId::new),
         from: q.from,
         to: q.to,
+        kind,
+        after,
+        before,
     };
     let ledger = s.ledger.clone();
     Ok(Json(

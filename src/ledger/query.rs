@@ -609,54 +609,145 @@ impl Ledger {
             .copied())
     }
 
-    /// Records by operator (made, counted, witnessed or signed), by station, or by time range
-    /// (any combination; at least one filter), in order, at most `limit`.
+    /// Records by operator (made, counted, witnessed or signed), by station, by time range and by
+    /// kind (any combination, or none), at most `limit`: a page. Oldest first from just after
+    /// `filter.after`; newest first from just before `filter.before` when it is given. The next
+    /// page starts after (or before) the last record of this one; a page shorter than `limit`
+    /// is the last.
+    ///
+    /// By operator or station, the page is read from that index; by time alone, from the time
+    /// index (in time order, which is the order of sequence numbers unless the clock was set
+    /// back); by kind alone, record by record from the cursor.
     ///
     /// # Errors
     /// Storage errors.
     pub fn records(&self, filter: &RecordFilter, limit: usize) -> Result<Vec<Record>, LedgerError> {
-        let from = filter.from.map(ix::time).unwrap_or([0; 8]);
-        let to = filter.to.map(ix::time).unwrap_or([0xff; 8]);
-        let in_time = |r: &Record| {
-            filter.from.is_none_or(|f| r.at >= f) && filter.to.is_none_or(|t| r.at < t)
-        };
-        let candidates: Vec<u64> = match (&filter.operator, &filter.station) {
-            (Some(op), _) => seqs(self, ix::OPERATOR, op.as_str().as_bytes())?,
-            (None, Some(st)) => seqs(self, ix::STATION, st.as_str().as_bytes())?,
-            (None, None) => {
-                let mut lo = ix::prefix(ix::TIME, &from);
-                lo.truncate(lo.len() - 1);
-                let mut hi = ix::prefix(ix::TIME, &to);
-                hi.truncate(hi.len() - 1);
-                self.store
-                    .index_range(&lo, &hi, limit)?
-                    .iter()
-                    .map(|k| ix::seq_of(k))
-                    .collect()
-            }
-        };
-        let station_seqs: Option<Vec<u64>> = match (&filter.operator, &filter.station) {
-            (Some(_), Some(st)) => Some(seqs(self, ix::STATION, st.as_str().as_bytes())?),
-            _ => None,
+        let newest_first = filter.before.is_some();
+        let (lo, hi) = filter.seq_bounds();
+        let keep = |r: &Record| {
+            filter.from.is_none_or(|f| r.at >= f)
+                && filter.to.is_none_or(|t| r.at < t)
+                && filter.kind.as_deref().is_none_or(|k| r.event.is_kind(k))
         };
         let mut out = Vec::new();
-        for seq in candidates {
-            if station_seqs
-                .as_ref()
-                .is_some_and(|s| s.binary_search(&seq).is_err())
-            {
-                continue;
+        let indexed = match (&filter.operator, &filter.station) {
+            (Some(op), st) => {
+                let mut c = seqs(self, ix::OPERATOR, op.as_str().as_bytes())?;
+                if let Some(st) = st {
+                    let at_station = seqs(self, ix::STATION, st.as_str().as_bytes())?;
+                    c.retain(|x| at_station.binary_search(x).is_ok());
+                }
+                Some(c)
             }
-            let r = record(self, seq)?;
-            if in_time(&r) {
-                out.push(r);
-                if out.len() >= limit {
-                    break;
+            (None, Some(st)) => Some(seqs(self, ix::STATION, st.as_str().as_bytes())?),
+            (None, None) => None,
+        };
+        if let Some(mut candidates) = indexed {
+            candidates.retain(|x| (lo..hi).contains(x));
+            if newest_first {
+                candidates.reverse();
+            }
+            for seq in candidates {
+                let r = record(self, seq)?;
+                if keep(&r) {
+                    out.push(r);
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+        } else if filter.from.is_some() || filter.to.is_some() {
+            let bound = |t: Option<DateTime<Utc>>, none: [u8; 8]| {
+                let mut k = ix::prefix(ix::TIME, &t.map(ix::time).unwrap_or(none));
+                k.truncate(k.len() - 1);
+                k
+            };
+            let (from, to) = (bound(filter.from, [0; 8]), bound(filter.to, [0xff; 8]));
+            let mut failed = None;
+            self.store.index_range_each(&from, &to, newest_first, |k| {
+                let seq = ix::seq_of(k);
+                if !(lo..hi).contains(&seq) {
+                    return true;
+                }
+                match record(self, seq) {
+                    Ok(r) if keep(&r) => out.push(r),
+                    Ok(_) => {}
+                    Err(e) => failed = Some(e),
+                }
+                failed.is_none() && out.len() < limit
+            })?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            if newest_first {
+                out.sort_by_key(|r| std::cmp::Reverse(r.seq));
+            } else {
+                out.sort_by_key(|r| r.seq);
+            }
+        } else {
+            // Sequence numbers run from 1 to the head without gaps.
+            let hi = hi.min(self.head().saturating_add(1));
+            let mut visit = |seq: u64| -> Result<bool, LedgerError> {
+                let r = record(self, seq)?;
+                if keep(&r) {
+                    out.push(r);
+                }
+                Ok(out.len() < limit)
+            };
+            if newest_first {
+                for seq in (lo..hi).rev() {
+                    if !visit(seq)? {
+                        break;
+                    }
+                }
+            } else {
+                for seq in lo..hi {
+                    if !visit(seq)? {
+                        break;
+                    }
                 }
             }
         }
-        out.sort_by_key(|r| r.seq);
         Ok(out)
+    }
+
+    /// The lots received during a shift's hours, and the lots its sessions drew items from, in
+    /// the order of their reception.
+    fn shift_lots(
+        &self,
+        shift: &ShiftId,
+        sessions: &[SessionReport],
+    ) -> Result<Vec<LotId>, LedgerError> {
+        let mut lots: Vec<(u64, LotId)> = Vec::new();
+        let prefix = [ix::LOT, &[0]].concat();
+        let window = shift.window();
+        let mut used: std::collections::BTreeSet<LotId> = std::collections::BTreeSet::new();
+        for s in sessions {
+            for serial in s.issued_serials() {
+                if let Some(item) = self.item(serial)? {
+                    used.insert(item.lot);
+                }
+            }
+        }
+        for k in self.store.index_scan(&prefix, MAX_ROWS)? {
+            let seq = ix::seq_of(&k);
+            let id = LotId(
+                String::from_utf8_lossy(&k[prefix.len()..k.len().saturating_sub(9)]).into_owned(),
+            );
+            let received_then = match window {
+                Some((start, end)) => {
+                    let r = record(self, seq)?;
+                    r.at >= start && r.at < end
+                }
+                None => false,
+            };
+            if received_then || used.contains(&id) {
+                lots.push((seq, id));
+            }
+        }
+        lots.sort();
+        lots.dedup_by(|a, b| a.1 == b.1);
+        Ok(lots.into_iter().map(|(_, id)| id).collect())
     }
 
     /// Reconciliation of one session, every session of a shift, or one lot (roll or box).
@@ -680,10 +771,14 @@ impl Ledger {
                     let id = SessionId(String::from_utf8_lossy(&k[prefix_len..]).into_owned());
                     sessions.extend(self.session_report(&id)?);
                 }
+                let mut lots = Vec::new();
+                for id in self.shift_lots(shift, &sessions)? {
+                    lots.extend(self.lot_report(&id)?);
+                }
                 Ok(Reconciliation {
                     scope: format!("shift {shift}"),
                     sessions,
-                    lots: Vec::new(),
+                    lots,
                 })
             }
             Scope::Lot(lot) => Ok(Reconciliation {
@@ -920,6 +1015,22 @@ pub struct RecordFilter {
     pub from: Option<DateTime<Utc>>,
     /// Until this time (exclusive).
     pub to: Option<DateTime<Utc>>,
+    /// Of this kind: one of [`super::event::RECORD_KINDS`].
+    pub kind: Option<String>,
+    /// After this record (the cursor of the next page, oldest first).
+    pub after: Option<u64>,
+    /// Before this record (the cursor of the next page, newest first).
+    pub before: Option<u64>,
+}
+
+impl RecordFilter {
+    /// The sequence numbers the cursors allow, `[lo, hi)`.
+    fn seq_bounds(&self) -> (u64, u64) {
+        (
+            self.after.map_or(1, |a| a.saturating_add(1)).max(1),
+            self.before.unwrap_or(u64::MAX),
+        )
+    }
 }
 
 /// What to reconcile.
@@ -969,6 +1080,19 @@ pub struct SessionReport {
     pub suspect: Vec<Serial>,
     /// Serials still held (an open session, or not yet accounted for).
     pub unaccounted: Vec<Serial>,
+}
+
+impl SessionReport {
+    /// Every serial the session was issued, whatever came of it.
+    fn issued_serials(&self) -> impl Iterator<Item = &Serial> {
+        self.applied
+            .iter()
+            .chain(&self.spoiled)
+            .chain(&self.returned)
+            .chain(&self.missing)
+            .chain(&self.suspect)
+            .chain(&self.unaccounted)
+    }
 }
 
 /// Reconciliation of one lot.
