@@ -2409,3 +2409,249 @@ async fn the_jobs_tab_shows_the_newest_first_finds_a_booklet_and_the_open_job_fo
     .await;
     no_page_errors(c, "the hall view").await;
 }
+
+/// The `seq`s of the rows of the auditor's records table, in order, space-separated.
+const RECORD_ROWS: &str = "return [...document.querySelectorAll('[data-report=records] tbody tr')]
+    .map((tr) => tr.cells[0].textContent.replace('#', '')).join(' ');";
+
+/// The kinds of the rows of the auditor's records table, each once, space-separated.
+const RECORD_KINDS_SHOWN: &str =
+    "return [...new Set([...document.querySelectorAll('[data-report=records] [data-kind]')]
+    .map((e) => e.dataset.kind))].join(' ');";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium: run by scripts/test-all"]
+async fn an_auditor_filters_records_pages_exports_them_traces_a_serial_and_sees_the_shifts_lots() {
+    let hall = spawn_hall(0.02);
+    let api = hall.client;
+    let base = format!("http://{}", api.addr);
+    let sup = hall.sign_in("S1", None);
+    let aud = hall.sign_in("AU1", None);
+    receive_lots(api, &sup);
+    let a1 = hall.sign_in("A1", Some("PRINT-01"));
+    open_and_issue(api, &a1, "A1", "PRINT-01", "B1000100-B1000109");
+    let b1 = hall.sign_in("B1", Some("LAM-01"));
+    open_and_issue(api, &b1, "B1", "LAM-01", "P2000100-P2000109");
+    let crew = LineCrew {
+        sup: &sup,
+        printer: &a1,
+        laminator: &b1,
+    };
+    for n in 0..3u64 {
+        let id = submit(
+            api,
+            &sup,
+            &job_request(&format!("TRK-UI-R-{n}"), "Specimen", "L898902C3"),
+        );
+        print_and_laminate(
+            api,
+            &crew,
+            id,
+            &format!("B100010{n}"),
+            &format!("P200010{n}"),
+        );
+        api.post("/stations/LAM-01/confirm", Some(&b1), &json!({}))
+            .expect(200, "B1 confirms the lamination");
+    }
+    let applied = wait_for(30, "three patches applied", || {
+        let r = api
+            .get("/ledger/records?kind=patch_applied", Some(&aud))
+            .expect(200, "patches applied");
+        let seqs: Vec<String> = r
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["seq"].as_u64().map(|s| s.to_string()))
+            .collect();
+        ((seqs.len() == 3).then_some(seqs), r.to_string())
+    });
+
+    let browser = Browser::start().await;
+    let c = browser.c();
+    browser.fit_viewport().await;
+    c.goto(&format!("{base}/audit")).await.unwrap();
+    sign_in(c, "AU1", None).await;
+
+    // By kind and operator: B1's patches applied, newest first.
+    type_into(c, "#rc-operator", "b1").await;
+    choose(c, "#rc-kind", "patch_applied").await;
+    click(c, "#records-form button[type=submit]").await;
+    let mut newest_first = applied.clone();
+    newest_first.reverse();
+    wait_eq(
+        c,
+        "B1's three patches",
+        RECORD_ROWS,
+        &newest_first.join(" "),
+    )
+    .await;
+    wait_eq(c, "of that kind only", RECORD_KINDS_SHOWN, "patch_applied").await;
+    screenshot(c, "audit-records").await;
+    let rows = c
+        .execute(&text_of("[data-report=records] tbody"), vec![])
+        .await
+        .unwrap();
+    for p in ["P2000100", "P2000101", "P2000102"] {
+        assert!(
+            rows.as_str().unwrap_or_default().contains(p),
+            "{p} in {rows}"
+        );
+    }
+
+    // The CSV of the filter: every matching record, quoted.
+    c.execute(
+        "window.__csv = null;
+         const make = URL.createObjectURL.bind(URL);
+         URL.createObjectURL = (b) => { b.text().then((t) => { window.__csv = t; }); return make(b); };",
+        vec![],
+    )
+    .await
+    .unwrap();
+    click(c, "#records-csv").await;
+    let csv = wait_js(
+        c,
+        "the CSV",
+        "return window.__csv || '';",
+        "\"seq\",\"at\",\"actor\"",
+    )
+    .await;
+    let lines: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 4, "a header and three records: {csv}");
+    for (line, seq) in lines[1..].iter().zip(&applied) {
+        assert!(line.starts_with(&format!("\"{seq}\",")), "{line}");
+        assert!(line.contains("\"B1\",\"patch_applied\","), "{line}");
+        assert!(
+            line.contains("\"\"type\"\":\"\"patch_applied\"\""),
+            "quotes doubled: {line}"
+        );
+    }
+    wait_js(
+        c,
+        "the export's progress",
+        &text_of("#records-progress"),
+        "Exported 3 record(s)",
+    )
+    .await;
+
+    // Paging: every controller action, ten a page; Older, then Newer back.
+    type_into(c, "#rc-operator", "").await;
+    choose(c, "#rc-kind", "action").await;
+    choose(c, "#rc-per", "'10'").await;
+    click(c, "#records-form button[type=submit]").await;
+    wait_eq(c, "page 1", &attr_of("#records", "data-page"), "1").await;
+    wait_js(
+        c,
+        "ten rows",
+        "return String(document.querySelectorAll('[data-report=records] tbody tr').length);",
+        "10",
+    )
+    .await;
+    let kinds = c.execute(RECORD_KINDS_SHOWN, vec![]).await.unwrap();
+    for event in [
+        "patch_applied",
+        "booklet_printed",
+        "items_issued",
+        "lot_received",
+    ] {
+        assert!(
+            !kinds.as_str().unwrap_or_default().contains(event),
+            "actions only: {kinds}"
+        );
+    }
+    let page1 = c.execute(RECORD_ROWS, vec![]).await.unwrap();
+    let page1: Vec<u64> = page1
+        .as_str()
+        .unwrap()
+        .split(' ')
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert_eq!(page1.len(), 10, "{page1:?}");
+    click(c, "#records-older").await;
+    wait_eq(c, "page 2", &attr_of("#records", "data-page"), "2").await;
+    let page2 = c.execute(RECORD_ROWS, vec![]).await.unwrap();
+    let page2: Vec<u64> = page2
+        .as_str()
+        .unwrap()
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert!(!page2.is_empty(), "an older page");
+    assert!(page2[0] < page1[9], "older: {page1:?} then {page2:?}");
+    click(c, "#records-newer").await;
+    wait_eq(c, "page 1 again", &attr_of("#records", "data-page"), "1").await;
+    let again = c.execute(RECORD_ROWS, vec![]).await.unwrap();
+    assert_eq!(
+        again.as_str().unwrap(),
+        page1
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+
+    // A serial in the records opens its trace.
+    choose(c, "#rc-kind", "patch_applied").await;
+    click(c, "#records-form button[type=submit]").await;
+    wait_eq(c, "the patches again", RECORD_ROWS, &newest_first.join(" ")).await;
+    click(
+        c,
+        "[data-report=records] a.trace-link[data-serial=P2000101]",
+    )
+    .await;
+    wait_eq(
+        c,
+        "the patch's trace",
+        &attr_of(".report.trace", "data-serial"),
+        "P2000101",
+    )
+    .await;
+    // Its partner, a link too, traces the booklet.
+    click(c, ".report.trace dd a.trace-link[data-serial=B1000101]").await;
+    wait_eq(
+        c,
+        "the booklet's trace",
+        &attr_of(".report.trace", "data-serial"),
+        "B1000101",
+    )
+    .await;
+
+    // The shift's reconciliation lists the lots received in it.
+    click(c, "#rec-form button[type=submit]").await;
+    let lots = wait_js(
+        c,
+        "the shift's lots",
+        &text_of("[data-report=lots] tbody"),
+        "BX-1",
+    )
+    .await;
+    assert!(lots.contains("R-1"), "{lots}");
+    // Its serials are links to their traces as well.
+    click(
+        c,
+        "[data-report=sessions] a.trace-link[data-serial=B1000103]",
+    )
+    .await;
+    wait_eq(
+        c,
+        "a held booklet's trace",
+        &attr_of(".report.trace", "data-serial"),
+        "B1000103",
+    )
+    .await;
+
+    // The hall view's links land here: an address naming a serial traces it on load.
+    c.goto(&format!("{base}/")).await.unwrap();
+    c.goto(&format!("{base}/audit#trace=P2000102"))
+        .await
+        .unwrap();
+    wait_eq(
+        c,
+        "the linked trace",
+        &attr_of(".report.trace", "data-serial"),
+        "P2000102",
+    )
+    .await;
+    no_page_errors(c, "the auditor view").await;
+    labelled(c, "the auditor view").await;
+}
