@@ -1470,6 +1470,41 @@ fn auditors_filter_records_by_kind_and_page_through_them() {
         !every.to_uppercase().contains("LINDQVIST"),
         "no biodata in records"
     );
+
+    // The document says so: the kinds it names, the cursors as sequence numbers.
+    let doc = c.get("/openapi.json", None).expect(200, "openapi.json");
+    let params = doc["paths"]["/ledger/records"]["get"]["parameters"]
+        .as_array()
+        .expect("the parameters of /ledger/records")
+        .clone();
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {params:?}"))
+            .clone()
+    };
+    let kinds = param("kind")["schema"]["enum"].clone();
+    for k in [
+        "patch_applied",
+        "item_spoiled",
+        "action",
+        "refused",
+        "signed_in",
+    ] {
+        assert!(
+            kinds.as_array().into_iter().flatten().any(|v| v == k),
+            "{k} in {kinds}"
+        );
+    }
+    for cursor in ["after", "before"] {
+        assert_eq!(
+            param(cursor)["schema"]["type"],
+            "integer",
+            "{}",
+            param(cursor)
+        );
+    }
 }
 
 #[test]

@@ -59,6 +59,21 @@ pub struct RecordsQuery {
     pub before: Option<String>,
 }
 
+/// The `kind` parameter's schema: one of [`RECORD_KINDS`], so that the document names what
+/// the route accepts (another value is a 422 naming `kind`).
+struct RecordKindParam;
+
+impl utoipa::PartialSchema for RecordKindParam {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(RECORD_KINDS.iter().copied()))
+            .into()
+    }
+}
+
+impl ToSchema for RecordKindParam {}
+
 /// A cursor (`after`, `before`): a record's sequence number.
 fn cursor(name: &str, v: Option<String>) -> Result<Option<u64>, ApiError> {
     v.map(|v| {
@@ -290,7 +305,7 @@ async fn reconcile(
     params(("operator" = Option<String>, Query), ("station" = Option<String>, Query),
         ("from" = Option<String>, Query, description = "RFC 3339, inclusive"), ("to" = Option<String>, Query, description = "RFC 3339, exclusive"),
         ("limit" = Option<usize>, Query, minimum = 1, maximum = 10_000, description = "at most this many (default 1,000)"),
-        ("kind" = Option<String>, Query, description = "the event's type (patch_applied, item_spoiled, ...), action for any controller action, or an action's kind (refused, signed_in, ...)"),
+        ("kind" = inline(Option<RecordKindParam>), Query, description = "the event's type (patch_applied, item_spoiled, ...), action for any controller action, or an action's kind (refused, signed_in, ...)"),
         ("after" = Option<u64>, Query, description = "oldest first, after this sequence number (the cursor of the next page: the last record's seq)"),
         ("before" = Option<u64>, Query, description = "newest first, before this sequence number (the cursor of the next, older page); not with after")),
     responses((status = 200, body = Vec<Object>), (status = 422, body = ErrorBody)))]
