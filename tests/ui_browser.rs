@@ -2472,6 +2472,31 @@ async fn an_auditor_filters_records_pages_exports_them_traces_a_serial_and_sees_
     c.goto(&format!("{base}/audit")).await.unwrap();
     sign_in(c, "AU1", None).await;
 
+    // The kinds offered are those the API names.
+    let doc = api.get("/openapi.json", None).expect(200, "openapi.json");
+    let named: Vec<String> = doc["paths"]["/ledger/records"]["get"]["parameters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == "kind")
+        .and_then(|p| p["schema"]["enum"].as_array())
+        .expect("the kinds in the document")
+        .iter()
+        .map(|k| k.as_str().unwrap_or_default().to_string())
+        .collect();
+    let offered = c
+        .execute(
+            "return [...document.querySelectorAll('#rc-kind option')].map((o) => o.value).filter(Boolean).join(' ');",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let mut offered: Vec<&str> = offered.as_str().unwrap_or_default().split(' ').collect();
+    let mut named: Vec<&str> = named.iter().map(String::as_str).collect();
+    offered.sort_unstable();
+    named.sort_unstable();
+    assert_eq!(offered, named, "the kinds offered and those the API names");
+
     // By kind and operator: B1's patches applied, newest first.
     type_into(c, "#rc-operator", "b1").await;
     choose(c, "#rc-kind", "patch_applied").await;

@@ -474,6 +474,33 @@ mod tests {
         assert_eq!(r.len(), 3);
     }
 
+    /// The kinds an auditor filters by are exactly the names records are given: read off the
+    /// two `name` functions, so a new event or action cannot be left out of the filter.
+    #[test]
+    fn every_name_of_an_event_or_an_action_is_a_kind_to_filter_by() {
+        let mut names = Vec::new();
+        for src in [include_str!("event.rs"), include_str!("action.rs")] {
+            let body = src
+                .split("pub fn name(&self) -> &'static str {")
+                .nth(1)
+                .and_then(|b| b.split("\n    }\n").next())
+                .expect("a name function");
+            for arm in body.split("=> \"").skip(1) {
+                names.push(arm.split('"').next().expect("a name").to_string());
+            }
+        }
+        assert!(names.len() > 20, "{names:?}");
+        let mut kinds: Vec<&str> = RECORD_KINDS
+            .iter()
+            .copied()
+            .filter(|k| *k != "action")
+            .collect();
+        let mut named: Vec<&str> = names.iter().map(String::as_str).collect();
+        kinds.sort_unstable();
+        named.sort_unstable();
+        assert_eq!(kinds, named);
+    }
+
     #[test]
     fn a_shift_id_names_its_eight_hours() {
         let at = |t: &str| t.parse::<DateTime<Utc>>().expect("time");
