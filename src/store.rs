@@ -717,6 +717,14 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the index holds `key` (without the keyspace byte).
+    ///
+    /// # Errors
+    /// sled failed.
+    pub fn index_contains(&self, key: &[u8]) -> Result<bool, StoreError> {
+        Ok(self.tree.contains_key(pk(X, key))?)
+    }
+
     /// Index keys in `[from, to)`, in order, at most `limit`.
     ///
     /// # Errors

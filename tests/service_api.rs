@@ -1292,9 +1292,11 @@ fn sigterm_stops_the_service_cleanly_and_a_restart_continues_from_the_stored_sta
 
 // ---- auditors browse the ledger (issue 17, point 6) ----------------------------------------------
 
-/// The `seq`s of a page of `/ledger/records`.
+/// The `seq`s of a page of `/ledger/records` (or of its records).
 fn seqs_of(page: &Value) -> Vec<u64> {
-    page.as_array()
+    page.get("records")
+        .unwrap_or(page)
+        .as_array()
         .expect("a page of records")
         .iter()
         .map(|r| r["seq"].as_u64().expect("a seq"))
@@ -1302,7 +1304,7 @@ fn seqs_of(page: &Value) -> Vec<u64> {
 }
 
 /// Every page of `query` (`limit` each), following `cursor` (`after`: oldest first, or `before`:
-/// newest first) from the last record of each page until a short page.
+/// newest first) from each page's `next` until one is `complete`.
 fn every_page(c: Client, aud: &str, query: &str, limit: usize, cursor: &str) -> Vec<u64> {
     let mut out = Vec::new();
     // Newest first starts below the largest cursor; oldest first, without one.
@@ -1317,9 +1319,13 @@ fn every_page(c: Client, aud: &str, query: &str, limit: usize, cursor: &str) -> 
             .expect(200, &format!("a page of {query} {cur}"));
         let seqs = seqs_of(&page);
         out.extend(&seqs);
-        if seqs.len() < limit {
+        if page["complete"] == true {
+            assert_eq!(page["next"], Value::Null, "{page}");
             return out;
         }
+        // A full page: its last record is the next cursor.
+        assert_eq!(seqs.len(), limit, "{page}");
+        assert_eq!(page["next"].as_u64(), seqs.last().copied(), "{page}");
         at = seqs.last().copied();
     }
     panic!("the pages of {query} never end");
@@ -1365,7 +1371,7 @@ fn auditors_filter_records_by_kind_and_page_through_them() {
     // By kind: the event's type.
     let get = |q: &str| c.get(&format!("/ledger/records?{q}"), Some(&aud));
     let applied = get("kind=patch_applied").expect(200, "patches applied");
-    let applied = applied.as_array().expect("records");
+    let applied = applied["records"].as_array().expect("records");
     assert_eq!(applied.len(), 3, "{applied:?}");
     assert!(
         applied
@@ -1382,7 +1388,7 @@ fn auditors_filter_records_by_kind_and_page_through_them() {
     assert_eq!(seqs_of(&printed).len(), 3, "{printed}");
     // An action's kind, and `action` for every controller action.
     let sign_ins = get("kind=signed_in").expect(200, "sign-ins");
-    let sign_ins = sign_ins.as_array().expect("records");
+    let sign_ins = sign_ins["records"].as_array().expect("records");
     assert!(
         sign_ins.len() >= 4,
         "S1, AU1, A1, B1 signed in: {sign_ins:?}"
@@ -1394,7 +1400,7 @@ fn auditors_filter_records_by_kind_and_page_through_them() {
         "{sign_ins:?}"
     );
     let actions = get("kind=action&limit=10000").expect(200, "actions");
-    let actions = actions.as_array().expect("records");
+    let actions = actions["records"].as_array().expect("records");
     assert!(actions.len() > sign_ins.len(), "{actions:?}");
     assert!(actions.iter().all(|r| r["event"]["type"] == "action"));
 
@@ -1428,11 +1434,10 @@ fn auditors_filter_records_by_kind_and_page_through_them() {
         let mut before = head + 1;
         loop {
             let page = get(&format!("limit=7&before={before}")).expect(200, "a page");
-            let s = seqs_of(&page);
-            out.extend(&s);
-            match s.last() {
-                Some(last) if s.len() == 7 => before = *last,
-                _ => break out,
+            out.extend(seqs_of(&page));
+            match page["next"].as_u64() {
+                Some(next) => before = next,
+                None => break out,
             }
         }
     };
@@ -1504,6 +1509,14 @@ fn auditors_filter_records_by_kind_and_page_through_them() {
             "{}",
             param(cursor)
         );
+    }
+    // A page: its records, the next cursor, whether the search is complete.
+    let body = &doc["paths"]["/ledger/records"]["get"]["responses"]["200"]["content"]["application/json"]
+        ["schema"]["$ref"];
+    let page = &doc["components"]["schemas"]["RecordsPage"];
+    assert_eq!(body, "#/components/schemas/RecordsPage", "{body}");
+    for field in ["records", "next", "complete"] {
+        assert!(page["properties"][field].is_object(), "{field} in {page}");
     }
 }
 

@@ -2457,7 +2457,7 @@ async fn an_auditor_filters_records_pages_exports_them_traces_a_serial_and_sees_
         let r = api
             .get("/ledger/records?kind=patch_applied", Some(&aud))
             .expect(200, "patches applied");
-        let seqs: Vec<String> = r
+        let seqs: Vec<String> = r["records"]
             .as_array()
             .into_iter()
             .flatten()
@@ -2527,7 +2527,14 @@ async fn an_auditor_filters_records_pages_exports_them_traces_a_serial_and_sees_
     c.execute(
         "window.__csv = null;
          const make = URL.createObjectURL.bind(URL);
-         URL.createObjectURL = (b) => { b.text().then((t) => { window.__csv = t; }); return make(b); };",
+         URL.createObjectURL = (b) => {
+           b.arrayBuffer().then((a) => {
+             const u = new Uint8Array(a);
+             window.__bom = u[0] === 0xef && u[1] === 0xbb && u[2] === 0xbf;
+             window.__csv = new TextDecoder().decode(u);
+           });
+           return make(b);
+         };",
         vec![],
     )
     .await
@@ -2550,6 +2557,14 @@ async fn an_auditor_filters_records_pages_exports_them_traces_a_serial_and_sees_
             "quotes doubled: {line}"
         );
     }
+    let bom = c.execute("return window.__bom;", vec![]).await.unwrap();
+    assert_eq!(bom, json!(true), "a UTF-8 byte order mark first");
+    for (n, line) in lines[1..].iter().enumerate() {
+        assert!(
+            line.contains(&format!(",\"P200010{n} B100010{n}\",")),
+            "the patch and its booklet: {line}"
+        );
+    }
     wait_js(
         c,
         "the export's progress",
@@ -2557,6 +2572,52 @@ async fn an_auditor_filters_records_pages_exports_them_traces_a_serial_and_sees_
         "Exported 3 record(s)",
     )
     .await;
+    // What a spreadsheet would take for a formula stays text; a serial stays the text it is
+    // (not a number without its leading zeros); a record found at the station filtered by names
+    // it; the serials a session held when abandoned are among its serials.
+    let cells = c
+        .execute_async(
+            r#"const done = arguments[arguments.length - 1];
+            import('/ui/js/reports.js').then((m) => {
+              const rec = (seq, event) => ({ seq, at: '2026-11-21T10:00:00Z', actor: 'B1', event });
+              done(JSON.stringify([
+                m.csvField('=HYPERLINK("http://x.example","click")'),
+                m.csvField('-1-1'), m.csvField('+A1'), m.csvField('@SUM(A1)'), m.csvField('\tA'),
+                m.csvField('a "quoted"\nline'), m.csvField('P-1'),
+                m.recordsCsvRows([rec(7, { type: 'action', action: { kind: 'refused', station: 'LAM-01', serials: ['0041207'], reason: '=1+1' } })]),
+                m.recordsCsvRows([rec(8, { type: 'action', action: { kind: 'refused', serials: ['-A1', '0041208'] } })]),
+                m.recordsCsvRows([rec(9, { type: 'patch_applied', patch: 'P1', booklet: 'B1', session: 'S-1' })], 'LAM-02'),
+                m.recordSerials(rec(10, { type: 'session_abandoned', session: 'S-1', held: ['P2', 'B2'] })),
+              ]));
+            }, (e) => done(String(e)));"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    let cells: Vec<serde_json::Value> = serde_json::from_str(cells.as_str().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{cells}: {e}"));
+    assert_eq!(
+        cells[..7],
+        [
+            json!("\"'=HYPERLINK(\"\"http://x.example\"\",\"\"click\"\")\""),
+            json!("\"'-1-1\""),
+            json!("\"'+A1\""),
+            json!("\"'@SUM(A1)\""),
+            json!("\"'\tA\""),
+            json!("\"a \"\"quoted\"\"\nline\""),
+            json!("\"P-1\""),
+        ]
+    );
+    let row = cells[7].as_str().unwrap_or_default();
+    assert!(
+        row.starts_with("\"7\",\"2026-11-21T10:00:00Z\",\"B1\",\"refused\",\"LAM-01\",\"=\"\"0041207\"\"\",\"reason: =1+1\","),
+        "{row}"
+    );
+    let row = cells[8].as_str().unwrap_or_default();
+    assert!(row.contains(",\"'-A1 0041208\","), "{row}");
+    let row = cells[9].as_str().unwrap_or_default();
+    assert!(row.contains(",\"patch_applied\",\"LAM-02\","), "{row}");
+    assert_eq!(cells[10], json!(["P2", "B2"]));
 
     // Paging: every controller action, ten a page; Older, then Newer back.
     type_into(c, "#rc-operator", "").await;

@@ -15,7 +15,9 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::Auth;
 use crate::ledger::event::RECORD_KINDS;
-use crate::ledger::query::{MissingItem, Reconciliation, RecordFilter, Scope, SltdRow, Trace};
+use crate::ledger::query::{
+    MissingItem, Reconciliation, RecordFilter, RecordsPage, Scope, SltdRow, Trace,
+};
 use crate::ledger::verify::{VerifyMode, VerifyOptions, VerifyReport};
 use crate::ledger::{Checkpoint, LotId, Record, Role, Serial, SessionId, ShiftId};
 use crate::status::{StatusEvent, VerifyEvent};
@@ -83,6 +85,11 @@ fn cursor(name: &str, v: Option<String>) -> Result<Option<u64>, ApiError> {
     })
     .transpose()
 }
+
+/// Records one request of `/ledger/records` examines at most (records read, or index entries
+/// looked up): a rare kind over ten years of records is a page cut short, and a cursor to
+/// continue from, not one request reading the whole ledger.
+pub const RECORDS_EXAMINED_PER_REQUEST: usize = 50_000;
 
 /// Missing items, with the fields of INTERPOL's SLTD database.
 #[derive(Debug, Serialize, ToSchema)]
@@ -298,22 +305,24 @@ async fn reconcile(
 }
 
 /// Records by operator, station, time range and kind: a page, oldest first (from just after
-/// `after`) or newest first (from just before `before`). The next page's cursor is the last
-/// record's `seq`; a page shorter than `limit` is the last. Records name staff, stations,
-/// serials and document numbers only.
+/// `after`) or newest first (from just before `before`), and the cursor of the next page
+/// (`next`) until the search is `complete`. A request examines at most 50,000 records, so a
+/// page can be short, or empty, and not the last. By time alone the pages run in time order
+/// (then by `seq`); otherwise in the order of `seq`. Records name staff, stations, serials and
+/// document numbers only.
 #[utoipa::path(get, path = "/ledger/records",
     params(("operator" = Option<String>, Query), ("station" = Option<String>, Query),
         ("from" = Option<String>, Query, description = "RFC 3339, inclusive"), ("to" = Option<String>, Query, description = "RFC 3339, exclusive"),
         ("limit" = Option<usize>, Query, minimum = 1, maximum = 10_000, description = "at most this many (default 1,000)"),
         ("kind" = inline(Option<RecordKindParam>), Query, description = "the event's type (patch_applied, item_spoiled, ...), action for any controller action, or an action's kind (refused, signed_in, ...)"),
-        ("after" = Option<u64>, Query, description = "oldest first, after this sequence number (the cursor of the next page: the last record's seq)"),
-        ("before" = Option<u64>, Query, description = "newest first, before this sequence number (the cursor of the next, older page); not with after")),
-    responses((status = 200, body = Vec<Object>), (status = 422, body = ErrorBody)))]
+        ("after" = Option<u64>, Query, description = "oldest first, after this record (a page's next; 0 or none: from the first)"),
+        ("before" = Option<u64>, Query, description = "newest first, before this record (a page's next; past the head: from the last); not with after")),
+    responses((status = 200, body = RecordsPage), (status = 422, body = ErrorBody)))]
 async fn records(
     State(s): State<AppState>,
     auth: Auth,
     q: Result<Query<RecordsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Vec<Record>>, ApiError> {
+) -> Result<Json<RecordsPage>, ApiError> {
     auth.require(AUDIT)?;
     let Query(q) =
         q.map_err(|e| ApiError::invalid("query", super::error::redact_serde(&e.body_text())))?;
@@ -351,7 +360,10 @@ async fn records(
     };
     let ledger = s.ledger.clone();
     Ok(Json(
-        super::blocking(move || Ok(ledger.records(&filter, limit)?)).await?,
+        super::blocking(move || {
+            Ok(ledger.records_page(&filter, limit, RECORDS_EXAMINED_PER_REQUEST)?)
+        })
+        .await?,
     ))
 }
 

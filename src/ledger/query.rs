@@ -610,18 +610,36 @@ impl Ledger {
     }
 
     /// Records by operator (made, counted, witnessed or signed), by station, by time range and by
-    /// kind (any combination, or none), at most `limit`: a page. Oldest first from just after
-    /// `filter.after`; newest first from just before `filter.before` when it is given. The next
-    /// page starts after (or before) the last record of this one; a page shorter than `limit`
-    /// is the last.
-    ///
-    /// By operator or station, the page is read from that index; by time alone, from the time
-    /// index (in time order, which is the order of sequence numbers unless the clock was set
-    /// back); by kind alone, record by record from the cursor.
+    /// kind (any combination, or none), at most `limit`, however many records that takes to read
+    /// (for the console and the controller's own checks; the API reads
+    /// [`Ledger::records_page`] with a budget).
     ///
     /// # Errors
     /// Storage errors.
     pub fn records(&self, filter: &RecordFilter, limit: usize) -> Result<Vec<Record>, LedgerError> {
+        Ok(self.records_page(filter, limit, usize::MAX)?.records)
+    }
+
+    /// A page of records by operator, station, time range and kind: at most `limit`, after
+    /// examining at most `budget` records (or index entries), oldest first from just after
+    /// `filter.after`, or newest first from just before `filter.before` when it is given.
+    ///
+    /// The order of the page is that of the index it is read from, and the cursor stands for a
+    /// place in that order: by operator or station (that index; with both, the operator's, each
+    /// entry looked up in the station's) and with no filter but the kind (the journal), the order
+    /// of sequence numbers; by time alone, the time index's own order, by time and then by
+    /// sequence number (a record appended later may carry an earlier time), the cursor being the
+    /// place of that record. Either way [`RecordsPage::next`] is the last record examined, so a
+    /// page cut short by the budget resumes where it stopped, and no record is passed over.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn records_page(
+        &self,
+        filter: &RecordFilter,
+        limit: usize,
+        budget: usize,
+    ) -> Result<RecordsPage, LedgerError> {
         let newest_first = filter.before.is_some();
         let (lo, hi) = filter.seq_bounds();
         let keep = |r: &Record| {
@@ -630,85 +648,104 @@ impl Ledger {
                 && filter.kind.as_deref().is_none_or(|k| r.event.is_kind(k))
         };
         let mut out = Vec::new();
-        let indexed = match (&filter.operator, &filter.station) {
-            (Some(op), st) => {
-                let mut c = seqs(self, ix::OPERATOR, op.as_str().as_bytes())?;
-                if let Some(st) = st {
-                    let at_station = seqs(self, ix::STATION, st.as_str().as_bytes())?;
-                    c.retain(|x| at_station.binary_search(x).is_ok());
+        let (mut examined, mut last, mut failed) = (0usize, None::<u64>, None::<LedgerError>);
+        // One candidate, in the page's order (`probe`: whether the other index has it too);
+        // false once the page is full or the budget spent.
+        let mut visit = |seq: u64, probe: Option<&[u8]>| -> bool {
+            examined += 1;
+            last = Some(seq);
+            let mut step = || -> Result<(), LedgerError> {
+                if let Some(key) = probe
+                    && !self.store.index_contains(key)?
+                {
+                    return Ok(());
                 }
-                Some(c)
-            }
-            (None, Some(st)) => Some(seqs(self, ix::STATION, st.as_str().as_bytes())?),
-            (None, None) => None,
-        };
-        if let Some(mut candidates) = indexed {
-            candidates.retain(|x| (lo..hi).contains(x));
-            if newest_first {
-                candidates.reverse();
-            }
-            for seq in candidates {
                 let r = record(self, seq)?;
                 if keep(&r) {
                     out.push(r);
-                    if out.len() >= limit {
-                        break;
-                    }
                 }
+                Ok(())
+            };
+            if let Err(e) = step() {
+                failed = Some(e);
+                return false;
             }
+            out.len() < limit && examined < budget
+        };
+        let mut stopped = false;
+        let indexed = match (&filter.operator, &filter.station) {
+            (Some(op), st) => Some((ix::OPERATOR, op.as_str(), st.as_ref())),
+            (None, Some(st)) => Some((ix::STATION, st.as_str(), None)),
+            (None, None) => None,
+        };
+        if let Some((tag, id, also_at)) = indexed {
+            let (from, to) = (
+                ix::key(tag, id.as_bytes(), lo),
+                ix::key(tag, id.as_bytes(), hi),
+            );
+            self.store.index_range_each(&from, &to, newest_first, |k| {
+                let seq = ix::seq_of(k);
+                let probe = also_at.map(|st| ix::key(ix::STATION, st.as_str().as_bytes(), seq));
+                stopped = !visit(seq, probe.as_deref());
+                !stopped
+            })?;
         } else if filter.from.is_some() || filter.to.is_some() {
             let bound = |t: Option<DateTime<Utc>>, none: [u8; 8]| {
                 let mut k = ix::prefix(ix::TIME, &t.map(ix::time).unwrap_or(none));
                 k.truncate(k.len() - 1);
                 k
             };
-            let (from, to) = (bound(filter.from, [0; 8]), bound(filter.to, [0xff; 8]));
-            let mut failed = None;
-            self.store.index_range_each(&from, &to, newest_first, |k| {
-                let seq = ix::seq_of(k);
-                if !(lo..hi).contains(&seq) {
-                    return true;
+            let (mut from, mut to) = (bound(filter.from, [0; 8]), bound(filter.to, [0xff; 8]));
+            // The cursor's place in the time index: its record's time, then its seq. Seq 0 is
+            // before the first record; a seq past the head, after the last.
+            let place = |seq: u64| -> Result<Option<Vec<u8>>, LedgerError> {
+                Ok(self
+                    .record(seq)?
+                    .map(|r| ix::key(ix::TIME, &ix::time(r.at), seq)))
+            };
+            let empty = match (filter.after, filter.before) {
+                (Some(0), _) | (None, None) => false,
+                (Some(a), _) => match place(a)? {
+                    // Just after that record's key: its key and a byte more.
+                    Some(mut k) => {
+                        k.push(0);
+                        from = from.max(k);
+                        false
+                    }
+                    None => true,
+                },
+                (None, Some(0)) => true,
+                (None, Some(b)) => {
+                    if let Some(k) = place(b)? {
+                        to = to.min(k);
+                    }
+                    false
                 }
-                match record(self, seq) {
-                    Ok(r) if keep(&r) => out.push(r),
-                    Ok(_) => {}
-                    Err(e) => failed = Some(e),
-                }
-                failed.is_none() && out.len() < limit
-            })?;
-            if let Some(e) = failed {
-                return Err(e);
-            }
-            if newest_first {
-                out.sort_by_key(|r| std::cmp::Reverse(r.seq));
-            } else {
-                out.sort_by_key(|r| r.seq);
+            };
+            if !empty {
+                self.store.index_range_each(&from, &to, newest_first, |k| {
+                    stopped = !visit(ix::seq_of(k), None);
+                    !stopped
+                })?;
             }
         } else {
             // Sequence numbers run from 1 to the head without gaps.
             let hi = hi.min(self.head().saturating_add(1));
-            let mut visit = |seq: u64| -> Result<bool, LedgerError> {
-                let r = record(self, seq)?;
-                if keep(&r) {
-                    out.push(r);
-                }
-                Ok(out.len() < limit)
-            };
-            if newest_first {
-                for seq in (lo..hi).rev() {
-                    if !visit(seq)? {
-                        break;
-                    }
-                }
+            let mut seqs: Box<dyn Iterator<Item = u64>> = if newest_first {
+                Box::new((lo..hi).rev())
             } else {
-                for seq in lo..hi {
-                    if !visit(seq)? {
-                        break;
-                    }
-                }
-            }
+                Box::new(lo..hi)
+            };
+            stopped = !seqs.all(|seq| visit(seq, None));
         }
-        Ok(out)
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        Ok(RecordsPage {
+            records: out,
+            next: if stopped { last } else { None },
+            complete: !stopped,
+        })
     }
 
     /// The lots received during a shift's hours, and the lots its sessions drew items from, in
@@ -1002,6 +1039,22 @@ impl Ledger {
         }
         Ok(out)
     }
+}
+
+/// A page of [`Ledger::records_page`]: the records, and where the search stopped.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RecordsPage {
+    /// The records that match, in the page's order (oldest first, or newest first with
+    /// `before`).
+    #[schema(value_type = Vec<Object>)]
+    pub records: Vec<Record>,
+    /// The next page's cursor, to pass as `after` (oldest first) or `before` (newest first):
+    /// the last record examined, which is the last record of a full page or the record where
+    /// the request's share of reading ran out (a page can then be short, even empty, and not
+    /// the last). `null` when the search is complete.
+    pub next: Option<u64>,
+    /// The search reached the end of the range: there is no next page.
+    pub complete: bool,
 }
 
 /// Filters of [`Ledger::records`].

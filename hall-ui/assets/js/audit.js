@@ -8,7 +8,7 @@
 import { Api, ApiError, $, h, render, announce, onSubmit, fields, showError, shiftOf, catchPageErrors, saveBlob } from './common.js';
 import {
   traceView, reconciliationView, destructionsView, missingView, sltdCsv, recordsView,
-  recordsCsvRows, RECORDS_CSV_HEADER, RECORD_KINDS, csvField,
+  recordsCsvRows, RECORDS_CSV_HEADER, RECORD_KINDS, csvField, CSV_BOM,
 } from './reports.js';
 
 catchPageErrors();
@@ -145,22 +145,31 @@ function recordsFilter() {
 /**
  * The listing: newest first, one page at a time. `cursors` holds each page's `before` (the first
  * the ledger's head + 1 when the filter was applied, so that records landing meanwhile do not
- * shift the pages); Older pushes the last record's seq, Newer pops.
+ * shift the pages); Older pushes the page's `next`, Newer pops. A request reads a bounded share
+ * of the ledger: a rare kind may come back as a short page, even an empty one, that says how far
+ * back it searched, and Older goes on from there.
  */
-const listing = { filter: null, per: 50, cursors: [], page: [] };
+const listing = { filter: null, per: 50, cursors: [], page: null };
+
+/** The station of the filter, if any: the station of the records found at it. */
+const filteredStation = (filter) => new URLSearchParams(filter).get('station') || '';
 
 async function showPage() {
   const p = new URLSearchParams(listing.filter);
   p.set('limit', String(listing.per));
   p.set('before', String(listing.cursors[listing.cursors.length - 1]));
   const page = await api.get(`/ledger/records?${p}`);
+  const rs = page.records;
   listing.page = page;
   const n = listing.cursors.length;
-  render($('records'), recordsView(page, page.length ? `Page ${n}: records #${page[0].seq} to #${page[page.length - 1].seq}, newest first` : 'No record matches'));
-  $('records-page').textContent = page.length ? `Page ${n}` : '';
+  const found = rs.length ? `Page ${n}: records #${rs[0].seq} to #${rs[rs.length - 1].seq}, newest first` : `Page ${n}: no record matches`;
+  const more = page.complete ? '' : (rs.length < listing.per ? ` (searched back to record #${page.next}: Older goes on searching)` : '');
+  render($('records'), recordsView(rs, found + more, filteredStation(listing.filter)));
+  $('records-page').textContent = `Page ${n}`;
   $('records-newer').disabled = n <= 1;
-  $('records-older').disabled = page.length < listing.per;
+  $('records-older').disabled = page.complete;
   $('records').dataset.page = String(n);
+  $('records').dataset.complete = String(page.complete);
   return page;
 }
 
@@ -171,21 +180,21 @@ onSubmit($('records-form'), async (f) => {
   listing.per = Number(f.per) || 50;
   listing.cursors = [head.seq + 1];
   const page = await showPage();
-  return `${page.length}${page.length === listing.per ? '+' : ''} record(s)`;
+  return `${page.records.length}${page.complete ? '' : '+'} record(s)`;
 });
 
 async function turn(older) {
   const out = $('records-form').querySelector('.form-error');
   out.textContent = '';
   if (older) {
-    if (!listing.page.length) return;
-    listing.cursors.push(listing.page[listing.page.length - 1].seq);
+    if (!listing.page || listing.page.complete) return;
+    listing.cursors.push(listing.page.next);
   } else if (listing.cursors.length > 1) {
     listing.cursors.pop();
   }
   try {
     const page = await showPage();
-    announce(`Page ${listing.cursors.length}: ${page.length} record(s)`);
+    announce(`Page ${listing.cursors.length}: ${page.records.length} record(s)`);
   } catch (e) {
     if (older) listing.cursors.pop();
     showError(out, e);
@@ -197,8 +206,10 @@ $('records-newer').addEventListener('click', () => turn(false));
 
 let exporting = false;
 
-// Every record of the filter as it is in the form, oldest first, page after page, up to the
-// ledger's head when the export started.
+// Every record of the filter as it is in the form, oldest first, page after page (each request
+// reads a bounded share of the ledger; the next goes on where it stopped) until the search is
+// complete, up to the ledger's head when the export started. Each page's rows join the file as
+// they come (a Blob of Blobs, which the browser may keep on disk), not one array of every row.
 $('records-csv').addEventListener('click', async () => {
   if (exporting) return;
   const out = $('records-form').querySelector('.form-error');
@@ -209,8 +220,9 @@ $('records-csv').addEventListener('click', async () => {
   button.disabled = true;
   try {
     const filter = recordsFilter();
+    const station = filteredStation(filter.toString());
     const head = (await api.get('/ledger/head')).seq;
-    const parts = [RECORDS_CSV_HEADER.map(csvField).join(',') + '\r\n'];
+    let file = new Blob([CSV_BOM, RECORDS_CSV_HEADER.map(csvField).join(',') + '\r\n'], { type: 'text/csv' });
     let after = 0;
     let n = 0;
     progress.hidden = false;
@@ -219,15 +231,16 @@ $('records-csv').addEventListener('click', async () => {
       const p = new URLSearchParams(filter);
       p.set('limit', String(EXPORT_PAGE));
       p.set('after', String(after));
-      const page = (await api.get(`/ledger/records?${p}`)).filter((r) => r.seq <= head);
-      parts.push(recordsCsvRows(page));
-      n += page.length;
-      if (page.length) after = page[page.length - 1].seq;
-      progress.textContent = `Exporting: ${n} record(s) read, up to #${after} of #${head}…`;
-      if (page.length < EXPORT_PAGE || after >= head) break;
+      const page = await api.get(`/ledger/records?${p}`);
+      const rows = page.records.filter((r) => r.seq <= head);
+      file = new Blob([file, recordsCsvRows(rows, station)], { type: 'text/csv' });
+      n += rows.length;
+      if (page.complete) break;
+      after = page.next;
+      progress.textContent = `Exporting: exported ${n.toLocaleString('en-US')} record(s), searched up to record #${after}…`;
     }
-    saveBlob(new Blob(parts, { type: 'text/csv' }), `ledger-records-${stamp()}.csv`);
-    progress.textContent = `Exported ${n} record(s).`;
+    saveBlob(file, `ledger-records-${stamp()}.csv`);
+    progress.textContent = `Exported ${n.toLocaleString('en-US')} record(s).`;
     announce(`${n} record(s) exported`);
   } catch (e) {
     progress.hidden = true;

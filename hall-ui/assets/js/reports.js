@@ -155,7 +155,7 @@ export function recordKind(r) {
   return e.type === 'action' && e.action ? e.action.kind : e.type;
 }
 
-const SERIAL_KEYS = new Set(['serial', 'serials', 'booklet', 'patch', 'scanned', 'read', 'partner', 'missing']);
+const SERIAL_KEYS = new Set(['serial', 'serials', 'booklet', 'patch', 'scanned', 'read', 'partner', 'missing', 'held']);
 
 /** Every serial a record names (booklets, patches: scanned, read, spoiled, destroyed...), once each. */
 export function recordSerials(r) {
@@ -174,10 +174,13 @@ export function recordSerials(r) {
   return out;
 }
 
-/** A record's station, when it names one. */
-export function recordStation(r) {
+/**
+ * A record's station: the one it names, or else `atStation`, the station the records were
+ * filtered by (a record found at a station through its session names none itself).
+ */
+export function recordStation(r, atStation = '') {
   const e = r.event || {};
-  return e.station || (e.action && e.action.station) || '';
+  return e.station || (e.action && e.action.station) || atStation || '';
 }
 
 /** The rest of a record, as `key: value` text: what is not in the other columns. */
@@ -204,29 +207,52 @@ export function recordDetail(r) {
   return parts.join(' · ');
 }
 
-/** A page of records (`GET /ledger/records`). */
-export function recordsView(records, caption) {
+/** A page of records (`GET /ledger/records`); `atStation`: the station filtered by, if any. */
+export function recordsView(records, caption, atStation = '') {
   return table(caption, [
     ['Record', (r) => `#${r.seq}`],
     ['When', (r) => new Date(r.at).toISOString().replace('T', ' ').slice(0, 19)],
     ['Who', (r) => r.actor],
     ['Kind', (r) => h('span', { 'data-kind': recordKind(r), text: recordKind(r).replace(/_/g, ' ') })],
-    ['Station', (r) => recordStation(r) || '—'],
+    ['Station', (r) => recordStation(r, atStation) || '—'],
     ['Serials', (r) => serialList(recordSerials(r))],
     ['Details', (r) => recordDetail(r)],
   ], records, { 'data-report': 'records' });
 }
 
-/** One CSV field (RFC 4180: quoted, quotes doubled). */
+/**
+ * One CSV field (RFC 4180: quoted, quotes doubled). A value a spreadsheet would take for a
+ * formula (starting with = + - @, a tab or a carriage return: a serial typed at a station, a
+ * reason) gets a leading ' so that it stays text (OWASP's CSV injection advice).
+ */
 export function csvField(v) {
-  return `"${String(v ?? '').replace(/"/g, '""')}"`;
+  let s = String(v ?? '');
+  if (/^[=+\-@\t\r]/.test(s)) s = `'${s}`;
+  return `"${s.replace(/"/g, '""')}"`;
 }
+
+/**
+ * A record's serials as one CSV field. A single serial is written `="0041207"`, which a
+ * spreadsheet shows as that text: not the number 41207, nor 4.1E+11, nor a date (serials are
+ * letters, digits and dashes only). Several serials, separated by spaces, are text anyway.
+ */
+export function csvSerials(list) {
+  if (list.length === 1 && /^[A-Za-z0-9-]+$/.test(list[0])) return `"=""${list[0]}"""`;
+  return csvField(list.join(' '));
+}
+
+/** The byte order mark that opens a CSV file: spreadsheets then read it as UTF-8. */
+export const CSV_BOM = '\uFEFF';
 
 /** The header of [`recordsCsvRows`]. */
 export const RECORDS_CSV_HEADER = ['seq', 'at', 'actor', 'kind', 'station', 'serials', 'details', 'event'];
 
-/** Records as CSV rows (CRLF-terminated), the whole event as JSON in the last column. */
-export function recordsCsvRows(records) {
-  return records.map((r) => [r.seq, r.at, r.actor, recordKind(r), recordStation(r),
-    recordSerials(r).join(' '), recordDetail(r), JSON.stringify(r.event)].map(csvField).join(',') + '\r\n').join('');
+/**
+ * Records as CSV rows (CRLF-terminated), the whole event as JSON in the last column;
+ * `atStation`: the station filtered by, if any (see [`recordStation`]).
+ */
+export function recordsCsvRows(records, atStation = '') {
+  return records.map((r) => [csvField(r.seq), csvField(r.at), csvField(r.actor), csvField(recordKind(r)),
+    csvField(recordStation(r, atStation)), csvSerials(recordSerials(r)), csvField(recordDetail(r)),
+    csvField(JSON.stringify(r.event))].join(',') + '\r\n').join('');
 }
