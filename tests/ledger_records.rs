@@ -1,10 +1,13 @@
-//! The auditor's record browser at the ledger: pages by time, by operator and station and by
+//! What the auditor reads of the ledger: pages of records by time, by operator and station and by
 //! kind return every record once whatever the order of times, and a page cut short by its budget
-//! says where to go on from.
+//! says where to go on from; a shift's reconciliation names the lots of its hours and sessions.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use hallctl::ledger::query::{RecordFilter, RecordsPage};
-use hallctl::ledger::{ControlAction, Ledger, LedgerConfig, LedgerEvent};
+use hallctl::ledger::query::{RecordFilter, RecordsPage, Scope};
+use hallctl::ledger::{
+    ControlAction, ItemKind, Ledger, LedgerConfig, LedgerEvent, LotId, Serial, SerialRange,
+    SessionId, ShiftId,
+};
 use hallctl_jobs::job::{OperatorId, StationId};
 
 fn base() -> DateTime<Utc> {
@@ -319,6 +322,91 @@ fn a_page_cut_short_by_its_budget_says_where_it_stopped_and_the_rest_follows() {
         (page.records.len(), page.next, page.complete),
         (3, Some(all[2]), false)
     );
+}
+
+fn receive(lot: &str, range: &str) -> LedgerEvent {
+    LedgerEvent::LotReceived {
+        lot: LotId::new(lot),
+        kind: ItemKind::Patch,
+        supplier: "DLR".into(),
+        range: SerialRange::parse(range).expect("range"),
+    }
+}
+
+/// The lots of a shift's reconciliation, in order.
+fn shift_lots(ledger: &Ledger, shift: &str) -> Vec<String> {
+    ledger
+        .reconcile(&Scope::Shift(ShiftId::new(shift)))
+        .expect("reconcile")
+        .lots
+        .iter()
+        .map(|l| l.lot.id.as_str().to_string())
+        .collect()
+}
+
+/// A shift's reconciliation lists the lots received in its hours (shift C from 22:00 to 06:00
+/// the next day, named by the day it starts) and the lots its sessions drew on, wherever they
+/// were received; not a lot received in another shift and not drawn on.
+#[test]
+fn a_shift_lists_the_lots_received_in_its_hours_and_those_its_sessions_drew_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ledger = Ledger::open(dir.path(), LedgerConfig::default()).expect("open");
+    let at = |t: &str| t.parse::<DateTime<Utc>>().expect("time");
+    let sup = "S1";
+    append(
+        &ledger,
+        vec![
+            // Received in shift 2026-11-21A, drawn on in 2026-11-21C.
+            (
+                at("2026-11-21T10:00:00Z"),
+                sup,
+                receive("R-A", "PA-0001-PA-0010"),
+            ),
+            // Received in 2026-11-21B, never drawn on.
+            (
+                at("2026-11-21T15:00:00Z"),
+                sup,
+                receive("R-B", "PB-0001-PB-0010"),
+            ),
+            // Shift 2026-11-21C opens a session and draws on R-A.
+            (
+                at("2026-11-21T23:00:00Z"),
+                sup,
+                LedgerEvent::SessionOpened {
+                    session: SessionId::new("S-C"),
+                    station: StationId::new("LAM-01"),
+                    operator: OperatorId::new("B1"),
+                    shift: ShiftId::new("2026-11-21C"),
+                },
+            ),
+            (
+                at("2026-11-21T23:05:00Z"),
+                sup,
+                LedgerEvent::ItemsIssued {
+                    session: SessionId::new("S-C"),
+                    serials: vec![Serial::new("PA-0001"), Serial::new("PA-0002")],
+                    counters: [OperatorId::new("B1"), OperatorId::new(sup)],
+                },
+            ),
+            // Received after midnight: still shift 2026-11-21C.
+            (
+                at("2026-11-22T02:00:00Z"),
+                sup,
+                receive("R-N", "PN-0001-PN-0010"),
+            ),
+            // And the morning: 2026-11-22A.
+            (
+                at("2026-11-22T06:00:00Z"),
+                sup,
+                receive("R-M", "PM-0001-PM-0010"),
+            ),
+        ],
+    );
+    assert_eq!(shift_lots(&ledger, "2026-11-21C"), ["R-A", "R-N"]);
+    assert_eq!(shift_lots(&ledger, "2026-11-21A"), ["R-A"]);
+    assert_eq!(shift_lots(&ledger, "2026-11-21B"), ["R-B"]);
+    assert_eq!(shift_lots(&ledger, "2026-11-22C"), Vec::<String>::new());
+    assert_eq!(shift_lots(&ledger, "2026-11-22A"), ["R-M"]);
 }
 
 /// More than a million records of one operator at one station (the index scans used to stop,

@@ -783,8 +783,13 @@ impl Ledger {
             }
         }
         lots.sort();
-        lots.dedup_by(|a, b| a.1 == b.1);
-        Ok(lots.into_iter().map(|(_, id)| id).collect())
+        // Once each, at its first receipt (a lot may be in the index twice).
+        let mut seen = std::collections::BTreeSet::new();
+        Ok(lots
+            .into_iter()
+            .filter(|(_, id)| seen.insert(id.clone()))
+            .map(|(_, id)| id)
+            .collect())
     }
 
     /// Reconciliation of one session, every session of a shift, or one lot (roll or box).
