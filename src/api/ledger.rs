@@ -76,12 +76,20 @@ impl utoipa::PartialSchema for RecordKindParam {
 
 impl ToSchema for RecordKindParam {}
 
-/// A cursor (`after`, `before`): a record's sequence number.
+/// A cursor (`after`, `before`): a record's sequence number, 0 to 2^63 - 1 (the document's
+/// `int64`, which no ledger reaches).
 fn cursor(name: &str, v: Option<String>) -> Result<Option<u64>, ApiError> {
     v.map(|v| {
         v.trim()
-            .parse::<u64>()
-            .map_err(|_| ApiError::invalid(name, "a record's sequence number (0 or more)"))
+            .parse::<i64>()
+            .ok()
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    name,
+                    "a record's sequence number (0 to 9223372036854775807)",
+                )
+            })
     })
     .transpose()
 }
