@@ -717,6 +717,14 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the index holds `key` (without the keyspace byte).
+    ///
+    /// # Errors
+    /// sled failed.
+    pub fn index_contains(&self, key: &[u8]) -> Result<bool, StoreError> {
+        Ok(self.tree.contains_key(pk(X, key))?)
+    }
+
     /// Index keys in `[from, to)`, in order, at most `limit`.
     ///
     /// # Errors
@@ -732,6 +740,36 @@ impl Store {
             out.push(kv?.0[1..].to_vec());
         }
         Ok(out)
+    }
+
+    /// Calls `f` with every index key in `[from, to)` (without the keyspace byte), in key order
+    /// or, when `reverse`, from the last down, until it returns `false`: a page of a large range
+    /// without reading the whole range first.
+    ///
+    /// # Errors
+    /// sled failed while reading.
+    pub fn index_range_each(
+        &self,
+        from: &[u8],
+        to: &[u8],
+        reverse: bool,
+        mut f: impl FnMut(&[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        if to <= from {
+            return Ok(());
+        }
+        let range = self.tree.range(pk(X, from)..pk(X, to));
+        let keys: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if reverse {
+            Box::new(range.rev())
+        } else {
+            Box::new(range)
+        };
+        for kv in keys {
+            if !f(&kv?.0[1..]) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// All stored checkpoints, by sequence number.

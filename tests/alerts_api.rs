@@ -514,6 +514,9 @@ fn performance_counts_steps_per_operator_and_device_and_oee_is_consistent() {
     for (tok, who) in [(&ops.a1, "an operator"), (&aud, "an auditor")] {
         let r = c.get("/performance", Some(tok));
         assert_eq!(r.status, 403, "{who}: {}", r.text);
+        // Deny first: a role that may not read it is not told how its query is spelled.
+        let r = c.get("/performance?shift=nonsense", Some(tok));
+        assert_eq!(r.status, 403, "{who}, a bad query: {}", r.text);
     }
     // Bad periods are named.
     for (q, field) in [

@@ -202,28 +202,7 @@ fn printed_pins(out: &str) -> BTreeMap<String, String> {
 
 /// Every ledger record (the auditor's view), in order.
 fn records(c: Client, aud: &str) -> Vec<Value> {
-    let mut all = Vec::new();
-    let mut from: Option<String> = None;
-    loop {
-        let path = match &from {
-            None => "/ledger/records?limit=10000".to_string(),
-            Some(t) => format!("/ledger/records?limit=10000&from={t}"),
-        };
-        let page = c.get(&path, Some(aud)).expect(200, "records");
-        let page = page.as_array().unwrap().clone();
-        let n = page.len();
-        let last_seq = all.last().map_or(0, |r: &Value| r["seq"].as_u64().unwrap());
-        all.extend(
-            page.into_iter()
-                .filter(|r| r["seq"].as_u64().unwrap() > last_seq),
-        );
-        if n < 10_000 {
-            return all;
-        }
-        from = all
-            .last()
-            .map(|r| r["at"].as_str().unwrap().replace('+', "%2B"));
-    }
+    common::records(c, aud)
 }
 
 /// A record's event type (`lot_received`, `patch_applied`, `action`...).

@@ -30,11 +30,7 @@ fn people(ids: &[&str]) -> Vec<(&'static str, &'static str, &'static str)> {
 
 /// The ledger's head, as the auditor sees it.
 fn head(hall: &Hall, auditor: &str) -> u64 {
-    hall.client
-        .get("/ledger/records?limit=10000", Some(auditor))
-        .expect(200, "ledger records")
-        .as_array()
-        .expect("records")
+    records(hall.client, auditor)
         .iter()
         .filter_map(|r| r["seq"].as_u64())
         .max()

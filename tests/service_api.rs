@@ -1581,3 +1581,300 @@ fn an_operator_outside_their_roster_is_refused_recorded_and_alerted() {
     .expect(200, "roster A1 for now");
     hall.sign_in("A1", Some("PRINT-01"));
 }
+
+// ---- auditors browse the ledger (issue 17, point 6) ----------------------------------------------
+
+/// The `seq`s of a page of `/ledger/records` (or of its records).
+fn seqs_of(page: &Value) -> Vec<u64> {
+    page.get("records")
+        .unwrap_or(page)
+        .as_array()
+        .expect("a page of records")
+        .iter()
+        .map(|r| r["seq"].as_u64().expect("a seq"))
+        .collect()
+}
+
+/// Every page of `query` (`limit` each), following `cursor` (`after`: oldest first, or `before`:
+/// newest first) from each page's `next` until one is `complete`.
+fn every_page(c: Client, aud: &str, query: &str, limit: usize, cursor: &str) -> Vec<u64> {
+    let mut out = Vec::new();
+    // Newest first starts below the largest cursor; oldest first, without one.
+    let mut at: Option<u64> = (cursor == "before").then_some(i64::MAX as u64);
+    for _ in 0..10_000 {
+        let cur = at.map(|s| format!("&{cursor}={s}")).unwrap_or_default();
+        let page = c
+            .get(
+                &format!("/ledger/records?{query}&limit={limit}{cur}"),
+                Some(aud),
+            )
+            .expect(200, &format!("a page of {query} {cur}"));
+        let seqs = seqs_of(&page);
+        out.extend(&seqs);
+        if page["complete"] == true {
+            assert_eq!(page["next"], Value::Null, "{page}");
+            return out;
+        }
+        // A full page: its last record is the next cursor.
+        assert_eq!(seqs.len(), limit, "{page}");
+        assert_eq!(page["next"].as_u64(), seqs.last().copied(), "{page}");
+        at = seqs.last().copied();
+    }
+    panic!("the pages of {query} never end");
+}
+
+#[test]
+fn auditors_filter_records_by_kind_and_page_through_them() {
+    let hall = spawn_hall(0.02);
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    let aud = hall.sign_in("AU1", None);
+    receive_lots(c, &sup);
+    let a1 = hall.sign_in("A1", Some("PRINT-01"));
+    open_and_issue(c, &a1, "A1", "PRINT-01", "B1000100-B1000109");
+    let b1 = hall.sign_in("B1", Some("LAM-01"));
+    open_and_issue(c, &b1, "B1", "LAM-01", "P2000100-P2000109");
+    let crew = LineCrew {
+        sup: &sup,
+        printer: &a1,
+        laminator: &b1,
+    };
+    for n in 0..3u64 {
+        let id = submit(
+            c,
+            &sup,
+            &job_request(
+                &format!("TRK-REC-{n}"),
+                "Lindqvist",
+                &format!("L89890{n}C3"),
+            ),
+        );
+        print_and_laminate(c, &crew, id, &format!("B100010{n}"), &format!("P200010{n}"));
+        c.post("/stations/LAM-01/confirm", Some(&b1), &json!({}))
+            .expect(200, "B1 confirms the lamination");
+    }
+    wait_for(30, "three patches applied", || {
+        let r = c
+            .get("/ledger/records?kind=patch_applied", Some(&aud))
+            .expect(200, "patches applied");
+        ((seqs_of(&r).len() == 3).then_some(()), r.to_string())
+    });
+
+    // By kind: the event's type.
+    let get = |q: &str| c.get(&format!("/ledger/records?{q}"), Some(&aud));
+    let applied = get("kind=patch_applied").expect(200, "patches applied");
+    let applied = applied["records"].as_array().expect("records");
+    assert_eq!(applied.len(), 3, "{applied:?}");
+    assert!(
+        applied
+            .iter()
+            .all(|r| r["event"]["type"] == "patch_applied"),
+        "{applied:?}"
+    );
+    // With an operator and a station.
+    let by_b1 = get("kind=patch_applied&operator=B1").expect(200, "B1's patches");
+    assert_eq!(seqs_of(&by_b1).len(), 3, "{by_b1}");
+    let by_a1 = get("kind=patch_applied&operator=A1").expect(200, "A1's patches");
+    assert_eq!(seqs_of(&by_a1).len(), 0, "A1 applied no patch: {by_a1}");
+    let printed = get("kind=booklet_printed&station=PRINT-01").expect(200, "prints");
+    assert_eq!(seqs_of(&printed).len(), 3, "{printed}");
+    // An action's kind, and `action` for every controller action.
+    let sign_ins = get("kind=signed_in").expect(200, "sign-ins");
+    let sign_ins = sign_ins["records"].as_array().expect("records");
+    assert!(
+        sign_ins.len() >= 4,
+        "S1, AU1, A1, B1 signed in: {sign_ins:?}"
+    );
+    assert!(
+        sign_ins
+            .iter()
+            .all(|r| r["event"]["type"] == "action" && r["event"]["action"]["kind"] == "signed_in"),
+        "{sign_ins:?}"
+    );
+    let actions = get("kind=action&limit=10000").expect(200, "actions");
+    let actions = actions["records"].as_array().expect("records");
+    assert!(actions.len() > sign_ins.len(), "{actions:?}");
+    assert!(actions.iter().all(|r| r["event"]["type"] == "action"));
+
+    // Paging: oldest first after a cursor, newest first before one, each way every record once.
+    let all = seqs_of(&get("limit=10000").expect(200, "every record"));
+    let head = *all.last().expect("records");
+    assert_eq!(all, (1..=head).collect::<Vec<_>>(), "no gaps, oldest first");
+    // (A record may land while paging, the alerts' and the line's own: compare up to `head`.)
+    let upto = |v: Vec<u64>| v.into_iter().filter(|s| *s <= head).collect::<Vec<_>>();
+    assert_eq!(
+        upto(every_page(c, &aud, "kind=action", 4, "after")),
+        upto(seqs_of(&Value::Array(actions.clone())))
+    );
+    assert_eq!(
+        upto(every_page(c, &aud, "operator=B1", 3, "after")),
+        upto(seqs_of(
+            &get("operator=B1&limit=10000").expect(200, "B1's records")
+        ))
+    );
+    let oldest_first = every_page(c, &aud, "from=2000-01-01T00:00:00Z", 5, "after");
+    assert_eq!(upto(oldest_first), all, "by time, oldest first");
+    let newest_first = every_page(c, &aud, "kind=patch_applied", 2, "before");
+    let mut applied_seqs = seqs_of(&Value::Array(applied.clone()));
+    applied_seqs.reverse();
+    assert_eq!(newest_first, applied_seqs, "newest first");
+    let mut everything_newest_first = all.clone();
+    everything_newest_first.reverse();
+    // Records of signing in and out keep coming while paging: page below the head read above.
+    let below_head = {
+        let mut out: Vec<u64> = Vec::new();
+        let mut before = head + 1;
+        loop {
+            let page = get(&format!("limit=7&before={before}")).expect(200, "a page");
+            out.extend(seqs_of(&page));
+            match page["next"].as_u64() {
+                Some(next) => before = next,
+                None => break out,
+            }
+        }
+    };
+    assert_eq!(
+        below_head, everything_newest_first,
+        "every record, newest first"
+    );
+    let late = get("kind=patch_applied&limit=1&before=9223372036854775807")
+        .expect(200, "the newest patch applied");
+    assert_eq!(seqs_of(&late), applied_seqs[..1], "{late}");
+
+    // Bad values: 422 naming the parameter.
+    let head_before = ledger_head(c, &aud);
+    for (q, field) in [
+        ("kind=nonsense", "kind"),
+        ("kind=PATCH_APPLIED", "kind"),
+        ("after=abc", "after"),
+        ("after=-1", "after"),
+        ("before=1.5", "before"),
+        ("after=1&before=9", "before"),
+        ("before=9223372036854775808", "before"),
+    ] {
+        let r = get(q);
+        assert_eq!(r.status, 422, "{q}: {}", r.text);
+        let (code, _, f) = r.error(q);
+        assert_eq!(
+            (code.as_str(), f.as_deref()),
+            ("invalid", Some(field)),
+            "{q}"
+        );
+    }
+    assert_eq!(ledger_head(c, &aud), head_before, "nothing recorded");
+    // Records carry no passport-holder data.
+    let every = get("limit=10000").expect(200, "every record").to_string();
+    assert!(
+        !every.to_uppercase().contains("LINDQVIST"),
+        "no biodata in records"
+    );
+
+    // The document says so: the kinds it names, the cursors as sequence numbers.
+    let doc = c.get("/openapi.json", None).expect(200, "openapi.json");
+    let params = doc["paths"]["/ledger/records"]["get"]["parameters"]
+        .as_array()
+        .expect("the parameters of /ledger/records")
+        .clone();
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {params:?}"))
+            .clone()
+    };
+    let kinds = param("kind")["schema"]["enum"].clone();
+    for k in [
+        "patch_applied",
+        "item_spoiled",
+        "action",
+        "refused",
+        "signed_in",
+    ] {
+        assert!(
+            kinds.as_array().into_iter().flatten().any(|v| v == k),
+            "{k} in {kinds}"
+        );
+    }
+    for cursor in ["after", "before"] {
+        assert_eq!(
+            param(cursor)["schema"]["type"],
+            "integer",
+            "{}",
+            param(cursor)
+        );
+    }
+    // A page: its records, the next cursor, whether the search is complete.
+    let body = &doc["paths"]["/ledger/records"]["get"]["responses"]["200"]["content"]["application/json"]
+        ["schema"]["$ref"];
+    let page = &doc["components"]["schemas"]["RecordsPage"];
+    assert_eq!(body, "#/components/schemas/RecordsPage", "{body}");
+    for field in ["records", "next", "complete"] {
+        assert!(page["properties"][field].is_object(), "{field} in {page}");
+    }
+}
+
+#[test]
+fn a_shift_reconciliation_lists_the_lots_received_and_drawn_on_in_that_shift() {
+    let hall = spawn_hall(0.02);
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    let aud = hall.sign_in("AU1", None);
+    receive_lots(c, &sup);
+    // A roll received and not drawn on yet.
+    c.post(
+        "/custody/lots",
+        Some(&sup),
+        &json!({"lot": "R-2", "kind": "patch", "supplier": "Specimen Films", "range": "P2000200-P2000299"}),
+    )
+    .expect(200, "a second roll");
+    let a1 = hall.sign_in("A1", Some("PRINT-01"));
+    let session = open_and_issue(c, &a1, "A1", "PRINT-01", "B1000100-B1000109");
+    let by_session = c
+        .get(&format!("/ledger/reconcile?session={session}"), Some(&aud))
+        .expect(200, "the session's reconciliation");
+    let shift = by_session["sessions"][0]["session"]["shift"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the session's shift: {by_session}"))
+        .to_string();
+
+    let rec = c
+        .get(&format!("/ledger/reconcile?shift={shift}"), Some(&aud))
+        .expect(200, "the shift's reconciliation");
+    assert_eq!(rec["sessions"].as_array().map(Vec::len), Some(1), "{rec}");
+    let lots: Vec<&str> = rec["lots"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l["lot"]["id"].as_str())
+        .collect();
+    // The lots received in the shift's hours (all three, unless the test ran across a change of
+    // shift) and BX-1, which its session drew on wherever it was received, in order of receipt.
+    let (start, end) = hallctl::ledger::ShiftId::new(shift.as_str())
+        .window()
+        .unwrap_or_else(|| panic!("the line names its shifts by date and letter: {shift}"));
+    let want: Vec<String> = records_of(c, &aud, "kind=lot_received&")
+        .iter()
+        .filter(|r| {
+            let at: chrono::DateTime<chrono::Utc> = r["at"]
+                .as_str()
+                .and_then(|t| t.parse().ok())
+                .expect("a time");
+            r["event"]["lot"] == "BX-1" || (start <= at && at < end)
+        })
+        .map(|r| r["event"]["lot"].as_str().expect("a lot").to_string())
+        .collect();
+    assert_eq!(want.first().map(String::as_str), Some("BX-1"), "{want:?}");
+    assert_eq!(
+        lots, want,
+        "every lot received or drawn on in the shift: {rec}"
+    );
+    let bx = &rec["lots"][0];
+    assert_eq!(bx["issued"].as_array().map(Vec::len), Some(10), "{bx}");
+    assert_eq!(bx["in_vault"].as_array().map(Vec::len), Some(90), "{bx}");
+
+    // A shift with no session and no lot has neither.
+    let empty = c
+        .get("/ledger/reconcile?shift=2001-01-01A", Some(&aud))
+        .expect(200, "an old shift");
+    assert_eq!(empty["lots"], json!([]), "{empty}");
+}

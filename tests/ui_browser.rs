@@ -3107,3 +3107,335 @@ async fn the_supervisor_adds_an_operator_who_signs_in_with_the_pin_shown_once_un
     labelled(c, "the People tab").await;
     no_page_errors(c, "the hall view").await;
 }
+
+/// The `seq`s of the rows of the auditor's records table, in order, space-separated.
+const RECORD_ROWS: &str = "return [...document.querySelectorAll('[data-report=records] tbody tr')]
+    .map((tr) => tr.cells[0].textContent.replace('#', '')).join(' ');";
+
+/// The kinds of the rows of the auditor's records table, each once, space-separated.
+const RECORD_KINDS_SHOWN: &str =
+    "return [...new Set([...document.querySelectorAll('[data-report=records] [data-kind]')]
+    .map((e) => e.dataset.kind))].join(' ');";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium: run by scripts/test-all"]
+async fn an_auditor_filters_records_pages_exports_them_traces_a_serial_and_sees_the_shifts_lots() {
+    let hall = spawn_hall(0.02);
+    let api = hall.client;
+    let base = format!("http://{}", api.addr);
+    let sup = hall.sign_in("S1", None);
+    let aud = hall.sign_in("AU1", None);
+    receive_lots(api, &sup);
+    let a1 = hall.sign_in("A1", Some("PRINT-01"));
+    open_and_issue(api, &a1, "A1", "PRINT-01", "B1000100-B1000109");
+    let b1 = hall.sign_in("B1", Some("LAM-01"));
+    open_and_issue(api, &b1, "B1", "LAM-01", "P2000100-P2000109");
+    let crew = LineCrew {
+        sup: &sup,
+        printer: &a1,
+        laminator: &b1,
+    };
+    for n in 0..3u64 {
+        let id = submit(
+            api,
+            &sup,
+            &job_request(&format!("TRK-UI-R-{n}"), "Specimen", "L898902C3"),
+        );
+        print_and_laminate(
+            api,
+            &crew,
+            id,
+            &format!("B100010{n}"),
+            &format!("P200010{n}"),
+        );
+        api.post("/stations/LAM-01/confirm", Some(&b1), &json!({}))
+            .expect(200, "B1 confirms the lamination");
+    }
+    let applied = wait_for(30, "three patches applied", || {
+        let r = api
+            .get("/ledger/records?kind=patch_applied", Some(&aud))
+            .expect(200, "patches applied");
+        let seqs: Vec<String> = r["records"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["seq"].as_u64().map(|s| s.to_string()))
+            .collect();
+        ((seqs.len() == 3).then_some(seqs), r.to_string())
+    });
+
+    let browser = Browser::start().await;
+    let c = browser.c();
+    browser.fit_viewport().await;
+    c.goto(&format!("{base}/audit")).await.unwrap();
+    sign_in(c, "AU1", None).await;
+
+    // The kinds offered are those the API names.
+    let doc = api.get("/openapi.json", None).expect(200, "openapi.json");
+    let named: Vec<String> = doc["paths"]["/ledger/records"]["get"]["parameters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == "kind")
+        .and_then(|p| p["schema"]["enum"].as_array())
+        .expect("the kinds in the document")
+        .iter()
+        .map(|k| k.as_str().unwrap_or_default().to_string())
+        .collect();
+    let offered = c
+        .execute(
+            "return [...document.querySelectorAll('#rc-kind option')].map((o) => o.value).filter(Boolean).join(' ');",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let mut offered: Vec<&str> = offered.as_str().unwrap_or_default().split(' ').collect();
+    let mut named: Vec<&str> = named.iter().map(String::as_str).collect();
+    offered.sort_unstable();
+    named.sort_unstable();
+    assert_eq!(offered, named, "the kinds offered and those the API names");
+
+    // By kind and operator: B1's patches applied, newest first.
+    type_into(c, "#rc-operator", "b1").await;
+    choose(c, "#rc-kind", "patch_applied").await;
+    click(c, "#records-form button[type=submit]").await;
+    let mut newest_first = applied.clone();
+    newest_first.reverse();
+    wait_eq(
+        c,
+        "B1's three patches",
+        RECORD_ROWS,
+        &newest_first.join(" "),
+    )
+    .await;
+    wait_eq(c, "of that kind only", RECORD_KINDS_SHOWN, "patch_applied").await;
+    screenshot(c, "audit-records").await;
+    let rows = c
+        .execute(&text_of("[data-report=records] tbody"), vec![])
+        .await
+        .unwrap();
+    for p in ["P2000100", "P2000101", "P2000102"] {
+        assert!(
+            rows.as_str().unwrap_or_default().contains(p),
+            "{p} in {rows}"
+        );
+    }
+
+    // The CSV of the filter: every matching record, quoted.
+    c.execute(
+        "window.__csv = null;
+         const make = URL.createObjectURL.bind(URL);
+         URL.createObjectURL = (b) => {
+           b.arrayBuffer().then((a) => {
+             const u = new Uint8Array(a);
+             window.__bom = u[0] === 0xef && u[1] === 0xbb && u[2] === 0xbf;
+             window.__csv = new TextDecoder().decode(u);
+           });
+           return make(b);
+         };",
+        vec![],
+    )
+    .await
+    .unwrap();
+    click(c, "#records-csv").await;
+    let csv = wait_js(
+        c,
+        "the CSV",
+        "return window.__csv || '';",
+        "\"seq\",\"at\",\"actor\"",
+    )
+    .await;
+    let lines: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 4, "a header and three records: {csv}");
+    for (line, seq) in lines[1..].iter().zip(&applied) {
+        assert!(line.starts_with(&format!("\"{seq}\",")), "{line}");
+        assert!(line.contains("\"B1\",\"patch_applied\","), "{line}");
+        assert!(
+            line.contains("\"\"type\"\":\"\"patch_applied\"\""),
+            "quotes doubled: {line}"
+        );
+    }
+    let bom = c.execute("return window.__bom;", vec![]).await.unwrap();
+    assert_eq!(bom, json!(true), "a UTF-8 byte order mark first");
+    for (n, line) in lines[1..].iter().enumerate() {
+        assert!(
+            line.contains(&format!(",\"P200010{n} B100010{n}\",")),
+            "the patch and its booklet: {line}"
+        );
+    }
+    wait_js(
+        c,
+        "the export's progress",
+        &text_of("#records-progress"),
+        "Exported 3 record(s)",
+    )
+    .await;
+    // What a spreadsheet would take for a formula stays text; a serial stays the text it is
+    // (not a number without its leading zeros); a record found at the station filtered by names
+    // it; the serials a session held when abandoned are among its serials.
+    let cells = c
+        .execute_async(
+            r#"const done = arguments[arguments.length - 1];
+            import('/ui/js/reports.js').then((m) => {
+              const rec = (seq, event) => ({ seq, at: '2026-11-21T10:00:00Z', actor: 'B1', event });
+              done(JSON.stringify([
+                m.csvField('=HYPERLINK("http://x.example","click")'),
+                m.csvField('-1-1'), m.csvField('+A1'), m.csvField('@SUM(A1)'), m.csvField('\tA'),
+                m.csvField('a "quoted"\nline'), m.csvField('P-1'),
+                m.recordsCsvRows([rec(7, { type: 'action', action: { kind: 'refused', station: 'LAM-01', serials: ['0041207'], reason: '=1+1' } })]),
+                m.recordsCsvRows([rec(8, { type: 'action', action: { kind: 'refused', serials: ['-A1', '0041208'] } })]),
+                m.recordsCsvRows([rec(9, { type: 'patch_applied', patch: 'P1', booklet: 'B1', session: 'S-1' })], 'LAM-02'),
+                m.recordSerials(rec(10, { type: 'session_abandoned', session: 'S-1', held: ['P2', 'B2'] })),
+              ]));
+            }, (e) => done(String(e)));"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    let cells: Vec<serde_json::Value> = serde_json::from_str(cells.as_str().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{cells}: {e}"));
+    assert_eq!(
+        cells[..7],
+        [
+            json!("\"'=HYPERLINK(\"\"http://x.example\"\",\"\"click\"\")\""),
+            json!("\"'-1-1\""),
+            json!("\"'+A1\""),
+            json!("\"'@SUM(A1)\""),
+            json!("\"'\tA\""),
+            json!("\"a \"\"quoted\"\"\nline\""),
+            json!("\"P-1\""),
+        ]
+    );
+    let row = cells[7].as_str().unwrap_or_default();
+    assert!(
+        row.starts_with("\"7\",\"2026-11-21T10:00:00Z\",\"B1\",\"refused\",\"LAM-01\",\"=\"\"0041207\"\"\",\"reason: =1+1\","),
+        "{row}"
+    );
+    let row = cells[8].as_str().unwrap_or_default();
+    assert!(row.contains(",\"'-A1 0041208\","), "{row}");
+    let row = cells[9].as_str().unwrap_or_default();
+    assert!(row.contains(",\"patch_applied\",\"LAM-02\","), "{row}");
+    assert_eq!(cells[10], json!(["P2", "B2"]));
+
+    // Paging: every controller action, ten a page; Older, then Newer back.
+    type_into(c, "#rc-operator", "").await;
+    choose(c, "#rc-kind", "action").await;
+    choose(c, "#rc-per", "'10'").await;
+    click(c, "#records-form button[type=submit]").await;
+    wait_eq(c, "page 1", &attr_of("#records", "data-page"), "1").await;
+    wait_js(
+        c,
+        "ten rows",
+        "return String(document.querySelectorAll('[data-report=records] tbody tr').length);",
+        "10",
+    )
+    .await;
+    let kinds = c.execute(RECORD_KINDS_SHOWN, vec![]).await.unwrap();
+    for event in [
+        "patch_applied",
+        "booklet_printed",
+        "items_issued",
+        "lot_received",
+    ] {
+        assert!(
+            !kinds.as_str().unwrap_or_default().contains(event),
+            "actions only: {kinds}"
+        );
+    }
+    let page1 = c.execute(RECORD_ROWS, vec![]).await.unwrap();
+    let page1: Vec<u64> = page1
+        .as_str()
+        .unwrap()
+        .split(' ')
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert_eq!(page1.len(), 10, "{page1:?}");
+    click(c, "#records-older").await;
+    wait_eq(c, "page 2", &attr_of("#records", "data-page"), "2").await;
+    let page2 = c.execute(RECORD_ROWS, vec![]).await.unwrap();
+    let page2: Vec<u64> = page2
+        .as_str()
+        .unwrap()
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert!(!page2.is_empty(), "an older page");
+    assert!(page2[0] < page1[9], "older: {page1:?} then {page2:?}");
+    click(c, "#records-newer").await;
+    wait_eq(c, "page 1 again", &attr_of("#records", "data-page"), "1").await;
+    let again = c.execute(RECORD_ROWS, vec![]).await.unwrap();
+    assert_eq!(
+        again.as_str().unwrap(),
+        page1
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+
+    // A serial in the records opens its trace.
+    choose(c, "#rc-kind", "patch_applied").await;
+    click(c, "#records-form button[type=submit]").await;
+    wait_eq(c, "the patches again", RECORD_ROWS, &newest_first.join(" ")).await;
+    click(
+        c,
+        "[data-report=records] a.trace-link[data-serial=P2000101]",
+    )
+    .await;
+    wait_eq(
+        c,
+        "the patch's trace",
+        &attr_of(".report.trace", "data-serial"),
+        "P2000101",
+    )
+    .await;
+    // Its partner, a link too, traces the booklet.
+    click(c, ".report.trace dd a.trace-link[data-serial=B1000101]").await;
+    wait_eq(
+        c,
+        "the booklet's trace",
+        &attr_of(".report.trace", "data-serial"),
+        "B1000101",
+    )
+    .await;
+
+    // The shift's reconciliation lists the lots received in it.
+    click(c, "#rec-form button[type=submit]").await;
+    let lots = wait_js(
+        c,
+        "the shift's lots",
+        &text_of("[data-report=lots] tbody"),
+        "BX-1",
+    )
+    .await;
+    assert!(lots.contains("R-1"), "{lots}");
+    // Its serials are links to their traces as well.
+    click(
+        c,
+        "[data-report=sessions] a.trace-link[data-serial=B1000103]",
+    )
+    .await;
+    wait_eq(
+        c,
+        "a held booklet's trace",
+        &attr_of(".report.trace", "data-serial"),
+        "B1000103",
+    )
+    .await;
+
+    // The hall view's links land here: an address naming a serial traces it on load.
+    c.goto(&format!("{base}/")).await.unwrap();
+    c.goto(&format!("{base}/audit#trace=P2000102"))
+        .await
+        .unwrap();
+    wait_eq(
+        c,
+        "the linked trace",
+        &attr_of(".report.trace", "data-serial"),
+        "P2000102",
+    )
+    .await;
+    no_page_errors(c, "the auditor view").await;
+    labelled(c, "the auditor view").await;
+}

@@ -124,9 +124,10 @@ pub struct PeriodQuery {
 async fn performance(
     State(s): State<AppState>,
     auth: Auth,
-    ApiQuery(q): ApiQuery<PeriodQuery>,
+    q: Result<ApiQuery<PeriodQuery>, ApiError>,
 ) -> Result<Json<PerfReport>, ApiError> {
     auth.require(PERFORMANCE_READERS)?;
+    let ApiQuery(q) = q?;
     let period = match (q.shift, q.day) {
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid(

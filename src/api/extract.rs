@@ -88,7 +88,9 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for ApiJson<T> {
 
 /// A query string. A parameter that does not parse is refused with the one error body naming it
 /// (`field` and the message: "limit: invalid digit found in string"); axum's `Query` says only
-/// what went wrong, not where.
+/// what went wrong, not where. A handler that admits only some roles takes it as
+/// `Result<ApiQuery<T>, ApiError>` and looks at it after the role check: a role that may not
+/// read the route is told so (403), not how its query is spelled (422).
 #[derive(Debug, Clone)]
 pub struct ApiQuery<T>(pub T);
 

@@ -118,9 +118,10 @@ async fn submit(
 async fn list(
     State(s): State<AppState>,
     auth: Auth,
-    ApiQuery(filter): ApiQuery<JobFilter>,
+    filter: Result<ApiQuery<JobFilter>, ApiError>,
 ) -> Result<Json<Page>, ApiError> {
     auth.require(READERS)?;
+    let ApiQuery(filter) = filter?;
     let ledger = s.ledger.clone();
     let page = super::blocking(move || Ok(Line::jobs(&ledger, &filter)?)).await?;
     Ok(Json(page))

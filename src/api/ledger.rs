@@ -14,7 +14,10 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, Auth};
-use crate::ledger::query::{MissingItem, Reconciliation, RecordFilter, Scope, SltdRow, Trace};
+use crate::ledger::event::RECORD_KINDS;
+use crate::ledger::query::{
+    MissingItem, Reconciliation, RecordFilter, RecordsPage, Scope, SltdRow, Trace,
+};
 use crate::ledger::verify::{VerifyMode, VerifyOptions, VerifyReport};
 use crate::ledger::{Checkpoint, LotId, Record, Role, Serial, SessionId, ShiftId};
 use crate::status::{StatusEvent, VerifyEvent};
@@ -47,7 +50,54 @@ pub struct RecordsQuery {
     pub to: Option<DateTime<Utc>>,
     /// At most this many (1–10,000, default 1,000).
     pub limit: Option<usize>,
+    /// Of this kind: the event's `type` (`patch_applied`, `item_spoiled`, ...), `action` for
+    /// any controller action, or an action's `kind` (`refused`, `signed_in`, ...).
+    pub kind: Option<String>,
+    /// Oldest first, after this record's sequence number: the next page's cursor is the last
+    /// record's `seq`.
+    pub after: Option<String>,
+    /// Newest first, before this record's sequence number: the next (older) page's cursor is
+    /// the last record's `seq`. Not with `after`.
+    pub before: Option<String>,
 }
+
+/// The `kind` parameter's schema: one of [`RECORD_KINDS`], so that the document names what
+/// the route accepts (another value is a 422 naming `kind`).
+struct RecordKindParam;
+
+impl utoipa::PartialSchema for RecordKindParam {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(RECORD_KINDS.iter().copied()))
+            .into()
+    }
+}
+
+impl ToSchema for RecordKindParam {}
+
+/// A cursor (`after`, `before`): a record's sequence number, 0 to 2^63 - 1 (the document's
+/// `int64`, which no ledger reaches).
+fn cursor(name: &str, v: Option<String>) -> Result<Option<u64>, ApiError> {
+    v.map(|v| {
+        v.trim()
+            .parse::<i64>()
+            .ok()
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    name,
+                    "a record's sequence number (0 to 9223372036854775807)",
+                )
+            })
+    })
+    .transpose()
+}
+
+/// Records one request of `/ledger/records` examines at most (records read, or index entries
+/// looked up): a rare kind over ten years of records is a page cut short, and a cursor to
+/// continue from, not one request reading the whole ledger.
+pub const RECORDS_EXAMINED_PER_REQUEST: usize = 50_000;
 
 /// Missing items, with the fields of INTERPOL's SLTD database.
 #[derive(Debug, Serialize, ToSchema)]
@@ -240,9 +290,10 @@ async fn trace(
 async fn reconcile(
     State(s): State<AppState>,
     auth: Auth,
-    ApiQuery(q): ApiQuery<ReconcileQuery>,
+    q: Result<ApiQuery<ReconcileQuery>, ApiError>,
 ) -> Result<Json<Reconciliation>, ApiError> {
     auth.require(AUDIT)?;
+    let ApiQuery(q) = q?;
     let scope = match (q.shift, q.session, q.roll) {
         (Some(x), None, None) => Scope::Shift(ShiftId::new(x)),
         (None, Some(x), None) => Scope::Session(SessionId::new(x)),
@@ -260,30 +311,65 @@ async fn reconcile(
     ))
 }
 
-/// Records by operator, station and time range (indexed).
+/// Records by operator, station, time range and kind: a page, oldest first (from just after
+/// `after`) or newest first (from just before `before`), and the cursor of the next page
+/// (`next`) until the search is `complete`. A request examines at most 50,000 records, so a
+/// page can be short, or empty, and not the last. By time alone the pages run in time order
+/// (then by `seq`); otherwise in the order of `seq`. Records name staff, stations, serials and
+/// document numbers only.
 #[utoipa::path(get, path = "/ledger/records",
     params(("operator" = Option<String>, Query), ("station" = Option<String>, Query),
-        ("from" = Option<String>, Query), ("to" = Option<String>, Query), ("limit" = Option<usize>, Query, minimum = 1, maximum = 10_000, description = "at most this many (default 1,000)")),
-    responses((status = 200, body = Vec<Object>), (status = 422, body = ErrorBody)))]
+        ("from" = Option<String>, Query, description = "RFC 3339, inclusive"), ("to" = Option<String>, Query, description = "RFC 3339, exclusive"),
+        ("limit" = Option<usize>, Query, minimum = 1, maximum = 10_000, description = "at most this many (default 1,000)"),
+        ("kind" = inline(Option<RecordKindParam>), Query, description = "the event's type (patch_applied, item_spoiled, ...), action for any controller action, or an action's kind (refused, signed_in, ...)"),
+        ("after" = Option<u64>, Query, description = "oldest first, after this record (a page's next; 0 or none: from the first)"),
+        ("before" = Option<u64>, Query, description = "newest first, before this record (a page's next; past the head: from the last); not with after")),
+    responses((status = 200, body = RecordsPage), (status = 422, body = ErrorBody)))]
 async fn records(
     State(s): State<AppState>,
     auth: Auth,
-    ApiQuery(q): ApiQuery<RecordsQuery>,
-) -> Result<Json<Vec<Record>>, ApiError> {
+    q: Result<ApiQuery<RecordsQuery>, ApiError>,
+) -> Result<Json<RecordsPage>, ApiError> {
     auth.require(AUDIT)?;
+    let ApiQuery(q) = q?;
     let limit = q.limit.unwrap_or(1000);
     if limit == 0 || limit > 10_000 {
         return Err(ApiError::invalid("limit", "between 1 and 10000"));
+    }
+    let kind = match q.kind {
+        Some(k) if !RECORD_KINDS.contains(&k.trim()) => {
+            return Err(ApiError::invalid(
+                "kind",
+                format!(
+                    "not a kind of record: use one of {}",
+                    RECORD_KINDS.join(", ")
+                ),
+            ));
+        }
+        k => k.map(|k| k.trim().to_string()),
+    };
+    let (after, before) = (cursor("after", q.after)?, cursor("before", q.before)?);
+    if after.is_some() && before.is_some() {
+        return Err(ApiError::invalid(
+            "before",
+            "give after (oldest first) or before (newest first), not both",
+        ));
     }
     let filter = RecordFilter {
         operator: q.operator.map(OperatorId::new),
         station: q.station.map(StationId::new),
         from: q.from,
         to: q.to,
+        kind,
+        after,
+        before,
     };
     let ledger = s.ledger.clone();
     Ok(Json(
-        super::blocking(move || Ok(ledger.records(&filter, limit)?)).await?,
+        super::blocking(move || {
+            Ok(ledger.records_page(&filter, limit, RECORDS_EXAMINED_PER_REQUEST)?)
+        })
+        .await?,
     ))
 }
 

@@ -338,6 +338,7 @@ pub fn run(args: LedgerArgs) -> anyhow::Result<()> {
                 station: station.map(StationId::new),
                 from,
                 to,
+                ..RecordFilter::default()
             };
             for r in ledger.records(&filter, limit)? {
                 println!("{}", serde_json::to_string(&r)?);

@@ -26,6 +26,25 @@ hallctl_jobs::string_id!(
     ShiftId
 );
 
+impl ShiftId {
+    /// The shift's hours, `[start, end)`, when the id is a date and a letter as the line names
+    /// its shifts (A 06–14, B 14–22, C 22–06, dated by the day it starts); `None` for any other
+    /// id (a session may be opened under a shift of another naming).
+    pub fn window(&self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        let s = self.as_str();
+        let (date, letter) = s.split_at_checked(s.len().checked_sub(1)?)?;
+        let start_hour = match letter {
+            "A" => 6,
+            "B" => 14,
+            "C" => 22,
+            _ => return None,
+        };
+        let day = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+        let start = day.and_hms_opt(start_hour, 0, 0)?.and_utc();
+        Some((start, start + chrono::Duration::hours(8)))
+    }
+}
+
 impl Serial {
     /// The item's position in its lot: the number formed by the trailing digits.
     pub fn position(&self) -> Option<u64> {
@@ -340,6 +359,44 @@ pub enum LedgerEvent {
     },
 }
 
+/// Every name [`LedgerEvent::name`] gives (an action's kind for controller actions), and
+/// `action` for every controller action: the kinds an auditor filters records by.
+pub const RECORD_KINDS: &[&str] = &[
+    "lot_received",
+    "session_opened",
+    "items_issued",
+    "booklet_printed",
+    "patch_applied",
+    "qc_checked",
+    "dispatched",
+    "item_spoiled",
+    "spoilage_decided",
+    "items_returned",
+    "session_closed",
+    "items_destroyed",
+    "item_reported_missing",
+    "session_abandoned",
+    "items_set_aside",
+    "device_read_mismatch",
+    "reversal",
+    "action",
+    "jobs_submitted",
+    "assigned",
+    "bag_closed",
+    "job_changed",
+    "job_reprioritised",
+    "device_commanded",
+    "user_changed",
+    "signed_in",
+    "signed_out",
+    "alert_raised",
+    "alert_cleared",
+    "alert_acknowledged",
+    "alert_repeated",
+    "alert_resolved",
+    "refused",
+];
+
 impl LedgerEvent {
     /// The event's name as stored (`patch_applied`, ...).
     pub fn name(&self) -> &'static str {
@@ -376,6 +433,12 @@ impl LedgerEvent {
             | LedgerEvent::DeviceReadMismatch { job, .. } => Some(*job),
             _ => None,
         }
+    }
+
+    /// Whether the record is of this kind (one of [`RECORD_KINDS`]): its event's name, or
+    /// `action` for any controller action.
+    pub fn is_kind(&self, kind: &str) -> bool {
+        self.name() == kind || (kind == "action" && matches!(self, LedgerEvent::Action { .. }))
     }
 }
 
@@ -422,6 +485,63 @@ mod tests {
         let serials: Vec<String> = r.serials().map(|s| s.0).collect();
         assert_eq!(serials, ["0041200", "0041201", "0041202"]);
         assert_eq!(r.len(), 3);
+    }
+
+    /// The kinds an auditor filters by are exactly the names records are given: read off the
+    /// two `name` functions, so a new event or action cannot be left out of the filter.
+    #[test]
+    fn every_name_of_an_event_or_an_action_is_a_kind_to_filter_by() {
+        let mut names = Vec::new();
+        for src in [include_str!("event.rs"), include_str!("action.rs")] {
+            let body = src
+                .split("pub fn name(&self) -> &'static str {")
+                .nth(1)
+                .and_then(|b| b.split("\n    }\n").next())
+                .expect("a name function");
+            for arm in body.split("=> \"").skip(1) {
+                names.push(arm.split('"').next().expect("a name").to_string());
+            }
+        }
+        assert!(names.len() > 20, "{names:?}");
+        let mut kinds: Vec<&str> = RECORD_KINDS
+            .iter()
+            .copied()
+            .filter(|k| *k != "action")
+            .collect();
+        let mut named: Vec<&str> = names.iter().map(String::as_str).collect();
+        kinds.sort_unstable();
+        named.sort_unstable();
+        assert_eq!(kinds, named);
+    }
+
+    #[test]
+    fn a_shift_id_names_its_eight_hours() {
+        let at = |t: &str| t.parse::<DateTime<Utc>>().expect("time");
+        let cases = [
+            (
+                "2026-11-21A",
+                Some(("2026-11-21T06:00:00Z", "2026-11-21T14:00:00Z")),
+            ),
+            (
+                "2026-11-21B",
+                Some(("2026-11-21T14:00:00Z", "2026-11-21T22:00:00Z")),
+            ),
+            (
+                "2026-11-21C",
+                Some(("2026-11-21T22:00:00Z", "2026-11-22T06:00:00Z")),
+            ),
+            ("2026-11-21N", None),
+            ("N", None),
+            ("", None),
+            ("2026-13-01A", None),
+        ];
+        for (id, want) in cases {
+            assert_eq!(
+                ShiftId::new(id).window(),
+                want.map(|(a, b)| (at(a), at(b))),
+                "{id}"
+            );
+        }
     }
 
     #[test]

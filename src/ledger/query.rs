@@ -609,54 +609,187 @@ impl Ledger {
             .copied())
     }
 
-    /// Records by operator (made, counted, witnessed or signed), by station, or by time range
-    /// (any combination; at least one filter), in order, at most `limit`.
+    /// Records by operator (made, counted, witnessed or signed), by station, by time range and by
+    /// kind (any combination, or none), at most `limit`, however many records that takes to read
+    /// (for the console and the controller's own checks; the API reads
+    /// [`Ledger::records_page`] with a budget).
     ///
     /// # Errors
     /// Storage errors.
     pub fn records(&self, filter: &RecordFilter, limit: usize) -> Result<Vec<Record>, LedgerError> {
-        let from = filter.from.map(ix::time).unwrap_or([0; 8]);
-        let to = filter.to.map(ix::time).unwrap_or([0xff; 8]);
-        let in_time = |r: &Record| {
-            filter.from.is_none_or(|f| r.at >= f) && filter.to.is_none_or(|t| r.at < t)
-        };
-        let candidates: Vec<u64> = match (&filter.operator, &filter.station) {
-            (Some(op), _) => seqs(self, ix::OPERATOR, op.as_str().as_bytes())?,
-            (None, Some(st)) => seqs(self, ix::STATION, st.as_str().as_bytes())?,
-            (None, None) => {
-                let mut lo = ix::prefix(ix::TIME, &from);
-                lo.truncate(lo.len() - 1);
-                let mut hi = ix::prefix(ix::TIME, &to);
-                hi.truncate(hi.len() - 1);
-                self.store
-                    .index_range(&lo, &hi, limit)?
-                    .iter()
-                    .map(|k| ix::seq_of(k))
-                    .collect()
-            }
-        };
-        let station_seqs: Option<Vec<u64>> = match (&filter.operator, &filter.station) {
-            (Some(_), Some(st)) => Some(seqs(self, ix::STATION, st.as_str().as_bytes())?),
-            _ => None,
+        Ok(self.records_page(filter, limit, usize::MAX)?.records)
+    }
+
+    /// A page of records by operator, station, time range and kind: at most `limit`, after
+    /// examining at most `budget` records (or index entries), oldest first from just after
+    /// `filter.after`, or newest first from just before `filter.before` when it is given.
+    ///
+    /// The order of the page is that of the index it is read from, and the cursor stands for a
+    /// place in that order: by operator or station (that index; with both, the operator's, each
+    /// entry looked up in the station's) and with no filter but the kind (the journal), the order
+    /// of sequence numbers; by time alone, the time index's own order, by time and then by
+    /// sequence number (a record appended later may carry an earlier time), the cursor being the
+    /// place of that record. Either way [`RecordsPage::next`] is the last record examined, so a
+    /// page cut short by the budget resumes where it stopped, and no record is passed over.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn records_page(
+        &self,
+        filter: &RecordFilter,
+        limit: usize,
+        budget: usize,
+    ) -> Result<RecordsPage, LedgerError> {
+        let newest_first = filter.before.is_some();
+        let (lo, hi) = filter.seq_bounds();
+        let keep = |r: &Record| {
+            filter.from.is_none_or(|f| r.at >= f)
+                && filter.to.is_none_or(|t| r.at < t)
+                && filter.kind.as_deref().is_none_or(|k| r.event.is_kind(k))
         };
         let mut out = Vec::new();
-        for seq in candidates {
-            if station_seqs
-                .as_ref()
-                .is_some_and(|s| s.binary_search(&seq).is_err())
-            {
-                continue;
+        let (mut examined, mut last, mut failed) = (0usize, None::<u64>, None::<LedgerError>);
+        // One candidate, in the page's order (`probe`: whether the other index has it too);
+        // false once the page is full or the budget spent.
+        let mut visit = |seq: u64, probe: Option<&[u8]>| -> bool {
+            examined += 1;
+            last = Some(seq);
+            let mut step = || -> Result<(), LedgerError> {
+                if let Some(key) = probe
+                    && !self.store.index_contains(key)?
+                {
+                    return Ok(());
+                }
+                let r = record(self, seq)?;
+                if keep(&r) {
+                    out.push(r);
+                }
+                Ok(())
+            };
+            if let Err(e) = step() {
+                failed = Some(e);
+                return false;
             }
-            let r = record(self, seq)?;
-            if in_time(&r) {
-                out.push(r);
-                if out.len() >= limit {
-                    break;
+            out.len() < limit && examined < budget
+        };
+        let mut stopped = false;
+        let indexed = match (&filter.operator, &filter.station) {
+            (Some(op), st) => Some((ix::OPERATOR, op.as_str(), st.as_ref())),
+            (None, Some(st)) => Some((ix::STATION, st.as_str(), None)),
+            (None, None) => None,
+        };
+        if let Some((tag, id, also_at)) = indexed {
+            let (from, to) = (
+                ix::key(tag, id.as_bytes(), lo),
+                ix::key(tag, id.as_bytes(), hi),
+            );
+            self.store.index_range_each(&from, &to, newest_first, |k| {
+                let seq = ix::seq_of(k);
+                let probe = also_at.map(|st| ix::key(ix::STATION, st.as_str().as_bytes(), seq));
+                stopped = !visit(seq, probe.as_deref());
+                !stopped
+            })?;
+        } else if filter.from.is_some() || filter.to.is_some() {
+            let bound = |t: Option<DateTime<Utc>>, none: [u8; 8]| {
+                let mut k = ix::prefix(ix::TIME, &t.map(ix::time).unwrap_or(none));
+                k.truncate(k.len() - 1);
+                k
+            };
+            let (mut from, mut to) = (bound(filter.from, [0; 8]), bound(filter.to, [0xff; 8]));
+            // The cursor's place in the time index: its record's time, then its seq. Seq 0 is
+            // before the first record; a seq past the head, after the last.
+            let place = |seq: u64| -> Result<Option<Vec<u8>>, LedgerError> {
+                Ok(self
+                    .record(seq)?
+                    .map(|r| ix::key(ix::TIME, &ix::time(r.at), seq)))
+            };
+            let empty = match (filter.after, filter.before) {
+                (Some(0), _) | (None, None) => false,
+                (Some(a), _) => match place(a)? {
+                    // Just after that record's key: its key and a byte more.
+                    Some(mut k) => {
+                        k.push(0);
+                        from = from.max(k);
+                        false
+                    }
+                    None => true,
+                },
+                (None, Some(0)) => true,
+                (None, Some(b)) => {
+                    if let Some(k) = place(b)? {
+                        to = to.min(k);
+                    }
+                    false
+                }
+            };
+            if !empty {
+                self.store.index_range_each(&from, &to, newest_first, |k| {
+                    stopped = !visit(ix::seq_of(k), None);
+                    !stopped
+                })?;
+            }
+        } else {
+            // Sequence numbers run from 1 to the head without gaps.
+            let hi = hi.min(self.head().saturating_add(1));
+            let mut seqs: Box<dyn Iterator<Item = u64>> = if newest_first {
+                Box::new((lo..hi).rev())
+            } else {
+                Box::new(lo..hi)
+            };
+            stopped = !seqs.all(|seq| visit(seq, None));
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        Ok(RecordsPage {
+            records: out,
+            next: if stopped { last } else { None },
+            complete: !stopped,
+        })
+    }
+
+    /// The lots received during a shift's hours, and the lots its sessions drew items from, in
+    /// the order of their reception.
+    fn shift_lots(
+        &self,
+        shift: &ShiftId,
+        sessions: &[SessionReport],
+    ) -> Result<Vec<LotId>, LedgerError> {
+        let mut lots: Vec<(u64, LotId)> = Vec::new();
+        let prefix = [ix::LOT, &[0]].concat();
+        let window = shift.window();
+        let mut used: std::collections::BTreeSet<LotId> = std::collections::BTreeSet::new();
+        for s in sessions {
+            for serial in s.issued_serials() {
+                if let Some(item) = self.item(serial)? {
+                    used.insert(item.lot);
                 }
             }
         }
-        out.sort_by_key(|r| r.seq);
-        Ok(out)
+        for k in self.store.index_scan(&prefix, MAX_ROWS)? {
+            let seq = ix::seq_of(&k);
+            let id = LotId(
+                String::from_utf8_lossy(&k[prefix.len()..k.len().saturating_sub(9)]).into_owned(),
+            );
+            let received_then = match window {
+                Some((start, end)) => {
+                    let r = record(self, seq)?;
+                    r.at >= start && r.at < end
+                }
+                None => false,
+            };
+            if received_then || used.contains(&id) {
+                lots.push((seq, id));
+            }
+        }
+        lots.sort();
+        // Once each, at its first receipt (a lot may be in the index twice).
+        let mut seen = std::collections::BTreeSet::new();
+        Ok(lots
+            .into_iter()
+            .filter(|(_, id)| seen.insert(id.clone()))
+            .map(|(_, id)| id)
+            .collect())
     }
 
     /// Reconciliation of one session, every session of a shift, or one lot (roll or box).
@@ -680,10 +813,14 @@ impl Ledger {
                     let id = SessionId(String::from_utf8_lossy(&k[prefix_len..]).into_owned());
                     sessions.extend(self.session_report(&id)?);
                 }
+                let mut lots = Vec::new();
+                for id in self.shift_lots(shift, &sessions)? {
+                    lots.extend(self.lot_report(&id)?);
+                }
                 Ok(Reconciliation {
                     scope: format!("shift {shift}"),
                     sessions,
-                    lots: Vec::new(),
+                    lots,
                 })
             }
             Scope::Lot(lot) => Ok(Reconciliation {
@@ -909,6 +1046,22 @@ impl Ledger {
     }
 }
 
+/// A page of [`Ledger::records_page`]: the records, and where the search stopped.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RecordsPage {
+    /// The records that match, in the page's order (oldest first, or newest first with
+    /// `before`).
+    #[schema(value_type = Vec<Object>)]
+    pub records: Vec<Record>,
+    /// The next page's cursor, to pass as `after` (oldest first) or `before` (newest first):
+    /// the last record examined, which is the last record of a full page or the record where
+    /// the request's share of reading ran out (a page can then be short, even empty, and not
+    /// the last). `null` when the search is complete.
+    pub next: Option<u64>,
+    /// The search reached the end of the range: there is no next page.
+    pub complete: bool,
+}
+
 /// Filters of [`Ledger::records`].
 #[derive(Debug, Clone, Default)]
 pub struct RecordFilter {
@@ -920,6 +1073,22 @@ pub struct RecordFilter {
     pub from: Option<DateTime<Utc>>,
     /// Until this time (exclusive).
     pub to: Option<DateTime<Utc>>,
+    /// Of this kind: one of [`super::event::RECORD_KINDS`].
+    pub kind: Option<String>,
+    /// After this record (the cursor of the next page, oldest first).
+    pub after: Option<u64>,
+    /// Before this record (the cursor of the next page, newest first).
+    pub before: Option<u64>,
+}
+
+impl RecordFilter {
+    /// The sequence numbers the cursors allow, `[lo, hi)`.
+    fn seq_bounds(&self) -> (u64, u64) {
+        (
+            self.after.map_or(1, |a| a.saturating_add(1)).max(1),
+            self.before.unwrap_or(u64::MAX),
+        )
+    }
 }
 
 /// What to reconcile.
@@ -969,6 +1138,19 @@ pub struct SessionReport {
     pub suspect: Vec<Serial>,
     /// Serials still held (an open session, or not yet accounted for).
     pub unaccounted: Vec<Serial>,
+}
+
+impl SessionReport {
+    /// Every serial the session was issued, whatever came of it.
+    fn issued_serials(&self) -> impl Iterator<Item = &Serial> {
+        self.applied
+            .iter()
+            .chain(&self.spoiled)
+            .chain(&self.returned)
+            .chain(&self.missing)
+            .chain(&self.suspect)
+            .chain(&self.unaccounted)
+    }
 }
 
 /// Reconciliation of one lot.

@@ -773,13 +773,33 @@ pub fn wait_job_state(c: Client, tok: &str, id: u64, states: &[&str]) -> Value {
     })
 }
 
-/// Every ledger record, as the auditor sees them.
+/// Every ledger record, as the auditor sees them: page after page (`/ledger/records`, oldest
+/// first), following each page's `next` until the search is `complete`.
 pub fn records(c: Client, auditor: &str) -> Vec<Value> {
-    c.get("/ledger/records?limit=10000", Some(auditor))
-        .expect(200, "ledger records")
-        .as_array()
-        .expect("records")
-        .clone()
+    records_of(c, auditor, "")
+}
+
+/// Every record of a `/ledger/records` query (`query`: its filters, `&`-terminated or empty),
+/// oldest first, page after page until `complete`.
+pub fn records_of(c: Client, auditor: &str, query: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    for _ in 0..100_000 {
+        let page = c
+            .get(
+                &format!("/ledger/records?{query}limit=10000&after={after}"),
+                Some(auditor),
+            )
+            .expect(200, "ledger records");
+        out.extend(page["records"].as_array().expect("records").iter().cloned());
+        if page["complete"] == true {
+            return out;
+        }
+        after = page["next"]
+            .as_u64()
+            .expect("an incomplete page names its next");
+    }
+    panic!("the pages of {query} never end");
 }
 
 /// The ledger's last sequence number (and record count, which must agree).

@@ -19,11 +19,26 @@ import {
   className, clock, age, shiftOf, READINESS, PHASE, catchPageErrors, debounce, parseSerials,
   expandRange, showStorage, setText, setAttr, setHidden, keyedList, noteButtons, unsteadyClick,
 } from './common.js';
-import { table, reconciliationView } from './reports.js';
+import { table, reconciliationView, serialLink as auditLink } from './reports.js';
 import { Activity } from './activity.js';
 import { throughputChart, chartData, HEIGHT } from './throughput.js';
 
 catchPageErrors();
+
+/** A serial as a link to its trace in the auditor view, opened beside the hall view. */
+function serialLink(serial) {
+  const a = auditLink(serial);
+  if (a instanceof Node) {
+    a.target = '_blank';
+    a.rel = 'noopener';
+  }
+  return a;
+}
+
+/** Serials as links to their traces, separated by `sep`. */
+function serialLinks(list, sep) {
+  return list.flatMap((s, i) => (i ? [sep, serialLink(s)] : [serialLink(s)]));
+}
 
 /** The wall screen (`?wall=1`): large type, no commands, no controls. */
 const WALL = ['1', 'true', 'yes', ''].includes(new URLSearchParams(window.location.search).get('wall'));
@@ -365,7 +380,15 @@ function updateAlert(li, a) {
   const serials = a.serials || [];
   const sp = li.querySelector('.serials');
   setHidden(sp, !serials.length);
-  setText(sp, serials.length ? `Serials: ${serials.slice(0, 12).join(', ')}${serials.length > 12 ? ` … (${serials.length})` : ''}` : '');
+  // Each serial links to its trace in the auditor view; drawn anew only when they change (a
+  // link under the pointer must not be replaced by each update of the alert).
+  const shown = serials.join(' ');
+  if (sp.dataset.serials !== shown) {
+    sp.dataset.serials = shown;
+    render(sp, serials.length
+      ? ['Serials: ', ...serialLinks(serials.slice(0, 12), ', '), serials.length > 12 ? ` … (${serials.length})` : '']
+      : []);
+  }
   setText(li.querySelector('.meta'), `${a.id} · ${a.severity || 'warning'} · ${a.kind.replace(/_/g, ' ')} · since ${clock(a.raised_at)}${a.acknowledged ? ` · acknowledged by ${a.acknowledged.by}` : ''}`);
   const ack = li.querySelector('[data-verb=ack]');
   const acking = supervisor() && !a.acknowledged;
@@ -531,7 +554,7 @@ async function loadJobs(cursors = jobsPage.cursors) {
     ['State', (j) => j.state.state.replace(/_/g, ' ')],
     ['Due', (j) => clock(j.due)],
     ['Destination', (j) => j.destination],
-    ['Booklet', (j) => j.booklet || '—'],
+    ['Booklet', (j) => serialLink(j.booklet)],
     ['', (j) => button(`Act on ${jobId(j.id)}`, `act-${j.id}`, () => showJob(j, null, true))],
   ], jobs, { 'data-report': 'jobs' })]);
 }
@@ -665,8 +688,8 @@ function showJob(j, refusal, focus) {
     refusal ? h('p', { class: 'form-error', role: 'alert', 'data-refusal': 'job', text: refusal }) : [],
     h('dl', { class: 'facts' },
       h('dt', { text: 'State' }), h('dd', { 'data-field': 'state', text: j.state.state.replace(/_/g, ' ') }),
-      h('dt', { text: 'Booklet' }), h('dd', { text: j.booklet || '—' }),
-      h('dt', { text: 'Patch' }), h('dd', { text: j.patch || '—' }),
+      h('dt', { text: 'Booklet' }), h('dd', null, serialLink(j.booklet)),
+      h('dt', { text: 'Patch' }), h('dd', null, serialLink(j.patch)),
       h('dt', { text: 'Due' }), h('dd', { text: clock(j.due) }),
       h('dt', { text: 'Destination' }), h('dd', { text: j.destination }),
       h('dt', { text: 'Printed by' }), h('dd', { text: j.printed_by || '—' }),
