@@ -192,3 +192,42 @@ fn jobs_search_finds_a_job_by_a_booklet_spoiled_on_an_earlier_attempt_and_in_sma
         "a tracking number in small letters"
     );
 }
+
+/// A lot received with its serials in small letters keeps them; a search for one, typed as it
+/// is printed on the item, finds its job (the review of the capitals' lookup: only the capital
+/// spelling was tried).
+#[test]
+fn jobs_search_finds_a_serial_stored_in_small_letters() {
+    let (hall, sup, [_, j2, _]) = hall_with_three_jobs();
+    let c = hall.client;
+    let a1 = hall.sign_in("A1", Some("PRINT-01"));
+    c.post(
+        "/custody/lots",
+        Some(&sup),
+        &serde_json::json!({"lot": "bx-9", "kind": "booklet", "supplier": "Specimen Security Print", "range": "b9000100-b9000101"}),
+    )
+    .expect(200, "a lot in small letters");
+    let session = station(c, &sup, "PRINT-01")["session"]
+        .as_str()
+        .expect("A1's session")
+        .to_string();
+    c.post(
+        &format!("/custody/sessions/{session}/issue"),
+        Some(&a1),
+        &serde_json::json!({"range": "b9000100-b9000101", "counters": [
+            {"user": "A1", "pin": pin("A1")}, {"user": "S1", "pin": pin("S1")},
+        ]}),
+    )
+    .expect(200, "issued");
+    wait_work(c, &sup, "PRINT-01", j2, "assigned");
+    c.post(
+        "/stations/PRINT-01/print",
+        Some(&a1),
+        &serde_json::json!({ "booklet": "b9000100" }),
+    )
+    .expect(200, "printed on a booklet of small letters");
+    let v = c
+        .get("/jobs?order=newest&q=b9000100", Some(&sup))
+        .expect(200, "search");
+    assert_eq!(ids(&v), vec![j2], "{v}");
+}

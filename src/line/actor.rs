@@ -279,6 +279,7 @@ fn restore_throughput(ledger: &Ledger, now: Millis) -> Throughput {
         }
     );
     th.seq = head;
+    th.new_run(now);
     th
 }
 

@@ -322,8 +322,9 @@ pub(crate) fn list(ledger: &Ledger, f: &JobFilter) -> Result<Page, LineError> {
 /// The jobs a search names, looked up, never scanned for (a hall keeps millions of jobs): the
 /// tracking number's index entry, and every job a booklet or patch took part in: the one it is
 /// bound to now, and the attempts it was printed, applied or read on before it was spoiled (its
-/// trace: one read of its entries, then a record each). A serial is looked up as scanned and in
-/// capitals (serials are); a tracking number also as typed. Then the filters, the order, the
+/// trace: one read of its entries, then a record each). A serial or tracking number is looked up
+/// as typed and in capitals (a supervisor types in small letters what was stored in capitals, and
+/// a lot received in small letters keeps them). Then the filters, the order, the
 /// cursor and the page, as for a listing.
 fn search(
     ledger: &Ledger,
@@ -343,8 +344,11 @@ fn search(
             ids.insert(t.job);
         }
     }
-    let serial = Serial::new(upper.as_str());
-    if let Some(item) = ledger.item(&serial).map_err(storage)? {
+    for spelling in spellings {
+        let serial = Serial::new(*spelling);
+        let Some(item) = ledger.item(&serial).map_err(storage)? else {
+            continue;
+        };
         let mut state = &item.state;
         while let ItemState::SpoilPending { was, .. } = state {
             state = was;

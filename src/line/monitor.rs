@@ -167,10 +167,23 @@ pub(crate) struct Throughput {
     shifts: VecDeque<(ShiftId, u32)>,
     /// (minute since the epoch, completions in it), oldest first, the last hour only.
     last_hour: VecDeque<(Millis, u32)>,
-    /// Every completion counted (the rate is trusted only after enough).
+    /// Every completion counted.
     total: u64,
     /// The ledger record the counts include up to, as saved.
     pub(crate) seq: u64,
+    /// When this run of the controller began, and what it has seen since: the due-at-risk
+    /// prediction trusts only a rate this run watched long enough (saved counts from before a
+    /// restart, an outage inside the last hour, would deflate it). Never saved.
+    #[serde(skip)]
+    run: RunWatch,
+}
+
+/// What the current run has watched: since when, and every completion since, for the rate.
+#[derive(Debug, Clone, Default)]
+struct RunWatch {
+    started: Millis,
+    completions: VecDeque<Millis>,
+    total: u64,
 }
 
 /// One hour of completions.
@@ -207,7 +220,20 @@ impl Throughput {
             last_hour: VecDeque::new(),
             total: 0,
             seq: 0,
+            run: RunWatch {
+                started: now,
+                ..RunWatch::default()
+            },
         }
+    }
+
+    /// A new run of the controller begins at `now` (saved counts were loaded): the prediction
+    /// waits for this run's own data.
+    pub(crate) fn new_run(&mut self, now: Millis) {
+        self.run = RunWatch {
+            started: now,
+            ..RunWatch::default()
+        };
     }
 
     /// A job was dispatched at `now`.
@@ -240,6 +266,10 @@ impl Throughput {
             _ => self.last_hour.push_back((minute, 1)),
         }
         self.total += 1;
+        if now >= self.run.started {
+            self.run.completions.push_back(now);
+            self.run.total += 1;
+        }
     }
 
     /// Forgets the completions more than an hour before `now` (by whole minutes).
@@ -251,6 +281,14 @@ impl Throughput {
             .is_some_and(|(m, _)| minute - m >= 60)
         {
             self.last_hour.pop_front();
+        }
+        while self
+            .run
+            .completions
+            .front()
+            .is_some_and(|t| now - t > HOUR_MS)
+        {
+            self.run.completions.pop_front();
         }
     }
 
@@ -275,9 +313,9 @@ impl Throughput {
     ) -> Option<f64> {
         self.prune(now);
         usable_rate(
-            self.in_last_hour(),
-            now - self.started,
-            self.total,
+            self.run.completions.len(),
+            now - self.run.started,
+            self.run.total,
             capacity_per_hour,
             min,
         )
@@ -555,6 +593,33 @@ mod tests {
             back.on_time(now + 25 * HOUR_MS)
                 .iter()
                 .all(|o| o.completed == 0)
+        );
+
+        // The prediction trusts only what this run watched: the saved counts (an outage may
+        // sit inside their last hour) are not a rate until the run has its own.
+        let min = RateMinimum {
+            completions: 1,
+            window: 15 * MIN,
+        };
+        assert!(
+            th.usable_rate(now, None, min).is_some(),
+            "the run that counted them"
+        );
+        back.new_run(now);
+        assert_eq!(
+            back.usable_rate(now, None, min),
+            None,
+            "right after a restart"
+        );
+        back.completed(now + MIN, now + HOUR_MS, PriorityClass::Normal);
+        assert_eq!(
+            back.usable_rate(now + 5 * MIN, None, min),
+            None,
+            "too short a watch"
+        );
+        assert!(
+            back.usable_rate(now + 16 * MIN, None, min).is_some(),
+            "watched enough"
         );
     }
 
