@@ -3063,14 +3063,7 @@ async fn the_supervisor_adds_an_operator_who_signs_in_with_the_pin_shown_once_un
         "disabled",
     )
     .await;
-    let changes: Vec<serde_json::Value> = api
-        .get(
-            "/ledger/records?limit=10000",
-            Some(&hall.sign_in("AU1", None)),
-        )
-        .expect(200, "records")
-        .as_array()
-        .unwrap()
+    let changes: Vec<serde_json::Value> = records(api, &hall.sign_in("AU1", None))
         .iter()
         .filter(|r| r["event"]["action"]["kind"] == "user_changed")
         .filter(|r| r["event"]["action"]["user"] == "OP-7")

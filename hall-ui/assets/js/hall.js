@@ -822,10 +822,24 @@ function buildCustodyForms() {
 }
 
 let spoilageAt = 0;
-/** The spoilage awaiting a decision or destruction (`GET /custody/spoilage`), at most every 2 s. */
+let spoilageLater = null;
+/**
+ * The spoilage awaiting a decision or destruction (`GET /custody/spoilage`), at most every 2 s;
+ * a call within the 2 s is not dropped but made when they are up (a report that came in just
+ * after the last fetch, with nothing after it to draw the list again, stayed unseen).
+ */
 async function drawSpoilage() {
   const now = Date.now();
-  if (now - spoilageAt < 2000) return;
+  const wait = spoilageAt + 2000 - now;
+  if (wait > 0) {
+    if (!spoilageLater) {
+      spoilageLater = setTimeout(() => {
+        spoilageLater = null;
+        drawSpoilage();
+      }, wait);
+    }
+    return;
+  }
   spoilageAt = now;
   try {
     const list = await api.get('/custody/spoilage');
