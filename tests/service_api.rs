@@ -1565,6 +1565,47 @@ fn an_operator_outside_their_roster_is_refused_recorded_and_alerted() {
     hall.sign_in("A1", Some("PRINT-01"));
 }
 
+/// An admin may not disable their own account nor reset their own PIN on the API: it would sign
+/// them out for good. Refused naming the console command; nothing changes. (A supervisor manages
+/// operators only: their own account is refused as any supervisor's.)
+#[test]
+fn disabling_oneself_or_resetting_ones_own_pin_is_refused_and_changes_nothing() {
+    let hall = spawn_hall(0.02);
+    let c = hall.client;
+    let aud = hall.sign_in("AU1", None);
+    for who in ["AD1"] {
+        let tok = hall.sign_in(who, None);
+        let before = account(c, &tok, who);
+        let head = ledger_head(c, &aud);
+        for (what, body) in [
+            ("disable", json!({})),
+            ("reset-pin", json!({"generate_pin": true})),
+            ("reset-pin", json!({"pin": "583920"})),
+        ] {
+            let r = c.post(&format!("/users/{who}/{what}"), Some(&tok), &body);
+            assert_eq!(r.status, 403, "{who} {what}: {}", r.text);
+            let (code, message, _) = r.error("own account");
+            assert_eq!(code, "own_account", "{}", r.text);
+            assert!(
+                message.contains(&format!("hallctl users {what} {who}")),
+                "names the console command: {message}"
+            );
+            assert!(r.body.get("pin").is_none(), "no PIN: {}", r.text);
+        }
+        assert_eq!(ledger_head(c, &aud), head, "nothing recorded for {who}");
+        assert_eq!(
+            account(c, &tok, who),
+            before,
+            "{who} unchanged, still signed in"
+        );
+    }
+    // The old PIN still works.
+    hall.sign_in("AD1", None);
+    let sup = hall.sign_in("S1", None);
+    let r = c.post("/users/S1/disable", Some(&sup), &json!({}));
+    assert_eq!(r.status, 403, "{}", r.text);
+}
+
 /// Rostering a signed-in person for a shift that does not hold this moment signs them out; a
 /// roster that does holds their session only to the end of the shift's window.
 #[test]
