@@ -952,17 +952,33 @@ impl Users {
         Ok(user)
     }
 
-    /// Rosters a person's account to `shifts` (empty: any shift). Recorded as `Rostered`. Its
-    /// sessions are not signed out: the roster is checked at sign-in.
+    /// [`Users::set_shifts_at`] now.
     ///
     /// # Errors
-    /// [`AuthError::UnknownUser`], [`AuthError::AccountKind`] for a service account,
-    /// [`AuthError::NoChange`] when it is rostered so already, ledger errors.
+    /// As [`Users::set_shifts_at`].
     pub fn set_shifts(
         &self,
         actor: &OperatorId,
         id: &OperatorId,
         shifts: Vec<Shift>,
+    ) -> Result<User, AuthError> {
+        self.set_shifts_at(actor, id, shifts, Utc::now())
+    }
+
+    /// Rosters a person's account to `shifts` (empty: any shift) at `now`. Recorded as
+    /// `Rostered`. Its sessions are signed out ("not rostered now") when the new roster does not
+    /// cover `now`; otherwise they end, at the latest, when the window of `now` closes (as a
+    /// sign-in at `now` would).
+    ///
+    /// # Errors
+    /// [`AuthError::UnknownUser`], [`AuthError::AccountKind`] for a service account,
+    /// [`AuthError::NoChange`] when it is rostered so already, ledger errors.
+    pub fn set_shifts_at(
+        &self,
+        actor: &OperatorId,
+        id: &OperatorId,
+        shifts: Vec<Shift>,
+        now: DateTime<Utc>,
     ) -> Result<User, AuthError> {
         let _w = lock(&self.write);
         let mut user = self.existing(id)?;
@@ -977,11 +993,22 @@ impl Users {
                 crate::roster::describe(&shifts)
             )));
         }
+        let off = crate::roster::may_sign_in(&shifts, now).is_err();
+        let end = crate::roster::session_end(&shifts, now);
         user.shifts = shifts;
         let change = UserChange::Rostered {
             shifts: crate::roster::names(&user.shifts),
         };
-        self.change(actor, user, change, "", false)
+        let signed_out = if off { "not rostered now" } else { "" };
+        let user = self.change(actor, user, change, signed_out, false)?;
+        if let Some(end) = end {
+            for s in lock(&self.state).sessions.values_mut() {
+                if s.user == user.id {
+                    s.expires_at = s.expires_at.min(end);
+                }
+            }
+        }
+        Ok(user)
     }
 
     /// Replaces a service account's token: the old one stops working, the new one is returned
@@ -1129,7 +1156,10 @@ impl Users {
             station: station.clone(),
         };
         self.commit(now, &user.id, vec![action], Vec::new())?;
-        let expires_at = now + self.ttl;
+        // A rostered person's session ends with the window it was opened in, not 12 h later in
+        // someone else's shift.
+        let expires_at = crate::roster::session_end(&current.shifts, now)
+            .map_or(now + self.ttl, |end| end.min(now + self.ttl));
         lock(&self.state).sessions.insert(
             hash,
             Session {
@@ -2156,6 +2186,65 @@ mod tests {
         );
         let reopened = Users::open(Arc::clone(&h.ledger), AuthPolicy::default()).expect("reopen");
         assert_eq!(reopened.get(&id).expect("OP-1").shifts, vec![Shift::A]);
+    }
+
+    #[test]
+    fn a_rostered_session_ends_with_its_shift_and_a_new_roster_signs_out_who_it_no_longer_covers() {
+        use chrono::TimeZone;
+        let h = hall(AuthPolicy::default());
+        h.users
+            .add(&admin(), "OP-1", "Ayesha Khan", Role::Operator, PIN)
+            .expect("add");
+        let id = op("OP-1");
+        let at = |hh, mm| Utc.with_ymd_and_hms(2026, 12, 7, hh, mm, 0).unwrap();
+        // Rostered for A, signed in at 14:25 (the grace after A): out at 14:30, not at 02:25.
+        h.users
+            .set_shifts_at(&admin(), &id, vec![Shift::A], at(10, 0))
+            .expect("roster A");
+        let t = h
+            .users
+            .sign_in_at(&id, PIN, None, at(14, 25))
+            .expect("grace");
+        assert_eq!(t.expires_at, at(14, 30));
+        h.users
+            .authenticate_at(&t.token, at(14, 29))
+            .expect("in A's grace");
+        assert!(matches!(
+            h.users.authenticate_at(&t.token, at(14, 31)),
+            Err(AuthError::Expired)
+        ));
+        // Signed in for any shift at 03:00, then rostered for A at 03:00: signed out now.
+        h.users
+            .set_shifts_at(&admin(), &id, Vec::new(), at(3, 0))
+            .expect("any");
+        let t = h.users.sign_in_at(&id, PIN, None, at(3, 0)).expect("any");
+        assert_eq!(t.expires_at, at(3, 0) + TimeDelta::hours(12));
+        h.users
+            .set_shifts_at(&admin(), &id, vec![Shift::A], at(3, 0))
+            .expect("roster A at 03:00");
+        assert!(matches!(
+            h.users.authenticate_at(&t.token, at(3, 1)),
+            Err(AuthError::InvalidCredentials)
+        ));
+        assert_eq!(
+            sign_outs(&h, "OP-1").last(),
+            Some(&("ADM-1".to_string(), "not rostered now".to_string()))
+        );
+        // Signed in for any shift at 09:00, rostered for A at 10:00: kept, but only until 14:30.
+        h.users
+            .set_shifts_at(&admin(), &id, Vec::new(), at(9, 0))
+            .expect("any");
+        let t = h.users.sign_in_at(&id, PIN, None, at(9, 0)).expect("any");
+        h.users
+            .set_shifts_at(&admin(), &id, vec![Shift::A], at(10, 0))
+            .expect("roster A at 10:00");
+        h.users
+            .authenticate_at(&t.token, at(14, 0))
+            .expect("still A");
+        assert!(matches!(
+            h.users.authenticate_at(&t.token, at(14, 30)),
+            Err(AuthError::Expired)
+        ));
     }
 
     #[test]

@@ -167,6 +167,26 @@ pub fn may_sign_in(shifts: &[Shift], now: DateTime<Utc>) -> Result<(), NotRoster
     })
 }
 
+/// When a session opened at `now` by someone rostered for `shifts` (empty: any) must end: at
+/// the close of the sign-in window it was opened in (its shift's end plus [`GRACE`]; the latest,
+/// when windows of two rostered shifts overlap). `None`: no roster, no limit (nor one when `now`
+/// lies outside every window: [`may_sign_in`] refuses that).
+pub fn session_end(shifts: &[Shift], now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let secs = i64::from(now.num_seconds_from_midnight());
+    let window = (SHIFT_MINUTES + 2 * GRACE.num_minutes()) * 60;
+    shifts
+        .iter()
+        .filter_map(|s| {
+            let opens = (s.start_minute() - GRACE.num_minutes()) * 60;
+            let since_open = (secs - opens).rem_euclid(DAY_MINUTES * 60);
+            (since_open < window).then(|| {
+                now - TimeDelta::nanoseconds(i64::from(now.nanosecond()))
+                    + TimeDelta::seconds(window - since_open)
+            })
+        })
+        .max()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -237,6 +257,46 @@ mod tests {
             msg.contains("shift C 22–06") && msg.contains("shift(s) A, B"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn a_session_ends_with_the_window_it_was_opened_in_across_midnight_too() {
+        let day = |d, h, m| Utc.with_ymd_and_hms(2026, 12, d, h, m, 0).unwrap();
+        assert_eq!(session_end(&[], at(3, 0)), None, "any shift: no limit");
+        // A, signed in during the grace after it (14:25): out at 14:30, not at the end of B.
+        let a = [Shift::A];
+        assert_eq!(session_end(&a, at(14, 25)), Some(at(14, 30)));
+        assert_eq!(session_end(&a, at(5, 30)), Some(at(14, 30)));
+        assert_eq!(session_end(&a, at(14, 30)), None, "outside the window");
+        // C crosses midnight: opened on the 7th at 21:40 or 23:59, or on the 8th at 03:00, it
+        // ends on the 8th at 06:30.
+        let c = [Shift::C];
+        assert_eq!(session_end(&c, day(7, 21, 40)), Some(day(8, 6, 30)));
+        assert_eq!(session_end(&c, day(7, 23, 59)), Some(day(8, 6, 30)));
+        assert_eq!(session_end(&c, day(8, 0, 0)), Some(day(8, 6, 30)));
+        assert_eq!(session_end(&c, day(8, 6, 29)), Some(day(8, 6, 30)));
+        assert_eq!(session_end(&c, day(8, 12, 0)), None);
+        // Seconds count: 06:29:59 leaves one second.
+        let late = Utc.with_ymd_and_hms(2026, 12, 8, 6, 29, 59).unwrap();
+        assert_eq!(session_end(&c, late), Some(day(8, 6, 30)));
+        // Two rostered shifts whose windows overlap: the later end.
+        assert_eq!(
+            session_end(&[Shift::A, Shift::B], at(13, 50)),
+            Some(at(22, 30))
+        );
+        assert_eq!(
+            session_end(&[Shift::B, Shift::C], at(21, 45)),
+            Some(day(8, 6, 30))
+        );
+        // Every window end is a moment may_sign_in refuses for that roster alone.
+        for s in Shift::ALL {
+            for h in 0..24 {
+                if let Some(end) = session_end(&[s], at(h, 10)) {
+                    assert!(may_sign_in(&[s], end).is_err(), "{s:?} {h}:10 -> {end}");
+                    assert!(may_sign_in(&[s], end - TimeDelta::seconds(1)).is_ok());
+                }
+            }
+        }
     }
 
     #[test]

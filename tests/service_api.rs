@@ -1498,23 +1498,6 @@ fn a_supervisor_adds_disables_resets_and_rosters_an_operator_and_bad_input_chang
     assert_eq!(account(c, &sup, "OP-9")["shifts"], json!(["A", "C"]));
 }
 
-/// A shift (A 06–14, B 14–22, C 22–06 UTC) whose sign-in window (30 minutes either side) does
-/// not hold this moment, and the shift now.
-fn a_shift_out_of_reach() -> (char, char) {
-    use chrono::Timelike;
-    let now = chrono::Utc::now();
-    let minute = now.hour() * 60 + now.minute();
-    let starts = [('A', 6 * 60), ('B', 14 * 60), ('C', 22 * 60)];
-    let covers = |start: u32| (minute + 24 * 60 - (start - 30)) % (24 * 60) < 9 * 60;
-    let current = starts
-        .iter()
-        .find(|(_, s)| (minute + 24 * 60 - s) % (24 * 60) < 8 * 60)
-        .unwrap()
-        .0;
-    let away = starts.iter().find(|(_, s)| !covers(*s)).unwrap().0;
-    (away, current)
-}
-
 /// An operator rostered for another shift signs in with the right PIN and is refused
 /// (`not_rostered`, naming the shift now and theirs), recorded and alerted; the station stays
 /// free. Rostered for the shift now, they sign in.
@@ -1877,4 +1860,89 @@ fn a_shift_reconciliation_lists_the_lots_received_and_drawn_on_in_that_shift() {
         .get("/ledger/reconcile?shift=2001-01-01A", Some(&aud))
         .expect(200, "an old shift");
     assert_eq!(empty["lots"], json!([]), "{empty}");
+/// An admin may not disable their own account nor reset their own PIN on the API: it would sign
+/// them out for good. Refused naming the console command; nothing changes. (A supervisor manages
+/// operators only: their own account is refused as any supervisor's.)
+#[test]
+fn disabling_oneself_or_resetting_ones_own_pin_is_refused_and_changes_nothing() {
+    let hall = spawn_hall(0.02);
+    let c = hall.client;
+    let aud = hall.sign_in("AU1", None);
+    for who in ["AD1"] {
+        let tok = hall.sign_in(who, None);
+        let before = account(c, &tok, who);
+        let head = ledger_head(c, &aud);
+        for (what, body) in [
+            ("disable", json!({})),
+            ("reset-pin", json!({"generate_pin": true})),
+            ("reset-pin", json!({"pin": "583920"})),
+        ] {
+            let r = c.post(&format!("/users/{who}/{what}"), Some(&tok), &body);
+            assert_eq!(r.status, 403, "{who} {what}: {}", r.text);
+            let (code, message, _) = r.error("own account");
+            assert_eq!(code, "own_account", "{}", r.text);
+            assert!(
+                message.contains(&format!("hallctl users {what} {who}")),
+                "names the console command: {message}"
+            );
+            assert!(r.body.get("pin").is_none(), "no PIN: {}", r.text);
+        }
+        assert_eq!(ledger_head(c, &aud), head, "nothing recorded for {who}");
+        assert_eq!(
+            account(c, &tok, who),
+            before,
+            "{who} unchanged, still signed in"
+        );
+    }
+    // The old PIN still works.
+    hall.sign_in("AD1", None);
+    let sup = hall.sign_in("S1", None);
+    let r = c.post("/users/S1/disable", Some(&sup), &json!({}));
+    assert_eq!(r.status, 403, "{}", r.text);
+}
+
+/// Rostering a signed-in person for a shift that does not hold this moment signs them out; a
+/// roster that does holds their session only to the end of the shift's window.
+#[test]
+fn a_new_roster_signs_out_who_it_no_longer_covers_and_a_session_ends_with_the_shift() {
+    use chrono::Timelike;
+    let hall = spawn_hall(0.02);
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    let (away, now) = a_shift_out_of_reach();
+    let a1 = hall.sign_in("A1", None);
+    c.get("/session", Some(&a1)).expect(200, "A1 signed in");
+    c.post(
+        "/users/A1/shifts",
+        Some(&sup),
+        &json!({"shifts": [away.to_string()]}),
+    )
+    .expect(200, "roster A1 away");
+    let r = c.get("/session", Some(&a1));
+    assert_eq!(r.status, 401, "A1 is signed out: {}", r.text);
+
+    // Rostered for the shift now: signed in until the window closes, not 12 h.
+    c.post(
+        "/users/A1/shifts",
+        Some(&sup),
+        &json!({"shifts": [now.to_string()]}),
+    )
+    .expect(200, "roster A1 now");
+    let r = sign_in_status(c, "A1", pin("A1"), None).expect(200, "A1 for the shift now");
+    let expires: chrono::DateTime<chrono::Utc> = r["expires_at"]
+        .as_str()
+        .expect("expires_at")
+        .parse()
+        .expect("a time");
+    let start = match now {
+        'A' => 6,
+        'B' => 14,
+        _ => 22,
+    };
+    assert_eq!(
+        (expires.hour(), expires.minute(), expires.second()),
+        ((start + 8) % 24, 30, 0),
+        "ends with shift {now}'s grace: {expires}"
+    );
+    assert!(expires - chrono::Utc::now() <= chrono::TimeDelta::minutes(8 * 60 + 30));
 }

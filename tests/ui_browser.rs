@@ -2997,6 +2997,24 @@ async fn the_supervisor_adds_an_operator_who_signs_in_with_the_pin_shown_once_un
     );
     wait_js(c, "OP-7 listed", &text_of(row), "Seven").await;
     assert_eq!(times_shown(c, &pin).await, 1, "the PIN is shown once");
+    // Not read aloud: the notice is no live region and in none; the page says a PIN is shown.
+    let live = "const pin = arguments[0];
+        const live = '[aria-live], [role=alert], [role=status], [role=log], [role=marquee], [role=timer]';
+        const notice = document.getElementById('pin-notice');
+        return String(notice.closest(live) === null
+            && [...document.querySelectorAll(live)].every((e) => !e.textContent.includes(pin)));";
+    assert_eq!(
+        c.execute(live, vec![json!(pin)]).await.unwrap(),
+        json!("true"),
+        "the PIN is in no live region"
+    );
+    wait_js(
+        c,
+        "the PIN announced as shown",
+        &text_of("#announce"),
+        "A new PIN is shown on screen",
+    )
+    .await;
     screenshot(c, "people-pin-once").await;
     click(c, "#pin-noted").await;
     let in_page = "const pin = arguments[0];
@@ -3099,6 +3117,33 @@ async fn the_supervisor_adds_an_operator_who_signs_in_with_the_pin_shown_once_un
     to(c, &hall_w).await;
     labelled(c, "the People tab").await;
     no_page_errors(c, "the hall view").await;
+
+    // An admin's own row offers neither disable nor a PIN reset (the controller refuses both:
+    // they would sign the page out for good); another's does.
+    click(c, "#sign-out").await;
+    wait_eq(
+        c,
+        "S1 signed out",
+        "return String(document.getElementById('signin').hidden);",
+        "false",
+    )
+    .await;
+    sign_in(c, "AD1", None).await;
+    click(c, "#tab-people").await;
+    wait_js(c, "the accounts", &text_of("#people"), "AD1").await;
+    let offered = |id: &str| {
+        format!(
+            "const tr = document.querySelector('#people tr[data-user=\"{id}\"]');
+             return [...tr.querySelectorAll('[data-verb=disable], [data-verb=reset]')]
+                 .filter((b) => !b.hidden && !b.closest('[hidden]')).length + '';"
+        )
+    };
+    wait_eq(c, "S1's actions", &offered("S1"), "2").await;
+    assert_eq!(
+        c.execute(&offered("AD1"), vec![]).await.unwrap(),
+        json!("0"),
+        "AD1's own row has no disable or reset"
+    );
 }
 
 /// The `seq`s of the rows of the auditor's records table, in order, space-separated.

@@ -758,3 +758,34 @@ fn wrong_pins_typed_for_a_supervisor_at_one_terminal_do_not_lock_them_out_of_the
         "{alert}"
     );
 }
+
+/// A sign-in refused by the roster (the PIN right, the shift not theirs) keeps its attempt
+/// counted: it cannot be repeated without limit, each one a refusal record and an alert.
+#[test]
+fn sign_ins_refused_by_the_roster_count_against_the_limit() {
+    let toml = HALL_TOML.replace(
+        "shutdown_grace_secs = 2\n",
+        "shutdown_grace_secs = 2\nsignin_burst = 3\nsignin_refill_secs = 3600\n",
+    );
+    let hall = spawn_hall_as(0.02, &toml, PEOPLE);
+    let addr = hall.client.addr;
+    let sup = hall.sign_in("S1", None);
+    let (away, _) = a_shift_out_of_reach();
+    hall.client
+        .post(
+            "/users/A1/shifts",
+            Some(&sup),
+            &json!({"shifts": [away.to_string()]}),
+        )
+        .expect(200, "roster A1 away");
+    let right = json!({"user": "A1", "pin": pin("A1")});
+    let from = [127, 0, 0, 31];
+    for i in 0..3 {
+        let a = send_from(from, addr, "POST", "/api/v1/session", Some(&right));
+        assert_eq!(a.status, 403, "off-roster sign-in {i}: {}", a.text);
+        assert_eq!(a.code(), "not_rostered");
+    }
+    let a = send_from(from, addr, "POST", "/api/v1/session", Some(&right));
+    assert_eq!(a.status, 429, "the fourth is over the limit: {}", a.text);
+    assert_eq!(a.code(), "rate_limited");
+}

@@ -185,9 +185,6 @@ async fn open_session(
             return Err(e.into());
         }
     };
-    if let Some(ip) = addr {
-        s.web.signin().give_back(ip, Instant::now());
-    }
     let station = match req.station.as_deref() {
         Some(st) if !st.trim().is_empty() => {
             if account.role != Role::Operator {
@@ -203,11 +200,13 @@ async fn open_session(
             let st = StationId::new(st.trim());
             s.line.station(st.clone()).await?;
             rostered(s, &account, Some(&st)).await?;
+            give_back(s, addr);
             s.line.can_occupy(user.clone(), st.clone()).await?;
             Some(st)
         }
         _ => {
             rostered(s, &account, None).await?;
+            give_back(s, addr);
             None
         }
     };
@@ -233,6 +232,15 @@ async fn open_session(
         return Err(e.into());
     }
     Ok(token)
+}
+
+/// Gives back the sign-in attempt from `addr`: the PIN was right and the account is rostered
+/// now. (A refusal by the roster keeps it counted: else it could be repeated without limit, each
+/// writing a refusal and raising an alert.)
+fn give_back(s: &AppState, addr: Option<std::net::IpAddr>) {
+    if let Some(ip) = addr {
+        s.web.signin().give_back(ip, Instant::now());
+    }
 }
 
 /// Refuses (recorded and alerted, like any refusal of a rule) a person whose PIN was right but

@@ -169,16 +169,35 @@ fn target(s: &AppState, auth: &Auth, id: &str) -> Result<crate::auth::User, ApiE
     Ok(u)
 }
 
-/// Disables an account (its tokens stop working).
+/// Refuses `what` (`disable`, `reset-pin`) on one's own account: it would sign out the person
+/// doing it for good (and lose a PIN shown once). Another manager does it, or the console.
+fn not_own(auth: &Auth, u: &crate::auth::User, what: &str) -> Result<(), ApiError> {
+    if auth.0.user != u.id {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        axum::http::StatusCode::FORBIDDEN,
+        "own_account",
+        format!(
+            "{what} on your own account ({}) is refused here: it would sign you out for good; \
+             ask another admin, or use the console with the controller stopped: \
+             `hallctl users {what} {}`",
+            u.id, u.id
+        ),
+    ))
+}
+
+/// Disables an account (its tokens stop working). Not one's own (`own_account`).
 #[utoipa::path(post, path = "/users/{id}/disable", params(("id" = String, Path)),
-    responses((status = 200, body = Object), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "no change: already so")))]
+    responses((status = 200, body = Object), (status = 403, body = ErrorBody, description = "one's own account"),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "no change: already so")))]
 async fn disable(
     State(s): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<UserSummary>, ApiError> {
     let u = target(&s, &auth, &id)?;
+    not_own(&auth, &u, "disable")?;
     let (users, actor) = (s.users.clone(), auth.0.user.clone());
     let out = super::blocking(move || Ok(users.disable(&actor, &u.id)?)).await?;
     Ok(Json(out.summary()))
@@ -200,8 +219,10 @@ async fn enable(
 }
 
 /// Sets a new PIN, chosen or generated (clears a lockout, signs the account's sessions out).
+/// Not one's own (`own_account`).
 #[utoipa::path(post, path = "/users/{id}/reset-pin", params(("id" = String, Path)), request_body = NewPin,
-    responses((status = 200, body = PinSet), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = PinSet), (status = 403, body = ErrorBody, description = "one's own account"),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn reset_pin(
     State(s): State<AppState>,
     auth: Auth,
@@ -209,6 +230,7 @@ async fn reset_pin(
     ApiJson(r): ApiJson<NewPin>,
 ) -> Result<Json<PinSet>, ApiError> {
     let u = target(&s, &auth, &id)?;
+    not_own(&auth, &u, "reset-pin")?;
     let (pin, shown) = pin_of(u.id.as_str(), r.pin, r.generate_pin)?;
     let (users, actor) = (s.users.clone(), auth.0.user.clone());
     let out = super::blocking(move || Ok(users.reset_pin(&actor, &u.id, &pin)?)).await?;

@@ -1011,3 +1011,20 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
     sorted[rank.min(sorted.len()) - 1]
 }
+
+/// A shift (A 06–14, B 14–22, C 22–06 UTC) whose sign-in window (30 minutes either side) does
+/// not hold this moment, and the shift now.
+pub fn a_shift_out_of_reach() -> (char, char) {
+    use chrono::Timelike;
+    let now = chrono::Utc::now();
+    let minute = now.hour() * 60 + now.minute();
+    let starts = [('A', 6 * 60), ('B', 14 * 60), ('C', 22 * 60)];
+    let covers = |start: u32| (minute + 24 * 60 - (start - 30)) % (24 * 60) < 9 * 60;
+    let current = starts
+        .iter()
+        .find(|(_, s)| (minute + 24 * 60 - s) % (24 * 60) < 8 * 60)
+        .unwrap()
+        .0;
+    let away = starts.iter().find(|(_, s)| !covers(*s)).unwrap().0;
+    (away, current)
+}

@@ -904,7 +904,10 @@ async function loadReconciliation() {
 // The list is read again every few seconds while shown; rows are keyed by account and change in
 // place (a roster being ticked is left as the supervisor ticked it). A PIN, new or reset, is
 // chosen by the controller and shown once, in the notice, until "I have noted it" takes it out
-// of the page: it is never announced, logged or kept.
+// of the page: it is never announced (the notice is no live region: "A new PIN is shown on
+// screen" is), logged or kept, and never shown once the session that asked for it has ended.
+// One's own account is not disabled nor its PIN reset here (the controller refuses it: it would
+// sign this page out for good).
 
 const SHIFTS = ['A', 'B', 'C'];
 const ROLES = ['operator', 'supervisor', 'auditor', 'admin'];
@@ -916,11 +919,14 @@ function mayManage(u) {
   return !WALL && (r === 'admin' || (r === 'supervisor' && u.role === 'operator'));
 }
 
-function showPin(user, pin) {
+/** Shows `pin` of `user`, asked for by `asker` (the page's session then): not if it has ended. */
+function showPin(user, pin, asker) {
+  if (!pin || !asker || api.session !== asker) return false;
   setText($('pin-for'), `The new PIN of ${user} is`);
   setText($('pin-shown'), pin);
   setHidden($('pin-notice'), false);
   $('pin-noted').focus();
+  return true;
 }
 
 function forgetPin() {
@@ -955,11 +961,12 @@ function buildPeopleForm() {
     h('button', { type: 'submit', text: 'Add, with a new PIN' }),
     h('p', { class: 'form-error', role: 'alert' }));
   onSubmit(f, async (v, form) => {
+    const asker = api.session;
     const r = await api.post('/users', { id: v.id.toUpperCase(), name: v.name, role: v.role, generate_pin: true });
     form.reset();
     await loadPeople().catch(showPeopleError);
-    if (r.pin) showPin(r.user.id, r.pin);
-    return `${r.user.id} added (${r.user.role})`;
+    const shown = showPin(r.user.id, r.pin, asker);
+    return `${r.user.id} added (${r.user.role})${shown ? '. A new PIN is shown on screen' : ''}`;
   });
 }
 
@@ -1009,6 +1016,7 @@ function ticked(tr) {
 
 function updatePersonRow(tr, u) {
   const manage = mayManage(u);
+  const own = Boolean(api.session) && api.session.user === u.id;
   const locked = u.locked_until && Date.parse(u.locked_until) > Date.now();
   setAttr(tr, 'data-user', u.id);
   setAttr(tr, 'data-disabled', String(u.disabled));
@@ -1035,8 +1043,8 @@ function updatePersonRow(tr, u) {
   setAttr(toggle, 'data-verb', u.disabled ? 'enable' : 'disable');
   setText(toggle, u.disabled ? `Enable ${u.id}` : `Disable ${u.id}…`);
   setAttr(toggle, 'class', u.disabled ? '' : 'danger');
-  setHidden(toggle, Boolean(asking));
-  setHidden(tr.querySelector('[data-verb=reset]'), Boolean(asking) || u.service);
+  setHidden(toggle, Boolean(asking) || own);
+  setHidden(tr.querySelector('[data-verb=reset]'), Boolean(asking) || u.service || own);
   const q = tr.querySelector('[data-field=question]');
   setHidden(q, !asking);
   setText(q, asking === 'disable' ? `Disable ${u.id}? They are signed out and cannot sign in until enabled.`
@@ -1074,9 +1082,10 @@ async function personCommand(tr, verb) {
         await api.post(`${path}/disable`);
         announce(`${id} disabled: signed out, and cannot sign in until enabled`);
       } else if (what === 'reset') {
+        const asker = api.session;
         const r = await api.post(`${path}/reset-pin`, { generate_pin: true });
-        showPin(id, r.pin);
-        announce(`The PIN of ${id} was reset`);
+        const shown = showPin(id, r.pin, asker);
+        announce(`The PIN of ${id} was reset${shown ? '. A new PIN is shown on screen' : ''}`);
       }
     } else if (verb === 'enable') {
       await api.post(`${path}/enable`);
