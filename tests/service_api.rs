@@ -1860,6 +1860,8 @@ fn a_shift_reconciliation_lists_the_lots_received_and_drawn_on_in_that_shift() {
         .get("/ledger/reconcile?shift=2001-01-01A", Some(&aud))
         .expect(200, "an old shift");
     assert_eq!(empty["lots"], json!([]), "{empty}");
+}
+
 /// An admin may not disable their own account nor reset their own PIN on the API: it would sign
 /// them out for good. Refused naming the console command; nothing changes. (A supervisor manages
 /// operators only: their own account is refused as any supervisor's.)
