@@ -2449,8 +2449,9 @@ const SCAN_BENCH_PROBE: &str = "
     return 'ok';";
 
 /// Issue 17's benchmark, "scan → answer in Chromium": at PRINT-01, A1 scans booklets that are
-/// not in their session, as a scanner types (each key 5 ms apart, then Enter), one every half
-/// second or so; each is refused.
+/// not in their session, as a scanner types (each key 5 ms apart, then Enter, through WebDriver),
+/// one every half second or so, each refused; then as many sent from the page itself (the
+/// scan field's value set and its form submitted, as Enter does), side by side in one run.
 /// Measured in the page: from the Enter's keydown to the refusal in the DOM; of that, the
 /// request as the browser timed it (sent to last byte received), and of that the server's own
 /// time (its `Server-Timing` header). Prints the figures and writes `target/scan-answer.tsv`; it asserts that every scan
@@ -2613,6 +2614,78 @@ async fn bench_scan_to_answer_in_the_page() {
         );
     }
     eprintln!("scan bench: figures in {}", out.display());
+
+    // The same scans sent from the page itself, as Enter in the scan field does (the form's
+    // submission), with no WebDriver command in flight: WebDriver's key events reach the page
+    // through the browser's debugging protocol, whose traffic holds the page's main thread while
+    // the answer is on its way (measured: the answer reached the page 5–10 ms after its last
+    // byte with keys sent so, 1–3 ms without). A scanner's keys come from the keyboard device.
+    let inpage = c
+        .execute_async(
+            &format!(
+                "const done = arguments[arguments.length - 1];
+                 (async () => {{
+                   const out = [];
+                   for (let i = 0; i < {n}; i++) {{
+                     const serial = 'B1' + String(600 + i).padStart(6, '0');
+                     const seen = window.scanBench.answer.length;
+                     const f = document.querySelector('#task form.scan');
+                     f.elements.booklet.value = serial;
+                     const t0 = performance.now();
+                     f.requestSubmit();
+                     let a;
+                     while (!(a = window.scanBench.answer.slice(seen).find((x) => x[1].includes(serial)))) {{
+                       await new Promise((r) => setTimeout(r, 1));
+                     }}
+                     const e = performance.getEntriesByType('resource')
+                       .filter((x) => x.name.endsWith('/stations/PRINT-01/print')).pop();
+                     const app = (e.serverTiming.find((t) => t.name === 'app') || {{ duration: -1 }}).duration;
+                     out.push([a[0] - t0, e.responseEnd - e.requestStart, app, a[1].startsWith('Refused: ')]);
+                     await new Promise((r) => setTimeout(r, {pace}));
+                   }}
+                   done(out);
+                 }})();",
+                pace = pace.as_millis()
+            ),
+            vec![],
+        )
+        .await
+        .expect("the scans sent from the page");
+    let rows: Vec<(f64, f64, f64)> = inpage
+        .as_array()
+        .expect("in-page figures")
+        .iter()
+        .map(|r| {
+            assert_eq!(r[3], json!(true), "every in-page scan refused: {r}");
+            let f = |i: usize| r[i].as_f64().unwrap_or(f64::NAN);
+            (f(0), f(1), f(2))
+        })
+        .collect();
+    assert_eq!(rows.len(), n, "one answer per in-page scan");
+    let mut total: Vec<f64> = rows.iter().map(|r| r.0).collect();
+    let mut request: Vec<f64> = rows.iter().map(|r| r.1).collect();
+    let mut server: Vec<f64> = rows.iter().map(|r| r.2).collect();
+    let mut page: Vec<f64> = rows.iter().map(|r| r.0 - r.1).collect();
+    for (what, v) in [
+        (
+            "sent from the page: submission → answer in the DOM",
+            &mut total,
+        ),
+        (
+            "  of which the request, as the browser timed it",
+            &mut request,
+        ),
+        ("  of which the server (its Server-Timing)", &mut server),
+        ("  of which the page", &mut page),
+    ] {
+        v.sort_by(f64::total_cmp);
+        eprintln!(
+            "scan bench: {what}: {n} scans, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            percentile(v, 50.0),
+            percentile(v, 99.0),
+            v.last().copied().unwrap_or(f64::NAN)
+        );
+    }
     no_page_errors(c, "A1's terminal").await;
 }
 
