@@ -2620,40 +2620,44 @@ async fn bench_scan_to_answer_in_the_page() {
     // through the browser's debugging protocol, whose traffic holds the page's main thread while
     // the answer is on its way (measured: the answer reached the page 5–10 ms after its last
     // byte with keys sent so, 1–3 ms without). A scanner's keys come from the keyboard device.
-    let inpage = c
-        .execute_async(
-            &format!(
-                "const done = arguments[arguments.length - 1];
-                 (async () => {{
-                   const out = [];
-                   for (let i = 0; i < {n}; i++) {{
-                     const serial = 'B1' + String(600 + i).padStart(6, '0');
-                     const seen = window.scanBench.answer.length;
-                     const f = document.querySelector('#task form.scan');
-                     f.elements.booklet.value = serial;
-                     const t0 = performance.now();
-                     f.requestSubmit();
-                     let a;
-                     while (!(a = window.scanBench.answer.slice(seen).find((x) => x[1].includes(serial)))) {{
-                       await new Promise((r) => setTimeout(r, 1));
-                     }}
-                     const e = performance.getEntriesByType('resource')
-                       .filter((x) => x.name.endsWith('/stations/PRINT-01/print')).pop();
-                     const app = (e.serverTiming.find((t) => t.name === 'app') || {{ duration: -1 }}).duration;
-                     out.push([a[0] - t0, e.responseEnd - e.requestStart, app, a[1].startsWith('Refused: ')]);
-                     await new Promise((r) => setTimeout(r, {pace}));
-                   }}
-                   done(out);
-                 }})();",
-                pace = pace.as_millis()
-            ),
-            vec![],
-        )
-        .await
-        .expect("the scans sent from the page");
+    // In batches, each well within WebDriver's script timeout (30 s).
+    let mut inpage = Vec::with_capacity(n);
+    for start in (0..n).step_by(20) {
+        let count = 20.min(n - start);
+        let batch = c
+            .execute_async(
+                &format!(
+                    "const done = arguments[arguments.length - 1];
+                     (async () => {{
+                       const out = [];
+                       for (let i = {start}; i < {start} + {count}; i++) {{
+                         const serial = 'B1' + String(600 + i).padStart(6, '0');
+                         const seen = window.scanBench.answer.length;
+                         const f = document.querySelector('#task form.scan');
+                         f.elements.booklet.value = serial;
+                         const t0 = performance.now();
+                         f.requestSubmit();
+                         let a;
+                         while (!(a = window.scanBench.answer.slice(seen).find((x) => x[1].includes(serial)))) {{
+                           await new Promise((r) => setTimeout(r, 1));
+                         }}
+                         const e = performance.getEntriesByType('resource')
+                           .filter((x) => x.name.endsWith('/stations/PRINT-01/print')).pop();
+                         const app = (e.serverTiming.find((t) => t.name === 'app') || {{ duration: -1 }}).duration;
+                         out.push([a[0] - t0, e.responseEnd - e.requestStart, app, a[1].startsWith('Refused: ')]);
+                         await new Promise((r) => setTimeout(r, {pace}));
+                       }}
+                       done(out);
+                     }})();",
+                    pace = pace.as_millis()
+                ),
+                vec![],
+            )
+            .await
+            .expect("the scans sent from the page");
+        inpage.extend(batch.as_array().expect("in-page figures").iter().cloned());
+    }
     let rows: Vec<(f64, f64, f64)> = inpage
-        .as_array()
-        .expect("in-page figures")
         .iter()
         .map(|r| {
             assert_eq!(r[3], json!(true), "every in-page scan refused: {r}");
