@@ -777,8 +777,17 @@ impl Store {
     /// # Errors
     /// sled failed.
     pub fn checkpoints(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.checkpoints_from(0)
+    }
+
+    /// The stored checkpoints at or after `seq`, in order (a range read: its cost is the
+    /// number it returns, not the number stored).
+    ///
+    /// # Errors
+    /// sled failed.
+    pub fn checkpoints_from(&self, seq: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.tree.scan_prefix([C]) {
+        for kv in self.tree.range(pk(C, &seq.to_be_bytes())..pk(C + 1, &[])) {
             let (k, v) = kv?;
             out.push((key_u64(&k[1..]), v.to_vec()));
         }

@@ -227,9 +227,16 @@ impl Ledger {
         key: &VerifyingKey,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<VerifyReport, LedgerError> {
+        // An incremental run reads and checks only the checkpoints from the verified mark on
+        // (the mark's own among them: its signed link is where the run starts), so its cost
+        // does not grow with the ledger's age; the others are the full run's to check.
+        let below = match opts.mode {
+            VerifyMode::Incremental => self.verified_checkpoint()?,
+            VerifyMode::Full | VerifyMode::SinceCheckpoint => 0,
+        };
         let stored: Vec<Checkpoint> = self
             .store
-            .checkpoints()?
+            .checkpoints_from(below)?
             .into_iter()
             .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
             .collect();
@@ -641,6 +648,48 @@ mod tests {
         assert!(next.ok(), "{next:?}");
         assert_eq!((next.from, next.last_good), (36, 50));
         assert_eq!(l.verified_checkpoint().expect("read"), 50);
+    }
+
+    /// Incremental verification reads and checks only the checkpoints from the verified mark on:
+    /// its cost does not grow with the ledger's age. A checkpoint forged below the mark is the
+    /// full verification's to find, like a record edited there.
+    #[test]
+    fn incremental_verification_checks_only_the_checkpoints_from_the_mark() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let l = ledger(dir.path(), 7);
+        for batch in 1..5 {
+            lots(&l, batch * 7, 7);
+        }
+        // Checkpoints at 7, 14, 21, 28, 35; a full verification sets the mark at 35.
+        assert!(run(&l, VerifyMode::Full).ok());
+        assert_eq!(l.verified_checkpoint().expect("read"), 35);
+        lots(&l, 35, 7); // records 36-42, a checkpoint at 42
+        lots(&l, 42, 7); // records 43-49, a checkpoint at 49
+
+        // A forged checkpoint below the mark.
+        let cps = l.checkpoints().expect("checkpoints");
+        let mut forged = cps.iter().find(|c| c.seq == 14).expect("14").clone();
+        forged.signature = "00".repeat(64);
+        l.store()
+            .tamper_checkpoint_put(14, Some(&serde_json::to_vec(&forged).expect("encode")))
+            .expect("put");
+
+        let inc = run(&l, VerifyMode::Incremental);
+        assert!(inc.ok(), "{inc:?}");
+        assert_eq!((inc.from, inc.checked, inc.last_good), (36, 14, 49));
+        // The checkpoints after the mark (the mark's own is where the run starts): 42 and 49.
+        assert_eq!(inc.checkpoints_checked, 2, "{inc:?}");
+        assert_eq!(l.verified_checkpoint().expect("read"), 49);
+
+        let full = run(&l, VerifyMode::Full);
+        assert_eq!(full.first_bad.as_ref().map(|b| b.seq), Some(14), "{full:?}");
+        assert!(
+            matches!(
+                full.first_bad.as_ref().map(|b| &b.problem),
+                Some(Problem::BadCheckpoint { .. })
+            ),
+            "{full:?}"
+        );
     }
 
     /// Every way of splitting the journal gives the one-pass report, for a sound journal and
