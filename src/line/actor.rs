@@ -446,31 +446,12 @@ impl Actor {
 
     /// Reads the stored jobs and bags back; interrupted steps become needs-inspection.
     fn load(&mut self) -> Result<(), LineError> {
-        let mut records = Vec::new();
-        let mut error = None;
         let ledger = self.ledger.clone();
         let store = ledger.store();
-        store
-            .aux_for_each(store_jobs::JOB, store_jobs::JOB, |_, v| {
-                match store_jobs::decode_job(v) {
-                    Ok(r) => records.push(r),
-                    Err(e) => {
-                        error = Some(e);
-                        return false;
-                    }
-                }
-                true
-            })
-            .map_err(|e| LineError::Storage(e.to_string()))?;
-        if let Some(e) = error {
-            return Err(e);
-        }
+        let (records, next_id) = store_jobs::load_live(store)?;
+        self.next_id = self.next_id.max(next_id);
         let mut interrupted = Vec::new();
         for r in records {
-            self.next_id = self.next_id.max(r.job.id.0 + 1);
-            if r.state.is_final() {
-                continue;
-            }
             if r.state.in_step().is_some() {
                 let next = r
                     .apply(&JobEvent::Interrupt, &self.separation)
@@ -682,10 +663,7 @@ impl Actor {
             .map(|(actor, e)| (now, actor, e))
             .collect();
         for j in jobs {
-            aux.push((
-                store_jobs::job_key(j.job.id),
-                Some(store_jobs::encode_job(j)?),
-            ));
+            aux.extend(store_jobs::job_writes(j)?);
         }
         let started = std::time::Instant::now();
         let result = self.ledger.append_batch_with(entries, aux);

@@ -20,6 +20,12 @@ use crate::store::Store;
 pub(super) const JOB: &[u8] = b"job/";
 pub(super) const TRACKING: &[u8] = b"tn/";
 pub(super) const BAG: &[u8] = b"bag/";
+/// `lj/<id, u64 big-endian>` → nothing: the jobs not yet final (dispatched or cancelled). A
+/// restart reads only these, so its cost follows the work in the hall, not the hall's age.
+pub(super) const LIVE: &[u8] = b"lj/";
+/// Set in the store's meta once the live index covers every stored job (a store written before
+/// the index has it built once, at the first start that finds it missing).
+const LIVE_INDEX_BUILT: &str = "line/live-jobs-index";
 
 pub(super) fn job_key(id: JobId) -> Vec<u8> {
     let mut k = JOB.to_vec();
@@ -37,6 +43,101 @@ pub(super) fn bag_key(id: &str) -> Vec<u8> {
     let mut k = BAG.to_vec();
     k.extend_from_slice(id.as_bytes());
     k
+}
+
+/// One operational write: a key and its new value (`None`: removed).
+pub(super) type AuxWrite = (Vec<u8>, Option<Vec<u8>>);
+
+fn live_key(id: JobId) -> Vec<u8> {
+    let mut k = LIVE.to_vec();
+    k.extend_from_slice(&id.0.to_be_bytes());
+    k
+}
+
+/// The operational writes that store a job record: the record itself and its place in the
+/// live index (in, while it is not final; out, once it is). Written in the job's batch.
+pub(super) fn job_writes(r: &JobRecord) -> Result<[AuxWrite; 2], LineError> {
+    let live = (!r.state.is_final()).then(Vec::new);
+    Ok([
+        (job_key(r.job.id), Some(encode_job(r)?)),
+        (live_key(r.job.id), live),
+    ])
+}
+
+/// The jobs not yet final, from the live index, and the next free job id. A store written
+/// before the index gets it built here, once, from every stored job (and made durable).
+pub(super) fn load_live(store: &Store) -> Result<(Vec<JobRecord>, u64), LineError> {
+    let storage = |e: crate::store::StoreError| LineError::Storage(e.to_string());
+    let mut next_id = 1;
+    store
+        .aux_for_each_rev(JOB, &job_key(JobId(u64::MAX)), |k, _| {
+            if let Some(id) = k.get(JOB.len()..).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+                next_id = u64::from_be_bytes(id) + 1;
+            }
+            false
+        })
+        .map_err(storage)?;
+    if store.meta_get(LIVE_INDEX_BUILT).map_err(storage)?.is_none() {
+        return build_live_index(store).map(|live| (live, next_id));
+    }
+    let mut ids = Vec::new();
+    store
+        .aux_for_each(LIVE, LIVE, |k, _| {
+            if let Some(id) = k
+                .get(LIVE.len()..)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            {
+                ids.push(JobId(u64::from_be_bytes(id)));
+            }
+            true
+        })
+        .map_err(storage)?;
+    let mut live = Vec::with_capacity(ids.len());
+    for id in ids {
+        match load_job(store, id)? {
+            Some(r) => live.push(r),
+            None => {
+                return Err(LineError::Storage(format!(
+                    "the live-jobs index names job {id}, which is not stored"
+                )));
+            }
+        }
+    }
+    Ok((live, next_id))
+}
+
+/// Reads every stored job once and writes the live index of those not final.
+fn build_live_index(store: &Store) -> Result<Vec<JobRecord>, LineError> {
+    let storage = |e: crate::store::StoreError| LineError::Storage(e.to_string());
+    let mut live = Vec::new();
+    let mut error = None;
+    store
+        .aux_for_each(JOB, JOB, |_, v| match decode_job(v) {
+            Ok(r) => {
+                if !r.state.is_final() {
+                    live.push(r);
+                }
+                true
+            }
+            Err(e) => {
+                error = Some(e);
+                false
+            }
+        })
+        .map_err(storage)?;
+    if let Some(e) = error {
+        return Err(e);
+    }
+    let mut ws = crate::store::WriteSet::default();
+    for r in &live {
+        ws.aux(live_key(r.job.id), Some(Vec::new()));
+    }
+    store.commit(&ws).map_err(storage)?;
+    store.sync().map_err(storage)?;
+    store.meta_set(LIVE_INDEX_BUILT, b"1").map_err(storage)?;
+    store.sync().map_err(storage)?;
+    tracing::info!(live = live.len(), "built the index of live jobs (once)");
+    Ok(live)
 }
 
 pub(super) fn encode_job(r: &JobRecord) -> Result<Vec<u8>, LineError> {
@@ -400,4 +501,88 @@ fn search(
         None
     };
     Ok(Page { jobs: found, next })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demo::dice::Dice;
+    use crate::demo::issuance::JobMix;
+    use hallctl_jobs::intake::{IntakeContext, validate};
+    use hallctl_jobs::job::{JobEvent, Separation};
+
+    /// `n` queued jobs, ids 1..=n, as intake makes them.
+    fn queued_jobs(n: usize) -> Vec<JobRecord> {
+        let now = Utc::now();
+        JobMix::new(1.0, "PAK")
+            .batch(n, now, &mut Dice::seeded(7))
+            .iter()
+            .enumerate()
+            .map(|(i, req)| {
+                let ctx = IntakeContext {
+                    now,
+                    job_id: JobId(i as u64 + 1),
+                    known_destinations: None,
+                    issuing_states: None,
+                };
+                JobRecord::new(validate(req, &ctx).expect("valid"))
+                    .apply(&JobEvent::Queue, &Separation::strict())
+                    .expect("queued")
+            })
+            .collect()
+    }
+
+    fn cancelled(r: &JobRecord) -> JobRecord {
+        r.apply(
+            &JobEvent::Cancel {
+                reason: "test".into(),
+            },
+            &Separation::strict(),
+        )
+        .expect("cancelled")
+    }
+
+    fn write(store: &Store, writes: impl IntoIterator<Item = AuxWrite>) {
+        let mut ws = crate::store::WriteSet::default();
+        for (k, v) in writes {
+            ws.aux(k, v);
+        }
+        store.commit(&ws).expect("commit");
+    }
+
+    /// A restart reads the live jobs only: a store from before the index gets it built once,
+    /// from every job; after that, a final job leaves the index in its own batch, and a job
+    /// the index does not name is not read at all.
+    #[test]
+    fn a_restart_reads_only_the_jobs_not_final() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), 1 << 20).expect("open");
+        let jobs = queued_jobs(6);
+        // Written as before the index: job records only; 2, 4 and 6 are cancelled.
+        write(
+            &store,
+            jobs.iter().map(|r| {
+                let r = if r.job.id.0 % 2 == 0 {
+                    cancelled(r)
+                } else {
+                    r.clone()
+                };
+                (job_key(r.job.id), Some(encode_job(&r).expect("encode")))
+            }),
+        );
+        let ids = |live: &[JobRecord]| live.iter().map(|r| r.job.id.0).collect::<Vec<_>>();
+        let (live, next) = load_live(&store).expect("load");
+        assert_eq!((ids(&live), next), (vec![1, 3, 5], 7));
+
+        // Job 3 is cancelled through the job's writes: out of the index.
+        write(&store, job_writes(&cancelled(&jobs[2])).expect("writes"));
+        // A job record with no index entry (as only an older binary would write) is not read.
+        write(
+            &store,
+            [(job_key(JobId(9)), Some(b"not a job record".to_vec()))],
+        );
+        let (live, next) = load_live(&store).expect("load");
+        assert_eq!((ids(&live), next), (vec![1, 5], 10));
+        assert_eq!(live[0], jobs[0]);
+    }
 }
