@@ -2,7 +2,8 @@
 //!
 //! Keys: `job/<id, u64 big-endian>` → the versioned [`StoredJobRecord`] (this is the only place
 //! the personalization data lives; it never reaches the ledger); `tn/<tracking number>` → the job
-//! id and a digest of the request, for idempotent resubmission.
+//! id and a digest of the request, for idempotent resubmission; `lj/<id>` → nothing, the jobs not
+//! yet final (a restart reads only these).
 
 use chrono::{DateTime, Utc};
 use hallctl_jobs::intake::JobRequest;
