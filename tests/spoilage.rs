@@ -131,7 +131,7 @@ fn trace_state(c: Client, aud: &str, serial: &str) -> String {
 
 #[test]
 fn a_lamination_defect_waits_for_approval_then_for_witnessed_destruction() {
-    let hall = spawn_hall_with(0.02, "[custody]\ndestroy_within_secs = 3\n");
+    let mut hall = spawn_hall_with(0.02, "[custody]\ndestroy_within_secs = 3\n");
     let c = hall.client;
     let w = crew(&hall);
     let id = laminated(c, &w, "TRK-SPOIL-1", "B1000100", "P2000100");
@@ -247,6 +247,37 @@ fn a_lamination_defect_waits_for_approval_then_for_witnessed_destruction() {
     let mut named = strings(&alert["serials"]);
     named.sort();
     assert_eq!(named, ["B1000100", "P2000100"], "{alert}");
+    assert_eq!(alert["occurrences"], 1, "{alert}");
+
+    // A restart does not alert the same items again: the next occurrence is a new item's.
+    hall.restart();
+    let c = hall.client;
+    let w = Crew {
+        sup: hall.sign_in("S1", None),
+        aud: hall.sign_in("AU1", None),
+        a1: hall.sign_in("A1", Some("PRINT-01")),
+        b1: hall.sign_in("B1", Some("LAM-01")),
+        ..w
+    };
+    laminated(c, &w, "TRK-SPOIL-2", "B1000101", "P2000101");
+    c.post(
+        "/stations/LAM-01/defect",
+        Some(&w.b1),
+        &json!({"reason": "crease"}),
+    )
+    .expect(200, "the second defect report");
+    let again = wait_for(30, "the new item's overdue occurrence", || {
+        let a = open_alert(c, &w.sup, "spoilage_not_destroyed");
+        let new = a.as_ref().is_some_and(|a| {
+            a["last_detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("P2000101"))
+        });
+        (new.then(|| a.clone()).flatten(), format!("{a:?}"))
+    });
+    assert_eq!(again["occurrences"], 2, "one occurrence per item: {again}");
+    let last = again["last_detail"].as_str().unwrap_or_default();
+    assert!(!last.contains("P2000100"), "alerted again: {again}");
 
     // Witnessed destruction by two people outside the chain.
     c.post("/custody/destructions", Some(&w.sup), &destroy)

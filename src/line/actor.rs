@@ -131,7 +131,8 @@ pub(crate) struct Actor {
     issue_cap: (u32, u32),
     /// `custody.destroy_within_secs` (`None`: by the end of the shift).
     destroy_within: Option<Duration>,
-    /// Spoiled serials already named by a `spoilage_not_destroyed` alert since the start.
+    /// Spoiled serials already named by a `spoilage_not_destroyed` alert (seeded at a start
+    /// from the stored alerts).
     overdue_alerted: HashSet<Serial>,
     /// The issuing states intake accepts (`hall.issuing_state(s)`).
     issuing_states: Vec<String>,
@@ -390,6 +391,16 @@ impl Actor {
             }
         }
         let alerts = AlertBook::load(ledger.store())?;
+        // The items already alerted before a restart: the stored not-destroyed alerts (open, or
+        // among the recent closed) name them, so a restart does not alert them again.
+        let list = alerts.list();
+        let overdue_alerted = list
+            .open
+            .iter()
+            .chain(&list.recent)
+            .filter(|a| a.kind == AlertKind::SpoilageNotDestroyed)
+            .flat_map(|a| a.serials.iter().cloned())
+            .collect();
         let ledger_for_counts = ledger.clone();
         let mut a = Actor {
             ledger,
@@ -400,7 +411,7 @@ impl Actor {
             qc_read_attempts: setup.qc_read_attempts,
             issue_cap: setup.issue_cap,
             destroy_within: setup.destroy_within,
-            overdue_alerted: HashSet::new(),
+            overdue_alerted,
             issuing_states: setup.issuing_states,
             sched,
             jobs: HashMap::new(),
