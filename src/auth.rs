@@ -35,14 +35,14 @@
 //! - **Nobody locks anyone else out.** A sign-in from a known place (the client's address:
 //!   [`Users::sign_in_from_at`]) counts and locks the id *at that place* only: wrong PINs typed
 //!   for a supervisor at an operator's terminal lock that terminal out of the supervisor's
-//!   account, not the supervisor at their own. Such a lock is kept in memory and recorded
-//!   (`LockedOut` with its `origin`). Wrong **co-signer** PINs count against whoever asked and
+//!   account, not the supervisor at their own. Such a lock is recorded (`LockedOut` with its
+//!   `origin`) and kept with its record, so a restart keeps it until it ends. Wrong **co-signer** PINs count against whoever asked and
 //!   their terminal, never the co-signer ([`Users::verify_cosigner_at`]).
 //! - Without a place (console checks), a known account's lockout is the account's and is
 //!   persisted (user record + a `LockedOut` ledger record whose actor is the account); an unknown
-//!   id's lock and all failure counters are kept **in memory only**, so a restart forgets counts
-//!   below the limit (an attacker gains at most `max_failures - 1` tries per restart and place,
-//!   and restarts are themselves visible).
+//!   id's lock and all failure counters below the limit are kept **in memory only**, so a restart
+//!   forgets them (an attacker gains at most `max_failures - 1` tries per restart and place, and
+//!   restarts are themselves visible).
 //! - A lockout does not sign the account out of its current sessions, and never affects a service
 //!   token: typing wrong PINs for someone's id must not take their station or the monitoring room
 //!   offline.
@@ -83,6 +83,13 @@ pub const CONTROLLER: &str = "CONTROLLER";
 
 const USER_PREFIX: &[u8] = b"user/";
 const SERVICE_PREFIX: &[u8] = b"svc/";
+/// `lock/<id>\0<place>` → the end of a place's sign-in lock (RFC 3339), written with its
+/// `LockedOut` record, so that a restart keeps the lock until it ends.
+const PLACE_LOCK_PREFIX: &[u8] = b"lock/";
+
+fn place_lock_key(failure_key: &str) -> Vec<u8> {
+    [PLACE_LOCK_PREFIX, failure_key.as_bytes()].concat()
+}
 /// Version of the stored user record (aux `user/<id>`).
 const USER_FORMAT: u32 = 1;
 /// Unknown ids whose failures are remembered at most (a spray of random ids must not grow memory
@@ -752,6 +759,30 @@ impl Users {
         if let Some(e) = bad {
             return Err(e);
         }
+        // Places still locked out of an account (an ended lock is left as it is: it locks
+        // nothing, and the next lock of the same place overwrites it).
+        let now = Utc::now();
+        ledger
+            .store()
+            .aux_for_each(PLACE_LOCK_PREFIX, PLACE_LOCK_PREFIX, |k, v| {
+                let key = String::from_utf8_lossy(&k[PLACE_LOCK_PREFIX.len()..]).into_owned();
+                let until = std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&Utc));
+                if let Some(until) = until.filter(|u| *u > now) {
+                    st.failures.insert(
+                        key,
+                        Failures {
+                            last: now,
+                            locked_until: Some(until),
+                            ..Failures::default()
+                        },
+                    );
+                }
+                true
+            })
+            .map_err(LedgerError::from)?;
         Ok(Users {
             ledger,
             lockout: to_delta(policy.lockout),
@@ -1421,8 +1452,8 @@ impl Users {
             return Err(AuthError::Locked { until });
         };
         if let Some(origin) = origin {
-            // The lock is this place's, in memory (a restart forgets it: restarts are
-            // recorded); the record says who was guessed at, from where.
+            // The lock is this place's, kept with its record (a restart keeps it until it
+            // ends); the record says who was guessed at, from where.
             f.locked_until = Some(until);
             drop(st);
             let action = ControlAction::UserChanged {
@@ -1432,7 +1463,8 @@ impl Users {
                     origin: Some(origin.to_string()),
                 },
             };
-            self.commit(now, id, vec![action], Vec::new())?;
+            let aux = vec![(place_lock_key(&key), Some(until.to_rfc3339().into_bytes()))];
+            self.commit(now, id, vec![action], aux)?;
             if let Some(f) = lock(&self.state).failures.get_mut(&key) {
                 f.count = 0;
             }
@@ -1954,7 +1986,7 @@ mod tests {
             max_failures: 3,
             ..AuthPolicy::default()
         };
-        let h = hall(policy);
+        let h = hall(policy.clone());
         h.users
             .add(&admin(), "SUP-1", "Supervisor One", Role::Supervisor, PIN)
             .expect("add");
@@ -1992,6 +2024,19 @@ mod tests {
                 }
             ))
         );
+        // A restart keeps the place's lock until it ends (it used to forget it).
+        let reopened = Users::open(Arc::clone(&h.ledger), policy).expect("reopen");
+        assert!(matches!(
+            reopened.sign_in_from_at(&id, PIN, None, here, t0),
+            Err(AuthError::Locked { .. })
+        ));
+        reopened
+            .sign_in_from_at(&id, PIN, None, there, t0)
+            .expect("still not locked elsewhere");
+        let later = t0 + reopened.lockout + chrono::Duration::seconds(1);
+        reopened
+            .sign_in_from_at(&id, PIN, None, here, later)
+            .expect("the lock ends when it ends");
     }
 
     #[test]
