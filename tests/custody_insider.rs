@@ -919,3 +919,61 @@ fn a_serial_never_received_is_traced_to_the_attempts_that_named_it() {
     c.get("/ledger/evidence/P2999999", Some(&aud))
         .expect(200, "the evidence of the attempt");
 }
+
+/// Account management is a supervisor's or an admin's: an operator adding an account or
+/// resetting a colleague's PIN, and a supervisor disabling the auditor, are insider moves,
+/// refused, recorded and alerted (rule `role`), and nothing else changes. An operator learns
+/// nothing of which ids exist: an unknown id is refused like a known one.
+#[test]
+fn an_account_change_by_someone_who_may_not_is_recorded_and_alerted() {
+    let hall = spawn_hall(0.02);
+    let c = hall.client;
+    let sup = hall.sign_in("S1", None);
+    let aud = hall.sign_in("AU1", None);
+    let a1 = hall.sign_in("A1", None);
+    let users_before = c.get("/users", Some(&sup)).expect(200, "users");
+    let head = ledger_head(c, &aud);
+    let tries = [
+        (
+            &a1,
+            "/users",
+            json!({"id": "OP-NEW", "name": "New", "role": "operator", "pin": "583920"}),
+        ),
+        (&a1, "/users/A2/reset-pin", json!({"pin": "583920"})),
+        (&a1, "/users/NOBODY-9/disable", json!({})),
+        (&sup, "/users/AU1/disable", json!({})),
+        (
+            &sup,
+            "/users",
+            json!({"id": "AD-NEW", "name": "New", "role": "admin", "pin": "583920"}),
+        ),
+    ];
+    for (tok, path, body) in &tries {
+        let r = c.post(path, Some(tok), body);
+        assert_eq!(r.status, 403, "{path}: {}", r.text);
+        assert_eq!(r.body["error"]["rule"], "role", "{path}: {}", r.text);
+    }
+    let facts = refusals_after(c, &aud, head);
+    let who: Vec<(&str, &str)> = facts
+        .iter()
+        .map(|(a, r, _, _)| (a.as_str(), r.as_str()))
+        .collect();
+    assert_eq!(
+        who,
+        [
+            ("A1", "role"),
+            ("A1", "role"),
+            ("A1", "role"),
+            ("S1", "role"),
+            ("S1", "role")
+        ],
+        "{facts:?}"
+    );
+    let alert = open_alert(c, &sup, "refusal", "A1").expect("an incident about A1");
+    assert_eq!(alert["occurrences"], 3, "{alert}");
+    assert_eq!(
+        c.get("/users", Some(&sup)).expect(200, "users"),
+        users_before,
+        "no account changed"
+    );
+}

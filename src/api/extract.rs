@@ -40,7 +40,32 @@ impl Auth {
         roles: &[Role],
         what: &str,
     ) -> Result<&Principal, ApiError> {
-        let Err(e) = auth::require(&self.0, roles) else {
+        self.recorded(s, auth::require(&self.0, roles), what).await
+    }
+
+    /// As [`Auth::require_recorded`], for managing an account of `target`'s role (admins manage
+    /// every account, supervisors operators': [`auth::require_manage`]).
+    ///
+    /// # Errors
+    /// As [`Auth::require_recorded`].
+    pub async fn require_manage_recorded(
+        &self,
+        s: &AppState,
+        target: Role,
+        what: &str,
+    ) -> Result<&Principal, ApiError> {
+        self.recorded(s, auth::require_manage(&self.0, target), what)
+            .await
+    }
+
+    /// A role check's outcome; a refusal of a person is recorded and alerted.
+    async fn recorded(
+        &self,
+        s: &AppState,
+        check: Result<(), auth::AuthError>,
+        what: &str,
+    ) -> Result<&Principal, ApiError> {
+        let Err(e) = check else {
             return Ok(&self.0);
         };
         let mut answer = ApiError::from(e);

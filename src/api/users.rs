@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, Auth};
-use crate::auth::{UserSummary, parse_user_id, require_manage};
+use crate::auth::{UserSummary, parse_user_id};
 use crate::ledger::Role;
 
 /// A new account.
@@ -129,7 +129,8 @@ async fn add(
     auth: Auth,
     ApiJson(r): ApiJson<NewUser>,
 ) -> Result<Json<Created>, ApiError> {
-    require_manage(&auth.0, r.role)?;
+    auth.require_manage_recorded(&s, r.role, "add an account")
+        .await?;
     let (users, actor) = (s.users.clone(), auth.0.user.clone());
     let created = super::blocking(move || {
         if r.role == Role::Monitor {
@@ -159,13 +160,23 @@ async fn add(
     Ok(Json(created))
 }
 
-fn target(s: &AppState, auth: &Auth, id: &str) -> Result<crate::auth::User, ApiError> {
+/// The account `id` that the caller may manage. Who manages nobody is refused before the
+/// account is looked up (no answer tells them which ids exist); a refusal of a person is
+/// recorded and alerted (rule `role`, `what` they tried).
+async fn target(
+    s: &AppState,
+    auth: &Auth,
+    id: &str,
+    what: &str,
+) -> Result<crate::auth::User, ApiError> {
+    auth.require_recorded(s, &[Role::Admin, Role::Supervisor], what)
+        .await?;
     let id = parse_user_id(id)?;
     let u = s
         .users
         .get(&id)
         .ok_or_else(|| ApiError::not_found(format!("no user {id}")))?;
-    require_manage(&auth.0, u.role)?;
+    auth.require_manage_recorded(s, u.role, what).await?;
     Ok(u)
 }
 
@@ -196,7 +207,7 @@ async fn disable(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<UserSummary>, ApiError> {
-    let u = target(&s, &auth, &id)?;
+    let u = target(&s, &auth, &id, "disable an account").await?;
     not_own(&auth, &u, "disable")?;
     let (users, actor) = (s.users.clone(), auth.0.user.clone());
     let out = super::blocking(move || Ok(users.disable(&actor, &u.id)?)).await?;
@@ -212,7 +223,7 @@ async fn enable(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<UserSummary>, ApiError> {
-    let u = target(&s, &auth, &id)?;
+    let u = target(&s, &auth, &id, "enable an account").await?;
     let (users, actor) = (s.users.clone(), auth.0.user.clone());
     let out = super::blocking(move || Ok(users.enable(&actor, &u.id)?)).await?;
     Ok(Json(out.summary()))
@@ -229,7 +240,7 @@ async fn reset_pin(
     Path(id): Path<String>,
     ApiJson(r): ApiJson<NewPin>,
 ) -> Result<Json<PinSet>, ApiError> {
-    let u = target(&s, &auth, &id)?;
+    let u = target(&s, &auth, &id, "reset a PIN").await?;
     not_own(&auth, &u, "reset-pin")?;
     let (pin, shown) = pin_of(u.id.as_str(), r.pin, r.generate_pin)?;
     let (users, actor) = (s.users.clone(), auth.0.user.clone());
@@ -253,7 +264,7 @@ async fn set_shifts(
     Path(id): Path<String>,
     ApiJson(r): ApiJson<Roster>,
 ) -> Result<Json<UserSummary>, ApiError> {
-    let u = target(&s, &auth, &id)?;
+    let u = target(&s, &auth, &id, "set a roster").await?;
     let shifts = crate::roster::parse(&r.shifts).map_err(|m| ApiError::invalid("shifts", m))?;
     let (users, actor) = (s.users.clone(), auth.0.user.clone());
     let out = super::blocking(move || Ok(users.set_shifts(&actor, &u.id, shifts)?)).await?;
