@@ -142,7 +142,6 @@ pub(crate) struct Actor {
     stations: Vec<StationRt>,
     by_id: HashMap<StationId, usize>,
     bags: BTreeMap<Destination, Bag>,
-    bag_numbers: HashMap<String, u32>,
     tx: mpsc::Sender<Cmd>,
     rt: tokio::runtime::Handle,
     status: crate::status::StatusHub,
@@ -419,7 +418,6 @@ impl Actor {
             stations,
             by_id,
             bags: BTreeMap::new(),
-            bag_numbers: HashMap::new(),
             tx,
             rt,
             status,
@@ -492,26 +490,8 @@ impl Actor {
                 self.jobs.insert(r.job.id, r);
             }
         }
-        let mut bags = Vec::new();
-        store
-            .aux_for_each(store_jobs::BAG, store_jobs::BAG, |_, v| {
-                if let Ok(b) = serde_json::from_slice::<Bag>(v) {
-                    bags.push(b);
-                }
-                true
-            })
-            .map_err(|e| LineError::Storage(e.to_string()))?;
-        for b in bags {
-            let prefix = bag_prefix(&b.destination, b.opened_at);
-            let n =
-                b.id.strip_prefix(&prefix)
-                    .and_then(|s| s.parse::<u32>().ok())
-                    .unwrap_or(0);
-            let e = self.bag_numbers.entry(prefix).or_insert(0);
-            *e = (*e).max(n);
-            if b.closed_at.is_none() {
-                self.bags.insert(b.destination.clone(), b);
-            }
+        for b in store_jobs::load_open_bags(store)? {
+            self.bags.insert(b.destination.clone(), b);
         }
         Ok(())
     }
@@ -3391,7 +3371,7 @@ impl Actor {
             Some(b) => b.clone(),
             None => {
                 let prefix = bag_prefix(&dest, now);
-                let n = self.bag_numbers.get(&prefix).copied().unwrap_or(0) + 1;
+                let n = store_jobs::last_bag_number(self.ledger.store(), &prefix)? + 1;
                 Bag {
                     id: format!("{prefix}{n:03}"),
                     destination: dest.clone(),
@@ -3412,7 +3392,6 @@ impl Actor {
             bag: bag.id.clone(),
         };
         let next = rec.apply(&ev, &self.separation).map_err(conflict)?;
-        let bag_json = serde_json::to_vec(&bag).map_err(|e| LineError::Storage(e.to_string()))?;
         self.persist(
             actor,
             vec![
@@ -3425,12 +3404,8 @@ impl Actor {
                 changed(step.job, ev),
             ],
             &[&next],
-            vec![(store_jobs::bag_key(&bag.id), Some(bag_json))],
+            store_jobs::bag_writes(&bag)?.into(),
         )?;
-        let prefix = bag_prefix(&dest, bag.opened_at);
-        let n: u32 = bag.id[prefix.len()..].parse().unwrap_or(0);
-        let e = self.bag_numbers.entry(prefix).or_insert(0);
-        *e = (*e).max(n);
         self.bags.insert(dest, bag.clone());
         self.end_step(i, next)?;
         Ok(bag)
@@ -3444,7 +3419,6 @@ impl Actor {
             .cloned()
             .ok_or_else(|| LineError::NotFound(format!("no open bag {id}")))?;
         bag.closed_at = Some(Utc::now());
-        let json = serde_json::to_vec(&bag).map_err(|e| LineError::Storage(e.to_string()))?;
         self.persist(
             actor,
             vec![action(ControlAction::BagClosed {
@@ -3453,7 +3427,7 @@ impl Actor {
                 jobs: bag.items.iter().map(|b| b.job).collect(),
             })],
             &[],
-            vec![(store_jobs::bag_key(&bag.id), Some(json))],
+            store_jobs::bag_writes(&bag)?.into(),
         )?;
         self.bags.remove(&bag.destination);
         Ok(bag)

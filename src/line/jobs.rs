@@ -3,7 +3,8 @@
 //! Keys: `job/<id, u64 big-endian>` → the versioned [`StoredJobRecord`] (this is the only place
 //! the personalization data lives; it never reaches the ledger); `tn/<tracking number>` → the job
 //! id and a digest of the request, for idempotent resubmission; `lj/<id>` → nothing, the jobs not
-//! yet final (a restart reads only these).
+//! yet final; `bag/<id>` → a bag and its manifest; `ob/<id>` → nothing, the bags not yet closed
+//! (a restart reads only the live jobs and the open bags).
 
 use chrono::{DateTime, Utc};
 use hallctl_jobs::intake::JobRequest;
@@ -24,6 +25,10 @@ pub(super) const BAG: &[u8] = b"bag/";
 /// `lj/<id, u64 big-endian>` → nothing: the jobs not yet final (dispatched or cancelled). A
 /// restart reads only these, so its cost follows the work in the hall, not the hall's age.
 pub(super) const LIVE: &[u8] = b"lj/";
+/// `ob/<bag id>` → nothing: the bags not yet closed (a restart reads only these).
+const OPEN_BAGS: &[u8] = b"ob/";
+/// Set in the store's meta once the open-bags index covers every stored bag.
+const OPEN_BAGS_BUILT: &str = "line/open-bags-index";
 /// Set in the store's meta once the live index covers every stored job (a store written before
 /// the index has it built once, at the first start that finds it missing).
 const LIVE_INDEX_BUILT: &str = "line/live-jobs-index";
@@ -139,6 +144,100 @@ fn build_live_index(store: &Store) -> Result<Vec<JobRecord>, LineError> {
     store.sync().map_err(storage)?;
     tracing::info!(live = live.len(), "built the index of live jobs (once)");
     Ok(live)
+}
+
+fn open_bag_key(id: &str) -> Vec<u8> {
+    [OPEN_BAGS, id.as_bytes()].concat()
+}
+
+/// The operational writes that store a bag: the bag and its place in the open-bags index (in,
+/// while open; out, once closed). Written in the bag's batch.
+pub(super) fn bag_writes(bag: &super::Bag) -> Result<[AuxWrite; 2], LineError> {
+    let json = serde_json::to_vec(bag).map_err(|e| LineError::Storage(e.to_string()))?;
+    let open = bag.closed_at.is_none().then(Vec::new);
+    Ok([
+        (bag_key(&bag.id), Some(json)),
+        (open_bag_key(&bag.id), open),
+    ])
+}
+
+/// The bags not yet closed, from the open-bags index (built once, from every stored bag, for
+/// a store that predates it).
+pub(super) fn load_open_bags(store: &Store) -> Result<Vec<super::Bag>, LineError> {
+    let storage = |e: crate::store::StoreError| LineError::Storage(e.to_string());
+    let decode = |v: &[u8]| {
+        serde_json::from_slice::<super::Bag>(v)
+            .map_err(|e| LineError::Storage(format!("a stored bag is unreadable: {e}")))
+    };
+    if store.meta_get(OPEN_BAGS_BUILT).map_err(storage)?.is_none() {
+        let mut open = Vec::new();
+        let mut error = None;
+        store
+            .aux_for_each(BAG, BAG, |_, v| match decode(v) {
+                Ok(b) => {
+                    if b.closed_at.is_none() {
+                        open.push(b);
+                    }
+                    true
+                }
+                Err(e) => {
+                    error = Some(e);
+                    false
+                }
+            })
+            .map_err(storage)?;
+        if let Some(e) = error {
+            return Err(e);
+        }
+        let mut ws = crate::store::WriteSet::default();
+        for b in &open {
+            ws.aux(open_bag_key(&b.id), Some(Vec::new()));
+        }
+        store.commit(&ws).map_err(storage)?;
+        store.sync().map_err(storage)?;
+        store.meta_set(OPEN_BAGS_BUILT, b"1").map_err(storage)?;
+        store.sync().map_err(storage)?;
+        return Ok(open);
+    }
+    let mut ids = Vec::new();
+    store
+        .aux_for_each(OPEN_BAGS, OPEN_BAGS, |k, _| {
+            ids.push(String::from_utf8_lossy(&k[OPEN_BAGS.len()..]).into_owned());
+            true
+        })
+        .map_err(storage)?;
+    let mut open = Vec::with_capacity(ids.len());
+    for id in ids {
+        let v = store
+            .aux_get(&bag_key(&id))
+            .map_err(storage)?
+            .ok_or_else(|| {
+                LineError::Storage(format!(
+                    "the open-bags index names bag {id}, which is not stored"
+                ))
+            })?;
+        open.push(decode(&v)?);
+    }
+    Ok(open)
+}
+
+/// The highest number of the stored bags whose id starts with `prefix` (a destination's bags of
+/// one day: a few), 0 for none.
+pub(super) fn last_bag_number(store: &Store, prefix: &str) -> Result<u32, LineError> {
+    let key = bag_key(prefix);
+    let mut last = 0;
+    store
+        .aux_for_each(&key, &key, |k, _| {
+            if let Some(n) = std::str::from_utf8(&k[key.len()..])
+                .ok()
+                .and_then(|n| n.parse::<u32>().ok())
+            {
+                last = last.max(n);
+            }
+            true
+        })
+        .map_err(|e| LineError::Storage(e.to_string()))?;
+    Ok(last)
 }
 
 pub(super) fn encode_job(r: &JobRecord) -> Result<Vec<u8>, LineError> {
@@ -585,5 +684,63 @@ mod tests {
         let (live, next) = load_live(&store).expect("load");
         assert_eq!((ids(&live), next), (vec![1, 5], 10));
         assert_eq!(live[0], jobs[0]);
+    }
+
+    /// Open bags come back from their index (built once for a store that predates it); a
+    /// closed bag leaves it; the next bag number of a day is read from the day's bags.
+    #[test]
+    fn a_restart_reads_only_the_open_bags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), 1 << 20).expect("open");
+        let bag = |id: &str, dest: &str, closed: bool| super::super::Bag {
+            id: id.into(),
+            destination: Destination::new(dest),
+            opened_at: Utc::now(),
+            closed_at: closed.then(Utc::now),
+            items: Vec::new(),
+        };
+        let json = |b: &super::super::Bag| Some(serde_json::to_vec(b).expect("encode"));
+        // Written as before the index.
+        let old = [
+            bag("BAG-LHR-01-20261207-001", "LHR-01", true),
+            bag("BAG-LHR-01-20261207-002", "LHR-01", false),
+            bag("BAG-RPO-02-20261207-001", "RPO-02", false),
+        ];
+        write(&store, old.iter().map(|b| (bag_key(&b.id), json(b))));
+        let ids = |v: Vec<super::super::Bag>| v.into_iter().map(|b| b.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(load_open_bags(&store).expect("load")),
+            ["BAG-LHR-01-20261207-002", "BAG-RPO-02-20261207-001"]
+        );
+        // LHR-01's second bag closes; a third opens, numbered after the day's last.
+        assert_eq!(
+            last_bag_number(&store, "BAG-LHR-01-20261207-").expect("n"),
+            2
+        );
+        assert_eq!(
+            last_bag_number(&store, "BAG-LHR-01-20261208-").expect("n"),
+            0
+        );
+        write(
+            &store,
+            bag_writes(&bag("BAG-LHR-01-20261207-002", "LHR-01", true)).expect("w"),
+        );
+        write(
+            &store,
+            bag_writes(&bag("BAG-LHR-01-20261207-003", "LHR-01", false)).expect("w"),
+        );
+        // A bag the index does not name (only an older binary would write one) is not read.
+        write(
+            &store,
+            [(bag_key("BAG-X-20261207-001"), Some(b"not a bag".to_vec()))],
+        );
+        assert_eq!(
+            ids(load_open_bags(&store).expect("load")),
+            ["BAG-LHR-01-20261207-003", "BAG-RPO-02-20261207-001"]
+        );
+        assert_eq!(
+            last_bag_number(&store, "BAG-LHR-01-20261207-").expect("n"),
+            3
+        );
     }
 }
