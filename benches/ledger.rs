@@ -7,6 +7,18 @@
 //! `cargo bench --bench ledger -- --events 10000000` (default 10 million; `--events 200000` for
 //! a quick run). `--dir PATH` puts the data elsewhere than a temp dir (it needs about 1 KB per
 //! event); `--secs S` sets each durability measurement's length.
+//!
+//! `--json` prints one JSON object on stdout (the table goes to stderr) with the figures of
+//! issue 18: `events`, `bytes_per_event`, `open_s`, `first_trace_p99_ms`, `trace_p99_ms`,
+//! `rss_mb`, `verify_incremental_s`, `verify_full_records_per_s`, `appends_single_per_s`,
+//! `appends_grouped_per_s`, `sqlite_single_per_s`, `sqlite_grouped_per_s` (and a few more); a
+//! figure this run did not measure is `null`. `open_s`, `first_trace_p99_ms` (back-to-back
+//! traces of random patches from the moment the open returns, for 1 s) and `rss_mb` (that
+//! process's peak resident memory, VmHWM, MiB) come from a fresh process: the benchmark runs
+//! itself again with `--measure DIR`. `trace_p99_ms` is measured afterwards in the benchmark's
+//! own freshly opened handle, without `Ledger::warm` (with `--json` the warm-up is not run).
+//! `verify_incremental_s`: after the full verify, 1 % more events (at least one session pair,
+//! at most 100,000) are appended, then an incremental verify runs from the verified mark.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
-use hallctl::ledger::verify::VerifyOptions;
+use hallctl::ledger::verify::{VerifyMode, VerifyOptions};
 use hallctl::ledger::{
     ItemKind, Ledger, LedgerConfig, LedgerEvent, LotId, Serial, SerialRange, SessionId, ShiftId,
 };
@@ -48,6 +60,11 @@ struct Args {
     /// sled's page cache of the measuring process, GiB (default 6): to answer every trace
     /// from memory it must hold the item states (`Ledger::warm` reports their size).
     cache_gb: f64,
+    /// One JSON object on stdout; the table goes to stderr.
+    json: bool,
+    /// The fresh process's part (internal): open the ledger in this directory, trace for 1 s,
+    /// print its own JSON.
+    measure: Option<PathBuf>,
 }
 
 fn args() -> Args {
@@ -64,6 +81,8 @@ fn args() -> Args {
         space_stats: false,
         reuse: None,
         cache_gb: CACHE as f64 / (1u64 << 30) as f64,
+        json: false,
+        measure: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -76,6 +95,8 @@ fn args() -> Args {
             "--keep" => a.keep = true,
             "--space-stats" => a.space_stats = true,
             "--reuse" => a.reuse = it.next().map(PathBuf::from),
+            "--json" => a.json = true,
+            "--measure" => a.measure = it.next().map(PathBuf::from),
             "--cache-gb" => {
                 a.cache_gb = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.cache_gb)
             }
@@ -101,6 +122,20 @@ fn args() -> Args {
         }
     }
     a
+}
+
+/// `--json`: the table goes to stderr, stdout carries only the JSON object.
+static JSON: AtomicBool = AtomicBool::new(false);
+
+/// A line of the human table: stdout, or stderr with `--json`.
+macro_rules! table {
+    ($($t:tt)*) => {
+        if JSON.load(Ordering::Relaxed) {
+            eprintln!($($t)*)
+        } else {
+            println!($($t)*)
+        }
+    };
 }
 
 fn op(s: &str) -> OperatorId {
@@ -371,10 +406,7 @@ fn measure_traces(ledger: &Ledger, passports: u64, seed: u64) -> Traces {
     let mut waits = 0u32;
     let mut x = seed;
     for i in 0..4200 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let serial = Serial::new(format!("{:09}", x % passports));
+        let serial = random_patch(&mut x, passports);
         let paced = i >= 200 && (i / 200) % 2 == 0;
         if paced {
             std::thread::sleep(Duration::from_millis(2));
@@ -407,6 +439,14 @@ fn measure_traces(ledger: &Ledger, passports: u64, seed: u64) -> Traces {
     }
 }
 
+/// The next random applied patch among `passports` (xorshift over `x`).
+fn random_patch(x: &mut u64, passports: u64) -> Serial {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    Serial::new(format!("{:09}", *x % passports))
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -428,9 +468,35 @@ fn du(path: &Path) -> u64 {
     walk(path)
 }
 
-/// Steps 1 and 2: the durability runs and the load of the big ledger. Returns its directory,
-/// events, load time, passports and the warm verification (when asked for).
-fn durable_and_load(a: &Args, base: &Path) -> (PathBuf, u64, f64, u64, Option<(u64, f64)>) {
+/// Durable appends per second: hallctl and SQLite, one writer and `--threads` writers.
+#[derive(Clone, Copy)]
+struct Durable {
+    single: f64,
+    grouped: f64,
+    sqlite_single: f64,
+    sqlite_grouped: f64,
+}
+
+/// What steps 1 and 2 made: the big ledger's directory, events, load time and passports, the
+/// warm verification (when asked for) and the durability figures.
+struct Loaded {
+    dir: PathBuf,
+    events: u64,
+    load_s: f64,
+    passports: u64,
+    warm: Option<(u64, f64)>,
+    durable: Option<Durable>,
+}
+
+/// The load's first record time.
+fn load_t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+        .single()
+        .expect("t0")
+}
+
+/// Steps 1 and 2: the durability runs and the load of the big ledger.
+fn durable_and_load(a: &Args, base: &Path) -> Loaded {
     let loadavg = || {
         std::fs::read_to_string("/proc/loadavg")
             .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -457,12 +523,18 @@ fn durable_and_load(a: &Args, base: &Path) -> (PathBuf, u64, f64, u64, Option<(u
         format!("SQLite WAL synchronous=FULL, {} writers", a.threads),
         sqlite_durable(&base.join("s2.db"), a.threads, a.secs),
     ));
-    println!("| durable appends ({:.0} s each) | events/s |", a.secs);
-    println!("|---|---:|");
+    table!("| durable appends ({} s each) | events/s |", a.secs);
+    table!("|---|---:|");
     for (name, r) in &rows {
-        println!("| {name} | {r:.0} |");
+        table!("| {name} | {r:.0} |");
     }
-    println!();
+    table!();
+    let durable = Durable {
+        single: rows[0].1,
+        grouped: rows[1].1,
+        sqlite_single: rows[2].1,
+        sqlite_grouped: rows[3].1,
+    };
 
     // 2. Load N events of a realistic line (print, laminate, QC, dispatch + custody).
     let dir = base.join("big");
@@ -478,10 +550,7 @@ fn durable_and_load(a: &Args, base: &Path) -> (PathBuf, u64, f64, u64, Option<(u
         .expect("open")
     };
     let mut ledger = open_loader();
-    let t0 = Utc
-        .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
-        .single()
-        .expect("t0");
+    let t0 = load_t0();
     let load = Instant::now();
     let mut c = 0u64;
     let mut last_report = Instant::now();
@@ -571,11 +640,134 @@ fn durable_and_load(a: &Args, base: &Path) -> (PathBuf, u64, f64, u64, Option<(u
     };
     drop(ledger);
     std::fs::write(dir.join("bench-passports"), passports.to_string()).expect("write");
-    (dir, loaded, load_s, passports, warm)
+    Loaded {
+        dir,
+        events: loaded,
+        load_s,
+        passports,
+        warm,
+        durable: Some(durable),
+    }
+}
+
+/// The figures of the fresh process (`--measure`).
+struct Fresh {
+    open_s: f64,
+    first_trace_p50_ms: Option<f64>,
+    first_trace_p99_ms: Option<f64>,
+    traces: u64,
+    rss_mb: f64,
+}
+
+/// `--measure DIR`, the fresh process: opens the ledger, traces random patches back to back
+/// from the moment the open returns, for 1 s, and prints its figures as one JSON line.
+fn measure_fresh(dir: &Path, a: &Args) {
+    let passports: u64 = std::fs::read_to_string(dir.join("bench-passports"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .expect("bench-passports in the ledger directory");
+    let o0 = Instant::now();
+    let ledger = Ledger::open(
+        dir,
+        LedgerConfig {
+            cache_bytes: (a.cache_gb * (1u64 << 30) as f64) as u64,
+            ..LedgerConfig::default()
+        },
+    )
+    .expect("open");
+    let open_s = o0.elapsed().as_secs_f64();
+    let t0 = Instant::now();
+    let mut lat = Vec::new();
+    let mut x: u64 = 0xD1B5_4A32_D192_ED03;
+    while t0.elapsed() < Duration::from_secs(1) {
+        let serial = random_patch(&mut x, passports);
+        let t = Instant::now();
+        let tr = ledger.trace(&serial).expect("trace").expect("known");
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+        assert!(tr.steps.len() >= 8, "a full trace");
+    }
+    lat.sort_by(f64::total_cmp);
+    let p = |q| (!lat.is_empty()).then(|| percentile(&lat, q));
+    println!(
+        "{}",
+        serde_json::json!({
+            "open_s": open_s,
+            "first_trace_p50_ms": p(0.5),
+            "first_trace_p99_ms": p(0.99),
+            "traces": lat.len(),
+            "rss_mb": status_bytes("VmHWM:") / (1u64 << 20) as f64,
+        })
+    );
+}
+
+/// Runs `measure_fresh` in a new process of this benchmark (nothing of the ledger in its memory)
+/// and reads its figures.
+fn fresh_process(dir: &Path, a: &Args) -> Fresh {
+    let exe = std::env::current_exe().expect("the benchmark's own executable");
+    let out = std::process::Command::new(exe)
+        .arg("--measure")
+        .arg(dir)
+        .args(["--cache-gb", &a.cache_gb.to_string()])
+        .args(["--max-rss-gb", &a.max_rss_gb.to_string()])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("start the measuring process");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the measuring process failed ({}): {text}",
+        out.status
+    );
+    let v: serde_json::Value = serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("the measuring process printed {text:?}: {e}"));
+    let num = |k: &str| v[k].as_f64();
+    Fresh {
+        open_s: num("open_s").expect("open_s"),
+        first_trace_p50_ms: num("first_trace_p50_ms"),
+        first_trace_p99_ms: num("first_trace_p99_ms"),
+        traces: v["traces"].as_u64().expect("traces"),
+        rss_mb: num("rss_mb").expect("rss_mb"),
+    }
+}
+
+/// Appends about 1 % more events (at least one session pair, at most 100,000 events) after the
+/// `cycles` session pairs already loaded, as the load does; returns the events appended.
+fn append_more(ledger: &Ledger, cycles: u64, a: &Args) -> u64 {
+    let per_cycle = 4 * PER_SESSION + 6;
+    let want = (ledger.head() / 100).clamp(per_cycle, 100_000);
+    let extra_cycles = want.div_ceil(per_cycle);
+    let t0 = load_t0();
+    let mut c = cycles;
+    let end = cycles + extra_cycles;
+    let head0 = ledger.head();
+    let batches = std::iter::from_fn(|| {
+        (c < end).then(|| {
+            let mut batch = Vec::new();
+            while c < end && batch.len() < (a.batch_cycles * per_cycle) as usize {
+                batch.extend(cycle_events(c, t0));
+                c += 1;
+            }
+            batch
+        })
+    });
+    ledger.import(batches, |_| {}).expect("append more");
+    // A later `--reuse` traces among every passport loaded so far.
+    std::fs::write(
+        ledger.dir().join("bench-passports"),
+        (end * PER_SESSION).to_string(),
+    )
+    .expect("write");
+    ledger.head() - head0
 }
 
 fn main() {
     let a = args();
+    if let Some(dir) = &a.measure {
+        measure_fresh(dir, &a);
+        return;
+    }
+    JSON.store(a.json, Ordering::Relaxed);
     let tmp = tempfile::tempdir_in(a.dir.clone().unwrap_or_else(std::env::temp_dir)).expect("tmp");
     let base = tmp.path().to_path_buf();
     let base = base.as_path();
@@ -612,23 +804,43 @@ fn main() {
             .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
             .unwrap_or_default()
     };
-    println!(
-        "hallctl ledger benchmark: {cores} cores ({cpu}), load average {} at start, data in {}",
-        loadavg(),
+    let load_at_start = loadavg();
+    table!(
+        "hallctl ledger benchmark: {cores} cores ({cpu}), load average {load_at_start} at start, data in {}",
         base.display()
     );
-    println!();
+    table!();
 
-    let (dir, loaded, load_s, passports, warm) = match &a.reuse {
+    let Loaded {
+        dir,
+        events: loaded,
+        load_s,
+        passports,
+        warm,
+        durable,
+    } = match &a.reuse {
         Some(d) => {
             let passports = std::fs::read_to_string(d.join("bench-passports"))
                 .ok()
                 .and_then(|s| s.trim().parse().ok())
                 .expect("bench-passports in the reused directory");
-            (d.clone(), 0, f64::NAN, passports, None)
+            Loaded {
+                dir: d.clone(),
+                events: 0,
+                load_s: f64::NAN,
+                passports,
+                warm: None,
+                durable: None,
+            }
         }
         None => durable_and_load(&a, base),
     };
+    // Opening and the first second of traces, in a fresh process (as the controller starts).
+    let fresh = fresh_process(&dir, &a);
+    eprintln!(
+        "  fresh process: opened in {:.2} s, {} traces in its first second (p99 {:?} ms), peak resident {:.0} MiB",
+        fresh.open_s, fresh.traces, fresh.first_trace_p99_ms, fresh.rss_mb
+    );
     // The auditor opens the ledger afresh (as `hallctl ledger trace` does), not the loader's
     // handle with its write-side caches.
     let o0 = Instant::now();
@@ -651,19 +863,24 @@ fn main() {
         loadavg()
     );
 
-    // 3. Trace latency, cold and warm (see `measure_traces`).
+    // 3. Trace latency, cold (no warm-up: the JSON's figure) and, without `--json`, warm.
     let cold = measure_traces(&ledger, passports, 0x2545_F491_4F6C_DD1D);
-    // The controller warms the item states into the cache after opening (`Ledger::warm`, in the
-    // background); then the same traces again.
-    let w0 = Instant::now();
-    let (warm_items, warm_bytes) = ledger.warm(|_| {}, || false).expect("warm");
-    let warm_s = w0.elapsed().as_secs_f64();
-    eprintln!(
-        "  warmed {warm_items} item entries ({:.2} GB) in {warm_s:.1} s; tracing again, resident {:.1} GiB",
-        warm_bytes as f64 / 1e9,
-        status_bytes("VmRSS:") / (1u64 << 30) as f64
-    );
-    let hot = measure_traces(&ledger, passports, 0x9E37_79B9_7F4A_7C15);
+    let warmed = if a.json {
+        None
+    } else {
+        // The controller warms the item states into the cache after opening (`Ledger::warm`,
+        // in the background); then the same traces again.
+        let w0 = Instant::now();
+        let (warm_items, warm_bytes) = ledger.warm(|_| {}, || false).expect("warm");
+        let warm_s = w0.elapsed().as_secs_f64();
+        eprintln!(
+            "  warmed {warm_items} item entries ({:.2} GB) in {warm_s:.1} s; tracing again, resident {:.1} GiB",
+            warm_bytes as f64 / 1e9,
+            status_bytes("VmRSS:") / (1u64 << 30) as f64
+        );
+        let hot = measure_traces(&ledger, passports, 0x9E37_79B9_7F4A_7C15);
+        Some((warm_items, warm_bytes, warm_s, hot))
+    };
     eprintln!("  traced; verifying, load average {}", loadavg());
 
     // 4. Full verification.
@@ -673,12 +890,10 @@ fn main() {
         .expect("verify");
     let verify_s = v0.elapsed().as_secs_f64();
     eprintln!(
-        "  verified {} records in {verify_s:.1} s; trace p50 / p99 {:.3} / {:.3} ms (paced {:.3} / {:.3}); load average {}",
+        "  verified {} records in {verify_s:.1} s; cold trace p50 / p99 {:.3} / {:.3} ms; load average {}",
         report.checked,
-        percentile(&hot.lat, 0.5),
-        percentile(&hot.lat, 0.99),
-        percentile(&hot.paced, 0.5),
-        percentile(&hot.paced, 0.99),
+        percentile(&cold.lat, 0.5),
+        percentile(&cold.lat, 0.99),
         loadavg()
     );
     assert!(report.ok(), "{:?}", report.first_bad);
@@ -689,31 +904,68 @@ fn main() {
         Vec::new()
     };
 
-    println!("| ledger of {loaded} events ({passports} passports) | figure | target |");
-    println!("|---|---:|---:|");
-    println!(
+    // 5. Incremental verification: from the mark the full verify left, after 1 % more events.
+    let more = append_more(&ledger, passports / PER_SESSION, &a);
+    let i0 = Instant::now();
+    let incremental = ledger
+        .verify(
+            &VerifyOptions {
+                mode: VerifyMode::Incremental,
+                ..VerifyOptions::default()
+            },
+            |_, _| {},
+        )
+        .expect("incremental verify");
+    let verify_incremental_s = i0.elapsed().as_secs_f64();
+    assert!(incremental.ok(), "{:?}", incremental.first_bad);
+    eprintln!(
+        "  appended {more} events; incremental verify checked {} records and {} checkpoints in {verify_incremental_s:.3} s",
+        incremental.checked, incremental.checkpoints_checked
+    );
+
+    table!("| ledger of {loaded} events ({passports} passports) | figure | target |");
+    table!("|---|---:|---:|");
+    table!(
         "| load (import: batches of ~2,000 events, one fsync each, overlapped) | {:.0} events/s ({:.0} s) | |",
         loaded as f64 / load_s,
         load_s
     );
-    println!("| open the ledger (fresh process, sled recovery) | {open_s:.1} s | |");
-    for (label, t) in [
-        ("cold, right after open", &cold),
-        ("after the warm-up", &hot),
-    ] {
-        println!(
+    table!(
+        "| open the ledger (fresh process, sled recovery) | {:.2} s | ≤ 2 s |",
+        fresh.open_s
+    );
+    table!(
+        "| trace one patch in the fresh process's first second, back to back, p50 / p99 ({} traces) | {} / **{}** ms | p99 ≤ 1 ms |",
+        fresh.traces,
+        fresh
+            .first_trace_p50_ms
+            .map_or("–".into(), |v| format!("{v:.3}")),
+        fresh
+            .first_trace_p99_ms
+            .map_or("–".into(), |v| format!("{v:.3}"))
+    );
+    table!(
+        "| peak resident memory of the fresh process (open + 1 s of traces) | {:.0} MiB | |",
+        fresh.rss_mb
+    );
+    let mut rows = vec![("cold, right after open", &cold)];
+    if let Some((_, _, _, hot)) = &warmed {
+        rows.push(("after the warm-up", hot));
+    }
+    for (label, t) in rows {
+        table!(
             "| trace one patch ({label}), back to back, p50 / p99 / max | {:.3} / **{:.3}** / {:.3} ms | p99 ≤ 1 ms |",
             percentile(&t.lat, 0.5),
             percentile(&t.lat, 0.99),
             percentile(&t.lat, 1.0)
         );
-        println!(
+        table!(
             "| trace one patch ({label}), paced (one every 2 ms), p50 / p99 / max | {:.3} / {:.3} / {:.3} ms | p99 ≤ 1 ms |",
             percentile(&t.paced, 0.5),
             percentile(&t.paced, 0.99),
             percentile(&t.paced, 1.0)
         );
-        println!(
+        table!(
             "| trace one patch ({label}), back to back, less the time waiting for a CPU ({} of {} traces waited) | {:.3} / {:.3} / {:.3} ms | |",
             t.waits,
             t.lat.len(),
@@ -722,45 +974,86 @@ fn main() {
             percentile(&t.on_cpu, 1.0)
         );
     }
-    println!(
-        "| warm-up of the item states (`Ledger::warm`, one scan) | {warm_s:.1} s, {warm_items} entries, {:.2} GB | |",
-        warm_bytes as f64 / 1e9
-    );
-    println!(
+    match &warmed {
+        Some((warm_items, warm_bytes, warm_s, _)) => table!(
+            "| warm-up of the item states (`Ledger::warm`, one scan) | {warm_s:.1} s, {warm_items} entries, {:.2} GB | |",
+            *warm_bytes as f64 / 1e9
+        ),
+        None => table!("| warm-up of the item states (`Ledger::warm`) | not run (`--json`) | |"),
+    }
+    table!(
         "| full verify, freshly opened ledger | {:.1} s ({:.0} records/s) | 10 M in ≤ 30 s |",
         verify_s,
         report.checked as f64 / verify_s
     );
+    table!(
+        "| incremental verify after {more} more events ({} records, {} checkpoints checked) | {verify_incremental_s:.3} s | ≤ 1 s |",
+        incremental.checked,
+        incremental.checkpoints_checked
+    );
     match warm {
-        Some((checked, secs)) => println!(
+        Some((checked, secs)) => table!(
             "| full verify, same process that loaded it (warm cache) | {secs:.1} s ({:.0} records/s) | |",
             checked as f64 / secs
         ),
         None => {
-            println!("| full verify, same process that loaded it | not run (`--warm-verify`) | |")
+            table!("| full verify, same process that loaded it | not run (`--warm-verify`) | |")
         }
     }
-    println!(
+    table!(
         "| store size (files) | {:.2} GB ({:.0} bytes/event) | |",
         size as f64 / 1e9,
         size as f64 / loaded as f64
     );
     for (space, entries, kb, vb) in &stats {
-        println!(
+        table!(
             "| live `{space}` entries: {entries}, keys + values | {:.2} GB ({:.0} bytes/event) | |",
             (kb + vb) as f64 / 1e9,
             (kb + vb) as f64 / loaded as f64
         );
     }
-    println!(
+    table!(
         "| peak resident memory of the benchmark process | {:.1} GiB | |",
         status_bytes("VmHWM:") / (1u64 << 30) as f64
     );
-    println!();
-    println!(
-        "load average {} at the end (other work on the machine skews tail latencies)",
-        loadavg()
+    table!();
+    let load_at_end = loadavg();
+    table!(
+        "load average {load_at_end} at the end (other work on the machine skews tail latencies)"
     );
+    if a.json {
+        let finite = |v: f64| v.is_finite().then_some(v);
+        let d = |f: fn(&Durable) -> f64| durable.as_ref().map(f);
+        println!(
+            "{}",
+            serde_json::json!({
+                "events": loaded,
+                "bytes_per_event": finite(size as f64 / loaded as f64),
+                "open_s": fresh.open_s,
+                "first_trace_p99_ms": fresh.first_trace_p99_ms,
+                "trace_p99_ms": percentile(&cold.lat, 0.99),
+                "rss_mb": fresh.rss_mb,
+                "verify_incremental_s": verify_incremental_s,
+                "verify_full_records_per_s": finite(report.checked as f64 / verify_s),
+                "appends_single_per_s": d(|d| d.single),
+                "appends_grouped_per_s": d(|d| d.grouped),
+                "sqlite_single_per_s": d(|d| d.sqlite_single),
+                "sqlite_grouped_per_s": d(|d| d.sqlite_grouped),
+                "first_trace_p50_ms": fresh.first_trace_p50_ms,
+                "first_second_traces": fresh.traces,
+                "trace_p50_ms": percentile(&cold.lat, 0.5),
+                "load_events_per_s": finite(loaded as f64 / load_s),
+                "verify_incremental_records": incremental.checked,
+                "verify_incremental_checkpoints": incremental.checkpoints_checked,
+                "appended_before_incremental": more,
+                "durable_secs_each": durable.map(|_| a.secs),
+                "grouped_threads": a.threads,
+                "cores": cores,
+                "load_average_start": load_at_start,
+                "load_average_end": load_at_end,
+            })
+        );
+    }
     drop(ledger);
     if a.keep {
         let _ = tmp.keep();

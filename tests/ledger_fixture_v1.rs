@@ -1,0 +1,170 @@
+//! The v1 ledger fixture (issue 18): `tests/fixtures/ledger-v1.tar.gz`, a ledger written by the
+//! storage layout of 2026-12 (sled: journal chunks, item states, trace values), made by
+//! `cargo run --example make_v1_fixture`. Today's code must open it, verify it in full with the
+//! counts of its manifest (`ledger-v1.json`) and trace its serials exactly as the manifest says:
+//! the baseline that a migration to a new layout is held to.
+
+use std::path::{Path, PathBuf};
+
+use hallctl::ledger::verify::{Problem, VerifyMode, VerifyOptions};
+use hallctl::ledger::{Ledger, Serial, chain};
+use serde_json::Value;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn manifest() -> Value {
+    let path = fixtures().join("ledger-v1.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    serde_json::from_str(&text).expect("the manifest is JSON")
+}
+
+/// The fixture unpacked into a fresh temporary directory (the ledger is `<tmp>/ledger`).
+fn unpack() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("ledger");
+    let file = std::fs::File::open(fixtures().join("ledger-v1.tar.gz")).expect("the tarball");
+    tar::Archive::new(flate2::read::GzDecoder::new(file))
+        .unpack(&dir)
+        .expect("unpack the tarball");
+    (tmp, dir)
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("{v} is not a number"))
+}
+
+#[test]
+fn fixture_v1_opens_and_verifies() {
+    let m = manifest();
+    let (_tmp, dir) = unpack();
+    let ledger = Ledger::open_existing(&dir).expect("today's code opens the v1 fixture");
+    assert_eq!(ledger.head(), u(&m["head"]));
+    assert_eq!(
+        ledger.head_link().1,
+        m["head_link"].as_str().expect("head_link")
+    );
+    assert_eq!(
+        hex::encode(ledger.public_key().as_bytes()),
+        m["public_key"].as_str().expect("public_key")
+    );
+    assert_eq!(
+        ledger.checkpoints().expect("checkpoints").len() as u64,
+        u(&m["checkpoints"])
+    );
+    assert_eq!(
+        ledger.verified_checkpoint().expect("mark"),
+        u(&m["verified_checkpoint"])
+    );
+    let report = ledger
+        .verify(&VerifyOptions::default(), |_, _| {})
+        .expect("verify");
+    assert!(report.ok(), "{:?}", report.first_bad);
+    let v = &m["verify"];
+    assert_eq!(report.from, u(&v["from"]));
+    assert_eq!(report.checked, u(&v["checked"]));
+    assert_eq!(report.last_good, u(&v["last_good"]));
+    assert_eq!(report.checkpoints_checked, u(&v["checkpoints_checked"]));
+    assert_eq!(report.checked, u(&m["events"]));
+    // The fixture carries a verified mark at its head: an incremental verify checks no record
+    // before it.
+    let inc = ledger
+        .verify(
+            &VerifyOptions {
+                mode: VerifyMode::Incremental,
+                ..VerifyOptions::default()
+            },
+            |_, _| {},
+        )
+        .expect("incremental verify");
+    assert!(inc.ok(), "{:?}", inc.first_bad);
+    assert!(inc.from >= u(&m["verified_checkpoint"]), "{inc:?}");
+}
+
+#[test]
+fn fixture_v1_traces_as_its_manifest_says() {
+    let m = manifest();
+    let (_tmp, dir) = unpack();
+    let ledger = Ledger::open_existing(&dir).expect("open");
+    let traces = m["traces"].as_array().expect("traces");
+    assert!(traces.len() >= 10, "the manifest names its serials");
+    for t in traces {
+        let what = &t["what"];
+        let serial = Serial::new(t["serial"].as_str().expect("serial"));
+        let trace = ledger
+            .trace(&serial)
+            .expect("trace")
+            .unwrap_or_else(|| panic!("{what}: {serial:?} unknown"));
+        let events: Vec<&str> = trace.steps.iter().map(|s| s.event.as_str()).collect();
+        let expected: Vec<&str> = t["step_events"]
+            .as_array()
+            .expect("step_events")
+            .iter()
+            .map(|e| e.as_str().expect("an event name"))
+            .collect();
+        assert_eq!(events, expected, "{what}: {serial:?}");
+        assert_eq!(trace.state, t["state"].as_str().expect("state"), "{what}");
+        // The whole trace (lot, partner, job, document number, every step's time, actor,
+        // station, detail and reversal) as the code that wrote the ledger answered.
+        assert_eq!(
+            serde_json::to_value(&trace).expect("json"),
+            t["trace"],
+            "{what}: {serial:?}"
+        );
+    }
+    // The manifest covers the rare kinds, not only the routine ones.
+    let all: Vec<&str> = traces
+        .iter()
+        .flat_map(|t| t["step_events"].as_array().expect("steps"))
+        .filter_map(Value::as_str)
+        .collect();
+    for kind in [
+        "items_destroyed",
+        "spoilage_decided",
+        "item_reported_missing",
+        "items_returned",
+        "device_read_mismatch",
+        "dispatched",
+    ] {
+        assert!(all.contains(&kind), "no traced serial has a {kind} step");
+    }
+    assert!(
+        traces.iter().any(|t| t["trace"]["steps"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["reversed_by"].is_u64()))),
+        "a traced serial has a reversed step"
+    );
+}
+
+/// The guard guards: one flipped byte in a stored record's body is named by a full verify.
+#[test]
+fn fixture_v1_with_a_damaged_record_fails_verify_naming_it() {
+    let (_tmp, dir) = unpack();
+    let ledger = Ledger::open_existing(&dir).expect("open");
+    let seq = ledger.head() / 2;
+    let stored = ledger
+        .store()
+        .journal_get(seq)
+        .expect("read")
+        .expect("the record");
+    let (link, body) = chain::split_stored(&stored).expect("a stored record");
+    // A byte inside the record's JSON, past `{"seq":N,`.
+    let mut body = body.to_vec();
+    let i = body.len() / 2;
+    body[i] ^= 0x01;
+    ledger
+        .store()
+        .tamper_journal_put(seq, &chain::stored(&link, &body))
+        .expect("tamper");
+    let report = ledger
+        .verify(&VerifyOptions::default(), |_, _| {})
+        .expect("verify");
+    let bad = report.first_bad.expect("the damage is found");
+    assert_eq!(bad.seq, seq, "{:?}", bad.problem);
+    assert!(
+        !matches!(bad.problem, Problem::BadCheckpoint { .. }),
+        "{:?}",
+        bad.problem
+    );
+}
