@@ -22,16 +22,18 @@ use crate::store::Store;
 pub(super) const JOB: &[u8] = b"job/";
 pub(super) const TRACKING: &[u8] = b"tn/";
 pub(super) const BAG: &[u8] = b"bag/";
-/// `lj/<id, u64 big-endian>` → nothing: the jobs not yet final (dispatched or cancelled). A
-/// restart reads only these, so its cost follows the work in the hall, not the hall's age.
-pub(super) const LIVE: &[u8] = b"lj/";
-/// `ob/<bag id>` → nothing: the bags not yet closed (a restart reads only these).
-const OPEN_BAGS: &[u8] = b"ob/";
-/// Set in the store's meta once the open-bags index covers every stored bag.
-const OPEN_BAGS_BUILT: &str = "line/open-bags-index";
-/// Set in the store's meta once the live index covers every stored job (a store written before
-/// the index has it built once, at the first start that finds it missing).
-const LIVE_INDEX_BUILT: &str = "line/live-jobs-index";
+/// The jobs not yet final (dispatched or cancelled): `lj/<id, u64 big-endian>`.
+const LIVE_JOBS: LiveIndex = LiveIndex {
+    entries: JOB,
+    index: b"lj/",
+    built: "line/live-jobs-index",
+};
+/// The bags not yet closed: `ob/<bag id>`.
+const OPEN_BAGS: LiveIndex = LiveIndex {
+    entries: BAG,
+    index: b"ob/",
+    built: "line/open-bags-index",
+};
 
 pub(super) fn job_key(id: JobId) -> Vec<u8> {
     let mut k = JOB.to_vec();
@@ -54,129 +56,78 @@ pub(super) fn bag_key(id: &str) -> Vec<u8> {
 /// One operational write: a key and its new value (`None`: removed).
 pub(super) type AuxWrite = (Vec<u8>, Option<Vec<u8>>);
 
-fn live_key(id: JobId) -> Vec<u8> {
-    let mut k = LIVE.to_vec();
-    k.extend_from_slice(&id.0.to_be_bytes());
-    k
+/// An index of the entries under `entries` that are still live: `index ‖ suffix` (no value) for
+/// each live `entries ‖ suffix`, written in the entry's own batch. A restart reads only those, so
+/// its cost follows the work in the hall, not the hall's age. `built` is set in the store's meta
+/// once the index covers every entry: a store written before it gets it built once, from every
+/// entry, at the first start that finds it missing.
+struct LiveIndex {
+    entries: &'static [u8],
+    index: &'static [u8],
+    built: &'static str,
 }
 
-/// The operational writes that store a job record: the record itself and its place in the
-/// live index (in, while it is not final; out, once it is). Written in the job's batch.
-pub(super) fn job_writes(r: &JobRecord) -> Result<[AuxWrite; 2], LineError> {
-    let live = (!r.state.is_final()).then(Vec::new);
-    Ok([
-        (job_key(r.job.id), Some(encode_job(r)?)),
-        (live_key(r.job.id), live),
-    ])
-}
-
-/// The jobs not yet final, from the live index, and the next free job id. A store written
-/// before the index gets it built here, once, from every stored job (and made durable).
-pub(super) fn load_live(store: &Store) -> Result<(Vec<JobRecord>, u64), LineError> {
-    let storage = |e: crate::store::StoreError| LineError::Storage(e.to_string());
-    let mut next_id = 1;
-    store
-        .aux_for_each_rev(JOB, &job_key(JobId(u64::MAX)), |k, _| {
-            if let Some(id) = k.get(JOB.len()..).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
-                next_id = u64::from_be_bytes(id) + 1;
-            }
-            false
-        })
-        .map_err(storage)?;
-    if store.meta_get(LIVE_INDEX_BUILT).map_err(storage)?.is_none() {
-        return build_live_index(store).map(|live| (live, next_id));
+impl LiveIndex {
+    /// The writes that store the entry `suffix` and its place in the index (in while live).
+    fn writes(&self, suffix: &[u8], value: Vec<u8>, live: bool) -> [AuxWrite; 2] {
+        [
+            ([self.entries, suffix].concat(), Some(value)),
+            ([self.index, suffix].concat(), live.then(Vec::new)),
+        ]
     }
-    let mut ids = Vec::new();
-    store
-        .aux_for_each(LIVE, LIVE, |k, _| {
-            if let Some(id) = k
-                .get(LIVE.len()..)
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            {
-                ids.push(JobId(u64::from_be_bytes(id)));
-            }
-            true
-        })
-        .map_err(storage)?;
-    let mut live = Vec::with_capacity(ids.len());
-    for id in ids {
-        match load_job(store, id)? {
-            Some(r) => live.push(r),
-            None => {
-                return Err(LineError::Storage(format!(
-                    "the live-jobs index names job {id}, which is not stored"
-                )));
-            }
+
+    /// The live entries, decoded.
+    fn load<T>(
+        &self,
+        store: &Store,
+        decode: impl Fn(&[u8]) -> Result<T, LineError>,
+        live: impl Fn(&T) -> bool,
+    ) -> Result<Vec<T>, LineError> {
+        let storage = |e: crate::store::StoreError| LineError::Storage(e.to_string());
+        if store.meta_get(self.built).map_err(storage)?.is_none() {
+            return self.build(store, decode, live);
         }
-    }
-    Ok((live, next_id))
-}
-
-/// Reads every stored job once and writes the live index of those not final.
-fn build_live_index(store: &Store) -> Result<Vec<JobRecord>, LineError> {
-    let storage = |e: crate::store::StoreError| LineError::Storage(e.to_string());
-    let mut live = Vec::new();
-    let mut error = None;
-    store
-        .aux_for_each(JOB, JOB, |_, v| match decode_job(v) {
-            Ok(r) => {
-                if !r.state.is_final() {
-                    live.push(r);
-                }
+        let mut suffixes = Vec::new();
+        store
+            .aux_for_each(self.index, self.index, |k, _| {
+                suffixes.push(k[self.index.len()..].to_vec());
                 true
-            }
-            Err(e) => {
-                error = Some(e);
-                false
-            }
-        })
-        .map_err(storage)?;
-    if let Some(e) = error {
-        return Err(e);
+            })
+            .map_err(storage)?;
+        let mut out = Vec::with_capacity(suffixes.len());
+        for suffix in suffixes {
+            let key = [self.entries, &suffix].concat();
+            let v = store.aux_get(&key).map_err(storage)?.ok_or_else(|| {
+                LineError::Storage(format!(
+                    "the index {} names {}, which is not stored",
+                    self.built,
+                    String::from_utf8_lossy(&key)
+                ))
+            })?;
+            out.push(decode(&v)?);
+        }
+        Ok(out)
     }
-    let mut ws = crate::store::WriteSet::default();
-    for r in &live {
-        ws.aux(live_key(r.job.id), Some(Vec::new()));
-    }
-    store.commit(&ws).map_err(storage)?;
-    store.sync().map_err(storage)?;
-    store.meta_set(LIVE_INDEX_BUILT, b"1").map_err(storage)?;
-    store.sync().map_err(storage)?;
-    tracing::info!(live = live.len(), "built the index of live jobs (once)");
-    Ok(live)
-}
 
-fn open_bag_key(id: &str) -> Vec<u8> {
-    [OPEN_BAGS, id.as_bytes()].concat()
-}
-
-/// The operational writes that store a bag: the bag and its place in the open-bags index (in,
-/// while open; out, once closed). Written in the bag's batch.
-pub(super) fn bag_writes(bag: &super::Bag) -> Result<[AuxWrite; 2], LineError> {
-    let json = serde_json::to_vec(bag).map_err(|e| LineError::Storage(e.to_string()))?;
-    let open = bag.closed_at.is_none().then(Vec::new);
-    Ok([
-        (bag_key(&bag.id), Some(json)),
-        (open_bag_key(&bag.id), open),
-    ])
-}
-
-/// The bags not yet closed, from the open-bags index (built once, from every stored bag, for
-/// a store that predates it).
-pub(super) fn load_open_bags(store: &Store) -> Result<Vec<super::Bag>, LineError> {
-    let storage = |e: crate::store::StoreError| LineError::Storage(e.to_string());
-    let decode = |v: &[u8]| {
-        serde_json::from_slice::<super::Bag>(v)
-            .map_err(|e| LineError::Storage(format!("a stored bag is unreadable: {e}")))
-    };
-    if store.meta_get(OPEN_BAGS_BUILT).map_err(storage)?.is_none() {
-        let mut open = Vec::new();
+    /// Reads every entry once, writes the index of the live ones, makes it durable and marks
+    /// it built.
+    fn build<T>(
+        &self,
+        store: &Store,
+        decode: impl Fn(&[u8]) -> Result<T, LineError>,
+        live: impl Fn(&T) -> bool,
+    ) -> Result<Vec<T>, LineError> {
+        let storage = |e: crate::store::StoreError| LineError::Storage(e.to_string());
+        let mut out = Vec::new();
+        let mut ws = crate::store::WriteSet::default();
         let mut error = None;
         store
-            .aux_for_each(BAG, BAG, |_, v| match decode(v) {
-                Ok(b) => {
-                    if b.closed_at.is_none() {
-                        open.push(b);
+            .aux_for_each(self.entries, self.entries, |k, v| match decode(v) {
+                Ok(e) => {
+                    if live(&e) {
+                        let suffix = &k[self.entries.len()..];
+                        ws.aux([self.index, suffix].concat(), Some(Vec::new()));
+                        out.push(e);
                     }
                     true
                 }
@@ -189,36 +140,55 @@ pub(super) fn load_open_bags(store: &Store) -> Result<Vec<super::Bag>, LineError
         if let Some(e) = error {
             return Err(e);
         }
-        let mut ws = crate::store::WriteSet::default();
-        for b in &open {
-            ws.aux(open_bag_key(&b.id), Some(Vec::new()));
-        }
         store.commit(&ws).map_err(storage)?;
         store.sync().map_err(storage)?;
-        store.meta_set(OPEN_BAGS_BUILT, b"1").map_err(storage)?;
+        store.meta_set(self.built, b"1").map_err(storage)?;
         store.sync().map_err(storage)?;
-        return Ok(open);
+        tracing::info!(
+            index = self.built,
+            live = out.len(),
+            "built an index (once)"
+        );
+        Ok(out)
     }
-    let mut ids = Vec::new();
+}
+
+/// The operational writes that store a job record: the record itself and its place in the
+/// live index (in, while it is not final; out, once it is). Written in the job's batch.
+pub(super) fn job_writes(r: &JobRecord) -> Result<[AuxWrite; 2], LineError> {
+    let id = r.job.id.0.to_be_bytes();
+    Ok(LIVE_JOBS.writes(&id, encode_job(r)?, !r.state.is_final()))
+}
+
+/// The jobs not yet final, and the next free job id.
+pub(super) fn load_live(store: &Store) -> Result<(Vec<JobRecord>, u64), LineError> {
+    let mut next_id = 1;
     store
-        .aux_for_each(OPEN_BAGS, OPEN_BAGS, |k, _| {
-            ids.push(String::from_utf8_lossy(&k[OPEN_BAGS.len()..]).into_owned());
-            true
+        .aux_for_each_rev(JOB, &job_key(JobId(u64::MAX)), |k, _| {
+            if let Some(id) = k.get(JOB.len()..).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+                next_id = u64::from_be_bytes(id) + 1;
+            }
+            false
         })
-        .map_err(storage)?;
-    let mut open = Vec::with_capacity(ids.len());
-    for id in ids {
-        let v = store
-            .aux_get(&bag_key(&id))
-            .map_err(storage)?
-            .ok_or_else(|| {
-                LineError::Storage(format!(
-                    "the open-bags index names bag {id}, which is not stored"
-                ))
-            })?;
-        open.push(decode(&v)?);
-    }
-    Ok(open)
+        .map_err(|e| LineError::Storage(e.to_string()))?;
+    let live = LIVE_JOBS.load(store, decode_job, |r: &JobRecord| !r.state.is_final())?;
+    Ok((live, next_id))
+}
+
+/// The operational writes that store a bag: the bag and its place in the open-bags index (in,
+/// while open; out, once closed). Written in the bag's batch.
+pub(super) fn bag_writes(bag: &super::Bag) -> Result<[AuxWrite; 2], LineError> {
+    let json = serde_json::to_vec(bag).map_err(|e| LineError::Storage(e.to_string()))?;
+    Ok(OPEN_BAGS.writes(bag.id.as_bytes(), json, bag.closed_at.is_none()))
+}
+
+/// The bags not yet closed.
+pub(super) fn load_open_bags(store: &Store) -> Result<Vec<super::Bag>, LineError> {
+    let decode = |v: &[u8]| {
+        serde_json::from_slice::<super::Bag>(v)
+            .map_err(|e| LineError::Storage(format!("a stored bag is unreadable: {e}")))
+    };
+    OPEN_BAGS.load(store, decode, |b: &super::Bag| b.closed_at.is_none())
 }
 
 /// The highest number of the stored bags whose id starts with `prefix` (a destination's bags of
