@@ -1,6 +1,7 @@
 //! Figures of sealed ledger segments (issue 18): the bytes per record of realistic records (the
 //! ledger benchmark's session cycles, in the ledger's canonical form) in a segment file, and the
-//! rates of a full verify, of reading all records in order and of single-record reads.
+//! rates of a full verify, of reading all records in order and of single-record reads (body
+//! only, and with its link).
 //!
 //! ```text
 //! cargo run --release --example segment_figures -- --records 10000
@@ -86,6 +87,13 @@ fn main() {
         seq = (seq + 7919) % records as u64;
         reader.get(seq + 1).expect("get").expect("present");
     });
+    let linked = rate(1, || {
+        seq = (seq + 7919) % records as u64;
+        reader
+            .get_linked(seq + 1)
+            .expect("get_linked")
+            .expect("present");
+    });
 
     println!("records                 {records}");
     println!("canonical_bytes_per_rec {:.1}", raw as f64 / records as f64);
@@ -103,4 +111,5 @@ fn main() {
     println!("verify_records_per_s    {verify:.0}");
     println!("iterate_records_per_s   {iterate:.0}");
     println!("get_per_s               {gets:.0}");
+    println!("get_linked_per_s        {linked:.0}");
 }

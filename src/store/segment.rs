@@ -770,8 +770,20 @@ impl SegmentReader {
         )
     }
 
-    /// Checks block `i`'s bytes (`frame ‖ link ‖ crc32`, as read from the file) and
-    /// decompresses it into `raw`; returns its trailer link.
+    /// Checks block `i`'s bytes (`frame ‖ link ‖ crc32`, as read from the file) against their
+    /// checksum; returns the block's trailer link.
+    fn checked_link(&self, i: usize, bytes: &[u8]) -> Result<Link, SegmentError> {
+        let e = self.index[i];
+        let n = e.frame_len as usize;
+        let link = link_at(bytes, n);
+        if le_u32(bytes, n + 32) != block_crc(&bytes[..n], &link) {
+            let (part, _) = self.block_part(i);
+            return Err(self.damaged(part, e.offset, "its checksum does not match"));
+        }
+        Ok(link)
+    }
+
+    /// Checks block `i`'s bytes and decompresses it into `raw`; returns its trailer link.
     fn decode_block(
         &self,
         i: usize,
@@ -779,16 +791,12 @@ impl SegmentReader {
         dec: &mut zstd::bulk::Decompressor<'_>,
         raw: &mut Vec<u8>,
     ) -> Result<Link, SegmentError> {
+        let link = self.checked_link(i, bytes)?;
         let e = self.index[i];
         let (part, _) = self.block_part(i);
-        let n = e.frame_len as usize;
-        let (frame, link) = (&bytes[..n], link_at(bytes, n));
-        if le_u32(bytes, n + 32) != block_crc(frame, &link) {
-            return Err(self.damaged(part, e.offset, "its checksum does not match"));
-        }
         raw.clear();
         raw.reserve(e.raw_len as usize);
-        match dec.decompress_to_buffer(frame, raw) {
+        match dec.decompress_to_buffer(&bytes[..e.frame_len as usize], raw) {
             Ok(got) if got == e.raw_len as usize => Ok(link),
             Ok(got) => Err(self.damaged(
                 part,
@@ -797,6 +805,35 @@ impl SegmentReader {
             )),
             Err(_) => Err(self.damaged(part, e.offset, "it does not decompress")),
         }
+    }
+
+    /// Recomputes the links of block `i`'s records from `prev` (the link before the block),
+    /// calling `each(k, link)` for its k-th record, and checks the last one against the block's
+    /// trailer link `stored`. Returns the last link.
+    fn chain_block(
+        &self,
+        i: usize,
+        prev: Link,
+        raw: &[u8],
+        stored: &Link,
+        mut each: impl FnMut(usize, &Link),
+    ) -> Result<Link, SegmentError> {
+        let (mut link, mut seq) = (prev, self.index[i].first_seq);
+        for (k, r) in self.bodies(i, raw)?.into_iter().enumerate() {
+            link = chain::link(&link, seq, &raw[r]);
+            each(k, &link);
+            seq += 1;
+        }
+        if &link != stored {
+            return Err(SegmentError::ChainBreak {
+                file: self.path.clone(),
+                seq: seq - 1,
+                what: format!(
+                    "the links recomputed from block {i}'s records do not match its trailer"
+                ),
+            });
+        }
+        Ok(link)
     }
 
     /// Splits block `i`'s raw bytes into its bodies (byte ranges into `raw`).
@@ -855,6 +892,41 @@ impl SegmentReader {
         Ok(bodies.get(k).map(|r| raw[r.clone()].to_vec()))
     }
 
+    /// Record `seq` with its link, as a stored journal value holds them: one read of its block
+    /// and the block before it (adjacent in the file), both checksums checked, the block's
+    /// links recomputed from the previous block's trailer link and checked against its own.
+    /// `None` when the file does not hold `seq`.
+    ///
+    /// # Errors
+    /// A block cannot be read or is damaged, or the block's links do not match its trailer.
+    pub fn get_linked(&self, seq: u64) -> Result<Option<(Link, Vec<u8>)>, SegmentError> {
+        let Some(i) = self.block_of(seq) else {
+            return Ok(None);
+        };
+        let e = self.index[i];
+        let from = i.checked_sub(1).map_or(e.offset, |p| self.index[p].offset);
+        let bytes = self.read_at(e.offset + e.disk_len() - from, from)?;
+        let here = usize::try_from(e.offset - from).unwrap_or(usize::MAX);
+        let prev = match i.checked_sub(1) {
+            Some(p) => self.checked_link(p, &bytes[..here])?,
+            None => self.prev_link,
+        };
+        let mut raw = Vec::new();
+        let stored = self.decode_block(i, &bytes[here..], &mut self.decompressor()?, &mut raw)?;
+        let k = usize::try_from(seq - e.first_seq).unwrap_or(usize::MAX);
+        let mut link = None;
+        self.chain_block(i, prev, &raw, &stored, |n, l| {
+            if n == k {
+                link = Some(*l);
+            }
+        })?;
+        let body = self
+            .bodies(i, &raw)?
+            .get(k)
+            .map(|r| raw[r.clone()].to_vec());
+        Ok(link.zip(body))
+    }
+
     /// Every record `(seq, body)` in order, read front to back. After an error the iterator
     /// ends.
     pub fn records(&self) -> Records<'_> {
@@ -896,19 +968,7 @@ impl SegmentReader {
         let (mut raw, mut link) = (Vec::new(), self.prev_link);
         while let Some((i, bytes)) = blocks.next_block()? {
             let stored = self.decode_block(i, &bytes, &mut dec, &mut raw)?;
-            let mut seq = self.index[i].first_seq;
-            for r in self.bodies(i, &raw)? {
-                link = chain::link(&link, seq, &raw[r]);
-                seq += 1;
-            }
-            if link != stored {
-                return Err(chain_break(
-                    seq - 1,
-                    format!(
-                        "the links recomputed from block {i}'s records do not match its trailer"
-                    ),
-                ));
-            }
+            link = self.chain_block(i, link, &raw, &stored, |_, _| {})?;
         }
         drop(blocks);
         let digest: [u8; 32] = sha.finalize().into();
@@ -1128,11 +1188,17 @@ mod tests {
             let r = SegmentReader::open(&path).unwrap();
             prop_assert_eq!((r.first_seq(), r.last_seq(), r.prev_link()), (first, last, prev));
             prop_assert_eq!(r.blocks() as u32, sum.blocks);
+            let mut link = prev;
             for (k, b) in bodies.iter().enumerate() {
-                prop_assert_eq!(r.get(first + k as u64).unwrap(), Some(b.clone()));
+                let seq = first + k as u64;
+                link = chain::link(&link, seq, b);
+                prop_assert_eq!(r.get(seq).unwrap(), Some(b.clone()));
+                prop_assert_eq!(r.get_linked(seq).unwrap(), Some((link, b.clone())));
             }
-            prop_assert_eq!(r.get(first - 1).unwrap(), None);
-            prop_assert_eq!(r.get(last + 1).unwrap(), None);
+            for outside in [first - 1, last + 1] {
+                prop_assert_eq!(r.get(outside).unwrap(), None);
+                prop_assert_eq!(r.get_linked(outside).unwrap(), None);
+            }
             let all: Vec<(u64, Vec<u8>)> = r.records().collect::<Result<_, _>>().unwrap();
             let want: Vec<(u64, Vec<u8>)> =
                 bodies.iter().enumerate().map(|(k, b)| (first + k as u64, b.clone())).collect();
