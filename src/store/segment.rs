@@ -1385,6 +1385,41 @@ mod tests {
     }
 
     #[test]
+    fn a_damaged_block_is_named_and_the_other_blocks_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.seg");
+        let bodies = small_bodies();
+        write(&path, 1, chain::GENESIS, &bodies, 100, &key(1));
+        let r = SegmentReader::open(&path).unwrap();
+        let damaged = r.index[2];
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[damaged.offset as usize + 3] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        let r = SegmentReader::open(&path).unwrap();
+        let in_it = damaged.first_seq;
+        for err in [r.get(in_it).unwrap_err(), r.get_linked(in_it).unwrap_err()] {
+            assert!(
+                matches!(err, SegmentError::DamagedPart { part: Part::Block { index: 2, first_seq }, offset, .. }
+                    if first_seq == in_it && offset == damaged.offset),
+                "{err:?}"
+            );
+            assert!(
+                err.to_string()
+                    .contains(&format!("block 2 (from record {in_it})")),
+                "{err}"
+            );
+        }
+        assert_eq!(r.get(1).unwrap(), Some(bodies[0].clone()));
+        let last = bodies.len() as u64;
+        assert_eq!(r.get(last).unwrap(), Some(bodies[bodies.len() - 1].clone()));
+        // In order: the records before the damaged block, then its error, then nothing.
+        let read: Vec<_> = r.records().collect();
+        let ok = read.iter().take_while(|x| x.is_ok()).count();
+        assert_eq!(ok as u64, in_it - 1);
+        assert_eq!(read.len(), ok + 1, "the iterator stops after the error");
+    }
+
+    #[test]
     fn a_file_that_is_not_a_segment_has_the_wrong_magic() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("notes.txt");
