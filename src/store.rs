@@ -51,6 +51,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use thiserror::Error;
 
 pub mod lock;
+pub mod segment;
 pub use lock::LockHolder;
 
 /// How long an open waits for this process's own store of the same directory to let go of its
