@@ -36,7 +36,8 @@
 //!   [`Users::sign_in_from_at`]) counts and locks the id *at that place* only: wrong PINs typed
 //!   for a supervisor at an operator's terminal lock that terminal out of the supervisor's
 //!   account, not the supervisor at their own. Such a lock is recorded (`LockedOut` with its
-//!   `origin`) and kept with its record, so a restart keeps it until it ends. Wrong **co-signer** PINs count against whoever asked and
+//!   `origin`) and kept with its record, so a restart keeps it until it ends (never longer than
+//!   one lockout from the start); a PIN reset ends the account's locks at every place. Wrong **co-signer** PINs count against whoever asked and
 //!   their terminal, never the co-signer ([`Users::verify_cosigner_at`]).
 //! - Without a place (console checks), a known account's lockout is the account's and is
 //!   persisted (user record + a `LockedOut` ledger record whose actor is the account); an unknown
@@ -89,6 +90,12 @@ const PLACE_LOCK_PREFIX: &[u8] = b"lock/";
 
 fn place_lock_key(failure_key: &str) -> Vec<u8> {
     [PLACE_LOCK_PREFIX, failure_key.as_bytes()].concat()
+}
+
+/// What an account change does beyond its record (a PIN reset also ends the place locks).
+enum ChangeKind {
+    PinReset,
+    Other,
 }
 /// Version of the stored user record (aux `user/<id>`).
 const USER_FORMAT: u32 = 1;
@@ -770,6 +777,9 @@ impl Users {
                     .ok()
                     .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
                     .map(|t| t.with_timezone(&Utc));
+                // Never longer than one lockout from now (a clock that was ahead when the
+                // lock was written must not stretch it).
+                let until = until.map(|u| u.min(now + to_delta(policy.lockout)));
                 if let Some(until) = until.filter(|u| *u > now) {
                     st.failures.insert(
                         key,
@@ -1068,6 +1078,29 @@ impl Users {
     /// Records `change` and writes `user`; signs out the account's sessions when `signed_out`
     /// names a reason; revokes its service tokens when `revoke_service`, and registers
     /// `new_service` as its token. Call with `write` held.
+    /// The failure keys of `id`'s locks at places, stored or in memory (`id\0place`).
+    fn place_locks_of(&self, id: &OperatorId) -> Result<Vec<String>, AuthError> {
+        let prefix = format!("{id}\0");
+        let mut keys: Vec<String> = lock(&self.state)
+            .failures
+            .keys()
+            .filter(|k| k.starts_with(&prefix))
+            .cloned()
+            .collect();
+        let stored = place_lock_key(&prefix);
+        self.ledger
+            .store()
+            .aux_for_each(&stored, &stored, |k, _| {
+                let k = String::from_utf8_lossy(&k[PLACE_LOCK_PREFIX.len()..]).into_owned();
+                if !keys.contains(&k) {
+                    keys.push(k);
+                }
+                true
+            })
+            .map_err(LedgerError::from)?;
+        Ok(keys)
+    }
+
     fn change(
         &self,
         actor: &OperatorId,
@@ -1110,6 +1143,11 @@ impl Users {
             };
             (sessions, services)
         };
+        let change_kind = if matches!(change, UserChange::PinReset) {
+            ChangeKind::PinReset
+        } else {
+            ChangeKind::Other
+        };
         let mut actions = vec![ControlAction::UserChanged {
             user: user.id.clone(),
             change,
@@ -1121,11 +1159,21 @@ impl Users {
         }));
         let mut aux = vec![(user_key(&user.id), Some(StoredUser::encode(&user)?))];
         aux.extend(services.iter().map(|h| (service_key(h), None)));
+        // A PIN reset ends the account's locks at every place too.
+        let place_locks = if matches!(change_kind, ChangeKind::PinReset) {
+            self.place_locks_of(&user.id)?
+        } else {
+            Vec::new()
+        };
+        aux.extend(place_locks.iter().map(|k| (place_lock_key(k), None)));
         if let Some(h) = &new_service {
             aux.push((service_key(h), Some(user.id.as_str().as_bytes().to_vec())));
         }
         self.commit(Utc::now(), actor, actions, aux)?;
         let mut st = lock(&self.state);
+        for k in &place_locks {
+            st.failures.remove(k);
+        }
         for s in &sessions {
             st.sessions.remove(&s.hash);
         }
@@ -1157,7 +1205,7 @@ impl Users {
 
     /// [`Users::sign_in_at`] from `origin` (the client's address): wrong PINs count, and lock,
     /// at that place only, so that nobody can lock anyone else out of the terminals they are not
-    /// at. Such a lock is kept in memory (a restart, itself recorded, forgets it) and recorded
+    /// at. Such a lock is kept with its record (a restart keeps it; a PIN reset ends it) and recorded
     /// (`LockedOut` with the origin).
     ///
     /// # Errors
@@ -2025,7 +2073,7 @@ mod tests {
             ))
         );
         // A restart keeps the place's lock until it ends (it used to forget it).
-        let reopened = Users::open(Arc::clone(&h.ledger), policy).expect("reopen");
+        let reopened = Users::open(Arc::clone(&h.ledger), policy.clone()).expect("reopen");
         assert!(matches!(
             reopened.sign_in_from_at(&id, PIN, None, here, t0),
             Err(AuthError::Locked { .. })
@@ -2037,6 +2085,23 @@ mod tests {
         reopened
             .sign_in_from_at(&id, PIN, None, here, later)
             .expect("the lock ends when it ends");
+
+        // A PIN reset ends the account's locks at every place, for good.
+        for _ in 0..3 {
+            let _ = reopened.sign_in_from_at(&id, "999111", None, here, t0);
+        }
+        assert!(matches!(
+            reopened.sign_in_from_at(&id, PIN, None, here, t0),
+            Err(AuthError::Locked { .. })
+        ));
+        reopened.reset_pin(&admin(), &id, "402817").expect("reset");
+        reopened
+            .sign_in_from_at(&id, "402817", None, here, t0)
+            .expect("the reset ended the lock");
+        Users::open(Arc::clone(&h.ledger), policy)
+            .expect("reopen")
+            .sign_in_from_at(&id, "402817", None, here, t0)
+            .expect("and it stays ended after a restart");
     }
 
     #[test]

@@ -461,6 +461,9 @@ impl Actor {
         self.next_id = self.next_id.max(next_id);
         let mut interrupted = Vec::new();
         for r in records {
+            if r.state.is_final() {
+                continue;
+            }
             if r.state.in_step().is_some() {
                 let next = r
                     .apply(&JobEvent::Interrupt, &self.separation)

@@ -76,7 +76,8 @@ impl LiveIndex {
         ]
     }
 
-    /// The live entries, decoded.
+    /// The live entries, decoded. An entry the index names but that is no longer live (only a
+    /// writer that does not know the index, an older version, could leave one) is skipped.
     fn load<T>(
         &self,
         store: &Store,
@@ -104,7 +105,10 @@ impl LiveIndex {
                     String::from_utf8_lossy(&key)
                 ))
             })?;
-            out.push(decode(&v)?);
+            let e = decode(&v)?;
+            if live(&e) {
+                out.push(e);
+            }
         }
         Ok(out)
     }
@@ -120,6 +124,13 @@ impl LiveIndex {
         let storage = |e: crate::store::StoreError| LineError::Storage(e.to_string());
         let mut out = Vec::new();
         let mut ws = crate::store::WriteSet::default();
+        // Exactly the live ones: whatever the index held before goes.
+        store
+            .aux_for_each(self.index, self.index, |k, _| {
+                ws.aux(k.to_vec(), None);
+                true
+            })
+            .map_err(storage)?;
         let mut error = None;
         store
             .aux_for_each(self.entries, self.entries, |k, v| match decode(v) {
@@ -654,6 +665,18 @@ mod tests {
         let (live, next) = load_live(&store).expect("load");
         assert_eq!((ids(&live), next), (vec![1, 5], 10));
         assert_eq!(live[0], jobs[0]);
+        // Job 5 made final by a writer that does not know the index (an older version run on
+        // the store): the index still names it, and it is not taken for live work.
+        let done = cancelled(&jobs[4]);
+        write(
+            &store,
+            [(
+                job_key(done.job.id),
+                Some(encode_job(&done).expect("encode")),
+            )],
+        );
+        let (live, _) = load_live(&store).expect("load");
+        assert_eq!(ids(&live), vec![1]);
     }
 
     /// Open bags come back from their index (built once for a store that predates it); a

@@ -378,6 +378,9 @@ impl SegmentWriter {
     /// `seq` is not the next sequence number, the body is larger than [`MAX_BODY`], or writing
     /// failed.
     pub fn push(&mut self, seq: u64, body: &[u8]) -> Result<(), SegmentError> {
+        if seq == 0 || seq == u64::MAX {
+            return Err(self.refused(format!("record {seq} is out of range")));
+        }
         if seq != self.next_seq {
             return Err(self.refused(format!(
                 "record {seq} given where record {} was expected",
@@ -622,6 +625,11 @@ impl SegmentReader {
         if self.last_seq < self.first_seq {
             return Err(self.damaged(Part::Header, 0, "its last record comes before its first"));
         }
+        // Sequence numbers are counted up from 1; the largest one can never be reached, and
+        // refusing it keeps every `seq + 1` of the reader in range.
+        if self.last_seq == u64::MAX || self.first_seq == 0 {
+            return Err(self.damaged(Part::Header, 0, "its sequence numbers are out of range"));
+        }
 
         let t = self.read_at(TRAILER_LEN, len - TRAILER_LEN)?;
         let footer_offset = le_u64(&t, 0);
@@ -706,7 +714,10 @@ impl SegmentReader {
             if e.offset != next_offset || e.frame_len == 0 || e.raw_len as usize > MAX_BLOCK_RAW {
                 return Err(bad(&format!("block {i}'s position or size is impossible")));
             }
-            next_offset = e.offset + e.disk_len();
+            next_offset = match e.offset.checked_add(e.disk_len()) {
+                Some(end) if end <= self.footer_offset => end,
+                _ => return Err(bad(&format!("block {i}'s position or size is impossible"))),
+            };
             min_seq = e.first_seq;
             index.push(e);
         }
@@ -1382,6 +1393,40 @@ mod tests {
         let err = w.finish(&key(1)).unwrap_err();
         assert!(matches!(err, SegmentError::Refused { .. }), "{err:?}");
         assert!(!path.exists() && !dir.path().join("s.seg.tmp").exists());
+    }
+
+    /// Sequence numbers 0 and `u64::MAX` are refused by the writer, and a header that claims
+    /// them (its checksum recomputed, as a forger would) is named, never read into an overflow.
+    #[test]
+    fn sequence_numbers_out_of_range_are_refused_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.seg");
+        let mut w = SegmentWriter::create(&path, 0, chain::GENESIS).unwrap();
+        assert!(
+            w.push(0, b"a")
+                .unwrap_err()
+                .to_string()
+                .contains("out of range")
+        );
+        drop(w);
+        write(&path, 1, chain::GENESIS, &small_bodies(), 100, &key(1));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[14..22].copy_from_slice(&u64::MAX.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[..54]);
+        bytes[54..58].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let err = SegmentReader::open(&path).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                SegmentError::DamagedPart {
+                    part: Part::Header,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("out of range"), "{err}");
     }
 
     #[test]
