@@ -416,7 +416,13 @@ impl Store {
                 let listed = files
                     .iter()
                     .any(|s| *name == *catalog::file_name(s.entry.first));
-                if !listed {
+                // Only what sealing writes (`<digits>.seg`, `<digits>.seg.tmp`) is removed.
+                let ours = name.to_str().is_some_and(|n| {
+                    let stem = n.strip_suffix(".tmp").unwrap_or(n);
+                    stem.strip_suffix(catalog::SUFFIX)
+                        .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+                });
+                if !listed && ours {
                     let p = e.path();
                     std::fs::remove_file(&p).map_err(io_err(&p))?;
                     tracing::warn!(
@@ -1883,11 +1889,15 @@ mod tests {
                 .collect::<Vec<_>>()
         );
         drop(store);
+        let foreign = dir.path().join(catalog::DIR).join("notes.txt");
+        std::fs::write(&foreign, b"kept").expect("write");
         let store = open_sealing(dir.path(), 32);
-        assert!(
-            segment_names(dir.path()).is_empty(),
-            "the stray file is deleted"
+        assert_eq!(
+            segment_names(dir.path()),
+            ["notes.txt"],
+            "the stray segment is deleted, nothing else"
         );
+        std::fs::remove_file(&foreign).expect("remove");
         assert_eq!(walk_raw(&store, 1, None).len(), 40);
         commit_chained(&store, &values, 41..=100);
         store.seal_due().expect("seal");
