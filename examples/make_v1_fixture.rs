@@ -408,6 +408,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             // Checkpoints by count only, so that they fall on the same records every run.
             checkpoint_interval: std::time::Duration::from_secs(365 * 24 * 3600),
             cache_bytes: 64 << 20,
+            ..LedgerConfig::default()
         },
     )?;
     // The routine part, in atomic batches (one fsync each) of CYCLES_PER_BATCH session pairs.

@@ -40,7 +40,7 @@ use hallctl_jobs::job::{OperatorId, StationId};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::store::{Store, StoreError, WriteSet};
+use crate::store::{Sealing, Store, StoreError, WriteSet};
 pub use action::{ControlAction, Role, UserChange};
 pub use chain::Checkpoint;
 pub use custody::{Alert, Item, ItemState, Lot, Refusal, Session};
@@ -106,6 +106,10 @@ pub struct LedgerConfig {
     /// sled's page cache. Traces and verification of a ledger larger than the cache read pages
     /// back from the file, which sled 0.34 does slowly: size it to the store when memory allows.
     pub cache_bytes: u64,
+    /// Sealed history moves out of sled into segment files (`store/segments/`) once more than
+    /// this many records are outside files: the oldest run of this many goes into one file
+    /// signed with the checkpoint key. 0: never.
+    pub seal_window: u64,
 }
 
 impl Default for LedgerConfig {
@@ -114,6 +118,7 @@ impl Default for LedgerConfig {
             checkpoint_every: 1000,
             checkpoint_interval: Duration::from_secs(60),
             cache_bytes: 1 << 30,
+            seal_window: 100_000,
         }
     }
 }
@@ -247,7 +252,16 @@ impl Ledger {
     pub fn open(dir: &Path, config: LedgerConfig) -> Result<Ledger, LedgerError> {
         std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
         let key = load_or_create_key(dir)?;
-        let store = Arc::new(Store::open(&dir.join(STORE_DIR), config.cache_bytes)?);
+        // The store signs segment files with the checkpoint key; the key stays loaded here.
+        let sealing = Sealing {
+            window: config.seal_window,
+            key: key.clone(),
+        };
+        let store = Arc::new(Store::open_with(
+            &dir.join(STORE_DIR),
+            config.cache_bytes,
+            Some(sealing),
+        )?);
         let (head_seq, head_link) = match store.journal_last()? {
             Some((seq, v)) => {
                 let (l, _) = chain::split_stored(&v)

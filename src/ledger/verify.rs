@@ -49,6 +49,19 @@ pub enum Problem {
         /// What is wrong.
         reason: String,
     },
+    /// A sealed segment file that holds this record is missing.
+    MissingPart {
+        /// The file.
+        file: String,
+    },
+    /// A sealed segment file that holds this record is damaged: a checksum, its digest, its
+    /// chain or its seal is wrong, or it is not the file its catalog entry describes.
+    DamagedPart {
+        /// The file.
+        file: String,
+        /// What is wrong, naming the part.
+        what: String,
+    },
 }
 
 impl std::fmt::Display for Problem {
@@ -88,6 +101,8 @@ impl std::fmt::Display for Problem {
                 "the journal ends at record {last_present}, but checkpoint {checkpoint} was signed over a longer chain: records were removed from the tail"
             ),
             Problem::BadCheckpoint { reason } => write!(f, "{reason}"),
+            Problem::MissingPart { file } => write!(f, "the segment file {file} is missing"),
+            Problem::DamagedPart { what, .. } => write!(f, "{what}"),
         }
     }
 }
@@ -292,6 +307,9 @@ impl Ledger {
             }
             None => (1, chain::GENESIS),
         };
+        if let Some(report) = self.verify_segment_files(start, key) {
+            return Ok(report);
+        }
         let total = self.head().saturating_sub(start) + 1;
         let cps: Vec<Checkpoint> = cps.into_iter().filter(|c| c.seq >= start).collect();
         // More parts than cores: on a journal that is not in memory the parts mostly wait for
@@ -332,6 +350,39 @@ impl Ledger {
         }
         report.first_bad = err;
         Ok(report)
+    }
+
+    /// Checks, as they are on disk now, the segment files that hold records from `start` on:
+    /// each is there, is the file its catalog entry describes, its blocks, links and digest are
+    /// right, it continues the chain of the file before it, and its seal verifies with `key`.
+    /// The records are then checked like the others by the walk (which recomputes their links
+    /// from the files), against the checkpoints.
+    fn verify_segment_files(&self, start: u64, key: &VerifyingKey) -> Option<VerifyReport> {
+        let files = self.store.segment_files();
+        let mut prev: Option<Link> = None;
+        for f in &files {
+            // The first file starts the chain (or, after a migration that kept no older file,
+            // continues from the link its catalog entry states).
+            let expected = prev.unwrap_or(if f.first == 1 {
+                chain::GENESIS
+            } else {
+                f.prev_link
+            });
+            prev = Some(f.last_link);
+            if f.last < start {
+                continue;
+            }
+            if let Err(p) = self.store.check_segment(f.first, key, &expected) {
+                let file = p.file.display().to_string();
+                let problem = if p.missing {
+                    Problem::MissingPart { file }
+                } else {
+                    Problem::DamagedPart { file, what: p.what }
+                };
+                return Some(bad(f.first.max(start), start, problem));
+            }
+        }
+        None
     }
 
     /// Checks records `start..` (the predecessor of `start` has link `prev`) in `parts`
@@ -754,5 +805,151 @@ mod tests {
             l.store().tamper_journal_put(b, &vb).expect("restore");
         }
         assert!(check(&l, "restored").first_bad.is_none());
+    }
+
+    fn open_sealing(dir: &std::path::Path, window: u64) -> Ledger {
+        Ledger::open(
+            dir,
+            LedgerConfig {
+                checkpoint_every: 7,
+                seal_window: window,
+                ..LedgerConfig::default()
+            },
+        )
+        .expect("open")
+    }
+
+    /// What a report says about the chain (not when or with what it ran).
+    fn findings(r: &VerifyReport) -> serde_json::Value {
+        serde_json::json!([
+            r.from,
+            r.checked,
+            r.last_good,
+            r.checkpoints_checked,
+            r.first_bad
+        ])
+    }
+
+    fn journal(l: &Ledger) -> Vec<Option<Vec<u8>>> {
+        (0..=l.head() + 1)
+            .map(|s| l.store().journal_get(s).expect("get"))
+            .collect()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(6))]
+        /// A ledger's records and its verification reports are the same whether its history is
+        /// in sled or in segment files.
+        #[test]
+        fn records_and_reports_are_equal_with_and_without_sealing(
+            window in 1u64..60,
+            batches in proptest::collection::vec(1u64..30, 1..8),
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let l = open_sealing(dir.path(), 0);
+            let mut at = 0;
+            for n in &batches {
+                lots(&l, at, *n);
+                at += n;
+            }
+            let before = journal(&l);
+            let full = findings(&run(&l, VerifyMode::Full));
+            drop(l);
+            let l = open_sealing(dir.path(), window);
+            l.store().seal_due().expect("seal");
+            let files = l.store().segment_files();
+            proptest::prop_assert_eq!(files.len() as u64, (at.max(1) - 1) / window);
+            proptest::prop_assert_eq!(&journal(&l), &before);
+            proptest::prop_assert_eq!(findings(&run(&l, VerifyMode::Full)), full);
+            let since = run(&l, VerifyMode::SinceCheckpoint);
+            proptest::prop_assert!(since.ok(), "{:?}", since);
+            // Appends go on after the files, and verify.
+            lots(&l, at, 3);
+            let after = run(&l, VerifyMode::Full);
+            proptest::prop_assert!(after.ok(), "{:?}", after);
+            proptest::prop_assert_eq!(after.checked, at + 3);
+            drop(l);
+            let l = open_sealing(dir.path(), window);
+            proptest::prop_assert!(run(&l, VerifyMode::Incremental).ok());
+        }
+    }
+
+    /// A damaged or missing segment file is reported naming the file; an edit of a record
+    /// still in sled right after the files is reported at that record.
+    #[test]
+    fn a_damaged_or_missing_segment_file_is_named_by_verification() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let l = open_sealing(dir.path(), 20);
+        for i in 0..10 {
+            lots(&l, i * 7, 7);
+        }
+        l.store().seal_due().expect("seal");
+        let files = l.store().segment_files();
+        assert_eq!(files.len(), 3);
+        assert!(run(&l, VerifyMode::Full).ok());
+
+        // A flipped byte inside the first block of the second file.
+        let path = files[1].path.clone();
+        let good = std::fs::read(&path).expect("read");
+        let mut bad_bytes = good.clone();
+        bad_bytes[70] ^= 0x10;
+        std::fs::write(&path, &bad_bytes).expect("write");
+        let r = run(&l, VerifyMode::Full);
+        let first_bad = r.first_bad.expect("damage found");
+        assert_eq!(first_bad.seq, 21);
+        match &first_bad.problem {
+            Problem::DamagedPart { file, what } => {
+                assert!(file.ends_with("00000000000000000021.seg"), "{file}");
+                assert!(what.contains("block 0"), "{what}");
+            }
+            p => panic!("expected DamagedPart, got {p:?}"),
+        }
+        std::fs::write(&path, &good).expect("restore");
+        assert!(run(&l, VerifyMode::Full).ok());
+
+        // The last file removed while the ledger is open (its handle still reads it).
+        let last = files[2].path.clone();
+        let kept = std::fs::read(&last).expect("read");
+        std::fs::remove_file(&last).expect("remove");
+        let r = run(&l, VerifyMode::Full);
+        let first_bad = r.first_bad.expect("missing file found");
+        assert_eq!(first_bad.seq, 41);
+        assert_eq!(
+            first_bad.problem,
+            Problem::MissingPart {
+                file: last.display().to_string()
+            }
+        );
+        assert!(
+            first_bad
+                .problem
+                .to_string()
+                .contains("00000000000000000041.seg"),
+            "{}",
+            first_bad.problem
+        );
+        std::fs::write(&last, &kept).expect("restore");
+
+        // The first record still in sled, edited: its link no longer follows the files'.
+        let seq = files[2].last + 1;
+        let stored = l.store().journal_get(seq).expect("get").expect("record");
+        let mut edited = stored.clone();
+        let n = edited.len();
+        edited[n - 3] ^= 1;
+        l.store().tamper_journal_put(seq, &edited).expect("put");
+        let r = run(&l, VerifyMode::Full);
+        assert_eq!(
+            r.first_bad.map(|b| (b.seq, b.problem)),
+            Some((seq, Problem::LinkMismatch))
+        );
+        // A record in a file cannot be edited through the store: the file must be damaged.
+        let err = l
+            .store()
+            .tamper_journal_put(5, &stored)
+            .expect_err("sealed in a file");
+        assert!(
+            err.to_string().contains("00000000000000000001.seg"),
+            "{err}"
+        );
     }
 }

@@ -950,6 +950,53 @@ impl SegmentReader {
         }
     }
 
+    /// The records from the block that holds `seq` on (from the file's start when `seq` is
+    /// before it, none when after it), and the link before the first record yielded: the
+    /// previous block's trailer link, its checksum checked (one extra block read), or the
+    /// header's link for the first block. A caller that wants the records from `seq` skips
+    /// the few before it in its block, chaining their links.
+    ///
+    /// # Errors
+    /// The previous block cannot be read or is damaged.
+    pub fn records_from(&self, seq: u64) -> Result<(Link, Records<'_>), SegmentError> {
+        let i = if seq <= self.first_seq {
+            0
+        } else {
+            self.block_of(seq).unwrap_or(self.index.len())
+        };
+        let prev = match i.checked_sub(1) {
+            None => self.prev_link,
+            Some(_) if i == self.index.len() => self.last_link,
+            Some(p) => {
+                let e = self.index[p];
+                let bytes = self.read_at(e.disk_len(), e.offset)?;
+                self.checked_link(p, &bytes)?
+            }
+        };
+        let mut blocks = BlockStream::new(self, None);
+        if i > 0 {
+            blocks.started = true;
+            blocks.next = i;
+            blocks.input = BufReader::with_capacity(
+                READ_AHEAD,
+                PosReader {
+                    file: &self.file,
+                    pos: self.index.get(i).map_or(self.footer_offset, |e| e.offset),
+                },
+            );
+        }
+        Ok((
+            prev,
+            Records {
+                blocks,
+                current: Vec::new(),
+                raw: Vec::new(),
+                dec: None,
+                failed: false,
+            },
+        ))
+    }
+
     /// Checks the whole file: every block's checksum, every link recomputed from the bodies
     /// starting at `expected_prev` (the previous file's last link) against the block trailers
     /// and the footer, the digest of the header and blocks, and the seal against `key`.
