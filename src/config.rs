@@ -113,6 +113,10 @@ pub struct ServerConfig {
     /// The ledger's page cache, in MiB. The controller reads every item's state into it after
     /// start (so that a trace is answered from memory): about 550 bytes per ledger event.
     pub ledger_cache_mb: u64,
+    /// Ledger history moves out of sled into signed, compressed segment files
+    /// (`ledger/store/segments/`) a window of this many records at a time, once more than this
+    /// many are outside files.
+    pub ledger_seal_window: u64,
     /// The line stops recording (no patch or booklet issued or applied) when the ledger's
     /// file system has fewer MiB free, before the store fails; 0 turns the halt off.
     pub min_free_disk_mb: u64,

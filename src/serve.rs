@@ -200,6 +200,7 @@ pub async fn start(config: &HallConfig, opts: ServeOptions) -> anyhow::Result<Ha
             &ledger_dir(data),
             LedgerConfig {
                 cache_bytes: config.server.ledger_cache_bytes(),
+                seal_window: config.server.ledger_seal_window,
                 ..LedgerConfig::default()
             },
         )

@@ -386,6 +386,11 @@ impl Store {
                 .filter(|e| e.first == first)
                 .ok_or_else(|| catalog_err("its catalog entry is unreadable"))?;
             match files.last() {
+                None if first != 1 || entry.prev_link != chain::GENESIS => {
+                    return Err(catalog_err(
+                        "the first segment file must start at record 1, after the chain's genesis",
+                    ));
+                }
                 Some(p) if p.entry.last.checked_add(1) != Some(first) => {
                     return Err(catalog_err(&format!(
                         "it starts at record {first}, but the file before it ends at {}",
@@ -410,33 +415,78 @@ impl Store {
         }
         let seg_dir = self.dir.join(catalog::DIR);
         if let Ok(rd) = std::fs::read_dir(&seg_dir) {
-            let mut removed = false;
+            let mut changed = false;
             for e in rd.flatten() {
                 let name = e.file_name();
                 let listed = files
                     .iter()
                     .any(|s| *name == *catalog::file_name(s.entry.first));
-                // Only what sealing writes (`<digits>.seg`, `<digits>.seg.tmp`) is removed.
-                let ours = name.to_str().is_some_and(|n| {
-                    let stem = n.strip_suffix(".tmp").unwrap_or(n);
-                    stem.strip_suffix(catalog::SUFFIX)
-                        .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
-                });
-                if !listed && ours {
-                    let p = e.path();
+                // Only what sealing writes (`<digits>.seg`, `<digits>.seg.tmp`) is touched.
+                let Some(n) = name.to_str() else { continue };
+                let stem = n.strip_suffix(".tmp").unwrap_or(n);
+                let ours = stem
+                    .strip_suffix(catalog::SUFFIX)
+                    .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
+                if listed || !ours {
+                    continue;
+                }
+                let p = e.path();
+                if n.ends_with(".tmp") || self.unlisted_is_redundant(&p)? {
+                    // A temporary file is never renamed into place, so its records are still
+                    // in sled; so are those of a file whose every record sled holds unchanged.
                     std::fs::remove_file(&p).map_err(io_err(&p))?;
                     tracing::warn!(
-                        "removed {}: a segment file the catalog does not list (its sealing was interrupted; its records are still in the store)",
+                        "removed {}: a segment file the catalog does not list whose records are all still in the store (its sealing was interrupted)",
                         p.display()
                     );
-                    removed = true;
+                } else {
+                    // Possibly the only copy of records: never deleted.
+                    let orphans = seg_dir.join(ORPHAN_DIR);
+                    std::fs::create_dir_all(&orphans).map_err(io_err(&orphans))?;
+                    let to = orphans.join(&name);
+                    std::fs::rename(&p, &to).map_err(io_err(&p))?;
+                    fsync_dir(&orphans)?;
+                    tracing::error!(
+                        "moved {} to {}: a segment file the catalog does not list, whose records are not all in the store as it holds them; verification reports the records missing, and this file may hold them (keep it for recovery)",
+                        p.display(),
+                        to.display()
+                    );
                 }
+                changed = true;
             }
-            if removed {
+            if changed {
                 fsync_dir(&seg_dir)?;
             }
         }
         Ok(files)
+    }
+
+    /// Whether every record of the unlisted segment file at `path` is still in sled, stored
+    /// exactly as the file holds it (then the file is a redundant copy). Any doubt (unreadable
+    /// file, a record missing or different) says no.
+    fn unlisted_is_redundant(&self, path: &Path) -> Result<bool, StoreError> {
+        let Ok(reader) = SegmentReader::open(path) else {
+            return Ok(false);
+        };
+        let mut link = reader.prev_link();
+        for r in reader.records() {
+            let Ok((seq, body)) = r else {
+                return Ok(false);
+            };
+            link = chain::link(&link, seq, &body);
+            let in_sled = match self.tree.get(pk(J, &seq.to_be_bytes()))? {
+                Some(v) => Some(v.to_vec()),
+                None => self.chunk_at(seq)?.and_then(|(_, chunk)| {
+                    chunk_entries(&chunk)
+                        .find(|(k, _)| key_u64(k) == seq)
+                        .map(|(_, v)| v.to_vec())
+                }),
+            };
+            if in_sled.as_deref() != Some(chain::stored(&link, &body).as_slice()) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// The catalog as it is now.
@@ -545,8 +595,11 @@ impl Store {
         }
         self.tree.apply_batch(b)?;
         // The batch is applied: whatever sealing meets, the append stands (sealing only moves
-        // records; a failure leaves them in `j`, where every reader finds them).
-        if let Some(head) = ws.journal.iter().map(|(s, _)| *s).max()
+        // records; a failure leaves them in `j`, where every reader finds them). With segment
+        // files, records stay in `j` until their file is sealed, off the append path (see
+        // [`Store::seal_segments`]): no chunk is written only to be removed again.
+        if self.seal_config.is_none()
+            && let Some(head) = ws.journal.iter().map(|(s, _)| *s).max()
             && let Err(e) = self.seal(head)
         {
             tracing::warn!(
@@ -556,34 +609,62 @@ impl Store {
         Ok(())
     }
 
-    /// Seals what is due after an append whose last record is `head`: full chunks, then at
-    /// most one segment file.
+    /// Seals the full chunks due after an append whose last record is `head` (a store without
+    /// segment files).
     fn seal(&self, head: u64) -> Result<(), StoreError> {
         let _guard = self
             .sealing
             .lock()
             .map_err(|_| StoreError::Sled("sealing lock poisoned".into()))?;
-        self.seal_chunks(head)?;
-        self.seal_segment(head)?;
-        Ok(())
+        self.seal_chunks(head)
     }
 
-    /// Test and migration hook: seals every segment that is due now (not only one), as if
-    /// appends had triggered each.
+    /// Whether a segment file is due for the records up to `head` (more than the window of
+    /// them outside files, and sealing not stopped at a gap).
+    pub fn segment_due(&self, head: u64) -> bool {
+        let Some(cfg) = &self.seal_config else {
+            return false;
+        };
+        let done = self.catalog().last().map_or(0, |s| s.entry.last);
+        head.saturating_sub(done) > cfg.window
+            && self.seal_blocked.load(Ordering::SeqCst) != done + 1
+    }
+
+    /// Seals the next segment file if one is due for the records up to `head`; returns whether
+    /// one was written. The ledger's sealer thread calls it with the last durable record, so
+    /// that appends never wait for a file to be written (they run concurrently: sealing only
+    /// reads records below `head` and removes them in its own batch).
+    ///
+    /// # Errors
+    /// As sealing: sled, or writing a file (the records stay where they were).
+    pub fn seal_next_segment(&self, head: u64) -> Result<bool, StoreError> {
+        let _guard = self
+            .sealing
+            .lock()
+            .map_err(|_| StoreError::Sled("sealing lock poisoned".into()))?;
+        self.seal_segment(head)
+    }
+
+    /// Test and migration hook: seals every segment that is due now for all records stored.
     ///
     /// # Errors
     /// As sealing: sled, or writing a file.
     #[doc(hidden)]
     pub fn seal_due(&self) -> Result<(), StoreError> {
-        let _guard = self
-            .sealing
-            .lock()
-            .map_err(|_| StoreError::Sled("sealing lock poisoned".into()))?;
         let Some(head) = self.journal_last()?.map(|(s, _)| s) else {
             return Ok(());
         };
-        while self.seal_segment(head)? {}
+        while self.seal_next_segment(head)? {}
         Ok(())
+    }
+
+    /// Test hook: holds the sealing lock (as a file being written does) until the guard drops.
+    ///
+    /// # Panics
+    /// The lock is poisoned.
+    #[doc(hidden)]
+    pub fn hold_sealing(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.sealing.lock().expect("sealing lock")
     }
 
     /// Test hook: with `on`, the next segment sealing stops right after its file is renamed
@@ -605,14 +686,37 @@ impl Store {
         let Some(cfg) = &self.seal_config else {
             return Ok(false);
         };
-        let files = self.catalog();
-        let done = files.last().map_or(0, |s| s.entry.last);
-        if head.saturating_sub(done) <= cfg.window
-            || self.seal_blocked.load(Ordering::SeqCst) == done + 1
-        {
+        if !self.segment_due(head) {
             return Ok(false);
         }
+        let files = self.catalog();
+        let done = files.last().map_or(0, |s| s.entry.last);
         let (first, end) = (done + 1, (done / cfg.window + 1) * cfg.window);
+        // The file's seal vouches for its records: sign only what signed checkpoints vouch for.
+        // Every checkpoint from `first` up to the first one at or after `end` must verify with
+        // the key and name the link recomputed here (an edit re-linked in sled is refused).
+        let Some((cover, _)) = self.checkpoint_at_or_after(end)? else {
+            return Ok(false); // not yet: the checkpoint after the window comes with later records
+        };
+        let mut checks = std::collections::VecDeque::new();
+        for (seq, v) in self.checkpoints_from(first)? {
+            if seq > cover {
+                break;
+            }
+            let cp: chain::Checkpoint = match serde_json::from_slice(&v) {
+                Ok(cp) => cp,
+                Err(_) => {
+                    return self.seal_unfit(first, format!("checkpoint {seq} is unreadable"));
+                }
+            };
+            if let Err(e) = cp.verify(&cfg.key.verifying_key()) {
+                return self.seal_unfit(first, e);
+            }
+            match cp.head_link() {
+                Some(l) if cp.seq == seq => checks.push_back((seq, l)),
+                _ => return self.seal_unfit(first, format!("checkpoint {seq} is malformed")),
+            }
+        }
         let prev = files.last().map_or(chain::GENESIS, |s| s.entry.last_link);
         let seg_dir = self.dir.join(catalog::DIR);
         if !seg_dir.exists() {
@@ -624,6 +728,7 @@ impl Store {
         let mut run = Run {
             expected: first,
             link: prev,
+            checks,
         };
         let mut b = sled::Batch::default();
         let start = self.chunk_at(first)?.map_or(first, |(f, _)| f);
@@ -639,8 +744,8 @@ impl Store {
                 if ek.len() == 8 && seq > end {
                     rest_first.get_or_insert(seq);
                     push_entry(&mut rest, ek, ev);
-                } else if !run.take(&mut out, ek, ev)? {
-                    return self.seal_unfit(first, &run);
+                } else if let Err(why) = run.take(Some(&mut out), ek, ev) {
+                    return self.seal_unfit(first, why);
                 }
             }
             b.remove(k);
@@ -654,13 +759,22 @@ impl Store {
             .range(pk(J, &first.to_be_bytes())..=pk(J, &end.to_be_bytes()))
         {
             let (k, v) = kv?;
-            if !run.take(&mut out, &k[1..], &v)? {
-                return self.seal_unfit(first, &run);
+            if let Err(why) = run.take(Some(&mut out), &k[1..], &v) {
+                return self.seal_unfit(first, why);
             }
             b.remove(k);
         }
         if run.expected != end + 1 {
-            return self.seal_unfit(first, &run);
+            return self.seal_unfit(first, format!("record {} is missing", run.expected));
+        }
+        // On to the covering checkpoint, reading only (those records stay in sled).
+        for seq in end + 1..=cover {
+            let Some(v) = self.journal_get(seq)? else {
+                return self.seal_unfit(first, format!("record {seq} is missing"));
+            };
+            if let Err(why) = run.take(None, &seq.to_be_bytes(), &v) {
+                return self.seal_unfit(first, why);
+            }
         }
         let summary = out.finish(&cfg.key)?;
         if self.fault_after_rename.swap(false, Ordering::SeqCst) {
@@ -678,9 +792,15 @@ impl Store {
         with.push(Arc::new(Sealed { entry, reader }));
         self.set_catalog(Arc::new(with));
         if let Err(e) = self.tree.apply_batch(b) {
-            // The records stayed in sled; the file is not registered (the next open deletes it).
-            self.set_catalog(files);
-            let _ = std::fs::remove_file(&path);
+            // sled may have applied part of the batch (it stops at its first error): the file
+            // may now hold the only copy of some records. Keep it, and keep it in the catalog
+            // so that every record stays readable; seal nothing more in this process. The next
+            // open finds the file unlisted and keeps it (see `load_catalog`).
+            self.seal_blocked.store(end + 1, Ordering::SeqCst);
+            tracing::error!(
+                "registering the segment file {} failed (it is kept; no more sealing until a restart): {e}",
+                path.display()
+            );
             return Err(e.into());
         }
         self.sealed.fetch_max(end, Ordering::SeqCst);
@@ -688,11 +808,14 @@ impl Store {
     }
 
     /// A run of records found unfit for a segment: logged once, not retried until reopened.
-    fn seal_unfit(&self, first: u64, run: &Run) -> Result<bool, StoreError> {
+    fn seal_unfit(&self, first: u64, why: impl Into<Unfit>) -> Result<bool, StoreError> {
+        let why = match why.into() {
+            Unfit::Record(why) => why,
+            Unfit::Io(e) => return Err(e),
+        };
         self.seal_blocked.store(first, Ordering::SeqCst);
         tracing::warn!(
-            "records from {first} are not sealed into a segment file: record {} is missing or its link does not match (they stay in the store; verification reports it)",
-            run.expected
+            "records from {first} are not sealed into a segment file: {why} (they stay in the store; verification reports it)"
         );
         Ok(false)
     }
@@ -855,6 +978,12 @@ impl Store {
         end: u64,
         f: &mut impl FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<bool, StoreError> {
+        // No record precedes the first file (it starts at record 1: checked at open).
+        if let Some(f0) = files.first()
+            && *next < f0.entry.first
+        {
+            *next = f0.entry.first;
+        }
         while let Some(s) = catalog::find(files, *next) {
             let (mut link, records) = s.reader.records_from(*next)?;
             for r in records {
@@ -1467,36 +1596,74 @@ const C: u8 = b'c';
 const A: u8 = b'a';
 /// The catalog of segment files: first sequence number → [`catalog::Entry`].
 const G: u8 = b'g';
+/// Where open puts a segment file the catalog does not list and sled does not fully hold.
+pub const ORPHAN_DIR: &str = "orphan";
+
+/// Why a run of records is not sealed.
+enum Unfit {
+    /// The records themselves: never sealable as they are.
+    Record(String),
+    /// Writing the file failed: worth another try.
+    Io(StoreError),
+}
+
+impl From<String> for Unfit {
+    fn from(why: String) -> Unfit {
+        Unfit::Record(why)
+    }
+}
 
 /// The run of records being copied into a segment file.
 struct Run {
     expected: u64,
     link: Link,
+    /// The checkpoints still ahead in the run: (seq, the link they sign).
+    checks: std::collections::VecDeque<(u64, Link)>,
 }
 
 impl Run {
-    /// Copies record `key` (stored `value`) into `out` if it is the next one and its stored link
-    /// is the recomputed one; false otherwise.
+    /// Takes record `key` (stored `value`) into `out` (or only checks it, without `out`) if it
+    /// is the next one, its stored link is the recomputed one, and a checkpoint at it names
+    /// that link; otherwise says what is wrong.
     fn take(
         &mut self,
-        out: &mut SegmentWriter,
+        out: Option<&mut SegmentWriter>,
         key: &[u8],
         value: &[u8],
-    ) -> Result<bool, StoreError> {
+    ) -> Result<(), Unfit> {
+        let unfit = |what: String| Err(Unfit::Record(what));
         if key.len() != 8 || key_u64(key) != self.expected {
-            return Ok(false);
+            return unfit(format!("record {} is missing", self.expected));
         }
         let Some((stored, body)) = chain::split_stored(value) else {
-            return Ok(false);
+            return unfit(format!("record {} is malformed", self.expected));
         };
         let link = chain::link(&self.link, self.expected, body);
         if link != stored {
-            return Ok(false);
+            return unfit(format!("record {}'s link does not match", self.expected));
         }
-        out.push(self.expected, body)?;
+        if let Some(&(seq, signed)) = self.checks.front()
+            && seq == self.expected
+        {
+            if signed != link {
+                return unfit(format!(
+                    "checkpoint {seq} does not name the link of record {seq} (history was rewritten)"
+                ));
+            }
+            self.checks.pop_front();
+        }
+        if let Some(out) = out {
+            match out.push(self.expected, body) {
+                Ok(()) => {}
+                // A record the format does not take (too large): never sealable.
+                Err(e @ SegmentError::Refused { .. }) => return Err(Unfit::Record(e.to_string())),
+                // Writing failed (a full disk …): the sealer tries again later.
+                Err(e) => return Err(Unfit::Io(e.into())),
+            }
+        }
         self.link = link;
         self.expected += 1;
-        Ok(true)
+        Ok(())
     }
 }
 
@@ -1734,12 +1901,28 @@ mod tests {
         Store::open_with(dir, 1 << 22, sealing(window)).expect("open")
     }
 
+    /// Commits records `seqs` of `values` with a signed checkpoint at the last (as the ledger
+    /// writes them: sealing needs one at or after a window's end).
     fn commit_chained(store: &Store, values: &[Vec<u8>], seqs: std::ops::RangeInclusive<u64>) {
         let mut ws = WriteSet::default();
+        let last = *seqs.end();
         for s in seqs {
             ws.journal(s, values[(s - 1) as usize].clone());
         }
+        ws.checkpoint(last, signed_checkpoint(&values[(last - 1) as usize], last));
         store.commit(&ws).expect("commit");
+    }
+
+    /// A checkpoint of record `seq` (stored `value`) signed with the test key.
+    fn signed_checkpoint(value: &[u8], seq: u64) -> Vec<u8> {
+        let (link, _) = chain::split_stored(value).expect("stored");
+        let cp = chain::Checkpoint::sign(
+            &SigningKey::from_bytes(&[7; 32]),
+            seq,
+            &link,
+            chrono::Utc::now(),
+        );
+        serde_json::to_vec(&cp).expect("json")
     }
 
     fn walk_raw(store: &Store, from: u64, to: Option<u64>) -> Vec<(u64, Vec<u8>)> {
@@ -1808,7 +1991,7 @@ mod tests {
                 commit_chained(&sealed, &values, at..=at + len - 1);
                 at += len;
             }
-            // One file per commit at most; the rest when asked (as a migration would).
+            // Commits seal nothing themselves; the sealer (here: the test) seals what is due.
             sealed.seal_due().expect("seal");
             let files = sealed.segment_files();
             let expect_files = if n > window { (n - 1) / window } else { 0 };
@@ -1828,12 +2011,21 @@ mod tests {
         let store = open_sealing(dir.path(), 64);
         for s in 1..=200 {
             commit_chained(&store, &values, s..=s);
+            assert!(
+                store.segment_files().len() as u64 <= s / 64,
+                "a commit does not seal a file itself"
+            );
+            // As the ledger's sealer does after each sync.
+            store.seal_next_segment(s).expect("seal");
         }
         let files = store.segment_files();
         assert_eq!(
             files.iter().map(|f| (f.first, f.last)).collect::<Vec<_>>(),
             [(1, 64), (65, 128), (129, 192)]
         );
+        // A walk from 0 (before the first record) reads the files too.
+        assert_eq!(walk_raw(&store, 0, None), walk_raw(&store, 1, None));
+        assert_eq!(walk_raw(&store, 0, None).len(), 200);
         assert_eq!(
             segment_names(dir.path()),
             [
@@ -1870,6 +2062,71 @@ mod tests {
             .expect("a sound file");
     }
 
+    /// An unlisted segment file is deleted only when sled still holds every one of its records
+    /// unchanged; otherwise it may hold the only copy of some, and it is moved to `orphan/`.
+    #[test]
+    fn an_unlisted_file_holding_records_sled_lacks_is_kept_as_an_orphan() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let values = chained(60);
+        let store = open_sealing(dir.path(), 32);
+        store.fail_after_segment_rename(true);
+        commit_chained(&store, &values, 1..=40);
+        assert!(store.seal_due().is_err(), "the injected fault");
+        // Record 5 leaves sled (a partial registering batch would do this).
+        store.tamper_journal_remove(5).expect("remove");
+        drop(store);
+        let _store = open_sealing(dir.path(), 32);
+        assert_eq!(
+            segment_names(dir.path()),
+            [ORPHAN_DIR],
+            "not deleted, not listed"
+        );
+        let kept = dir
+            .path()
+            .join(catalog::DIR)
+            .join(ORPHAN_DIR)
+            .join("00000000000000000001.seg");
+        let r = SegmentReader::open(&kept).expect("the orphan is the whole file");
+        assert_eq!(
+            r.get(5).expect("read").as_deref(),
+            chain::split_stored(&values[4]).map(|(_, b)| b)
+        );
+    }
+
+    /// Sealing signs only history that the signed checkpoints vouch for: records edited and
+    /// re-linked in sled (every stored link consistent) are not sealed.
+    #[test]
+    fn relinked_history_is_never_sealed_into_a_signed_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let values = chained(100);
+        let store = open_sealing(dir.path(), 32);
+        for s in (1..=100).step_by(10) {
+            commit_chained(&store, &values, s..=s + 9);
+        }
+        // Record 7 rewritten, and every link after it recomputed.
+        let mut link = chain::split_stored(&values[5]).expect("stored").0;
+        for s in 7..=100u64 {
+            let body = if s == 7 {
+                b"{\"seq\":7,\"forged\":true}".to_vec()
+            } else {
+                chain::split_stored(&values[s as usize - 1])
+                    .expect("stored")
+                    .1
+                    .to_vec()
+            };
+            link = chain::link(&link, s, &body);
+            store
+                .tamper_journal_put(s, &chain::stored(&link, &body))
+                .expect("tamper");
+        }
+        store.seal_due().expect("seal");
+        assert!(store.segment_files().is_empty(), "nothing sealed");
+        assert!(
+            segment_names(dir.path()).is_empty(),
+            "no file, no temporary file"
+        );
+    }
+
     /// A crash after a segment file was renamed into place but before the batch that registers
     /// it: the file is half-done work, deleted on open; the records are still in sled, and the
     /// next sealing writes the file again.
@@ -1880,6 +2137,7 @@ mod tests {
         let store = open_sealing(dir.path(), 32);
         store.fail_after_segment_rename(true);
         commit_chained(&store, &values, 1..=40);
+        assert!(store.seal_due().is_err(), "the injected fault");
         assert_eq!(segment_names(dir.path()), ["00000000000000000001.seg"]);
         assert!(store.segment_files().is_empty(), "not registered");
         assert_eq!(
@@ -1961,6 +2219,7 @@ mod tests {
             std::thread::spawn(move || {
                 for s in 9..=3000 {
                     commit_chained(&store, &values, s..=s);
+                    store.seal_next_segment(s).expect("seal");
                 }
             })
         };

@@ -291,6 +291,16 @@ fn error_cases() -> Vec<ErrorCase> {
             "8 is out of range 64..=1048576",
         ),
         (
+            "ledger seal window too small",
+            edit(
+                "data_dir = \"data\"\n",
+                "data_dir = \"data\"\nledger_seal_window = 10\n",
+            ),
+            9,
+            "server.ledger_seal_window",
+            "10 is out of range 1000..=10000000",
+        ),
+        (
             "free-disk halt threshold too large",
             edit(
                 "data_dir = \"data\"\n",
@@ -1409,6 +1419,7 @@ fn defaults_are_the_documented_ones() {
             request_timeout_secs: 30,
             shutdown_grace_secs: 20,
             ledger_cache_mb: 1024,
+            ledger_seal_window: 100_000,
             min_free_disk_mb: 512,
             tls: None,
             signin_burst: 10,

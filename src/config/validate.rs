@@ -399,6 +399,11 @@ impl Checker<'_> {
                 raw.ledger_cache_mb,
                 64..=1024 * 1024,
             ),
+            ledger_seal_window: self.ranged(
+                "server.ledger_seal_window",
+                raw.ledger_seal_window,
+                1000..=10_000_000,
+            ),
             min_free_disk_mb: self.ranged(
                 "server.min_free_disk_mb",
                 raw.min_free_disk_mb,

@@ -26,6 +26,7 @@ pub mod custody;
 pub mod event;
 pub mod evidence;
 pub mod query;
+mod sealer;
 pub mod verify;
 
 use std::collections::HashMap;
@@ -185,6 +186,9 @@ pub struct Ledger {
     writer: Mutex<Writer>,
     committer: Arc<Committer>,
     thread: Option<JoinHandle<()>>,
+    /// Moves durable history into segment files, off the append path.
+    sealer: Arc<sealer::Sealer>,
+    sealer_thread: Option<JoinHandle<()>>,
     dir: PathBuf,
     /// Some records predate per-item trace values: a trace reads their serial index entries too.
     legacy_trace: bool,
@@ -295,12 +299,22 @@ impl Ledger {
             done: Condvar::new(),
             durable_tx: tokio::sync::watch::Sender::new(head_seq),
         });
+        let sealer = Arc::new(sealer::Sealer::new(head_seq));
         let thread = {
             let store = Arc::clone(&store);
             let c = Arc::clone(&committer);
+            let s = Arc::clone(&sealer);
             std::thread::Builder::new()
                 .name("ledger-commit".into())
-                .spawn(move || commit_loop(&store, &c))
+                .spawn(move || commit_loop(&store, &c, &s))
+                .map_err(|e| file_err(dir, e))?
+        };
+        let sealer_thread = {
+            let store = Arc::clone(&store);
+            let s = Arc::clone(&sealer);
+            std::thread::Builder::new()
+                .name("ledger-seal".into())
+                .spawn(move || sealer::seal_loop(&store, &s))
                 .map_err(|e| file_err(dir, e))?
         };
         Ok(Ledger {
@@ -315,6 +329,8 @@ impl Ledger {
             }),
             committer,
             thread: Some(thread),
+            sealer,
+            sealer_thread: Some(sealer_thread),
             dir: dir.to_path_buf(),
             legacy_trace: trace_values_since > 1,
         })
@@ -833,12 +849,16 @@ impl Drop for Ledger {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        self.sealer.shut_down();
+        if let Some(t) = self.sealer_thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
 /// The committer: one flush + fsync covers every record written before it started, so
 /// concurrent appenders share the cost (group commit).
-fn commit_loop(store: &Store, c: &Committer) {
+fn commit_loop(store: &Store, c: &Committer, sealer: &sealer::Sealer) {
     loop {
         let target = {
             let mut d = lock(&c.state);
@@ -858,6 +878,7 @@ fn commit_loop(store: &Store, c: &Committer) {
                 d.syncs += 1;
                 d.last_sync = Some(Instant::now());
                 c.durable_tx.send_replace(d.durable);
+                sealer.durable(d.durable);
             }
             Err(e) => d.failed = Some(e.to_string()),
         }
