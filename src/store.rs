@@ -56,6 +56,7 @@ use crate::ledger::chain::{self, Link};
 pub mod catalog;
 pub mod lock;
 pub mod segment;
+pub mod table;
 use catalog::{Sealed, Snapshot};
 pub use lock::LockHolder;
 use segment::{SegmentError, SegmentReader, SegmentWriter};
