@@ -260,6 +260,7 @@ impl Ledger {
         let sealing = Sealing {
             window: config.seal_window,
             key: key.clone(),
+            range_only_tags: vec![ix::TIME.to_vec()],
         };
         let store = Arc::new(Store::open_with(
             &dir.join(STORE_DIR),
@@ -665,7 +666,11 @@ impl Ledger {
                 link = chain::link(&link, seq, &body);
                 ws.journal(seq, chain::stored(&link, &body));
                 for k in index_keys(&record, &plan) {
-                    ws.index(k);
+                    if ix::is_posting(&k) {
+                        ws.posting(k);
+                    } else {
+                        ws.index(k);
+                    }
                 }
                 let steps = trace_steps(&record, &plan, &view)?;
                 receipts.push(Receipt {
@@ -961,7 +966,7 @@ impl Overlay {
     ) -> Result<(), LedgerError> {
         let entry = trace_entry(steps.seq, &steps.value);
         if let Some(session) = steps.opens {
-            ws.index_with(
+            ws.posting_with(
                 ix::key(ix::OPENING, session.as_str().as_bytes(), steps.seq),
                 steps.value,
             );
@@ -1121,6 +1126,16 @@ pub(crate) mod ix {
     pub const LOT: &[u8] = b"lo";
     /// A session's opening (key: session id, then seq), valued with its trace step.
     pub const OPENING: &[u8] = b"so";
+
+    /// Whether `k` is a posting: a key of the high-volume indexes (job, session, operator,
+    /// station, time, session opening), which ends with its record's seq and leaves sled with
+    /// that record's window, into the segment's index table. The others (lots, shifts,
+    /// reversals, spoils, missing, destroyed: rare events, looked up as registers) stay in sled.
+    pub fn is_posting(k: &[u8]) -> bool {
+        [JOB, SESSION, OPERATOR, STATION, TIME, OPENING]
+            .iter()
+            .any(|t| k.len() > t.len() + 9 && k.starts_with(t) && k[t.len()] == 0)
+    }
 
     /// `tag 0 key 0`.
     pub fn prefix(tag: &[u8], key: &[u8]) -> Vec<u8> {

@@ -679,16 +679,14 @@ impl Ledger {
             (None, None) => None,
         };
         if let Some((tag, id, also_at)) = indexed {
-            let (from, to) = (
-                ix::key(tag, id.as_bytes(), lo),
-                ix::key(tag, id.as_bytes(), hi),
-            );
-            self.store.index_range_each(&from, &to, newest_first, |k| {
-                let seq = ix::seq_of(k);
-                let probe = also_at.map(|st| ix::key(ix::STATION, st.as_str().as_bytes(), seq));
-                stopped = !visit(seq, probe.as_deref());
-                !stopped
-            })?;
+            let prefix = ix::prefix(tag, id.as_bytes());
+            self.store
+                .postings_each(&prefix, lo, hi, newest_first, |k| {
+                    let seq = ix::seq_of(k);
+                    let probe = also_at.map(|st| ix::key(ix::STATION, st.as_str().as_bytes(), seq));
+                    stopped = !visit(seq, probe.as_deref());
+                    !stopped
+                })?;
         } else if filter.from.is_some() || filter.to.is_some() {
             let bound = |t: Option<DateTime<Utc>>, none: [u8; 8]| {
                 let mut k = ix::prefix(ix::TIME, &t.map(ix::time).unwrap_or(none));

@@ -11,19 +11,30 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::segment::{SegmentReader, SegmentSummary};
+use super::table::TableReader;
 use crate::ledger::chain::Link;
 
 /// The directory of segment files, inside the store's directory.
 pub const DIR: &str = "segments";
 /// The file name suffix of a segment.
 pub const SUFFIX: &str = ".seg";
-/// The version byte at the start of an encoded entry.
+/// The file name suffix of a segment's index table (its records' postings).
+pub const TABLE_SUFFIX: &str = ".idx";
+/// The version byte at the start of an encoded entry: 1 without an index table, 2 with.
 const VERSION: u8 = 1;
+const VERSION_TABLE: u8 = 2;
 const ENTRY_LEN: usize = 1 + 8 + 8 + 32 + 32 + 8 + 32;
 
 /// A segment's file name: its first sequence number, zero-padded so that names sort as numbers.
 pub fn file_name(first: u64) -> String {
     format!("{first:020}{SUFFIX}")
+}
+
+/// The path of the index table of the segment starting at `first`.
+pub fn table_path(store_dir: &Path, first: u64) -> PathBuf {
+    store_dir
+        .join(DIR)
+        .join(format!("{first:020}{TABLE_SUFFIX}"))
 }
 
 /// The path of the segment starting at `first` in the store directory `store_dir`.
@@ -46,6 +57,8 @@ pub struct Entry {
     pub len: u64,
     /// SHA-256 of the header and blocks, as sealed.
     pub digest: [u8; 32],
+    /// The length of its index table (`<first>.idx`), 0 when it has none.
+    pub table_len: u64,
 }
 
 impl Entry {
@@ -58,27 +71,38 @@ impl Entry {
             last_link: s.last_link,
             len: s.len,
             digest: s.digest,
+            table_len: 0,
         }
     }
 
-    /// `version ‖ first ‖ last (u64 BE) ‖ prev link ‖ last link ‖ length (u64 BE) ‖ digest`.
+    /// `version ‖ first ‖ last (u64 BE) ‖ prev link ‖ last link ‖ length (u64 BE) ‖ digest`,
+    /// then, in version 2, the index table's length (u64 BE).
     pub fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(ENTRY_LEN);
-        v.push(VERSION);
+        let mut v = Vec::with_capacity(ENTRY_LEN + 8);
+        v.push(if self.table_len > 0 {
+            VERSION_TABLE
+        } else {
+            VERSION
+        });
         v.extend_from_slice(&self.first.to_be_bytes());
         v.extend_from_slice(&self.last.to_be_bytes());
         v.extend_from_slice(&self.prev_link);
         v.extend_from_slice(&self.last_link);
         v.extend_from_slice(&self.len.to_be_bytes());
         v.extend_from_slice(&self.digest);
+        if self.table_len > 0 {
+            v.extend_from_slice(&self.table_len.to_be_bytes());
+        }
         v
     }
 
     /// Decodes [`Entry::encode`]'s bytes; `None` when they are not an entry of this version.
     pub fn decode(b: &[u8]) -> Option<Entry> {
-        if b.len() != ENTRY_LEN || b[0] != VERSION {
-            return None;
-        }
+        let table = match (b.first(), b.len()) {
+            (Some(&VERSION), ENTRY_LEN) => false,
+            (Some(&VERSION_TABLE), n) if n == ENTRY_LEN + 8 => true,
+            _ => return None,
+        };
         let u = |at: usize| b.get(at..at + 8)?.try_into().ok().map(u64::from_be_bytes);
         let l = |at: usize| -> Option<[u8; 32]> { b.get(at..at + 32)?.try_into().ok() };
         Some(Entry {
@@ -88,6 +112,7 @@ impl Entry {
             last_link: l(49)?,
             len: u(81)?,
             digest: l(89)?,
+            table_len: if table { u(121).filter(|n| *n > 0)? } else { 0 },
         })
     }
 
@@ -121,6 +146,8 @@ pub struct Sealed {
     pub entry: Entry,
     /// The open file.
     pub reader: SegmentReader,
+    /// Its open index table, if it has one.
+    pub table: Option<TableReader>,
 }
 
 /// The catalog as readers see it: files in sequence order.
@@ -145,11 +172,23 @@ mod tests {
             last_link: [2; 32],
             len: 4096,
             digest: [3; 32],
+            table_len: 0,
         };
         assert_eq!(Entry::decode(&e.encode()), Some(e.clone()));
+        let with_table = Entry {
+            table_len: 777,
+            ..e.clone()
+        };
+        assert_eq!(
+            Entry::decode(&with_table.encode()),
+            Some(with_table.clone())
+        );
         let mut other = e.encode();
-        other[0] = 2;
+        other[0] = 3;
         assert_eq!(Entry::decode(&other), None);
+        let mut short = with_table.encode();
+        short.pop();
+        assert_eq!(Entry::decode(&short), None);
         assert_eq!(Entry::decode(&e.encode()[1..]), None);
         assert_eq!(file_name(17), "00000000000000000017.seg");
     }

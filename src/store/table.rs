@@ -16,7 +16,7 @@
 //! |---------|----------|
 //! | header  | `"HLTAB1"` ‖ first seq u64 ‖ last seq u64 ‖ crc32 of the 22 bytes before |
 //! | block × n | zstd frame of entries `varint shared ‖ varint rest ‖ rest ‖ varint value len ‖ value` (the key shares `shared` bytes with the entry before; 0 for a block's first) ‖ crc32 of the frame |
-//! | footer  | key count u64 ‖ block count u32 ‖ per block (offset u64 ‖ frame length u32 ‖ raw length u32 ‖ first key len u16 ‖ first key) ‖ tag count u16 ‖ per tag (len u8 ‖ tag ‖ min key len u16 ‖ min ‖ max key len u16 ‖ max) ‖ bloom hashes u8 ‖ bloom bytes u32 ‖ bloom ‖ SHA-256 of header and blocks ‖ Ed25519 signature over [`seal_message`] |
+//! | footer  | key count u64 ‖ block count u32 ‖ per block (offset u64 ‖ frame length u32 ‖ raw length u32 ‖ first key len u16 ‖ first key) ‖ tag count u16 ‖ per tag (len u8 ‖ tag ‖ min key len u16 ‖ min ‖ max key len u16 ‖ max ‖ 1 if its prefixes are in the bloom filter, else 0) ‖ bloom hashes u8 ‖ bloom bytes u32 ‖ bloom ‖ SHA-256 of header and blocks ‖ Ed25519 signature over [`seal_message`] |
 //! | trailer | footer offset u64 ‖ footer length u32 ‖ crc32 of the footer ‖ `"HLTAB1"` |
 //!
 //! The signature covers the header and blocks (through their digest) and the footer before it,
@@ -194,6 +194,8 @@ pub struct TableWriter {
     tags: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>,
     prefixes: Vec<u64>,
     count: u64,
+    /// Tags whose keys are only ever read by ranges: their prefixes stay out of the bloom filter.
+    range_only: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for TableWriter {
@@ -229,7 +231,15 @@ impl TableWriter {
             tags: Vec::new(),
             prefixes: Vec::new(),
             count: 0,
+            range_only: Vec::new(),
         }
+    }
+
+    /// Keys of these tags are read by ranges only (a time index: one prefix per key): their
+    /// prefixes stay out of the bloom filter, and a prefix query of such a tag reads the table.
+    pub fn range_only(mut self, tags: &[Vec<u8>]) -> TableWriter {
+        self.range_only = tags.to_vec();
+        self
     }
 
     /// Adds a key (which must be greater than the one before and end with a seq) and its value.
@@ -267,9 +277,11 @@ impl TableWriter {
             Some((t, _, max)) if t.as_slice() == tag => *max = key.to_vec(),
             _ => self.tags.push((tag.to_vec(), key.to_vec(), key.to_vec())),
         }
-        let p = fnv1a(prefix_of(key));
-        if self.prefixes.last() != Some(&p) {
-            self.prefixes.push(p);
+        if !self.range_only.iter().any(|t| t.as_slice() == tag) {
+            let p = fnv1a(prefix_of(key));
+            if self.prefixes.last() != Some(&p) {
+                self.prefixes.push(p);
+            }
         }
         self.last_key = Some(key.to_vec());
         self.count += 1;
@@ -320,6 +332,7 @@ impl TableWriter {
             f.extend_from_slice(min);
             f.extend_from_slice(&(max.len() as u16).to_le_bytes());
             f.extend_from_slice(max);
+            f.push(u8::from(!self.range_only.contains(tag)));
         }
         self.prefixes.sort_unstable();
         self.prefixes.dedup();
@@ -381,6 +394,16 @@ struct BlockMeta {
     first: Vec<u8>,
 }
 
+/// The keys of one tag in a table.
+#[derive(Debug, Clone)]
+struct TagRange {
+    tag: Vec<u8>,
+    min: Vec<u8>,
+    max: Vec<u8>,
+    /// Whether its prefixes are in the bloom filter.
+    bloomed: bool,
+}
+
 /// An open table: its footer (block index, tag ranges, bloom filter) in memory, blocks read on
 /// demand.
 #[derive(Debug)]
@@ -391,7 +414,7 @@ pub struct TableReader {
     last_seq: u64,
     count: u64,
     blocks: Vec<BlockMeta>,
-    tags: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>,
+    tags: Vec<TagRange>,
     bloom_hashes: u8,
     bloom: Vec<u8>,
     digest: [u8; 32],
@@ -499,7 +522,13 @@ impl TableReader {
             let tag = c.take(usize::from(n)).ok_or_else(bad_footer)?.to_vec();
             let min = c.bytes16().ok_or_else(bad_footer)?.to_vec();
             let max = c.bytes16().ok_or_else(bad_footer)?.to_vec();
-            tags.push((tag, min, max));
+            let bloomed = c.u8().ok_or_else(bad_footer)? == 1;
+            tags.push(TagRange {
+                tag,
+                min,
+                max,
+                bloomed,
+            });
         }
         let bloom_hashes = c.u8().ok_or_else(bad_footer)?;
         let nbloom = c.u32().ok_or_else(bad_footer)?;
@@ -557,6 +586,12 @@ impl TableReader {
 
     /// Whether the table may hold a key with this prefix (false: it certainly does not).
     pub fn may_hold_prefix(&self, prefix: &[u8]) -> bool {
+        let tag = tag_of(prefix);
+        match self.tags.iter().find(|t| t.tag == tag) {
+            None => return false,
+            Some(t) if !t.bloomed => return true,
+            Some(_) => {}
+        }
         let bits = self.bloom.len() as u64 * 8;
         bloom_bits(prefix, self.bloom_hashes, bits)
             .all(|b| self.bloom[(b / 8) as usize] & (1 << (b % 8)) != 0)
@@ -566,7 +601,7 @@ impl TableReader {
     fn may_hold_range(&self, from: &[u8], to: &[u8]) -> bool {
         self.tags
             .iter()
-            .any(|(_, min, max)| max.as_slice() >= from && min.as_slice() < to)
+            .any(|t| t.max.as_slice() >= from && t.min.as_slice() < to)
     }
 
     fn damaged(&self, what: String) -> TableError {
@@ -616,6 +651,37 @@ impl TableReader {
         Ok(out)
     }
 
+    /// The smallest and largest key of `tag` in the table, if it holds any.
+    pub fn tag_bounds(&self, tag: &[u8]) -> Option<(&[u8], &[u8])> {
+        self.tags
+            .iter()
+            .find(|t| t.tag == tag)
+            .map(|t| (t.min.as_slice(), t.max.as_slice()))
+    }
+
+    /// A cursor over the keys in `[from, to)`, in key order or, with `reverse`, from the last
+    /// down. Blocks are read as the cursor reaches them.
+    pub fn cursor(&self, from: &[u8], to: &[u8], reverse: bool) -> TableCursor<'_> {
+        let ids = if to <= from || !self.may_hold_range(from, to) {
+            0..0
+        } else {
+            // From the last block whose first key ≤ from, to the last whose first key < to.
+            let start = self
+                .blocks
+                .partition_point(|b| b.first.as_slice() <= from)
+                .saturating_sub(1);
+            start..self.blocks.partition_point(|b| b.first.as_slice() < to)
+        };
+        TableCursor {
+            table: self,
+            from: from.to_vec(),
+            to: to.to_vec(),
+            reverse,
+            ids,
+            buf: std::collections::VecDeque::new(),
+        }
+    }
+
     /// Calls `f` with every key (and value) in `[from, to)`, in key order or, with `reverse`,
     /// from the last down, until it returns false. Returns false when `f` stopped.
     ///
@@ -628,31 +694,10 @@ impl TableReader {
         reverse: bool,
         mut f: impl FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<bool, TableError> {
-        if to <= from || !self.may_hold_range(from, to) {
-            return Ok(true);
-        }
-        // Blocks that can hold keys ≥ from: from the last whose first key ≤ from.
-        let start = self
-            .blocks
-            .partition_point(|b| b.first.as_slice() <= from)
-            .saturating_sub(1);
-        let end = self.blocks.partition_point(|b| b.first.as_slice() < to);
-        let ids: Box<dyn Iterator<Item = usize>> = if reverse {
-            Box::new((start..end).rev())
-        } else {
-            Box::new(start..end)
-        };
-        for i in ids {
-            let entries = self.block(i)?;
-            let it: Box<dyn Iterator<Item = &Entry>> = if reverse {
-                Box::new(entries.iter().rev())
-            } else {
-                Box::new(entries.iter())
-            };
-            for (k, v) in it {
-                if k.as_slice() >= from && k.as_slice() < to && !f(k, v) {
-                    return Ok(false);
-                }
+        let mut c = self.cursor(from, to, reverse);
+        while let Some((k, v)) = c.next_entry()? {
+            if !f(&k, &v) {
+                return Ok(false);
             }
         }
         Ok(true)
@@ -712,6 +757,52 @@ impl TableReader {
     }
 }
 
+/// A cursor over a range of a table ([`TableReader::cursor`]).
+#[derive(Debug)]
+pub struct TableCursor<'a> {
+    table: &'a TableReader,
+    from: Vec<u8>,
+    to: Vec<u8>,
+    reverse: bool,
+    /// The blocks not read yet.
+    ids: std::ops::Range<usize>,
+    /// Entries of the block being read, in the cursor's order, within the range.
+    buf: std::collections::VecDeque<Entry>,
+}
+
+impl TableCursor<'_> {
+    /// The next key and value, or `None` at the end of the range.
+    ///
+    /// # Errors
+    /// A block cannot be read or is damaged.
+    pub fn next_entry(&mut self) -> Result<Option<Entry>, TableError> {
+        loop {
+            if let Some(e) = self.buf.pop_front() {
+                return Ok(Some(e));
+            }
+            let next = if self.reverse {
+                self.ids.next_back()
+            } else {
+                self.ids.next()
+            };
+            let Some(i) = next else {
+                return Ok(None);
+            };
+            let (from, to) = (self.from.as_slice(), self.to.as_slice());
+            let mut entries: Vec<Entry> = self
+                .table
+                .block(i)?
+                .into_iter()
+                .filter(|(k, _)| k.as_slice() >= from && k.as_slice() < to)
+                .collect();
+            if self.reverse {
+                entries.reverse();
+            }
+            self.buf = entries.into();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -752,7 +843,7 @@ mod tests {
 
     fn write(dir: &Path, entries: &[(Vec<u8>, Vec<u8>)]) -> PathBuf {
         let path = dir.join("1.idx");
-        let mut w = TableWriter::new(&path, 1, 20_000);
+        let mut w = TableWriter::new(&path, 1, 20_000).range_only(&[b"tm".to_vec()]);
         for (k, v) in entries {
             w.push(k, v).expect("push");
         }
@@ -816,6 +907,9 @@ mod tests {
         assert!(absent < 50, "bloom false positives: {absent} of 1000");
         assert!(collect(&r, &prefix("jb", "X1"), &after(&prefix("jb", "X1")), false).is_empty());
         assert!(collect(&r, &prefix("zz", ""), &after(&prefix("zz", "")), false).is_empty());
+        // A tag it does not hold: certainly not; a range-only tag: maybe (read by range).
+        assert!(!r.may_hold_prefix(&prefix("zz", "1")));
+        assert!(r.may_hold_prefix(&prefix("tm", "anything")));
     }
 
     #[test]

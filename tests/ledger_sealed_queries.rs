@@ -1,0 +1,210 @@
+//! Queries answer the same once history is sealed (issue 18, step 7): the postings of sealed
+//! records (job, session, operator, station, time, session opening) leave sled with their
+//! window, into the segment's signed index table, and traces, reconciliations and record
+//! pages read sled and the tables alike.
+//!
+//! The same realistic load (the ledger benchmark's session cycles) goes into a ledger that
+//! never seals and into ledgers sealing small windows; every query's JSON is compared.
+
+use chrono::{DateTime, TimeZone, Utc};
+use hallctl::ledger::query::{RecordFilter, Scope};
+use hallctl::ledger::{Ledger, LedgerConfig, LotId, Serial, SessionId, ShiftId};
+use hallctl_jobs::job::{OperatorId, StationId};
+
+#[path = "../benches/common/ledger_events.rs"]
+#[allow(dead_code)]
+mod ledger_events;
+use ledger_events::{PER_SESSION, cycle_events};
+
+const CYCLES: u64 = 12;
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 2, 6, 0, 0)
+        .single()
+        .expect("time")
+}
+
+fn load(dir: &std::path::Path, seal_window: u64) -> Ledger {
+    let ledger = Ledger::open(
+        dir,
+        LedgerConfig {
+            seal_window,
+            checkpoint_every: 40,
+            ..LedgerConfig::default()
+        },
+    )
+    .expect("open");
+    ledger
+        .import((0..CYCLES).map(|c| cycle_events(c, t0())), |_| {})
+        .expect("import");
+    ledger.checkpoint_now().expect("checkpoint");
+    ledger.store().seal_due().expect("seal");
+    ledger
+}
+
+fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).expect("json")
+}
+
+/// Every record of a filter, page by page (a small budget: pages cut short resume).
+fn all_pages(l: &Ledger, mut f: RecordFilter) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    for _ in 0..10_000 {
+        let page = l.records_page(&f, 17, 60).expect("page");
+        seqs.extend(page.records.iter().map(|r| r.seq));
+        let Some(next) = page.next else {
+            return seqs;
+        };
+        if f.before.is_some() {
+            f.before = Some(next);
+        } else {
+            f.after = Some(next);
+        }
+    }
+    panic!("paging did not end");
+}
+
+/// Everything a user can ask, as JSON.
+fn answers(l: &Ledger) -> Vec<(String, serde_json::Value)> {
+    let mut out = Vec::new();
+    let passports = CYCLES * PER_SESSION;
+    for n in (0..passports).step_by(23).chain([0, passports - 1]) {
+        for s in [format!("{n:09}"), format!("BK-{n:09}")] {
+            let t = l.trace(&Serial::new(s.clone())).expect("trace");
+            out.push((format!("trace {s}"), json(&t)));
+        }
+    }
+    for c in [0, 5, CYCLES - 1] {
+        for s in [format!("SP-{c}"), format!("SL-{c}")] {
+            let r = l.reconcile(&Scope::Session(SessionId::new(&s))).expect("r");
+            out.push((format!("session {s}"), json(&r)));
+        }
+    }
+    let r = l.reconcile(&Scope::Shift(ShiftId::new("SH-0"))).expect("r");
+    out.push(("shift SH-0".into(), json(&r)));
+    let r = l.reconcile(&Scope::Lot(LotId::new("LOT-0"))).expect("r");
+    out.push(("lot LOT-0".into(), json(&r)));
+    let base = RecordFilter::default();
+    let filters = [
+        (
+            "operator P3",
+            RecordFilter {
+                operator: Some(OperatorId::new("P3")),
+                ..base.clone()
+            },
+        ),
+        (
+            "station LAM-4",
+            RecordFilter {
+                station: Some(StationId::new("LAM-4")),
+                ..base.clone()
+            },
+        ),
+        (
+            "operator and station",
+            RecordFilter {
+                operator: Some(OperatorId::new("L5")),
+                station: Some(StationId::new("LAM-5")),
+                ..base.clone()
+            },
+        ),
+        (
+            "time window",
+            RecordFilter {
+                from: Some(t0() + chrono::Duration::seconds(700)),
+                to: Some(t0() + chrono::Duration::seconds(2_900)),
+                ..base.clone()
+            },
+        ),
+        ("everything", base.clone()),
+    ];
+    for (name, f) in filters {
+        out.push((
+            format!("{name}, oldest first"),
+            json(&all_pages(l, f.clone())),
+        ));
+        let newest = RecordFilter {
+            before: Some(u64::MAX),
+            ..f
+        };
+        out.push((format!("{name}, newest first"), json(&all_pages(l, newest))));
+    }
+    out
+}
+
+/// Equal answers, or a short message naming the first query that differs and where.
+fn same(want: &[(String, serde_json::Value)], got: &[(String, serde_json::Value)], what: &str) {
+    assert_eq!(want.len(), got.len(), "{what}: number of answers");
+    for ((name, w), (_, g)) in want.iter().zip(got) {
+        if w != g {
+            let (ws, gs) = (w.to_string(), g.to_string());
+            let at = ws
+                .bytes()
+                .zip(gs.bytes())
+                .take_while(|(a, b)| a == b)
+                .count();
+            let from = at.saturating_sub(80);
+            panic!(
+                "{what}: {name} differs at byte {at} (lengths {} and {}):\n want …{}\n got  …{}",
+                ws.len(),
+                gs.len(),
+                &ws[from..(at + 80).min(ws.len())],
+                &gs[from.min(gs.len())..(at + 80).min(gs.len())]
+            );
+        }
+    }
+}
+
+fn postings_in_sled(l: &Ledger) -> u64 {
+    l.store()
+        .space_stats()
+        .expect("stats")
+        .iter()
+        .find(|(c, ..)| *c == 'x')
+        .map_or(0, |e| e.1)
+}
+
+#[test]
+fn queries_answer_the_same_with_history_sealed_into_index_tables() {
+    let plain_dir = tempfile::tempdir().expect("tempdir");
+    let plain = load(plain_dir.path(), 0);
+    assert!(plain.store().segment_files().is_empty());
+    let want = answers(&plain);
+    assert!(
+        want.iter().any(
+            |(n, v)| n.starts_with("operator P3") && v.as_array().is_some_and(|a| a.len() > 20)
+        ),
+        "the load gives the queries something to find"
+    );
+    for window in [37, 500] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sealed = load(dir.path(), window);
+        let files = sealed.store().segment_files();
+        assert!(files.len() >= 2, "window {window}: {} files", files.len());
+        let tables = std::fs::read_dir(dir.path().join("store/segments"))
+            .expect("segments")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".idx"))
+            .count();
+        assert_eq!(tables, files.len(), "one index table per segment file");
+        assert!(
+            postings_in_sled(&sealed) < postings_in_sled(&plain) / 2,
+            "window {window}: sealed postings left sled ({} of {} index keys remain)",
+            postings_in_sled(&sealed),
+            postings_in_sled(&plain)
+        );
+        same(&want, &answers(&sealed), &format!("window {window}"));
+        // And after a reopen, from the catalog.
+        drop(sealed);
+        let reopened = Ledger::open_existing(dir.path()).expect("reopen");
+        same(
+            &want,
+            &answers(&reopened),
+            &format!("window {window}, reopened"),
+        );
+        let report = reopened
+            .verify(&Default::default(), |_, _| {})
+            .expect("verify");
+        assert!(report.ok(), "{:?}", report.first_bad);
+    }
+}
