@@ -211,6 +211,7 @@ pub struct WriteSet {
     state: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     index: Vec<IndexEntry>,
     postings: Vec<IndexEntry>,
+    settled: Vec<(Vec<u8>, Vec<u8>)>,
     checkpoints: Vec<(u64, Vec<u8>)>,
     aux: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
@@ -232,6 +233,13 @@ impl WriteSet {
     /// so that the query does not have to read and decode the record itself.
     pub fn index_with(&mut self, key: Vec<u8>, value: Vec<u8>) {
         self.index.push((key, value));
+    }
+    /// Sets a state entry whose value is settled (an item used or destroyed, a closed session):
+    /// unless written again before, it leaves sled with this commit's window, into the
+    /// segment's state table, and is read from there. A settled key must never be removed
+    /// (a later value is written with [`WriteSet::state`] or again as settled).
+    pub fn state_settled(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.settled.push((key, value));
     }
     /// Adds a posting: an index key that ends with the sequence number of the record it names
     /// (`prefix ‖ seq u64 BE`). Unlike [`WriteSet::index`] keys, postings leave sled with their
@@ -257,6 +265,7 @@ impl WriteSet {
             && self.state.is_empty()
             && self.index.is_empty()
             && self.postings.is_empty()
+            && self.settled.is_empty()
             && self.checkpoints.is_empty()
             && self.aux.is_empty()
     }
@@ -284,6 +293,13 @@ pub struct Store {
     seal_blocked: AtomicU64,
     /// Test hook: stop a segment's sealing right after its file is renamed into place.
     fault_after_rename: AtomicBool,
+    /// Test hook: stop a segment's sealing right after the batch that registers it.
+    fault_after_register: AtomicBool,
+    /// Commits hold it shared; the batch that registers a sealed file holds it alone, so that
+    /// the settled states it removes from sled are checked unchanged at that moment.
+    commit_gate: RwLock<()>,
+    /// Sealings tried while a segment was due (for tests: the sealer must not spin).
+    seal_attempts: AtomicU64,
     /// Counts this store among the process's open ones; dropped last (fields drop in
     /// declaration order, after sled's handles above), it waits until the file lock is free.
     _registered: lock::Registered,
@@ -356,6 +372,9 @@ impl Store {
             catalog: RwLock::new(Arc::new(Vec::new())),
             seal_blocked: AtomicU64::new(0),
             fault_after_rename: AtomicBool::new(false),
+            fault_after_register: AtomicBool::new(false),
+            commit_gate: RwLock::new(()),
+            seal_attempts: AtomicU64::new(0),
             _registered: lock::Registered::new(&dir.join("db"), OWN_RELEASE_WAIT),
         };
         let sealed = store.last_chunk()?.map_or(0, |(first, v)| {
@@ -373,6 +392,11 @@ impl Store {
             .catalog
             .write()
             .map_err(|_| StoreError::Sled("catalog lock poisoned".into()))? = Arc::new(files);
+        // Finish what a crash interrupted: copies in sled of what the files hold. Only a store
+        // that seals writes (an audit's open changes nothing).
+        if store.seal_config.is_some() && in_files > 0 {
+            store.drop_sealed(in_files)?;
+        }
         if fresh {
             // New files are only durable once their directory entries are: fsync the
             // directories sled just created, and the parent that holds `dir`.
@@ -431,10 +455,12 @@ impl Store {
             let reader = SegmentReader::open(&file)?;
             entry.matches(&reader).map_err(|w| catalog_err(&w))?;
             let table = self.open_table(&entry)?;
+            let states = self.open_states(&entry)?;
             files.push(Arc::new(Sealed {
                 entry,
                 reader,
                 table,
+                states,
             }));
         }
         let seg_dir = self.dir.join(catalog::DIR);
@@ -450,27 +476,37 @@ impl Store {
                 let Some(n) = name.to_str() else { continue };
                 let stem = n.strip_suffix(".tmp").unwrap_or(n);
                 let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
-                let table = stem
-                    .strip_suffix(catalog::TABLE_SUFFIX)
-                    .filter(|d| digits(d));
-                let ours =
-                    table.is_some() || stem.strip_suffix(catalog::SUFFIX).is_some_and(digits);
+                let first_of = |suffix: &str| {
+                    stem.strip_suffix(suffix)
+                        .filter(|d| digits(d))
+                        .and_then(|d| d.parse::<u64>().ok())
+                };
+                let (table, states) = (
+                    first_of(catalog::TABLE_SUFFIX),
+                    first_of(catalog::STATES_SUFFIX),
+                );
+                let ours = table.is_some()
+                    || states.is_some()
+                    || stem.strip_suffix(catalog::SUFFIX).is_some_and(digits);
                 let listed = listed
-                    || table.is_some_and(|d| {
-                        files.iter().any(|s| {
-                            s.table.is_some() && d.parse::<u64>().ok() == Some(s.entry.first)
-                        })
+                    || files.iter().any(|s| {
+                        (s.table.is_some() && table == Some(s.entry.first))
+                            || (s.states.is_some() && states == Some(s.entry.first))
                     });
                 if listed || !ours {
                     continue;
                 }
                 let p = e.path();
-                let redundant = if table.is_some() {
-                    self.unlisted_table_is_redundant(&p)?
+                let redundant = if n.ends_with(".tmp") {
+                    true
+                } else if table.is_some() {
+                    self.unlisted_table_is_redundant(&p, X)?
+                } else if states.is_some() {
+                    self.unlisted_table_is_redundant(&p, S)?
                 } else {
                     self.unlisted_is_redundant(&p)?
                 };
-                if n.ends_with(".tmp") || redundant {
+                if redundant {
                     // A temporary file is never renamed into place, so its records are still
                     // in sled; so are those of a file whose every record sled holds unchanged.
                     std::fs::remove_file(&p).map_err(io_err(&p))?;
@@ -502,41 +538,58 @@ impl Store {
 
     /// Opens the index table of a catalogued segment, if its entry lists one.
     fn open_table(&self, entry: &catalog::Entry) -> Result<Option<TableReader>, StoreError> {
-        if entry.table_len == 0 {
+        let file = catalog::table_path(&self.dir, entry.first);
+        self.open_part(entry, &file, entry.table_len, "index table")
+    }
+
+    /// Opens the state table of a catalogued segment, if its entry lists one.
+    fn open_states(&self, entry: &catalog::Entry) -> Result<Option<TableReader>, StoreError> {
+        let file = catalog::states_path(&self.dir, entry.first);
+        self.open_part(entry, &file, entry.states_len, "state table")
+    }
+
+    /// Opens the table `file` (`what`) of a catalogued segment whose entry says it is `len`
+    /// bytes long (0: it has none), checking it is the one described.
+    fn open_part(
+        &self,
+        entry: &catalog::Entry,
+        file: &Path,
+        len: u64,
+        what: &str,
+    ) -> Result<Option<TableReader>, StoreError> {
+        if len == 0 {
             return Ok(None);
         }
-        let file = catalog::table_path(&self.dir, entry.first);
         let err = |what: String| StoreError::Catalog {
-            file: file.clone(),
+            file: file.to_path_buf(),
             what,
         };
         if !file.exists() {
             return Err(err(format!(
-                "the index table of records {}..={} is listed in the catalog but missing",
+                "the {what} of records {}..={} is listed in the catalog but missing",
                 entry.first, entry.last
             )));
         }
-        let t = TableReader::open(&file)?;
-        let len = std::fs::metadata(&file).map_err(io_err(&file))?.len();
-        if len != entry.table_len || t.seqs() != (entry.first, entry.last) {
-            return Err(err(
-                "the index table is not the one its catalog entry describes (length or records)"
-                    .into(),
-            ));
+        let t = TableReader::open(file)?;
+        let on_disk = std::fs::metadata(file).map_err(io_err(file))?.len();
+        if on_disk != len || t.seqs() != (entry.first, entry.last) {
+            return Err(err(format!(
+                "the {what} is not the one its catalog entry describes (length or records)"
+            )));
         }
         Ok(Some(t))
     }
 
-    /// Whether every key of the unlisted index table at `path` is still in sled's index (then
-    /// the table is a redundant copy).
-    fn unlisted_table_is_redundant(&self, path: &Path) -> Result<bool, StoreError> {
+    /// Whether every key of the unlisted table at `path` is still in sled (in its index for
+    /// an index table, its states for a state table): then the table is a redundant copy.
+    fn unlisted_table_is_redundant(&self, path: &Path, space: u8) -> Result<bool, StoreError> {
         let Ok(t) = TableReader::open(path) else {
             return Ok(false);
         };
         let mut all = true;
         let mut err = None;
         let read = t.for_each_in(&[], &[0xff; 8], false, |k, _| {
-            match self.tree.contains_key(pk(X, k)) {
+            match self.tree.contains_key(pk(space, k)) {
                 Ok(true) => true,
                 Ok(false) => {
                     all = false;
@@ -667,6 +720,17 @@ impl Store {
                 .map_or(Ok(()), |t| t.verify(key))
                 .map_err(|e| problem(&table, false, e.to_string()))?;
         }
+        if entry.states_len > 0 {
+            // Its settled states: a damaged or missing table would lose them.
+            let table = catalog::states_path(&self.dir, first);
+            if !table.exists() {
+                return Err(missing(&table, "state table"));
+            }
+            self.open_states(entry)
+                .map_err(|e| problem(&table, false, e.to_string()))?
+                .map_or(Ok(()), |t| t.verify(key))
+                .map_err(|e| problem(&table, false, e.to_string()))?;
+        }
         Ok(())
     }
 
@@ -684,10 +748,29 @@ impl Store {
         for (seq, v) in &ws.journal {
             b.insert(pk(J, &seq.to_be_bytes()), v.as_slice());
         }
+        // Without sealing nothing leaves sled: no lists of postings or settled states.
+        let sealing = self.seal_config.is_some();
         for (k, v) in &ws.state {
             match v {
                 Some(v) => b.insert(pk(S, k), v.as_slice()),
                 None => b.remove(pk(S, k)),
+            }
+            // Written again: no longer settled (it stays in sled).
+            if sealing {
+                b.remove(pk(Z, k));
+            }
+        }
+        // A settled state is listed under its record (`w`), and `z` says at which record it
+        // settled: sealing moves it only if it was not written again since.
+        let head = ws.journal.iter().map(|(s, _)| *s).max().filter(|_| sealing);
+        for (k, v) in &ws.settled {
+            b.insert(pk(S, k), v.as_slice());
+            match head {
+                Some(seq) => {
+                    b.insert(pk(Z, k), &seq.to_be_bytes());
+                    b.insert(pk(W, &[&seq.to_be_bytes()[..], k].concat()), &[]);
+                }
+                None => b.remove(pk(Z, k)),
             }
         }
         for (k, v) in &ws.index {
@@ -698,6 +781,9 @@ impl Store {
         let mut by_seq: std::collections::BTreeMap<u64, Vec<u8>> = Default::default();
         for (k, v) in &ws.postings {
             b.insert(pk(X, k), v.as_slice());
+            if !sealing || k.len() > usize::from(u16::MAX) {
+                continue; // never sealed: no list
+            }
             let list = by_seq.entry(index_seq(k)).or_default();
             list.extend_from_slice(&u16::try_from(k.len()).unwrap_or(u16::MAX).to_le_bytes());
             list.extend_from_slice(k);
@@ -714,7 +800,10 @@ impl Store {
                 None => b.remove(pk(A, k)),
             }
         }
-        self.tree.apply_batch(b)?;
+        {
+            let _gate = self.commit_gate.read().unwrap_or_else(|p| p.into_inner());
+            self.tree.apply_batch(b)?;
+        }
         // The batch is applied: whatever sealing meets, the append stands (sealing only moves
         // records; a failure leaves them in `j`, where every reader finds them). With segment
         // files, records stay in `j` until their file is sealed, off the append path (see
@@ -779,6 +868,13 @@ impl Store {
         Ok(())
     }
 
+    /// How many times sealing was tried while a segment was due (tests: the sealer does not
+    /// spin while it waits for a checkpoint).
+    #[doc(hidden)]
+    pub fn seal_attempts(&self) -> u64 {
+        self.seal_attempts.load(Ordering::Relaxed)
+    }
+
     /// Test hook: holds the sealing lock (as a file being written does) until the guard drops.
     ///
     /// # Panics
@@ -786,6 +882,13 @@ impl Store {
     #[doc(hidden)]
     pub fn hold_sealing(&self) -> std::sync::MutexGuard<'_, ()> {
         self.sealing.lock().expect("sealing lock")
+    }
+
+    /// Test hook: with `on`, the next segment sealing stops right after the batch that
+    /// registers its file, before sled lets go of what the file holds (a crash there).
+    #[doc(hidden)]
+    pub fn fail_after_segment_register(&self, on: bool) {
+        self.fault_after_register.store(on, Ordering::SeqCst);
     }
 
     /// Test hook: with `on`, the next segment sealing stops right after its file is renamed
@@ -810,6 +913,7 @@ impl Store {
         if !self.segment_due(head) {
             return Ok(false);
         }
+        self.seal_attempts.fetch_add(1, Ordering::Relaxed);
         let files = self.catalog();
         let done = files.last().map_or(0, |s| s.entry.last);
         let (first, end) = (done + 1, (done / cfg.window + 1) * cfg.window);
@@ -883,7 +987,6 @@ impl Store {
             if let Err(why) = run.take(Some(&mut out), &k[1..], &v) {
                 return self.seal_unfit(first, why);
             }
-            b.remove(k);
         }
         if run.expected != end + 1 {
             return self.seal_unfit(first, format!("record {} is missing", run.expected));
@@ -904,17 +1007,9 @@ impl Store {
             .range(pk(Y, &first.to_be_bytes())..=pk(Y, &end.to_be_bytes()))
         {
             let (yk, list) = kv?;
-            b.remove(yk);
-            let mut at = 0;
-            while let Some(len) = list.get(at..at + 2) {
-                let n = usize::from(u16::from_le_bytes([len[0], len[1]]));
-                let Some(k) = list.get(at + 2..at + 2 + n) else {
-                    break;
-                };
-                at += 2 + n;
+            for k in listed_postings(&list, key_u64(&yk[1..])) {
                 if let Some(v) = self.tree.get(pk(X, k))? {
                     postings.push((k.to_vec(), v.to_vec()));
-                    b.remove(pk(X, k));
                 }
             }
         }
@@ -932,6 +1027,33 @@ impl Store {
             }
             w.finish(&cfg.key)?
         };
+        // The states that settled in the window and were not written again since.
+        let mut settled: Vec<(Vec<u8>, Vec<u8>, u64)> = Vec::new();
+        for kv in self
+            .tree
+            .range(pk(W, &first.to_be_bytes())..pk(W, &(end + 1).to_be_bytes()))
+        {
+            let (wk, _) = kv?;
+            let (seq, k) = (key_u64(&wk[1..9]), &wk[9..]);
+            let still = self.tree.get(pk(Z, k))?.is_some_and(|z| key_u64(&z) == seq);
+            if still && let Some(v) = self.tree.get(pk(S, k))? {
+                settled.push((k.to_vec(), v.to_vec(), seq));
+            }
+        }
+        settled.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.2.cmp(&a.2)));
+        settled.dedup_by(|a, b| a.0 == b.0);
+        let states_len = if settled.is_empty() {
+            0
+        } else {
+            let path = catalog::states_path(&self.dir, first);
+            let mut w = TableWriter::new(&path, first, end).whole_keys();
+            for (k, v, _) in &settled {
+                if let Err(e) = w.push(k, v) {
+                    return self.seal_unfit(first, e.to_string());
+                }
+            }
+            w.finish(&cfg.key)?
+        };
         let summary = out.finish(&cfg.key)?;
         if self.fault_after_rename.swap(false, Ordering::SeqCst) {
             return Err(StoreError::Sled(format!(
@@ -941,18 +1063,24 @@ impl Store {
         }
         let entry = catalog::Entry {
             table_len,
+            states_len,
             ..catalog::Entry::from_summary(&summary)
         };
         let reader = SegmentReader::open(&path)?;
         let table = self.open_table(&entry)?;
+        let states = self.open_states(&entry)?;
+        // A small batch registers the file (and rewrites a chunk of an older store that reaches
+        // past it); what the file now holds leaves sled afterwards, in small batches
+        // ([`Store::drop_sealed`]): sled holds its lock for a whole batch, and appends wait.
         b.insert(pk(G, &first.to_be_bytes()), entry.encode());
         // Into the in-memory catalog first: from here on a reader that misses a record (or a
-        // posting) in sled finds it in the file.
+        // posting, or a state) in sled finds it in the file.
         let mut with = files.as_ref().clone();
         with.push(Arc::new(Sealed {
             entry,
             reader,
             table,
+            states,
         }));
         self.set_catalog(Arc::new(with));
         if let Err(e) = self.tree.apply_batch(b) {
@@ -968,7 +1096,95 @@ impl Store {
             return Err(e.into());
         }
         self.sealed.fetch_max(end, Ordering::SeqCst);
+        if self.fault_after_register.swap(false, Ordering::SeqCst) {
+            return Err(StoreError::Sled(format!(
+                "fault injected after {} was registered",
+                path.display()
+            )));
+        }
+        // A failure here leaves copies in sled that the next open removes.
+        if let Err(e) = self.drop_sealed(end) {
+            tracing::warn!(
+                "removing sealed entries from the store failed (the next open retries): {e}"
+            );
+        }
         Ok(true)
+    }
+
+    /// Removes from sled what sealed files hold, for the records up to `upto` (all catalogued):
+    /// journal records, postings and their lists, and the settled states that are still the
+    /// value their state table holds (under the commit gate, so that no commit writes one
+    /// again meanwhile). In batches of [`DROP_BATCH`] keys. Idempotent: open calls it too, to
+    /// finish what a crash interrupted.
+    fn drop_sealed(&self, upto: u64) -> Result<(), StoreError> {
+        let files = self.catalog();
+        if files.last().is_none_or(|s| s.entry.last < upto) {
+            return Ok(());
+        }
+        let upto_key = |space: u8| pk(space, &upto.to_be_bytes());
+        loop {
+            let mut b = sled::Batch::default();
+            let mut n = 0;
+            for kv in self.tree.range(pk(J, &[])..=upto_key(J)).take(DROP_BATCH) {
+                b.remove(kv?.0);
+                n += 1;
+            }
+            if n == 0 {
+                break;
+            }
+            self.tree.apply_batch(b)?;
+        }
+        loop {
+            let mut b = sled::Batch::default();
+            let mut n = 0;
+            for kv in self
+                .tree
+                .range(pk(Y, &[])..=upto_key(Y))
+                .take(DROP_BATCH / 8)
+            {
+                let (yk, list) = kv?;
+                for k in listed_postings(&list, key_u64(&yk[1..])) {
+                    b.remove(pk(X, k));
+                }
+                b.remove(yk);
+                n += 1;
+            }
+            if n == 0 {
+                break;
+            }
+            self.tree.apply_batch(b)?;
+        }
+        let w_end = pk(W, &(upto + 1).to_be_bytes());
+        loop {
+            let mut b = sled::Batch::default();
+            let mut n = 0;
+            let gate = self.commit_gate.write().unwrap_or_else(|p| p.into_inner());
+            for kv in self
+                .tree
+                .range(pk(W, &[])..w_end.clone())
+                .take(DROP_BATCH / 4)
+            {
+                let (wk, _) = kv?;
+                let (seq, k) = (key_u64(&wk[1..9]), &wk[9..]);
+                let settled_then = self.tree.get(pk(Z, k))?.is_some_and(|z| key_u64(&z) == seq);
+                let table = catalog::find(&files, seq).and_then(|s| s.states.as_ref());
+                if settled_then
+                    && let (Some(t), Some(v)) = (table, self.tree.get(pk(S, k))?)
+                    && t.get(k)?.is_some_and(|tv| tv == v.as_ref())
+                {
+                    b.remove(pk(S, k));
+                    b.remove(pk(Z, k));
+                }
+                b.remove(wk);
+                n += 1;
+            }
+            if n == 0 {
+                break;
+            }
+            self.tree.apply_batch(b)?;
+            drop(gate);
+        }
+        Ok(())
     }
 
     /// A run of records found unfit for a segment: logged once, not retried until reopened.
@@ -1201,20 +1417,26 @@ impl Store {
 
     /// Number of journal records (a full count: use for reports, not on hot paths).
     pub fn journal_len(&self) -> usize {
+        let files = self.catalog();
+        let in_files: u64 = files.iter().map(|s| s.entry.last - s.entry.first + 1).sum();
+        // Records past the files only: copies of sealed ones that sled still holds (a crash
+        // before they were removed) are not counted twice.
+        let past = files.last().map_or(0, |s| s.entry.last);
+        let later = |k: &[u8]| k.len() != 8 || key_u64(k) > past;
         let sealed: usize = self
             .tree
             .scan_prefix([K])
             .filter_map(Result::ok)
-            .map(|(_, v)| chunk_entries(&v).count())
-            .sum();
-        let in_files: u64 = self
-            .catalog()
-            .iter()
-            .map(|s| s.entry.last - s.entry.first + 1)
+            .map(|(_, v)| chunk_entries(&v).filter(|(k, _)| later(k)).count())
             .sum();
         usize::try_from(in_files).unwrap_or(usize::MAX)
             + sealed
-            + self.tree.scan_prefix([J]).count()
+            + self
+                .tree
+                .scan_prefix([J])
+                .filter_map(Result::ok)
+                .filter(|(k, _)| later(&k[1..]))
+                .count()
     }
 
     /// Calls `f` for every journal record with key ≥ `from`, in key order, until it returns
@@ -1323,7 +1545,24 @@ impl Store {
     /// # Errors
     /// sled failed.
     pub fn state_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.tree.get(pk(S, key))?.map(|v| v.to_vec()))
+        loop {
+            // The catalog first: a state that leaves sled is in a file of the catalog already.
+            let snap = self.catalog();
+            if let Some(v) = self.tree.get(pk(S, key))? {
+                return Ok(Some(v.to_vec()));
+            }
+            // Settled and sealed: the newest state table that holds it.
+            for s in snap.iter().rev() {
+                if let Some(t) = &s.states
+                    && let Some(v) = t.get(key)?
+                {
+                    return Ok(Some(v));
+                }
+            }
+            if Arc::ptr_eq(&snap, &self.catalog()) {
+                return Ok(None);
+            }
+        }
     }
 
     /// Reads every state entry whose key starts with `prefix` once, in key order, so that sled
@@ -1542,7 +1781,9 @@ impl Store {
             [prefix, &lo.to_be_bytes()[..]].concat(),
             [prefix, &hi.to_be_bytes()[..]].concat(),
         );
-        self.index_each(&from, &to, reverse, Some(prefix), f)
+        // A prefix that is not a whole `tag 0 key 0` cannot use the bloom filters.
+        let bloom = whole_prefix(prefix).then_some(prefix);
+        self.index_each(&from, &to, reverse, bloom, f)
     }
 
     fn index_each(
@@ -1554,9 +1795,12 @@ impl Store {
         mut f: impl FnMut(&[u8]) -> bool,
     ) -> Result<(), StoreError> {
         let (mut lo, mut hi) = (from.to_vec(), to.to_vec());
+        // Small batches first (a page often wants a few dozen keys), growing to INDEX_BATCH.
+        let mut size = 32;
         loop {
-            let batch = self.index_batch(&lo, &hi, reverse, INDEX_BATCH, bloom)?;
-            let full = batch.len() == INDEX_BATCH;
+            let batch = self.index_batch(&lo, &hi, reverse, size, bloom)?;
+            let full = batch.len() == size;
+            size = (size * 2).min(INDEX_BATCH);
             let Some((last, _)) = batch.last().cloned() else {
                 return Ok(());
             };
@@ -1630,16 +1874,18 @@ impl Store {
             done: false,
         }];
         let tag = table::tag_of(from);
+        let probe = bloom.map(table::Probe::new);
         for t in snap.iter().filter_map(|s| s.table.as_ref()) {
             // Where this table's keys in the range can start (forward) or end (reverse).
             let (mut lo, mut hi) = (from.to_vec(), to.to_vec());
-            if let Some(p) = bloom {
-                if !t.may_hold_prefix(p) {
-                    continue;
-                }
+            if let (Some(p), Some(probe)) = (bloom, &probe) {
+                // Its records' seqs first (cheap), then its bloom filter.
                 let (first, last) = t.seqs();
                 lo = lo.max([p, &first.to_be_bytes()[..]].concat());
                 hi = hi.min([p, &last.to_be_bytes()[..], &[0][..]].concat());
+                if hi <= lo || !t.may_hold(probe) {
+                    continue;
+                }
             } else if from.get(tag.len()) == Some(&0) && to <= [tag, &[1][..]].concat().as_slice() {
                 // The range lies within one tag (its keys are `tag 0 …`, below `tag 1`).
                 let Some((min, max)) = t.tag_bounds(tag) else {
@@ -1931,6 +2177,10 @@ const A: u8 = b'a';
 const G: u8 = b'g';
 /// Postings listed by record: seq → the posting keys of that record (each `len u16 LE ‖ key`).
 const Y: u8 = b'y';
+/// Settled states by key: the record (u64 BE) whose commit settled it.
+const Z: u8 = b'z';
+/// Settled states listed by record: `seq ‖ key` → ().
+const W: u8 = b'w';
 /// Where open puts a segment file the catalog does not list and sled does not fully hold.
 pub const ORPHAN_DIR: &str = "orphan";
 
@@ -2005,6 +2255,23 @@ impl Run {
 /// The sequence number at the end of a posting key (0 if it is too short to hold one).
 fn index_seq(k: &[u8]) -> u64 {
     k.len().checked_sub(8).map_or(0, |i| key_u64(&k[i..]))
+}
+
+/// Keys removed per batch when sealed entries leave sled.
+const DROP_BATCH: usize = 8192;
+
+/// The posting keys listed under record `seq` in a `y` list (`len u16 LE ‖ key`)*, those of
+/// that very record only (a key ends with its record's seq).
+fn listed_postings(list: &[u8], seq: u64) -> impl Iterator<Item = &[u8]> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let len = list.get(at..at + 2)?;
+        let n = usize::from(u16::from_le_bytes([len[0], len[1]]));
+        let k = list.get(at + 2..at + 2 + n)?;
+        at += 2 + n;
+        Some(k)
+    })
+    .filter(move |k| index_seq(k) == seq)
 }
 
 /// Index keys read per batch by [`Store::index_range_each`].
@@ -2489,6 +2756,52 @@ mod tests {
         assert_eq!(
             r.get(5).expect("read").as_deref(),
             chain::split_stored(&values[4]).map(|(_, b)| b)
+        );
+    }
+
+    /// A crash after the batch that registers a file, before sled let go of what it holds:
+    /// reads are right meanwhile (no record counted twice), and the next open removes the
+    /// copies.
+    #[test]
+    fn a_crash_after_registering_leaves_copies_that_open_removes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let values = chained(100);
+        let store = open_sealing(dir.path(), 32);
+        let posting =
+            |seq: u64| [&b"jb\0"[..], &7u64.to_be_bytes(), &[0], &seq.to_be_bytes()].concat();
+        for s in 1..=40u64 {
+            let mut ws = WriteSet::default();
+            ws.journal(s, values[s as usize - 1].clone());
+            ws.posting(posting(s));
+            ws.checkpoint(s, signed_checkpoint(&values[s as usize - 1], s));
+            store.commit(&ws).expect("commit");
+        }
+        store.fail_after_segment_register(true);
+        assert!(store.seal_due().is_err(), "the injected fault");
+        assert_eq!(store.segment_files().len(), 1);
+        let in_sled = |store: &Store, space: u8| store.tree.scan_prefix([space]).count();
+        assert_eq!(in_sled(&store, J), 40, "the copies are still in sled");
+        assert_eq!(store.journal_len(), 40, "but counted once");
+        let prefix = [&b"jb\0"[..], &7u64.to_be_bytes(), &[0]].concat();
+        assert_eq!(
+            store.index_scan(&prefix, usize::MAX).expect("scan").len(),
+            40
+        );
+        drop(store);
+        let store = open_sealing(dir.path(), 32);
+        assert_eq!(
+            in_sled(&store, J),
+            8,
+            "records 33..=40 stay; the sealed ones left"
+        );
+        assert_eq!(in_sled(&store, X), 8);
+        assert_eq!(in_sled(&store, Y), 8);
+        assert_eq!(store.journal_len(), 40);
+        assert_eq!(walk_raw(&store, 1, None).len(), 40);
+        let all = store.index_scan(&prefix, usize::MAX).expect("scan");
+        assert_eq!(
+            all.iter().map(|k| index_seq(k)).collect::<Vec<_>>(),
+            (1..=40).collect::<Vec<_>>()
         );
     }
 

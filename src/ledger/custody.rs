@@ -125,6 +125,16 @@ pub enum ItemState {
 }
 
 impl ItemState {
+    /// Whether the item's use is over for the live hall (applied to a document, destroyed or
+    /// reported missing): its state and trace may leave sled for the sealed history. A later
+    /// event about it (a late spoil, a read mismatch) still finds it there, and brings it back.
+    pub fn is_settled(&self) -> bool {
+        matches!(
+            self,
+            ItemState::Applied(_) | ItemState::Destroyed { .. } | ItemState::Missing { .. }
+        )
+    }
+
     /// Whether a used item (a printed booklet, an applied patch) may be in this state: still
     /// bound to its job, or on its way out with a spoiled document (reported and awaiting a
     /// supervisor, spoiled, destroyed). Never back in the vault or a session, where it could be

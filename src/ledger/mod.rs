@@ -345,7 +345,14 @@ impl Ledger {
         if !dir.join(STORE_DIR).join("db").exists() {
             return Err(LedgerError::NotFound(dir.to_path_buf()));
         }
-        Ledger::open(dir, LedgerConfig::default())
+        // An audit reads: it never seals (the controller seals with its configured window).
+        Ledger::open(
+            dir,
+            LedgerConfig {
+                seal_window: 0,
+                ..LedgerConfig::default()
+            },
+        )
     }
 
     /// The ledger directory.
@@ -684,7 +691,7 @@ impl Ledger {
                 }
             }
             // The batch's final states, each encoded and written once.
-            overlay.write(&mut ws)?;
+            overlay.write(&self.store, &mut ws)?;
             let checkpoint = seq - w.last_cp_seq >= self.config.checkpoint_every
                 || (seq > w.last_cp_seq
                     && w.last_cp_time.elapsed() >= self.config.checkpoint_interval);
@@ -998,19 +1005,41 @@ impl Overlay {
         Ok(())
     }
 
-    /// Writes the batch's final states and trace values.
-    fn write(self, ws: &mut WriteSet) -> Result<(), LedgerError> {
+    /// Writes the batch's final states and trace values. An item whose use is over (applied,
+    /// destroyed, missing), its trace value and a closed session are written *settled*: they
+    /// leave sled with the batch's window, into the segment's state table (a later change
+    /// writes them to sled again).
+    fn write(self, store: &Store, ws: &mut WriteSet) -> Result<(), LedgerError> {
         for (id, l) in &self.lots {
             ws.state(state_key(b"l/", id.as_str()), Some(encode(l)?));
         }
         for (serial, i) in &self.items {
-            ws.state(state_key(b"i/", serial.as_str()), Some(encode(i)?));
+            let key = state_key(b"i/", serial.as_str());
+            if i.state.is_settled() {
+                ws.state_settled(key, encode(i)?);
+            } else {
+                ws.state(key, Some(encode(i)?));
+            }
         }
         for (serial, t) in self.traces {
-            ws.state(trace_key(&serial), Some(t));
+            let settled = match self.items.get(&serial) {
+                Some(i) => i.state.is_settled(),
+                None => get_state::<Item>(store, &state_key(b"i/", serial.as_str()))?
+                    .is_some_and(|i| i.state.is_settled()),
+            };
+            if settled {
+                ws.state_settled(trace_key(&serial), t);
+            } else {
+                ws.state(trace_key(&serial), Some(t));
+            }
         }
         for (id, s) in &self.sessions {
-            ws.state(state_key(b"s/", id.as_str()), Some(encode(s)?));
+            let key = state_key(b"s/", id.as_str());
+            if s.closed_at.is_some() {
+                ws.state_settled(key, encode(s)?);
+            } else {
+                ws.state(key, Some(encode(s)?));
+            }
         }
         for (st, s) in self.station_open {
             ws.state(state_key(b"os/", st.as_str()), s.map(|s| s.0.into_bytes()));

@@ -62,6 +62,9 @@ impl Sealer {
 /// The sealer thread's loop (see the module documentation).
 pub fn seal_loop(store: &Store, s: &Sealer) {
     let mut failed_at: Option<Instant> = None;
+    // A head at which sealing found nothing it could do yet (the signed checkpoint that vouches
+    // for the window comes with later records): wait for a later head, never spin.
+    let mut idle_at: Option<u64> = None;
     loop {
         let head = {
             let mut st = lock(&s.state);
@@ -77,14 +80,17 @@ pub fn seal_loop(store: &Store, s: &Sealer) {
                         .map_or_else(|p| p.into_inner().0, |(g, _)| g);
                     continue;
                 }
-                if store.segment_due(st.head) {
+                if idle_at.is_none_or(|h| st.head > h) && store.segment_due(st.head) {
                     break st.head;
                 }
                 st = s.work.wait(st).unwrap_or_else(|p| p.into_inner());
             }
         };
         match store.seal_next_segment(head) {
-            Ok(_) => failed_at = None,
+            Ok(sealed) => {
+                failed_at = None;
+                idle_at = (!sealed).then_some(head);
+            }
             Err(e) => {
                 tracing::warn!(
                     "sealing records into a segment file failed (they stay in the store, where every reader finds them; next try in {} s): {e}",
@@ -117,6 +123,52 @@ mod tests {
                 width: 3,
             },
         }
+    }
+
+    /// With a window due but no signed checkpoint after it yet, the sealer waits for later
+    /// records instead of trying again and again.
+    #[test]
+    fn the_sealer_waits_for_a_checkpoint_without_spinning() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ledger = Ledger::open(
+            dir.path(),
+            LedgerConfig {
+                seal_window: 10,
+                checkpoint_every: 1000,
+                ..LedgerConfig::default()
+            },
+        )
+        .expect("open");
+        for i in 0..25 {
+            ledger
+                .append(OperatorId::new("vault"), lot(i))
+                .expect("append");
+        }
+        // Long enough for a spinning loop to try thousands of times.
+        std::thread::sleep(Duration::from_millis(500));
+        let tries = ledger.store().seal_attempts();
+        assert!(tries <= 26, "the sealer tried {tries} times for 25 appends");
+        assert!(
+            ledger.store().segment_files().is_empty(),
+            "no checkpoint: nothing sealed"
+        );
+        ledger.checkpoint_now().expect("checkpoint");
+        ledger
+            .append(OperatorId::new("vault"), lot(99))
+            .expect("append");
+        let mut files = Vec::new();
+        for _ in 0..600 {
+            files = ledger.store().segment_files();
+            if files.len() == 2 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(
+            files.len(),
+            2,
+            "sealed once a checkpoint vouches for the windows"
+        );
     }
 
     /// An append never waits for a segment file: with the sealing lock held by someone else

@@ -20,9 +20,13 @@ pub const DIR: &str = "segments";
 pub const SUFFIX: &str = ".seg";
 /// The file name suffix of a segment's index table (its records' postings).
 pub const TABLE_SUFFIX: &str = ".idx";
-/// The version byte at the start of an encoded entry: 1 without an index table, 2 with.
+/// The file name suffix of a segment's state table (the states that settled in it).
+pub const STATES_SUFFIX: &str = ".sta";
+/// The version byte at the start of an encoded entry: 1 without tables, 2 with an index table,
+/// 3 with an index table (or none) and a state table.
 const VERSION: u8 = 1;
 const VERSION_TABLE: u8 = 2;
+const VERSION_STATES: u8 = 3;
 const ENTRY_LEN: usize = 1 + 8 + 8 + 32 + 32 + 8 + 32;
 
 /// A segment's file name: its first sequence number, zero-padded so that names sort as numbers.
@@ -35,6 +39,13 @@ pub fn table_path(store_dir: &Path, first: u64) -> PathBuf {
     store_dir
         .join(DIR)
         .join(format!("{first:020}{TABLE_SUFFIX}"))
+}
+
+/// The path of the state table of the segment starting at `first`.
+pub fn states_path(store_dir: &Path, first: u64) -> PathBuf {
+    store_dir
+        .join(DIR)
+        .join(format!("{first:020}{STATES_SUFFIX}"))
 }
 
 /// The path of the segment starting at `first` in the store directory `store_dir`.
@@ -59,6 +70,8 @@ pub struct Entry {
     pub digest: [u8; 32],
     /// The length of its index table (`<first>.idx`), 0 when it has none.
     pub table_len: u64,
+    /// The length of its state table (`<first>.sta`), 0 when it has none.
+    pub states_len: u64,
 }
 
 impl Entry {
@@ -72,14 +85,17 @@ impl Entry {
             len: s.len,
             digest: s.digest,
             table_len: 0,
+            states_len: 0,
         }
     }
 
     /// `version ‖ first ‖ last (u64 BE) ‖ prev link ‖ last link ‖ length (u64 BE) ‖ digest`,
     /// then, in version 2, the index table's length (u64 BE).
     pub fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(ENTRY_LEN + 8);
-        v.push(if self.table_len > 0 {
+        let mut v = Vec::with_capacity(ENTRY_LEN + 16);
+        v.push(if self.states_len > 0 {
+            VERSION_STATES
+        } else if self.table_len > 0 {
             VERSION_TABLE
         } else {
             VERSION
@@ -90,17 +106,21 @@ impl Entry {
         v.extend_from_slice(&self.last_link);
         v.extend_from_slice(&self.len.to_be_bytes());
         v.extend_from_slice(&self.digest);
-        if self.table_len > 0 {
+        if self.table_len > 0 || self.states_len > 0 {
             v.extend_from_slice(&self.table_len.to_be_bytes());
+        }
+        if self.states_len > 0 {
+            v.extend_from_slice(&self.states_len.to_be_bytes());
         }
         v
     }
 
     /// Decodes [`Entry::encode`]'s bytes; `None` when they are not an entry of this version.
     pub fn decode(b: &[u8]) -> Option<Entry> {
-        let table = match (b.first(), b.len()) {
-            (Some(&VERSION), ENTRY_LEN) => false,
-            (Some(&VERSION_TABLE), n) if n == ENTRY_LEN + 8 => true,
+        let (table, states) = match (b.first(), b.len()) {
+            (Some(&VERSION), ENTRY_LEN) => (false, false),
+            (Some(&VERSION_TABLE), n) if n == ENTRY_LEN + 8 => (true, false),
+            (Some(&VERSION_STATES), n) if n == ENTRY_LEN + 16 => (true, true),
             _ => return None,
         };
         let u = |at: usize| b.get(at..at + 8)?.try_into().ok().map(u64::from_be_bytes);
@@ -112,8 +132,14 @@ impl Entry {
             last_link: l(49)?,
             len: u(81)?,
             digest: l(89)?,
-            table_len: if table { u(121).filter(|n| *n > 0)? } else { 0 },
+            table_len: if table { u(121)? } else { 0 },
+            states_len: if states {
+                u(129).filter(|n| *n > 0)?
+            } else {
+                0
+            },
         })
+        .filter(|e| !table || states || e.table_len > 0)
     }
 
     /// Whether an opened file is the one this entry describes: its header and footer against
@@ -148,6 +174,8 @@ pub struct Sealed {
     pub reader: SegmentReader,
     /// Its open index table, if it has one.
     pub table: Option<TableReader>,
+    /// Its open state table, if it has one.
+    pub states: Option<TableReader>,
 }
 
 /// The catalog as readers see it: files in sequence order.
@@ -173,6 +201,7 @@ mod tests {
             len: 4096,
             digest: [3; 32],
             table_len: 0,
+            states_len: 0,
         };
         assert_eq!(Entry::decode(&e.encode()), Some(e.clone()));
         let with_table = Entry {
@@ -183,8 +212,16 @@ mod tests {
             Entry::decode(&with_table.encode()),
             Some(with_table.clone())
         );
+        for table_len in [0, 5] {
+            let with_states = Entry {
+                table_len,
+                states_len: 99,
+                ..e.clone()
+            };
+            assert_eq!(Entry::decode(&with_states.encode()), Some(with_states));
+        }
         let mut other = e.encode();
-        other[0] = 3;
+        other[0] = 4;
         assert_eq!(Entry::decode(&other), None);
         let mut short = with_table.encode();
         short.pop();

@@ -46,6 +46,8 @@ const SIG_LEN: usize = 64;
 /// Bloom filter bits per distinct prefix (about 1 % false positives with 7 hashes).
 const BLOOM_BITS_PER_PREFIX: usize = 10;
 const BLOOM_HASHES: u8 = 7;
+/// The tag count that marks a table of whole keys.
+const WHOLE_KEYS: u16 = u16::MAX;
 
 /// What can be wrong with a table file. Every message names the file and the part.
 #[derive(Debug, Error)]
@@ -170,9 +172,21 @@ fn fnv1a(b: &[u8]) -> u64 {
     h
 }
 
-/// The bit positions of `prefix` in a bloom filter of `bits` bits.
-fn bloom_bits(prefix: &[u8], hashes: u8, bits: u64) -> impl Iterator<Item = u64> {
-    bloom_bits_of_hash(fnv1a(prefix), hashes, bits)
+/// A prefix to look for in many tables: its tag and its hash, computed once.
+#[derive(Debug, Clone)]
+pub struct Probe<'a> {
+    tag: &'a [u8],
+    hash: u64,
+}
+
+impl<'a> Probe<'a> {
+    /// The probe of `prefix`.
+    pub fn new(prefix: &'a [u8]) -> Probe<'a> {
+        Probe {
+            tag: tag_of(prefix),
+            hash: fnv1a(prefix),
+        }
+    }
 }
 
 fn crc(b: &[u8]) -> u32 {
@@ -196,6 +210,8 @@ pub struct TableWriter {
     count: u64,
     /// Tags whose keys are only ever read by ranges: their prefixes stay out of the bloom filter.
     range_only: Vec<Vec<u8>>,
+    /// A table of whole keys (states): the bloom filter holds each key, there are no tags.
+    whole_keys: bool,
 }
 
 impl std::fmt::Debug for TableWriter {
@@ -232,7 +248,15 @@ impl TableWriter {
             prefixes: Vec::new(),
             count: 0,
             range_only: Vec::new(),
+            whole_keys: false,
         }
+    }
+
+    /// A table of whole keys (item and session states): any key of 1 to 65535 bytes, found by
+    /// [`TableReader::get`]; its bloom filter holds each key.
+    pub fn whole_keys(mut self) -> TableWriter {
+        self.whole_keys = true;
+        self
     }
 
     /// Keys of these tags are read by ranges only (a time index: one prefix per key): their
@@ -251,7 +275,8 @@ impl TableWriter {
             file: self.path.clone(),
             what,
         };
-        if key.len() < 9 || key.len() > usize::from(u16::MAX) {
+        let min = if self.whole_keys { 1 } else { 9 };
+        if key.len() < min || key.len() > usize::from(u16::MAX) {
             return Err(bad(format!(
                 "an index key of {} bytes (a key is a prefix and a seq, at most 65535 bytes)",
                 key.len()
@@ -273,11 +298,16 @@ impl TableWriter {
         push_varint(&mut self.raw, value.len() as u64);
         self.raw.extend_from_slice(value);
         let tag = tag_of(key);
-        match self.tags.last_mut() {
-            Some((t, _, max)) if t.as_slice() == tag => *max = key.to_vec(),
-            _ => self.tags.push((tag.to_vec(), key.to_vec(), key.to_vec())),
+        if self.whole_keys {
+            self.prefixes.push(fnv1a(key));
+        } else if let Some((t, _, max)) = self.tags.last_mut()
+            && t.as_slice() == tag
+        {
+            *max = key.to_vec();
+        } else {
+            self.tags.push((tag.to_vec(), key.to_vec(), key.to_vec()));
         }
-        if !self.range_only.iter().any(|t| t.as_slice() == tag) {
+        if !self.whole_keys && !self.range_only.iter().any(|t| t.as_slice() == tag) {
             let p = fnv1a(prefix_of(key));
             if self.prefixes.last() != Some(&p) {
                 self.prefixes.push(p);
@@ -324,8 +354,14 @@ impl TableWriter {
             f.extend_from_slice(&(first.len() as u16).to_le_bytes());
             f.extend_from_slice(first);
         }
-        f.extend_from_slice(&(self.tags.len().min(usize::from(u16::MAX)) as u16).to_le_bytes());
-        for (tag, min, max) in self.tags.iter().take(usize::from(u16::MAX)) {
+        // A whole-key table says so with a tag count of 0xFFFF (and lists no tags).
+        let ntags = if self.whole_keys {
+            WHOLE_KEYS
+        } else {
+            self.tags.len().min(usize::from(WHOLE_KEYS - 1)) as u16
+        };
+        f.extend_from_slice(&ntags.to_le_bytes());
+        for (tag, min, max) in self.tags.iter().take(usize::from(ntags % WHOLE_KEYS)) {
             f.push(tag.len().min(255) as u8);
             f.extend_from_slice(&tag[..tag.len().min(255)]);
             f.extend_from_slice(&(min.len() as u16).to_le_bytes());
@@ -415,6 +451,7 @@ pub struct TableReader {
     count: u64,
     blocks: Vec<BlockMeta>,
     tags: Vec<TagRange>,
+    whole_keys: bool,
     bloom_hashes: u8,
     bloom: Vec<u8>,
     digest: [u8; 32],
@@ -516,8 +553,9 @@ impl TableReader {
             });
         }
         let ntags = c.u16().ok_or_else(bad_footer)?;
+        let whole_keys = ntags == WHOLE_KEYS;
         let mut tags = Vec::new();
-        for _ in 0..ntags {
+        for _ in 0..ntags % WHOLE_KEYS {
             let n = c.u8().ok_or_else(bad_footer)?;
             let tag = c.take(usize::from(n)).ok_or_else(bad_footer)?.to_vec();
             let min = c.bytes16().ok_or_else(bad_footer)?.to_vec();
@@ -555,6 +593,7 @@ impl TableReader {
             count,
             blocks,
             tags,
+            whole_keys,
             bloom_hashes,
             bloom,
             digest,
@@ -586,22 +625,50 @@ impl TableReader {
 
     /// Whether the table may hold a key with this prefix (false: it certainly does not).
     pub fn may_hold_prefix(&self, prefix: &[u8]) -> bool {
-        let tag = tag_of(prefix);
-        match self.tags.iter().find(|t| t.tag == tag) {
-            None => return false,
-            Some(t) if !t.bloomed => return true,
-            Some(_) => {}
+        self.may_hold(&Probe::new(prefix))
+    }
+
+    /// As [`TableReader::may_hold_prefix`], with the prefix hashed once for many tables.
+    pub fn may_hold(&self, probe: &Probe<'_>) -> bool {
+        if !self.whole_keys {
+            match self.tags.iter().find(|t| t.tag == probe.tag) {
+                None => return false,
+                Some(t) if !t.bloomed => return true,
+                Some(_) => {}
+            }
         }
+        self.bloom_has_hash(probe.hash)
+    }
+
+    /// The value of `key` in a table of whole keys, if it holds it.
+    ///
+    /// # Errors
+    /// Its block cannot be read or is damaged.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, TableError> {
+        if !self.bloom_has(key) {
+            return Ok(None);
+        }
+        let end = [key, &[0][..]].concat();
+        Ok(self.cursor(key, &end, false).next_entry()?.map(|(_, v)| v))
+    }
+
+    fn bloom_has(&self, k: &[u8]) -> bool {
+        self.bloom_has_hash(fnv1a(k))
+    }
+
+    fn bloom_has_hash(&self, h: u64) -> bool {
         let bits = self.bloom.len() as u64 * 8;
-        bloom_bits(prefix, self.bloom_hashes, bits)
+        bloom_bits_of_hash(h, self.bloom_hashes, bits)
             .all(|b| self.bloom[(b / 8) as usize] & (1 << (b % 8)) != 0)
     }
 
     /// Whether keys in `[from, to)` may be here, by the tag ranges (`from` and `to` of one tag).
     fn may_hold_range(&self, from: &[u8], to: &[u8]) -> bool {
-        self.tags
-            .iter()
-            .any(|t| t.max.as_slice() >= from && t.min.as_slice() < to)
+        self.whole_keys
+            || self
+                .tags
+                .iter()
+                .any(|t| t.max.as_slice() >= from && t.min.as_slice() < to)
     }
 
     fn damaged(&self, what: String) -> TableError {
@@ -910,6 +977,40 @@ mod tests {
         // A tag it does not hold: certainly not; a range-only tag: maybe (read by range).
         assert!(!r.may_hold_prefix(&prefix("zz", "1")));
         assert!(r.may_hold_prefix(&prefix("tm", "anything")));
+    }
+
+    #[test]
+    fn a_table_of_whole_keys_answers_each_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("1.sta");
+        let mut keys: Vec<Vec<u8>> = (0..5_000u32)
+            .map(|i| format!("i/{:09}", i * 3).into_bytes())
+            .chain((0..300u32).map(|i| format!("s/SP-{i}").into_bytes()))
+            .collect();
+        keys.sort();
+        let mut w = TableWriter::new(&path, 1, 9).whole_keys();
+        for k in &keys {
+            w.push(k, &[k.as_slice(), b"=v"].concat()).expect("push");
+        }
+        w.finish(&key()).expect("finish");
+        let r = TableReader::open(&path).expect("open");
+        r.verify(&key().verifying_key()).expect("sound");
+        for k in &keys {
+            assert_eq!(r.get(k).expect("get"), Some([k.as_slice(), b"=v"].concat()));
+        }
+        let absent = (0..2_000u32)
+            .filter(|i| {
+                r.get(format!("i/{:09}", i * 3 + 1).as_bytes())
+                    .expect("get")
+                    .is_some()
+            })
+            .count();
+        assert_eq!(absent, 0);
+        assert_eq!(
+            r.get(b"s/SP-").expect("get"),
+            None,
+            "a prefix of a key is not the key"
+        );
     }
 
     #[test]
