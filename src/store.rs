@@ -488,11 +488,13 @@ impl Store {
                 let ours = table.is_some()
                     || states.is_some()
                     || stem.strip_suffix(catalog::SUFFIX).is_some_and(digits);
-                let listed = listed
-                    || files.iter().any(|s| {
-                        (s.table.is_some() && table == Some(s.entry.first))
-                            || (s.states.is_some() && states == Some(s.entry.first))
-                    });
+                // A temporary file is never listed, whatever its name.
+                let listed = !n.ends_with(".tmp")
+                    && (listed
+                        || files.iter().any(|s| {
+                            (s.table.is_some() && table == Some(s.entry.first))
+                                || (s.states.is_some() && states == Some(s.entry.first))
+                        }));
                 if listed || !ours {
                     continue;
                 }
@@ -511,18 +513,25 @@ impl Store {
                     // in sled; so are those of a file whose every record sled holds unchanged.
                     std::fs::remove_file(&p).map_err(io_err(&p))?;
                     tracing::warn!(
-                        "removed {}: a segment file the catalog does not list whose records are all still in the store (its sealing was interrupted)",
+                        "removed {}: a sealed file the catalog does not list whose contents are all still in the store (its sealing was interrupted)",
                         p.display()
                     );
                 } else {
                     // Possibly the only copy of records: never deleted.
                     let orphans = seg_dir.join(ORPHAN_DIR);
                     std::fs::create_dir_all(&orphans).map_err(io_err(&orphans))?;
-                    let to = orphans.join(&name);
+                    // Never over an earlier orphan of the same name.
+                    let mut to = orphans.join(&name);
+                    for i in 1.. {
+                        if !to.exists() {
+                            break;
+                        }
+                        to = orphans.join(format!("{n}.{i}"));
+                    }
                     std::fs::rename(&p, &to).map_err(io_err(&p))?;
                     fsync_dir(&orphans)?;
                     tracing::error!(
-                        "moved {} to {}: a segment file the catalog does not list, whose records are not all in the store as it holds them; verification reports the records missing, and this file may hold them (keep it for recovery)",
+                        "moved {} to {}: a sealed file the catalog does not list, whose contents are not all in the store as it holds them; verification reports what is missing, and this file may hold it (keep it for recovery)",
                         p.display(),
                         to.display()
                     );

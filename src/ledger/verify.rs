@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::chain::{self, Checkpoint, Link};
 use super::{Ledger, LedgerError};
+use crate::store::StoreError;
 
 /// What is wrong with the first bad record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -278,12 +279,28 @@ impl Ledger {
             Some(c) => {
                 // The checkpoint's own record must still carry the signed link.
                 let head = c.head_link().unwrap_or(chain::GENESIS);
-                match self
-                    .store
-                    .journal_get(c.seq)?
-                    .as_deref()
-                    .and_then(chain::split_stored)
-                {
+                let stored = match self.store.journal_get(c.seq) {
+                    Ok(v) => v,
+                    // In a sealed file that cannot be read: a finding, not a failure.
+                    Err(e @ (StoreError::Segment(_) | StoreError::Catalog { .. })) => {
+                        let file = self
+                            .store
+                            .segment_files()
+                            .into_iter()
+                            .find(|f| (f.first..=f.last).contains(&c.seq))
+                            .map_or_else(String::new, |f| f.path.display().to_string());
+                        return Ok(bad(
+                            c.seq,
+                            0,
+                            Problem::DamagedPart {
+                                file,
+                                what: e.to_string(),
+                            },
+                        ));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                match stored.as_deref().and_then(chain::split_stored) {
                     Some((l, _)) if l == head => (c.seq + 1, head),
                     Some(_) => {
                         return Ok(bad(
@@ -876,6 +893,35 @@ mod tests {
             drop(l);
             let l = open_sealing(dir.path(), window);
             proptest::prop_assert!(run(&l, VerifyMode::Incremental).ok());
+        }
+    }
+
+    /// An incremental verification whose starting checkpoint lies in a damaged sealed file
+    /// reports the damage (naming the file) instead of failing.
+    #[test]
+    fn an_incremental_start_in_a_damaged_file_is_a_finding() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let l = open_sealing(dir.path(), 20);
+        lots(&l, 0, 28);
+        assert!(
+            run(&l, VerifyMode::Full).ok(),
+            "marks checkpoint 28 verified"
+        );
+        lots(&l, 28, 40);
+        l.store().seal_due().expect("seal");
+        let files = l.store().segment_files();
+        assert!(files.len() >= 2, "{files:?}");
+        let path = files[1].path.clone();
+        let mut bytes = std::fs::read(&path).expect("read");
+        bytes[70] ^= 0x10;
+        std::fs::write(&path, &bytes).expect("write");
+        let r = run(&l, VerifyMode::Incremental);
+        let first_bad = r.first_bad.expect("damage found");
+        match &first_bad.problem {
+            Problem::DamagedPart { file, .. } => {
+                assert!(file.ends_with("00000000000000000021.seg"), "{file}");
+            }
+            p => panic!("expected DamagedPart, got {p:?}"),
         }
     }
 
