@@ -25,6 +25,7 @@ pub mod chain;
 pub mod custody;
 pub mod event;
 pub mod evidence;
+pub mod lots;
 pub mod query;
 pub mod verify;
 
@@ -271,6 +272,7 @@ impl Ledger {
                 since
             }
         };
+        index_lot_ranges(&store)?;
         let committer = Arc::new(Committer {
             state: Mutex::new(Durability {
                 written: head_seq,
@@ -350,6 +352,9 @@ impl Ledger {
         // What a trace reads besides the items: their lots and the reversal index (small).
         let (mut n, mut bytes) = self.store.warm_state(b"l/", &mut progress, &stop)?;
         let (rn, rb) = self.store.warm_index(ix::REVERSAL, &mut progress, &stop)?;
+        // And the lot-range index, through which an unissued item is read.
+        let (ln, lb) = self.store.warm_index(lots::TAG, &mut progress, &stop)?;
+        let (rn, rb) = (rn + ln, rb + lb);
         let (i_n, ib) = self
             .store
             .warm_state(b"i/", |k| progress(n + rn + k), &stop)?;
@@ -774,7 +779,13 @@ impl Ledger {
     /// # Errors
     /// Storage errors.
     pub fn item(&self, serial: &Serial) -> Result<Option<Item>, LedgerError> {
-        get_state(&self.store, &state_key(b"i/", serial.as_str()))
+        custody::StateView::item(
+            &StoreView {
+                store: &self.store,
+                overlay: &Overlay::default(),
+            },
+            serial,
+        )
     }
 
     /// A session's current state.
@@ -852,6 +863,37 @@ fn commit_loop(store: &Store, c: &Committer) {
             return;
         }
     }
+}
+
+/// Set once every lot of the store has its lot-range entries ([`lots`]).
+const LOT_RANGES_INDEXED: &str = "lot_ranges_indexed";
+
+/// Writes the lot-range entries of the lots a ledger written before the index holds (once;
+/// lots are few: boxes and rolls). Their items were stored at receipt and stay as they are; the
+/// entries make a new lot's overlap check see these lots.
+fn index_lot_ranges(store: &Store) -> Result<(), LedgerError> {
+    if store.meta_get(LOT_RANGES_INDEXED)?.is_some() {
+        return Ok(());
+    }
+    let mut ws = WriteSet::default();
+    let mut unreadable = None;
+    store.state_for_each(b"l/", |k, v| match decode::<Lot>(v) {
+        Ok(lot) => {
+            for (k, v) in lots::entries(&lot) {
+                ws.index_with(k, v);
+            }
+        }
+        Err(e) => {
+            unreadable.get_or_insert(format!("{}: {e}", String::from_utf8_lossy(k)));
+        }
+    })?;
+    if let Some(e) = unreadable {
+        return Err(LedgerError::Corrupt(e));
+    }
+    store.commit(&ws)?;
+    store.meta_set(LOT_RANGES_INDEXED, b"1")?;
+    store.sync()?;
+    Ok(())
 }
 
 /// The operational key of a consumer's cursor.
@@ -962,6 +1004,9 @@ impl Overlay {
     fn write(self, ws: &mut WriteSet) -> Result<(), LedgerError> {
         for (id, l) in &self.lots {
             ws.state(state_key(b"l/", id.as_str()), Some(encode(l)?));
+            for (k, v) in lots::entries(l) {
+                ws.index_with(k, v);
+            }
         }
         for (serial, i) in &self.items {
             ws.state(state_key(b"i/", serial.as_str()), Some(encode(i)?));
@@ -1018,11 +1063,41 @@ struct StoreView<'a> {
 }
 
 impl custody::StateView for StoreView<'_> {
+    /// The stored item (or the batch's); else, when a lot's range holds the serial, the item
+    /// that lot implies: in the vault since its receipt ([`lots`]).
     fn item(&self, s: &Serial) -> Result<Option<Item>, LedgerError> {
         if let Some(i) = self.overlay.items.get(s) {
             return Ok(Some(i.clone()));
         }
-        get_state(self.store, &state_key(b"i/", s.as_str()))
+        if let Some(i) = get_state(self.store, &state_key(b"i/", s.as_str()))? {
+            return Ok(Some(i));
+        }
+        if let Some(l) = self
+            .overlay
+            .lots
+            .values()
+            .find(|l| l.range.number_of(s).is_some())
+        {
+            return Ok(Some(l.implied_item(s.clone())));
+        }
+        Ok(match lots::lot_of(self.store, s)? {
+            Some(id) => custody::StateView::lot(self, &id)?
+                .filter(|l| l.range.number_of(s).is_some())
+                .map(|l| l.implied_item(s.clone())),
+            None => None,
+        })
+    }
+    fn lot_sharing(&self, range: &SerialRange) -> Result<Option<(LotId, Serial)>, LedgerError> {
+        let mut best = lots::sharing(self.store, range, |id| custody::StateView::lot(self, id))?;
+        // Lots received earlier in the same batch are not in the index yet.
+        for l in self.overlay.lots.values() {
+            if let Some(n) = lots::shared(range, &l.range)
+                && best.as_ref().is_none_or(|b| n < b.1)
+            {
+                best = Some((l.id.clone(), n));
+            }
+        }
+        Ok(best.map(|(id, n)| (id, range.serial(n))))
     }
     fn session(&self, id: &SessionId) -> Result<Option<Session>, LedgerError> {
         if let Some(i) = self.overlay.sessions.get(id) {
