@@ -345,19 +345,23 @@ mod tests {
         l.append_at(
             at(),
             OperatorId::new("S"),
-            LedgerEvent::LotReceived {
-                lot: LotId::new(lot),
-                kind: ItemKind::Patch,
-                supplier: "DLR".into(),
-                range: SerialRange {
-                    prefix: prefix.into(),
-                    first,
-                    last,
-                    width,
-                },
-            },
+            lot_event(lot, prefix, width, first, last),
         )
         .map(|r| r.seq)
+    }
+
+    fn lot_event(lot: &str, prefix: &str, width: usize, first: u64, last: u64) -> LedgerEvent {
+        LedgerEvent::LotReceived {
+            lot: LotId::new(lot),
+            kind: ItemKind::Patch,
+            supplier: "DLR".into(),
+            range: SerialRange {
+                prefix: prefix.into(),
+                first,
+                last,
+                width,
+            },
+        }
     }
 
     fn refused(r: Result<u64, LedgerError>) -> String {
@@ -519,5 +523,74 @@ mod tests {
                 r#"{"serial":"0041202","kind":"patch","lot":"R-7","state":{"state":"in_vault"},"custody":["S"]}"#
             )
         );
+    }
+
+    /// Lots under prefixes that extend one another with digits (so the same characters split
+    /// several ways), received one by one: the ledger accepts exactly the lots the model (which
+    /// stores every serial) accepts, refuses the others with the model's words (the first
+    /// shared serial and its lot), and answers every serial, received or not, as the model
+    /// does. Received in one batch, they are accepted exactly when the model accepts each.
+    mod agrees_with_the_model {
+        use super::*;
+        use crate::ledger::Record;
+        use crate::ledger::custody::{MemState, StateView, plan};
+        use proptest::prelude::*;
+
+        const PREFIXES: [&str; 8] = ["", "1", "12", "B", "B1", "B12", "B-", "B-0"];
+
+        fn lots() -> impl Strategy<Value = Vec<(usize, usize, u64, u64)>> {
+            prop::collection::vec(
+                (0..PREFIXES.len(), 1usize..=3, 0u64..1_000, 1u64..300).prop_map(
+                    |(p, w, first, len)| {
+                        let top = 10u64.pow(w as u32) - 1;
+                        let first = first % (top + 1);
+                        (p, w, first, (first + len - 1).min(top))
+                    },
+                ),
+                1..12,
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+            #[test]
+            fn lots_and_their_serials(lots in lots()) {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let l = ledger(&dir.path().join("one"));
+                let mut model = MemState::default();
+                let mut all_accepted = true;
+                let mut events = Vec::new();
+                for (i, &(p, w, first, last)) in lots.iter().enumerate() {
+                    let ev = lot_event(&format!("L{i}"), PREFIXES[p], w, first, last);
+                    events.push((at(), OperatorId::new("S"), ev.clone()));
+                    let seq = l.head() + 1;
+                    let rec = Record { seq, at: at(), actor: OperatorId::new("S"), event: ev.clone() };
+                    let expected = plan(&model, &rec);
+                    match (l.append_at(at(), OperatorId::new("S"), ev), expected) {
+                        (Ok(_), Ok(p)) => model.commit(p),
+                        (Err(LedgerError::Refused(got)), Err(LedgerError::Refused(want))) => {
+                            prop_assert_eq!(got.to_string(), want.to_string());
+                            all_accepted = false;
+                        }
+                        (got, want) => prop_assert!(false, "ledger {:?}, model {:?}", got, want.map(|_| ())),
+                    }
+                }
+                let mut serials: Vec<Serial> = Vec::new();
+                for &(p, w, first, last) in &lots {
+                    let r = SerialRange { prefix: PREFIXES[p].into(), first, last, width: w };
+                    serials.extend(r.serials());
+                    // Just outside, and one digit longer.
+                    serials.push(r.serial(first.saturating_sub(1)));
+                    serials.push(r.serial(last + 1));
+                    serials.push(Serial::new(format!("{}0", r.serial(first))));
+                }
+                for s in &serials {
+                    prop_assert_eq!(l.item(s).expect("read"), model.item(s).expect("model"), "{}", s);
+                }
+                let batch = ledger(&dir.path().join("batch"));
+                prop_assert_eq!(batch.append_batch(events).is_ok(), all_accepted);
+            }
+        }
     }
 }
