@@ -39,10 +39,13 @@
 //! characters. A lot received before these checks is indexed piece by piece: one entry per
 //! number of digits its serials have ([`spans`]).
 
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
 use super::LedgerError;
 use super::custody::{Lot, Refusal};
 use super::event::{LotId, Serial, SerialRange};
-use crate::store::Store;
+use crate::store::{IndexEntry, Store};
 
 /// The index family of lot ranges.
 pub(crate) const TAG: &[u8] = b"lr";
@@ -156,11 +159,63 @@ fn parse_value(v: &[u8]) -> Option<(u64, LotId)> {
     Some((last, LotId::new(std::str::from_utf8(&v[8..]).ok()?)))
 }
 
+/// The lot-range index as an append sees it: the store's entries and those of the lots
+/// received earlier in the same batch (not written yet), so a batch that receives many lots
+/// reads them as fast as stored ones.
+pub(crate) struct Index<'a> {
+    /// The store.
+    pub store: &'a Store,
+    /// Entries of the batch, by key.
+    pub pending: &'a BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl Index<'_> {
+    /// The last entry in `[from, to]`.
+    fn floor(&self, from: &[u8], to: &[u8]) -> Result<Option<IndexEntry>, LedgerError> {
+        let stored = self.store.index_floor(from, to)?;
+        let pending = self
+            .pending
+            .range::<[u8], _>((Bound::Included(from), Bound::Included(to)))
+            .next_back()
+            .map(|(k, v)| (k.clone(), v.clone()));
+        Ok(match (stored, pending) {
+            (Some(a), Some(b)) => Some(if a.0 >= b.0 { a } else { b }),
+            (a, b) => a.or(b),
+        })
+    }
+
+    /// Calls `f` with the entries in `[from, to)` (the store's, then the batch's) until it
+    /// returns `false`.
+    fn scan(
+        &self,
+        from: &[u8],
+        to: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), LedgerError> {
+        let mut go = true;
+        self.store.index_range_kv_each(from, to, |k, v| {
+            go = f(k, v);
+            go
+        })?;
+        if go && from < to {
+            for (k, v) in self
+                .pending
+                .range::<[u8], _>((Bound::Included(from), Bound::Excluded(to)))
+            {
+                if !f(k, v) {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The lot whose entry in `family` is the floor of `n`, when its range reaches `lo`.
-fn floor(store: &Store, family: &[u8], n: u64, lo: u64) -> Result<Option<LotId>, LedgerError> {
+fn floor(index: &Index<'_>, family: &[u8], n: u64, lo: u64) -> Result<Option<LotId>, LedgerError> {
     let mut at = family.to_vec();
     at.extend_from_slice(&n.to_be_bytes());
-    Ok(match store.index_floor(family, &at)? {
+    Ok(match index.floor(family, &at)? {
         Some((k, v)) if k.len() == at.len() => parse_value(&v)
             .filter(|(last, _)| *last >= lo)
             .map(|(_, lot)| lot),
@@ -188,7 +243,7 @@ fn shifted(x: u64, width: usize) -> Option<u64> {
 ///
 /// # Errors
 /// Storage errors.
-pub(crate) fn lot_of(store: &Store, serial: &Serial) -> Result<Option<LotId>, LedgerError> {
+pub(crate) fn lot_of(index: &Index<'_>, serial: &Serial) -> Result<Option<LotId>, LedgerError> {
     let s = serial.as_str().as_bytes();
     let run = s.iter().rev().take_while(|b| b.is_ascii_digit()).count();
     for k in 1..=run.min(MAX_SERIAL) {
@@ -196,7 +251,7 @@ pub(crate) fn lot_of(store: &Store, serial: &Serial) -> Result<Option<LotId>, Le
         let (Some(n), Some(fam)) = (digits_value(digits), family(prefix, k)) else {
             continue;
         };
-        if let Some(lot) = floor(store, &fam, n, n)? {
+        if let Some(lot) = floor(index, &fam, n, n)? {
             return Ok(Some(lot));
         }
     }
@@ -252,7 +307,7 @@ pub(crate) fn shared(ours: &SerialRange, theirs: &SerialRange) -> Option<u64> {
 /// Storage errors; a refusal when more than [`SCAN_LIMIT`] lots with longer prefixes would have
 /// to be examined.
 pub(crate) fn sharing(
-    store: &Store,
+    index: &Index<'_>,
     range: &SerialRange,
     mut load: impl FnMut(&LotId) -> Result<Option<Lot>, LedgerError>,
 ) -> Result<Option<(LotId, u64)>, LedgerError> {
@@ -273,7 +328,7 @@ pub(crate) fn sharing(
                 continue;
             };
             if let Some(fam) = family(shorter, w + j)
-                && let Some(lot) = floor(store, &fam, hi, lo)?
+                && let Some(lot) = floor(index, &fam, hi, lo)?
             {
                 candidates.push(lot);
             }
@@ -288,7 +343,7 @@ pub(crate) fn sharing(
         from.push(start(a));
         to.push(start(b) + 1);
         let mut seen = 0usize;
-        store.index_range_kv_each(&from, &to, |_, v| {
+        index.scan(&from, &to, |_, v| {
             seen += 1;
             if let Some((_, lot)) = parse_value(v) {
                 candidates.push(lot);
@@ -486,6 +541,45 @@ mod tests {
             let item = l.item(&Serial::new(serial)).expect("read");
             assert_eq!(item.map(|i| i.lot), lot.map(LotId::new), "{serial}");
         }
+    }
+
+    /// The check of longer prefixes is bounded: with more than [`SCAN_LIMIT`] lots written as
+    /// `B0` and digits, a lot `B` whose numbers start with 0 is refused, saying why and changing
+    /// nothing; one whose numbers start with another digit is checked and accepted. The batch
+    /// that receives the 10,001 lots reads its own lots through an in-memory index.
+    #[test]
+    fn a_lot_past_the_bound_of_the_overlap_check_is_refused_saying_why() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let l = ledger(dir.path());
+        let mut batch: Vec<_> = (0..10_000)
+            .map(|x| {
+                (
+                    at(),
+                    OperatorId::new("S"),
+                    lot_event(&format!("X{x}"), &format!("B0{x:04}"), 1, 1, 1),
+                )
+            })
+            .collect();
+        batch.push((
+            at(),
+            OperatorId::new("S"),
+            lot_event("Y", "B0999", 2, 20, 20),
+        ));
+        l.append_batch(batch).expect("10,001 lots");
+        let before = l.store().content_digest().expect("digest");
+        let why = refused(receive(&l, "Z", "B", 6, 0, 99_999));
+        assert!(
+            why.contains("more than 10000 lots") && why.contains("range"),
+            "{why}"
+        );
+        assert_eq!(l.store().content_digest().expect("digest"), before);
+        receive(&l, "W", "B", 6, 100_000, 199_999).expect("numbers starting with 1");
+        assert_eq!(
+            l.item(&Serial::new("B099920"))
+                .expect("read")
+                .map(|i| i.lot),
+            Some(LotId::new("Y"))
+        );
     }
 
     /// An untouched serial traces, and its lot reconciles, exactly as when every serial of a

@@ -29,7 +29,7 @@ pub mod lots;
 pub mod query;
 pub mod verify;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -930,6 +930,8 @@ struct Overlay {
     items: HashMap<Serial, Item>,
     sessions: HashMap<SessionId, Session>,
     lots: HashMap<LotId, Lot>,
+    /// The lot-range index entries of the batch's lots ([`lots::entries`]).
+    lot_ranges: BTreeMap<Vec<u8>, Vec<u8>>,
     station_open: HashMap<StationId, Option<SessionId>>,
     operator_open: HashMap<OperatorId, Option<SessionId>>,
     /// Trace values of the items the batch names: the stored value plus the batch's entries.
@@ -941,6 +943,7 @@ struct Overlay {
 impl Overlay {
     fn absorb(&mut self, plan: custody::Plan) {
         for l in plan.lots {
+            self.lot_ranges.extend(lots::entries(&l));
             self.lots.insert(l.id.clone(), l);
         }
         for i in plan.items {
@@ -1004,9 +1007,9 @@ impl Overlay {
     fn write(self, ws: &mut WriteSet) -> Result<(), LedgerError> {
         for (id, l) in &self.lots {
             ws.state(state_key(b"l/", id.as_str()), Some(encode(l)?));
-            for (k, v) in lots::entries(l) {
-                ws.index_with(k, v);
-            }
+        }
+        for (k, v) in self.lot_ranges {
+            ws.index_with(k, v);
         }
         for (serial, i) in &self.items {
             ws.state(state_key(b"i/", serial.as_str()), Some(encode(i)?));
@@ -1062,6 +1065,16 @@ struct StoreView<'a> {
     overlay: &'a Overlay,
 }
 
+impl StoreView<'_> {
+    /// The lot-range index, the batch's lots included.
+    fn lot_index(&self) -> lots::Index<'_> {
+        lots::Index {
+            store: self.store,
+            pending: &self.overlay.lot_ranges,
+        }
+    }
+}
+
 impl custody::StateView for StoreView<'_> {
     /// The stored item (or the batch's); else, when a lot's range holds the serial, the item
     /// that lot implies: in the vault since its receipt ([`lots`]).
@@ -1072,15 +1085,7 @@ impl custody::StateView for StoreView<'_> {
         if let Some(i) = get_state(self.store, &state_key(b"i/", s.as_str()))? {
             return Ok(Some(i));
         }
-        if let Some(l) = self
-            .overlay
-            .lots
-            .values()
-            .find(|l| l.range.number_of(s).is_some())
-        {
-            return Ok(Some(l.implied_item(s.clone())));
-        }
-        Ok(match lots::lot_of(self.store, s)? {
+        Ok(match lots::lot_of(&self.lot_index(), s)? {
             Some(id) => custody::StateView::lot(self, &id)?
                 .filter(|l| l.range.number_of(s).is_some())
                 .map(|l| l.implied_item(s.clone())),
@@ -1088,16 +1093,10 @@ impl custody::StateView for StoreView<'_> {
         })
     }
     fn lot_sharing(&self, range: &SerialRange) -> Result<Option<(LotId, Serial)>, LedgerError> {
-        let mut best = lots::sharing(self.store, range, |id| custody::StateView::lot(self, id))?;
-        // Lots received earlier in the same batch are not in the index yet.
-        for l in self.overlay.lots.values() {
-            if let Some(n) = lots::shared(range, &l.range)
-                && best.as_ref().is_none_or(|b| n < b.1)
-            {
-                best = Some((l.id.clone(), n));
-            }
-        }
-        Ok(best.map(|(id, n)| (id, range.serial(n))))
+        let found = lots::sharing(&self.lot_index(), range, |id| {
+            custody::StateView::lot(self, id)
+        })?;
+        Ok(found.map(|(id, n)| (id, range.serial(n))))
     }
     fn session(&self, id: &SessionId) -> Result<Option<Session>, LedgerError> {
         if let Some(i) = self.overlay.sessions.get(id) {
