@@ -788,6 +788,25 @@ impl Ledger {
         )
     }
 
+    /// The item `serial` of `lot`, whose range holds it: the stored item, else the one the lot
+    /// implies (what [`Ledger::item`] answers, without finding the lot again).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub(crate) fn item_of_lot(
+        &self,
+        serial: &Serial,
+        lot: &Lot,
+    ) -> Result<Option<Item>, LedgerError> {
+        if let Some(i) = get_state(&self.store, &state_key(b"i/", serial.as_str()))? {
+            return Ok(Some(i));
+        }
+        Ok(lot
+            .range
+            .number_of(serial)
+            .map(|_| lot.implied_item(serial.clone())))
+    }
+
     /// A session's current state.
     ///
     /// # Errors
