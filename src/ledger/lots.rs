@@ -582,6 +582,65 @@ mod tests {
         );
     }
 
+    /// A lot received before the range checks, whose numbers outgrew their width (`BK-995` to
+    /// `BK-1005` on 3 digits), is indexed when the ledger is first opened by this version, one
+    /// entry per number of digits: each of its serials reads as its item, and a new lot sharing
+    /// one of either length is refused naming it.
+    #[test]
+    fn a_lot_received_before_the_range_checks_is_indexed_piece_by_piece() {
+        use crate::ledger::Lot;
+        use crate::store::{Store, WriteSet};
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            // As an earlier version left it: the lot, no index entry (its items aside).
+            let store =
+                Store::open(&dir.path().join(crate::ledger::STORE_DIR), 1 << 20).expect("store");
+            let lot = Lot {
+                id: LotId::new("OLD"),
+                kind: ItemKind::Booklet,
+                supplier: "DLR".into(),
+                range: SerialRange {
+                    prefix: "BK-".into(),
+                    first: 995,
+                    last: 1005,
+                    width: 3,
+                },
+                received_at: at(),
+                received_by: OperatorId::new("S"),
+                seq: 1,
+            };
+            let mut ws = WriteSet::default();
+            ws.state(
+                b"l/OLD".to_vec(),
+                Some(serde_json::to_vec(&lot).expect("json")),
+            );
+            store.commit(&ws).expect("commit");
+            store.sync().expect("sync");
+        }
+        let l = ledger(dir.path());
+        for (serial, lot) in [
+            ("BK-995", true),
+            ("BK-999", true),
+            ("BK-1000", true),
+            ("BK-1005", true),
+            ("BK-1006", false),
+            ("BK-0999", false),
+            ("BK-994", false),
+        ] {
+            let item = l.item(&Serial::new(serial)).expect("read");
+            assert_eq!(
+                item.map(|i| i.lot),
+                lot.then(|| LotId::new("OLD")),
+                "{serial}"
+            );
+        }
+        for (width, first, last, shared) in [(4, 1003, 1010, "BK-1003"), (3, 990, 995, "BK-995")] {
+            let why = refused(receive(&l, "NEW", "BK-", width, first, last));
+            assert!(why.contains(&format!("{shared} (lot OLD)")), "{why}");
+        }
+        receive(&l, "NEW", "BK-", 4, 1006, 1010).expect("after it");
+    }
+
     /// An untouched serial traces, and its lot reconciles, exactly as when every serial of a
     /// lot was stored at receipt (the JSON the code before the change answered).
     #[test]
