@@ -1736,6 +1736,63 @@ impl Store {
         Ok(!self.index_batch(key, &end, false, 1, bloom)?.is_empty())
     }
 
+    /// The last index entry in `[from, to]` (both without the keyspace byte): a floor lookup.
+    ///
+    /// # Errors
+    /// sled failed.
+    pub fn index_floor(&self, from: &[u8], to: &[u8]) -> Result<Option<IndexEntry>, StoreError> {
+        if to < from {
+            return Ok(None);
+        }
+        match self.tree.range(pk(X, from)..=pk(X, to)).next_back() {
+            Some(kv) => {
+                let (k, v) = kv?;
+                Ok(Some((k[1..].to_vec(), v.to_vec())))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Calls `f` with every index entry (key without the keyspace byte, value) in
+    /// `[from, to)`, in key order, until it returns `false`.
+    ///
+    /// # Errors
+    /// sled failed while reading.
+    pub fn index_range_kv_each(
+        &self,
+        from: &[u8],
+        to: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        if to <= from {
+            return Ok(());
+        }
+        for kv in self.tree.range(pk(X, from)..pk(X, to)) {
+            let (k, v) = kv?;
+            if !f(&k[1..], &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `f` with every state entry whose key starts with `prefix` (key without the
+    /// keyspace byte, value), in key order.
+    ///
+    /// # Errors
+    /// sled failed while reading.
+    pub fn state_for_each(
+        &self,
+        prefix: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]),
+    ) -> Result<(), StoreError> {
+        for kv in self.tree.scan_prefix(pk(S, prefix)) {
+            let (k, v) = kv?;
+            f(&k[1..], &v);
+        }
+        Ok(())
+    }
+
     /// Index keys in `[from, to)`, in order, at most `limit`.
     ///
     /// # Errors

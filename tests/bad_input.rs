@@ -542,6 +542,16 @@ fn every_route_family_refuses_bad_input_and_changes_nothing() {
             invalid("range"),
         ),
         bad(
+            "lot: a last number with more digits than the first",
+            "POST",
+            "/custody/lots",
+            &sup,
+            Body::Json(
+                json!({"lot": "BX-9", "kind": "booklet", "supplier": "S", "range": "B995-B1005"}),
+            ),
+            invalid("range"),
+        ),
+        bad(
             "lot: serials of 60 characters",
             "POST",
             "/custody/lots",

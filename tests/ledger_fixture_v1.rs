@@ -229,3 +229,59 @@ fn fixture_v1_with_a_damaged_record_fails_verify_naming_it() {
         bad.problem
     );
 }
+
+/// A ledger written when every serial of a lot was stored at receipt keeps its items; its lots
+/// enter the lot-range index when it is first opened, so a new lot sharing one of their serials
+/// is refused (at either end of the old lot, and written with another prefix/width split), a
+/// neighbouring lot is accepted and reads as implied stock, and old serials trace as before.
+#[test]
+fn fixture_v1_lots_refuse_a_new_lot_sharing_their_serials() {
+    use hallctl::ledger::{ItemKind, ItemState, LedgerError, LedgerEvent, LotId, SerialRange};
+    use hallctl_jobs::job::OperatorId;
+    let m = manifest();
+    let (_tmp, dir) = unpack();
+    let ledger = Ledger::open_existing(&dir).expect("open");
+    let receive = |lot: &str, prefix: &str, width: usize, first: u64, last: u64| {
+        ledger.append(
+            OperatorId::new("S"),
+            LedgerEvent::LotReceived {
+                lot: LotId::new(lot),
+                kind: ItemKind::Booklet,
+                supplier: "DLR".into(),
+                range: SerialRange {
+                    prefix: prefix.into(),
+                    first,
+                    last,
+                    width,
+                },
+            },
+        )
+    };
+    // BOX-2 holds BK-0000600 .. BK-0000899.
+    for (prefix, width, first, last) in [
+        ("BK-", 7, 500, 600),
+        ("BK-", 7, 899, 950),
+        ("BK-0000", 3, 700, 710),
+        ("BK-000089", 1, 9, 9),
+    ] {
+        match receive("NEW", prefix, width, first, last) {
+            Err(LedgerError::Refused(why)) => {
+                assert!(why.to_string().contains("BOX-2"), "{why}");
+            }
+            other => panic!("{prefix} {width} {first}-{last}: {other:?}"),
+        }
+    }
+    let far = 1_000_000;
+    receive("NEW", "BK-", 7, far, far + 99).expect("a lot of new serials");
+    let item = ledger
+        .item(&Serial::new(format!("BK-{:07}", far + 50)))
+        .expect("read")
+        .expect("implied");
+    assert_eq!(item.state, ItemState::InVault);
+    assert_eq!(item.lot, LotId::new("NEW"));
+    for t in m["traces"].as_array().expect("traces") {
+        let serial = Serial::new(t["serial"].as_str().expect("serial"));
+        let trace = ledger.trace(&serial).expect("trace").expect("known");
+        assert_eq!(serde_json::to_value(&trace).expect("json"), t["trace"]);
+    }
+}

@@ -293,6 +293,12 @@ async fn receive_lot(
         .require_recorded(&s, &[Role::Supervisor], "receive lots into the vault")
         .await?;
     let range = super::serial_range("range", &r.range)?;
+    // What the ledger checks at receipt (a last number with more digits than the first...),
+    // answered as the bad input it is.
+    crate::ledger::lots::check_range(&range).map_err(|r| match r {
+        Refusal::Invalid(why) => ApiError::invalid("range", why),
+        other => ApiError::invalid("range", other.to_string()),
+    })?;
     let lot = serial("lot", &r.lot)
         .map_err(|_| ApiError::invalid("lot", "a lot id is 1–40 characters A–Z, 0–9 and -"))?;
     let supplier = super::text("supplier", &r.supplier)?;

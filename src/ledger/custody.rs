@@ -902,6 +902,21 @@ pub struct Lot {
     pub seq: u64,
 }
 
+impl Lot {
+    /// Its item `serial` as the receipt left it: in the vault, in the custody of whoever
+    /// received the lot. Not stored: an item no record has changed since its lot was received
+    /// is implied by the lot (see [`super::lots`]).
+    pub fn implied_item(&self, serial: Serial) -> Item {
+        Item {
+            serial,
+            kind: self.kind,
+            lot: self.id.clone(),
+            state: ItemState::InVault,
+            custody: vec![self.received_by.clone()],
+        }
+    }
+}
+
 /// Why an append was refused. The message is what the operator and the supervisor read.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum Refusal {
@@ -1591,6 +1606,16 @@ pub trait StateView {
     /// # Errors
     /// Storage failure.
     fn lot(&self, id: &LotId) -> Result<Option<Lot>, super::LedgerError>;
+    /// A lot already received that shares a serial with `range`, with the first such serial
+    /// of `range` (in its order); `None` when no lot holds any of them.
+    ///
+    /// # Errors
+    /// Storage failure; a refusal when the sharing cannot be ruled out within the check's
+    /// bound (see [`super::lots`]).
+    fn lot_sharing(
+        &self,
+        range: &SerialRange,
+    ) -> Result<Option<(LotId, Serial)>, super::LedgerError>;
     /// The open session at a station.
     ///
     /// # Errors
@@ -1736,6 +1761,7 @@ pub fn plan<V: StateView>(view: &V, rec: &Record) -> Result<Plan, super::LedgerE
                     Refusal::Invalid(format!("a lot holds at most {MAX_LOT} items")).into(),
                 );
             }
+            super::lots::check_range(range)?;
             if view.lot(lot)?.is_some() {
                 return Err(Refusal::Exists {
                     what: "lot",
@@ -1743,22 +1769,14 @@ pub fn plan<V: StateView>(view: &V, rec: &Record) -> Result<Plan, super::LedgerE
                 }
                 .into());
             }
-            for serial in range.serials() {
-                if view.item(&serial)?.is_some() {
-                    return Err(Refusal::Exists {
-                        what: "serial",
-                        id: serial.to_string(),
-                    }
-                    .into());
+            if let Some((other, serial)) = view.lot_sharing(range)? {
+                return Err(Refusal::Exists {
+                    what: "serial",
+                    id: format!("{serial} (lot {other})"),
                 }
-                d.plan.items.push(Item {
-                    serial,
-                    kind: *kind,
-                    lot: lot.clone(),
-                    state: ItemState::InVault,
-                    custody: vec![actor.clone()],
-                });
+                .into());
             }
+            // No item is written: each is implied by the lot until a record changes it.
             d.plan.lots.push(Lot {
                 id: lot.clone(),
                 kind: *kind,
@@ -2352,6 +2370,15 @@ impl StateView for MemState {
     fn lot(&self, id: &LotId) -> Result<Option<Lot>, super::LedgerError> {
         Ok(self.lots.get(id).cloned())
     }
+    fn lot_sharing(
+        &self,
+        range: &SerialRange,
+    ) -> Result<Option<(LotId, Serial)>, super::LedgerError> {
+        // The model holds every item: a serial is shared when it is one of them.
+        Ok(range
+            .serials()
+            .find_map(|s| self.items.get(&s).map(|i| (i.lot.clone(), s))))
+    }
     fn open_at_station(&self, st: &StationId) -> Result<Option<SessionId>, super::LedgerError> {
         Ok(self.station_open.get(st).cloned())
     }
@@ -2363,7 +2390,12 @@ impl StateView for MemState {
 impl MemState {
     /// Applies an accepted plan.
     pub fn commit(&mut self, plan: Plan) {
+        // The model keeps every item explicitly, those its lot implies included: the ledger,
+        // which stores only the items records changed, must answer the same.
         for l in plan.lots {
+            for s in l.range.serials() {
+                self.items.insert(s.clone(), l.implied_item(s));
+            }
             self.lots.insert(l.id.clone(), l);
         }
         for i in plan.items {

@@ -134,6 +134,17 @@ impl SerialRange {
     pub fn serial(&self, n: u64) -> Serial {
         Serial(format!("{}{:0w$}", self.prefix, n, w = self.width))
     }
+
+    /// The number of `serial` in this range, when the range holds it: exactly what
+    /// [`SerialRange::serial`] writes for a number from `first` to `last`.
+    pub fn number_of(&self, serial: &Serial) -> Option<u64> {
+        let digits = serial.as_str().strip_prefix(self.prefix.as_str())?;
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let n: u64 = digits.parse().ok()?;
+        ((self.first..=self.last).contains(&n) && self.serial(n) == *serial).then_some(n)
+    }
 }
 
 impl fmt::Display for SerialRange {

@@ -25,11 +25,12 @@ pub mod chain;
 pub mod custody;
 pub mod event;
 pub mod evidence;
+pub mod lots;
 pub mod query;
 mod sealer;
 pub mod verify;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -290,6 +291,7 @@ impl Ledger {
                 since
             }
         };
+        index_lot_ranges(&store)?;
         let committer = Arc::new(Committer {
             state: Mutex::new(Durability {
                 written: head_seq,
@@ -388,6 +390,9 @@ impl Ledger {
         // What a trace reads besides the items: their lots and the reversal index (small).
         let (mut n, mut bytes) = self.store.warm_state(b"l/", &mut progress, &stop)?;
         let (rn, rb) = self.store.warm_index(ix::REVERSAL, &mut progress, &stop)?;
+        // And the lot-range index, through which an unissued item is read.
+        let (ln, lb) = self.store.warm_index(lots::TAG, &mut progress, &stop)?;
+        let (rn, rb) = (rn + ln, rb + lb);
         let (i_n, ib) = self
             .store
             .warm_state(b"i/", |k| progress(n + rn + k), &stop)?;
@@ -816,7 +821,32 @@ impl Ledger {
     /// # Errors
     /// Storage errors.
     pub fn item(&self, serial: &Serial) -> Result<Option<Item>, LedgerError> {
-        get_state(&self.store, &state_key(b"i/", serial.as_str()))
+        custody::StateView::item(
+            &StoreView {
+                store: &self.store,
+                overlay: &Overlay::default(),
+            },
+            serial,
+        )
+    }
+
+    /// The item `serial` of `lot`, whose range holds it: the stored item, else the one the lot
+    /// implies (what [`Ledger::item`] answers, without finding the lot again).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub(crate) fn item_of_lot(
+        &self,
+        serial: &Serial,
+        lot: &Lot,
+    ) -> Result<Option<Item>, LedgerError> {
+        if let Some(i) = get_state(&self.store, &state_key(b"i/", serial.as_str()))? {
+            return Ok(Some(i));
+        }
+        Ok(lot
+            .range
+            .number_of(serial)
+            .map(|_| lot.implied_item(serial.clone())))
     }
 
     /// A session's current state.
@@ -901,6 +931,37 @@ fn commit_loop(store: &Store, c: &Committer, sealer: &sealer::Sealer) {
     }
 }
 
+/// Set once every lot of the store has its lot-range entries ([`lots`]).
+const LOT_RANGES_INDEXED: &str = "lot_ranges_indexed";
+
+/// Writes the lot-range entries of the lots a ledger written before the index holds (once;
+/// lots are few: boxes and rolls). Their items were stored at receipt and stay as they are; the
+/// entries make a new lot's overlap check see these lots.
+fn index_lot_ranges(store: &Store) -> Result<(), LedgerError> {
+    if store.meta_get(LOT_RANGES_INDEXED)?.is_some() {
+        return Ok(());
+    }
+    let mut ws = WriteSet::default();
+    let mut unreadable = None;
+    store.state_for_each(b"l/", |k, v| match decode::<Lot>(v) {
+        Ok(lot) => {
+            for (k, v) in lots::entries(&lot) {
+                ws.index_with(k, v);
+            }
+        }
+        Err(e) => {
+            unreadable.get_or_insert(format!("{}: {e}", String::from_utf8_lossy(k)));
+        }
+    })?;
+    if let Some(e) = unreadable {
+        return Err(LedgerError::Corrupt(e));
+    }
+    store.commit(&ws)?;
+    store.meta_set(LOT_RANGES_INDEXED, b"1")?;
+    store.sync()?;
+    Ok(())
+}
+
 /// The operational key of a consumer's cursor.
 fn cursor_key(name: &str) -> Vec<u8> {
     state_key(b"cursor/", name)
@@ -935,6 +996,8 @@ struct Overlay {
     items: HashMap<Serial, Item>,
     sessions: HashMap<SessionId, Session>,
     lots: HashMap<LotId, Lot>,
+    /// The lot-range index entries of the batch's lots ([`lots::entries`]).
+    lot_ranges: BTreeMap<Vec<u8>, Vec<u8>>,
     station_open: HashMap<StationId, Option<SessionId>>,
     operator_open: HashMap<OperatorId, Option<SessionId>>,
     /// Trace values of the items the batch names: the stored value plus the batch's entries.
@@ -946,6 +1009,7 @@ struct Overlay {
 impl Overlay {
     fn absorb(&mut self, plan: custody::Plan) {
         for l in plan.lots {
+            self.lot_ranges.extend(lots::entries(&l));
             self.lots.insert(l.id.clone(), l);
         }
         for i in plan.items {
@@ -1012,6 +1076,9 @@ impl Overlay {
     fn write(self, store: &Store, ws: &mut WriteSet) -> Result<(), LedgerError> {
         for (id, l) in &self.lots {
             ws.state(state_key(b"l/", id.as_str()), Some(encode(l)?));
+        }
+        for (k, v) in self.lot_ranges {
+            ws.index_with(k, v);
         }
         for (serial, i) in &self.items {
             let key = state_key(b"i/", serial.as_str());
@@ -1086,12 +1153,38 @@ struct StoreView<'a> {
     overlay: &'a Overlay,
 }
 
+impl StoreView<'_> {
+    /// The lot-range index, the batch's lots included.
+    fn lot_index(&self) -> lots::Index<'_> {
+        lots::Index {
+            store: self.store,
+            pending: &self.overlay.lot_ranges,
+        }
+    }
+}
+
 impl custody::StateView for StoreView<'_> {
+    /// The stored item (or the batch's); else, when a lot's range holds the serial, the item
+    /// that lot implies: in the vault since its receipt ([`lots`]).
     fn item(&self, s: &Serial) -> Result<Option<Item>, LedgerError> {
         if let Some(i) = self.overlay.items.get(s) {
             return Ok(Some(i.clone()));
         }
-        get_state(self.store, &state_key(b"i/", s.as_str()))
+        if let Some(i) = get_state(self.store, &state_key(b"i/", s.as_str()))? {
+            return Ok(Some(i));
+        }
+        Ok(match lots::lot_of(&self.lot_index(), s)? {
+            Some(id) => custody::StateView::lot(self, &id)?
+                .filter(|l| l.range.number_of(s).is_some())
+                .map(|l| l.implied_item(s.clone())),
+            None => None,
+        })
+    }
+    fn lot_sharing(&self, range: &SerialRange) -> Result<Option<(LotId, Serial)>, LedgerError> {
+        let found = lots::sharing(&self.lot_index(), range, |id| {
+            custody::StateView::lot(self, id)
+        })?;
+        Ok(found.map(|(id, n)| (id, range.serial(n))))
     }
     fn session(&self, id: &SessionId) -> Result<Option<Session>, LedgerError> {
         if let Some(i) = self.overlay.sessions.get(id) {

@@ -942,7 +942,8 @@ impl Ledger {
             suspect: Vec::new(),
         };
         for serial in lot.range.serials() {
-            let Some(item) = self.item(&serial)? else {
+            // What `item` answers, without looking the lot up again for each serial.
+            let Some(item) = self.item_of_lot(&serial, &lot)? else {
                 r.missing.push(serial);
                 continue;
             };
