@@ -1737,6 +1737,7 @@ impl Store {
     }
 
     /// The last index entry in `[from, to]` (both without the keyspace byte): a floor lookup.
+    /// Sled's index only: for registers (keys that never leave sled), not postings.
     ///
     /// # Errors
     /// sled failed.
@@ -1754,7 +1755,8 @@ impl Store {
     }
 
     /// Calls `f` with every index entry (key without the keyspace byte, value) in
-    /// `[from, to)`, in key order, until it returns `false`.
+    /// `[from, to)`, in key order, until it returns `false`. Sled's index only: for registers
+    /// (keys that never leave sled), not postings.
     ///
     /// # Errors
     /// sled failed while reading.
@@ -1777,7 +1779,8 @@ impl Store {
     }
 
     /// Calls `f` with every state entry whose key starts with `prefix` (key without the
-    /// keyspace byte, value), in key order.
+    /// keyspace byte, value), in key order. Sled's states only: for states never written
+    /// settled (lots), not items or sessions, which may be in sealed state tables.
     ///
     /// # Errors
     /// sled failed while reading.
