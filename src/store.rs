@@ -649,12 +649,17 @@ impl Store {
     ) -> Result<(wal::Files, u64, u64), StoreError> {
         let (files, frames) =
             wal::Files::open(&shared.dir, options.file_bytes).map_err(io_err(&shared.dir))?;
-        let (mut applied, mut applied_epoch) = tree.get(WAL_APPLIED)?.map_or((0, 0), |v| {
-            (
-                key_u64(&v[..8.min(v.len())]),
-                key_u64(v.get(8..).unwrap_or(&[])),
-            )
-        });
+        let (mut applied, mut applied_epoch) = match tree.get(WAL_APPLIED)? {
+            None => (0, 0),
+            Some(v) if v.len() == 16 && key_u64(&v[..8]) < u64::MAX / 2 => {
+                (key_u64(&v[..8]), key_u64(&v[8..]))
+            }
+            Some(_) => {
+                return Err(StoreError::Sled(
+                    "the write-ahead log's mark (`w applied`: the last frame sled holds) is malformed".into(),
+                ));
+            }
+        };
         let newest_seen = frames.iter().map(|f| f.epoch).max().unwrap_or(0);
         let replay = wal::chain(frames, applied, applied_epoch);
         let replayed = replay.len();
@@ -2540,6 +2545,21 @@ mod tests {
             Some(400u64.to_be_bytes().to_vec())
         );
         assert_eq!(store.aux_get(b"blob9").expect("get"), Some(big));
+    }
+
+    /// A damaged mark of the log stops the open with an error that names it (no panic, no
+    /// replay from a wrong place).
+    #[test]
+    fn a_malformed_log_mark_is_named_at_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open_plain(dir.path());
+        append(&store, 1..=3);
+        store.sync().expect("sync");
+        store.tree.insert(WAL_APPLIED, &b"xx"[..]).expect("insert");
+        store.flush_sled().expect("flush");
+        drop(store);
+        let err = Store::open(dir.path(), 1 << 22).expect_err("malformed mark");
+        assert!(err.to_string().contains("`w applied`"), "{err}");
     }
 
     /// With the background flush, sled is flushed without any sync asking for it.

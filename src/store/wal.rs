@@ -254,6 +254,13 @@ impl Files {
                 j += 1;
             }
             if j == i {
+                if self.offset == 0 {
+                    // Larger than a file (the store never asks for that).
+                    return Err((
+                        self.paths[self.active].clone(),
+                        std::io::Error::other("a frame larger than a log file"),
+                    ));
+                }
                 // Full: go on at the start of the other file once sled no longer needs it.
                 let other = 1 - self.active;
                 if self.highest[other] > flushed {
