@@ -373,12 +373,12 @@ fn durable_and_load(a: &Args, base: &Path) -> Loaded {
     // 1. Durability, side by side with SQLite.
     let mut rows: Vec<(String, f64)> = Vec::new();
     rows.push((
-        "hallctl ledger (sled + fsync), 1 appender (one per commit)".into(),
+        "hallctl ledger (sled + write-ahead log), 1 appender (one per commit)".into(),
         ledger_durable(&base.join("d1"), 1, a.secs, "A"),
     ));
     rows.push((
         format!(
-            "hallctl ledger (sled + fsync), {} appenders (group commit)",
+            "hallctl ledger (sled + write-ahead log), {} appenders (group commit)",
             a.threads
         ),
         ledger_durable(&base.join("d2"), a.threads, a.secs, "B"),

@@ -15,6 +15,12 @@
 //!   consumers' cursors (`cursor/<name>`: how far the MQTT outbox got through the journal),
 //!   which account for no change and are written on their own.
 //!
+//! - `w`: the write-ahead log's bookkeeping (`w applied`: the last frame sled holds, see
+//!   *Durability*);
+//! - `g`: the catalog of sealed segment files; `y`: each record's postings, `z` and `v`: the
+//!   settled states by key and by record (what sealing moves out of sled, see
+//!   docs/ledger.md, issue 18);
+//!
 //! and a separate `meta` tree for small settings.
 //!
 //! A [`WriteSet`] is applied as one sled batch on that one tree, which sled applies atomically:
@@ -35,18 +41,48 @@
 //! A reader that walks the journal while a chunk is sealed can find a record missing from `j`
 //! that has just moved into `k`; the walk notices that sealing advanced and reads the chunk.
 //!
-//! # Durability
-//! sled's `flush` on Linux only calls `sync_file_range` (sled issue #1452): it pushes dirty pages
-//! to the device but neither flushes the drive's volatile write cache nor persists file metadata.
-//! [`Store::sync`] therefore follows `flush` with a real `fdatasync` (`File::sync_data`: the data
-//! and the size needed to read it, not the file's times) of every file that holds data (`db`, and
-//! any blob files), and the directories are fsynced when created or when a file appears. The
-//! ledger acknowledges a record only after a `sync` that started after the record was written.
+//! # Durability: the write-ahead log
+//! The durability point of a commit is one `pwrite` and one `fdatasync` of the store's own
+//! write-ahead log ([`wal`]), as in SQLite's WAL mode with `synchronous=FULL`; sled is flushed
+//! lazily, by a background thread about once a second or after 8 MiB of frames. (sled's `flush`
+//! on Linux only calls `sync_file_range`, sled issue #1452, so a sled flush here is always
+//! followed by an `fdatasync` of each of its data files, `db` and any blob files.)
+//!
+//! - [`Store::commit`] applies the write set to sled as one atomic batch (not durable) and
+//!   appends one frame to the log's buffer: its number (one more than the last), the open's
+//!   epoch and the batch's operations with absolute values. The same batch sets the key
+//!   `w applied` to the frame's number and epoch. Commits are numbered and applied in one order
+//!   (under one lock), so `w applied` only grows.
+//! - [`Store::sync`] writes the buffered frames and fdatasyncs the log file: everything
+//!   committed before it started is durable when it returns.
+//! - sled recovers a prefix of its atomic batches, so after a crash `w applied` = A says exactly
+//!   which frames sled holds. Open replays, in order, every intact frame numbered A+1, A+2, ...
+//!   (each as one sled batch that also sets `w applied`), stops at the first number with no
+//!   intact frame of an epoch at least as new as the previous one, flushes sled, stores a new
+//!   epoch and goes on. The result is exactly sled's prefix followed by the log's durable
+//!   frames: every synced commit, never a mixture. If sled holds more than the log (A beyond the
+//!   log's last frame), those commits were never acknowledged but are whole: they stay.
+//!   Replaying is idempotent: a crash during it replays again from the new A.
+//! - A file of the log is reused (from its start) only once sled holds all its frames durably;
+//!   if it does not when the active file is full, the sync waits for a sled flush.
+//!
+//! Everything else that writes sled keeps this invariant:
+//! - chunk and segment sealing move records that committed batches already hold; a sealing
+//!   batch comes after the batches of its records in sled's order, so if sled kept it, it kept
+//!   them (and A covers their frames). Lost in a crash, a chunk batch is redone by the next
+//!   commit; a segment batch lost leaves an unlisted file that open deletes.
+//! - [`Store::meta_set`] (the `meta` tree is not in the log) and the tamper hooks flush sled
+//!   before they return: durable without frames, and never replayed over.
+//! - A commit too large for a log file is made durable by a sled flush before the next commit
+//!   is numbered.
+//!
+//! The directories are fsynced when created or when a file appears. The ledger acknowledges a
+//! record only after a `sync` that started after the record was committed.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use thiserror::Error;
@@ -57,6 +93,7 @@ pub mod catalog;
 pub mod lock;
 pub mod segment;
 pub mod table;
+pub mod wal;
 use catalog::{Sealed, Snapshot};
 pub use lock::LockHolder;
 use segment::{SegmentError, SegmentReader, SegmentWriter};
@@ -271,14 +308,210 @@ impl WriteSet {
     }
 }
 
+/// How the write-ahead log is run (tests shrink the files or stop the lazy sled flush).
+#[derive(Debug, Clone)]
+struct WalOptions {
+    /// Capacity of each log file.
+    file_bytes: u64,
+    /// Whether a background thread flushes sled now and then (off: only when needed).
+    lazy_flush: bool,
+    /// Test hook: after each sled flush, copy sled's files here (what a crash would leave of
+    /// sled from then on, until the next flush).
+    #[cfg(test)]
+    sled_copy: Option<PathBuf>,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        WalOptions {
+            file_bytes: wal::FILE_BYTES,
+            lazy_flush: true,
+            #[cfg(test)]
+            sled_copy: None,
+        }
+    }
+}
+
+/// The background sled flush runs after this many bytes of frames (or a second).
+const FLUSH_AFTER_BYTES: u64 = 8 << 20;
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The key (in the `ledger` tree) of the last frame sled has applied: number ‖ epoch.
+const WAL_APPLIED: &[u8] = b"wapplied";
+/// The `meta` key of the last open's epoch.
+const WAL_EPOCH: &str = "wal/epoch";
+
+fn marker(number: u64, epoch: u64) -> [u8; 16] {
+    let mut m = [0u8; 16];
+    m[..8].copy_from_slice(&number.to_be_bytes());
+    m[8..].copy_from_slice(&epoch.to_be_bytes());
+    m
+}
+
+/// What the store and its background flusher share.
+struct Shared {
+    db: sled::Db,
+    dir: PathBuf,
+    /// Open handles of the data files, kept so each flush costs one `fsync` per file and no
+    /// `open`.
+    data_files: Mutex<Vec<(PathBuf, File)>>,
+    /// The last frame whose batch sled has applied.
+    applied: AtomicU64,
+    /// The last frame sled holds durably.
+    flushed: AtomicU64,
+    /// Bytes of frames committed since the last sled flush started.
+    unflushed: AtomicU64,
+    /// Why the store can no longer make anything durable (a log write or a background flush
+    /// failed): every later sync fails with it.
+    failed: Mutex<Option<String>>,
+    /// The flusher's stop flag, and its wake-up.
+    stop: Mutex<bool>,
+    wake: Condvar,
+    #[cfg(test)]
+    sled_copy: Option<PathBuf>,
+}
+
+impl Shared {
+    /// Flushes sled and fdatasyncs its files; returns the last frame sled now holds durably.
+    fn flush_sled(&self) -> Result<u64, StoreError> {
+        let mut files = self
+            .data_files
+            .lock()
+            .map_err(|_| StoreError::Sled("data file list poisoned".into()))?;
+        let upto = self.applied.load(Ordering::SeqCst);
+        self.unflushed.store(0, Ordering::SeqCst);
+        self.db.flush()?;
+        self.refresh_data_files(&mut files)?;
+        // fdatasync: the data and the metadata needed to read it back (the file's size), not
+        // its times.
+        for (path, f) in files.iter() {
+            f.sync_data().map_err(io_err(path))?;
+        }
+        #[cfg(test)]
+        if let Some(to) = &self.sled_copy {
+            tests::copy_sled(&self.dir, to);
+        }
+        Ok(self.flushed.fetch_max(upto, Ordering::SeqCst).max(upto))
+    }
+
+    /// Opens handles to the data files not yet known: `db`, and blob files (large values).
+    fn refresh_data_files(&self, files: &mut Vec<(PathBuf, File)>) -> Result<(), StoreError> {
+        let mut wanted = vec![self.dir.join("db")];
+        let blobs = self.dir.join("blobs");
+        if let Ok(rd) = std::fs::read_dir(&blobs) {
+            let mut new_blob = false;
+            for e in rd.flatten() {
+                let p = e.path();
+                if !files.iter().any(|(q, _)| *q == p) {
+                    new_blob = true;
+                }
+                wanted.push(p);
+            }
+            if new_blob {
+                fsync_dir(&blobs)?;
+            }
+        }
+        files.retain(|(p, _)| wanted.contains(p));
+        for p in wanted {
+            if !files.iter().any(|(q, _)| *q == p) && p.exists() {
+                let f = File::open(&p).map_err(io_err(&p))?;
+                files.push((p, f));
+            }
+        }
+        Ok(())
+    }
+
+    fn fail(&self, why: String) {
+        let mut f = self
+            .failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if f.is_none() {
+            tracing::error!("the store can no longer make writes durable: {why}");
+            *f = Some(why);
+        }
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The background flush: about once a second, or sooner after [`FLUSH_AFTER_BYTES`] of
+    /// frames; once more when stopped.
+    fn flush_lazily(&self) {
+        loop {
+            let stop = {
+                let g = self
+                    .stop
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let (g, _) = self
+                    .wake
+                    .wait_timeout_while(g, FLUSH_EVERY, |stop| {
+                        !*stop && self.unflushed.load(Ordering::SeqCst) < FLUSH_AFTER_BYTES
+                    })
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                *g
+            };
+            if self.applied.load(Ordering::SeqCst) > self.flushed.load(Ordering::SeqCst)
+                && let Err(e) = self.flush_sled()
+            {
+                self.fail(format!("flushing sled: {e}"));
+                return;
+            }
+            if stop {
+                return;
+            }
+        }
+    }
+}
+
+/// The background flush thread; stopped (after a last flush) and joined when dropped.
+struct Flusher {
+    shared: Arc<Shared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        *self
+            .shared
+            .stop
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        self.shared.wake.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The frames committed and not yet written, and the numbering.
+struct Log {
+    /// The next frame's number.
+    next: u64,
+    /// This open's epoch.
+    epoch: u64,
+    /// Encoded frames not yet written, in order, with their numbers.
+    pending: Vec<(u64, Vec<u8>)>,
+}
+
 /// The storage handle. Cheap operations only; the ledger decides when to [`Store::sync`].
 pub struct Store {
-    db: sled::Db,
+    /// Declared first: stopped and joined before sled's handles go.
+    _flusher: Option<Flusher>,
+    shared: Arc<Shared>,
+    log: Mutex<Log>,
+    /// The log's files; held for the whole of a sync (syncs are one at a time).
+    wal_files: Mutex<wal::Files>,
     tree: sled::Tree,
     meta: sled::Tree,
     dir: PathBuf,
-    /// Open handles of the data files, kept so each sync costs one `fsync` per file and no `open`.
-    data_files: Mutex<Vec<(PathBuf, File)>>,
+    /// Capacity of each log file: a larger frame is made durable by a sled flush.
+    wal_capacity: u64,
     /// The last record sealed into a chunk (0: none). Records above it are in `j`.
     sealed: AtomicU64,
     /// Held while a chunk or a segment is sealed (sealing runs after a commit; commits may be
@@ -350,22 +583,61 @@ impl Store {
         cache_bytes: u64,
         sealing: Option<Sealing>,
     ) -> Result<Store, StoreError> {
+        Store::open_inner(dir, cache_bytes, sealing, WalOptions::default())
+    }
+
+    fn open_inner(
+        dir: &Path,
+        cache_bytes: u64,
+        sealing: Option<Sealing>,
+        wal_options: WalOptions,
+    ) -> Result<Store, StoreError> {
         let fresh = !dir.join("db").exists();
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        // sled's background flusher is off: we flush (and fsync) ourselves at each commit, and
-        // a timer-driven flush between commits would only add I/O without durability.
+        // sled's background flusher is off: ours flushes (and fsyncs) it, see *Durability*.
         let config = sled::Config::new()
             .path(dir)
             .flush_every_ms(None)
             .cache_capacity(cache_bytes)
             .mode(sled::Mode::HighThroughput);
         let db = open_waiting_for_own_release(&config, dir)?;
-        let store = Store {
-            tree: db.open_tree("ledger")?,
-            meta: db.open_tree("meta")?,
+        let tree = db.open_tree("ledger")?;
+        let meta = db.open_tree("meta")?;
+        let shared = Arc::new(Shared {
+            // Moved, not cloned: a failed open drops every handle before it waits for the lock.
             db,
             dir: dir.to_path_buf(),
             data_files: Mutex::new(Vec::new()),
+            applied: AtomicU64::new(0),
+            flushed: AtomicU64::new(0),
+            unflushed: AtomicU64::new(0),
+            failed: Mutex::new(None),
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+            #[cfg(test)]
+            sled_copy: wal_options.sled_copy.clone(),
+        });
+        let (files, epoch, applied) = Store::replay(&tree, &meta, &shared, &wal_options)?;
+        let flusher = wal_options.lazy_flush.then(|| {
+            let s = shared.clone();
+            Flusher {
+                shared: shared.clone(),
+                thread: Some(std::thread::spawn(move || s.flush_lazily())),
+            }
+        });
+        let store = Store {
+            _flusher: flusher,
+            shared,
+            log: Mutex::new(Log {
+                next: applied + 1,
+                epoch,
+                pending: Vec::new(),
+            }),
+            wal_capacity: files.capacity(),
+            wal_files: Mutex::new(files),
+            tree,
+            meta,
+            dir: dir.to_path_buf(),
             sealed: AtomicU64::new(0),
             sealing: Mutex::new(()),
             seal_config: sealing.filter(|s| s.window > 0),
@@ -399,8 +671,8 @@ impl Store {
         }
         if fresh {
             // New files are only durable once their directory entries are: fsync the
-            // directories sled just created, and the parent that holds `dir`.
-            store.sync()?;
+            // directories sled just created, and the parent that holds `dir` (sled's files
+            // were flushed by the replay).
             fsync_dir(dir)?;
             let blobs = dir.join("blobs");
             if blobs.exists() {
@@ -411,6 +683,56 @@ impl Store {
             }
         }
         Ok(store)
+    }
+
+    /// Replays the log's frames that sled lacks (see *Durability*), flushes sled and stores a
+    /// new epoch. Returns the log's files, the epoch and the last frame sled now holds.
+    fn replay(
+        tree: &sled::Tree,
+        meta: &sled::Tree,
+        shared: &Shared,
+        options: &WalOptions,
+    ) -> Result<(wal::Files, u64, u64), StoreError> {
+        let (files, frames) =
+            wal::Files::open(&shared.dir, options.file_bytes).map_err(io_err(&shared.dir))?;
+        let (mut applied, mut applied_epoch) = match tree.get(WAL_APPLIED)? {
+            None => (0, 0),
+            Some(v) if v.len() == 16 && key_u64(&v[..8]) < u64::MAX / 2 => {
+                (key_u64(&v[..8]), key_u64(&v[8..]))
+            }
+            Some(_) => {
+                return Err(StoreError::Sled(
+                    "the write-ahead log's mark (`w applied`: the last frame sled holds) is malformed".into(),
+                ));
+            }
+        };
+        let newest_seen = frames.iter().map(|f| f.epoch).max().unwrap_or(0);
+        let replay = wal::chain(frames, applied, applied_epoch);
+        let replayed = replay.len();
+        for f in replay {
+            let mut b = sled::Batch::default();
+            for (k, v) in f.ops {
+                match v {
+                    Some(v) => b.insert(k, v),
+                    None => b.remove(k),
+                }
+            }
+            b.insert(WAL_APPLIED, marker(f.number, f.epoch).as_slice());
+            tree.apply_batch(b)?;
+            (applied, applied_epoch) = (f.number, f.epoch);
+        }
+        if replayed > 0 {
+            tracing::info!(
+                "replayed {replayed} commits from the write-ahead log (sled had lost them), up to frame {applied}"
+            );
+        }
+        let stored_epoch = meta.get(WAL_EPOCH)?.map_or(0, |v| key_u64(&v));
+        let epoch = stored_epoch.max(newest_seen).max(applied_epoch) + 1;
+        meta.insert(WAL_EPOCH, &epoch.to_be_bytes())?;
+        shared.applied.store(applied, Ordering::SeqCst);
+        // Sled holds every frame now, and the epoch before any frame of it is written.
+        shared.flush_sled()?;
+        Ok((files, epoch, applied))
     }
 
     /// Reads the catalog and opens its files (see [`Store::open_with`]); deletes segment files
@@ -748,48 +1070,28 @@ impl Store {
         &self.dir
     }
 
-    /// Applies a write set atomically (all trees or none). Not yet durable: see [`Store::sync`].
+    /// Applies a write set atomically (all trees or none) and appends its frame to the log's
+    /// buffer. Not yet durable: see [`Store::sync`].
     ///
     /// # Errors
-    /// sled failed; nothing was applied.
+    /// sled failed; nothing was applied. (A commit too large for a log file: the sled flush
+    /// that makes it durable failed.)
     pub fn commit(&self, ws: &WriteSet) -> Result<(), StoreError> {
-        let mut b = sled::Batch::default();
-        for (seq, v) in &ws.journal {
-            b.insert(pk(J, &seq.to_be_bytes()), v.as_slice());
-        }
         // Without sealing nothing leaves sled: no lists of postings or settled states.
         let sealing = self.seal_config.is_some();
-        for (k, v) in &ws.state {
-            match v {
-                Some(v) => b.insert(pk(S, k), v.as_slice()),
-                None => b.remove(pk(S, k)),
-            }
-            // Written again: no longer settled (it stays in sled).
-            if sealing {
-                b.remove(pk(Z, k));
-            }
-        }
-        // A settled state is listed under its record (`w`), and `z` says at which record it
+        // A settled state is listed under its record (`v`), and `z` says at which record it
         // settled: sealing moves it only if it was not written again since.
-        let head = ws.journal.iter().map(|(s, _)| *s).max().filter(|_| sealing);
-        for (k, v) in &ws.settled {
-            b.insert(pk(S, k), v.as_slice());
-            match head {
-                Some(seq) => {
-                    b.insert(pk(Z, k), &seq.to_be_bytes());
-                    b.insert(pk(W, &[&seq.to_be_bytes()[..], k].concat()), &[]);
-                }
-                None => b.remove(pk(Z, k)),
-            }
-        }
-        for (k, v) in &ws.index {
-            b.insert(pk(X, k), v.as_slice());
-        }
+        let head = ws
+            .journal
+            .iter()
+            .map(|(s, _)| *s)
+            .max()
+            .filter(|_| sealing)
+            .map(u64::to_be_bytes);
         // Postings are index keys too, and each is listed under its record in `y`, so that
         // sealing finds a window's postings without scanning the index.
         let mut by_seq: std::collections::BTreeMap<u64, Vec<u8>> = Default::default();
-        for (k, v) in &ws.postings {
-            b.insert(pk(X, k), v.as_slice());
+        for (k, _) in &ws.postings {
             if !sealing || k.len() > usize::from(u16::MAX) {
                 continue; // never sealed: no list
             }
@@ -797,21 +1099,86 @@ impl Store {
             list.extend_from_slice(&u16::try_from(k.len()).unwrap_or(u16::MAX).to_le_bytes());
             list.extend_from_slice(k);
         }
-        for (seq, list) in by_seq {
-            b.insert(pk(Y, &seq.to_be_bytes()), list);
+        let lists: Vec<(Vec<u8>, Vec<u8>)> = by_seq
+            .into_iter()
+            .map(|(seq, list)| (pk(Y, &seq.to_be_bytes()), list))
+            .collect();
+        let mut ops: Vec<wal::Op<'_>> = Vec::with_capacity(
+            ws.journal.len()
+                + 2 * ws.state.len()
+                + 3 * ws.settled.len()
+                + ws.index.len()
+                + ws.postings.len()
+                + lists.len()
+                + ws.checkpoints.len()
+                + ws.aux.len(),
+        );
+        for (seq, v) in &ws.journal {
+            ops.push((pk(J, &seq.to_be_bytes()), Some(v)));
         }
-        for (seq, v) in &ws.checkpoints {
-            b.insert(pk(C, &seq.to_be_bytes()), v.as_slice());
-        }
-        for (k, v) in &ws.aux {
-            match v {
-                Some(v) => b.insert(pk(A, k), v.as_slice()),
-                None => b.remove(pk(A, k)),
+        for (k, v) in &ws.state {
+            ops.push((pk(S, k), v.as_deref()));
+            if sealing {
+                // Written again: no longer settled (it stays in sled).
+                ops.push((pk(Z, k), None));
             }
         }
+        for (k, v) in &ws.settled {
+            ops.push((pk(S, k), Some(v)));
+            match &head {
+                Some(seq) => {
+                    ops.push((pk(Z, k), Some(seq)));
+                    ops.push((pk(V, &[&seq[..], k].concat()), Some(&[])));
+                }
+                None => ops.push((pk(Z, k), None)),
+            }
+        }
+        for (k, v) in ws.index.iter().chain(&ws.postings) {
+            ops.push((pk(X, k), Some(v)));
+        }
+        for (k, list) in &lists {
+            ops.push((k.clone(), Some(list)));
+        }
+        for (seq, v) in &ws.checkpoints {
+            ops.push((pk(C, &seq.to_be_bytes()), Some(v)));
+        }
+        for (k, v) in &ws.aux {
+            ops.push((pk(A, k), v.as_deref()));
+        }
         {
-            let _gate = self.commit_gate.read().unwrap_or_else(|p| p.into_inner());
-            self.tree.apply_batch(b)?;
+            // One order for numbers and batches: `w applied` only grows.
+            let mut log = self
+                .log
+                .lock()
+                .map_err(|_| StoreError::Sled("log lock poisoned".into()))?;
+            let number = log.next;
+            let frame = wal::encode(number, log.epoch, &ops);
+            let mut b = sled::Batch::default();
+            for (k, v) in ops {
+                match v {
+                    Some(v) => b.insert(k, v),
+                    None => b.remove(k),
+                }
+            }
+            b.insert(WAL_APPLIED, marker(number, log.epoch).as_slice());
+            {
+                // The batch that registers a sealed file waits for no commit in between.
+                let _gate = self.commit_gate.read().unwrap_or_else(|p| p.into_inner());
+                self.tree.apply_batch(b)?;
+            }
+            log.next += 1;
+            self.shared.applied.store(number, Ordering::SeqCst);
+            let len = frame.len() as u64;
+            if len > self.wal_capacity {
+                // Too large for a log file: durable through sled, before the next number.
+                self.shared.flush_sled()?;
+            } else {
+                log.pending.push((number, frame));
+                if self.shared.unflushed.fetch_add(len, Ordering::SeqCst) + len >= FLUSH_AFTER_BYTES
+                {
+                    self.shared.wake.notify_all();
+                }
+            }
         }
         // The batch is applied: whatever sealing meets, the append stands (sealing only moves
         // records; a failure leaves them in `j`, where every reader finds them). With segment
@@ -1040,7 +1407,7 @@ impl Store {
         let mut settled: Vec<(Vec<u8>, Vec<u8>, u64)> = Vec::new();
         for kv in self
             .tree
-            .range(pk(W, &first.to_be_bytes())..pk(W, &(end + 1).to_be_bytes()))
+            .range(pk(V, &first.to_be_bytes())..pk(V, &(end + 1).to_be_bytes()))
         {
             let (wk, _) = kv?;
             let (seq, k) = (key_u64(&wk[1..9]), &wk[9..]);
@@ -1163,14 +1530,14 @@ impl Store {
             }
             self.tree.apply_batch(b)?;
         }
-        let w_end = pk(W, &(upto + 1).to_be_bytes());
+        let v_end = pk(V, &(upto + 1).to_be_bytes());
         loop {
             let mut b = sled::Batch::default();
             let mut n = 0;
             let gate = self.commit_gate.write().unwrap_or_else(|p| p.into_inner());
             for kv in self
                 .tree
-                .range(pk(W, &[])..w_end.clone())
+                .range(pk(V, &[])..v_end.clone())
                 .take(DROP_BATCH / 4)
             {
                 let (wk, _) = kv?;
@@ -1273,52 +1640,55 @@ impl Store {
         )
     }
 
-    /// The durability point: flushes sled's buffers, then fsyncs every data file.
+    /// The durability point: writes the frames committed since the last sync to the log and
+    /// fdatasyncs it (one write, one device wait; sled is flushed lazily, see *Durability*).
     ///
     /// # Errors
-    /// The flush or an fsync failed; nothing written since the last successful sync may be
-    /// treated as durable.
+    /// The write or the fdatasync failed, or an earlier one or a background sled flush did:
+    /// nothing committed since the last successful sync may be treated as durable, now or
+    /// later (every later sync fails too).
     pub fn sync(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
         let mut files = self
-            .data_files
+            .wal_files
             .lock()
-            .map_err(|_| StoreError::Sled("data file list poisoned".into()))?;
-        self.refresh_data_files(&mut files)?;
-        // fdatasync: the data and the metadata needed to read it back (the file's size), not
-        // its times. One journal commit fewer per durable append than `sync_all` when sled
-        // rewrites a segment inside the file.
-        for (path, f) in files.iter() {
-            f.sync_data().map_err(io_err(path))?;
+            .map_err(|_| StoreError::Sled("log file lock poisoned".into()))?;
+        if let Some(why) = self.shared.failure() {
+            return Err(StoreError::Sled(format!(
+                "the store stopped making writes durable: {why}"
+            )));
         }
-        Ok(())
+        let pending = std::mem::take(
+            &mut self
+                .log
+                .lock()
+                .map_err(|_| StoreError::Sled("log lock poisoned".into()))?
+                .pending,
+        );
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let shared = &self.shared;
+        let mut flush = || {
+            shared
+                .flush_sled()
+                .map_err(|e| (shared.dir.join("db"), std::io::Error::other(e.to_string())))
+        };
+        let flushed = shared.flushed.load(Ordering::SeqCst);
+        files
+            .write(&pending, flushed, &mut flush)
+            .map_err(|(path, source)| {
+                shared.fail(format!("writing the log {}: {source}", path.display()));
+                StoreError::Io { path, source }
+            })
     }
 
-    /// Opens handles to the data files not yet known: `db`, and blob files (large values).
-    fn refresh_data_files(&self, files: &mut Vec<(PathBuf, File)>) -> Result<(), StoreError> {
-        let mut wanted = vec![self.dir.join("db")];
-        let blobs = self.dir.join("blobs");
-        if let Ok(rd) = std::fs::read_dir(&blobs) {
-            let mut new_blob = false;
-            for e in rd.flatten() {
-                let p = e.path();
-                if !files.iter().any(|(q, _)| *q == p) {
-                    new_blob = true;
-                }
-                wanted.push(p);
-            }
-            if new_blob {
-                fsync_dir(&blobs)?;
-            }
-        }
-        files.retain(|(p, _)| wanted.contains(p));
-        for p in wanted {
-            if !files.iter().any(|(q, _)| *q == p) && p.exists() {
-                let f = File::open(&p).map_err(io_err(&p))?;
-                files.push((p, f));
-            }
-        }
-        Ok(())
+    /// Flushes sled and fdatasyncs its files now (what the background thread does now and
+    /// then): for writes that bypass the log.
+    ///
+    /// # Errors
+    /// The flush or an fdatasync failed.
+    fn flush_sled(&self) -> Result<(), StoreError> {
+        self.shared.flush_sled().map(|_| ())
     }
 
     /// One journal record.
@@ -2104,13 +2474,14 @@ impl Store {
         Ok(self.meta.get(key)?.map(|v| v.to_vec()))
     }
 
-    /// Sets a metadata value (made durable by the next [`Store::sync`]).
+    /// Sets a metadata value and makes it durable before returning (metadata is not in the
+    /// write-ahead log: this flushes sled, and with it every commit so far).
     ///
     /// # Errors
     /// sled failed.
     pub fn meta_set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.meta.insert(key, value)?;
-        Ok(())
+        self.flush_sled()
     }
 
     /// Test hook: a digest of every tree's content, to show that a refused append changed
@@ -2124,6 +2495,10 @@ impl Store {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         for kv in self.tree.iter() {
             let (k, v) = kv?;
+            // The log's bookkeeping, not content.
+            if k.first() == Some(&W) {
+                continue;
+            }
             k.as_ref().hash(&mut h);
             v.as_ref().hash(&mut h);
         }
@@ -2173,7 +2548,8 @@ impl Store {
                 };
             }
         }
-        self.sync()
+        // Not in the log: durable through sled.
+        self.flush_sled()
     }
 
     /// Test hook: removes a raw journal entry (see [`Store::tamper_journal_put`]).
@@ -2195,7 +2571,7 @@ impl Store {
             Some(v) => self.tree.insert(pk(C, &key.to_be_bytes()), v)?,
             None => self.tree.remove(pk(C, &key.to_be_bytes()))?,
         };
-        self.sync()
+        self.flush_sled()
     }
 }
 
@@ -2244,12 +2620,14 @@ const C: u8 = b'c';
 const A: u8 = b'a';
 /// The catalog of segment files: first sequence number → [`catalog::Entry`].
 const G: u8 = b'g';
+/// The write-ahead log's bookkeeping ([`WAL_APPLIED`]).
+const W: u8 = b'w';
 /// Postings listed by record: seq → the posting keys of that record (each `len u16 LE ‖ key`).
 const Y: u8 = b'y';
 /// Settled states by key: the record (u64 BE) whose commit settled it.
 const Z: u8 = b'z';
 /// Settled states listed by record: `seq ‖ key` → ().
-const W: u8 = b'w';
+const V: u8 = b'v';
 /// Where open puts a segment file the catalog does not list and sled does not fully hold.
 pub const ORPHAN_DIR: &str = "orphan";
 
@@ -3092,6 +3470,235 @@ mod tests {
         assert_eq!(all.len(), (1..=2000u64).filter(|s| s % 7 == 3).count());
         assert!(store.index_contains(&posting(3, 10)).expect("contains"));
         assert!(!store.index_contains(&posting(3, 11)).expect("contains"));
+    }
+
+    /// Copies sled's files (everything but the log's) of `from` into a fresh `to`.
+    pub(super) fn copy_sled(from: &Path, to: &Path) {
+        let _ = std::fs::remove_dir_all(to);
+        copy_dir(from, to, &|name| !wal::NAMES.iter().any(|w| *name == **w));
+    }
+
+    fn copy_dir(from: &Path, to: &Path, take: &dyn Fn(&std::ffi::OsStr) -> bool) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for e in std::fs::read_dir(from).expect("read_dir").flatten() {
+            let (p, name) = (e.path(), e.file_name());
+            if !take(&name) {
+                continue;
+            }
+            if p.is_dir() {
+                copy_dir(&p, &to.join(&name), take);
+            } else {
+                std::fs::copy(&p, to.join(&name)).expect("copy");
+            }
+        }
+    }
+
+    /// A store in `dir/live` whose sled is flushed only when it must (never in the
+    /// background), copying sled's files to `dir/sled` at each flush.
+    fn open_watched(dir: &Path, file_bytes: u64) -> Store {
+        Store::open_inner(
+            &dir.join("live"),
+            1 << 22,
+            None,
+            WalOptions {
+                file_bytes,
+                lazy_flush: false,
+                sled_copy: Some(dir.join("sled")),
+            },
+        )
+        .expect("open")
+    }
+
+    /// What a kill -9 of the process (or a power cut after the last sync) leaves in `dir/live`:
+    /// sled as of its last flush, the log as written. Made in `dir/<name>`.
+    fn crash(dir: &Path, name: &str) -> PathBuf {
+        let to = dir.join(name);
+        copy_dir(&dir.join("sled"), &to, &|_| true);
+        copy_dir(&dir.join("live"), &to, &|name| {
+            wal::NAMES.iter().any(|w| *name == **w)
+        });
+        to
+    }
+
+    /// The records of a store, checked: a gap-free prefix 1..=n of `record`. Returns n.
+    fn prefix_len(store: &Store) -> u64 {
+        let seen = walk(store, 1, None);
+        let n = seen.len() as u64;
+        assert_eq!(seen, (1..=n).collect::<Vec<_>>(), "a prefix, without gaps");
+        n
+    }
+
+    /// Commits records `seqs` one per commit, with an index entry and a state entry changed at
+    /// each (and one removed at every third), syncing after each.
+    fn commit_synced(store: &Store, seqs: std::ops::RangeInclusive<u64>) {
+        for s in seqs {
+            let mut ws = WriteSet::default();
+            ws.journal(s, record(s));
+            ws.index(format!("i{s}").into_bytes());
+            ws.state(b"last".to_vec(), Some(s.to_be_bytes().to_vec()));
+            if s % 3 == 0 {
+                ws.state(format!("gone{}", s - 3).into_bytes(), None);
+                ws.state(format!("gone{s}").into_bytes(), Some(vec![1]));
+            }
+            store.commit(&ws).expect("commit");
+            store.sync().expect("sync");
+        }
+    }
+
+    fn open_plain(dir: &Path) -> Store {
+        Store::open(dir, 1 << 22).expect("open")
+    }
+
+    /// sled loses what it had not flushed; the log gives every synced commit back, and reading
+    /// it again (a second open, or an open of another copy of the same crash) changes nothing.
+    #[test]
+    fn every_synced_commit_comes_back_from_the_log_when_sled_lost_it_and_replay_is_idempotent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open_watched(dir.path(), wal::FILE_BYTES);
+        commit_synced(&store, 1..=300);
+        // Committed, never synced.
+        append(&store, 301..=305);
+        let (crashed, again) = (crash(dir.path(), "crashed"), crash(dir.path(), "again"));
+        drop(store);
+
+        let store = open_plain(&crashed);
+        assert_eq!(
+            prefix_len(&store),
+            300,
+            "every synced record, not the unsynced"
+        );
+        assert_eq!(
+            store.state_get(b"last").expect("get"),
+            Some(300u64.to_be_bytes().to_vec())
+        );
+        assert!(store.index_contains(b"i300").expect("index"));
+        assert!(store.state_get(b"gone297").expect("get").is_none());
+        assert!(store.state_get(b"gone300").expect("get").is_some());
+        let replayed = store.content_digest().expect("digest");
+        drop(store);
+        let store = open_plain(&crashed);
+        assert_eq!(
+            store.content_digest().expect("digest"),
+            replayed,
+            "a second open"
+        );
+        drop(store);
+        let store = open_plain(&again);
+        assert_eq!(
+            store.content_digest().expect("digest"),
+            replayed,
+            "another copy"
+        );
+        // The store goes on from there.
+        commit_synced(&store, 301..=310);
+        assert_eq!(prefix_len(&store), 310);
+        drop(store);
+        assert_eq!(prefix_len(&open_plain(&again)), 310);
+    }
+
+    /// A frame torn or damaged on disk ends the replay: the commits before it come back,
+    /// nothing from it or after it, even intact frames that follow.
+    #[test]
+    fn a_torn_frame_ends_the_replay_and_nothing_after_it_is_applied() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open_watched(dir.path(), wal::FILE_BYTES);
+        commit_synced(&store, 1..=10);
+        let (damaged, torn) = (crash(dir.path(), "damaged"), crash(dir.path(), "torn"));
+        drop(store);
+        let path = damaged.join(wal::NAMES[0]);
+        let mut bytes = std::fs::read(&path).expect("read");
+        let frame_at = |bytes: &[u8], n: u64| {
+            let mut at = 0;
+            for _ in 1..n {
+                at = wal::decode_at(bytes, at).expect("frame").1;
+            }
+            let (f, end) = wal::decode_at(bytes, at).expect("frame n");
+            assert_eq!(f.number, n);
+            (at, end)
+        };
+        // Frame 8 (record 8): one byte of its payload changed.
+        let (at, _) = frame_at(&bytes, 8);
+        bytes[at + wal::HEADER + 3] ^= 0x10;
+        std::fs::write(&path, &bytes).expect("write");
+        let store = open_plain(&damaged);
+        assert_eq!(prefix_len(&store), 7);
+        assert_eq!(
+            store.state_get(b"last").expect("get"),
+            Some(7u64.to_be_bytes().to_vec())
+        );
+        assert!(!store.index_contains(b"i9").expect("index"));
+        // Frame 10 cut short (a torn write): the nine before it.
+        let path = torn.join(wal::NAMES[0]);
+        let mut bytes = std::fs::read(&path).expect("read");
+        let (_, end) = frame_at(&bytes, 10);
+        bytes[end - 5..end].fill(0);
+        std::fs::write(&path, &bytes).expect("write");
+        assert_eq!(prefix_len(&open_plain(&torn)), 9);
+    }
+
+    /// Small log files: writing goes round both files many times, sled being flushed only when
+    /// a file is full and the other still holds frames sled lacks; after a crash at the end
+    /// (sled as of its last flush) every synced commit comes back.
+    #[test]
+    fn the_log_goes_round_its_two_files_and_loses_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open_watched(dir.path(), wal::GROW);
+        let big = vec![0x5Au8; 20_000];
+        for s in 1..=400u64 {
+            let mut ws = WriteSet::default();
+            ws.journal(s, record(s));
+            ws.aux(format!("blob{}", s % 10).into_bytes(), Some(big.clone()));
+            ws.aux(b"last".to_vec(), Some(s.to_be_bytes().to_vec()));
+            store.commit(&ws).expect("commit");
+            store.sync().expect("sync");
+        }
+        let crashed = crash(dir.path(), "crashed");
+        drop(store);
+        for name in wal::NAMES {
+            assert_eq!(
+                std::fs::metadata(crashed.join(name)).expect("meta").len(),
+                wal::GROW,
+                "{name} never grows past its capacity"
+            );
+        }
+        let store = open_plain(&crashed);
+        assert_eq!(prefix_len(&store), 400);
+        assert_eq!(
+            store.aux_get(b"last").expect("get"),
+            Some(400u64.to_be_bytes().to_vec())
+        );
+        assert_eq!(store.aux_get(b"blob9").expect("get"), Some(big));
+    }
+
+    /// A damaged mark of the log stops the open with an error that names it (no panic, no
+    /// replay from a wrong place).
+    #[test]
+    fn a_malformed_log_mark_is_named_at_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open_plain(dir.path());
+        append(&store, 1..=3);
+        store.sync().expect("sync");
+        store.tree.insert(WAL_APPLIED, &b"xx"[..]).expect("insert");
+        store.flush_sled().expect("flush");
+        drop(store);
+        let err = Store::open(dir.path(), 1 << 22).expect_err("malformed mark");
+        assert!(err.to_string().contains("`w applied`"), "{err}");
+    }
+
+    /// With the background flush, sled is flushed without any sync asking for it.
+    #[test]
+    fn sled_is_flushed_in_the_background() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), 1 << 22).expect("open");
+        append(&store, 1..=5);
+        // No sync is asked for: only the background flush can bring `flushed` up to
+        // `applied` (it may already have, by the time this reads them).
+        let applied = store.shared.applied.load(Ordering::SeqCst);
+        let ceiling = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while store.shared.flushed.load(Ordering::SeqCst) < applied {
+            assert!(std::time::Instant::now() < ceiling, "no background flush");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     #[test]

@@ -5,9 +5,13 @@
 //! checks that every acknowledged record is there and that the chain (and its checkpoints)
 //! verify. 200 cycles on one ledger, so later cycles also recover from earlier crashes.
 //!
+//! A second loop kills later (up to 2.5 s after the first ack), across the store's lazy sled
+//! flushes: what sled had not flushed comes back from the write-ahead log.
+//!
 //! (SIGKILL loses the process, not the page cache; the fsync's own guarantee against power loss
 //! is the kernel's. What this proves is that nothing is acknowledged before the write reached
-//! the file and that sled recovers a consistent, gap-free prefix.)
+//! the log file, that sled recovers a consistent, gap-free prefix and that the log's replay
+//! completes it.)
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -32,6 +36,19 @@ impl Rng {
 
 #[test]
 fn kill_9_never_loses_an_acknowledged_record_and_the_chain_still_verifies() {
+    crash_loop(CYCLES, 60_000);
+}
+
+/// Kills at up to 2.5 s: most cycles see one or two lazy sled flushes before the kill, and the
+/// kill loses the commits sled had not flushed since.
+#[test]
+fn kill_9_after_lazy_sled_flushes_loses_no_acknowledged_record() {
+    crash_loop(20, 2_500_000);
+}
+
+/// `cycles` kill -9 cycles on one ledger, each killing the child at a random moment up to
+/// `max_delay_us` after its first acknowledgement.
+fn crash_loop(cycles: usize, max_delay_us: u64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let ledger_dir = dir.path().join("ledger");
     let seed = std::env::var("CRASH_SEED")
@@ -45,7 +62,7 @@ fn kill_9_never_loses_an_acknowledged_record_and_the_chain_still_verifies() {
     let mut killed_with_acks = 0usize;
     let started = Instant::now();
 
-    for cycle in 0..CYCLES {
+    for cycle in 0..cycles {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hallctl"))
             .args([
                 "ledger",
@@ -79,7 +96,7 @@ fn kill_9_never_loses_an_acknowledged_record_and_the_chain_still_verifies() {
         if let Ok(n) = rx.recv_timeout(Duration::from_secs(60)) {
             acked.push(n);
         }
-        std::thread::sleep(Duration::from_micros(rng.next() % 60_000));
+        std::thread::sleep(Duration::from_micros(rng.next() % max_delay_us));
         child.kill().expect("kill -9");
         child.wait().expect("reap");
         reader.join().expect("reader");
@@ -106,7 +123,7 @@ fn kill_9_never_loses_an_acknowledged_record_and_the_chain_still_verifies() {
         }
         max_acked = max_acked.max(acked.iter().copied().max().unwrap_or(0));
         // The tail since the last checkpoint every cycle; the whole chain every 25 cycles.
-        let full = cycle % 25 == 24;
+        let full = cycle % 25 == 24 || cycle + 1 == cycles;
         let report = ledger
             .verify(
                 &VerifyOptions {
@@ -128,7 +145,7 @@ fn kill_9_never_loses_an_acknowledged_record_and_the_chain_still_verifies() {
         drop(ledger);
     }
     println!(
-        "{CYCLES} kill -9 cycles ({killed_with_acks} with acknowledgements), {total_acks} acknowledged records checked, last acknowledged {max_acked}, {:.1} s",
+        "{cycles} kill -9 cycles ({killed_with_acks} with acknowledgements), {total_acks} acknowledged records checked, last acknowledged {max_acked}, {:.1} s",
         started.elapsed().as_secs_f64()
     );
     // The black-box verdict as an auditor would get it.

@@ -898,8 +898,8 @@ impl Drop for Ledger {
     }
 }
 
-/// The committer: one flush + fsync covers every record written before it started, so
-/// concurrent appenders share the cost (group commit).
+/// The committer: one sync (a write and an fdatasync of the store's log) covers every record
+/// written before it started, so concurrent appenders share the cost (group commit).
 fn commit_loop(store: &Store, c: &Committer, sealer: &sealer::Sealer) {
     loop {
         let target = {
