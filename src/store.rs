@@ -2670,6 +2670,11 @@ impl Run {
         let Some((stored, body)) = chain::split_stored(value) else {
             return unfit(format!("record {} is malformed", self.expected));
         };
+        // A file's records are trusted by full verification without a second walk: each body
+        // must say its own seq.
+        if chain::body_seq(body) != Some(self.expected) {
+            return unfit(format!("record {}'s body names another seq", self.expected));
+        }
         let link = chain::link(&self.link, self.expected, body);
         if link != stored {
             return unfit(format!("record {}'s link does not match", self.expected));
