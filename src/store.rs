@@ -528,11 +528,13 @@ pub struct Store {
     fault_after_rename: AtomicBool,
     /// Test hook: stop a segment's sealing right after the batch that registers it.
     fault_after_register: AtomicBool,
-    /// Commits hold it shared; the batch that registers a sealed file holds it alone, so that
-    /// the settled states it removes from sled are checked unchanged at that moment.
+    /// Commits hold it shared; the batches that remove settled states from sled after sealing
+    /// hold it alone, so that each state is checked unchanged at that moment.
     commit_gate: RwLock<()>,
     /// Sealings tried while a segment was due (for tests: the sealer must not spin).
     seal_attempts: AtomicU64,
+    /// Test hook: microseconds each sync waits before writing (a slow disk).
+    sync_delay_us: AtomicU64,
     /// Counts this store among the process's open ones; dropped last (fields drop in
     /// declaration order, after sled's handles above), it waits until the file lock is free.
     _registered: lock::Registered,
@@ -647,6 +649,7 @@ impl Store {
             fault_after_register: AtomicBool::new(false),
             commit_gate: RwLock::new(()),
             seal_attempts: AtomicU64::new(0),
+            sync_delay_us: AtomicU64::new(0),
             _registered: lock::Registered::new(&dir.join("db"), OWN_RELEASE_WAIT),
         };
         let sealed = store.last_chunk()?.map_or(0, |(first, v)| {
@@ -1118,10 +1121,9 @@ impl Store {
         }
         for (k, v) in &ws.state {
             ops.push((pk(S, k), v.as_deref()));
-            if sealing {
-                // Written again: no longer settled (it stays in sled).
-                ops.push((pk(Z, k), None));
-            }
+            // Written again: no longer settled (it stays in sled). Also when this process does
+            // not seal: another that does may later.
+            ops.push((pk(Z, k), None));
         }
         for (k, v) in &ws.settled {
             ops.push((pk(S, k), Some(v)));
@@ -1146,6 +1148,10 @@ impl Store {
             ops.push((pk(A, k), v.as_deref()));
         }
         {
+            // Settled states leave sled under the gate's write side (`drop_sealed`): a commit
+            // never lands between that check and its batch. Taken before the log's lock, so
+            // that a drop stalls only the commits, not the syncs.
+            let _gate = self.commit_gate.read().unwrap_or_else(|p| p.into_inner());
             // One order for numbers and batches: `w applied` only grows.
             let mut log = self
                 .log
@@ -1162,16 +1168,21 @@ impl Store {
             }
             b.insert(WAL_APPLIED, marker(number, log.epoch).as_slice());
             {
-                // The batch that registers a sealed file waits for no commit in between.
-                let _gate = self.commit_gate.read().unwrap_or_else(|p| p.into_inner());
                 self.tree.apply_batch(b)?;
             }
             log.next += 1;
             self.shared.applied.store(number, Ordering::SeqCst);
             let len = frame.len() as u64;
             if len > self.wal_capacity {
-                // Too large for a log file: durable through sled, before the next number.
-                self.shared.flush_sled()?;
+                // Too large for a log file: durable through sled, before the next number. If
+                // that fails, the store is failed: no later commit may be acknowledged past
+                // this one, which is applied but not durable.
+                if let Err(e) = self.shared.flush_sled() {
+                    self.shared.fail(format!(
+                        "a commit too large for the log could not be made durable: {e}"
+                    ));
+                    return Err(e);
+                }
             } else {
                 log.pending.push((number, frame));
                 if self.shared.unflushed.fetch_add(len, Ordering::SeqCst) + len >= FLUSH_AFTER_BYTES
@@ -1244,6 +1255,14 @@ impl Store {
         Ok(())
     }
 
+    /// Test hook: every sync waits this long before it writes, as on a slow disk (so that a
+    /// test of group commit does not depend on how fast this machine's disk is today).
+    #[doc(hidden)]
+    pub fn slow_syncs(&self, delay: std::time::Duration) {
+        let us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        self.sync_delay_us.store(us, Ordering::Relaxed);
+    }
+
     /// How many times sealing was tried while a segment was due (tests: the sealer does not
     /// spin while it waits for a checkpoint).
     #[doc(hidden)]
@@ -1276,8 +1295,10 @@ impl Store {
 
     /// Moves the oldest `window` records not yet in a file into a new segment file once more
     /// than `window` are outside files (the caller holds the sealing lock). The file is written,
-    /// fsynced and renamed into place, and enters the in-memory catalog; then one sled batch
-    /// registers it and removes its records from `j` and `k`. Returns whether a file was sealed.
+    /// fsynced and renamed into place (with its index and state tables), and enters the
+    /// in-memory catalog; then one small sled batch registers it (and rewrites a chunk of an
+    /// older store that reaches past it), and [`Store::drop_sealed`] removes from sled what the
+    /// files hold, in small batches. Returns whether a file was sealed.
     ///
     /// Records are copied only if they are all there, in order, and their stored links are the
     /// links recomputed from their bodies: sealing never launders a gap or an edit (it stops,
@@ -1411,8 +1432,14 @@ impl Store {
         {
             let (wk, _) = kv?;
             let (seq, k) = (key_u64(&wk[1..9]), &wk[9..]);
+            // The value, whether it is still settled at `seq`, and the value again: a commit in
+            // between (a state written again) leaves the key where it is.
+            let before = self.tree.get(pk(S, k))?;
             let still = self.tree.get(pk(Z, k))?.is_some_and(|z| key_u64(&z) == seq);
-            if still && let Some(v) = self.tree.get(pk(S, k))? {
+            if still
+                && let Some(v) = before
+                && self.tree.get(pk(S, k))?.as_ref() == Some(&v)
+            {
                 settled.push((k.to_vec(), v.to_vec(), seq));
             }
         }
@@ -1484,6 +1511,11 @@ impl Store {
                 "removing sealed entries from the store failed (the next open retries): {e}"
             );
         }
+        // Sealing's batches are not in the log: make them durable now, so that a quiet hall
+        // does not keep a finished seal only in memory.
+        if let Err(e) = self.flush_sled() {
+            tracing::warn!("flushing the store after sealing failed (a restart seals again): {e}");
+        }
         Ok(true)
     }
 
@@ -1532,33 +1564,41 @@ impl Store {
         }
         let v_end = pk(V, &(upto + 1).to_be_bytes());
         loop {
-            let mut b = sled::Batch::default();
-            let mut n = 0;
-            let gate = self.commit_gate.write().unwrap_or_else(|p| p.into_inner());
+            // The table's values are read first, without the gate (a block read and a
+            // decompression each); under it only sled is checked and the batch applied.
+            let mut found: Vec<(sled::IVec, u64, Option<Vec<u8>>)> = Vec::new();
             for kv in self
                 .tree
                 .range(pk(V, &[])..v_end.clone())
                 .take(DROP_BATCH / 4)
             {
-                let (wk, _) = kv?;
-                let (seq, k) = (key_u64(&wk[1..9]), &wk[9..]);
-                let settled_then = self.tree.get(pk(Z, k))?.is_some_and(|z| key_u64(&z) == seq);
+                let (vk, _) = kv?;
+                let seq = key_u64(&vk[1..9]);
                 let table = catalog::find(&files, seq).and_then(|s| s.states.as_ref());
+                let sealed = match table {
+                    Some(t) => t.get(&vk[9..])?,
+                    None => None,
+                };
+                found.push((vk, seq, sealed));
+            }
+            if found.is_empty() {
+                break;
+            }
+            let mut b = sled::Batch::default();
+            let _gate = self.commit_gate.write().unwrap_or_else(|p| p.into_inner());
+            for (vk, seq, sealed) in found {
+                let k = &vk[9..];
+                let settled_then = self.tree.get(pk(Z, k))?.is_some_and(|z| key_u64(&z) == seq);
                 if settled_then
-                    && let (Some(t), Some(v)) = (table, self.tree.get(pk(S, k))?)
-                    && t.get(k)?.is_some_and(|tv| tv == v.as_ref())
+                    && let (Some(tv), Some(v)) = (sealed, self.tree.get(pk(S, k))?)
+                    && tv == v.as_ref()
                 {
                     b.remove(pk(S, k));
                     b.remove(pk(Z, k));
                 }
-                b.remove(wk);
-                n += 1;
-            }
-            if n == 0 {
-                break;
+                b.remove(vk);
             }
             self.tree.apply_batch(b)?;
-            drop(gate);
         }
         Ok(())
     }
@@ -1666,6 +1706,10 @@ impl Store {
         );
         if pending.is_empty() {
             return Ok(());
+        }
+        let delay = self.sync_delay_us.load(Ordering::Relaxed);
+        if delay > 0 {
+            std::thread::sleep(std::time::Duration::from_micros(delay));
         }
         let shared = &self.shared;
         let mut flush = || {

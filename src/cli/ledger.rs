@@ -242,6 +242,9 @@ pub enum LedgerCommand {
         /// Checkpoint every this many records.
         #[arg(long, default_value_t = 50)]
         checkpoint_every: u64,
+        /// Seal history into segment files this many records at a time (0: never).
+        #[arg(long, default_value_t = 0)]
+        seal_window: u64,
     },
 }
 
@@ -428,19 +431,26 @@ pub fn run(args: LedgerArgs) -> anyhow::Result<()> {
         LedgerCommand::Soak {
             threads,
             checkpoint_every,
-        } => soak(dir, threads, checkpoint_every)?,
+            seal_window,
+        } => soak(dir, threads, checkpoint_every, seal_window)?,
     }
     Ok(())
 }
 
 /// The crash-test workload: every record is valid, and unique across restarts (the process id
 /// is part of every id), so each cycle can append to the same ledger.
-fn soak(dir: &std::path::Path, threads: usize, checkpoint_every: u64) -> anyhow::Result<()> {
+fn soak(
+    dir: &std::path::Path,
+    threads: usize,
+    checkpoint_every: u64,
+    seal_window: u64,
+) -> anyhow::Result<()> {
     let ledger = open_ledger_with(
         dir,
         true,
         LedgerConfig {
             checkpoint_every,
+            seal_window,
             ..LedgerConfig::default()
         },
     )?;

@@ -31,13 +31,13 @@
 //!   scan normally finds nothing. It is bounded ([`SCAN_LIMIT`] entries): past it the lot is
 //!   refused, naming why, rather than checked for part of its neighbours.
 //!
-//! Every candidate is then checked exactly, by arithmetic on the two ranges ([`shared`]).
+//! Every candidate is then checked exactly, by arithmetic on the two ranges (`shared`).
 //!
 //! Ranges are checked at receipt so that the index is exact: at least one digit, a last number
 //! that fits the width (`last < 10^width`: every serial then has exactly `width` digits after
 //! the prefix), a prefix without control characters and serials of at most [`MAX_SERIAL`]
 //! characters. A lot received before these checks is indexed piece by piece: one entry per
-//! number of digits its serials have ([`spans`]).
+//! number of digits its serials have (see `spans`).
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -95,7 +95,7 @@ pub(crate) fn check_range(r: &SerialRange) -> Result<(), Refusal> {
 }
 
 /// The pieces of `r` whose serials have the same number of digits: (digits, first, last).
-/// One piece for a range that [`check_range`] accepts; a range received before that check
+/// One piece for a range that `check_range` accepts; a range received before that check
 /// whose numbers outgrow its width has one more per extra digit.
 pub(crate) fn spans(r: &SerialRange) -> Vec<(usize, u64, u64)> {
     let mut out = Vec::new();
@@ -135,7 +135,7 @@ fn key(prefix: &[u8], width: usize, n: u64) -> Option<Vec<u8>> {
     Some(k)
 }
 
-/// The index entries of `lot` (one per [`spans`] piece).
+/// The index entries of `lot` (one per `spans` piece).
 pub(crate) fn entries(lot: &Lot) -> Vec<(Vec<u8>, Vec<u8>)> {
     let prefix = lot.range.prefix.as_bytes();
     // A prefix with a 0 byte could not be told from the key's separator (refused at receipt).
