@@ -257,16 +257,17 @@ fn fixture_v1_lots_refuse_a_new_lot_sharing_their_serials() {
             },
         )
     };
-    // BOX-2 holds BK-0000600 .. BK-0000899.
-    for (prefix, width, first, last) in [
-        ("BK-", 7, 500, 600),
-        ("BK-", 7, 899, 950),
-        ("BK-0000", 3, 700, 710),
-        ("BK-000089", 1, 9, 9),
+    // BOX-2 holds BK-0000600 .. BK-0000899, BOX-1 the serials before. A refusal names the
+    // lowest serial the new lot shares.
+    for (prefix, width, first, last, named) in [
+        ("BK-", 7, 500, 600, "BK-0000500 (lot BOX-1)"),
+        ("BK-", 7, 899, 950, "BK-0000899 (lot BOX-2)"),
+        ("BK-0000", 3, 700, 710, "BK-0000700 (lot BOX-2)"),
+        ("BK-000089", 1, 9, 9, "BK-0000899 (lot BOX-2)"),
     ] {
         match receive("NEW", prefix, width, first, last) {
             Err(LedgerError::Refused(why)) => {
-                assert!(why.to_string().contains("BOX-2"), "{why}");
+                assert!(why.to_string().contains(named), "{why}");
             }
             other => panic!("{prefix} {width} {first}-{last}: {other:?}"),
         }
