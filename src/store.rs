@@ -1043,24 +1043,27 @@ impl Store {
         reader
             .verify(key, expected_prev)
             .map_err(|e| problem(&file, false, e.to_string()))?;
-        if entry.table_len > 0 {
-            // Its postings: a damaged or missing table would make queries miss records.
-            let table = catalog::table_path(&self.dir, first);
-            if !table.exists() {
-                return Err(missing(&table, "index table"));
+        // Its postings and settled states: a damaged or missing table would make queries miss
+        // records, or lose states.
+        for (table, len, what) in [
+            (
+                catalog::table_path(&self.dir, first),
+                entry.table_len,
+                "index table",
+            ),
+            (
+                catalog::states_path(&self.dir, first),
+                entry.states_len,
+                "state table",
+            ),
+        ] {
+            if len == 0 {
+                continue;
             }
-            self.open_table(entry)
-                .map_err(|e| problem(&table, false, e.to_string()))?
-                .map_or(Ok(()), |t| t.verify(key))
-                .map_err(|e| problem(&table, false, e.to_string()))?;
-        }
-        if entry.states_len > 0 {
-            // Its settled states: a damaged or missing table would lose them.
-            let table = catalog::states_path(&self.dir, first);
             if !table.exists() {
-                return Err(missing(&table, "state table"));
+                return Err(missing(&table, what));
             }
-            self.open_states(entry)
+            self.open_part(entry, &table, len, what)
                 .map_err(|e| problem(&table, false, e.to_string()))?
                 .map_or(Ok(()), |t| t.verify(key))
                 .map_err(|e| problem(&table, false, e.to_string()))?;
