@@ -885,6 +885,25 @@ impl SegmentReader {
         zstd::bulk::Decompressor::new().map_err(io_err(&self.path))
     }
 
+    /// Runs `f` with this thread's decompressor (a point read would otherwise make one, which
+    /// costs more than decoding its block).
+    fn with_decompressor<T>(
+        &self,
+        f: impl FnOnce(&mut zstd::bulk::Decompressor<'static>) -> Result<T, SegmentError>,
+    ) -> Result<T, SegmentError> {
+        thread_local! {
+            static DEC: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        DEC.with(|d| {
+            let mut d = d.borrow_mut();
+            if d.is_none() {
+                *d = Some(self.decompressor()?);
+            }
+            f(d.as_mut().expect("made above"))
+        })
+    }
+
     /// The body of record `seq`: one block read and decompressed. `None` when the file does
     /// not hold `seq`.
     ///
@@ -897,7 +916,7 @@ impl SegmentReader {
         let e = self.index[i];
         let bytes = self.read_at(e.disk_len(), e.offset)?;
         let mut raw = Vec::new();
-        self.decode_block(i, &bytes, &mut self.decompressor()?, &mut raw)?;
+        self.with_decompressor(|d| self.decode_block(i, &bytes, d, &mut raw))?;
         let bodies = self.bodies(i, &raw)?;
         let k = usize::try_from(seq - e.first_seq).unwrap_or(usize::MAX);
         Ok(bodies.get(k).map(|r| raw[r.clone()].to_vec()))
@@ -923,7 +942,8 @@ impl SegmentReader {
             None => self.prev_link,
         };
         let mut raw = Vec::new();
-        let stored = self.decode_block(i, &bytes[here..], &mut self.decompressor()?, &mut raw)?;
+        let stored =
+            self.with_decompressor(|d| self.decode_block(i, &bytes[here..], d, &mut raw))?;
         let k = usize::try_from(seq - e.first_seq).unwrap_or(usize::MAX);
         let mut link = None;
         self.chain_block(i, prev, &raw, &stored, |n, l| {

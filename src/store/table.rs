@@ -214,6 +214,39 @@ pub struct TableWriter {
     whole_keys: bool,
 }
 
+/// zstd's contexts, one pair per thread: making one costs more than decoding a small block (a
+/// profile of the load showed `ZSTD_createDCtx` above the decoding itself).
+struct Zstd {
+    c: zstd::bulk::Compressor<'static>,
+    d: zstd::bulk::Decompressor<'static>,
+}
+
+impl Zstd {
+    fn compress(&mut self, raw: &[u8]) -> std::io::Result<Vec<u8>> {
+        self.c.compress(raw)
+    }
+    fn decompress(&mut self, frame: &[u8], raw_len: usize) -> std::io::Result<Vec<u8>> {
+        self.d.decompress(frame, raw_len)
+    }
+}
+
+/// Runs `f` with this thread's zstd contexts (level 3), making them on first use.
+fn zstd_block<T>(f: impl FnOnce(&mut Zstd) -> std::io::Result<T>) -> std::io::Result<T> {
+    thread_local! {
+        static ZSTD: std::cell::RefCell<Option<Zstd>> = const { std::cell::RefCell::new(None) };
+    }
+    ZSTD.with(|z| {
+        let mut z = z.borrow_mut();
+        if z.is_none() {
+            *z = Some(Zstd {
+                c: zstd::bulk::Compressor::new(3)?,
+                d: zstd::bulk::Decompressor::new()?,
+            });
+        }
+        f(z.as_mut().expect("made above"))
+    })
+}
+
 impl std::fmt::Debug for TableWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TableWriter")
@@ -325,7 +358,7 @@ impl TableWriter {
         let Some(first) = self.block_first.take() else {
             return Ok(());
         };
-        let frame = zstd::bulk::compress(&self.raw, 3).map_err(io_err(&self.path))?;
+        let frame = zstd_block(|z| z.compress(&self.raw)).map_err(io_err(&self.path))?;
         let offset = self.out.len() as u64;
         self.out.extend_from_slice(&frame);
         self.out.extend_from_slice(&crc(&frame).to_le_bytes());
@@ -692,7 +725,7 @@ impl TableReader {
                 b.offset
             )));
         }
-        let raw = zstd::bulk::decompress(frame, b.raw_len as usize)
+        let raw = zstd_block(|z| z.decompress(frame, b.raw_len as usize))
             .map_err(|e| self.damaged(format!("block {i} (offset {}): {e}", b.offset)))?;
         let bad = || {
             self.damaged(format!(
