@@ -90,6 +90,7 @@ use thiserror::Error;
 use crate::ledger::chain::{self, Link};
 
 pub mod catalog;
+pub mod compact;
 pub mod lock;
 pub mod segment;
 pub mod table;
@@ -319,6 +320,8 @@ struct WalOptions {
     /// sled from then on, until the next flush).
     #[cfg(test)]
     sled_copy: Option<PathBuf>,
+    /// When an open rebuilds sled's file (stores that seal only).
+    compact: compact::Policy,
 }
 
 impl Default for WalOptions {
@@ -326,6 +329,7 @@ impl Default for WalOptions {
         WalOptions {
             file_bytes: wal::FILE_BYTES,
             lazy_flush: true,
+            compact: compact::Policy::default(),
             #[cfg(test)]
             sled_copy: None,
         }
@@ -340,6 +344,10 @@ const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 const WAL_APPLIED: &[u8] = b"wapplied";
 /// The `meta` key of the last open's epoch.
 const WAL_EPOCH: &str = "wal/epoch";
+
+/// The period of sled's own flusher thread, which also runs sled's segment cleaner for up to
+/// half of it after each flush.
+const SLED_FLUSH_MS: u64 = 500;
 
 fn marker(number: u64, epoch: u64) -> [u8; 16] {
     let mut m = [0u8; 16];
@@ -535,6 +543,9 @@ pub struct Store {
     seal_attempts: AtomicU64,
     /// Test hook: microseconds each sync waits before writing (a slow disk).
     sync_delay_us: AtomicU64,
+    /// When sled's file is rebuilt (at open, and by a close that leaves a copy for the next
+    /// open to swap in), and sled's cache size for the copy.
+    compact: (compact::Policy, u64),
     /// Counts this store among the process's open ones; dropped last (fields drop in
     /// declaration order, after sled's handles above), it waits until the file lock is free.
     _registered: lock::Registered,
@@ -546,11 +557,48 @@ impl std::fmt::Debug for Store {
     }
 }
 
+impl Drop for Store {
+    /// A store that seals, closed whole, leaves a rebuilt copy of a mostly dead sled file for
+    /// the next open to swap in ([`compact`]): a clean stop pays for the copy, the next start
+    /// only renames. A failed store copies nothing: sled may hold commits the log refused.
+    fn drop(&mut self) {
+        if self.seal_config.is_none() || self.shared.failed.lock().map_or(true, |f| f.is_some()) {
+            return;
+        }
+        let t0 = std::time::Instant::now();
+        let (policy, cache_bytes) = self.compact;
+        match Store::copy_if_due(&self.shared.db, cache_bytes, &self.dir, policy) {
+            Ok(None) => {}
+            Ok(Some((file, live))) => tracing::info!(
+                "copied sled's live keys and values ({} MiB of a {} MiB file) at close in {:.2} s: the next open swaps the copy in",
+                live >> 20,
+                file >> 20,
+                t0.elapsed().as_secs_f64()
+            ),
+            Err(e) => tracing::warn!("sled's file was not rebuilt at close: {e}"),
+        }
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// sled's configuration for the store in `dir`.
+fn sled_config(dir: &Path, cache_bytes: u64) -> sled::Config {
+    // sled's background flusher runs: it is the only caller of sled's segment cleaner, which
+    // moves the live pages out of mostly-dead segments so that they can be reused. Without it
+    // sled's file grew by every byte ever written (about 1.3 KB per record, though sealing
+    // leaves sled almost empty). Durability does not rest on it: ours flushes and fsyncs sled
+    // behind the write-ahead log, see *Durability*.
+    sled::Config::new()
+        .path(dir)
+        .flush_every_ms(Some(SLED_FLUSH_MS))
+        .cache_capacity(cache_bytes)
+        .mode(sled::Mode::HighThroughput)
 }
 
 fn fsync_dir(path: &Path) -> Result<(), StoreError> {
@@ -594,15 +642,20 @@ impl Store {
         sealing: Option<Sealing>,
         wal_options: WalOptions,
     ) -> Result<Store, StoreError> {
-        let fresh = !dir.join("db").exists();
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        // sled's background flusher is off: ours flushes (and fsyncs) it, see *Durability*.
-        let config = sled::Config::new()
-            .path(dir)
-            .flush_every_ms(None)
-            .cache_capacity(cache_bytes)
-            .mode(sled::Mode::HighThroughput);
-        let db = open_waiting_for_own_release(&config, dir)?;
+        // A rebuild of sled's file that an earlier open began is finished (or its partial copy
+        // removed) before sled opens its files: roll-forward recovery, the same keys either way.
+        if compact::finish(dir).map_err(io_err(&dir.join(compact::DIR)))? {
+            tracing::info!(
+                "finished swapping in sled's rebuilt file (an earlier open was interrupted)"
+            );
+        }
+        let fresh = !dir.join("db").exists();
+        let config = sled_config(dir, cache_bytes);
+        let mut db = open_waiting_for_own_release(&config, dir)?;
+        if sealing.as_ref().is_some_and(|s| s.window > 0) {
+            db = Store::compact_if_due(db, &config, cache_bytes, dir, wal_options.compact)?;
+        }
         let tree = db.open_tree("ledger")?;
         let meta = db.open_tree("meta")?;
         let shared = Arc::new(Shared {
@@ -650,6 +703,7 @@ impl Store {
             commit_gate: RwLock::new(()),
             seal_attempts: AtomicU64::new(0),
             sync_delay_us: AtomicU64::new(0),
+            compact: (wal_options.compact, cache_bytes),
             _registered: lock::Registered::new(&dir.join("db"), OWN_RELEASE_WAIT),
         };
         let sealed = store.last_chunk()?.map_or(0, |(first, v)| {
@@ -686,6 +740,59 @@ impl Store {
             }
         }
         Ok(store)
+    }
+
+    /// Rebuilds sled's file when it is mostly dead space ([`compact`]): returns the sled to use,
+    /// `db` itself when no rebuild is due.
+    fn compact_if_due(
+        db: sled::Db,
+        config: &sled::Config,
+        cache_bytes: u64,
+        dir: &Path,
+        policy: compact::Policy,
+    ) -> Result<sled::Db, StoreError> {
+        let t0 = std::time::Instant::now();
+        let Some((file, live)) = Store::copy_if_due(&db, cache_bytes, dir, policy)? else {
+            return Ok(db);
+        };
+        drop(db);
+        compact::finish(dir).map_err(io_err(&dir.join(compact::DIR)))?;
+        let db = open_waiting_for_own_release(config, dir)?;
+        let after = std::fs::metadata(dir.join("db")).map_or(0, |m| m.len());
+        tracing::info!(
+            "rebuilt sled's file at open: {} MiB to {} MiB ({} MiB of live keys and values) in {:.2} s",
+            file >> 20,
+            after >> 20,
+            live >> 20,
+            t0.elapsed().as_secs_f64()
+        );
+        Ok(db)
+    }
+
+    /// Copies `db` into `dir/sled.compact` ([`compact::copy`]) when its file is due for a
+    /// rebuild by `policy`; returns the file's size and the live bytes copied.
+    fn copy_if_due(
+        db: &sled::Db,
+        cache_bytes: u64,
+        dir: &Path,
+        policy: compact::Policy,
+    ) -> Result<Option<(u64, u64)>, StoreError> {
+        let file = std::fs::metadata(dir.join("db")).map_or(0, |m| m.len());
+        if file < policy.min_file {
+            return Ok(None);
+        }
+        let limit = policy.max_live.min(file / policy.ratio.max(1));
+        let Some(live) = compact::live_bytes(db, limit)? else {
+            return Ok(None);
+        };
+        let new = sled_config(&dir.join(compact::DIR), cache_bytes);
+        compact::copy(db, &new, dir).map_err(|e| {
+            StoreError::Sled(format!(
+                "rebuilding sled's file in {}: {e}",
+                dir.join(compact::DIR).display()
+            ))
+        })?;
+        Ok(Some((file, live)))
     }
 
     /// Replays the log's frames that sled lacks (see *Durability*), flushes sled and stores a
@@ -3041,12 +3148,17 @@ mod tests {
 
     /// Values of a well-formed chain of `n` records (bodies of varied length).
     fn chained(n: u64) -> Vec<Vec<u8>> {
+        chained_padded(n, 0)
+    }
+
+    /// As [`chained`], each body `pad` bytes longer.
+    fn chained_padded(n: u64, pad: usize) -> Vec<Vec<u8>> {
         let mut link = chain::GENESIS;
         (1..=n)
             .map(|s| {
                 let body = format!(
                     "{{\"seq\":{s},\"pad\":\"{}\"}}",
-                    "x".repeat((s % 61) as usize)
+                    "x".repeat((s % 61) as usize + pad)
                 );
                 link = chain::link(&link, s, body.as_bytes());
                 chain::stored(&link, body.as_bytes())
@@ -3166,6 +3278,136 @@ mod tests {
             drop(sealed);
             let sealed = open_sealing(b.path(), window);
             same_reads(&plain, &sealed, n, from, from + span);
+        }
+    }
+
+    /// A store sealing windows of `window` whose open rebuilds sled's file per `policy`.
+    fn open_compacting(dir: &Path, window: u64, policy: compact::Policy) -> Store {
+        Store::open_inner(
+            dir,
+            1 << 22,
+            sealing(window),
+            WalOptions {
+                compact: policy,
+                ..WalOptions::default()
+            },
+        )
+        .expect("open")
+    }
+
+    /// Rebuild whenever the file is at least twice its live data, whatever its size.
+    const EAGER: compact::Policy = compact::Policy {
+        min_file: 0,
+        max_live: 1 << 30,
+        ratio: 2,
+    };
+    const NEVER: compact::Policy = compact::Policy {
+        min_file: u64::MAX,
+        max_live: 0,
+        ratio: 2,
+    };
+
+    fn sled_file(dir: &Path) -> u64 {
+        std::fs::metadata(dir.join("db"))
+            .expect("sled's file")
+            .len()
+    }
+
+    /// `n` records committed one by one into a plain store and into a store sealing windows
+    /// of 50 that never rebuilds sled's file, all sealed; returns both.
+    fn sealed_and_plain(a: &Path, b: &Path, n: u64) -> (Store, Store) {
+        let values = chained_padded(n, 2_000);
+        let plain = Store::open(a, 1 << 22).expect("open");
+        let sealed = open_compacting(b, 50, NEVER);
+        for s in 1..=n {
+            commit_chained(&plain, &values, s..=s);
+            commit_chained(&sealed, &values, s..=s);
+        }
+        sealed.seal_due().expect("seal");
+        assert!(sealed.segment_files().len() as u64 >= n / 50 - 1);
+        (plain, sealed)
+    }
+
+    #[test]
+    fn an_open_rebuilds_a_sled_file_that_is_mostly_dead_space() {
+        let (a, b) = (
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        );
+        let n = 3_000;
+        let (plain, sealed) = sealed_and_plain(a.path(), b.path(), n);
+        drop(sealed);
+        // Not due: no rebuild.
+        drop(open_compacting(b.path(), 50, NEVER));
+        let before = sled_file(b.path());
+        let sealed = open_compacting(b.path(), 50, EAGER);
+        let after = sled_file(b.path());
+        assert!(
+            after * 4 < before,
+            "sled's file went from {before} to {after} bytes: not rebuilt"
+        );
+        assert!(!b.path().join(compact::DIR).exists());
+        same_reads(&plain, &sealed, n, 1, n);
+        // The rebuilt store goes on: commits, sealing, a reopen.
+        let values = chained_padded(n + 120, 2_000);
+        commit_chained(&plain, &values, n + 1..=n + 120);
+        commit_chained(&sealed, &values, n + 1..=n + 120);
+        sealed.seal_due().expect("seal");
+        same_reads(&plain, &sealed, n + 120, n - 10, n + 120);
+        // A close leaves a copy when the file is due again; the next open swaps it in.
+        let grown = sled_file(b.path());
+        drop(sealed);
+        assert!(
+            b.path().join(compact::DIR).join("COMPLETE").exists(),
+            "a close of a {grown}-byte sled file left no copy"
+        );
+        let sealed = open_compacting(b.path(), 50, NEVER);
+        assert!(!b.path().join(compact::DIR).exists());
+        assert!(sled_file(b.path()) <= grown);
+        same_reads(&plain, &sealed, n + 120, 1, n + 120);
+    }
+
+    #[test]
+    fn an_interrupted_rebuild_of_sled_is_finished_or_undone_at_the_next_open() {
+        let n = 400;
+        // Where the swap stops: 0, a partial copy; 1, a complete copy, old files in place;
+        // 2, old files removed; 3, some of the copy moved in.
+        for stage in 0..4 {
+            let (a, b) = (
+                tempfile::tempdir().expect("tempdir"),
+                tempfile::tempdir().expect("tempdir"),
+            );
+            let (plain, sealed) = sealed_and_plain(a.path(), b.path(), n);
+            let copy = b.path().join(compact::DIR);
+            if stage == 0 {
+                std::fs::create_dir_all(copy.join("blobs")).expect("mkdir");
+                std::fs::write(copy.join("db"), b"half a copy").expect("write");
+                std::fs::write(copy.join("conf"), b"segment_size: 8").expect("write");
+            } else {
+                let new = sled_config(&copy, 1 << 22);
+                compact::copy(&sealed.shared.db, &new, b.path()).expect("copy");
+            }
+            drop(sealed);
+            if stage >= 2 {
+                for e in std::fs::read_dir(b.path()).expect("dir").flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if name == "db" || name == "conf" || name.starts_with("snap.") {
+                        std::fs::remove_file(e.path()).expect("rm");
+                    } else if name == "blobs" {
+                        std::fs::remove_dir_all(e.path()).expect("rm");
+                    }
+                }
+                std::fs::write(copy.join("OLD_GONE"), b"").expect("marker");
+            }
+            if stage == 3 {
+                std::fs::rename(copy.join("conf"), b.path().join("conf")).expect("mv");
+            }
+            let sealed = open_compacting(b.path(), 50, NEVER);
+            assert!(
+                !copy.exists(),
+                "stage {stage}: the copy's directory is left"
+            );
+            same_reads(&plain, &sealed, n, 1, n);
         }
     }
 
@@ -3556,6 +3798,7 @@ mod tests {
                 file_bytes,
                 lazy_flush: false,
                 sled_copy: Some(dir.join("sled")),
+                ..WalOptions::default()
             },
         )
         .expect("open")
