@@ -66,7 +66,7 @@ impl Default for RawServer {
             request_timeout_secs: 30,
             shutdown_grace_secs: 20,
             ledger_cache_mb: 1024,
-            ledger_seal_window: 100_000,
+            ledger_seal_window: 20_000,
             min_free_disk_mb: 512,
             tls_cert: None,
             tls_key: None,

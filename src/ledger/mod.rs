@@ -120,7 +120,7 @@ impl Default for LedgerConfig {
             checkpoint_every: 1000,
             checkpoint_interval: Duration::from_secs(60),
             cache_bytes: 1 << 30,
-            seal_window: 100_000,
+            seal_window: 20_000,
         }
     }
 }
