@@ -67,6 +67,9 @@ struct Args {
     /// The fresh process's part (internal): open the ledger in this directory, trace for 1 s,
     /// print its own JSON.
     measure: Option<PathBuf>,
+    /// Records per sealed window (`[server] ledger_seal_window`); the ledger's default when
+    /// not given.
+    seal_window: u64,
 }
 
 fn args() -> Args {
@@ -85,6 +88,7 @@ fn args() -> Args {
         cache_gb: CACHE as f64 / (1u64 << 30) as f64,
         json: false,
         measure: None,
+        seal_window: LedgerConfig::default().seal_window,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -99,6 +103,12 @@ fn args() -> Args {
             "--reuse" => a.reuse = it.next().map(PathBuf::from),
             "--json" => a.json = true,
             "--measure" => a.measure = it.next().map(PathBuf::from),
+            "--seal-window" => {
+                a.seal_window = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(a.seal_window)
+            }
             "--cache-gb" => {
                 a.cache_gb = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.cache_gb)
             }
@@ -336,6 +346,36 @@ fn du(path: &Path) -> u64 {
     walk(path)
 }
 
+/// The store's bytes by part: sled's own files, the sealed files (`segments/`, their index and
+/// state tables), the write-ahead log's two files, and anything else.
+fn bytes_by_part(path: &Path) -> serde_json::Value {
+    let (mut sled, mut sealed, mut log, mut other) = (0u64, 0u64, 0u64, 0u64);
+    fn walk(p: &Path, sealed_dir: bool, f: &mut dyn FnMut(&Path, bool, u64)) {
+        for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            let inside = sealed_dir || e.file_name() == "segments";
+            if m.is_dir() {
+                walk(&e.path(), inside, f);
+            } else {
+                f(&e.path(), inside, m.len());
+            }
+        }
+    }
+    walk(path, false, &mut |p, in_segments, len| {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if in_segments {
+            sealed += len;
+        } else if name.starts_with("wal-") {
+            log += len;
+        } else if name == "db" || p.components().any(|c| c.as_os_str() == "blobs") {
+            sled += len;
+        } else {
+            other += len;
+        }
+    });
+    serde_json::json!({ "sled": sled, "sealed": sealed, "log": log, "other": other })
+}
+
 /// Durable appends per second: hallctl and SQLite, one writer and `--threads` writers.
 #[derive(Clone, Copy)]
 struct Durable {
@@ -412,6 +452,7 @@ fn durable_and_load(a: &Args, base: &Path) -> Loaded {
             LedgerConfig {
                 checkpoint_every: 10_000,
                 cache_bytes: CACHE,
+                seal_window: a.seal_window,
                 ..LedgerConfig::default()
             },
         )
@@ -492,8 +533,25 @@ fn durable_and_load(a: &Args, base: &Path) -> Loaded {
     }
     eprintln!("  load done: {} events, {reopens} reopen(s)", ledger.head());
     let loaded = ledger.head();
-    let load_s = load.elapsed().as_secs_f64();
     ledger.checkpoint_now().expect("checkpoint");
+    // The load runs hundreds of times faster than a hall: the sealer, one file at a time
+    // beside it, falls behind. A hall's sealer keeps up (a window of 20,000 records is an hour
+    // of a peak hall, sealed in seconds), so the load waits for it, and its time counts.
+    let sealed_through = |l: &Ledger| l.store().segment_files().last().map_or(0, |f| f.last);
+    if a.seal_window > 0 {
+        let mut last_note = Instant::now();
+        while loaded.saturating_sub(sealed_through(&ledger)) >= 2 * a.seal_window {
+            if last_note.elapsed() > Duration::from_secs(30) {
+                eprintln!(
+                    "  waiting for the sealer: sealed through {} of {loaded}",
+                    sealed_through(&ledger)
+                );
+                last_note = Instant::now();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let load_s = load.elapsed().as_secs_f64();
     let passports = c * PER_SESSION;
     // Verification with the loader's warm handle (optional: slow), then with a fresh one.
     let warm = if a.warm_verify {
@@ -539,6 +597,7 @@ fn measure_fresh(dir: &Path, a: &Args) {
         dir,
         LedgerConfig {
             cache_bytes: (a.cache_gb * (1u64 << 30) as f64) as u64,
+            seal_window: a.seal_window,
             ..LedgerConfig::default()
         },
     )
@@ -577,6 +636,7 @@ fn fresh_process(dir: &Path, a: &Args) -> Fresh {
         .arg(dir)
         .args(["--cache-gb", &a.cache_gb.to_string()])
         .args(["--max-rss-gb", &a.max_rss_gb.to_string()])
+        .args(["--seal-window", &a.seal_window.to_string()])
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit())
         .output()
@@ -716,6 +776,7 @@ fn main() {
         &dir,
         LedgerConfig {
             cache_bytes: (a.cache_gb * (1u64 << 30) as f64) as u64,
+            seal_window: a.seal_window,
             ..LedgerConfig::default()
         },
     )
@@ -766,6 +827,7 @@ fn main() {
     );
     assert!(report.ok(), "{:?}", report.first_bad);
     let size = du(&dir);
+    let parts = bytes_by_part(&dir);
     let stats = if a.space_stats {
         ledger.store().space_stats().expect("stats")
     } else {
@@ -919,6 +981,14 @@ fn main() {
                 "cores": cores,
                 "load_average_start": load_at_start,
                 "load_average_end": load_at_end,
+                "seal_window": a.seal_window,
+                "bytes_by_part": parts,
+                "sled_keyspaces": stats
+                    .iter()
+                    .map(|(space, entries, kb, vb)| {
+                        (space.to_string(), serde_json::json!([entries, kb, vb]))
+                    })
+                    .collect::<serde_json::Map<_, _>>(),
             })
         );
     }
