@@ -567,7 +567,17 @@ impl Drop for Store {
         }
         let t0 = std::time::Instant::now();
         let (policy, cache_bytes) = self.compact;
-        match Store::copy_if_due(&self.shared.db, cache_bytes, &self.dir, policy) {
+        // An open of this directory under way (its lock held) waits for this store's sled:
+        // copying now would only make it wait longer.
+        let held = match compact::try_hold(&self.dir) {
+            Ok(Some(h)) => h,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!("sled's file was not rebuilt at close: {e}");
+                return;
+            }
+        };
+        match Store::copy_if_due(&self.shared.db, cache_bytes, &self.dir, policy, &held) {
             Ok(None) => {}
             Ok(Some((file, live))) => tracing::info!(
                 "copied sled's live keys and values ({} MiB of a {} MiB file) at close in {:.2} s: the next open swaps the copy in",
@@ -643,19 +653,29 @@ impl Store {
         wal_options: WalOptions,
     ) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        // A rebuild of sled's file that an earlier open began is finished (or its partial copy
-        // removed) before sled opens its files: roll-forward recovery, the same keys either way.
-        if compact::finish(dir).map_err(io_err(&dir.join(compact::DIR)))? {
-            tracing::info!(
-                "finished swapping in sled's rebuilt file (an earlier open was interrupted)"
-            );
+        let compacting = sealing.as_ref().is_some_and(|s| s.window > 0);
+        // A copy of sled's file that a close or an earlier open left is dealt with before sled
+        // opens its files, under the directory's lock until sled holds its own ([`compact`]).
+        let held = compact::hold(dir).map_err(io_err(dir))?;
+        let stale = |mark: &[u8]| Store::copy_is_stale(dir, mark, wal_options.file_bytes);
+        match compact::finish(dir, &held, compacting, stale).map_err(io_err(dir))? {
+            compact::Finished::Swapped => {
+                tracing::info!(
+                    "swapped in the copy of sled's live keys that the last close or open made"
+                );
+            }
+            compact::Finished::Removed => tracing::warn!(
+                "removed a copy of sled's file that was partial or older than the file (written since by an opener that does not know of copies)"
+            ),
+            compact::Finished::Nothing | compact::Finished::Left => {}
         }
         let fresh = !dir.join("db").exists();
         let config = sled_config(dir, cache_bytes);
         let mut db = open_waiting_for_own_release(&config, dir)?;
-        if sealing.as_ref().is_some_and(|s| s.window > 0) {
-            db = Store::compact_if_due(db, &config, cache_bytes, dir, wal_options.compact)?;
+        if compacting {
+            db = Store::compact_if_due(db, &config, cache_bytes, dir, wal_options.compact, &held)?;
         }
+        drop(held);
         let tree = db.open_tree("ledger")?;
         let meta = db.open_tree("meta")?;
         let shared = Arc::new(Shared {
@@ -743,20 +763,31 @@ impl Store {
     }
 
     /// Rebuilds sled's file when it is mostly dead space ([`compact`]): returns the sled to use,
-    /// `db` itself when no rebuild is due.
+    /// `db` itself when no rebuild is due or the copy failed (a full disk must not stop the
+    /// hall: the old file serves, and the partial copy is removed).
     fn compact_if_due(
         db: sled::Db,
         config: &sled::Config,
         cache_bytes: u64,
         dir: &Path,
         policy: compact::Policy,
+        held: &compact::Held,
     ) -> Result<sled::Db, StoreError> {
         let t0 = std::time::Instant::now();
-        let Some((file, live)) = Store::copy_if_due(&db, cache_bytes, dir, policy)? else {
-            return Ok(db);
+        let (file, live) = match Store::copy_if_due(&db, cache_bytes, dir, policy, held) {
+            Ok(None) => return Ok(db),
+            Ok(Some(done)) => done,
+            Err(e) => {
+                tracing::error!("sled's file was not rebuilt at open (it goes on as it is): {e}");
+                if let Err(e) = compact::finish(dir, held, true, |_| Ok(true)) {
+                    tracing::error!("removing the partial copy of sled's file: {e}");
+                }
+                return Ok(db);
+            }
         };
         drop(db);
-        compact::finish(dir).map_err(io_err(&dir.join(compact::DIR)))?;
+        // Just made under the lock: not stale.
+        compact::finish(dir, held, true, |_| Ok(false)).map_err(io_err(dir))?;
         let db = open_waiting_for_own_release(config, dir)?;
         let after = std::fs::metadata(dir.join("db")).map_or(0, |m| m.len());
         tracing::info!(
@@ -776,6 +807,7 @@ impl Store {
         cache_bytes: u64,
         dir: &Path,
         policy: compact::Policy,
+        held: &compact::Held,
     ) -> Result<Option<(u64, u64)>, StoreError> {
         let file = std::fs::metadata(dir.join("db")).map_or(0, |m| m.len());
         if file < policy.min_file {
@@ -785,14 +817,43 @@ impl Store {
         let Some(live) = compact::live_bytes(db, limit)? else {
             return Ok(None);
         };
-        let new = sled_config(&dir.join(compact::DIR), cache_bytes);
-        compact::copy(db, &new, dir).map_err(|e| {
+        let copy_dir = dir.join(compact::DIR);
+        let failed = |e: String| {
             StoreError::Sled(format!(
                 "rebuilding sled's file in {}: {e}",
-                dir.join(compact::DIR).display()
+                copy_dir.display()
             ))
-        })?;
+        };
+        if policy.fail_copy {
+            std::fs::create_dir_all(&copy_dir).map_err(io_err(&copy_dir))?;
+            std::fs::write(copy_dir.join("db"), b"half").map_err(io_err(&copy_dir))?;
+            return Err(failed("No space left on device (test)".into()));
+        }
+        // The copy's mark of the write-ahead log: what `copy_is_stale` compares the log with.
+        let mark = db
+            .open_tree("ledger")?
+            .get(WAL_APPLIED)?
+            .map(|v| v.to_vec())
+            .unwrap_or_default();
+        let new = sled_config(&copy_dir, cache_bytes);
+        compact::copy(db, &new, dir, held, &mark).map_err(|e| failed(e.to_string()))?;
         Ok(Some((file, live)))
+    }
+
+    /// True when the write-ahead log holds a frame the copy marked `mark` (its `w applied`:
+    /// frame number ‖ epoch, empty for none) does not: an opener that does not know of copies
+    /// (an older release, after a roll-back) wrote to sled's file after the copy was made, and
+    /// swapping it in would lose those commits.
+    fn copy_is_stale(dir: &Path, mark: &[u8], file_bytes: u64) -> std::io::Result<bool> {
+        let (number, epoch) = if mark.len() == 16 {
+            (key_u64(&mark[..8]), key_u64(&mark[8..]))
+        } else {
+            (0, 0)
+        };
+        let (_, frames) = wal::Files::open(dir, file_bytes)?;
+        Ok(frames
+            .iter()
+            .any(|f| f.epoch > epoch || (f.epoch == epoch && f.number > number)))
     }
 
     /// Replays the log's frames that sled lacks (see *Durability*), flushes sled and stores a
@@ -3300,11 +3361,13 @@ mod tests {
         min_file: 0,
         max_live: 1 << 30,
         ratio: 2,
+        fail_copy: false,
     };
     const NEVER: compact::Policy = compact::Policy {
         min_file: u64::MAX,
         max_live: 0,
         ratio: 2,
+        fail_copy: false,
     };
 
     fn sled_file(dir: &Path) -> u64 {
@@ -3367,6 +3430,107 @@ mod tests {
         same_reads(&plain, &sealed, n + 120, 1, n + 120);
     }
 
+    /// Opens `b` as a store sealing windows of 50 whose log files hold 256 KiB (they wrap).
+    fn open_small_log(b: &Path, policy: compact::Policy) -> Store {
+        Store::open_inner(
+            b,
+            1 << 22,
+            sealing(50),
+            WalOptions {
+                file_bytes: 256 << 10,
+                compact: policy,
+                ..WalOptions::default()
+            },
+        )
+        .expect("open")
+    }
+
+    /// A close leaves a copy; an opener that does not know of copies (an older release after
+    /// a roll-back) then writes and acknowledges more records, wrapping the log. The next open
+    /// must not swap the stale copy in: those records would be lost.
+    #[test]
+    fn a_copy_older_than_sleds_file_is_removed_not_swapped_in() {
+        let (a, b, hide) = (
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        );
+        let n = 3_000;
+        let (plain, mut sealed) = sealed_and_plain(a.path(), b.path(), n);
+        drop(plain);
+        sealed.compact = (EAGER, 1 << 22);
+        drop(sealed);
+        let copy = b.path().join(compact::DIR);
+        assert!(copy.join("COMPLETE").exists(), "no copy at close");
+        // The older release does not see the copy.
+        std::fs::rename(&copy, hide.path().join("c")).expect("hide");
+        let old = open_small_log(b.path(), NEVER);
+        let values = chained_padded(n + 3_000, 2_000);
+        for s in n + 1..=n + 3_000 {
+            commit_chained(&old, &values, s..=s);
+            old.sync().expect("sync: acknowledged");
+        }
+        drop(old);
+        std::fs::rename(hide.path().join("c"), &copy).expect("put back");
+        let new = open_small_log(b.path(), NEVER);
+        assert!(!copy.exists(), "the stale copy is removed");
+        assert_eq!(
+            new.journal_last().expect("last").map(|(s, _)| s),
+            Some(n + 3_000),
+            "acknowledged records were rolled back by a stale copy"
+        );
+    }
+
+    /// A copy that fails (a full disk: the very case a rebuild is for) must not stop the
+    /// store from opening: the old file serves, and the partial copy is removed.
+    #[test]
+    fn a_rebuild_that_fails_at_open_leaves_the_store_serving() {
+        let (a, b) = (
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        );
+        let n = 600;
+        let (plain, sealed) = sealed_and_plain(a.path(), b.path(), n);
+        drop(sealed);
+        let failing = compact::Policy {
+            fail_copy: true,
+            ..EAGER
+        };
+        for _ in 0..2 {
+            let store = open_compacting(b.path(), 50, failing);
+            assert!(
+                !b.path().join(compact::DIR).exists(),
+                "a partial copy is left"
+            );
+            same_reads(&plain, &store, n, 1, n);
+        }
+    }
+
+    /// An audit's open (no sealing) never swaps a waiting copy in: it reads the old file,
+    /// which is whole, and leaves the copy for the controller.
+    #[test]
+    fn a_read_only_open_leaves_a_waiting_copy_alone() {
+        let (a, b) = (
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        );
+        let n = 600;
+        let (plain, mut sealed) = sealed_and_plain(a.path(), b.path(), n);
+        sealed.compact = (EAGER, 1 << 22);
+        drop(sealed);
+        let copy = b.path().join(compact::DIR);
+        assert!(copy.join("COMPLETE").exists(), "no copy at close");
+        let before = sled_file(b.path());
+        let audit = Store::open_with(b.path(), 1 << 22, sealing(0)).expect("open");
+        same_reads(&plain, &audit, n, 1, n);
+        drop(audit);
+        assert!(copy.join("COMPLETE").exists(), "the audit took the copy");
+        assert!(sled_file(b.path()) >= before / 2);
+        let store = open_compacting(b.path(), 50, NEVER);
+        assert!(!copy.exists());
+        same_reads(&plain, &store, n, 1, n);
+    }
+
     #[test]
     fn an_interrupted_rebuild_of_sled_is_finished_or_undone_at_the_next_open() {
         let n = 400;
@@ -3385,7 +3549,9 @@ mod tests {
                 std::fs::write(copy.join("conf"), b"segment_size: 8").expect("write");
             } else {
                 let new = sled_config(&copy, 1 << 22);
-                compact::copy(&sealed.shared.db, &new, b.path()).expect("copy");
+                let held = compact::hold(b.path()).expect("lock");
+                let mark = sealed.tree.get(WAL_APPLIED).expect("mark").expect("some");
+                compact::copy(&sealed.shared.db, &new, b.path(), &held, &mark).expect("copy");
             }
             drop(sealed);
             if stage >= 2 {

@@ -344,7 +344,9 @@ impl Ledger {
     /// # Errors
     /// [`LedgerError::NotFound`] when `dir` holds no ledger, and as [`Ledger::open`].
     pub fn open_existing(dir: &Path) -> Result<Ledger, LedgerError> {
-        if !dir.join(STORE_DIR).join("db").exists() {
+        let store = dir.join(STORE_DIR);
+        // In the middle of a swap of sled's rebuilt file, the copy is the store's file.
+        if !store.join("db").exists() && !crate::store::compact::has_complete_copy(&store) {
             return Err(LedgerError::NotFound(dir.to_path_buf()));
         }
         // An audit reads: it never seals (the controller seals with its configured window).
@@ -1497,6 +1499,31 @@ fn trace_steps<'r>(
 mod tests {
     use super::*;
     use hallctl_jobs::job::JobId;
+
+    /// A crash in the middle of swapping in sled's rebuilt file (old files removed, the copy's
+    /// not yet moved in) leaves a ledger that any open recovers: an audit must find it, not
+    /// say that nothing was ever recorded.
+    #[test]
+    fn an_audit_of_a_store_in_the_middle_of_a_swap_finds_the_ledger() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let l = Ledger::open(dir.path(), LedgerConfig::default()).expect("open");
+            l.append(OperatorId::new("OP1"), lot(0, 0)).expect("append");
+        }
+        let store = dir.path().join(STORE_DIR);
+        let copy = store.join(crate::store::compact::DIR);
+        std::fs::create_dir_all(&copy).expect("mkdir");
+        for e in std::fs::read_dir(&store).expect("dir").flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name == "db" || name == "conf" || name == "blobs" || name.starts_with("snap.") {
+                std::fs::rename(e.path(), copy.join(&name)).expect("mv");
+            }
+        }
+        std::fs::write(copy.join("COMPLETE"), b"").expect("marker");
+        std::fs::write(copy.join("OLD_GONE"), b"").expect("marker");
+        let audit = Ledger::open_existing(dir.path()).expect("the audit finds the ledger");
+        assert_eq!(audit.head(), 1);
+    }
 
     fn lot(t: usize, n: usize) -> LedgerEvent {
         LedgerEvent::LotReceived {

@@ -28,6 +28,7 @@ use std::path::Path;
 
 /// The directory of a copy being made or swapped in.
 pub const DIR: &str = "sled.compact";
+
 const COMPLETE: &str = "COMPLETE";
 const OLD_GONE: &str = "OLD_GONE";
 
@@ -40,6 +41,9 @@ pub struct Policy {
     pub max_live: u64,
     /// The file must be at least this many times its live keys and values.
     pub ratio: u64,
+    /// Tests: every copy fails half-way, as on a full disk.
+    #[doc(hidden)]
+    pub fail_copy: bool,
 }
 
 impl Default for Policy {
@@ -48,8 +52,15 @@ impl Default for Policy {
             min_file: 128 << 20,
             max_live: 256 << 20,
             ratio: 4,
+            fail_copy: false,
         }
     }
+}
+
+/// True when `dir` holds a complete copy of sled's file (perhaps all that is left of it in the
+/// middle of a swap): evidence of a store as good as its `db` file.
+pub fn has_complete_copy(dir: &Path) -> bool {
+    dir.join(DIR).join(COMPLETE).exists()
 }
 
 /// sled's own entries in its directory (config.rs and snapshot.rs of sled 0.34.7).
@@ -57,64 +68,133 @@ fn is_sled_entry(name: &str) -> bool {
     matches!(name, "db" | "conf" | "blobs") || name.starts_with("snap.")
 }
 
-/// An exclusive `flock` on the store's directory, held while a copy is made or swapped in:
-/// two processes starting at once never swap the same copy, and a starting process never
-/// takes a copy that a closing one is still writing.
-fn hold(dir: &Path) -> io::Result<File> {
+/// An exclusive `flock` on the store's directory, held by an open from before it looks for a
+/// copy until sled's own lock is taken, and by a close while it copies: two processes starting
+/// at once never swap the same copy, a starting process never takes a copy that a closing one
+/// is still writing, and nobody opens the old files between a copy and its swap.
+#[derive(Debug)]
+pub struct Held(#[allow(dead_code)] File);
+
+/// Takes the directory's lock, waiting for it.
+///
+/// # Errors
+/// The directory cannot be opened or locked.
+pub fn hold(dir: &Path) -> io::Result<Held> {
     use fs2::FileExt;
-    let d = File::open(dir)?;
-    d.lock_exclusive()?;
-    Ok(d)
+    let d = File::open(dir).map_err(named("opening the store's directory", dir))?;
+    d.lock_exclusive()
+        .map_err(named("locking the store's directory", dir))?;
+    Ok(Held(d))
+}
+
+/// Takes the directory's lock if nobody holds it.
+///
+/// # Errors
+/// The directory cannot be opened.
+pub fn try_hold(dir: &Path) -> io::Result<Option<Held>> {
+    use fs2::FileExt;
+    let d = File::open(dir).map_err(named("opening the store's directory", dir))?;
+    Ok(d.try_lock_exclusive().is_ok().then_some(Held(d)))
+}
+
+/// An io error that names what was being done, and to which path.
+fn named<'a>(doing: &'a str, path: &'a Path) -> impl FnOnce(io::Error) -> io::Error + 'a {
+    move |e| io::Error::new(e.kind(), format!("{doing} {}: {e}", path.display()))
 }
 
 fn fsync(path: &Path) -> io::Result<()> {
-    File::open(path)?.sync_all()
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(named("syncing", path))
 }
 
-/// Finishes a swap that an earlier open began (see the module's docs), or removes a copy that
-/// was never completed. Returns true when a swap was finished.
+/// What [`finish`] found and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// No copy.
+    Nothing,
+    /// A copy was left as it is: the old files are whole and are used (a read-only open).
+    Left,
+    /// A partial copy, or one older than sled's file, was removed.
+    Removed,
+    /// The copy was swapped in.
+    Swapped,
+}
+
+/// Finishes a swap that an open or a close began (see the module's docs), under `_held`.
+///
+/// - A partial copy (no `COMPLETE`) is removed when `writer`, else left.
+/// - A complete copy whose old files are still there is swapped in only by a `writer`, and
+///   only if `stale(marker)` (given what `COMPLETE` holds: the write-ahead log's mark of the
+///   copy) says sled's file did not move on since the copy (an opener that does not know of
+///   copies, an older release, wrote to it); a stale copy is removed.
+/// - Once the old files are being removed (`OLD_GONE`), every open rolls forward.
 ///
 /// # Errors
-/// A file could not be removed, renamed or synced.
-pub fn finish(dir: &Path) -> io::Result<bool> {
+/// A file could not be read, removed, renamed or synced (the error names it).
+pub fn finish(
+    dir: &Path,
+    _held: &Held,
+    writer: bool,
+    stale: impl FnOnce(&[u8]) -> io::Result<bool>,
+) -> io::Result<Finished> {
     let copy = dir.join(DIR);
     if !copy.exists() {
-        return Ok(false);
+        return Ok(Finished::Nothing);
     }
-    let _held = hold(dir)?;
-    if !copy.join(COMPLETE).exists() {
-        std::fs::remove_dir_all(&copy)?;
+    let remove = |copy: &Path| -> io::Result<Finished> {
+        std::fs::remove_dir_all(copy).map_err(named("removing", copy))?;
         fsync(dir)?;
-        return Ok(false);
+        Ok(Finished::Removed)
+    };
+    let marker = copy.join(COMPLETE);
+    if !marker.exists() {
+        return if writer {
+            remove(&copy)
+        } else {
+            Ok(Finished::Left)
+        };
     }
     if !copy.join(OLD_GONE).exists() {
-        for e in std::fs::read_dir(dir)? {
-            let e = e?;
+        if !writer {
+            return Ok(Finished::Left);
+        }
+        let mark = std::fs::read(&marker).map_err(named("reading", &marker))?;
+        if stale(&mark)? {
+            return remove(&copy);
+        }
+        for e in std::fs::read_dir(dir).map_err(named("listing", dir))? {
+            let e = e.map_err(named("listing", dir))?;
             let name = e.file_name();
             if !is_sled_entry(&name.to_string_lossy()) {
                 continue;
             }
-            if e.file_type()?.is_dir() {
-                std::fs::remove_dir_all(e.path())?;
+            let path = e.path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).map_err(named("removing", &path))?;
             } else {
-                std::fs::remove_file(e.path())?;
+                std::fs::remove_file(&path).map_err(named("removing", &path))?;
             }
         }
         fsync(dir)?;
-        File::create(copy.join(OLD_GONE))?.sync_all()?;
+        let gone = copy.join(OLD_GONE);
+        File::create(&gone)
+            .and_then(|f| f.sync_all())
+            .map_err(named("writing", &gone))?;
         fsync(&copy)?;
     }
-    for e in std::fs::read_dir(&copy)? {
-        let e = e?;
+    for e in std::fs::read_dir(&copy).map_err(named("listing", &copy))? {
+        let e = e.map_err(named("listing", &copy))?;
         let name = e.file_name();
         if is_sled_entry(&name.to_string_lossy()) {
-            std::fs::rename(e.path(), dir.join(&name))?;
+            let to = dir.join(&name);
+            std::fs::rename(e.path(), &to).map_err(named("moving into place", &to))?;
         }
     }
     fsync(dir)?;
-    std::fs::remove_dir_all(&copy)?;
+    std::fs::remove_dir_all(&copy).map_err(named("removing", &copy))?;
     fsync(dir)?;
-    Ok(true)
+    Ok(Finished::Swapped)
 }
 
 /// The bytes of keys and values in every tree of `db`, or `None` once they pass `limit`.
@@ -136,11 +216,19 @@ pub fn live_bytes(db: &sled::Db, limit: u64) -> sled::Result<Option<u64>> {
 }
 
 /// Copies every tree of `db` into a new sled opened with `config`, whose path must be
-/// `dir/sled.compact`, syncs it and marks it complete. `finish` then swaps it in.
+/// `dir/sled.compact`, syncs it and marks it complete, the marker holding `mark` (what
+/// [`finish`] hands to its staleness check). `finish` then swaps it in. A failed copy leaves a
+/// partial one, which the next writer's `finish` removes.
 ///
 /// # Errors
-/// sled failed, or a file could not be written or synced.
-pub fn copy(db: &sled::Db, config: &sled::Config, dir: &Path) -> Result<(), CopyError> {
+/// sled failed, or a file could not be written or synced (the error names it).
+pub fn copy(
+    db: &sled::Db,
+    config: &sled::Config,
+    dir: &Path,
+    _held: &Held,
+    mark: &[u8],
+) -> Result<(), CopyError> {
     let to = dir.join(DIR);
     if config.path != to {
         return Err(CopyError::Io(io::Error::other(format!(
@@ -149,9 +237,8 @@ pub fn copy(db: &sled::Db, config: &sled::Config, dir: &Path) -> Result<(), Copy
             to.display()
         ))));
     }
-    let _held = hold(dir)?;
     if to.exists() {
-        std::fs::remove_dir_all(&to)?;
+        std::fs::remove_dir_all(&to).map_err(named("removing", &to))?;
     }
     {
         let new = config.open()?;
@@ -173,16 +260,19 @@ pub fn copy(db: &sled::Db, config: &sled::Config, dir: &Path) -> Result<(), Copy
         new.flush()?;
     }
     // sled's flush on Linux only calls sync_file_range: fsync every file it wrote.
-    for e in std::fs::read_dir(&to)? {
-        let e = e?;
-        if e.file_type()?.is_dir() {
-            for f in std::fs::read_dir(e.path())? {
-                fsync(&f?.path())?;
+    for e in std::fs::read_dir(&to).map_err(named("listing", &to))? {
+        let path = e.map_err(named("listing", &to))?.path();
+        if path.is_dir() {
+            for f in std::fs::read_dir(&path).map_err(named("listing", &path))? {
+                fsync(&f.map_err(named("listing", &path))?.path())?;
             }
         }
-        fsync(&e.path())?;
+        fsync(&path)?;
     }
-    File::create(to.join(COMPLETE))?.sync_all()?;
+    let marker = to.join(COMPLETE);
+    std::fs::write(&marker, mark)
+        .and_then(|()| File::open(&marker)?.sync_all())
+        .map_err(named("writing", &marker))?;
     fsync(&to)?;
     fsync(dir)?;
     Ok(())
