@@ -540,7 +540,8 @@ fn durable_and_load(a: &Args, base: &Path) -> Loaded {
     let sealed_through = |l: &Ledger| l.store().segment_files().last().map_or(0, |f| f.last);
     if a.seal_window > 0 {
         let mut last_note = Instant::now();
-        while loaded.saturating_sub(sealed_through(&ledger)) >= 2 * a.seal_window {
+        // Until nothing is due: more than a window outside files is sealed.
+        while loaded.saturating_sub(sealed_through(&ledger)) > a.seal_window {
             if last_note.elapsed() > Duration::from_secs(30) {
                 eprintln!(
                     "  waiting for the sealer: sealed through {} of {loaded}",

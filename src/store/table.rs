@@ -681,8 +681,26 @@ impl TableReader {
         if !self.bloom_has(key) {
             return Ok(None);
         }
-        let end = [key, &[0][..]].concat();
-        Ok(self.cursor(key, &end, false).next_entry()?.map(|(_, v)| v))
+        // The one block that can hold it: the last whose first key ≤ key. Its entries are
+        // scanned in place (no entry is copied but the one found).
+        let Some(i) = self
+            .blocks
+            .partition_point(|b| b.first.as_slice() <= key)
+            .checked_sub(1)
+        else {
+            return Ok(None);
+        };
+        let raw = self.raw_block(i)?;
+        let mut found = None;
+        self.entries(i, &raw, |k, v| match k.cmp(key) {
+            std::cmp::Ordering::Less => true,
+            std::cmp::Ordering::Equal => {
+                found = Some(v.to_vec());
+                false
+            }
+            std::cmp::Ordering::Greater => false,
+        })?;
+        Ok(found)
     }
 
     fn bloom_has(&self, k: &[u8]) -> bool {
@@ -713,6 +731,17 @@ impl TableReader {
 
     /// Reads and decodes block `i`: its entries in order.
     fn block(&self, i: usize) -> Result<Vec<Entry>, TableError> {
+        let raw = self.raw_block(i)?;
+        let mut out: Vec<Entry> = Vec::new();
+        self.entries(i, &raw, |k, v| {
+            out.push((k.to_vec(), v.to_vec()));
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// Reads block `i`, checks its checksum and decompresses it.
+    fn raw_block(&self, i: usize) -> Result<Vec<u8>, TableError> {
         let b = &self.blocks[i];
         let mut buf = vec![0u8; b.frame_len as usize + 4];
         self.file
@@ -725,30 +754,43 @@ impl TableReader {
                 b.offset
             )));
         }
-        let raw = zstd_block(|z| z.decompress(frame, b.raw_len as usize))
-            .map_err(|e| self.damaged(format!("block {i} (offset {}): {e}", b.offset)))?;
+        zstd_block(|z| z.decompress(frame, b.raw_len as usize))
+            .map_err(|e| self.damaged(format!("block {i} (offset {}): {e}", b.offset)))
+    }
+
+    /// Calls `f(key, value)` with the entries of block `i` (decompressed: `raw`) in order,
+    /// until it returns false.
+    fn entries(
+        &self,
+        i: usize,
+        raw: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), TableError> {
         let bad = || {
             self.damaged(format!(
                 "block {i} (offset {}): malformed entries",
-                b.offset
+                self.blocks[i].offset
             ))
         };
-        let mut cur = Cursor { b: &raw, at: 0 };
-        let mut out: Vec<Entry> = Vec::new();
+        let mut cur = Cursor { b: raw, at: 0 };
+        let mut key: Vec<u8> = Vec::new();
+        let mut first = true;
         while !cur.done() {
             let shared = cur.varint().ok_or_else(bad)? as usize;
             let rest = cur.varint().ok_or_else(bad)? as usize;
-            let mut key = match out.last() {
-                Some((k, _)) if shared <= k.len() => k[..shared].to_vec(),
-                None if shared == 0 => Vec::new(),
-                _ => return Err(bad()),
-            };
+            if shared > key.len() || (first && shared != 0) {
+                return Err(bad());
+            }
+            first = false;
+            key.truncate(shared);
             key.extend_from_slice(cur.take(rest).ok_or_else(bad)?);
             let vlen = cur.varint().ok_or_else(bad)? as usize;
-            let value = cur.take(vlen).ok_or_else(bad)?.to_vec();
-            out.push((key, value));
+            let value = cur.take(vlen).ok_or_else(bad)?;
+            if !f(&key, value) {
+                break;
+            }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The smallest and largest key of `tag` in the table, if it holds any.
