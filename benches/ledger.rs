@@ -329,26 +329,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn du(path: &Path) -> u64 {
-    fn walk(p: &Path) -> u64 {
-        std::fs::read_dir(p)
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| match e.metadata() {
-                        Ok(m) if m.is_dir() => walk(&e.path()),
-                        Ok(m) => m.len(),
-                        Err(_) => 0,
-                    })
-                    .sum()
-            })
-            .unwrap_or(0)
-    }
-    walk(path)
-}
-
 /// The store's bytes by part: sled's own files, the sealed files (`segments/`, their index and
-/// state tables), the write-ahead log's two files, and anything else.
-fn bytes_by_part(path: &Path) -> serde_json::Value {
+/// state tables), the write-ahead log's two files, and anything else; and their total.
+fn bytes_by_part(path: &Path) -> (u64, serde_json::Value) {
     let (mut sled, mut sealed, mut log, mut other) = (0u64, 0u64, 0u64, 0u64);
     fn walk(p: &Path, sealed_dir: bool, f: &mut dyn FnMut(&Path, bool, u64)) {
         for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
@@ -373,7 +356,10 @@ fn bytes_by_part(path: &Path) -> serde_json::Value {
             other += len;
         }
     });
-    serde_json::json!({ "sled": sled, "sealed": sealed, "log": log, "other": other })
+    (
+        sled + sealed + log + other,
+        serde_json::json!({ "sled": sled, "sealed": sealed, "log": log, "other": other }),
+    )
 }
 
 /// Durable appends per second: hallctl and SQLite, one writer and `--threads` writers.
@@ -827,8 +813,7 @@ fn main() {
         loadavg()
     );
     assert!(report.ok(), "{:?}", report.first_bad);
-    let size = du(&dir);
-    let parts = bytes_by_part(&dir);
+    let (size, parts) = bytes_by_part(&dir);
     let stats = if a.space_stats {
         ledger.store().space_stats().expect("stats")
     } else {
