@@ -45,7 +45,8 @@ struct SnapshotEvent<'a> {
     /// `true` when this snapshot replaces events the client did not get (it fell behind, or
     /// they were emitted as it subscribed).
     resync: bool,
-    /// How many events were dropped when the client fell behind.
+    /// How many events this snapshot stands in for (on a resync: those the client did not get
+    /// as events).
     #[serde(skip_serializing_if = "Option::is_none")]
     missed: Option<u64>,
     #[serde(flatten)]
@@ -79,7 +80,8 @@ fn status_event(n: &Numbered) -> Event {
 /// `alert_acknowledged`, each with an `alert` object: id, and kind, subject and detail when
 /// raised). Operators get snapshots without the performance summary. A client that falls
 /// behind is not waited for: the events it missed
-/// are dropped and it gets a fresh `event: snapshot` with `resync: true`. A comment every 2 s
+/// are dropped and it gets a fresh `event: snapshot` with `resync: true`, covering every event
+/// emitted until it fell behind, and `missed`: how many events that snapshot stands in for. A comment every 2 s
 /// of quiet is the stream's heartbeat (the pages say offline after 5 s without). Token in `Authorization: Bearer`, `?token=` or the hall UI's session cookie; supervisors, auditors,
 /// admins, monitors, and operators signed in at a station.
 #[utoipa::path(get, path = "/stream", params(StreamQuery), tag = "status",
@@ -127,29 +129,66 @@ fn admit_watcher(p: &Principal) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// What a stream sends, before it is rendered.
+#[derive(Debug)]
+enum Item {
+    /// The line at a glance; `resync` when it replaces events (`missed` of them).
+    Snapshot {
+        snap: LineSnapshot,
+        resync: bool,
+        missed: Option<u64>,
+    },
+    /// One status event.
+    Status(Numbered),
+}
+
+impl Item {
+    /// The SSE event (snapshots without the performance summary unless `with_performance`).
+    fn render(self, with_performance: bool) -> Event {
+        match self {
+            Item::Status(n) => status_event(&n),
+            Item::Snapshot {
+                mut snap,
+                resync,
+                missed,
+            } => {
+                if !with_performance {
+                    snap.performance = None;
+                }
+                snapshot_event(&snap, resync, missed)
+            }
+        }
+    }
+}
+
 struct Cursor {
     hub: StatusHub,
     rx: Receiver<Numbered>,
     started: bool,
     /// The id of the next event to send: those below it are in the snapshot the client has.
     next: u64,
-    /// Whether snapshots keep their performance summary (not for operators).
-    with_performance: bool,
 }
 
 impl Cursor {
-    /// A snapshot event; from here on only events after it are sent.
-    fn snapshot(&mut self, snap: &LineSnapshot, resync: bool, missed: Option<u64>) -> Event {
+    /// A snapshot; from here on only events after it are sent.
+    fn snapshot(&mut self, snap: LineSnapshot, resync: bool, missed: Option<u64>) -> Item {
         self.next = snap.events + 1;
-        if self.with_performance || snap.performance.is_none() {
-            return snapshot_event(snap, resync, missed);
+        Item::Snapshot {
+            snap,
+            resync,
+            missed,
         }
-        let snap = LineSnapshot {
-            performance: None,
-            ..snap.clone()
-        };
-        snapshot_event(&snap, resync, missed)
     }
+}
+
+/// The stream's events, rendered (see [`items`]).
+fn events(
+    hub: StatusHub,
+    rx: Receiver<Numbered>,
+    with_performance: bool,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    use futures_util::StreamExt as _;
+    items(hub, rx).map(move |i| Ok(i.render(with_performance)))
 }
 
 /// The snapshot, then the events; a lag becomes a resync from a fresh snapshot. Ends when the
@@ -158,57 +197,55 @@ impl Cursor {
 /// Snapshots are stamped with the last event id they reflect, so the stream never sends an
 /// event twice over and never leaves a hole: an event that is already in the snapshot is
 /// skipped, and one that arrives after a hole (emitted before this client subscribed, while
-/// the snapshot it got was not yet published) waits for the snapshot that covers it and sends
-/// that instead.
-fn events(
-    hub: StatusHub,
-    rx: Receiver<Numbered>,
-    with_performance: bool,
-) -> impl Stream<Item = Result<Event, Infallible>> {
+/// the snapshot it got was not yet published, or dropped because the client fell behind)
+/// waits for the snapshot that covers it and sends that instead, with `missed`: how many
+/// events it stands in for.
+fn items(hub: StatusHub, rx: Receiver<Numbered>) -> impl Stream<Item = Item> {
     let cursor = Cursor {
         hub,
         rx,
         started: false,
         next: 1,
-        with_performance,
     };
     futures_util::stream::unfold(cursor, |mut c| async move {
         if !c.started {
             c.started = true;
-            let first = c.snapshot(&c.hub.snapshot(), false, None);
-            return Some((Ok(first), c));
+            let first = c.snapshot(c.hub.snapshot(), false, None);
+            return Some((first, c));
         }
         loop {
             let next = tokio::select! {
                 r = c.rx.recv() => r,
                 () = c.hub.closed() => return None,
             };
-            let event = match next {
+            let cover = match next {
                 Ok(n) if n.id < c.next => continue,
                 Ok(n) if n.id == c.next => {
                     c.next += 1;
-                    status_event(&n)
+                    return Some((Item::Status(n), c));
                 }
-                Ok(n) => {
-                    let mut watch = c.hub.watch();
-                    let snap = tokio::select! {
-                        s = watch.wait_for(|s| s.events >= n.id) => match s {
-                            Ok(s) => s.clone(),
-                            Err(_) => return None,
-                        },
-                        () = c.hub.closed() => return None,
-                    };
-                    c.snapshot(&snap, true, None)
-                }
-                Err(RecvError::Lagged(missed)) => {
-                    // Jump to the newest events: those still buffered are older than the
-                    // snapshot.
+                // A hole before this event: the snapshot that covers it.
+                Ok(n) => n.id,
+                Err(RecvError::Lagged(_)) => {
+                    // Jump to the newest events (those still buffered are older than the
+                    // snapshot to come), and to a snapshot covering every event emitted so far:
+                    // the one in hand may be older than what was dropped, or even than what
+                    // the client already has.
                     c.rx = c.rx.resubscribe();
-                    c.snapshot(&c.hub.snapshot(), true, Some(missed))
+                    c.hub.last_id()
                 }
                 Err(RecvError::Closed) => return None,
             };
-            return Some((Ok(event), c));
+            let mut watch = c.hub.watch();
+            let snap = tokio::select! {
+                s = watch.wait_for(|s| s.events >= cover) => match s {
+                    Ok(s) => s.clone(),
+                    Err(_) => return None,
+                },
+                () = c.hub.closed() => return None,
+            };
+            let missed = (snap.events + 1).saturating_sub(c.next);
+            return Some((c.snapshot(snap, true, Some(missed)), c));
         }
     })
 }
@@ -231,4 +268,95 @@ pub(super) async fn metrics(
         text,
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt as _;
+
+    use super::*;
+    use crate::status::{DeviceStateEvent, StatusEvent};
+    use hallctl_jobs::job::StationId;
+
+    fn emit(hub: &StatusHub, n: usize) {
+        for _ in 0..n {
+            hub.emit(StatusEvent::DeviceState(DeviceStateEvent {
+                station: StationId::new("PRINT-01"),
+                device: None,
+                readiness: hallctl_jobs::scheduler::DeviceReadiness::Ready,
+                at: chrono::Utc::now(),
+            }));
+        }
+    }
+
+    /// Whether the stream has an item ready now.
+    async fn ready(s: &mut (impl Stream<Item = Item> + Unpin)) -> Option<Item> {
+        tokio::time::timeout(std::time::Duration::from_millis(50), s.next())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    fn snapshot_of(i: Option<Item>) -> (u64, bool, Option<u64>) {
+        match i {
+            Some(Item::Snapshot {
+                snap,
+                resync,
+                missed,
+            }) => (snap.events, resync, missed),
+            other => panic!("not a snapshot: {other:?}"),
+        }
+    }
+
+    /// A client that falls behind while the published snapshot is older than what it missed
+    /// gets one snapshot covering everything emitted, saying how many events it stands in for;
+    /// never a stale one first (which would take the client back in time, then resync again).
+    #[tokio::test]
+    async fn a_lagging_client_waits_for_a_snapshot_covering_what_it_missed() {
+        let hub = StatusHub::new(4);
+        emit(&hub, 2);
+        hub.publish(LineSnapshot::default());
+        let mut s = Box::pin(items(hub.clone(), hub.subscribe()));
+        assert_eq!(snapshot_of(ready(&mut s).await), (2, false, None));
+        emit(&hub, 1);
+        match ready(&mut s).await {
+            Some(Item::Status(n)) => assert_eq!(n.id, 3),
+            other => panic!("not event 3: {other:?}"),
+        }
+
+        // 10 events into a ring of 4: the client lags; the line has not published yet.
+        emit(&hub, 10);
+        assert!(
+            ready(&mut s).await.is_none(),
+            "a stale snapshot was sent for a lag"
+        );
+        hub.publish(LineSnapshot::default());
+        assert_eq!(snapshot_of(ready(&mut s).await), (13, true, Some(10)));
+
+        // Then it follows the events again, from the next one.
+        emit(&hub, 1);
+        match ready(&mut s).await {
+            Some(Item::Status(n)) => assert_eq!(n.id, 14),
+            other => panic!("not event 14: {other:?}"),
+        }
+    }
+
+    /// An event that arrives after a hole (events emitted before the client subscribed, while
+    /// the snapshot it got was not yet published) waits for the snapshot covering it.
+    #[tokio::test]
+    async fn a_hole_is_filled_by_the_snapshot_that_covers_it() {
+        let hub = StatusHub::new(64);
+        emit(&hub, 2);
+        let mut s = Box::pin(items(hub.clone(), hub.subscribe()));
+        assert_eq!(snapshot_of(ready(&mut s).await), (0, false, None));
+        emit(&hub, 1);
+        assert!(ready(&mut s).await.is_none(), "event 3 sent after a hole");
+        hub.publish(LineSnapshot::default());
+        assert_eq!(snapshot_of(ready(&mut s).await), (3, true, Some(3)));
+        emit(&hub, 1);
+        match ready(&mut s).await {
+            Some(Item::Status(n)) => assert_eq!(n.id, 4),
+            other => panic!("not event 4: {other:?}"),
+        }
+    }
 }
