@@ -67,6 +67,9 @@ struct Args {
     /// The fresh process's part (internal): open the ledger in this directory, trace for 1 s,
     /// print its own JSON.
     measure: Option<PathBuf>,
+    /// `--settle DIR`: opens the kept ledger, waits until its sealer has nothing due (sealing
+    /// and merging, as after an upgrade from a release that did not merge), prints JSON.
+    settle: Option<PathBuf>,
     /// Records per sealed window (`[server] ledger_seal_window`); the ledger's default when
     /// not given.
     seal_window: u64,
@@ -88,6 +91,7 @@ fn args() -> Args {
         cache_gb: CACHE as f64 / (1u64 << 30) as f64,
         json: false,
         measure: None,
+        settle: None,
         seal_window: LedgerConfig::default().seal_window,
     };
     let mut it = std::env::args().skip(1);
@@ -103,6 +107,7 @@ fn args() -> Args {
             "--reuse" => a.reuse = it.next().map(PathBuf::from),
             "--json" => a.json = true,
             "--measure" => a.measure = it.next().map(PathBuf::from),
+            "--settle" => a.settle = it.next().map(PathBuf::from),
             "--seal-window" => {
                 a.seal_window = it
                     .next()
@@ -526,12 +531,16 @@ fn durable_and_load(a: &Args, base: &Path) -> Loaded {
     let sealed_through = |l: &Ledger| l.store().segment_files().last().map_or(0, |f| f.last);
     if a.seal_window > 0 {
         let mut last_note = Instant::now();
-        // Until nothing is due: more than a window outside files is sealed.
-        while loaded.saturating_sub(sealed_through(&ledger)) > a.seal_window {
+        // Until nothing is due: more than a window outside files is sealed, and sealed files
+        // due for a merge are merged.
+        while loaded.saturating_sub(sealed_through(&ledger)) > a.seal_window
+            || ledger.store().merge_pending()
+        {
             if last_note.elapsed() > Duration::from_secs(30) {
                 eprintln!(
-                    "  waiting for the sealer: sealed through {} of {loaded}",
-                    sealed_through(&ledger)
+                    "  waiting for the sealer: sealed through {} of {loaded}, {} files",
+                    sealed_through(&ledger),
+                    ledger.store().segment_files().len()
                 );
                 last_note = Instant::now();
             }
@@ -572,6 +581,20 @@ struct Fresh {
     rss_mb: f64,
 }
 
+/// Opens a kept ledger as the controller would (the default configuration, with the
+/// benchmark's cache and window).
+fn open_kept(dir: &Path, a: &Args) -> Ledger {
+    Ledger::open(
+        dir,
+        LedgerConfig {
+            cache_bytes: (a.cache_gb * (1u64 << 30) as f64) as u64,
+            seal_window: a.seal_window,
+            ..LedgerConfig::default()
+        },
+    )
+    .expect("open")
+}
+
 /// `--measure DIR`, the fresh process: opens the ledger, traces random patches back to back
 /// from the moment the open returns, for 1 s, and prints its figures as one JSON line.
 fn measure_fresh(dir: &Path, a: &Args) {
@@ -580,15 +603,7 @@ fn measure_fresh(dir: &Path, a: &Args) {
         .and_then(|s| s.trim().parse().ok())
         .expect("bench-passports in the ledger directory");
     let o0 = Instant::now();
-    let ledger = Ledger::open(
-        dir,
-        LedgerConfig {
-            cache_bytes: (a.cache_gb * (1u64 << 30) as f64) as u64,
-            seal_window: a.seal_window,
-            ..LedgerConfig::default()
-        },
-    )
-    .expect("open");
+    let ledger = open_kept(dir, a);
     let open_s = o0.elapsed().as_secs_f64();
     let t0 = Instant::now();
     let mut lat = Vec::new();
@@ -676,10 +691,53 @@ fn append_more(ledger: &Ledger, cycles: u64, a: &Args) -> u64 {
     ledger.head() - head0
 }
 
+/// `--settle DIR`: see [`Args::settle`].
+fn settle(dir: &Path, a: &Args) {
+    let seg_files = || {
+        std::fs::read_dir(dir.join("store/segments")).map_or(0, |rd| {
+            rd.flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+                .count()
+        })
+    };
+    let before = seg_files();
+    let t0 = Instant::now();
+    let ledger = open_kept(dir, a);
+    let mut last_note = Instant::now();
+    while ledger.store().merge_pending() || ledger.store().segment_due(ledger.head()) {
+        if last_note.elapsed() > Duration::from_secs(30) {
+            eprintln!(
+                "  settling: {} files after {:.0} s",
+                ledger.store().segment_files().len(),
+                t0.elapsed().as_secs_f64()
+            );
+            last_note = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let settle_s = t0.elapsed().as_secs_f64();
+    let after = ledger.store().segment_files().len();
+    drop(ledger);
+    println!(
+        "{}",
+        serde_json::json!({
+            "settle_s": settle_s,
+            "files_before": before,
+            "files_after": after,
+            "files_on_disk_after": seg_files(),
+            "rss_mb": status_bytes("VmHWM:") / (1u64 << 20) as f64,
+        })
+    );
+}
+
 fn main() {
     let a = args();
     if let Some(dir) = &a.measure {
         measure_fresh(dir, &a);
+        return;
+    }
+    if let Some(dir) = &a.settle {
+        settle(dir, &a);
         return;
     }
     JSON.store(a.json, Ordering::Relaxed);
@@ -968,6 +1026,7 @@ fn main() {
                 "load_average_start": load_at_start,
                 "load_average_end": load_at_end,
                 "seal_window": a.seal_window,
+                "sealed_files": ledger.store().segment_files().len(),
                 "bytes_by_part": parts,
                 "sled_keyspaces": stats
                     .iter()

@@ -117,6 +117,8 @@ pub struct ServerConfig {
     /// (`ledger/store/segments/`) a window of this many records at a time, once more than this
     /// many are outside files.
     pub ledger_seal_window: u64,
+    /// A closed period's sealed files are merged into one (the unit an archive keeps).
+    pub ledger_period: crate::ledger::Period,
     /// The line stops recording (no patch or booklet issued or applied) when the ledger's
     /// file system has fewer MiB free, before the store fails; 0 turns the halt off.
     pub min_free_disk_mb: u64,

@@ -201,6 +201,9 @@ pub async fn start(config: &HallConfig, opts: ServeOptions) -> anyhow::Result<Ha
             LedgerConfig {
                 cache_bytes: config.server.ledger_cache_bytes(),
                 seal_window: config.server.ledger_seal_window,
+                period: config.server.ledger_period,
+                // Above the line's halt, with room to spare.
+                merge_reserve_bytes: (config.server.min_free_disk_mb + 512) << 20,
                 ..LedgerConfig::default()
             },
         )

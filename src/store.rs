@@ -110,13 +110,26 @@ pub struct Sealing {
     pub key: SigningKey,
     /// Index tags read by ranges only (the time index): kept out of the tables' bloom filters.
     pub range_only_tags: Vec<Vec<u8>>,
+    /// How many files of one level are merged into one of the next (see
+    /// [`catalog::due_merge`]); below 2: files are never merged.
+    pub fanout: u64,
+    /// The period of a record, from its body (a month of the ledger's records): a closed
+    /// period's files merge into one; `None`: periods are not known.
+    pub period_of: Option<PeriodOf>,
+    /// Free space a merge must leave on the store's file system, beyond the copy it writes
+    /// (the line halts below its own threshold: a merge never takes the disk there).
+    pub reserve_bytes: u64,
 }
+
+/// The period a record belongs to, from its body (`None` when it cannot tell).
+pub type PeriodOf = Arc<dyn Fn(&[u8]) -> Option<u64> + Send + Sync>;
 
 impl std::fmt::Debug for Sealing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the key.
         f.debug_struct("Sealing")
             .field("window", &self.window)
+            .field("fanout", &self.fanout)
             .finish_non_exhaustive()
     }
 }
@@ -541,6 +554,15 @@ pub struct Store {
     commit_gate: RwLock<()>,
     /// Sealings tried while a segment was due (for tests: the sealer must not spin).
     seal_attempts: AtomicU64,
+    /// How many merges replaced files in the catalog.
+    merges: AtomicU64,
+    /// Held (shared) by whoever checks sealed files by name; a merge takes it to replace files.
+    files_gate: RwLock<()>,
+    /// Set when registering a merge failed: no more merging in this process.
+    merge_blocked: AtomicBool,
+    /// Test hook: the next merge stops after its files are in place (1) or after its batch is
+    /// durable (2), as a crash there would.
+    fault_merge: std::sync::atomic::AtomicU8,
     /// Test hook: microseconds each sync waits before writing (a slow disk).
     sync_delay_us: AtomicU64,
     /// When sled's file is rebuilt (at open, and by a close that leaves a copy for the next
@@ -609,6 +631,104 @@ fn sled_config(dir: &Path, cache_bytes: u64) -> sled::Config {
         .flush_every_ms(Some(SLED_FLUSH_MS))
         .cache_capacity(cache_bytes)
         .mode(sled::Mode::HighThroughput)
+}
+
+/// Writes the entries of `tables` (each in key order; on a key in several, the value of the
+/// latest table wins) into `w` and finishes it: its length, 0 (and no file) without entries,
+/// `None` when `stop` answered true (nothing left behind).
+fn merge_tables(
+    mut w: TableWriter,
+    tables: &[&TableReader],
+    key: &SigningKey,
+    stop: &dyn Fn() -> bool,
+) -> Result<Option<u64>, StoreError> {
+    use std::cmp::Reverse;
+    let mut cursors: Vec<_> = tables.iter().map(|t| t.cursor_all()).collect();
+    // (key, newest table first on a tie, value)
+    let mut heap = std::collections::BinaryHeap::new();
+    for (i, c) in cursors.iter_mut().enumerate() {
+        if let Some((k, v)) = c.next_entry()? {
+            heap.push(Reverse((k, Reverse(i), v)));
+        }
+    }
+    let mut n: u64 = 0;
+    let mut last: Option<Vec<u8>> = None;
+    while let Some(Reverse((k, Reverse(i), v))) = heap.pop() {
+        if let Some((k2, v2)) = cursors[i].next_entry()? {
+            heap.push(Reverse((k2, Reverse(i), v2)));
+        }
+        if last.as_deref() == Some(k.as_slice()) {
+            continue; // an older table's value of a key already written
+        }
+        w.push(&k, &v)?;
+        last = Some(k);
+        n += 1;
+        if n.is_multiple_of(65_536) && stop() {
+            return Ok(None);
+        }
+    }
+    if n == 0 {
+        return Ok(Some(0));
+    }
+    Ok(Some(w.finish(key)?))
+}
+
+/// Whether the unlisted file at `path`, whose records lie within the listed `files`, is a
+/// redundant copy: a segment whose seal verifies with `key` and whose links before its first
+/// and at its last record are the listed files' links there; a table whose seal verifies.
+/// Any doubt (unreadable, unsigned, another chain) says no.
+fn covered_is_redundant(
+    path: &Path,
+    part: Part,
+    files: &[Arc<Sealed>],
+    key: &VerifyingKey,
+) -> bool {
+    let link_at = |seq: u64| -> Option<Link> {
+        if seq == 0 {
+            return Some(chain::GENESIS);
+        }
+        catalog::find(files, seq)?
+            .reader
+            .get_linked(seq)
+            .ok()
+            .flatten()
+            .map(|(l, _)| l)
+    };
+    match part {
+        Part::Segment => {
+            let Ok(r) = SegmentReader::open(path) else {
+                return false;
+            };
+            let Some(prev) = link_at(r.first_seq().saturating_sub(1)) else {
+                return false;
+            };
+            r.verify(key, &prev)
+                .is_ok_and(|last| Some(last) == link_at(r.last_seq()))
+        }
+        Part::Table | Part::States => TableReader::open(path).is_ok_and(|t| t.verify(key).is_ok()),
+    }
+}
+
+/// The parts of a sealed file, by their names' suffixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Segment,
+    Table,
+    States,
+}
+
+/// The records a sealed file's name stem covers: `<first>` (its last is in the file), or
+/// `<first>-<last>` for a merged file; `None` for a name sealing never writes.
+fn parse_stem(stem: &str) -> Option<(u64, Option<u64>)> {
+    let num = |d: &str| {
+        (!d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| d.parse::<u64>().ok())
+            .flatten()
+    };
+    match stem.split_once('-') {
+        None => Some((num(stem)?, None)),
+        Some((a, b)) => Some((num(a)?, Some(num(b)?))),
+    }
 }
 
 fn fsync_dir(path: &Path) -> Result<(), StoreError> {
@@ -722,6 +842,10 @@ impl Store {
             fault_after_register: AtomicBool::new(false),
             commit_gate: RwLock::new(()),
             seal_attempts: AtomicU64::new(0),
+            merges: AtomicU64::new(0),
+            files_gate: RwLock::new(()),
+            merge_blocked: AtomicBool::new(false),
+            fault_merge: std::sync::atomic::AtomicU8::new(0),
             sync_delay_us: AtomicU64::new(0),
             compact: (wal_options.compact, cache_bytes),
             _registered: lock::Registered::new(&dir.join("db"), OWN_RELEASE_WAIT),
@@ -913,14 +1037,16 @@ impl Store {
         for kv in self.tree.scan_prefix([G]) {
             let (k, v) = kv?;
             let first = key_u64(&k[1..]);
-            let file = catalog::path(&self.dir, first);
+            let entry = catalog::Entry::decode(&v).filter(|e| e.first == first);
+            let file = entry.as_ref().map_or_else(
+                || catalog::path(&self.dir, first),
+                |e| e.seg_path(&self.dir),
+            );
             let catalog_err = |what: &str| StoreError::Catalog {
                 file: file.clone(),
                 what: what.into(),
             };
-            let entry = catalog::Entry::decode(&v)
-                .filter(|e| e.first == first)
-                .ok_or_else(|| catalog_err("its catalog entry is unreadable"))?;
+            let entry = entry.ok_or_else(|| catalog_err("its catalog entry is unreadable"))?;
             match files.last() {
                 None if first != 1 || entry.prev_link != chain::GENESIS => {
                     return Err(catalog_err(
@@ -954,59 +1080,71 @@ impl Store {
                 reader,
                 table,
                 states,
+                period: std::sync::OnceLock::new(),
             }));
         }
         let seg_dir = self.dir.join(catalog::DIR);
         if let Ok(rd) = std::fs::read_dir(&seg_dir) {
             let mut changed = false;
+            // Every record up to here is in a listed file.
+            let covered = files.last().map_or(0, |s| s.entry.last);
             for e in rd.flatten() {
                 let name = e.file_name();
-                let listed = files
-                    .iter()
-                    .any(|s| *name == *catalog::file_name(s.entry.first));
-                // Only what sealing writes (`<digits>.seg`, `<digits>.idx`, and their `.tmp`) is
-                // touched.
+                // Only what sealing and merging write (`<first>.seg`, `<first>-<last>.seg`, the
+                // same with `.idx` and `.sta`, and their `.tmp`) is touched.
                 let Some(n) = name.to_str() else { continue };
+                let tmp = n.ends_with(".tmp");
                 let stem = n.strip_suffix(".tmp").unwrap_or(n);
-                let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
-                let first_of = |suffix: &str| {
-                    stem.strip_suffix(suffix)
-                        .filter(|d| digits(d))
-                        .and_then(|d| d.parse::<u64>().ok())
+                let Some((base, part)) = [
+                    (catalog::SUFFIX, Part::Segment),
+                    (catalog::TABLE_SUFFIX, Part::Table),
+                    (catalog::STATES_SUFFIX, Part::States),
+                ]
+                .into_iter()
+                .find_map(|(suffix, part)| stem.strip_suffix(suffix).map(|b| (b, part))) else {
+                    continue;
                 };
-                let (table, states) = (
-                    first_of(catalog::TABLE_SUFFIX),
-                    first_of(catalog::STATES_SUFFIX),
-                );
-                let ours = table.is_some()
-                    || states.is_some()
-                    || stem.strip_suffix(catalog::SUFFIX).is_some_and(digits);
+                let Some((first, last)) = parse_stem(base) else {
+                    continue;
+                };
                 // A temporary file is never listed, whatever its name.
-                let listed = !n.ends_with(".tmp")
-                    && (listed
-                        || files.iter().any(|s| {
-                            (s.table.is_some() && table == Some(s.entry.first))
-                                || (s.states.is_some() && states == Some(s.entry.first))
-                        }));
-                if listed || !ours {
+                let listed = !tmp
+                    && files.iter().any(|s| {
+                        s.entry.stem() == base
+                            && match part {
+                                Part::Segment => true,
+                                Part::Table => s.table.is_some(),
+                                Part::States => s.states.is_some(),
+                            }
+                    });
+                if listed {
                     continue;
                 }
                 let p = e.path();
-                let redundant = if n.ends_with(".tmp") {
+                let redundant = if tmp {
                     true
-                } else if table.is_some() {
-                    self.unlisted_table_is_redundant(&p, X)?
-                } else if states.is_some() {
-                    self.unlisted_table_is_redundant(&p, S)?
+                } else if first <= covered && last.is_none_or(|l| l <= covered) {
+                    // Within the listed files' records: a file merged into another (a crash
+                    // before it was removed), or a merged file whose registration never
+                    // happened. Removed only if its seal verifies and its chain is the listed
+                    // one; an audit's open (no key) leaves it alone.
+                    let Some(cfg) = &self.seal_config else {
+                        continue;
+                    };
+                    covered_is_redundant(&p, part, &files, &cfg.key.verifying_key())
                 } else {
-                    self.unlisted_is_redundant(&p)?
+                    match part {
+                        Part::Table => self.unlisted_table_is_redundant(&p, X)?,
+                        Part::States => self.unlisted_table_is_redundant(&p, S)?,
+                        Part::Segment => self.unlisted_is_redundant(&p)?,
+                    }
                 };
                 if redundant {
                     // A temporary file is never renamed into place, so its records are still
                     // in sled; so are those of a file whose every record sled holds unchanged.
                     std::fs::remove_file(&p).map_err(io_err(&p))?;
                     tracing::warn!(
-                        "removed {}: a sealed file the catalog does not list whose contents are all still in the store (its sealing was interrupted)",
+                        "removed {}: a sealed file the catalog does not list whose contents are all held elsewhere, in the store or in a listed file (its sealing or merging was interrupted)",
                         p.display()
                     );
                 } else {
@@ -1040,13 +1178,13 @@ impl Store {
 
     /// Opens the index table of a catalogued segment, if its entry lists one.
     fn open_table(&self, entry: &catalog::Entry) -> Result<Option<TableReader>, StoreError> {
-        let file = catalog::table_path(&self.dir, entry.first);
+        let file = entry.table_path(&self.dir);
         self.open_part(entry, &file, entry.table_len, "index table")
     }
 
     /// Opens the state table of a catalogued segment, if its entry lists one.
     fn open_states(&self, entry: &catalog::Entry) -> Result<Option<TableReader>, StoreError> {
-        let file = catalog::states_path(&self.dir, entry.first);
+        let file = entry.states_path(&self.dir);
         self.open_part(entry, &file, entry.states_len, "state table")
     }
 
@@ -1174,7 +1312,6 @@ impl Store {
         key: &VerifyingKey,
         expected_prev: &Link,
     ) -> Result<(), PartProblem> {
-        let file = catalog::path(&self.dir, first);
         let problem = |file: &Path, missing: bool, what: String| PartProblem {
             file: file.to_path_buf(),
             missing,
@@ -1186,8 +1323,10 @@ impl Store {
             .find(|s| s.entry.first == first)
             .map(|s| &s.entry)
         else {
+            let file = catalog::path(&self.dir, first);
             return Err(problem(&file, false, "not in the catalog".into()));
         };
+        let file = entry.seg_path(&self.dir);
         let missing = |file: &Path, what: &str| {
             problem(
                 file,
@@ -1214,13 +1353,9 @@ impl Store {
         // Its postings and settled states: a damaged or missing table would make queries miss
         // records, or lose states.
         for (table, len, what) in [
+            (entry.table_path(&self.dir), entry.table_len, "index table"),
             (
-                catalog::table_path(&self.dir, first),
-                entry.table_len,
-                "index table",
-            ),
-            (
-                catalog::states_path(&self.dir, first),
+                entry.states_path(&self.dir),
                 entry.states_len,
                 "state table",
             ),
@@ -1457,6 +1592,13 @@ impl Store {
         self.fault_after_register.store(on, Ordering::SeqCst);
     }
 
+    /// Test hook: the next merge stops after its files are in place (`stage` 1) or after the
+    /// batch that registers them is durable (2), as a crash there would.
+    #[doc(hidden)]
+    pub fn fail_merge_at(&self, stage: u8) {
+        self.fault_merge.store(stage, Ordering::SeqCst);
+    }
+
     /// Test hook: with `on`, the next segment sealing stops right after its file is renamed
     /// into place, before the batch that registers it (a crash there).
     #[doc(hidden)]
@@ -1655,6 +1797,7 @@ impl Store {
             reader,
             table,
             states,
+            period: std::sync::OnceLock::new(),
         }));
         self.set_catalog(Arc::new(with));
         if let Err(e) = self.tree.apply_batch(b) {
@@ -1687,6 +1830,293 @@ impl Store {
         if let Err(e) = self.flush_sled() {
             tracing::warn!("flushing the store after sealing failed (a restart seals again): {e}");
         }
+        Ok(true)
+    }
+
+    /// Merges the next run of sealed files that is due ([`catalog::due_merge`]): the files of a
+    /// closed period into one, or `fanout` files of one level into one of the next. The sealer
+    /// thread calls it after sealing; a reader never waits for it. Returns whether it merged.
+    ///
+    /// The merged files are written, fsynced and renamed into place; one sled batch replaces
+    /// the runs' catalog entries with the merged one (keyed by the same first record), made
+    /// durable; then the in-memory catalog takes it, and the old files are removed (a reader
+    /// holding them open still reads them). A crash at any point leaves either the old files
+    /// listed (the merged ones are then removed at open) or the merged one (the old ones are
+    /// then removed at open): records are never in no listed file. The merged segment is
+    /// checked to end at the run's last link before it is registered. `stop` is asked between
+    /// files and every 65,536 table entries; a stopped merge leaves nothing behind.
+    ///
+    /// # Errors
+    /// Reading a file, writing the merged ones, or sled (the old files stay listed).
+    pub fn merge_next(&self, stop: &dyn Fn() -> bool) -> Result<bool, StoreError> {
+        let _guard = self
+            .sealing
+            .lock()
+            .map_err(|_| StoreError::Sled("sealing lock poisoned".into()))?;
+        let Some(cfg) = &self.seal_config else {
+            return Ok(false);
+        };
+        let files = self.catalog();
+        let Some(run) = self.due_merge(cfg, &files) else {
+            return Ok(false);
+        };
+        self.merge_run(cfg, &files, run, stop)
+    }
+
+    /// While the guard lives, no merge replaces sealed files: a reader that lists them and then
+    /// checks them by name ([`Store::check_segment`]) holds it. A merge writes its file
+    /// meanwhile and waits only to register it.
+    pub fn hold_files(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.files_gate.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many merges this process made.
+    pub fn merge_count(&self) -> u64 {
+        self.merges.load(Ordering::SeqCst)
+    }
+
+    /// Whether a merge is due now (the benchmark waits until none is).
+    pub fn merge_pending(&self) -> bool {
+        self.seal_config
+            .as_ref()
+            .is_some_and(|cfg| self.due_merge(cfg, &self.catalog()).is_some())
+    }
+
+    /// Test and migration hook: merges until nothing is due.
+    ///
+    /// # Errors
+    /// As [`Store::merge_next`].
+    #[doc(hidden)]
+    pub fn merge_due(&self) -> Result<(), StoreError> {
+        while self.merge_next(&|| false)? {}
+        Ok(())
+    }
+
+    fn due_merge(&self, cfg: &Sealing, files: &[Arc<Sealed>]) -> Option<std::ops::Range<usize>> {
+        if cfg.fanout < 2 || self.merge_blocked.load(Ordering::SeqCst) {
+            return None;
+        }
+        let mut shapes = Vec::with_capacity(files.len());
+        for s in files {
+            let period = match (s.period.get(), &cfg.period_of) {
+                (Some(p), _) => *p,
+                (None, None) => None,
+                // One block of the file, once per file and process; a read that fails is not
+                // remembered (an unknown period would look like the end of the one before).
+                (None, Some(f)) => match s.reader.get(s.entry.first) {
+                    Ok(Some(body)) => *s.period.get_or_init(|| f(&body)),
+                    _ => return None,
+                },
+            };
+            shapes.push(catalog::Shape {
+                period,
+                records: s.entry.last - s.entry.first + 1,
+            });
+        }
+        catalog::due_merge(&shapes, cfg.window, cfg.fanout)
+    }
+
+    /// Merges `files[run]` (see [`Store::merge_next`]).
+    fn merge_run(
+        &self,
+        cfg: &Sealing,
+        files: &Snapshot,
+        run: std::ops::Range<usize>,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<bool, StoreError> {
+        let parts = &files[run.clone()];
+        let (Some(head), Some(tail)) = (parts.first(), parts.last()) else {
+            return Ok(false);
+        };
+        let (first, last) = (head.entry.first, tail.entry.last);
+        // Room for a second copy of the run, and the reserve left after it: a merge never
+        // brings the disk to where the line halts.
+        let size: u64 = parts
+            .iter()
+            .map(|p| p.entry.len + p.entry.table_len + p.entry.states_len)
+            .sum();
+        let free = fs2::available_space(&self.dir).map_err(io_err(&self.dir))?;
+        if free < size.saturating_add(cfg.reserve_bytes) {
+            tracing::warn!(
+                "not merging records {first}..={last}: {} MiB free, the merge needs {} MiB and leaves {} MiB (tried again after the next sealed file)",
+                free >> 20,
+                size >> 20,
+                cfg.reserve_bytes >> 20
+            );
+            return Ok(false);
+        }
+        // Only what its seal vouches for is merged and signed again: every part is checked
+        // whole first (blocks, links, digest, signatures; its tables too).
+        let vk = cfg.key.verifying_key();
+        for p in parts {
+            if stop() {
+                return Ok(false);
+            }
+            let damaged = |what: String| StoreError::Catalog {
+                file: p.reader.path().to_path_buf(),
+                what: format!("not merged: {what}"),
+            };
+            p.reader
+                .verify(&vk, &p.entry.prev_link)
+                .map_err(|e| damaged(e.to_string()))?;
+            for t in [&p.table, &p.states].into_iter().flatten() {
+                t.verify(&vk)
+                    .map_err(|e| damaged(format!("{}: {e}", t.path().display())))?;
+            }
+        }
+        let named = catalog::Entry {
+            first,
+            last,
+            merged: true,
+            ..head.entry.clone()
+        };
+        let seg_path = named.seg_path(&self.dir);
+        let new_files = [
+            named.table_path(&self.dir),
+            named.states_path(&self.dir),
+            seg_path.clone(),
+        ];
+        let remove_new = || {
+            for p in &new_files {
+                let _ = std::fs::remove_file(p);
+            }
+        };
+        let mut out = SegmentWriter::create(&seg_path, first, head.entry.prev_link)?;
+        let mut copied: u64 = 0;
+        for p in parts {
+            for r in p.reader.records() {
+                let (seq, body) = r?;
+                out.push(seq, &body)?;
+                copied += 1;
+                // A stopped merge leaves nothing: `out` removes its temporary file.
+                if copied.is_multiple_of(65_536) && stop() {
+                    return Ok(false);
+                }
+            }
+        }
+        if out.link() != tail.entry.last_link {
+            return Err(StoreError::Catalog {
+                file: seg_path,
+                what: format!(
+                    "merging records {first}..={last}: the records do not end at the last file's link (nothing merged; verification tells which file is wrong)"
+                ),
+            });
+        }
+        let tables: Vec<&TableReader> = parts.iter().filter_map(|p| p.table.as_ref()).collect();
+        let states: Vec<&TableReader> = parts.iter().filter_map(|p| p.states.as_ref()).collect();
+        let merged_tables = merge_tables(
+            TableWriter::new(&new_files[0], first, last).range_only(&cfg.range_only_tags),
+            &tables,
+            &cfg.key,
+            stop,
+        )
+        .and_then(|t| {
+            let Some(t) = t else { return Ok(None) };
+            let w = TableWriter::new(&new_files[1], first, last).whole_keys();
+            Ok(merge_tables(w, &states, &cfg.key, stop)?.map(|s| (t, s)))
+        });
+        let (table_len, states_len) = match merged_tables {
+            Ok(Some(lens)) => lens,
+            // Stopped (shutdown), or failed: nothing left behind.
+            Ok(None) => {
+                remove_new();
+                return Ok(false);
+            }
+            Err(e) => {
+                remove_new();
+                return Err(e);
+            }
+        };
+        let summary = out.finish(&cfg.key).inspect_err(|_| remove_new())?;
+        let entry = catalog::Entry {
+            table_len,
+            states_len,
+            merged: true,
+            ..catalog::Entry::from_summary(&summary)
+        };
+        let merged = (|| {
+            Ok::<_, StoreError>(Sealed {
+                reader: SegmentReader::open(&seg_path)?,
+                table: self.open_table(&entry)?,
+                states: self.open_states(&entry)?,
+                period: std::sync::OnceLock::new(),
+                entry: entry.clone(),
+            })
+        })()
+        .inspect_err(|_| remove_new())?;
+        if let Some(p) = head.period.get() {
+            let _ = merged.period.set(*p);
+        }
+        let fault = |stage: u8| {
+            if self
+                .fault_merge
+                .compare_exchange(stage, 0, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                return Err(StoreError::Sled(format!(
+                    "fault injected in merging records {first}..={last} (stage {stage})"
+                )));
+            }
+            Ok(())
+        };
+        fault(1)?;
+        // No one is checking the old files by name from here until they are gone.
+        let _gate = self.files_gate.write().unwrap_or_else(|p| p.into_inner());
+        let mut b = sled::Batch::default();
+        b.insert(pk(G, &first.to_be_bytes()), entry.encode());
+        for p in &parts[1..] {
+            b.remove(pk(G, &p.entry.first.to_be_bytes()));
+        }
+        if let Err(e) = self.tree.apply_batch(b) {
+            // Whatever part of the batch sled kept, every file stays: the next open lists one
+            // set and removes the other. No more merging in this process.
+            self.merge_blocked.store(true, Ordering::SeqCst);
+            tracing::error!(
+                "registering the merged file {} failed (every file is kept; no more merging until a restart): {e}",
+                seg_path.display()
+            );
+            return Err(e.into());
+        }
+        // Durable before any old file goes: the old entries must not come back without them.
+        if let Err(e) = self.flush_sled() {
+            self.merge_blocked.store(true, Ordering::SeqCst);
+            return Err(e);
+        }
+        fault(2)?;
+        let mut with: Vec<Arc<Sealed>> = files[..run.start].to_vec();
+        with.push(Arc::new(merged));
+        with.extend_from_slice(&files[run.end..]);
+        self.set_catalog(Arc::new(with));
+        self.merges.fetch_add(1, Ordering::SeqCst);
+        for p in parts {
+            let e = &p.entry;
+            let mut old = vec![e.seg_path(&self.dir)];
+            if p.table.is_some() {
+                old.push(e.table_path(&self.dir));
+            }
+            if p.states.is_some() {
+                old.push(e.states_path(&self.dir));
+            }
+            for f in old {
+                if let Err(e) = std::fs::remove_file(&f)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::warn!(
+                        "removing {} after it was merged failed (the next open removes it): {e}",
+                        f.display()
+                    );
+                }
+            }
+        }
+        if let Err(e) = fsync_dir(&self.dir.join(catalog::DIR)) {
+            tracing::warn!(
+                "syncing the directory of sealed files after a merge failed (a crash may bring old files back; the next open removes them): {e}"
+            );
+        }
+        tracing::info!(
+            "merged {} sealed files into records {first}..={last}",
+            parts.len()
+        );
         Ok(true)
     }
 
@@ -3232,6 +3662,9 @@ mod tests {
             window,
             key: SigningKey::from_bytes(&[7; 32]),
             range_only_tags: Vec::new(),
+            fanout: 0,
+            period_of: None,
+            reserve_bytes: 0,
         })
     }
 
@@ -4182,5 +4615,376 @@ mod tests {
         }
         writer.join().expect("writer");
         assert_eq!(walk(&store, 1, None).len(), 4000);
+    }
+
+    /// Sealing with merges: windows of 20, two files of a level make one of the next, and a
+    /// period is 400 records (read from the test bodies' `seq`).
+    fn merging(window: u64) -> Sealing {
+        Sealing {
+            fanout: 2,
+            period_of: Some(Arc::new(|body: &[u8]| {
+                let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+                Some((v["seq"].as_u64()? - 1) / 400)
+            })),
+            ..sealing(window).expect("sealing")
+        }
+    }
+
+    fn merge_posting(k: u64, seq: u64) -> Vec<u8> {
+        [&b"pk\0"[..], &k.to_be_bytes(), &[0], &seq.to_be_bytes()].concat()
+    }
+
+    /// Commits record `s` of `values` with a posting under `s % 7`, key `s % 50`'s state
+    /// settled at `s`, and a signed checkpoint.
+    fn commit_merging(store: &Store, values: &[Vec<u8>], s: u64) {
+        let mut ws = WriteSet::default();
+        ws.journal(s, values[s as usize - 1].clone());
+        ws.posting(merge_posting(s % 7, s));
+        ws.state_settled(
+            format!("st{:02}", s % 50).into_bytes(),
+            s.to_be_bytes().to_vec(),
+        );
+        ws.checkpoint(s, signed_checkpoint(&values[s as usize - 1], s));
+        store.commit(&ws).expect("commit");
+    }
+
+    /// 100 records committed with merging (window 20, fanout 2) and sealed: four windows,
+    /// merges due.
+    fn four_windows_due_to_merge(dir: &Path) -> (Store, Vec<Vec<u8>>) {
+        let values = chained(100);
+        let store = Store::open_with(dir, 1 << 22, Some(merging(20))).expect("open");
+        for s in 1..=100u64 {
+            commit_merging(&store, &values, s);
+        }
+        store.seal_due().expect("seal");
+        (store, values)
+    }
+
+    /// What a reader must find after records `1..=done` were committed (later ones may be
+    /// there too): every record, every posting under 3, and each state at least as new.
+    fn check_reads(store: &Store, values: &[Vec<u8>], done: u64) {
+        let seen = walk_raw(store, 1, None);
+        assert!(seen.len() as u64 >= done, "a walk missed records");
+        for (i, (s, v)) in seen.iter().enumerate() {
+            assert_eq!(*s, i as u64 + 1, "a walk skipped a record");
+            assert_eq!(v, &values[i], "record {s}");
+        }
+        for probe in [1, done / 2, done.saturating_sub(25)] {
+            if probe > 0 && probe <= done {
+                assert_eq!(
+                    store.journal_get(probe).expect("get").as_deref(),
+                    Some(values[probe as usize - 1].as_slice()),
+                    "record {probe} (done {done})"
+                );
+            }
+        }
+        let prefix = [&b"pk\0"[..], &3u64.to_be_bytes(), &[0]].concat();
+        let seqs: Vec<u64> = store
+            .index_scan(&prefix, usize::MAX)
+            .expect("scan")
+            .iter()
+            .map(|k| index_seq(k))
+            .collect();
+        let want: Vec<u64> = (1..).map(|i| i * 7 - 4).take(seqs.len()).collect();
+        assert_eq!(seqs, want, "a scan missed or repeated a posting");
+        assert!(seqs.len() as u64 >= (done + 4) / 7, "postings missing");
+        for k in [0u64, 17, 49] {
+            let Some(newest) = (1..=done).rev().find(|s| s % 50 == k) else {
+                continue;
+            };
+            let v = store
+                .state_get(format!("st{k:02}").as_bytes())
+                .expect("state")
+                .expect("a settled state is found");
+            let got = key_u64(&v);
+            assert!(
+                got >= newest && got % 50 == k,
+                "state {k}: value of record {got}, older than {newest}"
+            );
+        }
+    }
+
+    /// Sealed files merge, by levels within a period and whole once the period closes, while a
+    /// reader reads records, postings and states: it never misses one, and never reads an older
+    /// state than the newest. After: the files are the merged ones (no window left over, no
+    /// orphan), each checks with the key, and a reopened store lists and reads the same.
+    #[test]
+    fn sealed_files_merge_while_readers_read_and_nothing_is_missed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let values = std::sync::Arc::new(chained(1000));
+        let store = std::sync::Arc::new(
+            Store::open_with(dir.path(), 1 << 22, Some(merging(20))).expect("open"),
+        );
+        let done = std::sync::Arc::new(AtomicU64::new(0));
+        let writer = {
+            let (store, values, done) = (store.clone(), values.clone(), done.clone());
+            std::thread::spawn(move || {
+                for s in 1..=1000u64 {
+                    commit_merging(&store, &values, s);
+                    done.store(s, Ordering::SeqCst);
+                    // As the ledger's sealer does.
+                    if store.seal_next_segment(s).expect("seal") {
+                        while store.merge_next(&|| false).expect("merge") {}
+                    }
+                }
+            })
+        };
+        let mut rounds = 0;
+        while !writer.is_finished() || rounds == 0 {
+            check_reads(&store, &values, done.load(Ordering::SeqCst));
+            rounds += 1;
+        }
+        writer.join().expect("writer");
+        assert!(store.merge_count() > 10, "merges happened during the reads");
+        let spans: Vec<(u64, u64)> = store
+            .segment_files()
+            .iter()
+            .map(|f| (f.first, f.last))
+            .collect();
+        // Two closed periods, whole; the open one by levels: 160 + 80 + 20 of 260 sealed
+        // records (980 sealed: 1000 less at most a window outside files).
+        assert_eq!(
+            spans,
+            [(1, 400), (401, 800), (801, 960), (961, 980)],
+            "{spans:?}"
+        );
+        // No file merged away is left over.
+        let names = segment_names(dir.path());
+        let want: Vec<String> = [
+            "00000000000000000001-00000000000000000400",
+            "00000000000000000401-00000000000000000800",
+            "00000000000000000801-00000000000000000960",
+            "00000000000000000961",
+        ]
+        .iter()
+        .flat_map(|stem| ["idx", "seg", "sta"].map(|ext| format!("{stem}.{ext}")))
+        .collect();
+        assert_eq!(names, want);
+        let key = SigningKey::from_bytes(&[7; 32]).verifying_key();
+        let mut prev = chain::GENESIS;
+        for f in store.segment_files() {
+            store
+                .check_segment(f.first, &key, &prev)
+                .unwrap_or_else(|e| panic!("{}: {}", f.first, e.what));
+            prev = f.last_link;
+        }
+        check_reads(&store, &values, 1000);
+        drop(store);
+        let store = Store::open_with(dir.path(), 1 << 22, Some(merging(20))).expect("reopen");
+        let again: Vec<(u64, u64)> = store
+            .segment_files()
+            .iter()
+            .map(|f| (f.first, f.last))
+            .collect();
+        assert_eq!(again, spans);
+        assert_eq!(segment_names(dir.path()), names);
+        check_reads(&store, &values, 1000);
+    }
+
+    /// A merge interrupted before its batch (stage 1) leaves the old files listed and the
+    /// merged ones removed at the next open; after its batch (stage 2), the merged one listed
+    /// and the old ones removed. Either way every record, posting and state reads back.
+    #[test]
+    fn an_interrupted_merge_is_finished_or_undone_at_the_next_open() {
+        for stage in [1u8, 2] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (store, values) = four_windows_due_to_merge(dir.path());
+            assert_eq!(store.segment_files().len(), 4);
+            store.fail_merge_at(stage);
+            assert!(store.merge_next(&|| false).is_err(), "the injected fault");
+            let names = segment_names(dir.path());
+            assert!(
+                names.iter().any(|n| n.contains('-')),
+                "stage {stage}: the merged files are in place: {names:?}"
+            );
+            assert!(
+                names.contains(&"00000000000000000001.seg".to_string()),
+                "stage {stage}: the old files too: {names:?}"
+            );
+            drop(store);
+            let store = Store::open_with(dir.path(), 1 << 22, Some(merging(20))).expect("reopen");
+            let spans: Vec<(u64, u64)> = store
+                .segment_files()
+                .iter()
+                .map(|f| (f.first, f.last))
+                .collect();
+            let names = segment_names(dir.path());
+            if stage == 1 {
+                assert_eq!(spans, [(1, 20), (21, 40), (41, 60), (61, 80)], "stage 1");
+                assert!(!names.iter().any(|n| n.contains('-')), "{names:?}");
+            } else {
+                assert_eq!(spans, [(1, 40), (41, 60), (61, 80)], "stage 2");
+                assert!(
+                    !names.contains(&"00000000000000000001.seg".to_string())
+                        && !names.contains(&"00000000000000000021.seg".to_string()),
+                    "{names:?}"
+                );
+            }
+            assert!(!names.iter().any(|n| n == ORPHAN_DIR), "{names:?}");
+            check_reads(&store, &values, 100);
+            // And the merges go on from there.
+            store.merge_due().expect("merge");
+            assert_eq!(
+                store
+                    .segment_files()
+                    .iter()
+                    .map(|f| (f.first, f.last))
+                    .collect::<Vec<_>>(),
+                [(1, 80)],
+                "stage {stage}"
+            );
+            check_reads(&store, &values, 100);
+        }
+    }
+
+    /// A merge never replaces files under a reader that checks them by name (a verification
+    /// of a running hall): it writes its file, then waits for the reader's guard to register
+    /// it; every file the reader listed still checks meanwhile.
+    #[test]
+    fn a_merge_waits_for_a_reader_checking_files_by_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, values) = four_windows_due_to_merge(dir.path());
+        let store = std::sync::Arc::new(store);
+        assert!(store.merge_pending());
+        let guard = store.hold_files();
+        let listed = store.segment_files();
+        let merger = {
+            let store = store.clone();
+            std::thread::spawn(move || store.merge_due())
+        };
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let key = SigningKey::from_bytes(&[7; 32]).verifying_key();
+        let mut prev = chain::GENESIS;
+        for f in &listed {
+            store
+                .check_segment(f.first, &key, &prev)
+                .unwrap_or_else(|e| panic!("{}: {}", f.first, e.what));
+            prev = f.last_link;
+        }
+        assert_eq!(
+            store.merge_count(),
+            0,
+            "no merge registered under the guard"
+        );
+        drop(guard);
+        merger.join().expect("merger").expect("merge");
+        assert_eq!(
+            store
+                .segment_files()
+                .iter()
+                .map(|f| (f.first, f.last))
+                .collect::<Vec<_>>(),
+            [(1, 80)]
+        );
+        check_reads(&store, &values, 100);
+    }
+
+    /// After a merge registered (its old files left over by a crash), an open removes only the
+    /// leftovers it can vouch for: an audit's open (no key) leaves them all; an open with the
+    /// key removes those whose seal and chain are the listed ones and keeps a damaged one as an
+    /// orphan (it could be the evidence of what was changed).
+    #[test]
+    fn leftovers_of_a_merge_are_removed_only_when_vouched_for() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, values) = four_windows_due_to_merge(dir.path());
+        store.fail_merge_at(2);
+        assert!(store.merge_next(&|| false).is_err(), "the injected fault");
+        drop(store);
+        let seg = |n: &str| dir.path().join(catalog::DIR).join(n);
+        let second = seg("00000000000000000021.seg");
+        let mut bytes = std::fs::read(&second).expect("read");
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x20;
+        std::fs::write(&second, &bytes).expect("damage");
+        let before = segment_names(dir.path());
+        drop(Store::open_with(dir.path(), 1 << 22, None).expect("audit open"));
+        assert_eq!(
+            segment_names(dir.path()),
+            before,
+            "an audit's open changes nothing"
+        );
+        let store = Store::open_with(dir.path(), 1 << 22, Some(merging(20))).expect("reopen");
+        let names = segment_names(dir.path());
+        assert!(
+            !names.contains(&"00000000000000000001.seg".to_string()),
+            "a sound leftover is removed: {names:?}"
+        );
+        assert!(!names.contains(&"00000000000000000021.seg".to_string()));
+        let orphans: Vec<String> = std::fs::read_dir(seg(ORPHAN_DIR))
+            .expect("orphans")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            orphans,
+            ["00000000000000000021.seg"],
+            "the damaged one is kept"
+        );
+        check_reads(&store, &values, 100);
+    }
+
+    /// A merge signs only what its parts' seals vouch for: a state table replaced by one that
+    /// another key signed (its blocks and checksums sound, one value changed) is refused,
+    /// named, and nothing is merged; the forged value is never signed with the ledger's key.
+    #[test]
+    fn a_merge_refuses_a_part_its_seal_does_not_vouch_for() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = four_windows_due_to_merge(dir.path());
+        // Window 61..=80's state table (the states that settled there and were not written
+        // again), forged: one value changed, signed with another key.
+        let files = store.catalog();
+        let victim = &files[3];
+        let t = victim.states.as_ref().expect("a state table");
+        let mut entries = Vec::new();
+        let mut c = t.cursor_all();
+        while let Some(e) = c.next_entry().expect("entry") {
+            entries.push(e);
+        }
+        entries[0].1 = 999u64.to_be_bytes().to_vec();
+        let path = victim.entry.states_path(dir.path());
+        let forged = dir.path().join("forged.sta");
+        let mut w = TableWriter::new(&forged, victim.entry.first, victim.entry.last).whole_keys();
+        for (k, v) in &entries {
+            w.push(k, v).expect("push");
+        }
+        let len = w.finish(&SigningKey::from_bytes(&[9; 32])).expect("finish");
+        std::fs::rename(&forged, &path).expect("replace");
+        let entry = catalog::Entry {
+            states_len: len,
+            ..victim.entry.clone()
+        };
+        store
+            .tree
+            .insert(pk(G, &entry.first.to_be_bytes()), entry.encode())
+            .expect("catalog");
+        drop((files, store));
+        let store = Store::open_with(dir.path(), 1 << 22, Some(merging(20))).expect("reopen");
+        // Windows 1..=40 merge; 41..=80, holding the forged table, is refused.
+        let err = loop {
+            match store.merge_next(&|| false) {
+                Ok(true) => {}
+                Ok(false) => panic!("every merge went through"),
+                Err(e) => break e,
+            }
+        };
+        assert!(
+            err.to_string().contains("00000000000000000061.sta"),
+            "names the table: {err}"
+        );
+        assert_eq!(
+            store
+                .segment_files()
+                .iter()
+                .map(|f| (f.first, f.last))
+                .collect::<Vec<_>>(),
+            [(1, 40), (41, 60), (61, 80)],
+            "nothing merged with the forged table"
+        );
+        assert!(
+            !segment_names(dir.path())
+                .iter()
+                .any(|n| n.contains("-00000000000000000080")),
+            "no merged file left behind"
+        );
     }
 }

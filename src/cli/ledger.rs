@@ -245,6 +245,9 @@ pub enum LedgerCommand {
         /// Seal history into segment files this many records at a time (0: never).
         #[arg(long, default_value_t = 0)]
         seal_window: u64,
+        /// Merge this many sealed files of one size into one (below 2: never).
+        #[arg(long, default_value_t = LedgerConfig::default().merge_fanout)]
+        merge_fanout: u64,
     },
 }
 
@@ -432,28 +435,25 @@ pub fn run(args: LedgerArgs) -> anyhow::Result<()> {
             threads,
             checkpoint_every,
             seal_window,
-        } => soak(dir, threads, checkpoint_every, seal_window)?,
+            merge_fanout,
+        } => soak(
+            dir,
+            threads,
+            LedgerConfig {
+                checkpoint_every,
+                seal_window,
+                merge_fanout,
+                ..LedgerConfig::default()
+            },
+        )?,
     }
     Ok(())
 }
 
 /// The crash-test workload: every record is valid, and unique across restarts (the process id
 /// is part of every id), so each cycle can append to the same ledger.
-fn soak(
-    dir: &std::path::Path,
-    threads: usize,
-    checkpoint_every: u64,
-    seal_window: u64,
-) -> anyhow::Result<()> {
-    let ledger = open_ledger_with(
-        dir,
-        true,
-        LedgerConfig {
-            checkpoint_every,
-            seal_window,
-            ..LedgerConfig::default()
-        },
-    )?;
+fn soak(dir: &std::path::Path, threads: usize, config: LedgerConfig) -> anyhow::Result<()> {
+    let ledger = open_ledger_with(dir, true, config)?;
     let pid = std::process::id();
     let out = std::sync::Mutex::new(std::io::stdout());
     std::thread::scope(|s| {

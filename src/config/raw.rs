@@ -50,6 +50,8 @@ pub(super) struct RawServer {
     pub shutdown_grace_secs: u64,
     pub ledger_cache_mb: u64,
     pub ledger_seal_window: u64,
+    /// Text, so that a bad period gets our message rather than serde's.
+    pub ledger_period: String,
     pub min_free_disk_mb: u64,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -67,6 +69,7 @@ impl Default for RawServer {
             shutdown_grace_secs: 20,
             ledger_cache_mb: 1024,
             ledger_seal_window: 20_000,
+            ledger_period: "month".into(),
             min_free_disk_mb: 512,
             tls_cert: None,
             tls_key: None,

@@ -301,6 +301,16 @@ fn error_cases() -> Vec<ErrorCase> {
             "10 is out of range 1000..=10000000",
         ),
         (
+            "ledger period unknown",
+            edit(
+                "data_dir = \"data\"\n",
+                "data_dir = \"data\"\nledger_period = \"fortnight\"\n",
+            ),
+            9,
+            "server.ledger_period",
+            "\"fortnight\" is not a period (one of day, week, month)",
+        ),
+        (
             "free-disk halt threshold too large",
             edit(
                 "data_dir = \"data\"\n",
@@ -1420,6 +1430,7 @@ fn defaults_are_the_documented_ones() {
             shutdown_grace_secs: 20,
             ledger_cache_mb: 1024,
             ledger_seal_window: 20_000,
+            ledger_period: crate::ledger::Period::Month,
             min_free_disk_mb: 512,
             tls: None,
             signin_burst: 10,

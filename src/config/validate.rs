@@ -139,6 +139,23 @@ impl Checker<'_> {
         T::try_from(value).unwrap_or_default()
     }
 
+    /// A ledger period by name; otherwise an error naming the choices.
+    fn period(&mut self, path: &str, name: &str) -> crate::ledger::Period {
+        use crate::ledger::Period;
+        match name {
+            "day" => Period::Day,
+            "week" => Period::Week,
+            "month" => Period::Month,
+            other => {
+                self.err(
+                    path,
+                    format!("{other:?} is not a period (one of day, week, month)"),
+                );
+                Period::default()
+            }
+        }
+    }
+
     fn per_class(&mut self, path: &str, v: RawPerClass, range: RangeInclusive<u64>) -> PerClass {
         PerClass {
             normal: self.ranged(&format!("{path}.normal"), v.normal, range.clone()),
@@ -404,6 +421,7 @@ impl Checker<'_> {
                 raw.ledger_seal_window,
                 1000..=10_000_000,
             ),
+            ledger_period: self.period("server.ledger_period", &raw.ledger_period),
             min_free_disk_mb: self.ranged(
                 "server.min_free_disk_mb",
                 raw.min_free_disk_mb,

@@ -112,6 +112,55 @@ pub struct LedgerConfig {
     /// this many records are outside files: the oldest run of this many goes into one file
     /// signed with the checkpoint key. 0: never.
     pub seal_window: u64,
+    /// A closed period's sealed files are merged into one file.
+    pub period: Period,
+    /// Within a period, this many sealed files of one size are merged into one (so that a
+    /// trace reads a few files, not one per window). Below 2: never.
+    pub merge_fanout: u64,
+    /// Free space a merge must leave beyond the copy it writes (above the line's halt).
+    pub merge_reserve_bytes: u64,
+}
+
+/// The span of history a sealed file is closed over: once a record of the next period is
+/// sealed, the period's files become one (by the time of each file's first record, UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Period {
+    /// A calendar day.
+    Day,
+    /// An ISO week.
+    Week,
+    /// A calendar month.
+    #[default]
+    Month,
+}
+
+impl Period {
+    /// The number of the period holding `at` (consecutive periods, consecutive numbers).
+    pub fn of(self, at: DateTime<Utc>) -> u64 {
+        use chrono::Datelike as _;
+        let n = match self {
+            Period::Day => at.timestamp().div_euclid(86_400),
+            Period::Week => at
+                .timestamp()
+                .div_euclid(86_400)
+                .saturating_add(3)
+                .div_euclid(7),
+            Period::Month => i64::from(at.year()) * 12 + i64::from(at.month0()),
+        };
+        u64::try_from(n).unwrap_or(0)
+    }
+
+    /// The period of a record's body (`None`: not a record).
+    fn of_body(self, body: &[u8]) -> Option<u64> {
+        #[derive(Deserialize)]
+        struct At {
+            at: DateTime<Utc>,
+        }
+        serde_json::from_slice::<At>(body)
+            .ok()
+            .map(|a| self.of(a.at))
+    }
 }
 
 impl Default for LedgerConfig {
@@ -121,6 +170,9 @@ impl Default for LedgerConfig {
             checkpoint_interval: Duration::from_secs(60),
             cache_bytes: 1 << 30,
             seal_window: 20_000,
+            period: Period::Month,
+            merge_fanout: 8,
+            merge_reserve_bytes: 1 << 30,
         }
     }
 }
@@ -262,6 +314,9 @@ impl Ledger {
             window: config.seal_window,
             key: key.clone(),
             range_only_tags: vec![ix::TIME.to_vec()],
+            fanout: config.merge_fanout,
+            reserve_bytes: config.merge_reserve_bytes,
+            period_of: Some(Arc::new(move |body: &[u8]| config.period.of_body(body))),
         };
         let store = Arc::new(Store::open_with(
             &dir.join(STORE_DIR),

@@ -59,8 +59,28 @@ impl Sealer {
     }
 }
 
+/// Merges sealed files while a merge is due ([`Store::merge_next`]), until shutdown. A failed
+/// merge is logged; the next sealed file tries again (the old files stay listed meanwhile).
+fn merge_while_due(store: &Store, s: &Sealer) {
+    let stop = || lock(&s.state).shutdown;
+    while !stop() {
+        match store.merge_next(&stop) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::warn!(
+                    "merging sealed files failed (they stay as they are, and every reader finds their records; tried again after the next file is sealed): {e}"
+                );
+                return;
+            }
+        }
+    }
+}
+
 /// The sealer thread's loop (see the module documentation).
 pub fn seal_loop(store: &Store, s: &Sealer) {
+    // Files left unmerged by an earlier process (or an older release) first.
+    merge_while_due(store, s);
     let mut failed_at: Option<Instant> = None;
     // A head at which sealing found nothing it could do yet (the signed checkpoint that vouches
     // for the window comes with later records): wait for a later head, never spin.
@@ -90,6 +110,9 @@ pub fn seal_loop(store: &Store, s: &Sealer) {
             Ok(sealed) => {
                 failed_at = None;
                 idle_at = (!sealed).then_some(head);
+                if sealed {
+                    merge_while_due(store, s);
+                }
             }
             Err(e) => {
                 tracing::warn!(
@@ -134,6 +157,8 @@ mod tests {
             dir.path(),
             LedgerConfig {
                 seal_window: 10,
+                // These tests name the windows' files.
+                merge_fanout: 0,
                 checkpoint_every: 1000,
                 ..LedgerConfig::default()
             },
@@ -182,6 +207,7 @@ mod tests {
                 dir.path(),
                 LedgerConfig {
                     seal_window: 10,
+                    merge_fanout: 0,
                     // A window is sealed once a checkpoint vouches for it.
                     checkpoint_every: 5,
                     ..LedgerConfig::default()

@@ -405,6 +405,11 @@ impl SegmentWriter {
         Ok(())
     }
 
+    /// The link of the last record pushed (`prev_link` before any).
+    pub fn link(&self) -> Link {
+        self.link
+    }
+
     fn close_block(&mut self) -> Result<(), SegmentError> {
         if self.raw.is_empty() {
             return Ok(());

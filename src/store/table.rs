@@ -818,8 +818,22 @@ impl TableReader {
             table: self,
             from: from.to_vec(),
             to: to.to_vec(),
+            bounded: true,
             reverse,
             ids,
+            buf: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// A cursor over every entry, in key order.
+    pub fn cursor_all(&self) -> TableCursor<'_> {
+        TableCursor {
+            table: self,
+            from: Vec::new(),
+            to: Vec::new(),
+            bounded: false,
+            reverse: false,
+            ids: 0..self.blocks.len(),
             buf: std::collections::VecDeque::new(),
         }
     }
@@ -905,6 +919,8 @@ pub struct TableCursor<'a> {
     table: &'a TableReader,
     from: Vec<u8>,
     to: Vec<u8>,
+    /// Whether `from` and `to` apply (not for [`TableReader::cursor_all`]).
+    bounded: bool,
     reverse: bool,
     /// The blocks not read yet.
     ids: std::ops::Range<usize>,
@@ -935,7 +951,7 @@ impl TableCursor<'_> {
                 .table
                 .block(i)?
                 .into_iter()
-                .filter(|(k, _)| k.as_slice() >= from && k.as_slice() < to)
+                .filter(|(k, _)| !self.bounded || (k.as_slice() >= from && k.as_slice() < to))
                 .collect();
             if self.reverse {
                 entries.reverse();
