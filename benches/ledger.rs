@@ -19,6 +19,8 @@
 //! own freshly opened handle, without `Ledger::warm` (with `--json` the warm-up is not run).
 //! `verify_incremental_s`: after the full verify, 1 % more events (at least one session pair,
 //! at most 100,000) are appended, then an incremental verify runs from the verified mark.
+//! `--settle DIR` opens a kept ledger and waits until its sealer has nothing left to seal or
+//! merge (as after an upgrade from a release that did not merge), printing how long it took.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
