@@ -198,19 +198,88 @@ fn traces_as_the_manifest_says(ledger: &Ledger, m: &Value) {
     );
 }
 
-/// The guard guards: one flipped byte in a stored record's body is named by a full verify.
+/// `hallctl ledger migrate`, exactly as an operator runs it.
+fn migrate(dir: &Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_hallctl"))
+        .args([
+            "ledger",
+            "migrate",
+            "--seal-window",
+            "500",
+            "--period",
+            "day",
+        ])
+        .env("HALLCTL_LEDGER", dir)
+        .output()
+        .expect("run hallctl ledger migrate")
+}
+
+/// The v1 ledger migrates with a full verify before and after: its history moves into signed
+/// files (a checkpoint at the head vouches for the last full window), every record verifies,
+/// and every manifest trace answers exactly as the code that wrote it answered.
 #[test]
-fn fixture_v1_with_a_damaged_record_fails_verify_naming_it() {
+fn fixture_v1_migrates_with_a_verify_before_and_after() {
+    let m = manifest();
     let (_tmp, dir) = unpack();
-    let ledger = Ledger::open_existing(&dir).expect("open");
-    let seq = ledger.head() / 2;
+    let out = migrate(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    let events = u(&m["events"]);
+    assert_eq!(u(&report["records"]), u(&m["head"]));
+    assert_eq!(u(&report["verified_before"]), events);
+    assert_eq!(u(&report["verified_after"]), events);
+    assert_eq!(u(&report["sealed_files_before"]), 0);
+    // Windows of 500 up to the last full one below the head.
+    assert_eq!(
+        u(&report["sealed_through"]),
+        (u(&m["head"]) - 1) / 500 * 500
+    );
+    assert!(u(&report["sealed_files_after"]) >= 1, "{report}");
+    let ledger = Ledger::open_existing(&dir).expect("open the migrated ledger");
+    assert_eq!(
+        ledger.store().segment_files().len() as u64,
+        u(&report["sealed_files_after"])
+    );
+    let full = ledger
+        .verify(&VerifyOptions::default(), |_, _| {})
+        .expect("verify");
+    assert!(full.ok(), "{:?}", full.first_bad);
+    assert_eq!(full.checked, events);
+    traces_as_the_manifest_says(&ledger, &m);
+}
+
+/// A v1 ledger that does not verify is not migrated: the command fails naming the record, and
+/// nothing is sealed.
+#[test]
+fn fixture_v1_that_does_not_verify_is_not_migrated() {
+    let (_tmp, dir) = unpack();
+    let seq = {
+        let ledger = Ledger::open_existing(&dir).expect("open");
+        let seq = ledger.head() / 2;
+        damage(&ledger, seq);
+        seq
+    };
+    let out = migrate(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "migrated a damaged ledger");
+    assert!(stderr.contains(&format!("record {seq}")), "{stderr}");
+    assert!(stderr.contains("nothing was sealed or merged"), "{stderr}");
+    let segments = dir.join("store/segments");
+    assert!(
+        std::fs::read_dir(&segments).map_or(true, |mut d| d.next().is_none()),
+        "files were sealed"
+    );
+}
+
+/// Flips a byte inside the JSON of record `seq`'s body (past `{"seq":N,`).
+fn damage(ledger: &Ledger, seq: u64) {
     let stored = ledger
         .store()
         .journal_get(seq)
         .expect("read")
         .expect("the record");
     let (link, body) = chain::split_stored(&stored).expect("a stored record");
-    // A byte inside the record's JSON, past `{"seq":N,`.
     let mut body = body.to_vec();
     let i = body.len() / 2;
     body[i] ^= 0x01;
@@ -218,6 +287,15 @@ fn fixture_v1_with_a_damaged_record_fails_verify_naming_it() {
         .store()
         .tamper_journal_put(seq, &chain::stored(&link, &body))
         .expect("tamper");
+}
+
+/// The guard guards: one flipped byte in a stored record's body is named by a full verify.
+#[test]
+fn fixture_v1_with_a_damaged_record_fails_verify_naming_it() {
+    let (_tmp, dir) = unpack();
+    let ledger = Ledger::open_existing(&dir).expect("open");
+    let seq = ledger.head() / 2;
+    damage(&ledger, seq);
     let report = ledger
         .verify(&VerifyOptions::default(), |_, _| {})
         .expect("verify");

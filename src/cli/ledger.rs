@@ -232,6 +232,20 @@ pub enum LedgerCommand {
         #[arg(long, default_value = "unknown")]
         supplier: String,
     },
+    /// Moves an existing ledger to this release's layout: verifies it whole, seals its history
+    /// into signed files and merges them by period, then verifies it whole again. A ledger that
+    /// does not verify is refused before anything is sealed or merged. Run it with the
+    /// controller stopped (the
+    /// controller does the same in the background after its first start).
+    Migrate {
+        /// Records per sealed file window (the hall's `[server] ledger_seal_window`).
+        #[arg(long, default_value_t = LedgerConfig::default().seal_window)]
+        seal_window: u64,
+        /// The period sealed files are merged by: day, week or month (the hall's
+        /// `[server] ledger_period`).
+        #[arg(long, default_value = "month")]
+        period: crate::ledger::Period,
+    },
     /// Crash-test workload: appends from several threads forever, printing `ack <seq>` once
     /// each record is durable. Used by the crash-loop test, which kill -9s it.
     #[command(hide = true)]
@@ -431,6 +445,10 @@ pub fn run(args: LedgerArgs) -> anyhow::Result<()> {
             )?;
             println!("{}", serde_json::to_string(&r)?);
         }
+        LedgerCommand::Migrate {
+            seal_window,
+            period,
+        } => migrate(dir, seal_window, period)?,
         LedgerCommand::Soak {
             threads,
             checkpoint_every,
@@ -447,6 +465,93 @@ pub fn run(args: LedgerArgs) -> anyhow::Result<()> {
             },
         )?,
     }
+    Ok(())
+}
+
+/// A full verification with a progress bar on stderr; an error naming the first bad record
+/// (the caller says what was left undone) unless it passes.
+fn verify_whole(
+    ledger: &Ledger,
+    when: &str,
+) -> anyhow::Result<crate::ledger::verify::VerifyReport> {
+    use crate::ledger::verify::{VerifyMode, VerifyOptions};
+    let bar = indicatif::ProgressBar::new(ledger.head().max(1));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "verifying {when} {{bar:40}} {{pos}}/{{len}} records ({{per_sec}}, eta {{eta}})"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let report = ledger.verify(
+        &VerifyOptions {
+            mode: VerifyMode::Full,
+            ..VerifyOptions::default()
+        },
+        |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        },
+    )?;
+    bar.finish_and_clear();
+    if let Some(bad) = &report.first_bad {
+        bail!(
+            "the ledger does not verify {when} migrating: record {}: {} (see docs/operations.md, \"When hallctl audit verify fails\")",
+            bad.seq,
+            bad.problem
+        );
+    }
+    Ok(report)
+}
+
+/// `hallctl ledger migrate` (see [`LedgerCommand::Migrate`]).
+fn migrate(dir: &Path, seal_window: u64, period: crate::ledger::Period) -> anyhow::Result<()> {
+    let t0 = std::time::Instant::now();
+    let (head, files_before, before) = {
+        // Opened as an audit opens it: nothing sealed or merged yet.
+        let ledger = open_ledger(dir, false)?;
+        let before = verify_whole(&ledger, "before").context("nothing was sealed or merged")?;
+        (ledger.head(), ledger.store().segment_files().len(), before)
+    };
+    let ledger = open_ledger_with(
+        dir,
+        true,
+        LedgerConfig {
+            seal_window,
+            period,
+            ..LedgerConfig::default()
+        },
+    )?;
+    if ledger.head() != head {
+        bail!("the ledger changed while it was being migrated (is a controller running on it?)");
+    }
+    eprintln!("sealing and merging {head} records ...");
+    // A checkpoint at the head vouches for the last full window.
+    ledger.checkpoint_now()?;
+    ledger.store().seal_due()?;
+    ledger.store().merge_due()?;
+    let files = ledger.store().segment_files();
+    let after = verify_whole(&ledger, "after")?;
+    if after.checked != before.checked || after.last_good != before.last_good {
+        bail!(
+            "the migrated ledger verifies {} records to {}, before it verified {} to {}",
+            after.checked,
+            after.last_good,
+            before.checked,
+            before.last_good
+        );
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "records": head,
+            "verified_before": before.checked,
+            "verified_after": after.checked,
+            "sealed_files_before": files_before,
+            "sealed_files_after": files.len(),
+            "sealed_through": files.last().map_or(0, |f| f.last),
+            "seconds": t0.elapsed().as_secs_f64(),
+        })
+    );
     Ok(())
 }
 

@@ -141,19 +141,10 @@ impl Checker<'_> {
 
     /// A ledger period by name; otherwise an error naming the choices.
     fn period(&mut self, path: &str, name: &str) -> crate::ledger::Period {
-        use crate::ledger::Period;
-        match name {
-            "day" => Period::Day,
-            "week" => Period::Week,
-            "month" => Period::Month,
-            other => {
-                self.err(
-                    path,
-                    format!("{other:?} is not a period (one of day, week, month)"),
-                );
-                Period::default()
-            }
-        }
+        name.parse().unwrap_or_else(|e: String| {
+            self.err(path, e);
+            crate::ledger::Period::default()
+        })
     }
 
     fn per_class(&mut self, path: &str, v: RawPerClass, range: RangeInclusive<u64>) -> PerClass {

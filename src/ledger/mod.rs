@@ -135,6 +135,22 @@ pub enum Period {
     Month,
 }
 
+impl std::str::FromStr for Period {
+    type Err = String;
+
+    /// `day`, `week` or `month`; otherwise an error naming the choices.
+    fn from_str(s: &str) -> Result<Period, String> {
+        match s {
+            "day" => Ok(Period::Day),
+            "week" => Ok(Period::Week),
+            "month" => Ok(Period::Month),
+            other => Err(format!(
+                "{other:?} is not a period (one of day, week, month)"
+            )),
+        }
+    }
+}
+
 impl Period {
     /// The number of the period holding `at` (consecutive periods, consecutive numbers).
     pub fn of(self, at: DateTime<Utc>) -> u64 {
