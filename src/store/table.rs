@@ -200,7 +200,16 @@ pub struct TableWriter {
     tmp: PathBuf,
     first_seq: u64,
     last_seq: u64,
+    /// Bytes not yet written to the temporary file (written in [`SPILL_BYTES`] pieces, so that
+    /// a large table, a merged month, is never whole in memory).
     out: Vec<u8>,
+    /// The temporary file, once the first piece is written.
+    file: Option<File>,
+    /// Bytes already in the temporary file.
+    written: u64,
+    /// SHA-256 of the header and the blocks, as they are appended.
+    sha: Sha256,
+    finished: bool,
     raw: Vec<u8>,
     block_first: Option<Vec<u8>>,
     last_key: Option<Vec<u8>>,
@@ -256,23 +265,41 @@ impl std::fmt::Debug for TableWriter {
     }
 }
 
+/// A table writer keeps at most this many bytes before it writes them to its temporary file.
+const SPILL_BYTES: usize = if cfg!(test) { 16 << 10 } else { 8 << 20 };
+
+impl Drop for TableWriter {
+    fn drop(&mut self) {
+        if !self.finished && self.file.is_some() {
+            // Half-written work: never left where it could be taken for a table.
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
 impl TableWriter {
     /// Starts the table of the segment holding records `first_seq..=last_seq`.
     pub fn new(path: &Path, first_seq: u64, last_seq: u64) -> TableWriter {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
-        let mut out = Vec::with_capacity(1 << 20);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&first_seq.to_le_bytes());
-        out.extend_from_slice(&last_seq.to_le_bytes());
-        let c = crc(&out);
-        out.extend_from_slice(&c.to_le_bytes());
+        let mut header = Vec::with_capacity(64);
+        header.extend_from_slice(MAGIC);
+        header.extend_from_slice(&first_seq.to_le_bytes());
+        header.extend_from_slice(&last_seq.to_le_bytes());
+        let c = crc(&header);
+        header.extend_from_slice(&c.to_le_bytes());
+        let mut sha = Sha256::new();
+        sha.update(&header);
         TableWriter {
             path: path.to_path_buf(),
             tmp: PathBuf::from(tmp),
             first_seq,
             last_seq,
-            out,
+            out: header,
+            file: None,
+            written: 0,
+            sha,
+            finished: false,
             raw: Vec::new(),
             block_first: None,
             last_key: None,
@@ -283,6 +310,32 @@ impl TableWriter {
             range_only: Vec::new(),
             whole_keys: false,
         }
+    }
+
+    /// Appends bytes of the header or the blocks (hashed) or of the footer (not).
+    fn emit(&mut self, bytes: &[u8], hashed: bool) -> Result<(), TableError> {
+        if hashed {
+            self.sha.update(bytes);
+        }
+        self.out.extend_from_slice(bytes);
+        if self.out.len() >= SPILL_BYTES {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is buffered to the temporary file (creating it the first time).
+    fn spill(&mut self) -> Result<(), TableError> {
+        let file = match &mut self.file {
+            Some(f) => f,
+            None => self
+                .file
+                .insert(File::create(&self.tmp).map_err(io_err(&self.tmp))?),
+        };
+        file.write_all(&self.out).map_err(io_err(&self.tmp))?;
+        self.written += self.out.len() as u64;
+        self.out.clear();
+        Ok(())
     }
 
     /// A table of whole keys (item and session states): any key of 1 to 65535 bytes, found by
@@ -359,9 +412,9 @@ impl TableWriter {
             return Ok(());
         };
         let frame = zstd_block(|z| z.compress(&self.raw)).map_err(io_err(&self.path))?;
-        let offset = self.out.len() as u64;
-        self.out.extend_from_slice(&frame);
-        self.out.extend_from_slice(&crc(&frame).to_le_bytes());
+        let offset = self.written + self.out.len() as u64;
+        self.emit(&frame, true)?;
+        self.emit(&crc(&frame).to_le_bytes(), true)?;
         let frame_len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
         let raw_len = u32::try_from(self.raw.len()).unwrap_or(u32::MAX);
         self.blocks.push((offset, frame_len, raw_len, first));
@@ -376,7 +429,7 @@ impl TableWriter {
     /// Writing, fsyncing or renaming failed (the temporary file is removed).
     pub fn finish(mut self, key: &SigningKey) -> Result<u64, TableError> {
         self.close_block()?;
-        let digest: [u8; 32] = Sha256::digest(&self.out).into();
+        let digest: [u8; 32] = self.sha.clone().finalize().into();
         let mut f = Vec::new();
         f.extend_from_slice(&self.count.to_le_bytes());
         f.extend_from_slice(&(self.blocks.len() as u32).to_le_bytes());
@@ -419,25 +472,32 @@ impl TableWriter {
         f.extend_from_slice(&digest);
         let sig = key.sign(&seal_message(self.first_seq, self.last_seq, &digest, &f));
         f.extend_from_slice(&sig.to_bytes());
-        let footer_offset = self.out.len() as u64;
+        let footer_offset = self.written + self.out.len() as u64;
         let footer_crc = crc(&f);
         let footer_len = f.len() as u32;
-        self.out.extend_from_slice(&f);
-        self.out.extend_from_slice(&footer_offset.to_le_bytes());
-        self.out.extend_from_slice(&footer_len.to_le_bytes());
-        self.out.extend_from_slice(&footer_crc.to_le_bytes());
-        self.out.extend_from_slice(MAGIC);
-        let written = (|| {
-            let mut file = File::create(&self.tmp)?;
-            file.write_all(&self.out)?;
-            file.sync_all()?;
-            std::fs::rename(&self.tmp, &self.path)
+        let mut tail = f;
+        tail.extend_from_slice(&footer_offset.to_le_bytes());
+        tail.extend_from_slice(&footer_len.to_le_bytes());
+        tail.extend_from_slice(&footer_crc.to_le_bytes());
+        tail.extend_from_slice(MAGIC);
+        let len = footer_offset + tail.len() as u64;
+        let done = (|| {
+            self.emit(&tail, false)?;
+            self.spill()?;
+            let file = self
+                .file
+                .take()
+                .ok_or_else(|| io_err(&self.tmp)(std::io::ErrorKind::NotFound.into()))?;
+            file.sync_all().map_err(io_err(&self.tmp))?;
+            std::fs::rename(&self.tmp, &self.path).map_err(io_err(&self.path))
         })();
-        if let Err(e) = written {
+        if let Err(e) = done {
             let _ = std::fs::remove_file(&self.tmp);
-            return Err(io_err(&self.path)(e));
+            self.finished = true;
+            return Err(e);
         }
-        Ok(self.out.len() as u64)
+        self.finished = true;
+        Ok(len)
     }
 }
 
@@ -1023,6 +1083,29 @@ mod tests {
         let mut e = p.to_vec();
         e.push(0xff);
         e
+    }
+
+    /// A table larger than the writer's buffer is written in pieces (never whole in memory),
+    /// reads back the same and verifies; a writer dropped unfinished leaves no file behind.
+    #[test]
+    fn a_large_table_is_written_in_pieces_and_an_unfinished_one_leaves_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let entries = sample();
+        let path = write(dir.path(), &entries);
+        let len = std::fs::metadata(&path).expect("table").len();
+        assert!(len > 4 * SPILL_BYTES as u64, "{len} bytes: several pieces");
+        let r = TableReader::open(&path).expect("open");
+        r.verify(&key().verifying_key()).expect("sound");
+        assert_eq!(collect(&r, &[], &[0xff], false), entries);
+        let other = dir.path().join("2.idx");
+        let mut w = TableWriter::new(&other, 1, 20_000);
+        for (k, v) in &entries {
+            w.push(k, v).expect("push");
+        }
+        let tmp = dir.path().join("2.idx.tmp");
+        assert!(tmp.exists(), "pieces were written");
+        drop(w);
+        assert!(!tmp.exists() && !other.exists(), "nothing left behind");
     }
 
     #[test]
