@@ -200,12 +200,16 @@ fn traces_as_the_manifest_says(ledger: &Ledger, m: &Value) {
 
 /// `hallctl ledger migrate`, exactly as an operator runs it.
 fn migrate(dir: &Path) -> std::process::Output {
+    migrate_with(dir, "1000")
+}
+
+fn migrate_with(dir: &Path, window: &str) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_hallctl"))
         .args([
             "ledger",
             "migrate",
             "--seal-window",
-            "500",
+            window,
             "--period",
             "day",
         ])
@@ -230,10 +234,10 @@ fn fixture_v1_migrates_with_a_verify_before_and_after() {
     assert_eq!(u(&report["verified_before"]), events);
     assert_eq!(u(&report["verified_after"]), events);
     assert_eq!(u(&report["sealed_files_before"]), 0);
-    // Windows of 500 up to the last full one below the head.
+    // Windows of 1,000 up to the last full one below the head.
     assert_eq!(
         u(&report["sealed_through"]),
-        (u(&m["head"]) - 1) / 500 * 500
+        (u(&m["head"]) - 1) / 1000 * 1000
     );
     assert!(u(&report["sealed_files_after"]) >= 1, "{report}");
     let ledger = Ledger::open_existing(&dir).expect("open the migrated ledger");
@@ -250,10 +254,14 @@ fn fixture_v1_migrates_with_a_verify_before_and_after() {
 }
 
 /// A v1 ledger that does not verify is not migrated: the command fails naming the record, and
-/// nothing is sealed.
+/// nothing is sealed. Nor with a window the hall could not configure.
 #[test]
 fn fixture_v1_that_does_not_verify_is_not_migrated() {
     let (_tmp, dir) = unpack();
+    let out = migrate_with(&dir, "10");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "migrated with a window of 10");
+    assert!(stderr.contains("out of range 1000..=10000000"), "{stderr}");
     let seq = {
         let ledger = Ledger::open_existing(&dir).expect("open");
         let seq = ledger.head() / 2;

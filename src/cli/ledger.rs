@@ -505,12 +505,48 @@ fn verify_whole(
 
 /// `hallctl ledger migrate` (see [`LedgerCommand::Migrate`]).
 fn migrate(dir: &Path, seal_window: u64, period: crate::ledger::Period) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
     let t0 = std::time::Instant::now();
-    let (head, files_before, before) = {
+    if !(1000..=10_000_000).contains(&seal_window) {
+        bail!(
+            "--seal-window {seal_window} is out of range 1000..=10000000 (pass the hall's [server] ledger_seal_window)"
+        );
+    }
+    // Files written by another user than the controller's would stop its sealing later.
+    let owner = std::fs::metadata(dir)
+        .with_context(|| format!("no ledger in {}", dir.display()))?
+        .uid();
+    let me = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let uids = s.lines().find_map(|l| l.strip_prefix("Uid:"))?.to_string();
+            uids.split_whitespace().nth(1)?.parse::<u32>().ok()
+        });
+    if me.is_some_and(|me| me != owner) {
+        bail!(
+            "{} belongs to uid {owner} and this command runs as uid {}: the files it writes would not be the controller's. Run it as the ledger's owner (e.g. sudo -u hallctl HALLCTL_LEDGER={} hallctl ledger migrate ...)",
+            dir.display(),
+            me.unwrap_or_default(),
+            dir.display()
+        );
+    }
+    if !dir.join(crate::ledger::KEY_FILE).exists() {
+        bail!(
+            "{} has no {}: not a ledger this command can migrate (nothing was changed)",
+            dir.display(),
+            crate::ledger::KEY_FILE
+        );
+    }
+    let (head, link, files_before, before) = {
         // Opened as an audit opens it: nothing sealed or merged yet.
         let ledger = open_ledger(dir, false)?;
         let before = verify_whole(&ledger, "before").context("nothing was sealed or merged")?;
-        (ledger.head(), ledger.store().segment_files().len(), before)
+        (
+            ledger.head(),
+            ledger.head_link(),
+            ledger.store().segment_files().len(),
+            before,
+        )
     };
     let ledger = open_ledger_with(
         dir,
@@ -521,14 +557,21 @@ fn migrate(dir: &Path, seal_window: u64, period: crate::ledger::Period) -> anyho
             ..LedgerConfig::default()
         },
     )?;
-    if ledger.head() != head {
-        bail!("the ledger changed while it was being migrated (is a controller running on it?)");
+    if ledger.head() != head || ledger.head_link() != link {
+        bail!(
+            "the ledger changed between its verification and its migration (is a controller running on it?); nothing was sealed or merged"
+        );
     }
     eprintln!("sealing and merging {head} records ...");
     // A checkpoint at the head vouches for the last full window.
     ledger.checkpoint_now()?;
     ledger.store().seal_due()?;
     ledger.store().merge_due()?;
+    if ledger.store().segment_due(head) || ledger.store().merge_pending() {
+        bail!(
+            "sealing or merging stopped before the end (the log says why: a record unfit for a file, or too little free disk space); the ledger is whole and readable as it is"
+        );
+    }
     let files = ledger.store().segment_files();
     let after = verify_whole(&ledger, "after")?;
     if after.checked != before.checked || after.last_good != before.last_good {
