@@ -1088,6 +1088,9 @@ impl Store {
             let mut changed = false;
             // Every record up to here is in a listed file.
             let covered = files.last().map_or(0, |s| s.entry.last);
+            // The listed files by their names' stem (one lookup per directory entry).
+            let by_stem: std::collections::HashMap<String, &Sealed> =
+                files.iter().map(|s| (s.entry.stem(), s.as_ref())).collect();
             for e in rd.flatten() {
                 let name = e.file_name();
                 // Only what sealing and merging write (`<first>.seg`, `<first>-<last>.seg`, the
@@ -1109,13 +1112,10 @@ impl Store {
                 };
                 // A temporary file is never listed, whatever its name.
                 let listed = !tmp
-                    && files.iter().any(|s| {
-                        s.entry.stem() == base
-                            && match part {
-                                Part::Segment => true,
-                                Part::Table => s.table.is_some(),
-                                Part::States => s.states.is_some(),
-                            }
+                    && by_stem.get(base).is_some_and(|s| match part {
+                        Part::Segment => true,
+                        Part::Table => s.table.is_some(),
+                        Part::States => s.states.is_some(),
                     });
                 if listed {
                     continue;
@@ -4630,6 +4630,15 @@ mod tests {
         }
     }
 
+    /// The sealed files' record ranges, in order.
+    fn spans_of(store: &Store) -> Vec<(u64, u64)> {
+        store
+            .segment_files()
+            .iter()
+            .map(|f| (f.first, f.last))
+            .collect()
+    }
+
     fn merge_posting(k: u64, seq: u64) -> Vec<u8> {
         [&b"pk\0"[..], &k.to_be_bytes(), &[0], &seq.to_be_bytes()].concat()
     }
@@ -4736,11 +4745,7 @@ mod tests {
         }
         writer.join().expect("writer");
         assert!(store.merge_count() > 10, "merges happened during the reads");
-        let spans: Vec<(u64, u64)> = store
-            .segment_files()
-            .iter()
-            .map(|f| (f.first, f.last))
-            .collect();
+        let spans = spans_of(&store);
         // Two closed periods, whole; the open one by levels: 160 + 80 + 20 of 260 sealed
         // records (980 sealed: 1000 less at most a window outside files).
         assert_eq!(
@@ -4771,11 +4776,7 @@ mod tests {
         check_reads(&store, &values, 1000);
         drop(store);
         let store = Store::open_with(dir.path(), 1 << 22, Some(merging(20))).expect("reopen");
-        let again: Vec<(u64, u64)> = store
-            .segment_files()
-            .iter()
-            .map(|f| (f.first, f.last))
-            .collect();
+        let again = spans_of(&store);
         assert_eq!(again, spans);
         assert_eq!(segment_names(dir.path()), names);
         check_reads(&store, &values, 1000);
@@ -4803,11 +4804,7 @@ mod tests {
             );
             drop(store);
             let store = Store::open_with(dir.path(), 1 << 22, Some(merging(20))).expect("reopen");
-            let spans: Vec<(u64, u64)> = store
-                .segment_files()
-                .iter()
-                .map(|f| (f.first, f.last))
-                .collect();
+            let spans = spans_of(&store);
             let names = segment_names(dir.path());
             if stage == 1 {
                 assert_eq!(spans, [(1, 20), (21, 40), (41, 60), (61, 80)], "stage 1");
@@ -4824,15 +4821,7 @@ mod tests {
             check_reads(&store, &values, 100);
             // And the merges go on from there.
             store.merge_due().expect("merge");
-            assert_eq!(
-                store
-                    .segment_files()
-                    .iter()
-                    .map(|f| (f.first, f.last))
-                    .collect::<Vec<_>>(),
-                [(1, 80)],
-                "stage {stage}"
-            );
+            assert_eq!(spans_of(&store), [(1, 80)], "stage {stage}");
             check_reads(&store, &values, 100);
         }
     }
@@ -4868,14 +4857,7 @@ mod tests {
         );
         drop(guard);
         merger.join().expect("merger").expect("merge");
-        assert_eq!(
-            store
-                .segment_files()
-                .iter()
-                .map(|f| (f.first, f.last))
-                .collect::<Vec<_>>(),
-            [(1, 80)]
-        );
+        assert_eq!(spans_of(&store), [(1, 80)]);
         check_reads(&store, &values, 100);
     }
 
@@ -4972,11 +4954,7 @@ mod tests {
             "names the table: {err}"
         );
         assert_eq!(
-            store
-                .segment_files()
-                .iter()
-                .map(|f| (f.first, f.last))
-                .collect::<Vec<_>>(),
+            spans_of(&store),
             [(1, 40), (41, 60), (61, 80)],
             "nothing merged with the forged table"
         );
