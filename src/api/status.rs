@@ -297,6 +297,13 @@ mod tests {
             .flatten()
     }
 
+    fn status_id(i: Option<Item>) -> u64 {
+        match i {
+            Some(Item::Status(n)) => n.id,
+            other => panic!("not a status event: {other:?}"),
+        }
+    }
+
     fn snapshot_of(i: Option<Item>) -> (u64, bool, Option<u64>) {
         match i {
             Some(Item::Snapshot {
@@ -319,10 +326,7 @@ mod tests {
         let mut s = Box::pin(items(hub.clone(), hub.subscribe()));
         assert_eq!(snapshot_of(ready(&mut s).await), (2, false, None));
         emit(&hub, 1);
-        match ready(&mut s).await {
-            Some(Item::Status(n)) => assert_eq!(n.id, 3),
-            other => panic!("not event 3: {other:?}"),
-        }
+        assert_eq!(status_id(ready(&mut s).await), 3);
 
         // 10 events into a ring of 4: the client lags; the line has not published yet.
         emit(&hub, 10);
@@ -335,10 +339,7 @@ mod tests {
 
         // Then it follows the events again, from the next one.
         emit(&hub, 1);
-        match ready(&mut s).await {
-            Some(Item::Status(n)) => assert_eq!(n.id, 14),
-            other => panic!("not event 14: {other:?}"),
-        }
+        assert_eq!(status_id(ready(&mut s).await), 14);
     }
 
     /// An event that arrives after a hole (events emitted before the client subscribed, while
@@ -354,9 +355,6 @@ mod tests {
         hub.publish(LineSnapshot::default());
         assert_eq!(snapshot_of(ready(&mut s).await), (3, true, Some(3)));
         emit(&hub, 1);
-        match ready(&mut s).await {
-            Some(Item::Status(n)) => assert_eq!(n.id, 4),
-            other => panic!("not event 4: {other:?}"),
-        }
+        assert_eq!(status_id(ready(&mut s).await), 4);
     }
 }
